@@ -1,0 +1,57 @@
+"""eddy's exceptions. Each carries the gRPC status code it maps to.
+
+The code is kept as the status *name* (``"INVALID_ARGUMENT"``) so the
+in-process runtime never needs grpc to raise or inspect an error; the server
+turns it into ``grpc.StatusCode[name]``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "EddyError",
+    "InvalidInput",
+    "NotFound",
+    "ModelLoadError",
+    "ResourceExhausted",
+    "FailedPrecondition",
+]
+
+
+class EddyError(Exception):
+    """Base class. ``code`` is the gRPC status name this error maps to."""
+
+    code = "INTERNAL"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidInput(EddyError, ValueError):
+    """The caller sent something malformed: shape, dtype, NaN/inf, empty."""
+
+    code = "INVALID_ARGUMENT"
+
+
+class NotFound(EddyError, LookupError):
+    """Unknown model, version or session."""
+
+    code = "NOT_FOUND"
+
+
+class ModelLoadError(EddyError):
+    """A model directory is missing, broken or has been tampered with."""
+
+    code = "FAILED_PRECONDITION"
+
+
+class ResourceExhausted(EddyError):
+    """A configured limit was reached."""
+
+    code = "RESOURCE_EXHAUSTED"
+
+
+class FailedPrecondition(EddyError):
+    """The request is valid but not in the current state (e.g. session busy)."""
+
+    code = "FAILED_PRECONDITION"

@@ -1,0 +1,218 @@
+"""The model manifest: everything the runtime needs to rebuild a model.
+
+A model version directory (``models/<name>/<version>/``) holds
+``manifest.json`` next to the ONNX graphs. The trainer writes it with
+:func:`write_manifest`; the runtime reads and checks it with
+:func:`read_manifest`. Both sides go through :class:`Manifest`, so the schema
+lives in one place.
+
+Graph I/O contract (both graphs share it):
+
+- input ``x``: ``[B, F]`` (step) or ``[B, T, F]`` (sequence), normalised units;
+- one input per state tensor, named ``StateSpec.name``, shape ``[B, *shape]``;
+- output ``y``: ``[B, O]`` (step) or ``[B, T, O]`` (sequence), normalised units;
+- one output per state tensor, named ``StateSpec.name + "_out"``.
+
+State names are ``h<layer>`` for SimpleRNN/GRU layers and ``h<layer>``,
+``c<layer>`` for LSTM layers, in the cell's own state order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ModelLoadError
+
+__all__ = [
+    "FORMAT",
+    "MANIFEST_FILE",
+    "STATE_OUT_SUFFIX",
+    "GraphSpec",
+    "Manifest",
+    "Normalization",
+    "StateSpec",
+    "read_manifest",
+    "sha256_file",
+    "write_manifest",
+]
+
+FORMAT = "eddy.model/1"
+MANIFEST_FILE = "manifest.json"
+STATE_OUT_SUFFIX = "_out"
+CELLS = ("simple_rnn", "lstm", "gru")
+
+
+@dataclass(frozen=True)
+class StateSpec:
+    """One state tensor: graph input ``name``, output ``name + '_out'``."""
+
+    name: str  # e.g. "h0", "c0"
+    shape: list[int]  # without the batch dimension, e.g. [50]
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    """One ONNX file of the model."""
+
+    file: str  # relative to the version directory
+    sha256: str
+    ops: list[str] = field(default_factory=list)  # sorted ONNX op types used
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """z = (raw - mean) / std, per column; the runtime applies it both ways."""
+
+    input_mean: list[float]
+    input_std: list[float]
+    target_mean: list[float]
+    target_std: list[float]
+
+
+@dataclass
+class Manifest:
+    """Schema of ``manifest.json`` (format ``eddy.model/1``)."""
+
+    name: str
+    version: int
+    cell: str  # one of CELLS
+    layers: int  # stacked recurrent layers
+    units: int  # units per recurrent layer
+    features: list[str]  # input column names, F of them
+    targets: list[str]  # output column names, O of them
+    window: int  # training window length (samples)
+    horizon: int  # predicts the target this many steps after the last input
+    state: list[StateSpec]
+    normalization: Normalization
+    graphs: dict[str, GraphSpec]  # "step" and "sequence" at least
+    opset: int
+    parity: dict[str, Any]  # export self-check figures (max abs error, tolerance)
+    metrics: dict[str, Any]  # test-set metrics in raw units
+    created: str  # ISO 8601 UTC
+    versions: dict[str, str]  # producing library versions
+    training: dict[str, Any] = field(default_factory=dict)  # configuration used
+    files: dict[str, str] = field(default_factory=dict)  # other files -> sha256
+    format: str = FORMAT
+
+    @property
+    def n_features(self) -> int:
+        return len(self.features)
+
+    @property
+    def n_targets(self) -> int:
+        return len(self.targets)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d = {"format": d.pop("format"), **d}
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], where: str = "manifest") -> "Manifest":
+        """Build and validate; raises :class:`ModelLoadError` naming the problem."""
+        if not isinstance(d, dict):
+            raise ModelLoadError(f"{where}: expected a JSON object")
+        if d.get("format") != FORMAT:
+            raise ModelLoadError(f"{where}: unsupported format {d.get('format')!r} (expected {FORMAT!r})")
+        try:
+            m = cls(
+                name=str(d["name"]),
+                version=int(d["version"]),
+                cell=str(d["cell"]),
+                layers=int(d["layers"]),
+                units=int(d["units"]),
+                features=[str(c) for c in d["features"]],
+                targets=[str(c) for c in d["targets"]],
+                window=int(d["window"]),
+                horizon=int(d.get("horizon", 1)),
+                state=[StateSpec(name=str(s["name"]), shape=[int(n) for n in s["shape"]]) for s in d["state"]],
+                normalization=Normalization(**{k: [float(v) for v in d["normalization"][k]] for k in (
+                    "input_mean", "input_std", "target_mean", "target_std")}),
+                graphs={k: GraphSpec(file=str(g["file"]), sha256=str(g["sha256"]), ops=list(g.get("ops", [])))
+                        for k, g in d["graphs"].items()},
+                opset=int(d["opset"]),
+                parity=dict(d.get("parity", {})),
+                metrics=dict(d.get("metrics", {})),
+                created=str(d.get("created", "")),
+                versions={str(k): str(v) for k, v in d.get("versions", {}).items()},
+                training=dict(d.get("training", {})),
+                files={str(k): str(v) for k, v in d.get("files", {}).items()},
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            missing = f"missing field {e}" if isinstance(e, KeyError) else str(e)
+            raise ModelLoadError(f"{where}: invalid manifest: {missing}") from None
+        m.validate(where)
+        return m
+
+    def validate(self, where: str = "manifest") -> None:
+        def bad(msg: str) -> ModelLoadError:
+            return ModelLoadError(f"{where}: {msg}")
+
+        if self.cell not in CELLS:
+            raise bad(f"unknown cell {self.cell!r} (expected one of {', '.join(CELLS)})")
+        if self.layers < 1 or self.units < 1 or self.window < 1 or self.horizon < 1:
+            raise bad("layers, units, window and horizon must be positive")
+        if not self.features or not self.targets:
+            raise bad("features and targets must be non-empty")
+        if not self.state:
+            raise bad("a recurrent model needs at least one state tensor")
+        for s in self.state:
+            if not s.shape or any(n < 1 for n in s.shape):
+                raise bad(f"state {s.name!r} has invalid shape {s.shape}")
+        n = self.normalization
+        for key, cols in (("input", self.features), ("target", self.targets)):
+            mean, std = getattr(n, f"{key}_mean"), getattr(n, f"{key}_std")
+            if len(mean) != len(cols) or len(std) != len(cols):
+                raise bad(f"normalization.{key}_mean/std need {len(cols)} entries, one per column")
+            if not all(math.isfinite(v) for v in mean + std) or any(v <= 0 for v in std):
+                raise bad(f"normalization.{key}_std must be positive and all values finite")
+        for required in ("step", "sequence"):
+            if required not in self.graphs:
+                raise bad(f"graphs.{required} is missing")
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_manifest(version_dir: str | Path, verify_files: bool = True) -> Manifest:
+    """Read ``manifest.json`` from a version directory and check file hashes."""
+    version_dir = Path(version_dir)
+    path = version_dir / MANIFEST_FILE
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ModelLoadError(f"{path}: no manifest (is {version_dir} a model version directory?)") from None
+    except OSError as e:
+        raise ModelLoadError(f"{path}: cannot read: {e.strerror}") from None
+    try:
+        d = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise ModelLoadError(f"{path}: not valid JSON: {e}") from None
+    m = Manifest.from_dict(d, where=str(path))
+    if verify_files:
+        expected = {g.file: g.sha256 for g in m.graphs.values()} | m.files
+        for rel, digest in expected.items():
+            f = version_dir / rel
+            if not f.is_file():
+                raise ModelLoadError(f"{f}: listed in the manifest but missing")
+            if sha256_file(f) != digest:
+                raise ModelLoadError(f"{f}: sha256 does not match the manifest (file changed or corrupted)")
+    return m
+
+
+def write_manifest(version_dir: str | Path, manifest: Manifest) -> Path:
+    """Validate and write ``manifest.json``; returns its path."""
+    manifest.validate(str(version_dir))
+    path = Path(version_dir) / MANIFEST_FILE
+    path.write_text(json.dumps(manifest.to_dict(), indent=2) + "\n", encoding="utf-8")
+    return path
