@@ -1,0 +1,28 @@
+# eddy: two commands from a fresh clone.
+#   make demo   train the default model, serve it, stream the bundled series through it
+#   make test   the whole test suite
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.eddy-installed
+
+.PHONY: demo test proto bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[train,dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m trainer.demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+# Regenerate runtime/proto/ from protos/ (a test fails when they are stale).
+proto: $(STAMP)
+	$(PY) protos/generate.py
+
+clean:
+	rm -rf .demo build dist *.egg-info

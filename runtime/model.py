@@ -1,0 +1,299 @@
+"""The in-process runtime: load a model version and stream samples through it.
+
+This is the on-device API. It needs onnxruntime and numpy only::
+
+    import runtime
+    model = runtime.load("models/sunspots")      # highest version
+    stream = model.stream()                       # zero state
+    stream.push(42.0)                             # -> array([[y]]), raw units
+    stream.push([[40.1], [38.7], [35.0]])         # -> [3, O], one per sample
+
+A stream's outputs depend only on the samples pushed since it started (or
+was reset), never on how they were chunked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from .errors import InvalidInput, ModelLoadError, NotFound
+from .manifest import MANIFEST_FILE, STATE_OUT_SUFFIX, Manifest, StateSpec, read_manifest
+
+__all__ = ["Model", "Stream", "as_samples", "load", "resolve_version_dir"]
+
+PRECISIONS = ("float32", "int8")
+
+State = dict[str, np.ndarray]
+
+
+def resolve_version_dir(path: str | Path) -> Path:
+    """``models/NAME/3`` -> itself; ``models/NAME`` -> its highest integer version."""
+    path = Path(path)
+    if (path / MANIFEST_FILE).is_file():
+        return path
+    if not path.is_dir():
+        raise NotFound(f"{path}: no such model directory")
+    versions = [int(p.name) for p in path.iterdir() if p.name.isdigit() and (p / MANIFEST_FILE).is_file()]
+    if not versions:
+        raise NotFound(f"{path}: holds no model version (expected {path}/<integer>/{MANIFEST_FILE})")
+    return path / str(max(versions))
+
+
+def load(path: str | Path, *, precision: str = "float32") -> "Model":
+    """Load a model version directory, checking its manifest and file hashes.
+
+    ``path`` is ``models/NAME`` (highest version) or ``models/NAME/<version>``.
+    ``precision`` picks the float32 graphs or, when exported, the int8 ones.
+    Raises :class:`~runtime.errors.ModelLoadError` for a broken or tampered
+    directory and :class:`~runtime.errors.NotFound` for a missing one.
+    """
+    version_dir = resolve_version_dir(path)
+    return Model(version_dir, read_manifest(version_dir), precision=precision)
+
+
+def _session_options() -> ort.SessionOptions:
+    # Tuned for many small calls (DESIGN.md: 1 thread, sequential, no spinning).
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so.log_severity_level = 3
+    return so
+
+
+def as_samples(samples: Any, n_features: int) -> np.ndarray:
+    """Validate raw samples and return them as float32 ``[n, F]``.
+
+    Accepts ``[n, F]``, ``[F]`` (one sample) or, when ``F == 1``, a plain
+    number. Raises :class:`~runtime.errors.InvalidInput` naming the problem.
+    """
+    if isinstance(samples, (str, bytes)) or isinstance(samples, bool):
+        raise InvalidInput(f"samples must be numbers, got {type(samples).__name__}")
+    try:
+        arr = np.asarray(samples)
+    except (ValueError, TypeError) as e:  # ragged nested lists
+        raise InvalidInput(f"samples must be a rectangular array of numbers: {e}") from None
+    if arr.dtype == np.bool_ or not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+        raise InvalidInput(f"samples must be numbers, got dtype {arr.dtype}")
+    if arr.ndim == 0:
+        if n_features != 1:
+            raise InvalidInput(f"a plain number is one sample of 1 feature; this model takes {n_features} features")
+        arr = arr.reshape(1, 1)
+    elif arr.ndim == 1:
+        arr = arr.reshape(1, -1)  # [F]: one sample
+    elif arr.ndim != 2:
+        raise InvalidInput(f"samples must be shaped [n, {n_features}], got {arr.ndim} dimensions {list(arr.shape)}")
+    if arr.shape[0] == 0 or arr.size == 0:
+        raise InvalidInput("no samples: expected at least one")
+    if arr.shape[1] != n_features:
+        hint = " (a 1-D array is one sample; pass [n, F] for several)" if np.ndim(samples) == 1 else ""
+        raise InvalidInput(f"expected {n_features} feature(s) per sample, got {arr.shape[1]}{hint}")
+    arr = arr.astype(np.float32, copy=True)
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        row, col = (int(i) for i in np.argwhere(bad)[0])
+        raise InvalidInput(f"sample {row}, feature {col} is {float(arr[row, col])}: values must be finite")
+    return arr
+
+
+class Model:
+    """One loaded model version: its manifest and two onnxruntime sessions."""
+
+    def __init__(self, version_dir: Path, manifest: Manifest, *, precision: str = "float32") -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        self.path = Path(version_dir)
+        self.manifest = manifest
+        self.precision = precision
+        norm = manifest.normalization
+        self._in_mean = np.asarray(norm.input_mean, np.float32)  # [F]
+        self._in_std = np.asarray(norm.input_std, np.float32)  # [F]
+        self._out_mean = np.asarray(norm.target_mean, np.float32)  # [O]
+        self._out_std = np.asarray(norm.target_std, np.float32)  # [O]
+        self._step = self._open("step", x_rank=2)
+        self._sequence = self._open("sequence", x_rank=3)
+        self._state_out = [s.name + STATE_OUT_SUFFIX for s in manifest.state]
+        self._outputs = ["y", *self._state_out]
+
+    # -- public surface -------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    @property
+    def version(self) -> int:
+        return self.manifest.version
+
+    @property
+    def features(self) -> list[str]:
+        return list(self.manifest.features)
+
+    @property
+    def targets(self) -> list[str]:
+        return list(self.manifest.targets)
+
+    @property
+    def n_features(self) -> int:
+        return self.manifest.n_features
+
+    @property
+    def n_targets(self) -> int:
+        return self.manifest.n_targets
+
+    @property
+    def state_spec(self) -> list[StateSpec]:
+        return list(self.manifest.state)
+
+    def stream(self) -> "Stream":
+        """A new stream starting from zero state."""
+        return Stream(self)
+
+    def zero_state(self, batch: int = 1) -> State:
+        """Zero state for ``batch`` streams: name -> ``[batch, *shape]``."""
+        return {s.name: np.zeros((batch, *s.shape), np.float32) for s in self.manifest.state}
+
+    def predict(self, x: Any, state: Mapping[str, Any] | None = None, return_state: bool = False) -> Any:
+        """Run whole sequences: raw ``x[B, T, F]`` -> raw ``y[B, T, O]``.
+
+        Starts from zero state unless ``state`` (name -> ``[B, *shape]``) is
+        given; with ``return_state`` returns ``(y, final_state)``.
+        """
+        arr = np.asarray(x)
+        if arr.ndim != 3:
+            raise InvalidInput(f"predict takes x shaped [B, T, {self.n_features}], got shape {list(arr.shape)}")
+        b, t, f = arr.shape
+        flat = as_samples(arr.reshape(b * t, f) if b * t else arr.reshape(0, f), self.n_features)
+        st = self.zero_state(b) if state is None else self.check_state(state, batch=b)
+        y, new = self.run_sequence(flat.reshape(b, t, f), st)
+        return (y, new) if return_state else y
+
+    # -- batched primitives (raw units in and out; used by the server) ----
+    def run_step(self, x: np.ndarray, state: State) -> tuple[np.ndarray, State]:
+        """One step for B streams: ``x[B, F]`` raw, state ``[B, *shape]``."""
+        return self._run(self._step, (x - self._in_mean) / self._in_std, state)
+
+    def run_sequence(self, x: np.ndarray, state: State) -> tuple[np.ndarray, State]:
+        """T steps for B streams: ``x[B, T, F]`` raw, state ``[B, *shape]``."""
+        return self._run(self._sequence, (x - self._in_mean) / self._in_std, state)
+
+    def check_state(self, state: Mapping[str, Any], batch: int | None = None) -> State:
+        """Validate a state mapping; returns float32 copies ``[B, *shape]``.
+
+        Without ``batch`` the arrays are per-stream, shaped ``[*shape]``.
+        """
+        if not isinstance(state, Mapping):
+            raise InvalidInput(f"state must be a mapping of name -> array, got {type(state).__name__}")
+        names = [s.name for s in self.manifest.state]
+        if set(state) != set(names):
+            raise InvalidInput(f"state must have exactly the tensors {names}, got {sorted(state)}")
+        out: State = {}
+        for s in self.manifest.state:
+            try:
+                a = np.array(state[s.name], dtype=np.float32)
+            except (TypeError, ValueError):
+                raise InvalidInput(f"state {s.name!r} must be numeric") from None
+            want = tuple(s.shape) if batch is None else (batch, *s.shape)
+            if a.shape != want:
+                raise InvalidInput(f"state {s.name!r} must have shape {list(want)}, got {list(a.shape)}")
+            if not np.isfinite(a).all():
+                raise InvalidInput(f"state {s.name!r} holds non-finite values")
+            out[s.name] = a
+        return out
+
+    def __repr__(self) -> str:
+        m = self.manifest
+        return f"<Model {m.name}/{m.version} {m.cell}x{m.layers}({m.units}) F={m.n_features} O={m.n_targets}>"
+
+    # -- internals ----------------------------------------------------------
+    def _run(self, session: ort.InferenceSession, xn: np.ndarray, state: State) -> tuple[np.ndarray, State]:
+        feeds = {"x": xn.astype(np.float32, copy=False), **state}
+        y, *new = session.run(self._outputs, feeds)
+        y = y * self._out_std + self._out_mean  # back to raw units
+        return y.astype(np.float32, copy=False), dict(zip(state.keys(), new))
+
+    def _open(self, kind: str, x_rank: int) -> ort.InferenceSession:
+        key = kind if self.precision == "float32" else f"{kind}_{self.precision}"
+        spec = self.manifest.graphs.get(key)
+        if spec is None:
+            raise ModelLoadError(f"{self.path}: has no {self.precision} {kind} graph "
+                                 f"(export it with `eddy train --quantize {self.precision}`)")
+        file = self.path / spec.file
+        try:
+            sess = ort.InferenceSession(str(file), _session_options(), providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
+            raise ModelLoadError(f"{file}: onnxruntime cannot load it: {str(e).splitlines()[0]}") from None
+        self._check_io(sess, file, x_rank)
+        return sess
+
+    def _check_io(self, sess: ort.InferenceSession, file: Path, x_rank: int) -> None:
+        m = self.manifest
+        ins = {i.name: i.shape for i in sess.get_inputs()}
+        outs = {o.name for o in sess.get_outputs()}
+        want_in = {"x", *(s.name for s in m.state)}
+        want_out = {"y", *(s.name + STATE_OUT_SUFFIX for s in m.state)}
+        if set(ins) != want_in or outs != want_out:
+            raise ModelLoadError(f"{file}: graph inputs {sorted(ins)} / outputs {sorted(outs)} do not match "
+                                 f"the manifest (expected {sorted(want_in)} / {sorted(want_out)})")
+        x_shape = ins["x"]
+        if len(x_shape) != x_rank or x_shape[-1] != m.n_features:
+            raise ModelLoadError(f"{file}: input x has shape {x_shape}, expected rank {x_rank} "
+                                 f"ending in {m.n_features} features")
+        for s in m.state:
+            if [d for d in ins[s.name][1:]] != list(s.shape):
+                raise ModelLoadError(f"{file}: state input {s.name} has shape {ins[s.name]}, "
+                                     f"manifest says [B, {', '.join(map(str, s.shape))}]")
+
+
+class Stream:
+    """A stateful stream over one model. Not thread-safe: one caller at a time."""
+
+    def __init__(self, model: Model) -> None:
+        self.model = model
+        self._state = model.zero_state(1)  # name -> [1, *shape]
+        self._position = 0
+
+    @property
+    def position(self) -> int:
+        """Samples consumed since the stream started or was last reset."""
+        return self._position
+
+    @property
+    def state(self) -> State:
+        """A copy of the hidden state: name -> ``[*shape]``."""
+        return {k: v[0].copy() for k, v in self._state.items()}
+
+    @state.setter
+    def state(self, value: Mapping[str, Any]) -> None:
+        checked = self.model.check_state(value)
+        self._state = {k: v[None] for k, v in checked.items()}
+
+    def reset(self) -> None:
+        """Back to zero state and position 0."""
+        self._state = self.model.zero_state(1)
+        self._position = 0
+
+    def push(self, samples: Any) -> np.ndarray:
+        """Feed raw samples; returns raw predictions ``[n, O]``, one per sample.
+
+        Invalid input raises :class:`~runtime.errors.InvalidInput` (a
+        ``ValueError``) and leaves the state untouched.
+        """
+        x = as_samples(samples, self.model.n_features)  # [n, F]
+        if len(x) == 1:
+            y, new = self.model.run_step(x, self._state)  # [1, O]
+        else:
+            y3, new = self.model.run_sequence(x[None], self._state)  # [1, n, O]
+            y = y3[0]
+        self._state = new  # only after the run succeeded
+        self._position += len(x)
+        return y
+
+    def __repr__(self) -> str:
+        return f"<Stream {self.model.name}/{self.model.version} at {self._position}>"
