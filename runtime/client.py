@@ -1,0 +1,200 @@
+"""A synchronous Python client for ``eddy serve``.
+
+::
+
+    from runtime.client import Client
+    with Client("127.0.0.1:50051") as client:
+        print(client.list_models())                 # {"sunspots": [1]}
+        with client.stream("sunspots") as stream:   # same push/close as a local Stream
+            y = stream.push(42.0)                   # [1, O] raw-unit predictions
+
+Errors come back as the :mod:`runtime.errors` class matching the status
+(INVALID_ARGUMENT -> :class:`InvalidInput`, NOT_FOUND -> :class:`NotFound`,
+...), whether the server sent them in-band or ended the RPC with them.
+Codes without their own class (UNAVAILABLE, INTERNAL, ...) raise a plain
+:class:`EddyError` whose ``code`` is the status name.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+import numpy as np
+
+from .converters import Encoding, array_to_tensor, error_from_status, tensor_to_samples
+from .errors import EddyError, FailedPrecondition
+from .model import as_samples
+from .proto.eddy.v1 import inference_pb2 as pb
+from .proto.eddy.v1 import inference_pb2_grpc as pb_grpc
+
+__all__ = ["Client", "RemoteStream"]
+
+_END = object()  # request-queue sentinel: half-close the stream
+
+
+def _rpc_error(e: grpc.RpcError) -> EddyError:
+    code = e.code() if isinstance(e, grpc.Call) else grpc.StatusCode.UNKNOWN
+    details = (e.details() if isinstance(e, grpc.Call) else None) or str(e)
+    return error_from_status(code, details)
+
+
+class RemoteStream:
+    """One open ``Stream`` RPC. Use :meth:`Client.stream` to create it.
+
+    :meth:`push` sends one message and waits for its response, so calls are
+    strictly in order; not thread-safe (one caller at a time, like a local
+    :class:`~runtime.model.Stream`).
+    """
+
+    def __init__(self, stub: pb_grpc.InferenceStub, model: str, version: str | int | None = None,
+                 *, encoding: Encoding = "raw", timeout: float | None = None) -> None:
+        self.encoding: Encoding = encoding
+        self._requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._closed = False
+        open_ = pb.OpenStream(model=model, version="" if version is None else str(version))
+        self._requests.put(pb.StreamRequest(open=open_))
+        self._call = stub.Stream(self._request_iter(), timeout=timeout)
+        self._responses: Iterator[pb.StreamResponse] = self._call
+        opened = self._next("opened")
+        self.model: str = opened.opened.model
+        self.version: int = opened.opened.version
+        self.features: list[str] = list(opened.opened.features)
+        self.targets: list[str] = list(opened.opened.targets)
+        self.position = 0  # samples answered so far
+
+    def _request_iter(self) -> Iterator[pb.StreamRequest]:
+        while (item := self._requests.get()) is not _END:
+            yield item
+
+    def _next(self, expect: str) -> pb.StreamResponse:
+        try:
+            response = next(self._responses)
+        except StopIteration:
+            self._ended()
+            raise EddyError("the server ended the stream without answering") from None
+        except grpc.RpcError as e:
+            self._ended()
+            raise _rpc_error(e) from None
+        kind = response.WhichOneof("kind")
+        if kind == "error":
+            raise error_from_status(response.error.code, response.error.message)
+        if kind != expect:
+            self._fail(f"protocol error: expected `{expect}`, got `{kind}`")
+        return response
+
+    def _ended(self) -> None:
+        """The RPC is over: release the request iterator and refuse further pushes."""
+        if not self._closed:
+            self._closed = True
+            self._requests.put(_END)
+
+    def _fail(self, message: str) -> None:
+        self.close(cancel=True)
+        raise EddyError(message)
+
+    @property
+    def n_features(self) -> int:
+        return len(self.features)
+
+    def push(self, samples: Any) -> np.ndarray:
+        """Send raw samples (``[n, F]``, ``[F]`` or a float); returns raw ``[n, O]`` float32.
+
+        Input is checked locally first (same rules and errors as a local
+        stream); the server's verdict is raised as the matching error class.
+        A rejected message leaves the remote state unchanged.
+        """
+        with self._lock:
+            if self._closed:
+                raise FailedPrecondition("stream is closed")
+            x = as_samples(samples, self.n_features)  # [n, F] float32
+            self._requests.put(pb.StreamRequest(samples=array_to_tensor(x, self.encoding)))
+            response = self._next("predictions")
+            out = response.predictions
+            if out.offset != self.position:
+                self._fail(f"protocol error: server answered offset {out.offset}, expected {self.position}")
+            y, _ = tensor_to_samples(out.outputs, len(self.targets))  # [n, O]
+            if len(y) != len(x):
+                self._fail(f"protocol error: {len(x)} sample(s) sent, {len(y)} prediction(s) received")
+            self.position += len(x)
+            return y
+
+    def send_raw(self, request: pb.StreamRequest) -> pb.StreamResponse:
+        """Send any request as is and return the response unchecked (for tests and tools)."""
+        with self._lock:
+            if self._closed:
+                raise FailedPrecondition("stream is closed")
+            self._requests.put(request)
+            try:
+                return next(self._responses)
+            except grpc.RpcError as e:
+                self._ended()
+                raise _rpc_error(e) from None
+
+    def close(self, cancel: bool = False) -> None:
+        """Half-close and wait until the server ends the RPC (or cancel it). Idempotent."""
+        if self._closed:
+            return
+        self._ended()
+        if cancel:
+            self._call.cancel()
+            return
+        try:
+            for _ in self._responses:  # a well-behaved server sends nothing more
+                pass
+        except grpc.RpcError as e:
+            if e.code() != grpc.StatusCode.CANCELLED:  # type: ignore[attr-defined]
+                raise _rpc_error(e) from None
+
+    def __enter__(self) -> "RemoteStream":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close(cancel=exc[0] is not None)
+
+    def __repr__(self) -> str:
+        return f"<RemoteStream {self.model}/{self.version} at {self.position}>"
+
+
+class Client:
+    """A connection to an eddy server at ``target`` (``"host:port"``)."""
+
+    def __init__(self, target: str, *, timeout: float | None = 30.0) -> None:
+        self.target = target
+        self.timeout = timeout  # seconds, for unary calls (streams have no deadline)
+        self._channel = grpc.insecure_channel(target)
+        self._stub = pb_grpc.InferenceStub(self._channel)
+
+    def list_models(self) -> dict[str, list[int]]:
+        """``{name: [versions, ascending]}``."""
+        try:
+            response = self._stub.ListModels(pb.ListModelsRequest(), timeout=self.timeout)
+        except grpc.RpcError as e:
+            raise _rpc_error(e) from None
+        return {m.name: list(m.versions) for m in response.models}
+
+    def metadata(self, name: str, version: str | int | None = None) -> pb.ModelMetadata:
+        """A model version's ``ModelMetadata`` (latest if ``version`` is omitted)."""
+        request = pb.ModelMetadataRequest(model=name, version="" if version is None else str(version))
+        try:
+            return self._stub.GetModelMetadata(request, timeout=self.timeout)
+        except grpc.RpcError as e:
+            raise _rpc_error(e) from None
+
+    def stream(self, name: str, version: str | int | None = None, *, encoding: Encoding = "raw") -> RemoteStream:
+        """Open a stream on ``name`` (latest version unless given); zero state."""
+        return RemoteStream(self._stub, name, version, encoding=encoding)
+
+    def close(self) -> None:
+        """Close the channel (cancels any stream still open)."""
+        self._channel.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,145 @@
+"""Protobuf <-> numpy and error <-> status conversions for the eddy.v1 API.
+
+Pure functions, no I/O: the servicer, the stream handler and the client all
+go through them, so every wire-format rule lives here.
+
+A :class:`Tensor` carries float32 data in exactly one of two encodings:
+``values`` (packed ``repeated float``) or ``raw`` (little-endian float32
+bytes, row-major). Samples are shaped ``[n, F]``; a response uses the same
+encoding as the request it answers.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Literal
+
+import grpc
+import numpy as np
+
+from .errors import EddyError, FailedPrecondition, InvalidInput, NotFound, ResourceExhausted
+from .model import Model
+from .proto.eddy.v1 import inference_pb2 as pb
+
+__all__ = [
+    "ENCODINGS",
+    "Encoding",
+    "array_to_tensor",
+    "error_from_status",
+    "error_to_proto",
+    "list_models_response",
+    "model_metadata",
+    "status_code",
+    "tensor_to_samples",
+]
+
+Encoding = Literal["raw", "values"]
+ENCODINGS: tuple[Encoding, ...] = ("raw", "values")
+
+_LE_F32 = np.dtype("<f4")  # wire dtype of Tensor.raw
+_ERRORS_BY_CODE: dict[str, type[EddyError]] = {
+    cls.code: cls for cls in (InvalidInput, NotFound, ResourceExhausted, FailedPrecondition)
+}
+
+
+def tensor_to_samples(tensor: pb.Tensor, n_features: int) -> tuple[np.ndarray, Encoding]:
+    """Decode and validate a samples tensor: float32 ``[n, F]`` and its encoding.
+
+    Raises :class:`InvalidInput` naming the problem: not 2-D, ``n < 1``, wrong
+    feature count, data length not matching the shape, both or neither
+    encoding used, NaN or infinity.
+    """
+    shape = list(tensor.shape)
+    has_values, has_raw = len(tensor.values) > 0, len(tensor.raw) > 0
+    if has_values and has_raw:
+        raise InvalidInput("tensor sets both `values` and `raw`; use exactly one encoding")
+    if len(shape) != 2:
+        raise InvalidInput(f"samples must have shape [n, {n_features}], got shape {shape}")
+    n, f = shape
+    if n < 1:
+        raise InvalidInput(f"samples shape {shape} holds no samples: n must be at least 1")
+    if f != n_features:
+        raise InvalidInput(f"expected {n_features} feature(s) per sample, got shape {shape}")
+    expected = n * f
+    if has_raw:
+        if len(tensor.raw) != expected * _LE_F32.itemsize:
+            raise InvalidInput(f"`raw` holds {len(tensor.raw)} bytes; shape {shape} needs "
+                               f"{expected * _LE_F32.itemsize} (little-endian float32)")
+        arr = np.frombuffer(tensor.raw, dtype=_LE_F32).astype(np.float32)  # copy, native order
+        encoding: Encoding = "raw"
+    elif has_values:
+        if len(tensor.values) != expected:
+            raise InvalidInput(f"`values` holds {len(tensor.values)} floats; shape {shape} needs {expected}")
+        arr = np.array(tensor.values, dtype=np.float32)
+        encoding = "values"
+    else:
+        raise InvalidInput(f"tensor has no data: shape {shape} needs {expected} float(s) in `values` or `raw`")
+    arr = arr.reshape(n, f)  # [n, F]
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        row, col = (int(i) for i in np.argwhere(bad)[0])
+        raise InvalidInput(f"sample {row}, feature {col} is {float(arr[row, col])}: values must be finite")
+    return arr, encoding
+
+
+def array_to_tensor(array: np.ndarray, encoding: Encoding = "raw") -> pb.Tensor:
+    """Encode a float array (any shape) as a :class:`Tensor` in ``encoding``."""
+    arr = np.asarray(array, dtype=np.float32)
+    if encoding == "raw":
+        return pb.Tensor(shape=arr.shape, raw=arr.astype(_LE_F32, copy=False).tobytes(order="C"))
+    if encoding == "values":
+        return pb.Tensor(shape=arr.shape, values=arr.ravel().tolist())
+    raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
+
+
+def status_code(error: EddyError) -> grpc.StatusCode:
+    """The gRPC status an :class:`EddyError` maps to (INTERNAL if unknown)."""
+    return grpc.StatusCode.__members__.get(error.code, grpc.StatusCode.INTERNAL)
+
+
+def error_to_proto(error: EddyError) -> pb.Error:
+    """An in-band ``Error`` message: google.rpc.Code number and the message."""
+    return pb.Error(code=status_code(error).value[0], message=error.message)
+
+
+def error_from_status(code: grpc.StatusCode | int, message: str) -> EddyError:
+    """The matching :class:`EddyError` subclass for a status (enum or number).
+
+    Codes without a dedicated class give a plain :class:`EddyError` whose
+    ``code`` is the status name (e.g. ``"UNAVAILABLE"``).
+    """
+    if isinstance(code, int):
+        code = next((c for c in grpc.StatusCode if c.value[0] == code), grpc.StatusCode.UNKNOWN)
+    cls = _ERRORS_BY_CODE.get(code.name)
+    if cls is not None:
+        return cls(message)
+    err = EddyError(message)
+    err.code = code.name
+    return err
+
+
+def list_models_response(versions: dict[str, list[int]]) -> pb.ListModelsResponse:
+    """``{name: [versions...]}`` -> ``ListModelsResponse`` (sorted by name)."""
+    return pb.ListModelsResponse(models=[
+        pb.ModelVersions(name=name, versions=sorted(vs), latest=max(vs))
+        for name, vs in sorted(versions.items()) if vs
+    ])
+
+
+def model_metadata(name: str, version: int, model: Model, versions: list[int]) -> pb.ModelMetadata:
+    """``ModelMetadata`` for one served model version (``name``/``version`` as served)."""
+    m = model.manifest
+    return pb.ModelMetadata(
+        name=name,
+        version=version,
+        versions=sorted(versions),
+        cell=m.cell,
+        layers=m.layers,
+        units=m.units,
+        features=m.features,
+        targets=m.targets,
+        window=m.window,
+        horizon=m.horizon,
+        state=[pb.StateTensor(name=s.name, shape=s.shape) for s in m.state],
+        manifest_json=json.dumps(m.to_dict(), sort_keys=True),
+    )

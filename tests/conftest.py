@@ -1,0 +1,62 @@
+"""Shared fixtures: the committed model repository, the bundled series, a live server."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+MODELS = Path(os.environ.get("EDDY_TEST_MODELS", ROOT / "models"))  # repository the server tests use
+MODEL = "sunspots"  # the committed default model
+SERIES_CSV = ROOT / "trainer" / "data" / "sunspots.csv"  # year,sunspots; 309 rows
+
+
+@pytest.fixture(scope="session")
+def models_dir() -> Path:
+    if not (MODELS / MODEL).is_dir():
+        pytest.skip(f"no {MODEL} model under {MODELS}")
+    return MODELS
+
+
+@pytest.fixture(scope="session")
+def series() -> np.ndarray:
+    """The bundled sunspots series, raw units, float32 ``[309, 1]``."""
+    with open(SERIES_CSV, newline="") as f:
+        return np.array([[float(r["sunspots"])] for r in csv.DictReader(f)], np.float32)
+
+
+class ThreadedServer:
+    """An eddy server on 127.0.0.1:<free port>, running its own event loop in a thread.
+
+    Lets synchronous code (the client, subprocesses) talk to an in-process server.
+    """
+
+    def __init__(self, models: Path) -> None:
+        from runtime.server import start_server
+
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="eddy-test-server", daemon=True)
+        self._thread.start()
+        self.server, self.port = asyncio.run_coroutine_threadsafe(
+            start_server(models, "127.0.0.1", 0), self.loop).result(timeout=30)
+        self.address = f"127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.server.stop(grace=None), self.loop).result(timeout=30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=30)
+        self.loop.close()
+
+
+@pytest.fixture(scope="session")
+def server(models_dir: Path) -> Iterator[ThreadedServer]:
+    s = ThreadedServer(models_dir)
+    yield s
+    s.stop()
