@@ -93,7 +93,8 @@ class ModelRepository:
 
     def get(self, name: str, version: str | int | None = None) -> Model:
         """The loaded model ``name`` at ``version`` (latest if omitted)."""
-        return self._models[name][self.resolve(name, version)]
+        resolved = self.resolve(name, version)  # raises NotFound/InvalidInput first
+        return self._models[name][resolved]
 
     def __len__(self) -> int:
         """Number of model names served."""

@@ -1,0 +1,132 @@
+"""The ``eddy`` command: stream/serve as real subprocesses, usage errors in-process."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import runtime
+from conftest import MODEL, ROOT, SERIES_CSV
+from runtime.cli import main
+from runtime.client import Client
+
+EDDY = [sys.executable, "-m", "runtime.cli"]
+
+
+def _eddy(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*EDDY, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+@pytest.fixture(scope="module")
+def model(models_dir) -> runtime.Model:
+    return runtime.load(models_dir / MODEL)
+
+
+@pytest.fixture(scope="module")
+def expected(model, series) -> np.ndarray:
+    s = model.stream()
+    return np.concatenate([s.push(x) for x in series])[:, 0]  # [N], the first target
+
+
+def _predictions(stdout: str) -> tuple[list[str], list[dict[str, str]]]:
+    reader = csv.DictReader(io.StringIO(stdout))
+    return list(reader.fieldnames or []), list(reader)
+
+
+@pytest.mark.parametrize("encoding", ["raw", "values"])
+def test_stream_over_server_matches_local(server, model, expected, encoding):
+    r = _eddy("stream", "--server", server.address, "--model", MODEL, "--csv", str(SERIES_CSV),
+              "--encoding", encoding)
+    assert r.returncode == 0, r.stderr
+    header, rows = _predictions(r.stdout)
+    assert header == ["year", "sunspots", *(f"pred_{t}" for t in model.targets)]
+    with open(SERIES_CSV, newline="") as f:
+        assert [row["year"] for row in rows] == [row["year"] for row in csv.DictReader(f)]
+    got = np.array([float(row[f"pred_{model.targets[0]}"]) for row in rows], np.float32)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_stream_local_matches(models_dir, model, expected, capsys):
+    assert main(["stream", "--local", str(models_dir / MODEL), "--csv", str(SERIES_CSV),
+                 "--features", "sunspots"]) == 0
+    _, rows = _predictions(capsys.readouterr().out)
+    np.testing.assert_allclose([float(r[f"pred_{model.targets[0]}"]) for r in rows], expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("content, extra, words", [
+    ("year,sunspots\n1700,5\n1701,abc\n", [], "line 3: column 'sunspots' is not a number: 'abc'"),
+    ("year,sunspots\n1700,nan\n", [], "not finite"),
+    ("year,sunspots\n1700,\n", [], "not a number: ''"),
+    ("year,spots\n1700,5\n", [], "has no column(s) 'sunspots' (columns: year, spots)"),
+    ("year,sunspots\n1700,5\n", ["--features", "year", "sunspots"], "takes 1 feature(s)"),
+    ("", [], "empty file"),
+])
+def test_bad_csv_is_one_line_and_exit_2(models_dir, tmp_path, capsys, content, extra, words):
+    path = tmp_path / "in.csv"
+    path.write_text(content)
+    assert main(["stream", "--local", str(models_dir / MODEL), "--csv", str(path), *extra]) == 2
+    err = capsys.readouterr().err
+    assert words in err and err.count("\n") == 1
+
+
+def test_stream_usage_errors(server, capsys):
+    assert main(["stream", "--server", server.address, "--csv", str(SERIES_CSV)]) == 2
+    assert "--model is required" in capsys.readouterr().err
+    assert main(["stream", "--server", server.address, "--model", "nope", "--csv", str(SERIES_CSV)]) == 1
+    assert "NOT_FOUND: model 'nope' not found" in capsys.readouterr().err
+
+
+def test_serve_subprocess_port_0_and_sigterm(models_dir):
+    proc = subprocess.Popen([*EDDY, "serve", "--models", str(models_dir), "--port", "0", "--log-level", "WARNING"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        line = proc.stdout.readline()  # printed (and flushed) once the server accepts connections
+        assert re.fullmatch(r"eddy: serving \d+ model\(s\) on 127\.0\.0\.1:\d+\n", line), line + proc.stderr.read()
+        port = int(line.rsplit(":", 1)[1])
+        assert port > 0
+        with Client(f"127.0.0.1:{port}") as c:
+            assert MODEL in c.list_models()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+def test_serve_missing_repository(tmp_path, capsys):
+    assert main(["serve", "--models", str(tmp_path / "nope"), "--port", "0"]) == 1
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_help_lists_commands_and_every_flag_says_its_default(capsys):
+    import argparse
+
+    from runtime.cli import _parser
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert all(f"    {c} " in out for c in ("serve", "stream", "train", "export"))
+    sub = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for command in ("serve", "stream"):
+        for action in sub.choices[command]._actions:
+            if action.option_strings and action.help != argparse.SUPPRESS and "--help" not in action.option_strings:
+                assert "(default:" in action.help or "(required)" in action.help, (command, action.option_strings)
+
+
+def test_cli_imports_no_trainer_or_tensorflow():
+    code = "import runtime.cli, sys; bad = {'trainer', 'tensorflow', 'keras'} & set(sys.modules); print(bad)"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert r.stdout.strip() == "set()", r.stderr

@@ -1,0 +1,93 @@
+"""The Stream protocol and the model repository, driven without a socket."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import MODEL
+from runtime.converters import array_to_tensor
+from runtime.errors import FailedPrecondition, InvalidInput, NotFound
+from runtime.proto.eddy.v1 import inference_pb2 as pb
+from runtime.repository import ModelRepository
+from runtime.streams import OFFLOAD_VALUES, StreamHandler
+
+
+@pytest.fixture()
+def repo(models_dir, tmp_path, caplog) -> ModelRepository:
+    """``m`` at versions 1 and 2 (copies of the default model) and a broken version 3."""
+    src = max((p for p in (models_dir / MODEL).iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+    for v in (1, 2, 3):
+        shutil.copytree(src, tmp_path / "m" / str(v))
+    (tmp_path / "m" / "3" / "step.onnx").write_bytes(b"tampered")
+    (tmp_path / "m" / "notes").mkdir()  # not a version: ignored
+    with caplog.at_level(logging.ERROR, logger="eddy.repository"):
+        repository = ModelRepository(tmp_path)
+    assert "skipping" in caplog.text and "sha256" in caplog.text
+    return repository
+
+
+def _open(name: str = "m", version: str = "") -> pb.StreamRequest:
+    return pb.StreamRequest(open=pb.OpenStream(model=name, version=version))
+
+
+def _samples(x: np.ndarray) -> pb.StreamRequest:
+    return pb.StreamRequest(samples=array_to_tensor(x, "values"))
+
+
+def test_repository_versions_and_broken_dir_skipped(repo, tmp_path):
+    assert repo.list() == {"m": [1, 2]} and len(repo) == 1
+    assert list(repo.skipped) == [tmp_path / "m" / "3"]
+    assert repo.resolve("m") == 2 and repo.resolve("m", "1") == 1 and repo.resolve("m", 1) == 1
+    with pytest.raises(NotFound, match=r"served models: m"):
+        repo.get("x")
+    with pytest.raises(NotFound, match=r"no version 3 \(versions: 1, 2\)"):
+        repo.get("m", 3)
+    with pytest.raises(InvalidInput):
+        repo.get("m", "v1")
+    with pytest.raises(InvalidInput, match="no model name"):
+        repo.get("")
+
+
+def test_repository_root_must_exist(tmp_path):
+    with pytest.raises(NotFound, match="does not exist"):
+        ModelRepository(tmp_path / "missing")
+    assert ModelRepository(tmp_path).list() == {}  # empty is allowed
+
+
+def test_protocol(repo, series):
+    reference = repo.get("m", 1).stream()
+    h = StreamHandler(repo)
+    with pytest.raises(FailedPrecondition, match="must be `open`"):
+        StreamHandler(repo).handle(_samples(series[:1]))
+    with pytest.raises(NotFound):
+        StreamHandler(repo).handle(_open("x"))
+
+    opened = h.handle(_open("m", "1")).opened
+    assert (opened.model, opened.version, list(opened.features)) == ("m", 1, reference.model.features)
+    r = h.handle(_samples(series[:4]))
+    assert r.predictions.offset == 0 and list(r.predictions.outputs.values)  # same encoding as the request
+    np.testing.assert_allclose(np.reshape(r.predictions.outputs.values, (4, -1)), reference.push(series[:4]),
+                               rtol=1e-6)
+    before = h.position
+    for bad in (_samples(np.zeros((1, 3), np.float32)), pb.StreamRequest(), _open()):
+        assert h.handle(bad).WhichOneof("kind") == "error"
+    assert h.position == before == 4 and h.rejected == 3
+    r = h.handle(_samples(series[4:6]))
+    assert r.predictions.offset == 4
+    np.testing.assert_allclose(np.reshape(r.predictions.outputs.values, (2, -1)), reference.push(series[4:6]),
+                               rtol=1e-6)
+    assert "m/1: 6 sample(s) in 6 message(s), 3 rejected" in h.summary()
+
+
+def test_handle_async_takes_large_messages(repo):  # these run in a worker thread
+    h = StreamHandler(repo)
+    h.handle(_open())
+    x = np.full((OFFLOAD_VALUES + 1, 1), 50.0, np.float32)
+    big = pb.StreamRequest(samples=array_to_tensor(x, "raw"))
+    r = asyncio.run(h.handle_async(big))
+    assert r.predictions.outputs.shape == [len(x), 1] and h.position == len(x)
