@@ -1,0 +1,307 @@
+"""Export a trained Keras model to ONNX with explicit state, and verify it.
+
+Two graphs come from the same weights (I/O contract in :mod:`runtime.manifest`):
+
+- ``step.onnx``: a ``tf.function`` that calls each recurrent layer's *cell*
+  once, then the Dense head: ``x[B, F]``, states ``[B, U]`` -> ``y[B, O]``,
+  new states. tf2onnx turns it into plain MatMul/Add/activations.
+- ``sequence.onnx``: a twin of each recurrent layer with
+  ``return_sequences=True, return_state=True`` over a dynamic time axis:
+  ``x[B, T, F]``, states -> ``y[B, T, O]``, new states. tf2onnx makes a
+  ``Loop`` of SimpleRNN and GRU and the native ``LSTM`` op of LSTM.
+
+:func:`verify_parity` checks the graphs against Keras with onnxruntime before
+anything is published; :func:`export_model` does both.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from runtime.manifest import STATE_OUT_SUFFIX, GraphSpec, StateSpec, sha256_file
+
+from ._tf import import_tensorflow
+from .errors import ExportError, ParityError
+
+tf = import_tensorflow()
+import keras  # noqa: E402  (after the quiet tensorflow import)
+import onnx  # noqa: E402
+import onnxruntime as ort  # noqa: E402
+import tf2onnx  # noqa: E402
+
+__all__ = [
+    "OPSET",
+    "TOLERANCE",
+    "ExportResult",
+    "RecurrentStack",
+    "export_graphs",
+    "export_model",
+    "inspect_model",
+    "verify_parity",
+]
+
+OPSET = 17  # ONNX opset; onnxruntime 1.31 runs it, tf2onnx 1.17 converts to it
+TOLERANCE = 1e-5  # max abs error allowed in the parity checks, normalised units
+STEP_FILE = "step.onnx"
+SEQUENCE_FILE = "sequence.onnx"
+
+# Keras layer class name -> manifest cell name, and the state tensors one layer carries.
+_CELLS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "SimpleRNN": ("simple_rnn", ("h",)),
+    "GRU": ("gru", ("h",)),
+    "LSTM": ("lstm", ("h", "c")),  # the LSTM cell's own state order: [h, c]
+}
+
+logging.getLogger("tf2onnx").setLevel(logging.ERROR)
+
+
+@dataclass(frozen=True)
+class RecurrentStack:
+    """What the export needs to know about a ``RNN x layers -> Dense`` Keras model."""
+
+    cell: str  # manifest cell name
+    units: int  # units per recurrent layer
+    n_features: int  # F
+    n_targets: int  # O
+    rnn: list[Any]  # the Keras recurrent layers, input to output
+    head: Any  # the Dense layer
+    state: list[StateSpec]  # every state tensor, layer by layer
+
+    def zero_state(self, batch: int) -> dict[str, np.ndarray]:
+        """Zero state for ``batch`` streams, keyed by graph input name."""
+        return {s.name: np.zeros([batch, *s.shape], np.float32) for s in self.state}
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """The exported graphs, the state they carry and the parity figures."""
+
+    graphs: dict[str, GraphSpec]  # "step", "sequence"
+    state: list[StateSpec]
+    parity: dict[str, float]  # tolerance and each check's max abs error
+
+
+def inspect_model(model: keras.Model) -> RecurrentStack:
+    """Describe a stack of SimpleRNN/LSTM/GRU layers of one kind with a Dense head.
+
+    Raises :class:`~trainer.errors.ExportError` naming what is unsupported.
+    """
+    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    if len(layers) < 2 or not isinstance(layers[-1], keras.layers.Dense):
+        raise ExportError("unsupported model: expected recurrent layers followed by one Dense layer")
+    rnn, head = layers[:-1], layers[-1]
+    kinds = {type(layer).__name__ for layer in rnn}
+    if len(kinds) != 1 or not kinds <= _CELLS.keys():
+        raise ExportError(
+            f"unsupported model: recurrent layers must all be one of {', '.join(_CELLS)}, found {', '.join(sorted(kinds))}"
+        )
+    cell, state_kinds = _CELLS[kinds.pop()]
+    units = {layer.units for layer in rnn}
+    if len(units) != 1:
+        raise ExportError(f"unsupported model: recurrent layers must have equal units, found {sorted(units)}")
+    for i, layer in enumerate(rnn):
+        last = i == len(rnn) - 1
+        if layer.go_backwards or layer.return_state or layer.return_sequences == last:
+            raise ExportError(
+                f"unsupported model: layer {layer.name!r} must run forwards and return "
+                f"{'its last output' if last else 'its whole sequence'}, without its state"
+            )
+    (u,) = units
+    return RecurrentStack(
+        cell=cell,
+        units=u,
+        n_features=int(model.input_shape[-1]),
+        n_targets=int(head.units),
+        rnn=rnn,
+        head=head,
+        state=[StateSpec(f"{k}{i}", [u]) for i in range(len(rnn)) for k in state_kinds],
+    )
+
+
+def export_graphs(model: keras.Model, out_dir: str | Path, opset: int = OPSET) -> dict[str, GraphSpec]:
+    """Write ``step.onnx`` and ``sequence.onnx`` for ``model`` into ``out_dir``."""
+    stack = inspect_model(model)
+    out_dir = Path(out_dir)
+    per_layer = len(stack.state) // len(stack.rnn)  # state tensors per layer
+    state_specs = [tf.TensorSpec([None, *s.shape], tf.float32, name=s.name) for s in stack.state]
+
+    def layer_states(states: Sequence[Any], i: int) -> list[Any]:
+        return list(states[i * per_layer : (i + 1) * per_layer])
+
+    def outputs(y: Any, new_states: list[Any]) -> dict[str, Any]:
+        return {"y": y, **{s.name + STATE_OUT_SUFFIX: t for s, t in zip(stack.state, new_states)}}
+
+    step_sig = [tf.TensorSpec([None, stack.n_features], tf.float32, name="x"), *state_specs]
+
+    @tf.function(input_signature=step_sig)
+    def step(x: Any, *states: Any) -> dict[str, Any]:
+        h, new_states = x, []  # [B, F]
+        for i, layer in enumerate(stack.rnn):
+            h, s = layer.cell(h, layer_states(states, i), training=False)  # [B, U]
+            new_states += list(s) if isinstance(s, (list, tuple)) else [s]
+        return outputs(stack.head(h), new_states)  # y: [B, O]
+
+    twins = [_sequence_twin(layer) for layer in stack.rnn]
+    seq_sig = [tf.TensorSpec([None, None, stack.n_features], tf.float32, name="x"), *state_specs]
+
+    @tf.function(input_signature=seq_sig)
+    def sequence(x: Any, *states: Any) -> dict[str, Any]:
+        h, new_states = x, []  # [B, T, F]
+        for i, twin in enumerate(twins):
+            h, *s = twin(h, initial_state=layer_states(states, i), training=False)  # [B, T, U]
+            new_states += s
+        return outputs(stack.head(h), new_states)  # y: [B, T, O]
+
+    graphs = {}
+    for key, fn, sig, file, dims in (
+        ("step", step, step_sig, STEP_FILE, ("batch",)),
+        ("sequence", sequence, seq_sig, SEQUENCE_FILE, ("batch", "time")),
+    ):
+        try:
+            proto, _ = tf2onnx.convert.from_function(fn, input_signature=sig, opset=opset)
+        except Exception as e:  # tf2onnx raises many kinds; name the graph and the cause
+            raise ExportError(f"tf2onnx could not convert the {key} graph: {type(e).__name__}: {e}") from e
+        _name_dynamic_dims(proto, dims)
+        onnx.checker.check_model(proto)
+        path = out_dir / file
+        onnx.save(proto, str(path))
+        graphs[key] = GraphSpec(file=file, sha256=sha256_file(path), ops=_op_types(proto.graph))
+    return graphs
+
+
+def verify_parity(
+    model: keras.Model,
+    out_dir: str | Path,
+    windows: np.ndarray,
+    series: np.ndarray,
+    *,
+    tolerance: float = TOLERANCE,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Check the exported graphs in ``out_dir`` against Keras with onnxruntime.
+
+    - ``window_vs_predict``: for ``windows`` ``[N, W, F]``, the sequence graph's
+      last output from zero state vs ``model.predict``;
+    - ``chunked_sequence``: ``series`` ``[T, F]`` (and its reverse, as a batch
+      of two) cut into random chunks, chained sequence-graph calls vs Keras'
+      per-step outputs over the whole sequence from zero state;
+    - ``chained_step``: the same with one step-graph call per sample.
+
+    The chained checks compare the final state too. Returns each check's max
+    abs error and the tolerance; raises :class:`~trainer.errors.ParityError`
+    for the first check over ``tolerance``.
+    """
+    stack = inspect_model(model)
+    out_dir = Path(out_dir)
+    step = _session(out_dir / STEP_FILE)
+    seq = _session(out_dir / SEQUENCE_FILE)
+    out_names = ["y", *(s.name + STATE_OUT_SUFFIX for s in stack.state)]
+    figures: dict[str, float] = {"tolerance": tolerance}
+
+    def check(name: str, got: Sequence[np.ndarray], want: Sequence[np.ndarray]) -> None:
+        err = max(float(np.max(np.abs(g - w), initial=0.0)) for g, w in zip(got, want))
+        if not err <= tolerance:  # also catches NaN
+            raise ParityError(name, err, tolerance)
+        figures[name] = err
+
+    # (a) whole windows vs model.predict
+    windows = np.asarray(windows, np.float32)  # [N, W, F]
+    y_seq = seq.run(["y"], {"x": windows, **stack.zero_state(len(windows))})[0]  # [N, W, O]
+    check("window_vs_predict", [y_seq[:, -1, :]], [np.asarray(model.predict(windows, verbose=0))])
+
+    # Keras reference over the whole sequence: the twin layers in TensorFlow, from zero state.
+    series = np.asarray(series, np.float32)  # [T, F]
+    batch = np.stack([series, series[::-1]])  # [2, T, F]
+    want = _keras_sequence(stack, batch)  # [y [2, T, O], *final states [2, U]]
+
+    # (b) random chunks through the sequence graph
+    rng = np.random.default_rng(seed)
+    state, ys, t = stack.zero_state(2), [], 0
+    while t < batch.shape[1]:
+        n = int(rng.integers(1, 2 * windows.shape[1] + 1))  # chunk length 1 .. 2W
+        y, *new = seq.run(out_names, {"x": batch[:, t : t + n], **state})
+        ys.append(y)  # [2, n, O]
+        state = {s.name: v for s, v in zip(stack.state, new)}
+        t += n
+    check("chunked_sequence", [np.concatenate(ys, axis=1), *state.values()], want)
+
+    # (c) one step-graph call per sample
+    state, ys = stack.zero_state(2), []
+    for t in range(batch.shape[1]):
+        y, *new = step.run(out_names, {"x": batch[:, t], **state})
+        ys.append(y)  # [2, O]
+        state = {s.name: v for s, v in zip(stack.state, new)}
+    check("chained_step", [np.stack(ys, axis=1), *state.values()], want)
+    return figures
+
+
+def export_model(
+    model: keras.Model,
+    out_dir: str | Path,
+    windows: np.ndarray,
+    series: np.ndarray,
+    *,
+    opset: int = OPSET,
+    tolerance: float = TOLERANCE,
+    seed: int = 0,
+) -> ExportResult:
+    """Export both graphs into ``out_dir`` and verify them (see :func:`verify_parity`)."""
+    graphs = export_graphs(model, out_dir, opset)
+    parity = verify_parity(model, out_dir, windows, series, tolerance=tolerance, seed=seed)
+    return ExportResult(graphs=graphs, state=inspect_model(model).state, parity=parity)
+
+
+def _sequence_twin(layer: Any) -> Any:
+    """A copy of ``layer`` that returns its whole sequence and its final state(s)."""
+    config = {**layer.get_config(), "return_sequences": True, "return_state": True, "name": f"{layer.name}_seq"}
+    twin = type(layer).from_config(config)
+    twin.build((None, None, int(layer.cell.kernel.shape[0])))  # dynamic batch and time; kernel: [in, k*U]
+    twin.set_weights(layer.get_weights())
+    return twin
+
+
+def _keras_sequence(stack: RecurrentStack, x: np.ndarray) -> list[np.ndarray]:
+    """Per-step outputs and final states of the Keras layers over ``x`` ``[B, T, F]`` from zero state."""
+    h, finals = tf.constant(x), []
+    zero = stack.zero_state(x.shape[0])
+    per_layer = len(stack.state) // len(stack.rnn)
+    for i, layer in enumerate(stack.rnn):
+        init = [tf.constant(zero[s.name]) for s in stack.state[i * per_layer : (i + 1) * per_layer]]
+        h, *s = _sequence_twin(layer)(h, initial_state=init, training=False)  # [B, T, U]
+        finals += [np.asarray(v) for v in s]
+    return [np.asarray(stack.head(h)), *finals]
+
+
+def _session(path: Path) -> ort.InferenceSession:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1  # small graphs: threading costs more than it saves
+    opts.log_severity_level = 3  # errors only
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def _name_dynamic_dims(proto: onnx.ModelProto, names: tuple[str, ...]) -> None:
+    """Give the graph's dynamic leading dims readable names (tf2onnx writes ``unk__N``)."""
+    for value in [*proto.graph.input, *proto.graph.output]:
+        dims = value.type.tensor_type.shape.dim
+        for dim, name in zip(dims, names):
+            if not dim.HasField("dim_value"):
+                dim.dim_param = name
+
+
+def _op_types(graph: onnx.GraphProto) -> list[str]:
+    """Sorted op types used by ``graph``, including those inside Loop/If bodies."""
+    ops: set[str] = set()
+    for node in graph.node:
+        ops.add(node.op_type)
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                ops.update(_op_types(attr.g))
+            for g in attr.graphs:
+                ops.update(_op_types(g))
+    return sorted(ops)
