@@ -130,3 +130,10 @@ def test_cli_imports_no_trainer_or_tensorflow():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60,
                        env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert r.stdout.strip() == "set()", r.stderr
+
+
+def test_train_delegates_to_the_trainer_parser(capsys):
+    pytest.importorskip("trainer.cli")
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--help"])
+    assert e.value.code == 0 and "usage: eddy train" in capsys.readouterr().out
