@@ -20,13 +20,13 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 import numpy as np
 
 from .converters import Encoding, array_to_tensor, error_from_status, tensor_to_samples
-from .errors import EddyError, FailedPrecondition
+from .errors import EddyError, FailedPrecondition, InvalidInput
 from .model import as_samples
 from .proto.eddy.v1 import inference_pb2 as pb
 from .proto.eddy.v1 import inference_pb2_grpc as pb_grpc
@@ -93,7 +93,7 @@ class RemoteStream:
             self._closed = True
             self._requests.put(_END)
 
-    def _fail(self, message: str) -> None:
+    def _fail(self, message: str) -> NoReturn:
         self.close(cancel=True)
         raise EddyError(message)
 
@@ -117,7 +117,10 @@ class RemoteStream:
             out = response.predictions
             if out.offset != self.position:
                 self._fail(f"protocol error: server answered offset {out.offset}, expected {self.position}")
-            y, _ = tensor_to_samples(out.outputs, len(self.targets))  # [n, O]
+            try:
+                y, _ = tensor_to_samples(out.outputs, len(self.targets))  # [n, O]
+            except InvalidInput as e:
+                self._fail(f"protocol error: malformed predictions from the server: {e.message}")
             if len(y) != len(x):
                 self._fail(f"protocol error: {len(x)} sample(s) sent, {len(y)} prediction(s) received")
             self.position += len(x)
@@ -185,9 +188,14 @@ class Client:
         except grpc.RpcError as e:
             raise _rpc_error(e) from None
 
-    def stream(self, name: str, version: str | int | None = None, *, encoding: Encoding = "raw") -> RemoteStream:
-        """Open a stream on ``name`` (latest version unless given); zero state."""
-        return RemoteStream(self._stub, name, version, encoding=encoding)
+    def stream(self, name: str, version: str | int | None = None, *, encoding: Encoding = "raw",
+               timeout: float | None = None) -> RemoteStream:
+        """Open a stream on ``name`` (latest version unless given); zero state.
+
+        ``encoding`` is how samples travel (``"raw"`` bytes or packed
+        ``"values"``); ``timeout`` is a deadline for the whole stream (none by default).
+        """
+        return RemoteStream(self._stub, name, version, encoding=encoding, timeout=timeout)
 
     def close(self) -> None:
         """Close the channel (cancels any stream still open)."""
