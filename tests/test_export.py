@@ -1,0 +1,139 @@
+"""Export parity: freshly trained tiny models, their ONNX graphs and Keras agree.
+
+Besides the export's own self-check (:func:`trainer.export.verify_parity`),
+each case checks the three properties independently with onnxruntime against
+the original Keras layers run over the whole sequence.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+pytest.importorskip("tf2onnx")
+
+import keras  # noqa: E402
+import onnxruntime as ort  # noqa: E402
+
+from runtime.manifest import sha256_file  # noqa: E402
+from trainer.config import TrainConfig  # noqa: E402
+from trainer.data import Dataset, Series, make_dataset, synthetic_series  # noqa: E402
+from trainer.errors import ExportError, ParityError  # noqa: E402
+from trainer.export import TOLERANCE, export_model, inspect_model, verify_parity  # noqa: E402
+from trainer.model import build_model, fit, set_seed  # noqa: E402
+
+WINDOW = 6  # short windows keep the tiny models fast
+
+
+def _two_columns(length: int = 240) -> Series:
+    """Two features predicting two targets: a multi-feature, multi-target case."""
+    t = np.arange(length, dtype=np.float64)
+    x = np.stack([np.sin(t / 7.0), np.cos(t / 11.0) * 3.0 + 1.0], axis=1)  # [N, 2]
+    return Series("two", "synthetic", None, ["a", "b"], ["a", "b"], x, x.copy())
+
+
+def _train_tiny(cell: str, layers: int, series: Series) -> tuple[keras.Model, Dataset]:
+    config = TrainConfig(cell=cell, layers=layers, units=8, epochs=1, window=WINDOW, batch_size=64)
+    dataset = make_dataset(series, config.window)
+    set_seed(0)
+    model = build_model(config, len(series.features), len(series.targets))
+    fit(model, dataset, config)
+    return model, dataset
+
+
+def _session(path: Path) -> ort.InferenceSession:
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+CASES = [
+    pytest.param("simple_rnn", 1, synthetic_series(length=240), ["h0"], id="simple_rnn"),
+    pytest.param("lstm", 2, synthetic_series(length=240), ["h0", "c0", "h1", "c1"], id="lstm-2-layers"),
+    pytest.param("gru", 1, _two_columns(), ["h0"], id="gru-2-features"),
+]
+
+
+@pytest.mark.parametrize(("cell", "layers", "series", "state_names"), CASES)
+def test_export_parity(tmp_path: Path, cell: str, layers: int, series: Series, state_names: list[str]) -> None:
+    model, ds = _train_tiny(cell, layers, series)
+    x_all = ds.normalised_inputs()  # [N, F]
+    result = export_model(model, tmp_path, ds.x_test, x_all, seed=1)
+
+    # The export's own figures: every check ran and passed.
+    assert set(result.parity) == {"tolerance", "window_vs_predict", "chunked_sequence", "chained_step"}
+    assert result.parity["tolerance"] == TOLERANCE
+    assert all(0 <= result.parity[k] <= TOLERANCE for k in result.parity)
+    assert [s.name for s in result.state] == state_names
+    assert all(s.shape == [8] for s in result.state)
+    for key, spec in result.graphs.items():
+        assert spec.sha256 == sha256_file(tmp_path / spec.file), key
+        assert spec.ops == sorted(set(spec.ops)) and spec.ops, key
+    assert ("LSTM" in result.graphs["sequence"].ops) == (cell == "lstm")
+    assert ("Loop" in result.graphs["sequence"].ops) == (cell != "lstm")
+
+    # Graph I/O follows the manifest contract, batch (and time) dynamic.
+    step, seq = _session(tmp_path / "step.onnx"), _session(tmp_path / "sequence.onnx")
+    n_f, n_o = len(series.features), len(series.targets)
+    assert {i.name: i.shape for i in step.get_inputs()} == {"x": ["batch", n_f], **{n: ["batch", 8] for n in state_names}}
+    assert {i.name: i.shape for i in seq.get_inputs()}["x"] == ["batch", "time", n_f]
+    assert {o.name for o in seq.get_outputs()} == {"y", *(n + "_out" for n in state_names)}
+    outs = ["y", *(n + "_out" for n in state_names)]
+
+    def zero(batch: int) -> dict[str, np.ndarray]:
+        return {n: np.zeros((batch, 8), np.float32) for n in state_names}
+
+    # (a) held-back windows: last sequence output from zero state == model.predict.
+    y_seq = seq.run(["y"], {"x": ds.x_test, **zero(len(ds.x_test))})[0]  # [n, W, O]
+    np.testing.assert_allclose(y_seq[:, -1], model.predict(ds.x_test, verbose=0), rtol=0, atol=TOLERANCE)
+
+    # (b) chained sequence chunks of fixed uneven sizes, and (c) chained steps.
+    state, chunks, t = zero(1), [], 0
+    for n in [1, 2, 7, 1, 30, 3] * 100:
+        if t >= len(x_all):
+            break
+        y, *new = seq.run(outs, {"x": x_all[None, t : t + n], **state})
+        chunks.append(y[0])
+        state, t = dict(zip(state_names, new)), t + n
+    chunked = np.concatenate(chunks)  # [N, O]
+    state, steps = zero(1), []
+    for t in range(len(x_all)):
+        y, *new = step.run(outs, {"x": x_all[None, t], **state})
+        steps.append(y[0])
+        state = dict(zip(state_names, new))
+    stepped = np.stack(steps)  # [N, O]
+    assert chunked.shape == stepped.shape == (len(x_all), n_o)
+
+    # Reference: the trained Keras layers over the whole prefix, from zero state.
+    inp = keras.Input((None, n_f))
+    h = inp
+    for layer in model.layers[1:]:
+        h = layer(h)
+    free_length = keras.Model(inp, h)  # same layers, any sequence length
+    for length in (1, WINDOW, len(x_all) // 2, len(x_all)):
+        want = free_length.predict(x_all[None, :length], verbose=0)[0]  # [O]
+        np.testing.assert_allclose(chunked[length - 1], want, rtol=0, atol=TOLERANCE, err_msg=f"chunked @ {length}")
+        np.testing.assert_allclose(stepped[length - 1], want, rtol=0, atol=TOLERANCE, err_msg=f"stepped @ {length}")
+
+
+def test_parity_failure_names_the_check(tmp_path: Path) -> None:
+    model, ds = _train_tiny("simple_rnn", 1, synthetic_series(length=200))
+    export_model(model, tmp_path, ds.x_test, ds.normalised_inputs())
+    model.layers[-1].set_weights([w + 0.01 for w in model.layers[-1].get_weights()])  # Keras drifts from the graphs
+    with pytest.raises(ParityError, match=r"'window_vs_predict' failed: max abs error .* exceeds tolerance 1e-05") as e:
+        verify_parity(model, tmp_path, ds.x_test, ds.normalised_inputs())
+    assert e.value.check == "window_vs_predict" and e.value.max_abs_error > TOLERANCE
+
+
+def test_inspect_model_rejects_unsupported_models() -> None:
+    inp = keras.Input((5, 1))
+    mixed = keras.Model(inp, keras.layers.Dense(1)(keras.layers.GRU(4)(keras.layers.LSTM(4, return_sequences=True)(inp))))
+    with pytest.raises(ExportError, match="must all be one of SimpleRNN, GRU, LSTM, found GRU, LSTM"):
+        inspect_model(mixed)
+    no_head = keras.Model(inp, keras.layers.SimpleRNN(4)(inp))
+    with pytest.raises(ExportError, match="followed by one Dense layer"):
+        inspect_model(no_head)
+    backwards = keras.Model(inp, keras.layers.Dense(1)(keras.layers.SimpleRNN(4, go_backwards=True)(inp)))
+    with pytest.raises(ExportError, match="must run forwards"):
+        inspect_model(backwards)

@@ -1,0 +1,331 @@
+"""``eddy train``: data handling, flags, the version directory and its manifest.
+
+Training runs use tiny models (8 units, 2 epochs) on a short CSV so the file
+stays fast; everything is written under ``tmp_path``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from runtime.manifest import read_manifest
+from trainer import store
+from trainer.cli import TRAIN_EXTRA_MESSAGE, main
+from trainer.data import bundled_series, load_csv, make_dataset, synthetic_series
+from trainer.errors import DataError
+
+ROOT = Path(__file__).resolve().parent.parent
+BLOCK_TF = Path(__file__).resolve().parent / "block_tensorflow"
+TINY = ["--units", "8", "--epochs", "2", "--window", "5", "--quiet"]  # fast flags for end-to-end runs
+
+
+def _write_csv(path: Path, n: int = 160) -> Path:
+    """A date column (not numeric) and one noisy sine column ``level``."""
+    rng = np.random.default_rng(7)
+    level = 10 + 5 * np.sin(np.arange(n) / 6.0) + rng.normal(0, 0.3, n)
+    lines = ["date,level"] + [f"2024-01-{i:04d},{v:.4f}" for i, v in enumerate(level)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    try:
+        code = main(argv)
+    except SystemExit as e:  # argparse usage errors
+        code = int(e.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# --- data ---------------------------------------------------------------------------------------
+
+
+def test_bundled_series_is_sunspots() -> None:
+    s = bundled_series()
+    assert (s.name, s.source, s.features, s.targets) == ("sunspots", "bundled", ["sunspots"], ["sunspots"])
+    assert s.inputs.shape == (309, 1)  # 1700..2008; the year column is not a feature
+
+
+def test_windows_labels_and_split_are_time_ordered() -> None:
+    s = synthetic_series(length=100)
+    ds = make_dataset(s, window=4, horizon=1, split=(0.6, 0.2, 0.2))
+    assert ds.rows == {"train": (0, 60), "val": (60, 80), "test": (80, 100)}
+    # Window i covers rows i..i+3 and predicts row i+4; labels 4..59 train, 60..79 val, 80..99 test.
+    assert (len(ds.x_train), len(ds.x_val), len(ds.x_test)) == (56, 20, 20)
+    x = ds.normalised_inputs()
+    np.testing.assert_array_equal(ds.x_val[0], x[56:60])  # first val window looks back into train rows
+    np.testing.assert_allclose(ds.y_test_raw[:, 0], s.outputs[80:, 0])
+    np.testing.assert_allclose(ds.last_test_raw[:, 0], s.outputs[79:99, 0])  # persistence: the window's last value
+    # Normalisation comes from the training rows only.
+    assert ds.normalization.input_mean == pytest.approx([s.inputs[:60, 0].mean()])
+    assert ds.normalization.input_std == pytest.approx([s.inputs[:60, 0].std()])
+    assert ds.normalization.input_mean != pytest.approx([s.inputs[:, 0].mean()])
+
+
+def test_csv_default_column_is_the_single_numeric_one(tmp_path: Path) -> None:
+    s = load_csv(_write_csv(tmp_path / "levels.csv"))
+    assert (s.name, s.features, s.targets, len(s)) == ("levels", ["level"], ["level"], 160)
+
+
+def test_csv_target_defaults_features(tmp_path: Path) -> None:
+    path = tmp_path / "two.csv"
+    path.write_text("a,b\n1,2\n3,5\n4,4\n")
+    s = load_csv(path, targets=["b"])
+    assert (s.features, s.targets) == (["b"], ["b"])
+    s = load_csv(path, features=["a", "b"], targets=["b"])
+    np.testing.assert_array_equal(s.inputs, [[1, 2], [3, 5], [4, 4]])
+
+
+BAD_CSVS = [
+    ("missing.csv", None, [], "missing.csv: no such file"),
+    ("empty.csv", "", [], "empty file (expected a header row"),
+    ("header_only.csv", "a\n", [], "no data rows after the header"),
+    ("dupes.csv", "a,a\n1,2\n", [], "line 1: duplicate column name(s) 'a'"),
+    ("ragged.csv", "a,b\n1,2\n3\n", [], "line 3: 1 fields, but the header has 2"),
+    ("text.csv", "a\n1\n2\nthree\n", ["--features", "a"], "line 4: column 'a': 'three' is not a number"),
+    ("hole.csv", "a,b\n1,x\n,y\n", ["--features", "a"], "line 3: column 'a' is empty (missing value)"),
+    ("nan.csv", "a\n1\nnan\n", ["--features", "a"], "line 3: column 'a': 'nan' is not a finite number"),
+    ("unknown.csv", "a,b\n1,2\n", ["--target", "c"], "unknown column 'c' (columns: a, b)"),
+    ("ambiguous.csv", "a,b\n1,2\n", [], "found numeric columns a, b; choose with --features and --target"),
+    ("no_numeric.csv", "a\nx\n", [], "found no numeric column"),
+    ("multi.csv", "a,b\n1,2\n", ["--features", "a", "b"], "2 feature columns; choose the predicted one(s) with --target"),
+    ("short.csv", "a\n" + "".join(f"{i}\n" for i in range(6)), [], "6 rows are too few for window 5"),
+    ("flat.csv", "a\n" + "3\n" * 60, [], "column 'a' is constant in the training part (std 0)"),
+]
+
+
+@pytest.mark.parametrize(("file", "text", "flags", "message"), BAD_CSVS, ids=[c[0] for c in BAD_CSVS])
+def test_bad_csv_exits_2_with_one_line_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], file: str, text: str | None, flags: list[str], message: str
+) -> None:
+    path = tmp_path / file
+    if text is not None:
+        path.write_text(text)
+    out_dir = tmp_path / "models" / "m"
+    code, out, err = _run(["--data", str(path), *flags, *TINY, "--out", str(out_dir)], capsys)
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("eddy train: error: ") and message in err, err
+    assert str(path) in err  # names the file
+    assert not (tmp_path / "models").exists()
+
+
+def test_data_error_is_invalid_input() -> None:
+    from runtime.errors import InvalidInput
+
+    assert issubclass(DataError, InvalidInput) and DataError.code == "INVALID_ARGUMENT"
+
+
+# --- flags --------------------------------------------------------------------------------------
+
+
+BAD_FLAGS = [
+    (["--window", "0"], "argument --window: must be at least 1, got 0"),
+    (["--units", "0"], "argument --units: must be at least 1, got 0"),
+    (["--layers", "x"], "argument --layers: expected an integer, got 'x'"),
+    (["--epochs", "-1"], "argument --epochs: must be at least 1, got -1"),
+    (["--lr", "0"], "argument --lr: must be positive, got 0"),
+    (["--clipnorm", "nan"], "argument --clipnorm: expected a finite number, got 'nan'"),
+    (["--split", "0.5,0.5,0.5"], "fractions must sum to 1"),
+    (["--split", "0.7,0.3"], "expected three fractions TRAIN,VAL,TEST"),
+    (["--split", "1,0,0"], "every fraction must be positive"),
+    (["--cell", "transformer"], "argument --cell: invalid choice: 'transformer'"),
+    (["--seed", "-3"], "argument --seed: must be at least 0"),
+    (["--synthetic", "--data", "x.csv"], "argument --data: not allowed with argument --synthetic"),
+]
+
+
+@pytest.mark.parametrize(("flags", "message"), BAD_FLAGS, ids=[" ".join(f) for f, _ in BAD_FLAGS])
+def test_bad_flags_are_usage_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], message: str
+) -> None:
+    code, _, err = _run([*flags, "--out", str(tmp_path / "m")], capsys)
+    assert code == 2
+    assert "usage: eddy train" in err and message in err, err
+    assert not (tmp_path / "m").exists()
+
+
+def test_help_states_every_default(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(["--help"], capsys)
+    assert code == 0
+    flags = ["--data", "--synthetic", "--features", "--target", "--window", "--split", "--cell", "--layers", "--units",
+             "--epochs", "--batch-size", "--lr", "--clipnorm", "--patience", "--seed", "--out", "--name", "--quiet"]
+    text = " ".join(out.split())
+    for flag, nxt in zip(flags, flags[1:] + ["$"]):
+        section = text[text.index(f" {flag} ", text.index("options:")):]
+        section = section[: section.find(f" {nxt} ")] if nxt != "$" else section
+        assert "(default:" in section, flag
+    assert "exploding gradients" in text  # why --clipnorm exists
+
+
+# --- without the training extra -----------------------------------------------------------------
+
+
+def _python(code: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(BLOCK_TF), str(ROOT)])}
+    return subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_without_training_extra_one_line_and_exit_2(tmp_path: Path) -> None:
+    probe = _python("import tensorflow", tmp_path)
+    assert probe.returncode != 0 and "blocked by tests/block_tensorflow" in probe.stderr  # the blocker works
+    r = _python("import sys; from trainer.cli import main; sys.exit(main(['--epochs', '1', '--out', 'm']))", tmp_path)
+    assert (r.returncode, r.stdout, r.stderr) == (2, "", TRAIN_EXTRA_MESSAGE + "\n")
+    assert not (tmp_path / "m").exists()
+    r = _python("import sys; from trainer.cli import main; sys.exit(main(['--help']))", tmp_path)
+    assert r.returncode == 0 and "usage: eddy train" in r.stdout
+
+
+def test_cli_import_does_not_import_tensorflow(tmp_path: Path) -> None:
+    r = subprocess.run(
+        [sys.executable, "-c", "import sys, trainer.cli, trainer.train; "
+                               "print(sorted({'tensorflow', 'keras', 'tf2onnx'} & set(sys.modules)))"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "[]", r.stderr
+
+
+# --- version directories ------------------------------------------------------------------------
+
+
+def test_next_version_ignores_non_versions(tmp_path: Path) -> None:
+    assert store.next_version(tmp_path / "absent") == 1
+    for name in ("1", "3", "07", "x", ".staging-abc"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "9").write_text("a file, not a version")
+    assert store.list_versions(tmp_path) == [1, 3]
+    assert store.next_version(tmp_path) == 4
+
+
+def test_failed_run_leaves_nothing(tmp_path: Path) -> None:
+    model_dir = tmp_path / "new" / "m"
+    with pytest.raises(RuntimeError, match="export broke"):
+        with store.staging_dir(model_dir) as staging:
+            (staging / "step.onnx").write_bytes(b"half")
+            raise RuntimeError("export broke")
+    assert not (tmp_path / "new").exists()  # directories this run created are gone too
+
+    (tmp_path / "kept" / "1").mkdir(parents=True)
+    with pytest.raises(RuntimeError):
+        with store.staging_dir(tmp_path / "kept"):
+            raise RuntimeError("export broke")
+    assert sorted(p.name for p in (tmp_path / "kept").iterdir()) == ["1"]
+
+
+def test_publish_never_replaces_a_version_claimed_meanwhile(tmp_path: Path) -> None:
+    def finalize(staging: Path, version: int) -> None:
+        (staging / "manifest.json").write_text(json.dumps({"version": version}))
+        if version == 1:  # another writer publishes version 1 first
+            (tmp_path / "1").mkdir(exist_ok=True)
+            (tmp_path / "1" / "manifest.json").write_text("theirs")
+
+    with store.staging_dir(tmp_path) as staging:
+        path, version = store.publish(staging, tmp_path, finalize)
+    assert (path, version) == (tmp_path / "2", 2)
+    assert (tmp_path / "1" / "manifest.json").read_text() == "theirs"
+    assert json.loads((path / "manifest.json").read_text()) == {"version": 2}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["1", "2"]
+
+
+# --- end to end ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Two runs with the same seed into the same model directory: (CSV file, model directory)."""
+    pytest.importorskip("tensorflow")
+    pytest.importorskip("tf2onnx")
+    root = tmp_path_factory.mktemp("train")
+    csv_path = _write_csv(root / "levels.csv")
+    out_dir = root / "models" / "levels"
+    for _ in range(2):
+        assert main(["--data", str(csv_path), *TINY, "--seed", "3", "--out", str(out_dir)]) == 0
+    return csv_path, out_dir
+
+
+def test_runs_write_numbered_versions(two_runs: tuple[Path, Path]) -> None:
+    _, out_dir = two_runs
+    assert sorted(p.name for p in out_dir.iterdir()) == ["1", "2"]  # no staging leftovers
+    for v in (1, 2):
+        assert sorted(p.name for p in (out_dir / str(v)).iterdir()) == [
+            "manifest.json", "model.keras", "sequence.onnx", "step.onnx"]
+        assert read_manifest(out_dir / str(v)).version == v
+
+
+def test_manifest_contents(two_runs: tuple[Path, Path]) -> None:
+    csv_path, out_dir = two_runs
+    m = read_manifest(out_dir / "1")  # verifies every listed file's sha256
+    assert (m.name, m.cell, m.layers, m.units, m.window, m.horizon) == ("levels", "simple_rnn", 1, 8, 5, 1)
+    assert (m.features, m.targets) == (["level"], ["level"])
+    assert [(s.name, s.shape) for s in m.state] == [("h0", [8])]
+    assert set(m.graphs) == {"step", "sequence"} and m.opset == 17
+    assert m.graphs["step"].ops == ["Add", "MatMul", "Tanh"] and "Loop" in m.graphs["sequence"].ops
+    assert set(m.files) == {"model.keras"}
+    assert m.parity["tolerance"] == 1e-5
+    assert all(0 <= m.parity[k] <= 1e-5 for k in ("window_vs_predict", "chunked_sequence", "chained_step"))
+    assert {"tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "eddy"} <= set(m.versions)
+    assert m.created.endswith("+00:00")
+
+    # Normalisation: statistics of the training rows only (70% of 160 = 112 rows).
+    level = load_csv(csv_path).inputs[:, 0]
+    assert m.normalization.input_mean == pytest.approx([level[:112].mean()])
+    assert m.normalization.target_std == pytest.approx([level[:112].std()])
+
+    # Test metrics in raw units, with the persistence baseline.
+    assert m.metrics["windows"] == 24  # 15% of 160 rows
+    assert m.metrics["rmse"] == pytest.approx(m.metrics["mse"] ** 0.5)
+    assert m.metrics["persistence_rmse"] > 0 and m.metrics["per_target"]["level"]["rmse"] == m.metrics["rmse"]
+
+    t = m.training
+    assert (t["seed"], t["epochs"], t["epochs_run"], t["units"], t["batch_size"]) == (3, 2, 2, 8, 32)
+    assert t["data"] == {"source": "csv", "name": "levels", "path": str(csv_path), "rows": 160}
+    assert t["split"] == [0.7, 0.15, 0.15] and t["split_rows"]["test"] == [136, 160]
+    assert len(t["history"]["loss"]) == len(t["history"]["val_loss"]) == 2
+
+
+def test_same_seed_gives_identical_weights(two_runs: tuple[Path, Path]) -> None:
+    import onnx
+    from onnx import numpy_helper
+
+    _, out_dir = two_runs
+
+    def initializers(path: Path) -> dict[str, np.ndarray]:
+        return {i.name: numpy_helper.to_array(i) for i in onnx.load(str(path)).graph.initializer}
+
+    a, b = initializers(out_dir / "1" / "step.onnx"), initializers(out_dir / "2" / "step.onnx")
+    assert a.keys() == b.keys() and a
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+def test_saved_keras_model_matches_the_graphs(two_runs: tuple[Path, Path]) -> None:
+    import keras
+    import onnxruntime as ort
+
+    _, out_dir = two_runs
+    model = keras.saving.load_model(out_dir / "1" / "model.keras")
+    x = np.random.default_rng(0).normal(size=(4, 5, 1)).astype(np.float32)  # [B, W, F]
+    seq = ort.InferenceSession(str(out_dir / "1" / "sequence.onnx"), providers=["CPUExecutionProvider"])
+    y = seq.run(["y"], {"x": x, "h0": np.zeros((4, 8), np.float32)})[0]  # [B, W, O]
+    np.testing.assert_allclose(y[:, -1], model.predict(x, verbose=0), rtol=0, atol=1e-5)
+
+
+def test_summary_names_version_rmse_and_parity(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("tensorflow")
+    flags = ["--synthetic", "--units", "8", "--epochs", "1", "--seed", "0", "--out", str(tmp_path / "sine")]
+    code, out, err = _run(flags, capsys)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].startswith("epoch 1/1  loss ") and " val_loss " in lines[0]
+    assert lines[1].startswith(f"wrote {tmp_path / 'sine' / '1'}  (sine v1: simple_rnn 1x8")
+    assert lines[2].startswith("test RMSE ") and " vs persistence " in lines[2]
+    assert lines[3].startswith("parity max abs error (tolerance 1e-05): window_vs_predict ")
+    m = read_manifest(tmp_path / "sine" / "1")
+    assert m.training["data"]["source"] == "synthetic" and m.name == "sine"
+
