@@ -24,7 +24,7 @@ from runtime.proto.eddy.v1 import inference_pb2 as pb
 
 def test_generated_modules_are_current():
     pytest.importorskip("grpc_tools")
-    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "gen_proto.py"), "--check"],
+    r = subprocess.run([sys.executable, str(ROOT / "protos" / "generate.py"), "--check"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
 

@@ -26,7 +26,8 @@ if _version_not_supported:
 
 
 class InferenceStub:
-    """Missing associated documentation comment in .proto file."""
+    """Stateful streaming inference over the models of one repository.
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -52,7 +53,8 @@ class InferenceStub:
 
 
 class InferenceServicer:
-    """Missing associated documentation comment in .proto file."""
+    """Stateful streaming inference over the models of one repository.
+    """
 
     def Stream(self, request_iterator, context):
         """Bidirectional stateful stream (see above).
@@ -102,7 +104,8 @@ def add_InferenceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class Inference:
-    """Missing associated documentation comment in .proto file."""
+    """Stateful streaming inference over the models of one repository.
+    """
 
     @staticmethod
     def Stream(request_iterator,

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Regenerate the eddy.v1 protobuf/gRPC modules from ``protos/``.
 
-    python scripts/gen_proto.py            # write runtime/proto/eddy/v1/*_pb2*.py(i)
-    python scripts/gen_proto.py --check    # exit 1 if the committed files are stale
+    python protos/generate.py            # write runtime/proto/eddy/v1/*_pb2*.py(i)
+    python protos/generate.py --check    # exit 1 if the committed files are stale
 
 Runs ``grpc_tools.protoc`` on every ``protos/**/*.proto`` into ``runtime/proto/``
 (so ``protos/eddy/v1/x.proto`` becomes ``runtime/proto/eddy/v1/x_pb2.py``,
@@ -43,7 +43,7 @@ _VERSION_STAMPS = (
 def _protos() -> list[Path]:
     files = sorted(PROTO_DIR.rglob("*.proto"))
     if not files:
-        raise SystemExit(f"gen_proto: no .proto files under {PROTO_DIR}")
+        raise SystemExit(f"protos/generate.py: no .proto files under {PROTO_DIR}")
     return files
 
 
@@ -53,7 +53,7 @@ def _generate(out: Path) -> None:
         from grpc_tools import protoc
         import grpc_tools
     except ImportError:
-        raise SystemExit("gen_proto: grpcio-tools is not installed (pip install -e '.[dev]')") from None
+        raise SystemExit("protos/generate.py: grpcio-tools is not installed (pip install -e '.[dev]')") from None
     include = Path(grpc_tools.__file__).parent / "_proto"  # google/protobuf/*.proto
     args = [
         "grpc_tools.protoc",
@@ -65,7 +65,7 @@ def _generate(out: Path) -> None:
         *(str(p.relative_to(PROTO_DIR)) for p in _protos()),
     ]
     if protoc.main(args) != 0:
-        raise SystemExit("gen_proto: protoc failed (see above)")
+        raise SystemExit("protos/generate.py: protoc failed (see above)")
     packages = {p.parent.relative_to(PROTO_DIR).as_posix().replace("/", ".") for p in _protos()}
     for path in _generated_files(out):
         here = path.parent.relative_to(out).as_posix().replace("/", ".")
@@ -113,10 +113,10 @@ def check() -> int:
         stale = False
         for rel in sorted(fresh.keys() | committed.keys()):
             if rel not in committed:
-                print(f"gen_proto: missing {OUT_DIR / rel}", file=sys.stderr)
+                print(f"protos/generate.py: missing {OUT_DIR / rel}", file=sys.stderr)
                 stale = True
             elif rel not in fresh:
-                print(f"gen_proto: {OUT_DIR / rel} has no .proto source any more", file=sys.stderr)
+                print(f"protos/generate.py: {OUT_DIR / rel} has no .proto source any more", file=sys.stderr)
                 stale = True
             else:
                 a = _normalise(committed[rel].read_text(encoding="utf-8")).splitlines(keepends=True)
@@ -126,10 +126,10 @@ def check() -> int:
                     diff = difflib.unified_diff(a, b, f"committed/{rel}", f"regenerated/{rel}", n=1)
                     sys.stderr.writelines(list(diff)[:40])
     if stale:
-        print("gen_proto: generated modules are stale; run `make proto` (python scripts/gen_proto.py)",
+        print("protos/generate.py: generated modules are stale; run `make proto` (python protos/generate.py)",
               file=sys.stderr)
         return 1
-    print("gen_proto: generated modules are up to date")
+    print("protos/generate.py: generated modules are up to date")
     return 0
 
 
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         return check()
     _generate(OUT_DIR)
     for p in _generated_files(OUT_DIR):
-        print(f"gen_proto: wrote {p.relative_to(ROOT)}")
+        print(f"protos/generate.py: wrote {p.relative_to(ROOT)}")
     return 0
 
 
