@@ -116,6 +116,12 @@ def test_bad_csv_exits_2_with_one_line_and_writes_nothing(
     assert not (tmp_path / "models").exists()
 
 
+def test_synthetic_data_has_one_column(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _run(["--synthetic", "--features", "temp", *TINY, "--out", str(tmp_path / "m")], capsys)
+    assert code == 2 and "synthetic data: unknown column 'temp' (columns: value)" in err
+    assert not (tmp_path / "m").exists()
+
+
 def test_data_error_is_invalid_input() -> None:
     from runtime.errors import InvalidInput
 

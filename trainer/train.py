@@ -24,10 +24,12 @@ from runtime.manifest import Manifest, sha256_file, write_manifest
 from . import store
 from .config import TrainConfig
 from .data import BUNDLED_CSV, Dataset, Series, bundled_series, load_csv, make_dataset, synthetic_series
+from .errors import DataError
 
-__all__ = ["KERAS_FILE", "TrainResult", "load_series", "regression_metrics", "resolve_output", "train"]
+__all__ = ["KERAS_FILE", "PARITY_STEPS", "TrainResult", "load_series", "regression_metrics", "resolve_output", "train"]
 
 KERAS_FILE = "model.keras"
+PARITY_STEPS = 5000  # longest sequence the chained parity checks run (caps export time on long series)
 _VERSIONED = ("tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "numpy", "eddy")
 
 
@@ -44,7 +46,11 @@ class TrainResult:
 def load_series(config: TrainConfig) -> Series:
     """The series ``config`` asks for: a CSV file, the synthetic sine or the bundled data set."""
     if config.synthetic:
-        return synthetic_series()  # a fixed data set; --seed drives training only
+        series = synthetic_series()  # a fixed data set; --seed drives training only
+        for col in (config.features or []) + (config.targets or []):
+            if col not in series.features:
+                raise DataError(f"synthetic data: unknown column {col!r} (columns: {', '.join(series.features)})")
+        return series
     if config.data is not None:
         return load_csv(config.data, config.features, config.targets)
     if config.features is not None or config.targets is not None:
@@ -55,7 +61,7 @@ def load_series(config: TrainConfig) -> Series:
 def resolve_output(config: TrainConfig, series: Series) -> tuple[str, Path]:
     """Model name and model directory: ``--name``/``--out`` if given, else from each other or the data set."""
     if config.out is not None:
-        return config.name or Path(config.out).name, Path(config.out)
+        return config.name or Path(config.out).resolve().name or series.name, Path(config.out)
     name = config.name or series.name
     return name, Path("models") / name
 
@@ -98,9 +104,8 @@ def train(config: TrainConfig, log: Callable[[str], None] | None = print) -> Tra
 
     with store.staging_dir(model_dir) as staging:
         started = time.perf_counter()
-        exported = export_mod.export_model(
-            model, staging, dataset.x_test, dataset.normalised_inputs(), seed=seed
-        )
+        sequence = dataset.normalised_inputs()[:PARITY_STEPS]  # [T, F]
+        exported = export_mod.export_model(model, staging, dataset.x_test, sequence, seed=seed)
         export_seconds = time.perf_counter() - started
         model.save(staging / KERAS_FILE)
         manifest = Manifest(
@@ -171,6 +176,7 @@ def _training_record(
         "data": {"source": series.source, "name": series.name, "path": _portable(series.path), "rows": len(series)},
         "split_rows": {k: list(v) for k, v in dataset.rows.items()},
         "windows": {"train": len(dataset.x_train), "val": len(dataset.x_val), "test": len(dataset.x_test)},
+        "parity_steps": min(len(series), PARITY_STEPS),
         "history": {"loss": history["loss"], "val_loss": history["val_loss"]},
         "epochs_run": history["epochs_run"],
         "best_epoch": history["best_epoch"],
