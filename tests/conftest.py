@@ -21,7 +21,7 @@ SERIES_CSV = ROOT / "trainer" / "data" / "sunspots.csv"  # year,sunspots; 309 ro
 @pytest.fixture(scope="session")
 def models_dir() -> Path:
     if not (MODELS / MODEL).is_dir():
-        pytest.skip(f"no {MODEL} model under {MODELS}")
+        pytest.fail(f"no {MODEL} model under {MODELS} (the default model is committed under models/)")
     return MODELS
 
 
