@@ -1,0 +1,80 @@
+"""Test-only model helpers: a tiny exported SimpleRNN, and renamed copies.
+
+Lives in tests/, never in runtime/. :func:`make_tiny` needs tensorflow and
+tf2onnx (the ``train`` extra) and is only used when the committed default
+model is absent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+import shutil
+from pathlib import Path
+
+from runtime.manifest import GraphSpec, Manifest, Normalization, StateSpec, read_manifest, sha256_file, write_manifest
+
+__all__ = ["copy_as", "default_model_dir", "make_tiny"]
+
+
+def make_tiny(out: str | Path, units: int = 8, features: int = 1, name: str = "tiny", version: int = 1) -> Path:
+    """Export a seeded SimpleRNN(units) -> Dense(1) as step + sequence graphs into ``out``."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import keras
+    import tensorflow as tf
+    import tf2onnx
+
+    out = Path(out)
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((10, features))
+    rnn, dense = keras.layers.SimpleRNN(units), keras.layers.Dense(1)
+    keras.Model(inp, dense(rnn(inp)))
+    sig = [tf.TensorSpec([None, features], tf.float32, name="x"), tf.TensorSpec([None, units], tf.float32, name="h0")]
+
+    @tf.function(input_signature=sig)
+    def step(x, h):
+        y, new = rnn.cell(x, h)
+        return {"y": dense(y), "h0_out": new}
+
+    seq_layer = keras.layers.SimpleRNN(units, return_sequences=True, return_state=True)
+    seq_layer.build((None, None, features))
+    seq_layer.set_weights(rnn.get_weights())
+    sig2 = [tf.TensorSpec([None, None, features], tf.float32, name="x"), sig[1]]
+
+    @tf.function(input_signature=sig2)
+    def seq(x, h):
+        ys, hn = seq_layer(x, initial_state=[h])
+        return {"y": dense(ys), "h0_out": hn}
+
+    out.mkdir(parents=True, exist_ok=True)
+    tf2onnx.convert.from_function(step, input_signature=sig, opset=17, output_path=str(out / "step.onnx"))
+    tf2onnx.convert.from_function(seq, input_signature=sig2, opset=17, output_path=str(out / "sequence.onnx"))
+    cols = [f"v{i}" for i in range(features)]
+    write_manifest(out, Manifest(
+        name=name, version=version, cell="simple_rnn", layers=1, units=units, features=cols, targets=["v0"],
+        window=10, horizon=1, state=[StateSpec("h0", [units])],
+        normalization=Normalization([78.0] * features, [60.0] * features, [78.0], [60.0]),
+        graphs={k: GraphSpec(f"{k}.onnx", sha256_file(out / f"{k}.onnx")) for k in ("step", "sequence")},
+        opset=17, parity={}, metrics={}, created=datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        versions={}))
+    return out
+
+
+def copy_as(src: str | Path, dst: str | Path, *, name: str | None = None, version: int | None = None) -> Path:
+    """Copy a model version directory, rewriting the manifest's name and/or version."""
+    src, dst = Path(src), Path(dst)
+    shutil.copytree(src, dst)
+    m = read_manifest(dst)
+    write_manifest(dst, dataclasses.replace(m, name=name or m.name, version=version or m.version))
+    return dst
+
+
+def default_model_dir(tmp_root: str | Path) -> Path:
+    """The committed default model's highest version, else a tiny one made under ``tmp_root``."""
+    from runtime.model import resolve_version_dir
+
+    committed = Path(__file__).resolve().parents[1] / "models" / "sunspots"
+    if committed.is_dir():
+        return resolve_version_dir(committed)
+    return make_tiny(Path(tmp_root) / "tiny" / "1")

@@ -1,0 +1,172 @@
+"""Cross-stream batching through real onnxruntime calls, checked against local streams."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+from _models import default_model_dir
+
+import runtime
+from runtime.batcher import Batcher
+from runtime.errors import InvalidInput
+from runtime.sessions import SessionStore
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> runtime.Model:
+    return runtime.load(default_model_dir(tmp_path_factory.mktemp("models")))
+
+
+def _series(rng: np.random.Generator, n: int, f: int) -> np.ndarray:
+    return (rng.normal(size=(n, f)) * 60 + 78).astype(np.float32)  # [n, F], raw units
+
+
+def _rel(a: np.ndarray, ref: np.ndarray) -> float:
+    return float(np.abs(a - ref).max() / np.abs(ref).max())
+
+
+async def _drive(batcher: Batcher, store: SessionStore, model: runtime.Model, series: list[np.ndarray],
+                 seed: int) -> list[np.ndarray]:
+    """One concurrent task per series, each pushing it in random chunks (1..5 samples)."""
+    async def one(i: int, xs: np.ndarray) -> np.ndarray:
+        rng = np.random.default_rng(seed + i)
+        s = store.acquire(model, f"s{i}")
+        outs, pos = [], 0
+        while pos < len(xs):
+            n = int(rng.choice([1, 1, 1, 2, 3, 5]))
+            outs.append(await batcher.run(s, xs[pos:pos + n]))
+            pos += n
+        assert s.position == len(xs)
+        store.release(s)
+        return np.concatenate(outs)  # [N, O]
+
+    return await asyncio.gather(*(one(i, xs) for i, xs in enumerate(series)))
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_64_sessions_random_chunking_match_local_streams(model, enabled):
+    rng = np.random.default_rng(1)
+    series = [_series(rng, int(rng.integers(40, 120)), model.n_features) for _ in range(64)]
+    sizes: list[int] = []
+    batcher = Batcher(enabled=enabled, on_batch=sizes.append)
+    outs = asyncio.run(_drive(batcher, SessionStore(), model, series, seed=100))
+    for xs, y in zip(series, outs):
+        assert _rel(y, model.stream().push(xs)) <= 1e-5
+    if enabled:
+        assert max(sizes) > 1 and len(sizes) < sum(len(xs) for xs in series)
+    else:
+        assert set(sizes) == {1}
+    assert list(batcher.recent_batch_sizes) == sizes[-len(batcher.recent_batch_sizes):]
+
+
+def test_one_session_pipelined_keeps_order_and_never_batches_with_itself(model):
+    rng = np.random.default_rng(2)
+    xs = _series(rng, 30, model.n_features)
+    chunks = [xs[0:1], xs[1:4], xs[4:5], xs[5:6], xs[6:17], xs[17:30]]
+    sizes: list[int] = []
+
+    async def main():
+        batcher, store = Batcher(on_batch=sizes.append), SessionStore()
+        s = store.acquire(model)
+        return s, await asyncio.gather(*(batcher.run(s, c) for c in chunks))  # all pending at once
+
+    s, outs = asyncio.run(main())
+    assert sizes == [1] * len(chunks)  # a session never appears twice in one batch
+    assert _rel(np.concatenate(outs), model.stream().push(xs)) <= 1e-5
+    assert s.position == 30
+
+
+def _snapshot(s):
+    return {k: v.copy() for k, v in s.state.items()}, s.position
+
+
+def test_one_faulty_session_fails_alone_and_changes_nothing(model):
+    rng = np.random.default_rng(3)
+    xs = _series(rng, 8, model.n_features)
+
+    async def main():
+        batcher, store = Batcher(), SessionStore()
+        good = [store.acquire(model) for _ in range(4)]
+        for s in good:
+            await batcher.run(s, xs[:3])
+        bad = store.acquire(model)
+        name = model.state_spec[0].name
+        bad.state = {**bad.state, name: np.zeros((1, model.state_spec[0].shape[0] + 1), np.float32)}  # wrong shape
+        before = [_snapshot(s) for s in good], _snapshot(bad)
+        results = await asyncio.gather(*(batcher.run(s, xs[3:4]) for s in [*good, bad]), return_exceptions=True)
+        return good, bad, before, results
+
+    good, bad, (before_good, before_bad), results = asyncio.run(main())
+    assert isinstance(results[-1], Exception)
+    ref = model.stream().push(xs[:4])[3:4]
+    for s, y, (_, pos) in zip(good, results[:-1], before_good):
+        assert _rel(y, ref) <= 1e-5 and s.position == pos + 1
+    after_state, after_pos = _snapshot(bad)
+    assert after_pos == before_bad[1]
+    assert all(np.array_equal(after_state[k], v) for k, v in before_bad[0].items())
+
+
+def test_onnxruntime_error_leaves_every_session_in_the_batch_unchanged(model):
+    rng = np.random.default_rng(4)
+    xs = _series(rng, 5, model.n_features)
+    sizes: list[int] = []
+
+    async def main():
+        batcher, store = Batcher(on_batch=sizes.append), SessionStore()
+        sessions = [store.acquire(model) for _ in range(6)]
+        for s in sessions:  # float64 state: stacking works, onnxruntime rejects the dtype
+            s.state = {k: v.astype(np.float64) for k, v in s.state.items()}
+            s.position = 7
+        before = [_snapshot(s) for s in sessions]
+        results = await asyncio.gather(*(batcher.run(s, xs[:2]) for s in sessions), return_exceptions=True)
+        return sessions, before, results
+
+    sessions, before, results = asyncio.run(main())
+    assert all(isinstance(r, Exception) and not isinstance(r, InvalidInput) for r in results)
+    assert sizes == []  # no call succeeded
+    for s, (state, pos) in zip(sessions, before):
+        assert s.position == pos == 7
+        assert all(np.array_equal(s.state[k], v) and s.state[k].dtype == np.float64 for k, v in state.items())
+
+
+def test_cancelled_caller_leaves_session_unchanged(model):
+    xs = _series(np.random.default_rng(5), 2, model.n_features)
+
+    async def main():
+        batcher, store = Batcher(max_delay_us=20_000), SessionStore()  # the round waits 20 ms for company
+        a, b = store.acquire(model), store.acquire(model)
+        before = _snapshot(a)
+        task = asyncio.create_task(batcher.run(a, xs[:1]))
+        await asyncio.sleep(0)  # a's request is queued, the round has not run
+        task.cancel()
+        y = await batcher.run(b, xs[:1])
+        return a, before, task, y
+
+    a, before, task, y = asyncio.run(main())
+    assert task.cancelled() and a.position == before[1] == 0
+    assert all(np.array_equal(a.state[k], v) for k, v in before[0].items())
+    assert _rel(y, model.stream().push(xs[:1])) <= 1e-5
+
+
+def test_large_batches_run_in_the_worker_thread_with_the_same_results(model):
+    rng = np.random.default_rng(6)
+    series = [_series(rng, 60, model.n_features) for _ in range(8)]
+    batcher = Batcher(offload_values=0)  # every batch through the thread
+    outs = asyncio.run(_drive(batcher, SessionStore(), model, series, seed=200))
+    batcher.close()
+    for xs, y in zip(series, outs):
+        assert _rel(y, model.stream().push(xs)) <= 1e-5
+
+
+def test_wrong_shape_is_invalid_input(model):
+    async def main():
+        s = SessionStore().acquire(model)
+        with pytest.raises(InvalidInput, match="shaped"):
+            await Batcher().run(s, np.zeros((2, model.n_features + 1), np.float32))
+        with pytest.raises(InvalidInput):
+            await Batcher().run(s, np.zeros((0, model.n_features), np.float32))
+        assert s.position == 0
+
+    asyncio.run(main())
