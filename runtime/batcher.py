@@ -166,7 +166,8 @@ class Batcher:
                 return
             log.warning("batch of %d failed (%s); retrying one by one", len(batch), e)
             for r in batch:
-                await self._execute([r])
+                if not r.future.done():
+                    await self._execute([r])
             return
         self._count(len(batch))
         for i, r in enumerate(batch):
