@@ -24,5 +24,9 @@ test: $(STAMP)
 proto: $(STAMP)
 	$(PY) protos/generate.py
 
+# Serving benchmark: eddy serve vs a bare gRPC echo ceiling, batching on/off (~4 min; not part of `make test`).
+bench: $(STAMP)
+	$(PY) tests/bench/bench_serving.py
+
 clean:
 	rm -rf .demo build dist *.egg-info
