@@ -18,6 +18,7 @@ from typing import Protocol
 
 import numpy as np
 
+from .config import ServeConfig
 from .errors import EddyError
 
 __all__ = ["main"]
@@ -37,6 +38,16 @@ exit status: 0 ok; 1 the server or model failed (message on stderr);
 """
 
 
+_SERVE_EPILOG = """\
+sessions: a stream may name a session id and resume it later (also from
+another connection); idle sessions live --session-ttl seconds. One stream at
+a time per session. See README.md, "Serving in production".
+
+shutdown: SIGINT/SIGTERM turns health NOT_SERVING, refuses new RPCs, answers
+open streams for up to --grace seconds, then cancels what is left.
+"""
+
+
 class _UsageError(Exception):
     """Bad arguments or input file: one line on stderr, exit 2."""
 
@@ -49,14 +60,43 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="eddy", description="Stateful streaming inference for recurrent models.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
+    d = ServeConfig()
     s = sub.add_parser("serve", help="serve every model of a repository over gRPC",
-                       description="Serve every model version under --models over gRPC (eddy.v1 + grpc.health.v1).")
+                       description="Serve every model version under --models over gRPC: eddy.v1.Inference\n"
+                                   "(streams with resumable sessions, Predict), grpc.health.v1 (overall,\n"
+                                   "eddy.v1.Inference and eddy.v1.Inference/<model>) and server reflection;\n"
+                                   "optional Prometheus metrics over HTTP.",
+                       epilog=_SERVE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("--models", type=Path, default=Path(os.environ.get("EDDY_MODELS", "models")),
                    help="model repository, holding NAME/VERSION/manifest.json (default: $EDDY_MODELS or ./models)")
-    s.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, loopback only)")
+    s.add_argument("--host", default="127.0.0.1",
+                   help="address to bind, for gRPC and metrics (default: 127.0.0.1, loopback only)")
     s.add_argument("--port", type=int, default=50051, help="port to bind; 0 picks a free one (default: 50051)")
-    s.add_argument("--grace", type=float, default=5.0,
-                   help="seconds open streams get to finish on SIGINT/SIGTERM (default: 5)")
+    s.add_argument("--session-ttl", type=float, default=d.session_ttl, metavar="SECONDS",
+                   help=f"evict sessions idle longer than this (default: {d.session_ttl:g})")
+    s.add_argument("--max-sessions", type=int, default=d.max_sessions, metavar="N",
+                   help=f"live sessions at most; new ones past it get RESOURCE_EXHAUSTED, live ones are never "
+                        f"evicted for room (default: {d.max_sessions})")
+    s.add_argument("--max-batch", type=int, default=d.max_batch, metavar="N",
+                   help=f"sessions per onnxruntime call when batching (default: {d.max_batch})")
+    s.add_argument("--max-delay-us", type=int, default=d.max_delay_us, metavar="US",
+                   help="microseconds to wait for more sessions' steps before running a batch; 0 batches "
+                        f"what is already queued (default: {d.max_delay_us})")
+    s.add_argument("--batching", choices=("on", "off"), default="on" if d.batching else "off",
+                   help="batch steps of different sessions into one onnxruntime call (default: on)")
+    s.add_argument("--no-batching", dest="batching", action="store_const", const="off",
+                   help="same as --batching off (default: batching on)")
+    s.add_argument("--max-message-bytes", type=int, default=d.max_message_bytes, metavar="BYTES",
+                   help="largest gRPC message accepted; larger ones end the RPC with RESOURCE_EXHAUSTED "
+                        f"(default: {d.max_message_bytes})")
+    s.add_argument("--max-samples-per-message", type=int, default=d.max_samples_per_message, metavar="N",
+                   help="samples per stream message, or B*T per Predict; more is RESOURCE_EXHAUSTED "
+                        f"(default: {d.max_samples_per_message})")
+    s.add_argument("--grace", type=float, default=d.grace, metavar="SECONDS",
+                   help=f"seconds open streams get to finish on SIGINT/SIGTERM (default: {d.grace:g})")
+    s.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
+                   help="serve Prometheus metrics at http://HOST:PORT/metrics; 0 picks a free port "
+                        "(default: off)")
     s.add_argument("--log-level", default="INFO", help="logging level on stderr (default: INFO)")
 
     t = sub.add_parser("stream", help="stream a CSV row by row through a model, print predictions as CSV",
@@ -124,8 +164,16 @@ def _trainer(command: str, argv: list[str]) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from .server import serve  # grpc import only when serving
 
+    try:
+        config = ServeConfig(session_ttl=args.session_ttl, max_sessions=args.max_sessions,
+                             batching=args.batching == "on", max_batch=args.max_batch,
+                             max_delay_us=args.max_delay_us, max_message_bytes=args.max_message_bytes,
+                             max_samples_per_message=args.max_samples_per_message, grace=args.grace,
+                             metrics_port=args.metrics_port)
+    except ValueError as e:
+        raise _UsageError(str(e)) from None
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return serve(args.models, args.host, args.port, grace=args.grace)
+    return serve(args.models, args.host, args.port, config=config)
 
 
 def _stream(args: argparse.Namespace) -> int:

@@ -25,7 +25,7 @@ from typing import Any, NoReturn
 import grpc
 import numpy as np
 
-from .converters import Encoding, array_to_tensor, error_from_status, tensor_to_samples
+from .converters import Encoding, array_to_tensor, error_from_status, tensor_to_samples, tensor_to_sequences
 from .errors import EddyError, FailedPrecondition, InvalidInput
 from .model import as_samples
 from .proto.eddy.v1 import inference_pb2 as pb
@@ -51,12 +51,14 @@ class RemoteStream:
     """
 
     def __init__(self, stub: pb_grpc.InferenceStub, model: str, version: str | int | None = None,
-                 *, encoding: Encoding = "raw", timeout: float | None = None) -> None:
+                 *, encoding: Encoding = "raw", timeout: float | None = None, session_id: str | None = None,
+                 state: bytes | None = None, resume: bool = False) -> None:
         self.encoding: Encoding = encoding
         self._requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._closed = False
-        open_ = pb.OpenStream(model=model, version="" if version is None else str(version))
+        open_ = pb.OpenStream(model=model, version="" if version is None else str(version),
+                              session_id=session_id or "", state=state or b"", resume=resume)
         self._requests.put(pb.StreamRequest(open=open_))
         self._call = stub.Stream(self._request_iter(), timeout=timeout)
         self._responses: Iterator[pb.StreamResponse] = self._call
@@ -65,7 +67,9 @@ class RemoteStream:
         self.version: int = opened.opened.version
         self.features: list[str] = list(opened.opened.features)
         self.targets: list[str] = list(opened.opened.targets)
-        self.position = 0  # samples answered so far
+        self.session_id: str = opened.opened.session_id
+        self.resumed: bool = opened.opened.resumed
+        self.position: int = opened.opened.position  # the session's position (samples consumed)
 
     def _request_iter(self) -> Iterator[pb.StreamRequest]:
         while (item := self._requests.get()) is not _END:
@@ -125,6 +129,28 @@ class RemoteStream:
                 self._fail(f"protocol error: {len(x)} sample(s) sent, {len(y)} prediction(s) received")
             self.position += len(x)
             return y
+
+    def reset(self) -> None:
+        """Back to zero state and position 0 on the server (same session id)."""
+        self._control(pb.Control.RESET)
+
+    def export_state(self) -> bytes:
+        """The session's state as portable bytes (open a stream from them with ``state=``)."""
+        return self._control(pb.Control.EXPORT_STATE).state
+
+    def close_session(self) -> None:
+        """Delete the session on the server; the server then ends the stream."""
+        self._control(pb.Control.CLOSE)
+        self.close()
+
+    def _control(self, action: int) -> pb.ControlDone:
+        with self._lock:
+            if self._closed:
+                raise FailedPrecondition("stream is closed")
+            self._requests.put(pb.StreamRequest(control=pb.Control(action=action)))
+            done = self._next("control_done").control_done
+            self.position = done.position
+            return done
 
     def send_raw(self, request: pb.StreamRequest) -> pb.StreamResponse:
         """Send any request as is and return the response unchecked (for tests and tools)."""
@@ -189,13 +215,52 @@ class Client:
             raise _rpc_error(e) from None
 
     def stream(self, name: str, version: str | int | None = None, *, encoding: Encoding = "raw",
-               timeout: float | None = None) -> RemoteStream:
-        """Open a stream on ``name`` (latest version unless given); zero state.
+               timeout: float | None = None, session_id: str | None = None, state: bytes | None = None,
+               resume: bool = False) -> RemoteStream:
+        """Open a stream on ``name`` (latest version unless given).
 
-        ``encoding`` is how samples travel (``"raw"`` bytes or packed
+        ``session_id`` names the session to create or resume (``None``: the
+        server assigns one, see ``.session_id``); ``state`` starts a new
+        session from exported bytes; ``resume=True`` requires the session to
+        exist. ``encoding`` is how samples travel (``"raw"`` bytes or packed
         ``"values"``); ``timeout`` is a deadline for the whole stream (none by default).
         """
-        return RemoteStream(self._stub, name, version, encoding=encoding, timeout=timeout)
+        return RemoteStream(self._stub, name, version, encoding=encoding, timeout=timeout,
+                            session_id=session_id, state=state, resume=resume)
+
+    def predict(self, name: str, x: Any, version: str | int | None = None, *, states: list[bytes] | None = None,
+                encoding: Encoding = "raw") -> tuple[np.ndarray, list[bytes]]:
+        """Whole sequences ``x[B, T, F]`` -> (``y[B, T, O]``, B final-state blobs).
+
+        ``states``: none (zero state) or one exported-state blob per sequence.
+        """
+        arr = np.asarray(x, np.float32)
+        request = pb.PredictRequest(model=name, version="" if version is None else str(version),
+                                    inputs=array_to_tensor(arr, encoding), states=states or [])
+        try:
+            response = self._stub.Predict(request, timeout=self.timeout)
+        except grpc.RpcError as e:
+            raise _rpc_error(e) from None
+        shape = list(response.outputs.shape)
+        try:
+            y, _ = tensor_to_sequences(response.outputs, shape[-1] if shape else 0)  # [B, T, O]
+        except InvalidInput as e:
+            raise EddyError(f"protocol error: malformed predictions from the server: {e.message}") from None
+        return y, list(response.states)
+
+    def session_state(self, session_id: str) -> pb.SessionState:
+        """An idle session's model, version, position and exported state."""
+        try:
+            return self._stub.GetSessionState(pb.SessionRequest(session_id=session_id), timeout=self.timeout)
+        except grpc.RpcError as e:
+            raise _rpc_error(e) from None
+
+    def delete_session(self, session_id: str) -> pb.SessionState:
+        """Delete an idle session; returns its final state."""
+        try:
+            return self._stub.DeleteSession(pb.SessionRequest(session_id=session_id), timeout=self.timeout)
+        except grpc.RpcError as e:
+            raise _rpc_error(e) from None
 
     def close(self) -> None:
         """Close the channel (cancels any stream still open)."""

@@ -12,7 +12,7 @@ encoding as the request it answers.
 from __future__ import annotations
 
 import json
-from typing import Literal
+from typing import Any, Literal
 
 import grpc
 import numpy as np
@@ -29,8 +29,10 @@ __all__ = [
     "error_to_proto",
     "list_models_response",
     "model_metadata",
+    "sample_count",
     "status_code",
     "tensor_to_samples",
+    "tensor_to_sequences",
 ]
 
 Encoding = Literal["raw", "values"]
@@ -49,18 +51,43 @@ def tensor_to_samples(tensor: pb.Tensor, n_features: int) -> tuple[np.ndarray, E
     feature count, data length not matching the shape, both or neither
     encoding used, NaN or infinity.
     """
+    return _decode(tensor, n_features, ("n",), "samples")
+
+
+def tensor_to_sequences(tensor: pb.Tensor, n_features: int) -> tuple[np.ndarray, Encoding]:
+    """Decode and validate whole sequences: float32 ``[B, T, F]`` and its encoding.
+
+    Same rules as :func:`tensor_to_samples`, with ``B`` and ``T`` at least 1.
+    """
+    return _decode(tensor, n_features, ("B", "T"), "inputs")
+
+
+def sample_count(tensor: pb.Tensor) -> int:
+    """Samples a tensor claims to hold (product of all but the last dimension), before decoding it.
+
+    Lets a limit be enforced before a large payload is converted.
+    """
+    count = 1
+    for d in list(tensor.shape)[:-1]:
+        count *= max(int(d), 0)
+    return count if len(tensor.shape) >= 2 else 0
+
+
+def _decode(tensor: pb.Tensor, n_features: int, lead: tuple[str, ...], what: str) -> tuple[np.ndarray, Encoding]:
     shape = list(tensor.shape)
+    want = f"[{', '.join(lead)}, {n_features}]"
     has_values, has_raw = len(tensor.values) > 0, len(tensor.raw) > 0
     if has_values and has_raw:
         raise InvalidInput("tensor sets both `values` and `raw`; use exactly one encoding")
-    if len(shape) != 2:
-        raise InvalidInput(f"samples must have shape [n, {n_features}], got shape {shape}")
-    n, f = shape
-    if n < 1:
-        raise InvalidInput(f"samples shape {shape} holds no samples: n must be at least 1")
-    if f != n_features:
+    if len(shape) != len(lead) + 1:
+        raise InvalidInput(f"{what} must have shape {want}, got shape {shape}")
+    if any(d < 1 for d in shape[:-1]):
+        if len(lead) == 1:
+            raise InvalidInput(f"samples shape {shape} holds no samples: n must be at least 1")
+        raise InvalidInput(f"{what} shape {shape} is empty: {' and '.join(lead)} must be at least 1")
+    if shape[-1] != n_features:
         raise InvalidInput(f"expected {n_features} feature(s) per sample, got shape {shape}")
-    expected = n * f
+    expected = int(np.prod(shape))
     if has_raw:
         if len(tensor.raw) != expected * _LE_F32.itemsize:
             raise InvalidInput(f"`raw` holds {len(tensor.raw)} bytes; shape {shape} needs "
@@ -74,12 +101,12 @@ def tensor_to_samples(tensor: pb.Tensor, n_features: int) -> tuple[np.ndarray, E
         encoding = "values"
     else:
         raise InvalidInput(f"tensor has no data: shape {shape} needs {expected} float(s) in `values` or `raw`")
-    arr = arr.reshape(n, f)  # [n, F]
-    bad = ~np.isfinite(arr)
+    flat = arr.reshape(-1, n_features)  # [n, F]
+    bad = ~np.isfinite(flat)
     if bad.any():
         row, col = (int(i) for i in np.argwhere(bad)[0])
-        raise InvalidInput(f"sample {row}, feature {col} is {float(arr[row, col])}: values must be finite")
-    return arr, encoding
+        raise InvalidInput(f"sample {row}, feature {col} is {float(flat[row, col])}: values must be finite")
+    return arr.reshape(shape), encoding
 
 
 def array_to_tensor(array: np.ndarray, encoding: Encoding = "raw") -> pb.Tensor:
@@ -142,4 +169,18 @@ def model_metadata(name: str, version: int, model: Model, versions: list[int]) -
         horizon=m.horizon,
         state=[pb.StateTensor(name=s.name, shape=s.shape) for s in m.state],
         manifest_json=json.dumps(m.to_dict(), sort_keys=True),
+        metrics=_numeric_leaves(m.metrics),
+        parity=_numeric_leaves(m.parity),
     )
+
+
+def _numeric_leaves(tree: Any, prefix: str = "") -> dict[str, float]:
+    """``{"a": {"b": 1.5}, "c": "x"}`` -> ``{"a.b": 1.5}`` (numbers only; bools and text dropped)."""
+    if isinstance(tree, dict):
+        out: dict[str, float] = {}
+        for k, v in tree.items():
+            out.update(_numeric_leaves(v, f"{prefix}{k}."))
+        return out
+    if isinstance(tree, (int, float)) and not isinstance(tree, bool):
+        return {prefix[:-1]: float(tree)}
+    return {}

@@ -1,15 +1,27 @@
-"""``eddy serve``: the grpc.aio server with the eddy.v1 and health services.
+"""``eddy serve``: the grpc.aio server with eddy.v1, health, reflection and metrics.
 
 One asyncio event loop serves every stream (DESIGN.md: grpc.aio is the faster
-Python stack and lets a later batcher see every pending step). The standard
-``grpc.health.v1.Health`` service runs on the same port and reports SERVING
-for the overall server (``""``) and for ``eddy.v1.Inference``.
+Python stack, and the batcher sees every pending step). On the same port:
 
-In-process use (tests, embedding)::
+- ``eddy.v1.Inference`` (:mod:`runtime.servicer`);
+- ``grpc.health.v1.Health``: SERVING for the overall server (``""``), for
+  ``eddy.v1.Inference`` and for each model as ``eddy.v1.Inference/<model>``;
+  all NOT_SERVING as soon as shutdown starts;
+- gRPC server reflection, so ``grpcurl -plaintext HOST:PORT list`` works.
 
-    server, port = await start_server("models", port=0)   # 0: pick a free port
+Prometheus metrics (:mod:`runtime.metrics`) are served over HTTP on
+``ServeConfig.metrics_port`` when set.
+
+Shutdown (:meth:`Server.stop`, SIGINT/SIGTERM under :func:`serve`): health
+goes NOT_SERVING first, new RPCs are refused (UNAVAILABLE), open streams keep
+being answered until they end or ``grace`` seconds pass, then the rest are
+cancelled (their sessions stay resumable until the process exits).
+
+In-process use (tests, benchmarks, embedding)::
+
+    server, port = await start_server("models", port=0, config=ServeConfig(max_batch=64))
     ...
-    await server.stop()
+    await server.stop(grace=None)   # None: cancel open RPCs at once
 """
 
 from __future__ import annotations
@@ -22,20 +34,26 @@ from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
 
+from .config import ServeConfig
+from .dataplane import DataPlane
+from .metrics import Metrics
 from .proto.eddy.v1 import inference_pb2_grpc as pb_grpc
 from .repository import ModelRepository
 from .servicer import SERVICE_NAME, InferenceServicer
 
-__all__ = ["DEFAULT_GRACE", "DEFAULT_HOST", "DEFAULT_PORT", "Server", "format_address", "serve", "start_server"]
+__all__ = ["DEFAULT_GRACE", "DEFAULT_HOST", "DEFAULT_PORT", "Server", "format_address", "health_service",
+           "serve", "start_server"]
 
 log = logging.getLogger("eddy.server")
 
 DEFAULT_HOST = "127.0.0.1"  # loopback unless asked otherwise
 DEFAULT_PORT = 50051
-DEFAULT_GRACE = 5.0  # seconds open RPCs get to finish on shutdown
+DEFAULT_GRACE = ServeConfig.grace  # seconds open RPCs get to finish on shutdown
 
 _SERVING = health_pb2.HealthCheckResponse.SERVING
+_HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 
 
 def format_address(host: str, port: int) -> str:
@@ -43,18 +61,32 @@ def format_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
 
 
+def health_service(model: str) -> str:
+    """The grpc.health.v1 service name reporting one model: ``eddy.v1.Inference/<model>``."""
+    return f"{SERVICE_NAME}/{model}"
+
+
 class Server:
     """An eddy gRPC server over one :class:`ModelRepository`. Create, then ``await start()``."""
 
-    def __init__(self, repository: ModelRepository, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
+    def __init__(self, repository: ModelRepository, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
+                 config: ServeConfig | None = None) -> None:
         self.repository = repository
+        self.config = config or ServeConfig()
         self.host = host
         self.requested_port = port
         self.port = 0  # the bound port, once started
+        self.metrics_port: int | None = None  # the bound metrics port, once started (if enabled)
+        self.metrics = Metrics()
+        self.plane = DataPlane(repository, self.config, self.metrics)
         self.health = health.aio.HealthServicer()
-        self._server = grpc.aio.server()
-        pb_grpc.add_InferenceServicer_to_server(InferenceServicer(repository), self._server)
+        self._server = grpc.aio.server(options=[
+            ("grpc.max_receive_message_length", self.config.max_message_bytes),
+        ])
+        pb_grpc.add_InferenceServicer_to_server(InferenceServicer(self.plane, self.metrics), self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
+        reflection.enable_server_reflection([SERVICE_NAME, _HEALTH_SERVICE, reflection.SERVICE_NAME], self._server)
+        self._stopping = False
 
     @property
     def address(self) -> str:
@@ -70,56 +102,67 @@ class Server:
         if port == 0:
             raise OSError(f"cannot listen on {target} (address in use or not available)")
         self.port = port
+        if self.config.metrics_port is not None:
+            self.metrics_port = self.metrics.serve(self.host, self.config.metrics_port)  # OSError if taken
+        self.plane.start()
         await self._server.start()
-        for service in ("", SERVICE_NAME):
+        for service in ("", SERVICE_NAME, *map(health_service, self.repository.list())):
             await self.health.set(service, _SERVING)
-        log.info("listening on %s", self.address)
+        log.info("listening on %s%s", self.address,
+                 f", metrics on port {self.metrics_port}" if self.metrics_port is not None else "")
         return port
 
     async def stop(self, grace: float | None = DEFAULT_GRACE) -> None:
-        """Report NOT_SERVING, refuse new RPCs, give open ones ``grace`` seconds, then stop."""
-        await self.health.enter_graceful_shutdown()
+        """NOT_SERVING, refuse new RPCs, give open ones ``grace`` seconds (None: none), then stop. Idempotent."""
+        if self._stopping:
+            return
+        self._stopping = True
+        await self.health.enter_graceful_shutdown()  # every service NOT_SERVING, watchers told first
         await self._server.stop(grace)
+        await self.plane.close()
+        self.metrics.close()
 
     async def wait_for_termination(self) -> None:
         await self._server.wait_for_termination()
 
 
-async def start_server(
-    models: ModelRepository | str | Path, host: str = DEFAULT_HOST, port: int = 0
-) -> tuple[Server, int]:
+async def start_server(models: ModelRepository | str | Path, host: str = DEFAULT_HOST, port: int = 0,
+                       *, config: ServeConfig | None = None) -> tuple[Server, int]:
     """Start a server in the running event loop; returns it and its bound port."""
     repository = models if isinstance(models, ModelRepository) else ModelRepository(models)
-    server = Server(repository, host, port)
+    server = Server(repository, host, port, config)
     return server, await server.start()
 
 
 def serve(models_dir: str | Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-          *, grace: float = DEFAULT_GRACE) -> int:
+          *, config: ServeConfig | None = None) -> int:
     """Serve ``models_dir`` until SIGINT/SIGTERM; returns an exit status.
 
     Prints ``eddy: serving N model(s) on HOST:PORT`` on stdout once the
     server accepts connections, with the bound port (so ``--port 0`` can be
-    read by scripts). Raises :class:`~runtime.errors.NotFound` if
-    ``models_dir`` does not exist and ``OSError`` if the port cannot be bound.
+    read by scripts), then ``eddy: metrics on http://HOST:PORT/metrics`` if
+    enabled. Raises :class:`~runtime.errors.NotFound` if ``models_dir`` does
+    not exist and ``OSError`` if a port cannot be bound.
     """
     repository = ModelRepository(models_dir)
-    return asyncio.run(_serve(repository, host, port, grace))
+    return asyncio.run(_serve(repository, host, port, config or ServeConfig()))
 
 
-async def _serve(repository: ModelRepository, host: str, port: int, grace: float) -> int:
-    server = Server(repository, host, port)
+async def _serve(repository: ModelRepository, host: str, port: int, config: ServeConfig) -> int:
+    server = Server(repository, host, port, config)
     await server.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     print(f"eddy: serving {len(repository)} model(s) on {server.address}", flush=True)
+    if server.metrics_port is not None:
+        print(f"eddy: metrics on http://{format_address(host, server.metrics_port)}/metrics", flush=True)
     try:
         await stop.wait()
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
-    print(f"eddy: shutting down (grace {grace:g}s)", file=sys.stderr, flush=True)
-    await server.stop(grace)
+    print(f"eddy: shutting down (grace {config.grace:g}s)", file=sys.stderr, flush=True)
+    await server.stop(config.grace)
     return 0

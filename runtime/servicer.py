@@ -1,79 +1,154 @@
 """The eddy.v1 ``Inference`` service on grpc.aio: translate and delegate.
 
-Protocol logic lives in :mod:`runtime.streams`, wire conversions in
-:mod:`runtime.converters`, models in :mod:`runtime.repository`. This module
-only maps them onto RPCs and errors onto status codes: an
-:class:`~runtime.errors.EddyError` becomes its own status with its message;
-anything else becomes INTERNAL with a generic message and the traceback in
-the log (never a library's raw message).
+Protocol logic lives in :mod:`runtime.streams`, sessions, batching and
+limits in :mod:`runtime.dataplane`, wire conversions in
+:mod:`runtime.converters`. This module maps them onto RPCs, errors onto
+status codes, and records metrics and one log line per stream open/close:
+an :class:`~runtime.errors.EddyError` becomes its own status with its
+message; anything else becomes INTERNAL with a generic message and the
+traceback in the log (never a library's raw message).
+
+Log lines are ``key=value`` pairs on the ``eddy.streams`` logger, e.g.::
+
+    event=stream_open session=4f0c... model=sunspots version=1 resumed=False position=0
+    event=stream_close session=4f0c... model=sunspots version=1 resumed=False start=0 samples=309 ...
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from functools import partial
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
 import grpc
 
 from .converters import list_models_response, model_metadata, status_code
+from .dataplane import DataPlane
 from .errors import EddyError
+from .metrics import Metrics
 from .proto.eddy.v1 import inference_pb2 as pb
 from .proto.eddy.v1 import inference_pb2_grpc as pb_grpc
-from .repository import ModelRepository
 from .streams import StreamHandler
 
 __all__ = ["InferenceServicer", "SERVICE_NAME"]
 
 log = logging.getLogger("eddy.servicer")
+stream_log = logging.getLogger("eddy.streams")
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Inference"].full_name  # "eddy.v1.Inference"
 
 T = TypeVar("T")
+_CODE_NAMES = {c.value[0]: c.name for c in grpc.StatusCode}
 
 
 class InferenceServicer(pb_grpc.InferenceServicer):
-    """Serves every model of a :class:`ModelRepository`."""
+    """Serves every model of a :class:`DataPlane`'s repository."""
 
-    def __init__(self, repository: ModelRepository) -> None:
-        self.repository = repository
+    def __init__(self, plane: DataPlane, metrics: Metrics | None = None) -> None:
+        self.plane = plane
+        self.metrics = metrics or Metrics()
 
-    async def Stream(
-        self, request_iterator: AsyncIterator[pb.StreamRequest], context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[pb.StreamResponse]:
-        handler = StreamHandler(self.repository)
+    async def Stream(self, request_iterator: AsyncIterator[pb.StreamRequest],
+                     context: grpc.aio.ServicerContext) -> AsyncIterator[pb.StreamResponse]:
+        handler, m = StreamHandler(self.plane), self.metrics
+        code = grpc.StatusCode.OK
+        m.open_streams.inc()
         try:
             async for request in request_iterator:
-                yield await _call(context, "Stream", partial(handler.handle_async, request))
+                was_open, t0 = handler.opened, time.perf_counter()
+                try:
+                    response = await handler.handle(request)
+                except Exception as e:
+                    code, message = _status(e, "Stream")
+                    await context.abort(code, message)
+                m.latency.labels("Stream").observe(time.perf_counter() - t0)
+                if not was_open:
+                    stream_log.info("%s", _kv("stream_open", session=handler.session_id,
+                                              model=handler.model_name, version=handler.model_version,
+                                              resumed=handler.resumed, position=handler.position))
+                else:
+                    kind = response.WhichOneof("kind")
+                    outcome = _CODE_NAMES.get(response.error.code, "UNKNOWN") if kind == "error" else "OK"
+                    m.stream_messages.labels(handler.model_name, outcome).inc()
+                yield response
+                if handler.finished:
+                    break
+        except asyncio.CancelledError:
+            remaining = context.time_remaining()
+            code = grpc.StatusCode.DEADLINE_EXCEEDED if remaining is not None and remaining <= 0 \
+                else grpc.StatusCode.CANCELLED
+            raise
         finally:
-            log.info("%s", handler.summary())
+            handler.release()
+            m.open_streams.dec()
+            m.rpcs.labels("Stream", code.name).inc()
+            stream_log.info("%s", _kv("stream_close", **handler.log_fields(), status=code.name))
 
     async def ListModels(self, request: pb.ListModelsRequest,
                          context: grpc.aio.ServicerContext) -> pb.ListModelsResponse:
-        async def build() -> pb.ListModelsResponse:
-            return list_models_response(self.repository.list())
+        async def work() -> pb.ListModelsResponse:
+            return list_models_response(self.plane.repository.list())
 
-        return await _call(context, "ListModels", build)
+        return await self._unary("ListModels", context, work)
 
     async def GetModelMetadata(self, request: pb.ModelMetadataRequest,
                                context: grpc.aio.ServicerContext) -> pb.ModelMetadata:
-        async def build() -> pb.ModelMetadata:
-            version = self.repository.resolve(request.model, request.version)
-            model = self.repository.get(request.model, version)
-            return model_metadata(request.model, version, model, self.repository.list()[request.model])
+        async def work() -> pb.ModelMetadata:
+            repo = self.plane.repository
+            version = repo.resolve(request.model, request.version)
+            return model_metadata(request.model, version, repo.get(request.model, version),
+                                  repo.list()[request.model])
 
-        return await _call(context, "GetModelMetadata", build)
+        return await self._unary("GetModelMetadata", context, work)
+
+    async def Predict(self, request: pb.PredictRequest, context: grpc.aio.ServicerContext) -> pb.PredictResponse:
+        return await self._unary("Predict", context, lambda: self.plane.predict(request))
+
+    async def GetSessionState(self, request: pb.SessionRequest,
+                              context: grpc.aio.ServicerContext) -> pb.SessionState:
+        async def work() -> pb.SessionState:
+            return self.plane.session_state(request.session_id)
+
+        return await self._unary("GetSessionState", context, work)
+
+    async def DeleteSession(self, request: pb.SessionRequest,
+                            context: grpc.aio.ServicerContext) -> pb.SessionState:
+        async def work() -> pb.SessionState:
+            return self.plane.delete_session(request.session_id)
+
+        return await self._unary("DeleteSession", context, work)
+
+    async def _unary(self, method: str, context: grpc.aio.ServicerContext, work: Callable[[], Awaitable[T]]) -> T:
+        """Await ``work`` and record it; abort the RPC with the right status if it raises."""
+        t0 = time.perf_counter()
+        try:
+            result = await work()
+        except Exception as e:
+            code, message = _status(e, method)
+            self.metrics.rpcs.labels(method, code.name).inc()
+            await context.abort(code, message)  # raises
+            raise  # pragma: no cover
+        self.metrics.latency.labels(method).observe(time.perf_counter() - t0)
+        self.metrics.rpcs.labels(method, "OK").inc()
+        return result
 
 
-async def _call(context: grpc.aio.ServicerContext, rpc: str, work: Callable[[], Awaitable[T]]) -> T:
-    """Await ``work``; abort the RPC with the right status if it raises."""
-    try:
-        return await work()
-    except EddyError as e:
-        code, message = status_code(e), e.message
-    except Exception:
-        log.exception("%s failed", rpc)
-        code, message = grpc.StatusCode.INTERNAL, "internal error; see the server log"
-    await context.abort(code, message)  # raises
-    raise RuntimeError("context.abort returned")  # pragma: no cover
+def _status(error: Exception, rpc: str) -> tuple[grpc.StatusCode, str]:
+    """Status and message for an exception; unexpected ones are logged and hidden."""
+    if isinstance(error, EddyError):
+        return status_code(error), error.message
+    log.error("%s failed", rpc, exc_info=error)
+    return grpc.StatusCode.INTERNAL, "internal error; see the server log"
+
+
+def _kv(event: str, **fields: object) -> str:
+    """``event=... k=v ...``; values with spaces or quotes are quoted."""
+    parts = [f"event={event}"]
+    for k, v in fields.items():
+        text = str(v)
+        if not text or any(c in text for c in ' "='):
+            text = '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        parts.append(f"{k}={text}")
+    return " ".join(parts)

@@ -6,109 +6,139 @@ and a test can drive the protocol without a socket:
 
 - The first request must be ``open``. Anything else ends the RPC with
   FAILED_PRECONDITION (the request may be fine, the stream is just not open
-  yet); an empty model name or a malformed version ends it with
-  INVALID_ARGUMENT, an unknown model or version with NOT_FOUND. These are
-  raised as :class:`~runtime.errors.EddyError`.
+  yet). A session that cannot be opened ends it with the reason's status:
+  INVALID_ARGUMENT (no model name, bad version, bad session id, corrupted
+  state bytes), NOT_FOUND (unknown model or version, ``resume`` of an unknown
+  session), FAILED_PRECONDITION (session busy in another stream, session or
+  state bytes of another model or version), RESOURCE_EXHAUSTED (session
+  limit). These are raised as :class:`~runtime.errors.EddyError`.
 - Every later ``samples`` request gets one ``predictions`` response (offset =
-  stream position before the message) or, if rejected, an in-band ``error``
-  response; a rejected message leaves the state exactly as it was and the
-  stream stays open. A second ``open`` or an empty request is rejected
-  in-band the same way (FAILED_PRECONDITION, INVALID_ARGUMENT).
+  session position before the message) and every ``control`` request one
+  ``control_done``; a rejected request gets an in-band ``error`` response,
+  leaves the session exactly as it was, and the stream stays open.
+- ``control`` CLOSE deletes the session; :attr:`StreamHandler.finished`
+  then tells the servicer to end the RPC.
 
-Anything else that goes wrong propagates as an ordinary exception (the
-servicer turns it into INTERNAL).
+The handler holds its session while the stream lives; the servicer must
+call :meth:`StreamHandler.release` in a ``finally`` so a cancelled or failed
+stream leaves the session idle and resumable. Anything unexpected
+propagates as an ordinary exception (the servicer turns it into INTERNAL).
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 from .converters import array_to_tensor, error_to_proto, tensor_to_samples
+from .dataplane import DataPlane
 from .errors import EddyError, FailedPrecondition, InvalidInput
-from .model import Stream
 from .proto.eddy.v1 import inference_pb2 as pb
-from .repository import ModelRepository
+from .sessions import Session
 
-__all__ = ["OFFLOAD_VALUES", "StreamHandler"]
+__all__ = ["StreamHandler"]
 
-# Messages carrying more floats than this run in a worker thread so a big
-# chunk does not stall every other stream on the event loop.
-OFFLOAD_VALUES = 4096
+_Action = pb.Control.Action
 
 
 class StreamHandler:
     """State and protocol of one ``Stream`` RPC. One message at a time."""
 
-    def __init__(self, repository: ModelRepository) -> None:
-        self._repository = repository
-        self._stream: Stream | None = None
-        self.model_name = ""  # as served (repository key)
+    def __init__(self, plane: DataPlane) -> None:
+        self._plane = plane
+        self.session: Session | None = None
+        self.finished = False  # the session was closed: the RPC should end
+        self.resumed = False
+        self.model_name = ""  # as requested (repository key)
         self.model_version = 0
         self.messages = 0  # requests handled, including rejected ones
         self.rejected = 0  # requests answered with an in-band error
+        self.samples = 0  # samples predicted by this stream
+        self.started_at = 0  # session position when this stream opened it
+        self.session_id = "-"
         self._started = time.monotonic()
 
     @property
     def opened(self) -> bool:
-        return self._stream is not None
+        return self.session is not None or self.finished
 
     @property
     def position(self) -> int:
-        """Samples consumed so far (0 before ``open``)."""
-        return self._stream.position if self._stream is not None else 0
+        """The session's position (samples consumed since it started or was reset)."""
+        return self.session.position if self.session is not None else 0
 
-    def handle(self, request: pb.StreamRequest) -> pb.StreamResponse:
+    async def handle(self, request: pb.StreamRequest) -> pb.StreamResponse:
         """The response to one request.
 
         Raises :class:`EddyError` only for problems that end the RPC (see
-        the module docstring); rejected samples come back as ``error``.
+        the module docstring); rejected requests come back as ``error``.
         """
         self.messages += 1
-        if self._stream is None:
+        if not self.opened:
             return self._open(request)
         try:
-            return self._samples(request, self._stream)
+            return await self._next(request)
         except EddyError as e:
             self.rejected += 1
             return pb.StreamResponse(error=error_to_proto(e))
 
-    async def handle_async(self, request: pb.StreamRequest) -> pb.StreamResponse:
-        """:meth:`handle`, in a worker thread when the message is large."""
-        if request.WhichOneof("kind") == "samples":
-            t = request.samples
-            if len(t.values) + len(t.raw) // 4 > OFFLOAD_VALUES:
-                return await asyncio.to_thread(self.handle, request)
-        return self.handle(request)
+    def release(self) -> None:
+        """Let go of the session (idle, resumable); safe to call more than once."""
+        if self.session is not None:
+            self._plane.release(self.session)
+            self.session = None
 
-    def summary(self) -> str:
-        """One log line's worth: model, samples, messages, duration."""
-        took = time.monotonic() - self._started
-        where = f"{self.model_name}/{self.model_version}" if self.opened else "(never opened)"
-        return (f"stream {where}: {self.position} sample(s) in {self.messages} message(s), "
-                f"{self.rejected} rejected, {took:.3f}s")
+    def log_fields(self) -> dict[str, object]:
+        """Fields of the stream's close log line."""
+        return {"session": self.session_id, "model": self.model_name or "-", "version": self.model_version,
+                "resumed": self.resumed, "start": self.started_at, "samples": self.samples,
+                "messages": self.messages, "rejected": self.rejected,
+                "duration_s": round(time.monotonic() - self._started, 6)}
 
+    # -- internals ----------------------------------------------------------
     def _open(self, request: pb.StreamRequest) -> pb.StreamResponse:
         kind = request.WhichOneof("kind")
         if kind != "open":
             got = f"`{kind}`" if kind else "an empty request"
             raise FailedPrecondition(f"the first message of a stream must be `open`, got {got}")
-        name, version = request.open.model, request.open.version
-        resolved = self._repository.resolve(name, version)
-        model = self._repository.get(name, resolved)
-        self._stream = model.stream()
-        self.model_name, self.model_version = name, resolved
+        session, existed = self._plane.open_session(request.open, owner=self)
+        self.session, self.resumed = session, existed
+        self.session_id, self.started_at = session.id, session.position
+        self.model_name, self.model_version = request.open.model, session.model.version
+        m = session.model
         return pb.StreamResponse(opened=pb.StreamOpened(
-            model=name, version=resolved, features=model.features, targets=model.targets))
+            model=request.open.model, version=m.version, features=m.features, targets=m.targets,
+            session_id=session.id, position=session.position, resumed=existed))
 
-    def _samples(self, request: pb.StreamRequest, stream: Stream) -> pb.StreamResponse:
+    async def _next(self, request: pb.StreamRequest) -> pb.StreamResponse:
         kind = request.WhichOneof("kind")
+        session = self.session
         if kind == "open":
-            raise FailedPrecondition(
-                f"stream is already open on {self.model_name}/{self.model_version}; open a new stream instead")
-        if kind != "samples":
-            raise InvalidInput("request carries neither `open` nor `samples`")
-        x, encoding = tensor_to_samples(request.samples, stream.model.n_features)  # [n, F]
-        offset = stream.position
-        y = stream.push(x)  # [n, O]; state advances only on success
-        return pb.StreamResponse(predictions=pb.Predictions(offset=offset, outputs=array_to_tensor(y, encoding)))
+            raise FailedPrecondition(f"stream is already open on session {self.session_id}; "
+                                     "open a new stream instead")
+        if session is None:
+            raise FailedPrecondition(f"session {self.session_id} was closed; open a new stream")
+        if kind == "samples":
+            self._plane.check_samples(request.samples)
+            x, encoding = tensor_to_samples(request.samples, session.model.n_features)  # [n, F]
+            offset = session.position
+            y = await self._plane.push(session, x)  # [n, O]; state advances only on success
+            self.samples += len(x)
+            return pb.StreamResponse(predictions=pb.Predictions(offset=offset, outputs=array_to_tensor(y, encoding)))
+        if kind == "control":
+            return self._control(request.control.action, session)
+        raise InvalidInput("empty request: carries neither `samples` nor `control`")
+
+    def _control(self, action: int, session: Session) -> pb.StreamResponse:
+        store = self._plane.sessions
+        state = b""
+        if action == _Action.RESET:
+            store.reset(session)
+        elif action == _Action.EXPORT_STATE:
+            state = store.export_state(session)
+        elif action == _Action.CLOSE:
+            store.close(session)
+            self.session, self.finished = None, True
+        else:
+            raise InvalidInput(f"control action {action} is not one of RESET, CLOSE, EXPORT_STATE")
+        return pb.StreamResponse(control_done=pb.ControlDone(
+            action=action, position=session.position, state=state))

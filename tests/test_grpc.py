@@ -143,10 +143,10 @@ def test_empty_and_cancelled_streams_do_not_break_the_server(stub, client, serie
 def test_unexpected_failure_is_internal_without_details(client, series, monkeypatch):
     from runtime.streams import StreamHandler
 
-    def boom(*args):
+    async def boom(*args):
         raise RuntimeError("secret library detail")
 
-    monkeypatch.setattr(StreamHandler, "_samples", boom)
+    monkeypatch.setattr(StreamHandler, "_next", boom)
     with client.stream(MODEL) as rs, pytest.raises(EddyError) as e:
         rs.push(series[:1])
     assert e.value.code == "INTERNAL" and "secret" not in e.value.message

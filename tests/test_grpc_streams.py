@@ -14,7 +14,8 @@ from runtime.converters import array_to_tensor
 from runtime.errors import FailedPrecondition, InvalidInput, NotFound
 from runtime.proto.eddy.v1 import inference_pb2 as pb
 from runtime.repository import ModelRepository
-from runtime.streams import OFFLOAD_VALUES, StreamHandler
+from runtime.dataplane import DataPlane
+from runtime.streams import StreamHandler
 
 
 @pytest.fixture()
@@ -60,34 +61,50 @@ def test_repository_root_must_exist(tmp_path):
 
 
 def test_protocol(repo, series):
-    reference = repo.get("m", 1).stream()
-    h = StreamHandler(repo)
-    with pytest.raises(FailedPrecondition, match="must be `open`"):
-        StreamHandler(repo).handle(_samples(series[:1]))
-    with pytest.raises(NotFound):
-        StreamHandler(repo).handle(_open("x"))
+    asyncio.run(_protocol(repo, series))
 
-    opened = h.handle(_open("m", "1")).opened
+
+async def _protocol(repo, series):
+    reference = repo.get("m", 1).stream()
+    plane = DataPlane(repo)
+    h = StreamHandler(plane)
+    with pytest.raises(FailedPrecondition, match="must be `open`"):
+        await StreamHandler(plane).handle(_samples(series[:1]))
+    with pytest.raises(NotFound):
+        await StreamHandler(plane).handle(_open("x"))
+
+    opened = (await h.handle(_open("m", "1"))).opened
     assert (opened.model, opened.version, list(opened.features)) == ("m", 1, reference.model.features)
-    r = h.handle(_samples(series[:4]))
+    assert opened.session_id and opened.position == 0 and not opened.resumed
+    r = await h.handle(_samples(series[:4]))
     assert r.predictions.offset == 0 and list(r.predictions.outputs.values)  # same encoding as the request
     np.testing.assert_allclose(np.reshape(r.predictions.outputs.values, (4, -1)), reference.push(series[:4]),
                                rtol=1e-6)
     before = h.position
-    for bad in (_samples(np.zeros((1, 3), np.float32)), pb.StreamRequest(), _open()):
-        assert h.handle(bad).WhichOneof("kind") == "error"
-    assert h.position == before == 4 and h.rejected == 3
-    r = h.handle(_samples(series[4:6]))
+    for bad in (_samples(np.zeros((1, 3), np.float32)), pb.StreamRequest(), _open(),
+                pb.StreamRequest(control=pb.Control())):
+        assert (await h.handle(bad)).WhichOneof("kind") == "error"
+    assert h.position == before == 4 and h.rejected == 4
+    r = await h.handle(_samples(series[4:6]))
     assert r.predictions.offset == 4
     np.testing.assert_allclose(np.reshape(r.predictions.outputs.values, (2, -1)), reference.push(series[4:6]),
                                rtol=1e-6)
-    assert "m/1: 6 sample(s) in 6 message(s), 3 rejected" in h.summary()
+    fields = h.log_fields()
+    assert (fields["model"], fields["version"], fields["samples"], fields["messages"], fields["rejected"]) == \
+        ("m", 1, 6, 7, 4)
+    h.release()
+    assert not plane.sessions.get(opened.session_id).busy  # resumable
+    await plane.close()
 
 
-def test_handle_async_takes_large_messages(repo):  # these run in a worker thread
-    h = StreamHandler(repo)
-    h.handle(_open())
-    x = np.full((OFFLOAD_VALUES + 1, 1), 50.0, np.float32)
-    big = pb.StreamRequest(samples=array_to_tensor(x, "raw"))
-    r = asyncio.run(h.handle_async(big))
-    assert r.predictions.outputs.shape == [len(x), 1] and h.position == len(x)
+def test_large_messages_run_through_the_batcher(repo):
+    async def run():
+        plane = DataPlane(repo)
+        h = StreamHandler(plane)
+        await h.handle(_open())
+        x = np.full((5000, 1), 50.0, np.float32)
+        r = await h.handle(pb.StreamRequest(samples=array_to_tensor(x, "raw")))
+        assert r.predictions.outputs.shape == [len(x), 1] and h.position == len(x)
+        await plane.close()
+
+    asyncio.run(run())

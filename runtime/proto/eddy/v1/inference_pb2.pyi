@@ -1,4 +1,5 @@
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
@@ -17,42 +18,84 @@ class Tensor(_message.Message):
     def __init__(self, shape: _Optional[_Iterable[int]] = ..., values: _Optional[_Iterable[float]] = ..., raw: _Optional[bytes] = ...) -> None: ...
 
 class StreamRequest(_message.Message):
-    __slots__ = ("open", "samples")
+    __slots__ = ("open", "samples", "control")
     OPEN_FIELD_NUMBER: _ClassVar[int]
     SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    CONTROL_FIELD_NUMBER: _ClassVar[int]
     open: OpenStream
     samples: Tensor
-    def __init__(self, open: _Optional[_Union[OpenStream, _Mapping]] = ..., samples: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
+    control: Control
+    def __init__(self, open: _Optional[_Union[OpenStream, _Mapping]] = ..., samples: _Optional[_Union[Tensor, _Mapping]] = ..., control: _Optional[_Union[Control, _Mapping]] = ...) -> None: ...
+
+class Control(_message.Message):
+    __slots__ = ("action",)
+    class Action(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        ACTION_UNSPECIFIED: _ClassVar[Control.Action]
+        RESET: _ClassVar[Control.Action]
+        CLOSE: _ClassVar[Control.Action]
+        EXPORT_STATE: _ClassVar[Control.Action]
+    ACTION_UNSPECIFIED: Control.Action
+    RESET: Control.Action
+    CLOSE: Control.Action
+    EXPORT_STATE: Control.Action
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    action: Control.Action
+    def __init__(self, action: _Optional[_Union[Control.Action, str]] = ...) -> None: ...
 
 class OpenStream(_message.Message):
-    __slots__ = ("model", "version")
+    __slots__ = ("model", "version", "session_id", "state", "resume")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    RESUME_FIELD_NUMBER: _ClassVar[int]
     model: str
     version: str
-    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
+    session_id: str
+    state: bytes
+    resume: bool
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., session_id: _Optional[str] = ..., state: _Optional[bytes] = ..., resume: _Optional[bool] = ...) -> None: ...
 
 class StreamResponse(_message.Message):
-    __slots__ = ("opened", "predictions", "error")
+    __slots__ = ("opened", "predictions", "error", "control_done")
     OPENED_FIELD_NUMBER: _ClassVar[int]
     PREDICTIONS_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    CONTROL_DONE_FIELD_NUMBER: _ClassVar[int]
     opened: StreamOpened
     predictions: Predictions
     error: Error
-    def __init__(self, opened: _Optional[_Union[StreamOpened, _Mapping]] = ..., predictions: _Optional[_Union[Predictions, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ...) -> None: ...
+    control_done: ControlDone
+    def __init__(self, opened: _Optional[_Union[StreamOpened, _Mapping]] = ..., predictions: _Optional[_Union[Predictions, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., control_done: _Optional[_Union[ControlDone, _Mapping]] = ...) -> None: ...
 
 class StreamOpened(_message.Message):
-    __slots__ = ("model", "version", "features", "targets")
+    __slots__ = ("model", "version", "features", "targets", "session_id", "position", "resumed")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     FEATURES_FIELD_NUMBER: _ClassVar[int]
     TARGETS_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    RESUMED_FIELD_NUMBER: _ClassVar[int]
     model: str
     version: int
     features: _containers.RepeatedScalarFieldContainer[str]
     targets: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., features: _Optional[_Iterable[str]] = ..., targets: _Optional[_Iterable[str]] = ...) -> None: ...
+    session_id: str
+    position: int
+    resumed: bool
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., features: _Optional[_Iterable[str]] = ..., targets: _Optional[_Iterable[str]] = ..., session_id: _Optional[str] = ..., position: _Optional[int] = ..., resumed: _Optional[bool] = ...) -> None: ...
+
+class ControlDone(_message.Message):
+    __slots__ = ("action", "position", "state")
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    action: Control.Action
+    position: int
+    state: bytes
+    def __init__(self, action: _Optional[_Union[Control.Action, str]] = ..., position: _Optional[int] = ..., state: _Optional[bytes] = ...) -> None: ...
 
 class Predictions(_message.Message):
     __slots__ = ("offset", "outputs")
@@ -107,7 +150,21 @@ class StateTensor(_message.Message):
     def __init__(self, name: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class ModelMetadata(_message.Message):
-    __slots__ = ("name", "version", "versions", "cell", "layers", "units", "features", "targets", "window", "horizon", "state", "manifest_json")
+    __slots__ = ("name", "version", "versions", "cell", "layers", "units", "features", "targets", "window", "horizon", "state", "manifest_json", "metrics", "parity")
+    class MetricsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class ParityEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     VERSIONS_FIELD_NUMBER: _ClassVar[int]
@@ -120,6 +177,8 @@ class ModelMetadata(_message.Message):
     HORIZON_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     MANIFEST_JSON_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    PARITY_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: int
     versions: _containers.RepeatedScalarFieldContainer[int]
@@ -132,4 +191,50 @@ class ModelMetadata(_message.Message):
     horizon: int
     state: _containers.RepeatedCompositeFieldContainer[StateTensor]
     manifest_json: str
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., versions: _Optional[_Iterable[int]] = ..., cell: _Optional[str] = ..., layers: _Optional[int] = ..., units: _Optional[int] = ..., features: _Optional[_Iterable[str]] = ..., targets: _Optional[_Iterable[str]] = ..., window: _Optional[int] = ..., horizon: _Optional[int] = ..., state: _Optional[_Iterable[_Union[StateTensor, _Mapping]]] = ..., manifest_json: _Optional[str] = ...) -> None: ...
+    metrics: _containers.ScalarMap[str, float]
+    parity: _containers.ScalarMap[str, float]
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., versions: _Optional[_Iterable[int]] = ..., cell: _Optional[str] = ..., layers: _Optional[int] = ..., units: _Optional[int] = ..., features: _Optional[_Iterable[str]] = ..., targets: _Optional[_Iterable[str]] = ..., window: _Optional[int] = ..., horizon: _Optional[int] = ..., state: _Optional[_Iterable[_Union[StateTensor, _Mapping]]] = ..., manifest_json: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., parity: _Optional[_Mapping[str, float]] = ...) -> None: ...
+
+class PredictRequest(_message.Message):
+    __slots__ = ("model", "version", "inputs", "states")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    INPUTS_FIELD_NUMBER: _ClassVar[int]
+    STATES_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    version: str
+    inputs: Tensor
+    states: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., inputs: _Optional[_Union[Tensor, _Mapping]] = ..., states: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class PredictResponse(_message.Message):
+    __slots__ = ("model", "version", "outputs", "states")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    STATES_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    version: int
+    outputs: Tensor
+    states: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., outputs: _Optional[_Union[Tensor, _Mapping]] = ..., states: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class SessionRequest(_message.Message):
+    __slots__ = ("session_id",)
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    def __init__(self, session_id: _Optional[str] = ...) -> None: ...
+
+class SessionState(_message.Message):
+    __slots__ = ("session_id", "model", "version", "position", "state")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    model: str
+    version: int
+    position: int
+    state: bytes
+    def __init__(self, session_id: _Optional[str] = ..., model: _Optional[str] = ..., version: _Optional[int] = ..., position: _Optional[int] = ..., state: _Optional[bytes] = ...) -> None: ...

@@ -50,6 +50,21 @@ class InferenceStub:
                 request_serializer=eddy_dot_v1_dot_inference__pb2.ModelMetadataRequest.SerializeToString,
                 response_deserializer=eddy_dot_v1_dot_inference__pb2.ModelMetadata.FromString,
                 _registered_method=True)
+        self.Predict = channel.unary_unary(
+                '/eddy.v1.Inference/Predict',
+                request_serializer=eddy_dot_v1_dot_inference__pb2.PredictRequest.SerializeToString,
+                response_deserializer=eddy_dot_v1_dot_inference__pb2.PredictResponse.FromString,
+                _registered_method=True)
+        self.GetSessionState = channel.unary_unary(
+                '/eddy.v1.Inference/GetSessionState',
+                request_serializer=eddy_dot_v1_dot_inference__pb2.SessionRequest.SerializeToString,
+                response_deserializer=eddy_dot_v1_dot_inference__pb2.SessionState.FromString,
+                _registered_method=True)
+        self.DeleteSession = channel.unary_unary(
+                '/eddy.v1.Inference/DeleteSession',
+                request_serializer=eddy_dot_v1_dot_inference__pb2.SessionRequest.SerializeToString,
+                response_deserializer=eddy_dot_v1_dot_inference__pb2.SessionState.FromString,
+                _registered_method=True)
 
 
 class InferenceServicer:
@@ -77,6 +92,29 @@ class InferenceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Predict(self, request, context):
+        """Whole sequences [B, T, F] at once, from zero or given state; stateless
+        on the server (no session is created).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSessionState(self, request, context):
+        """An idle session's position and exported state (NOT_FOUND if unknown,
+        FAILED_PRECONDITION while a stream drives it).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteSession(self, request, context):
+        """Delete an idle session (same errors as GetSessionState).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InferenceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -94,6 +132,21 @@ def add_InferenceServicer_to_server(servicer, server):
                     servicer.GetModelMetadata,
                     request_deserializer=eddy_dot_v1_dot_inference__pb2.ModelMetadataRequest.FromString,
                     response_serializer=eddy_dot_v1_dot_inference__pb2.ModelMetadata.SerializeToString,
+            ),
+            'Predict': grpc.unary_unary_rpc_method_handler(
+                    servicer.Predict,
+                    request_deserializer=eddy_dot_v1_dot_inference__pb2.PredictRequest.FromString,
+                    response_serializer=eddy_dot_v1_dot_inference__pb2.PredictResponse.SerializeToString,
+            ),
+            'GetSessionState': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSessionState,
+                    request_deserializer=eddy_dot_v1_dot_inference__pb2.SessionRequest.FromString,
+                    response_serializer=eddy_dot_v1_dot_inference__pb2.SessionState.SerializeToString,
+            ),
+            'DeleteSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSession,
+                    request_deserializer=eddy_dot_v1_dot_inference__pb2.SessionRequest.FromString,
+                    response_serializer=eddy_dot_v1_dot_inference__pb2.SessionState.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -178,6 +231,87 @@ class Inference:
             '/eddy.v1.Inference/GetModelMetadata',
             eddy_dot_v1_dot_inference__pb2.ModelMetadataRequest.SerializeToString,
             eddy_dot_v1_dot_inference__pb2.ModelMetadata.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Predict(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/eddy.v1.Inference/Predict',
+            eddy_dot_v1_dot_inference__pb2.PredictRequest.SerializeToString,
+            eddy_dot_v1_dot_inference__pb2.PredictResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSessionState(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/eddy.v1.Inference/GetSessionState',
+            eddy_dot_v1_dot_inference__pb2.SessionRequest.SerializeToString,
+            eddy_dot_v1_dot_inference__pb2.SessionState.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/eddy.v1.Inference/DeleteSession',
+            eddy_dot_v1_dot_inference__pb2.SessionRequest.SerializeToString,
+            eddy_dot_v1_dot_inference__pb2.SessionState.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,44 @@
+"""Serving knobs: one frozen dataclass shared by ``eddy serve``, the server and the tests.
+
+Every field has a default that is safe for a laptop and sane for production;
+``eddy serve --help`` documents the same values (the CLI reads them from
+here, so the two cannot drift).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["ServeConfig"]
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """How ``eddy serve`` keeps sessions, batches steps and bounds requests."""
+
+    session_ttl: float = 300.0  # seconds an idle session is kept before eviction
+    max_sessions: int = 100_000  # live sessions (held or idle); past it new sessions get RESOURCE_EXHAUSTED
+    eviction_interval: float = 10.0  # seconds between idle-session sweeps (capped at session_ttl)
+    batching: bool = True  # run steps of different sessions together (one onnxruntime call)
+    max_batch: int = 256  # sessions per onnxruntime call
+    max_delay_us: int = 0  # wait this long for more steps to batch; 0: what is queued after one loop turn
+    max_message_bytes: int = 4 * 1024 * 1024  # gRPC receive/send limit per message
+    max_samples_per_message: int = 65_536  # samples per stream message, or B*T per Predict
+    grace: float = 5.0  # seconds open streams get to finish on shutdown
+    metrics_port: int | None = None  # Prometheus /metrics on this port (0: a free one); None: off
+
+    def __post_init__(self) -> None:
+        problems = [
+            f"{name} must be > 0, got {value}"
+            for name, value in (("session_ttl", self.session_ttl), ("eviction_interval", self.eviction_interval),
+                                ("max_sessions", self.max_sessions), ("max_batch", self.max_batch),
+                                ("max_message_bytes", self.max_message_bytes),
+                                ("max_samples_per_message", self.max_samples_per_message))
+            if value <= 0
+        ]
+        if self.max_delay_us < 0 or self.grace < 0:
+            problems.append(f"max_delay_us and grace must be >= 0, got {self.max_delay_us}, {self.grace}")
+        if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
+            problems.append(f"metrics_port must be 0-65535, got {self.metrics_port}")
+        if problems:
+            raise ValueError("; ".join(problems))
