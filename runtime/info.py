@@ -1,0 +1,280 @@
+"""``eddy info``: what a model version is, how it was made and how good it is.
+
+Reads ``manifest.json`` (checked, hashes verified) and, when present,
+``report.json`` from a model version directory and prints one aligned table:
+architecture, I/O, state tensors, graphs (ops, sizes, int8 twins),
+normalisation, parity vs tolerance, test error vs the naive baselines,
+training run, gradient health, creation time and library versions.
+``--json`` prints the same figures as one JSON object.
+
+Runtime side: no tensorflow, no matplotlib.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import EddyError
+from .manifest import Manifest, read_manifest
+from .model import resolve_version_dir
+
+__all__ = ["REPORT_FILE", "collect", "format_table", "main"]
+
+REPORT_FILE = "report.json"  # written by trainer.report next to the manifest
+_KEY_WIDTH = 14  # width of the left column
+_WRAP = 100  # total line width for wrapped values
+_VERSIONS = ("tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "eddy")
+
+
+def collect(path: str | Path) -> dict[str, Any]:
+    """The merged figures of the model version at ``path`` (``models/NAME`` or ``models/NAME/V``).
+
+    Raises :class:`~runtime.errors.NotFound` or
+    :class:`~runtime.errors.ModelLoadError` for a missing or broken directory.
+    A missing ``report.json`` is not an error; an unreadable one is noted.
+    """
+    version_dir = resolve_version_dir(path)
+    m = read_manifest(version_dir)
+    report, report_error = _read_report(version_dir)
+    training = m.training or {}
+    history = report.get("history") or {}
+    test = _test_figures(m, report)
+    return {
+        "path": str(version_dir),
+        "name": m.name,
+        "version": m.version,
+        "cell": m.cell,
+        "layers": m.layers,
+        "units": m.units,
+        "features": m.features,
+        "targets": m.targets,
+        "window": m.window,
+        "horizon": m.horizon,
+        "state": [{"name": s.name, "shape": s.shape} for s in m.state],
+        "graphs": {key: {"file": g.file, "bytes": _size(version_dir / g.file), "ops": g.ops, "sha256": g.sha256}
+                   for key, g in m.graphs.items()},
+        "opset": m.opset,
+        "normalization": {
+            "inputs": {c: {"mean": mu, "std": sd} for c, mu, sd in zip(
+                m.features, m.normalization.input_mean, m.normalization.input_std)},
+            "targets": {c: {"mean": mu, "std": sd} for c, mu, sd in zip(
+                m.targets, m.normalization.target_mean, m.normalization.target_std)},
+        },
+        "parity": m.parity,
+        "test": test,
+        "training": {
+            "epochs_run": training.get("epochs_run", len(history.get("epoch") or []) or None),
+            "epochs": training.get("epochs"),
+            "best_epoch": training.get("best_epoch"),
+            "seed": training.get("seed"),
+            "train_seconds": training.get("train_seconds"),
+            "data": training.get("data") or report.get("data"),
+        },
+        "gradient_health": report.get("gradient_health"),
+        "int8": m.metrics.get("int8") or report.get("quantization"),
+        "created": m.created,
+        "versions": m.versions,
+        "report": None if report_error else (REPORT_FILE if report else None),
+        "report_error": report_error,
+    }
+
+
+def format_table(info: dict[str, Any]) -> str:
+    """``info`` (from :func:`collect`) as an aligned, human-readable table."""
+    rows: list[tuple[str, str]] = []
+
+    def row(key: str, value: str) -> None:
+        rows.append((key, value))
+
+    row("model", f"{info['name']} v{info['version']}  ({info['path']})")
+    row("architecture", f"{info['cell']} x{info['layers']} ({info['units']} units) -> Dense({len(info['targets'])})")
+    row("io", f"{', '.join(info['features'])} -> {', '.join(info['targets'])}  "
+              f"(F={len(info['features'])}, O={len(info['targets'])})")
+    row("window", f"{info['window']} samples, predicts {info['horizon']} step{'s' if info['horizon'] != 1 else ''} "
+                  f"ahead")
+    row("state", ", ".join(f"{s['name']} [B, {', '.join(map(str, s['shape']))}]" for s in info["state"]))
+    for key, g in info["graphs"].items():
+        row("graph" if key == next(iter(info["graphs"])) else "", f"{key:<14} {g['file']:<19} {_kib(g['bytes']):>9}")
+        row("", "  ops: " + " ".join(g["ops"]))
+    row("opset", str(info["opset"]))
+    norm = info["normalization"]
+    row("normalisation", "; ".join(f"in {c}: mean {v['mean']:.4g}, std {v['std']:.4g}" for c, v in norm["inputs"].items()))
+    if norm["targets"] != norm["inputs"]:
+        row("", "; ".join(f"out {c}: mean {v['mean']:.4g}, std {v['std']:.4g}" for c, v in norm["targets"].items()))
+    row("parity", _parity(info["parity"]))
+    _test_rows(row, info["test"])
+    row("training", _training(info["training"]))
+    row("gradients", _gradients(info["gradient_health"]))
+    if info["int8"]:
+        _int8_rows(row, info["int8"])
+    else:
+        row("int8", "none (train with --quantize int8)")
+    row("created", info["created"] or "unknown")
+    versions = info["versions"]
+    row("versions", "  ".join(f"{k} {versions[k]}" for k in _VERSIONS if k in versions) or "unknown")
+    if info.get("report_error"):
+        row("report", f"unreadable: {info['report_error']}")
+    elif not info.get("report"):
+        row("report", f"no {REPORT_FILE} (gradient health and baselines beyond persistence unavailable)")
+    return "\n".join(_render(rows))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``eddy info PATH [--json]``; returns the exit status (2 for a missing or broken model)."""
+    p = argparse.ArgumentParser(prog="eddy info", description="Show a model version's manifest and report figures.")
+    p.add_argument("path", type=Path, help="models/NAME (highest version) or models/NAME/VERSION")
+    p.add_argument("--json", action="store_true", help="print the figures as one JSON object (default: a table)")
+    args = p.parse_args(list(sys.argv[1:] if argv is None else argv))
+    try:
+        info = collect(args.path)
+    except EddyError as e:
+        print(f"eddy info: {e.message}", file=sys.stderr)
+        return 2
+    print(json.dumps(info, indent=2, allow_nan=False, default=str) if args.json else format_table(info))
+    return 0
+
+
+# -- collecting ------------------------------------------------------------------------------
+
+
+def _read_report(version_dir: Path) -> tuple[dict[str, Any], str | None]:
+    path = version_dir / REPORT_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}, None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        return {}, f"{path}: {e}"
+    return (data, None) if isinstance(data, dict) else ({}, f"{path}: expected a JSON object")
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
+
+
+def _test_figures(m: Manifest, report: dict[str, Any]) -> dict[str, Any]:
+    """Test RMSE/MAE and baselines (raw units): the report's if present, else the manifest's."""
+    metrics, test, baselines = m.metrics, report.get("test") or {}, report.get("baselines") or {}
+    out: dict[str, Any] = {
+        "rmse": test.get("rmse", metrics.get("rmse")),
+        "mae": test.get("mae", metrics.get("mae")),
+        "windows": metrics.get("windows"),
+        "baselines": {},
+    }
+    persistence = baselines.get("persistence") or {
+        "rmse": metrics.get("persistence_rmse"), "mae": metrics.get("persistence_mae")}
+    if persistence.get("rmse") is not None:
+        out["baselines"]["persistence"] = {"rmse": persistence.get("rmse"), "mae": persistence.get("mae")}
+    seasonal = baselines.get("seasonal_naive") or {}
+    if seasonal.get("rmse") is not None:
+        out["baselines"]["seasonal_naive"] = {k: seasonal.get(k) for k in ("season", "rmse", "mae")}
+    per_target = test.get("per_target") or metrics.get("per_target")
+    if per_target and len(per_target) > 1:
+        out["per_target"] = {c: {"rmse": v.get("rmse"), "mae": v.get("mae")} for c, v in per_target.items()}
+    return out
+
+
+# -- formatting -------------------------------------------------------------------------------
+
+
+def _render(rows: list[tuple[str, str]]) -> list[str]:
+    lines, indent = [], " " * (_KEY_WIDTH + 2)
+    for key, value in rows:
+        wrapped = textwrap.wrap(value, width=_WRAP - len(indent), subsequent_indent="    ",
+                                break_on_hyphens=False) or [""]
+        lines.append(f"{key:<{_KEY_WIDTH}}  {wrapped[0]}")
+        lines.extend(indent + w for w in wrapped[1:])
+    return lines
+
+
+def _num(value: Any, fmt: str = ".4g") -> str:
+    return format(value, fmt) if isinstance(value, (int, float)) and math.isfinite(value) else "n/a"
+
+
+def _kib(n: int | None) -> str:
+    return "missing" if n is None else f"{n / 1024:.1f} KiB"
+
+
+def _parity(parity: dict[str, Any]) -> str:
+    tol = parity.get("tolerance")
+    checks = {k: v for k, v in parity.items() if k != "tolerance" and isinstance(v, (int, float))}
+    if not checks:
+        return "not recorded"
+    worst = max(checks.values())
+    verdict = "" if not isinstance(tol, (int, float)) else (
+        f"  (tolerance {tol:g}: {'ok' if worst <= tol else 'EXCEEDED'})")
+    return "  ".join(f"{k} {_num(v, '.2e')}" for k, v in checks.items()) + verdict + "  [normalised units]"
+
+
+def _test_rows(row: Any, test: dict[str, Any]) -> None:
+    rmse = test.get("rmse")
+    windows = f"{test['windows']} windows, " if test.get("windows") else ""
+    row("test", f"RMSE {_num(rmse)}  MAE {_num(test.get('mae'))}  ({windows}raw units)")
+    for key, label in (("persistence", "persistence"), ("seasonal_naive", "seasonal naive")):
+        b = test["baselines"].get(key)
+        if not b:
+            continue
+        season = f" (season {b['season']})" if b.get("season") else ""
+        row(label, f"RMSE {_num(b.get('rmse'))}  MAE {_num(b.get('mae'))}{season}  "
+                                          f"{_compare(rmse, b.get('rmse'))}")
+    for col, v in (test.get("per_target") or {}).items():
+        row("", f"{col}: RMSE {_num(v.get('rmse'))}  MAE {_num(v.get('mae'))}")
+
+
+def _compare(model: Any, baseline: Any) -> str:
+    if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (model, baseline)) or baseline <= 0:
+        return ""
+    change = (model - baseline) / baseline
+    return f"-> model RMSE {abs(change):.0%} {'lower' if change < 0 else 'HIGHER'}"
+
+
+def _training(t: dict[str, Any]) -> str:
+    parts = []
+    if t.get("epochs_run") is not None:
+        parts.append(f"{t['epochs_run']}" + (f"/{t['epochs']}" if t.get("epochs") else "") + " epochs run")
+    if t.get("best_epoch") is not None:
+        parts.append(f"best epoch {t['best_epoch']}")
+    if t.get("seed") is not None:
+        parts.append(f"seed {t['seed']}")
+    if t.get("train_seconds") is not None:
+        parts.append(f"{_num(t['train_seconds'], '.1f')} s")
+    data = t.get("data") or {}
+    if data:
+        parts.append(f"data {data.get('source', '?')} {data.get('path') or data.get('name') or ''}".rstrip()
+                     + (f" ({data['rows']} rows)" if data.get("rows") else ""))
+    return ", ".join(parts) or "not recorded"
+
+
+def _gradients(health: dict[str, Any] | None) -> str:
+    if not health:
+        return "not recorded"
+    status = [s for s, on in (("EXPLODED", health.get("exploded")), ("VANISHED", health.get("vanished"))) if on]
+    notes = "; ".join(str(n) for n in health.get("notes") or [])
+    return (" and ".join(status) if status else "healthy") + (f": {notes}" if notes else "")
+
+
+def _int8_rows(row: Any, q: dict[str, Any]) -> None:
+    graphs = q.get("graphs") or {}
+    for i, (key, g) in enumerate(graphs.items()):
+        quantized = ", ".join(f"{n} {op}" for op, n in (g.get("quantized_ops") or {}).items()) or "nothing"
+        floats = sum((g.get("float_weight_ops_in_loops") or {}).values())
+        row("int8" if i == 0 else "",
+            f"{key:<9} {_kib(g.get('float_bytes'))} -> {_kib(g.get('int8_bytes'))}, "
+            f"max abs diff {_num(g.get('max_abs_diff'), '.2g')}, quantised: {quantized}"
+            + (f"; {floats} MatMul(s) in a Loop left float" if floats else ""))
+    lat = q.get("latency_us") or {}
+    if lat:
+        row("", f"step latency (batch {lat.get('batch', 1)}, median): float {_num(lat.get('step_float'), '.1f')} us, "
+                f"int8 {_num(lat.get('step_int8'), '.1f')} us")
+    for note in q.get("notes") or []:
+        row("", f"note: {note}")
