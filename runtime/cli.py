@@ -117,6 +117,7 @@ def _parser() -> argparse.ArgumentParser:
 
     for name, (_, help_) in _TRAINER.items():
         sub.add_parser(name, help=help_, add_help=False)  # dispatched before parsing; see main()
+    sub.add_parser("info", help="show a model version's manifest and training report", add_help=False)
     return p
 
 
@@ -125,6 +126,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list and args_list[0] in _TRAINER:
         return _trainer(args_list[0], args_list[1:])
+    if args_list and args_list[0] == "info":
+        from .info import main as info_main
+
+        return info_main(args_list[1:])
     args = _parser().parse_args(args_list)
     try:
         if args.command == "serve":
