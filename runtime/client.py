@@ -105,6 +105,11 @@ class RemoteStream:
     def n_features(self) -> int:
         return len(self.features)
 
+    @property
+    def closed(self) -> bool:
+        """True once the RPC is over (closed, cancelled, or ended by the server)."""
+        return self._closed
+
     def push(self, samples: Any) -> np.ndarray:
         """Send raw samples (``[n, F]``, ``[F]`` or a float); returns raw ``[n, O]`` float32.
 

@@ -6,8 +6,9 @@ import asyncio
 import csv
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pytest
@@ -16,6 +17,8 @@ ROOT = Path(__file__).resolve().parent.parent
 MODELS = Path(os.environ.get("EDDY_TEST_MODELS", ROOT / "models"))  # repository the server tests use
 MODEL = "sunspots"  # the committed default model
 SERIES_CSV = ROOT / "trainer" / "data" / "sunspots.csv"  # year,sunspots; 309 rows
+
+T = TypeVar("T")
 
 
 @pytest.fixture(scope="session")
@@ -38,17 +41,36 @@ class ThreadedServer:
     Lets synchronous code (the client, subprocesses) talk to an in-process server.
     """
 
-    def __init__(self, models: Path) -> None:
+    def __init__(self, models: Path, config: object = None) -> None:
         from runtime.server import start_server
 
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="eddy-test-server", daemon=True)
         self._thread.start()
         self.server, self.port = asyncio.run_coroutine_threadsafe(
-            start_server(models, "127.0.0.1", 0), self.loop).result(timeout=30)
+            start_server(models, "127.0.0.1", 0, config=config), self.loop).result(timeout=30)
         self.address = f"127.0.0.1:{self.port}"
+        self._stopped = False
+
+    def call(self, fn: Callable[[], T]) -> T:
+        """Run ``fn()`` on the server's event loop thread (the session store is single-loop)."""
+        async def run() -> T:
+            return fn()
+
+        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(timeout=30)
+
+    def until(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+        """Wait, on the server loop, until ``predicate()`` holds (e.g. the server saw a cancel)."""
+        async def wait() -> None:
+            while not predicate():
+                await asyncio.sleep(0.001)
+
+        asyncio.run_coroutine_threadsafe(asyncio.wait_for(wait(), timeout), self.loop).result(timeout=timeout + 5)
 
     def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
         asyncio.run_coroutine_threadsafe(self.server.stop(grace=None), self.loop).result(timeout=30)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=30)

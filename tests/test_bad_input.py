@@ -1,0 +1,166 @@
+"""Bad input, nothing lost: every rejected case of README's table, over a real server.
+
+Each case runs against a live "victim" session that has consumed 3 samples.
+After the rejection, the victim continues (on the same stream if it is still
+open, else resumed on a new one) and its next prediction must equal the
+local reference bit for bit: no rejected request changes session state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import grpc
+import numpy as np
+import pytest
+
+import runtime
+from _serving import OTHER, make_repo, reference, served
+from conftest import MODEL
+from runtime.client import Client, RemoteStream
+from runtime.converters import array_to_tensor
+from runtime.errors import EddyError
+from runtime.proto.eddy.v1 import inference_pb2 as pb
+from runtime.proto.eddy.v1 import inference_pb2_grpc as pb_grpc
+
+MAX_SAMPLES = 100
+MAX_BYTES = 8192
+
+
+@pytest.fixture(scope="module")
+def repo(models_dir, tmp_path_factory):
+    return make_repo(models_dir, tmp_path_factory.mktemp("repo"))
+
+
+@pytest.fixture(scope="module")
+def live(repo):
+    with served(repo, max_samples_per_message=MAX_SAMPLES, max_message_bytes=MAX_BYTES) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def model(repo) -> runtime.Model:
+    return runtime.load(repo / MODEL / "2")
+
+
+@pytest.fixture(scope="module")
+def blobs(live, series) -> dict[str, bytes]:
+    """Exported state: of another model, of another version of this model, of this model/version."""
+    out = {}
+    with Client(live.address) as c:
+        for key, name, version in (("other", OTHER, None), ("v1", MODEL, 1), ("v2", MODEL, 2)):
+            with c.stream(name, version, session_id=f"blob-{key}") as rs:
+                rs.push(series[:2])
+                out[key] = rs.export_state()
+    return out
+
+
+Case = Callable[[Client, RemoteStream, str, dict[str, bytes]], object]
+
+
+class _Rejected(Exception):
+    def __init__(self, code: int | str, message: str) -> None:
+        self.code = code if isinstance(code, str) else next(c.name for c in grpc.StatusCode if c.value[0] == code)
+        self.message = message
+
+
+def _in_band(request: pb.StreamRequest) -> Case:
+    def case(c, rs, sid, blobs):
+        r = rs.send_raw(request)
+        assert r.WhichOneof("kind") == "error"
+        raise _Rejected(r.error.code, r.error.message)
+    return case
+
+
+def _raw_rpc(requests: list[pb.StreamRequest]) -> Case:
+    def case(c, rs, sid, blobs):
+        with grpc.insecure_channel(c.target) as channel:
+            list(pb_grpc.InferenceStub(channel).Stream(iter(requests), timeout=10))
+    return case
+
+
+def _samples(**kw) -> pb.StreamRequest:
+    return pb.StreamRequest(samples=pb.Tensor(**kw))
+
+
+def _corrupt(blob: bytes) -> bytes:
+    return blob[:20] + bytes([blob[20] ^ 1]) + blob[21:]
+
+
+CASES: dict[str, tuple[Case, str, str]] = {  # name -> (what the client does, status, words in the message)
+    "unknown model": (lambda c, rs, sid, b: c.stream("nope"), "NOT_FOUND", "served models"),
+    "unknown version": (lambda c, rs, sid, b: c.stream(MODEL, 99), "NOT_FOUND", "no version 99"),
+    "malformed version": (lambda c, rs, sid, b: c.stream(MODEL, "v1"), "INVALID_ARGUMENT", "version"),
+    "unknown session (resume)": (lambda c, rs, sid, b: c.stream(MODEL, session_id="nope", resume=True),
+                                 "NOT_FOUND", "does not exist"),
+    "unknown session (GetSessionState)": (lambda c, rs, sid, b: c.session_state("nope"), "NOT_FOUND",
+                                          "does not exist"),
+    "unknown session (DeleteSession)": (lambda c, rs, sid, b: c.delete_session("nope"), "NOT_FOUND",
+                                        "does not exist"),
+    "malformed session id": (lambda c, rs, sid, b: c.stream(MODEL, session_id="x" * 200), "INVALID_ARGUMENT",
+                             "session id"),
+    "wrong feature count": (_in_band(_samples(shape=[1, 2], values=[1.0, 2.0])), "INVALID_ARGUMENT", "feature"),
+    "NaN": (_in_band(_samples(shape=[1, 1], values=[float("nan")])), "INVALID_ARGUMENT", "finite"),
+    "infinity": (_in_band(_samples(shape=[2, 1], values=[1.0, float("inf")])), "INVALID_ARGUMENT", "finite"),
+    "empty message": (_in_band(pb.StreamRequest()), "INVALID_ARGUMENT", "neither"),
+    "no samples": (_in_band(_samples(shape=[0, 1])), "INVALID_ARGUMENT", "no samples"),
+    "data/shape mismatch": (_in_band(_samples(shape=[2, 1], raw=b"\0" * 7)), "INVALID_ARGUMENT", "7 bytes"),
+    "too many samples": (_in_band(pb.StreamRequest(samples=array_to_tensor(np.ones((MAX_SAMPLES + 1, 1))))),
+                         "RESOURCE_EXHAUSTED", f"limit is {MAX_SAMPLES}"),
+    "message too large": (lambda c, rs, sid, b: rs.push(np.ones((MAX_BYTES // 4, 1), np.float32)),
+                          "RESOURCE_EXHAUSTED", ""),
+    "session busy": (lambda c, rs, sid, b: c.stream(MODEL, session_id=sid), "FAILED_PRECONDITION", "in use"),
+    "state bytes of another model": (lambda c, rs, sid, b: c.stream(MODEL, state=b["other"]),
+                                     "FAILED_PRECONDITION", f"for model {OTHER}/1"),
+    "state bytes of another version": (lambda c, rs, sid, b: c.stream(MODEL, 2, state=b["v1"]),
+                                       "FAILED_PRECONDITION", f"{MODEL}/1"),
+    "state bytes corrupted": (lambda c, rs, sid, b: c.stream(MODEL, state=_corrupt(b["v2"])),
+                              "INVALID_ARGUMENT", "checksum"),
+    "state bytes not eddy state": (lambda c, rs, sid, b: c.stream(MODEL, state=b"hello"), "INVALID_ARGUMENT",
+                                   "not eddy session state"),
+    "state bytes for an existing session": (lambda c, rs, sid, b: c.stream(MODEL, session_id="blob-v2",
+                                                                           state=b["v2"]),
+                                            "FAILED_PRECONDITION", "already exists"),
+    "control before open": (_raw_rpc([pb.StreamRequest(control=pb.Control(action=pb.Control.EXPORT_STATE))]),
+                            "FAILED_PRECONDITION", "must be `open`"),
+    "control without action": (_in_band(pb.StreamRequest(control=pb.Control())), "INVALID_ARGUMENT",
+                               "not one of"),
+    "second open": (_in_band(pb.StreamRequest(open=pb.OpenStream(model=MODEL))), "FAILED_PRECONDITION",
+                    "already open"),
+    "Predict NaN": (lambda c, rs, sid, b: c.predict(MODEL, np.full((1, 3, 1), np.nan)), "INVALID_ARGUMENT",
+                    "finite"),
+    "Predict wrong rank": (lambda c, rs, sid, b: c.predict(MODEL, np.ones((3, 1))), "INVALID_ARGUMENT",
+                           "[B, T, 1]"),
+    "Predict too many samples": (lambda c, rs, sid, b: c.predict(MODEL, np.ones((2, 51, 1))),
+                                 "RESOURCE_EXHAUSTED", "limit"),
+    "Predict states count": (lambda c, rs, sid, b: c.predict(MODEL, np.ones((2, 3, 1)), states=[b["v2"]]),
+                             "INVALID_ARGUMENT", "one per sequence"),
+    "Predict state of another model": (lambda c, rs, sid, b: c.predict(MODEL, np.ones((1, 3, 1)),
+                                                                       states=[b["other"]]),
+                                       "FAILED_PRECONDITION", f"for model {OTHER}/1"),
+    "Predict state corrupted": (lambda c, rs, sid, b: c.predict(MODEL, np.ones((1, 3, 1)),
+                                                                states=[_corrupt(b["v2"])]),
+                                "INVALID_ARGUMENT", "checksum"),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_rejected_and_nothing_lost(live, model, series, blobs, name):
+    case, code, words = CASES[name]
+    sid = f"victim-{name}"
+    with Client(live.address) as c:
+        rs = c.stream(MODEL, session_id=sid)
+        first = rs.push(series[:3])
+        with pytest.raises((EddyError, grpc.RpcError, _Rejected)) as e:
+            case(c, rs, sid, blobs)
+        got_code = e.value.code().name if isinstance(e.value, grpc.RpcError) else e.value.code
+        got_message = e.value.details() if isinstance(e.value, grpc.RpcError) else e.value.message
+        assert (got_code, words in got_message) == (code, True), got_message
+        if rs.closed:  # the rejection ended the RPC: resume the session on a new stream
+            live.until(lambda: not live.server.plane.sessions.get(sid).busy)
+            rs = c.stream(MODEL, session_id=sid, resume=True)
+        assert rs.position == 3
+        second = rs.push(series[3:6])
+        rs.close()
+    want = reference(model, [series[:3], series[3:6]])
+    assert np.array_equal(first, want[0]) and np.array_equal(second, want[1])
