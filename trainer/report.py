@@ -140,9 +140,8 @@ def _loss_panel(ax: Any, history: dict[str, Any]) -> None:
     finite_val = [(v, e) for e, v in zip(_epochs(history, len(val)), val) if v is not None]
     if finite_val:
         best, best_epoch = min(finite_val)
-        ax.axvline(best_epoch, color="grey", linestyle=":", linewidth=1)
-        ax.annotate(f"best val {best:.3g}\n(epoch {best_epoch})", (best_epoch, best),
-                    textcoords="offset points", xytext=(-8, 12), ha="right", fontsize=8, color="dimgrey")
+        ax.axvline(best_epoch, color="grey", linestyle=":", linewidth=1,
+                   label=f"best val loss {best:.3g} (epoch {best_epoch})")
     if _spans_decades(loss, val):
         _log_y(ax)
     ax.set_title("(a) Loss per epoch")
@@ -163,11 +162,8 @@ def _gradient_panel(ax: Any, history: dict[str, Any], health: dict[str, Any]) ->
     status = [s for s, on in (("EXPLODED", exploded), ("VANISHED", vanished)) if on]
     ax.set_title("(b) Gradient norms per epoch" + (f": {' and '.join(status)}" if status else ": healthy"),
                  color="firebrick" if status else "black")
-    notes = [str(n) for n in health.get("notes") or []]
-    if notes:
-        ax.text(0.02, 0.03, "\n".join(_shorten(n, 70) for n in notes[:3]), transform=ax.transAxes, fontsize=8,
-                va="bottom", color="firebrick" if status else "dimgrey",
-                bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.8, "edgecolor": "lightgrey"})
+    for note in [str(n) for n in health.get("notes") or []][:3]:
+        ax.plot([], [], " ", label=_shorten(note, 60))  # in the legend, which avoids the lines
     ax.set_xlabel("epoch")
     ax.set_ylabel("L2 norm (log)" if ax.get_yscale() == "log" else "L2 norm")
     _integer_ticks(ax)
