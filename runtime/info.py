@@ -113,7 +113,7 @@ def format_table(info: dict[str, Any]) -> str:
     row("training", _training(info["training"]))
     row("gradients", _gradients(info["gradient_health"]))
     if info["int8"]:
-        _int8_rows(row, info["int8"])
+        _int8_rows(row, info["int8"], [v["std"] for v in norm["targets"].values()])
     else:
         row("int8", "none (train with --quantize int8)")
     row("created", info["created"] or "unknown")
@@ -201,6 +201,10 @@ def _num(value: Any, fmt: str = ".4g") -> str:
     return format(value, fmt) if isinstance(value, (int, float)) and math.isfinite(value) else "n/a"
 
 
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
 def _kib(n: int | None) -> str:
     return "missing" if n is None else f"{n / 1024:.1f} KiB"
 
@@ -263,14 +267,16 @@ def _gradients(health: dict[str, Any] | None) -> str:
     return (" and ".join(status) if status else "healthy") + (f": {notes}" if notes else "")
 
 
-def _int8_rows(row: Any, q: dict[str, Any]) -> None:
+def _int8_rows(row: Any, q: dict[str, Any], target_std: list[float]) -> None:
     graphs = q.get("graphs") or {}
     for i, (key, g) in enumerate(graphs.items()):
         quantized = ", ".join(f"{n} {op}" for op, n in (g.get("quantized_ops") or {}).items()) or "nothing"
         floats = sum((g.get("float_weight_ops_in_loops") or {}).values())
+        diff = g.get("max_abs_diff")
+        raw = f" = {_num(diff * target_std[0], '.3g')} raw" if len(target_std) == 1 and _finite(diff) else ""
         row("int8" if i == 0 else "",
             f"{key:<9} {_kib(g.get('float_bytes'))} -> {_kib(g.get('int8_bytes'))}, "
-            f"max abs diff {_num(g.get('max_abs_diff'), '.2g')}, quantised: {quantized}"
+            f"max abs diff {_num(diff, '.2g')} normalised{raw}, quantised: {quantized}"
             + (f"; {floats} MatMul(s) in a Loop left float" if floats else ""))
     lat = q.get("latency_us") or {}
     if lat:
