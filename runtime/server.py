@@ -82,6 +82,10 @@ class Server:
         self.health = health.aio.HealthServicer()
         self._server = grpc.aio.server(options=[
             ("grpc.max_receive_message_length", self.config.max_message_bytes),
+            # Ping idle-looking connections so a peer that vanished without closing (power loss, NAT
+            # timeout) is detected within ~30 s and its streams' sessions become resumable again.
+            ("grpc.keepalive_time_ms", 20_000),
+            ("grpc.keepalive_timeout_ms", 10_000),
         ])
         pb_grpc.add_InferenceServicer_to_server(InferenceServicer(self.plane, self.metrics), self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)

@@ -170,3 +170,34 @@ def _idle(live, sid: str) -> bool:
 def live_logs(caplog):
     with caplog.at_level(logging.INFO, logger="eddy.streams"):
         yield caplog
+
+
+def test_serve_subprocess_sigterm_drains_open_streams(models_dir, series):
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    proc = subprocess.Popen([sys.executable, "-m", "runtime.cli", "serve", "--models", str(models_dir), "--port", "0",
+                             "--metrics-port", "0", "--no-batching", "--session-ttl", "30", "--grace", "20",
+                             "--log-level", "WARNING"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        port = int(re.fullmatch(r"eddy: serving \d+ model\(s\) on 127\.0\.0\.1:(\d+)\n", proc.stdout.readline())[1])
+        metrics = re.fullmatch(r"eddy: metrics on (http://127\.0\.0\.1:\d+/metrics)\n", proc.stdout.readline())[1]
+        assert b"eddy_open_streams" in urllib.request.urlopen(metrics, timeout=10).read()
+        local = runtime.load(models_dir / MODEL).stream()
+        with Client(f"127.0.0.1:{port}") as client, client.stream(MODEL) as rs:
+            assert np.array_equal(rs.push(series[:3]), local.push(series[:3]))
+            proc.send_signal(signal.SIGTERM)
+            assert proc.stderr.readline() == "eddy: shutting down (grace 20s)\n"
+            assert np.array_equal(rs.push(series[3:5]), local.push(series[3:5]))  # still answered
+        assert proc.wait(timeout=30) == 0  # exits as soon as the stream ended
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
