@@ -2,8 +2,8 @@
 
 Not a test (pytest does not collect it). Run from the repository root::
 
-    .venv/bin/python tests/bench/bench_serving.py            # full run, ~3-4 min on 2 cores
-    .venv/bin/python tests/bench/bench_serving.py --quick    # smoke run, ~1 min
+    .venv/bin/python tests/bench/bench_serving.py            # full run, ~4 min on 2 cores (`make bench`)
+    .venv/bin/python tests/bench/bench_serving.py --quick    # smoke run, ~45 s
 
 For each configuration -- a bare grpc.aio echo server with eddy's message
 shapes (tests/bench/echo_server.py, the transport ceiling), then the seed model
@@ -17,10 +17,15 @@ separate load-generator processes and stops it before the next one:
   tensor), await its prediction, repeat.
 - After ``--warmup`` seconds, for ``--duration`` seconds, it records every
   answered message's round-trip latency. steps/s is the median over 0.5 s
-  slices of samples answered per second (robust on a shared machine); p50
-  and p99 latency cover the whole window.
-- It samples CPU time of the server process and of the load generators over
-  the window (1.00 = one core busy), so a client-bound row shows as such.
+  slices of samples answered per second; p50 and p99 latency cover the whole
+  window. The whole matrix runs ``--repeat`` times (configurations
+  interleaved) and the table shows the median of the repeats: the machines
+  are shared and noisy.
+- It samples CPU time of the server process, of the load generators and of
+  the rest of the machine over the window (1.00 = one core busy), so a
+  client-bound row, or one squeezed by other jobs, shows as such; when
+  ``eddy serve`` has ``--metrics-port`` it also reads the mean batch size and
+  the server's own time per message from its Prometheus endpoint.
 
 Prints a plain-text table with each row's throughput relative to the echo
 ceiling at the same stream count, then the ratios the README quotes, and
@@ -148,8 +153,9 @@ def _worker_main(spec_json: str) -> int:
 class _Process:
     """A server subprocess that prints its bound address on stdout; stopped with SIGTERM (then SIGKILL)."""
 
-    def __init__(self, argv: list[str], pattern: str, log: Path) -> None:
+    def __init__(self, argv: list[str], pattern: str, log: Path, metrics: bool = False) -> None:
         self.argv, self.log = argv, log
+        self.metrics_url: str | None = None
         self._log_file = open(log, "wb")
         self.proc = subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=self._log_file, text=True)
@@ -159,11 +165,33 @@ class _Process:
             self.stop()
             raise RuntimeError(f"{' '.join(argv)} did not report its address (got {line!r}); see {log}")
         self.address = m.group(1)
+        if metrics:  # `eddy: metrics on http://HOST:PORT/metrics` follows the address line
+            m = re.search(r"metrics on (http://\S+)", _readline(self.proc, START_TIMEOUT) or "")
+            self.metrics_url = m.group(1) if m else None
         # Keep draining stdout so the server never blocks on a full pipe.
         threading.Thread(target=self.proc.stdout.read, daemon=True).start()
 
     def cpu_seconds(self) -> float:
         return _cpu_seconds(self.proc.pid)
+
+    def scrape(self) -> dict[str, float]:
+        """Batch-size and per-message server-time sums/counts from the Prometheus endpoint ({} if none)."""
+        if self.metrics_url is None:
+            return {}
+        import urllib.request
+        try:
+            text = urllib.request.urlopen(self.metrics_url, timeout=5).read().decode()
+        except OSError:
+            return {}
+        wanted = {"eddy_batch_size_sum": "batch_sum", "eddy_batch_size_count": "batch_count",
+                  'eddy_request_latency_seconds_sum{method="Stream"}': "stream_s_sum",
+                  'eddy_request_latency_seconds_count{method="Stream"}': "stream_s_count"}
+        out = {}
+        for line in text.splitlines():
+            name, _, value = line.rpartition(" ")
+            if name in wanted:
+                out[wanted[name]] = float(value)
+        return out
 
     def log_tail(self, lines: int = 15) -> str:
         try:
@@ -230,14 +258,16 @@ def _batching_args(help_text: str) -> dict[str, list[str]] | None:
     return None
 
 
-def _start(config: Config, repo: Path, n_outputs: int, logdir: Path) -> _Process:
+def _start(config: Config, repo: Path, n_outputs: int, logdir: Path, metrics: bool) -> _Process:
     log = logdir / f"{re.sub(r'[^a-z0-9]+', '-', config.name.lower())}.log"
     if config.kind == "echo":
         argv = [sys.executable, str(ECHO_SERVER), "--port", "0", "--outputs", str(n_outputs)]
         return _Process(argv, r"serving on (\S+)\s*$", log)
     argv = [sys.executable, "-m", "runtime.cli", "serve", "--models", str(repo), "--host", "127.0.0.1",
             "--port", "0", "--log-level", "WARNING", *config.serve_args]
-    return _Process(argv, r"serving \d+ model\(s\) on (\S+)\s*$", log)
+    if metrics:  # batch sizes and server time per message; the series are kept whether or not it is served
+        argv += ["--metrics-port", "0"]
+    return _Process(argv, r"serving \d+ model\(s\) on (\S+)\s*$", log, metrics)
 
 
 # --------------------------------------------------------------------------- one measurement
@@ -266,10 +296,12 @@ def _measure(server: _Process, config: Config, streams: int, args: argparse.Name
         t_meas, t_end = t_start + args.warmup, t_start + args.warmup + args.duration
         pids = [p.pid for p, _ in workers]
         time.sleep(max(0.0, t_meas - time.monotonic()))
+        k0 = server.scrape()
         s0, c0, m0, w0 = server.cpu_seconds(), [_cpu_seconds(p) for p in pids], _machine_cpu(), time.monotonic()
         load0 = os.getloadavg()[0]
         time.sleep(max(0.0, t_end - time.monotonic()))
         s1, c1, m1, w1 = server.cpu_seconds(), [_cpu_seconds(p) for p in pids], _machine_cpu(), time.monotonic()
+        k1 = server.scrape()
         for p, _ in workers:
             if p.wait(args.warmup + args.duration + START_TIMEOUT) != 0:
                 raise RuntimeError(f"load generator exited with status {p.returncode}; server log tail:\n"
@@ -294,6 +326,10 @@ def _measure(server: _Process, config: Config, streams: int, args: argparse.Name
     server_cpu = (s1 - s0) / wall
     client_cpu = [(b - a) / wall for a, b in zip(c0, c1)]
     busy, steal = (m1[0] - m0[0]) / wall, (m1[1] - m0[1]) / wall
+
+    def per(key: str, count: str, scale: float = 1.0) -> float:
+        n = k1.get(count, 0.0) - k0.get(count, 0.0)
+        return scale * (k1.get(key, 0.0) - k0.get(key, 0.0)) / n if n > 0 else float("nan")
     return {
         "config": config.name, "kind": config.kind, "model": config.model, "batching": config.batching,
         "streams": streams, "clients": len(workers), "channels": sum(r["channels"] for r in results),
@@ -304,6 +340,9 @@ def _measure(server: _Process, config: Config, streams: int, args: argparse.Name
         "server_cpu": server_cpu, "client_cpu": client_cpu,
         "other_cpu": max(0.0, busy - server_cpu - sum(client_cpu)),  # everything else on the machine
         "steal_cpu": steal, "loadavg_1m": load0,
+        "server_us_per_step": 1e6 * server_cpu / (len(recv) / args.duration) if recv else float("nan"),
+        "mean_batch": per("batch_sum", "batch_count"),  # sessions per onnxruntime call (server metrics)
+        "server_ms": per("stream_s_sum", "stream_s_count", 1e3),  # server time to answer one message
         "n_errors": sum(r["n_errors"] for r in results), "errors": errors[:5],
     }
 
@@ -318,7 +357,7 @@ def _combine(runs: list[dict], configs: list[Config], stream_counts: list[int]) 
                 continue
             row = dict(reps[0])
             for key in ("steps_per_s", "steps_per_s_mean", "p50_ms", "p99_ms", "mean_ms", "server_cpu",
-                        "other_cpu", "steal_cpu", "loadavg_1m"):
+                        "other_cpu", "steal_cpu", "loadavg_1m", "mean_batch", "server_ms", "server_us_per_step"):
                 row[key] = statistics.median(r[key] for r in reps)
             row["client_cpu"] = [statistics.median(r["client_cpu"][i] for r in reps)
                                  for i in range(len(reps[0]["client_cpu"]))]
@@ -405,7 +444,7 @@ def _machine() -> dict:
 def _table(rows: list[dict]) -> str:
     echo = {r["streams"]: r["steps_per_s"] for r in rows if r["kind"] == "echo"}
     head = (f"{'configuration':<18} {'streams':>7} {'steps/s':>9} {'x echo':>7} {'p50 ms':>8} {'p99 ms':>8} "
-            f"{'server':>7} {'client':>10} {'other':>6}")
+            f"{'batch':>6} {'srv ms':>7} {'us/step':>7} {'server':>7} {'client':>10} {'other':>6}")
     lines = [head, "-" * len(head)]
     last = None
     for r in rows:
@@ -416,9 +455,24 @@ def _table(rows: list[dict]) -> str:
         cli = "+".join(f"{c:.2f}" for c in r["client_cpu"]) + ("*" if any(c >= 0.9 for c in r["client_cpu"]) else " ")
         err = f"  ({r['n_errors']} stream errors)" if r["n_errors"] else ""
         lines.append(f"{r['config']:<18} {r['streams']:>7} {r['steps_per_s']:>9,.0f} {ratio:>7.2f} "
-                     f"{r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['server_cpu']:>7.2f} {cli:>10} "
+                     f"{r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {_num(r['mean_batch'], 1):>6} "
+                     f"{_num(r['server_ms'], 2):>7} {_num(r['server_us_per_step'], 0):>7} "
+                     f"{r['server_cpu']:>7.2f} {cli:>10} "
                      f"{r['other_cpu']:>6.2f}{err}")
     return "\n".join(lines)
+
+
+_LEGEND = """
+steps/s: samples answered per second, median of 0.5 s slices (of repeats: median); x echo: over the
+  echo server's steps/s at the same stream count; p50/p99: round-trip latency of one message.
+batch: mean sessions per onnxruntime call; srv ms: mean server time to answer one message (both from
+  eddy's Prometheus metrics); us/step: server CPU time per answered sample.
+server/client/other: CPU in cores over the window (1.00 = one core busy; other = everything else on
+  the machine); * a load generator at >= 0.90 of a core, i.e. likely client-bound."""
+
+
+def _num(x: float, digits: int) -> str:
+    return "-" if x != x else f"{x:.{digits}f}"  # NaN: not measured
 
 
 def _summary(rows: list[dict], configs: list[Config]) -> list[str]:
@@ -447,10 +501,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                                 epilog="Loopback only; every server and load generator is stopped at the end.")
     p.add_argument("--streams", default=None,
                    help="concurrent stream counts (default: 1,16,256,1024; with --quick 1,16,256)")
-    p.add_argument("--duration", type=float, default=3.0, help="measured seconds per row (default: 3)")
+    p.add_argument("--duration", type=float, default=1.5, help="measured seconds per row (default: 1.5)")
     p.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before each row (default: 1)")
-    p.add_argument("--repeat", type=int, default=1,
-                   help="run the whole matrix this many times; the table shows medians (default: 1)")
+    p.add_argument("--repeat", type=int, default=3,
+                   help="run the whole matrix this many times; the table shows medians (default: 3)")
     p.add_argument("--clients", type=int, default=1, help="load-generator processes (default: 1)")
     p.add_argument("--channels", type=int, default=8,
                    help="gRPC channels (TCP connections) per load generator; streams are spread over them (default: 8)")
@@ -470,7 +524,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                                                         "unless --streams is given")
     args = p.parse_args(argv)
     if args.quick:
-        args.duration, args.warmup = 1.0, 0.5
+        args.duration, args.warmup, args.repeat = 1.0, 0.5, 1
     if args.streams is None:
         args.streams = "1,16,256" if args.quick else "1,16,256,1024"
     try:
@@ -528,7 +582,7 @@ def main(argv: list[str] | None = None) -> int:
         runs = []  # every measurement, all repeats
         for rep in range(args.repeat):
             for config in configs:
-                server = _start(config, repo, n_outputs, tmp)
+                server = _start(config, repo, n_outputs, tmp, "--metrics-port" in help_text)
                 try:
                     for n in args.stream_counts:
                         row = _measure(server, config, n, args, tmp)
@@ -550,9 +604,7 @@ def main(argv: list[str] | None = None) -> int:
         summary = _summary(rows, configs)
         print()
         print(table)
-        print("\nsteps/s: median of 0.5 s slices; x echo: steps/s over the echo server's at the same stream count;\n"
-              "server/client/other: CPU in cores over the window (1.00 = one core busy; other = the rest of\n"
-              "the machine); * a load generator at >= 0.90 of a core, i.e. likely client-bound")
+        print(_LEGEND)
         for line in summary:
             print(line)
         result = {"machine": machine, "runs": runs, "models": models, "batching_switch": switch, "serve_tuning": tuning,
