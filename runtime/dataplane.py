@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -51,6 +52,7 @@ class DataPlane:
         if metrics is not None:
             metrics.track_sessions(lambda: len(self.sessions))
         self._evictor: asyncio.Task[None] | None = None
+        self._samples_children: dict[str, Any] = {}  # model name -> eddy_samples_total child
 
     def start(self) -> None:
         """Start the idle-session sweeper in the running loop."""
@@ -119,8 +121,14 @@ class DataPlane:
         """Advance ``session`` by validated samples ``x[n, F]``; raw ``y[n, O]``."""
         y = await self.batcher.run(session, x)
         if self.metrics is not None:
-            self.metrics.samples.labels(session.model.name).inc(len(x))
+            self._samples_counter(session.model.name).inc(len(x))
         return y
+
+    def _samples_counter(self, model: str) -> Any:  # cached labelled child: .labels() per message cost ~7%
+        child = self._samples_children.get(model)
+        if child is None:
+            child = self._samples_children[model] = self.metrics.samples.labels(model)
+        return child
 
     async def predict(self, request: pb.PredictRequest) -> pb.PredictResponse:
         """Whole sequences ``[B, T, F]`` from zero or given state; nothing is kept."""

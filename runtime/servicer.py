@@ -53,6 +53,8 @@ class InferenceServicer(pb_grpc.InferenceServicer):
     async def Stream(self, request_iterator: AsyncIterator[pb.StreamRequest],
                      context: grpc.aio.ServicerContext) -> AsyncIterator[pb.StreamResponse]:
         handler, m = StreamHandler(self.plane), self.metrics
+        latency = m.latency.labels("Stream")  # labelled children looked up once per stream, not per message
+        answered_ok = None  # m.stream_messages child for (model, "OK"), once the stream is open
         code = grpc.StatusCode.OK
         m.open_streams.inc()
         try:
@@ -63,15 +65,19 @@ class InferenceServicer(pb_grpc.InferenceServicer):
                 except Exception as e:
                     code, message = _status(e, "Stream")
                     await context.abort(code, message)
-                m.latency.labels("Stream").observe(time.perf_counter() - t0)
+                latency.observe(time.perf_counter() - t0)
                 if not was_open:
                     stream_log.info("%s", _kv("stream_open", session=handler.session_id,
                                               model=handler.model_name, version=handler.model_version,
                                               resumed=handler.resumed, position=handler.position))
                 else:
-                    kind = response.WhichOneof("kind")
-                    outcome = _CODE_NAMES.get(response.error.code, "UNKNOWN") if kind == "error" else "OK"
-                    m.stream_messages.labels(handler.model_name, outcome).inc()
+                    if response.WhichOneof("kind") == "error":
+                        outcome = _CODE_NAMES.get(response.error.code, "UNKNOWN")
+                        m.stream_messages.labels(handler.model_name, outcome).inc()
+                    else:
+                        if answered_ok is None:
+                            answered_ok = m.stream_messages.labels(handler.model_name, "OK")
+                        answered_ok.inc()
                 yield response
                 if handler.finished:
                     break
