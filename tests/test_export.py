@@ -35,8 +35,8 @@ def _two_columns(length: int = 240) -> Series:
     return Series("two", "synthetic", None, ["a", "b"], ["a", "b"], x, x.copy())
 
 
-def _train_tiny(cell: str, layers: int, series: Series) -> tuple[keras.Model, Dataset]:
-    config = TrainConfig(cell=cell, layers=layers, units=8, epochs=1, window=WINDOW, batch_size=64)
+def _train_tiny(cell: str, layers: int, series: Series, **knobs: float) -> tuple[keras.Model, Dataset]:
+    config = TrainConfig(cell=cell, layers=layers, units=8, epochs=1, window=WINDOW, batch_size=64, **knobs)
     dataset = make_dataset(series, config.window)
     set_seed(0)
     model = build_model(config, len(series.features), len(series.targets))
@@ -48,16 +48,24 @@ def _session(path: Path) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
+# Every cell x 1 and 2 layers; one- and two-feature inputs; training-only dropouts must not change
+# the exported graphs (they are stripped) nor break parity.
+DROPOUTS = {"dropout": 0.3, "recurrent_dropout": 0.3}
 CASES = [
-    pytest.param("simple_rnn", 1, synthetic_series(length=240), ["h0"], id="simple_rnn"),
-    pytest.param("lstm", 2, synthetic_series(length=240), ["h0", "c0", "h1", "c1"], id="lstm-2-layers"),
-    pytest.param("gru", 1, _two_columns(), ["h0"], id="gru-2-features"),
+    pytest.param("simple_rnn", 1, synthetic_series(length=240), ["h0"], {}, id="simple_rnn"),
+    pytest.param("simple_rnn", 2, _two_columns(), ["h0", "h1"], DROPOUTS, id="simple_rnn-2-layers-2-features-dropout"),
+    pytest.param("lstm", 1, _two_columns(), ["h0", "c0"], DROPOUTS, id="lstm-2-features-dropout"),
+    pytest.param("lstm", 2, synthetic_series(length=240), ["h0", "c0", "h1", "c1"], {}, id="lstm-2-layers"),
+    pytest.param("gru", 1, _two_columns(), ["h0"], {}, id="gru-2-features"),
+    pytest.param("gru", 2, synthetic_series(length=240), ["h0", "h1"], DROPOUTS, id="gru-2-layers-dropout"),
 ]
 
 
-@pytest.mark.parametrize(("cell", "layers", "series", "state_names"), CASES)
-def test_export_parity(tmp_path: Path, cell: str, layers: int, series: Series, state_names: list[str]) -> None:
-    model, ds = _train_tiny(cell, layers, series)
+@pytest.mark.parametrize(("cell", "layers", "series", "state_names", "knobs"), CASES)
+def test_export_parity(
+    tmp_path: Path, cell: str, layers: int, series: Series, state_names: list[str], knobs: dict[str, float]
+) -> None:
+    model, ds = _train_tiny(cell, layers, series, **knobs)
     x_all = ds.normalised_inputs()  # [N, F]
     result = export_model(model, tmp_path, ds.x_test, x_all, seed=1)
 
@@ -72,6 +80,7 @@ def test_export_parity(tmp_path: Path, cell: str, layers: int, series: Series, s
         assert spec.ops == sorted(set(spec.ops)) and spec.ops, key
     assert ("LSTM" in result.graphs["sequence"].ops) == (cell == "lstm")
     assert ("Loop" in result.graphs["sequence"].ops) == (cell != "lstm")
+    assert not any("Random" in op for g in result.graphs.values() for op in g.ops)  # no dropout in the graphs
 
     # Graph I/O follows the manifest contract, batch (and time) dynamic.
     step, seq = _session(tmp_path / "step.onnx"), _session(tmp_path / "sequence.onnx")
@@ -137,3 +146,13 @@ def test_inspect_model_rejects_unsupported_models() -> None:
     backwards = keras.Model(inp, keras.layers.Dense(1)(keras.layers.SimpleRNN(4, go_backwards=True)(inp)))
     with pytest.raises(ExportError, match="must run forwards"):
         inspect_model(backwards)
+    attention = keras.layers.Attention()([keras.layers.LSTM(4, return_sequences=True)(inp)] * 2)
+    with pytest.raises(ExportError, match=r"unsupported layer 'attention' \(Attention\): attention looks"):
+        inspect_model(keras.Model(inp, keras.layers.Dense(1)(keras.layers.LSTM(4)(attention))))
+    with pytest.raises(ExportError, match="Dense layer 'inner' sits between recurrent layers"):
+        inner = keras.layers.Dense(3, name="inner")(keras.layers.GRU(4, return_sequences=True)(inp))
+        inspect_model(keras.Model(inp, keras.layers.Dense(1)(keras.layers.GRU(4)(inner))))
+    dropped = keras.layers.Dropout(0.5)(keras.layers.GRU(4, return_sequences=True)(inp))
+    stack = inspect_model(keras.Model(inp, keras.layers.Dense(2)(keras.layers.GRU(4)(dropped))))
+    assert (stack.cell, len(stack.rnn), stack.n_targets) == ("gru", 2, 2)  # Dropout layers are skipped
+

@@ -6,6 +6,7 @@ stays fast; everything is written under ``tmp_path``.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import subprocess
@@ -27,10 +28,11 @@ TINY = ["--units", "8", "--epochs", "2", "--window", "5", "--quiet"]  # fast fla
 
 
 def _write_csv(path: Path, n: int = 160) -> Path:
-    """A date column (not numeric) and one noisy sine column ``level``."""
+    """A date column (ISO dates, the time column) and one noisy sine column ``level``."""
     rng = np.random.default_rng(7)
     level = 10 + 5 * np.sin(np.arange(n) / 6.0) + rng.normal(0, 0.3, n)
-    lines = ["date,level"] + [f"2024-01-{i:04d},{v:.4f}" for i, v in enumerate(level)]
+    start = datetime.date(2024, 1, 1)
+    lines = ["date,level"] + [f"{start + datetime.timedelta(days=i)},{v:.4f}" for i, v in enumerate(level)]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -90,14 +92,27 @@ BAD_CSVS = [
     ("dupes.csv", "a,a\n1,2\n", [], "line 1: duplicate column name(s) 'a'"),
     ("ragged.csv", "a,b\n1,2\n3\n", [], "line 3: 1 fields, but the header has 2"),
     ("text.csv", "a\n1\n2\nthree\n", ["--features", "a"], "line 4: column 'a': 'three' is not a number"),
-    ("hole.csv", "a,b\n1,x\n,y\n", ["--features", "a"], "line 3: column 'a' is empty (missing value)"),
-    ("nan.csv", "a\n1\nnan\n", ["--features", "a"], "line 3: column 'a': 'nan' is not a finite number"),
+    ("hole.csv", "a,b\n1,x\n,y\n", ["--features", "a"],
+     "line 3: column 'a': missing value (empty cell); fill it or pass --fill ffill|interpolate|drop"),
+    ("nan.csv", "a\n1\nNaN\n", ["--features", "a"], "line 3: column 'a': missing value ('NaN')"),
+    ("inf.csv", "a\n1\n2\n-inf\n", ["--features", "a"], "line 4: column 'a': '-inf' is not a finite number"),
+    ("text_with_fill.csv", "a\n1\n\n2\nn.a.\n", ["--features", "a", "--fill", "ffill"],
+     "line 5: column 'a': 'n.a.' is not a number"),  # --fill handles missing values, not bad ones
+    ("ffill_start.csv", "t,a\n1,\n2,3\n", ["--features", "a", "--fill", "ffill"],
+     "line 2: column 'a': missing value with nothing before it to fill forward from"),
     ("unknown.csv", "a,b\n1,2\n", ["--target", "c"], "unknown column 'c' (columns: a, b)"),
+    ("unknown_feature.csv", "a,b\n1,2\n", ["--features", "a", "zz", "--target", "b"], "unknown column 'zz'"),
     ("ambiguous.csv", "a,b\n1,2\n", [], "found numeric columns a, b; choose with --features and --target"),
+    ("ambiguous_dated.csv", "date,a,b\n2024-01-01,1,2\n", [],
+     "found numeric columns a, b besides the time column 'date'"),
     ("no_numeric.csv", "a\nx\n", [], "found no numeric column"),
     ("multi.csv", "a,b\n1,2\n", ["--features", "a", "b"], "2 feature columns; choose the predicted one(s) with --target"),
     ("short.csv", "a\n" + "".join(f"{i}\n" for i in range(6)), [], "6 rows are too few for window 5"),
     ("flat.csv", "a\n" + "3\n" * 60, [], "column 'a' is constant in the training part (std 0)"),
+    ("flat_feature.csv", "a,b\n" + "".join(f"3,{i % 7}\n" for i in range(60)), ["--features", "a", "b", "--target", "b"],
+     "column 'a' is constant in the training part (std 0)"),
+    ("season.csv", "a\n" + "".join(f"{i % 7}\n" for i in range(60)), ["--season", "500"],
+     "--season 500 must be at least the horizon (1) and at most 51 rows"),
 ]
 
 
@@ -114,6 +129,70 @@ def test_bad_csv_exits_2_with_one_line_and_writes_nothing(
     assert err.count("\n") == 1 and err.startswith("eddy train: error: ") and message in err, err
     assert str(path) in err  # names the file
     assert not (tmp_path / "models").exists()
+
+
+def test_bad_csv_leaves_an_existing_model_directory_unchanged(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "hole.csv"
+    path.write_text("a\n1\n2\n\n3\nNA\n")  # line 6: NA (line 4 is blank and skipped)
+    out_dir = tmp_path / "models" / "m"
+    (out_dir / "1").mkdir(parents=True)
+    code, _, err = _run(["--data", str(path), *TINY, "--out", str(out_dir)], capsys)
+    assert code == 2 and f"{path}: line 6: column 'a': missing value" in err, err
+    assert [p.name for p in out_dir.iterdir()] == ["1"]
+
+
+def test_time_column_is_recognised_and_labels_rows(tmp_path: Path) -> None:
+    iso = tmp_path / "iso.csv"  # not named like time: recognised by its ISO dates
+    iso.write_text("when,x\n2024-01-01T00:00,1\n2024-01-01T01:00,2\n2024-01-01T02:00,4\n")
+    s = load_csv(iso)
+    assert (s.time_column, s.features, s.labels) == ("when", ["x"], ["2024-01-01T00:00", "2024-01-01T01:00",
+                                                                     "2024-01-01T02:00"])
+    named = tmp_path / "named.csv"  # integer years and a trade_date column: the first time-like name wins
+    named.write_text("Year,trade_date,x\n1990,a,1\n1991,b,2\n")
+    s = load_csv(named)
+    assert (s.time_column, s.features, s.label(1)) == ("Year", ["x"], "1991")
+    plain = tmp_path / "plain.csv"  # 20240101 is a number, not a date column
+    plain.write_text("k,x\n20240101,1\n20240102,2\n")
+    s = load_csv(plain, features=["x"])
+    assert (s.time_column, s.labels, s.label(1)) == (None, None, "1")
+    assert bundled_series().time_column == "year" and bundled_series().labels[0] == "1700"
+
+
+def test_fill_missing_values(tmp_path: Path) -> None:
+    path = tmp_path / "gaps.csv"
+    path.write_text("date,a,b\n2024-01-01,1,10\n2024-01-02,,NA\n2024-01-03,4,n/a\n2024-01-04,5,40\n")
+    ffill = load_csv(path, ["a", "b"], ["b"], fill="ffill")
+    np.testing.assert_array_equal(ffill.inputs, [[1, 10], [1, 10], [4, 10], [5, 40]])
+    assert (ffill.missing, ffill.dropped_rows) == (3, 0)
+    interp = load_csv(path, ["a", "b"], ["b"], fill="interpolate")
+    np.testing.assert_allclose(interp.inputs, [[1, 10], [2.5, 20], [4, 30], [5, 40]])
+    np.testing.assert_allclose(interp.outputs[:, 0], [10, 20, 30, 40])
+    dropped = load_csv(path, ["a", "b"], ["b"], fill="drop")
+    np.testing.assert_array_equal(dropped.inputs, [[1, 10], [5, 40]])
+    assert dropped.labels == ["2024-01-01", "2024-01-04"] and dropped.dropped_rows == 2
+    only_a = load_csv(path, ["a"], ["a"], fill="drop")  # only the used columns count
+    assert only_a.labels == ["2024-01-01", "2024-01-03", "2024-01-04"]
+
+
+def test_horizon_labels_persistence_and_seasonal_baseline() -> None:
+    s = synthetic_series(length=100)
+    ds = make_dataset(s, window=4, horizon=3, split=(0.6, 0.2, 0.2))
+    # Window i covers rows i..i+3 and predicts row i+3+3; the test part holds labels 80..99.
+    np.testing.assert_array_equal(ds.test_rows, np.arange(80, 100))
+    np.testing.assert_array_equal(ds.x_test[0], ds.normalised_inputs()[74:78])
+    np.testing.assert_allclose(ds.last_test_raw[:, 0], s.outputs[77:97, 0])  # the window's last row
+    np.testing.assert_allclose(ds.seasonal_test_raw(50)[:, 0], s.outputs[30:50, 0])
+    with pytest.raises(DataError, match="--season 2 must be at least the horizon"):
+        ds.seasonal_test_raw(2)
+
+
+def test_persistence_uses_the_target_when_it_is_not_a_feature(tmp_path: Path) -> None:
+    path = tmp_path / "two.csv"
+    path.write_text("a,b\n" + "".join(f"{i},{i * i}\n" for i in range(40)))
+    ds = make_dataset(load_csv(path, ["a"], ["b"]), window=3, horizon=2)
+    np.testing.assert_array_equal(ds.last_test_raw[:, 0], (ds.test_rows - 2) ** 2)
 
 
 def test_synthetic_data_has_one_column(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -144,6 +223,15 @@ BAD_FLAGS = [
     (["--cell", "transformer"], "argument --cell: invalid choice: 'transformer'"),
     (["--seed", "-3"], "argument --seed: must be at least 0"),
     (["--synthetic", "--data", "x.csv"], "argument --data: not allowed with argument --synthetic"),
+    (["--horizon", "0"], "argument --horizon: must be at least 1, got 0"),
+    (["--dropout", "1"], "argument --dropout: must be in [0, 1), got 1"),
+    (["--recurrent-dropout", "-0.1"], "argument --recurrent-dropout: must be in [0, 1)"),
+    (["--l2", "-1"], "argument --l2: must be 0 or more"),
+    (["--clipnorm", "1", "--clipvalue", "0.5"], "give either --clipnorm or --clipvalue, not both"),
+    (["--fill", "zero"], "argument --fill: invalid choice: 'zero'"),
+    (["--season", "0"], "argument --season: must be at least 1"),
+    (["--reduce-lr-patience", "-1"], "argument --reduce-lr-patience: must be at least 0"),
+    (["--quantize", "int4"], "argument --quantize: invalid choice: 'int4'"),
 ]
 
 
@@ -160,14 +248,32 @@ def test_bad_flags_are_usage_errors(
 def test_help_states_every_default(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = _run(["--help"], capsys)
     assert code == 0
-    flags = ["--data", "--synthetic", "--features", "--target", "--window", "--split", "--cell", "--layers", "--units",
-             "--epochs", "--batch-size", "--lr", "--clipnorm", "--patience", "--seed", "--out", "--name", "--quiet"]
+    flags = ["--data", "--synthetic", "--features", "--target", "--window", "--horizon", "--split", "--fill", "--season",
+             "--cell", "--layers", "--units", "--dropout", "--recurrent-dropout", "--l2", "--epochs", "--batch-size",
+             "--lr", "--clipnorm", "--clipvalue", "--patience", "--reduce-lr-patience", "--seed", "--out", "--name",
+             "--quantize", "--quiet"]
     text = " ".join(out.split())
     for flag, nxt in zip(flags, flags[1:] + ["$"]):
         section = text[text.index(f" {flag} ", text.index("options:")):]
         section = section[: section.find(f" {nxt} ")] if nxt != "$" else section
         assert "(default:" in section, flag
     assert "exploding gradients" in text  # why --clipnorm exists
+
+
+def test_clipvalue_turns_off_the_default_clipnorm(monkeypatch: pytest.MonkeyPatch) -> None:
+    import trainer.train
+
+    seen: list[tuple[float | None, float | None]] = []
+
+    def fake_train(config: object, log: object = None) -> None:
+        seen.append((config.clipnorm, config.clipvalue))  # type: ignore[attr-defined]
+        raise KeyboardInterrupt  # stop before any work
+
+    monkeypatch.setattr(trainer.train, "train", fake_train)
+    assert main(["--clipvalue", "0.5", "--quiet"]) == 130
+    assert main(["--quiet"]) == 130
+    assert main(["--clipnorm", "0", "--quiet"]) == 130
+    assert seen == [(None, 0.5), (1.0, None), (None, None)]
 
 
 # --- without the training extra -----------------------------------------------------------------
@@ -260,7 +366,7 @@ def test_runs_write_numbered_versions(two_runs: tuple[Path, Path]) -> None:
     assert sorted(p.name for p in out_dir.iterdir()) == ["1", "2"]  # no staging leftovers
     for v in (1, 2):
         assert sorted(p.name for p in (out_dir / str(v)).iterdir()) == [
-            "manifest.json", "model.keras", "sequence.onnx", "step.onnx"]
+            "manifest.json", "model.keras", "report.json", "report.png", "sequence.onnx", "step.onnx"]
         assert read_manifest(out_dir / str(v)).version == v
 
 
@@ -287,12 +393,39 @@ def test_manifest_contents(two_runs: tuple[Path, Path]) -> None:
     assert m.metrics["windows"] == 24  # 15% of 160 rows
     assert m.metrics["rmse"] == pytest.approx(m.metrics["mse"] ** 0.5)
     assert m.metrics["persistence_rmse"] > 0 and m.metrics["per_target"]["level"]["rmse"] == m.metrics["rmse"]
+    assert m.metrics["baselines"]["persistence"]["rmse"] == m.metrics["persistence_rmse"]
 
     t = m.training
     assert (t["seed"], t["epochs"], t["epochs_run"], t["units"], t["batch_size"]) == (3, 2, 2, 8, 32)
-    assert t["data"] == {"source": "csv", "name": "levels", "path": str(csv_path), "rows": 160}
+    assert t["data"] == {"source": "csv", "name": "levels", "path": str(csv_path), "rows": 160, "time_column": "date"}
     assert t["split"] == [0.7, 0.15, 0.15] and t["split_rows"]["test"] == [136, 160]
     assert len(t["history"]["loss"]) == len(t["history"]["val_loss"]) == 2
+
+
+def test_gradient_norms_are_recorded(two_runs: tuple[Path, Path]) -> None:
+    _, out_dir = two_runs
+    t = read_manifest(out_dir / "1").training
+    for key in ("grad_norm", "recurrent_grad_norm"):
+        assert len(t["history"][key]) == 2 and all(0 < v < 1e3 for v in t["history"][key]), key
+    assert t["history"]["lr"] == pytest.approx([1e-3, 1e-3])
+    assert t["gradient_health"] == {"exploded": False, "vanished": False, "notes": [
+        "finite norms, no 10x jump over the running median, recurrent norms above 1e-06"]}
+
+
+def test_report_holds_history_baselines_and_labelled_predictions(two_runs: tuple[Path, Path]) -> None:
+    _, out_dir = two_runs
+    report = json.loads((out_dir / "1" / "report.json").read_text())
+    m = read_manifest(out_dir / "1")
+    assert report["model"]["version"] == 1 and report["model"]["targets"] == ["level"]
+    assert report["data"]["time_column"] == "date" and report["data"]["rows"] == 160
+    assert report["history"]["epoch"] == [1, 2] and len(report["history"]["grad_norm"]) == 2
+    assert report["test"]["rmse"] == pytest.approx(m.metrics["rmse"])
+    assert report["baselines"]["persistence"]["rmse"] == pytest.approx(m.metrics["persistence_rmse"])
+    assert "seasonal_naive" not in report["baselines"]  # only with --season
+    p = report["test_predictions"]
+    assert p["labels"][0] == "2024-05-16" and len(p["labels"]) == len(p["actual"]) == len(p["predicted"]) == 24
+    assert report["parity"] == m.parity
+    assert (out_dir / "1" / "report.png").stat().st_size > 10_000
 
 
 def test_same_seed_gives_identical_weights(two_runs: tuple[Path, Path]) -> None:
@@ -322,16 +455,91 @@ def test_saved_keras_model_matches_the_graphs(two_runs: tuple[Path, Path]) -> No
     np.testing.assert_allclose(y[:, -1], model.predict(x, verbose=0), rtol=0, atol=1e-5)
 
 
+def test_horizon_multi_feature_lstm_streams_through_the_runtime(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two features -> one target 3 steps ahead, LSTM x2 with dropout and L2; the runtime's stream
+    gives, for a window pushed into a fresh stream, what the saved Keras model predicts."""
+    pytest.importorskip("tensorflow")
+    import keras
+
+    import runtime
+
+    n = 200
+    t = np.arange(n)
+    a, b = np.sin(t / 5.0) * 3 + 10, np.cos(t / 9.0) + 0.05 * t
+    path = tmp_path / "two.csv"
+    path.write_text("timestamp,a,b\n" + "".join(f"{1700000000 + 60 * i},{x:.5f},{y:.5f}\n"
+                                                for i, x, y in zip(t, a, b)))
+    out_dir = tmp_path / "m"
+    flags = ["--data", str(path), "--features", "a", "b", "--target", "b", "--horizon", "3", "--season", "12",
+             "--cell", "lstm", "--layers", "2", "--units", "6", "--epochs", "2", "--window", "8",
+             "--dropout", "0.2", "--l2", "1e-4", "--reduce-lr-patience", "1",
+             "--seed", "1", "--out", str(out_dir)]
+    code, out, err = _run(flags, capsys)
+    assert code == 0, err
+    assert "seasonal naive" in out and "3 steps ahead" in out
+
+    model = runtime.load(out_dir)
+    m = model.manifest
+    assert (m.horizon, m.features, m.targets, m.cell, m.layers) == (3, ["a", "b"], ["b"], "lstm", 2)
+    assert [(s.name, s.shape) for s in m.state] == [("h0", [6]), ("c0", [6]), ("h1", [6]), ("c1", [6])]
+    assert "LSTM" in m.graphs["sequence"].ops
+    assert set(m.metrics["baselines"]) == {"persistence", "seasonal_naive"}
+    assert m.metrics["baselines"]["seasonal_naive"]["season"] == 12
+
+    raw = np.stack([a, b], axis=1).astype(np.float32)  # [N, 2]
+    keras_model = keras.saving.load_model(out_dir / "1" / "model.keras")
+    norm = m.normalization
+    x = ((raw[150:158] - norm.input_mean) / norm.input_std).astype(np.float32)[None]  # [1, W, F]
+    want = keras_model.predict(x, verbose=0)[0] * norm.target_std + norm.target_mean  # raw b at row 157 + 3
+    stream = model.stream()
+    got = np.concatenate([stream.push(raw[150:153]), stream.push(raw[153:158])])  # [W, 1], any chunking
+    np.testing.assert_allclose(got[-1], want, rtol=1e-5, atol=1e-5)
+
+    report = json.loads((out_dir / "1" / "report.json").read_text())
+    assert report["data"]["time_column"] == "timestamp" and report["model"]["horizon"] == 3
+    assert report["test_predictions"]["labels"][-1] == str(1700000000 + 60 * (n - 1))
+    assert report["config"]["dropout"] == 0.2 and report["config"]["season"] == 12
+
+
+def test_non_finite_loss_stops_with_a_clear_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("tensorflow")
+    import dataclasses
+
+    import trainer.train
+
+    real = trainer.train.make_dataset
+
+    def poisoned(*args: object, **kwargs: object) -> object:
+        ds = real(*args, **kwargs)  # type: ignore[arg-type]
+        y = ds.y_train.copy()
+        y[5] = np.inf  # one overflowing target: the loss becomes non-finite in the first epoch
+        return dataclasses.replace(ds, y_train=y)
+
+    monkeypatch.setattr(trainer.train, "make_dataset", poisoned)
+    out_dir = tmp_path / "m"
+    (out_dir / "1").mkdir(parents=True)
+    code, _, err = _run(["--synthetic", *TINY, "--out", str(out_dir)], capsys)
+    assert code == 1
+    assert err == ("eddy train: error: training diverged: the loss became non-finite in epoch 1 "
+                   "(try a lower --lr, --clipnorm or --clipvalue, or check the data's scale)\n")
+    assert [p.name for p in out_dir.iterdir()] == ["1"]  # nothing new
+
+
 def test_summary_names_version_rmse_and_parity(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("tensorflow")
     flags = ["--synthetic", "--units", "8", "--epochs", "1", "--seed", "0", "--out", str(tmp_path / "sine")]
     code, out, err = _run(flags, capsys)
     assert code == 0, err
     lines = out.splitlines()
-    assert lines[0].startswith("epoch 1/1  loss ") and " val_loss " in lines[0]
+    assert lines[0].startswith("epoch 1/1  loss ") and " val_loss " in lines[0] and " grad_norm " in lines[0]
     assert lines[1].startswith(f"wrote {tmp_path / 'sine' / '1'}  (sine v1: simple_rnn 1x8")
     assert lines[2].startswith("test RMSE ") and " vs persistence " in lines[2]
     assert lines[3].startswith("parity max abs error (tolerance 1e-05): window_vs_predict ")
+    assert lines[4].startswith("gradients healthy: finite norms")
     m = read_manifest(tmp_path / "sine" / "1")
     assert m.training["data"]["source"] == "synthetic" and m.name == "sine"
 

@@ -1,7 +1,7 @@
 """``eddy train``: command-line front end of :func:`trainer.train.train`.
 
 This module imports neither tensorflow nor the training modules at import
-time, so ``eddy train --help`` is instant and works without the training extra.
+time, so ``--help`` is instant and works without the training extra.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from runtime.errors import EddyError, InvalidInput
 
-from .config import CELLS, TrainConfig
+from .config import CELLS, FILLS, PRECISIONS, TrainConfig
 
 __all__ = ["TRAIN_EXTRA_MESSAGE", "build_parser", "main"]
 
@@ -31,7 +31,15 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Train a recurrent model on a time series, export it to ONNX (step and sequence "
             "graphs with explicit state), verify the export against Keras, and write "
-            "OUT/<next version>/ with manifest.json, step.onnx, sequence.onnx and model.keras."
+            "OUT/<next version>/ with manifest.json, step.onnx, sequence.onnx, model.keras, "
+            "report.json and report.png."
+        ),
+        epilog=(
+            "CSV files: a header row; a time column (named date, time, datetime, timestamp, year or "
+            "ending in _date/_time, else the first column of ISO 8601 dates) labels the report's plots "
+            "and is never a default feature. Exit status: 0 written; 2 bad flags or data (one line on "
+            "stderr naming the file and line; nothing written); 1 training diverged or export failed "
+            "(nothing written)."
         ),
     )
     data = p.add_argument_group("data")
@@ -42,12 +50,22 @@ def build_parser() -> argparse.ArgumentParser:
                         help="train on a generated noisy sine instead of a CSV file (default: off)")
     data.add_argument("--features", nargs="+", metavar="COL",
                       help="input columns (default: the target columns if --target is given, else the single numeric column)")
-    data.add_argument("--target", nargs="+", dest="targets", metavar="COL",
+    data.add_argument("--target", "--targets", nargs="+", dest="targets", metavar="COL",
                       help="columns to predict (default: the feature column, when there is one)")
     data.add_argument("--window", type=_at_least(1), default=d.window, metavar="N",
                       help=f"samples per input window (default: {d.window})")
+    data.add_argument("--horizon", type=_at_least(1), default=d.horizon, metavar="N",
+                      help="predict the target N steps after the window's last sample; a stream's output for "
+                           f"sample t is then its prediction for t+N (default: {d.horizon})")
     data.add_argument("--split", type=_split, default=d.split, metavar="TRAIN,VAL,TEST",
-                      help=f"time-ordered split fractions, summing to 1 (default: {','.join(f'{f:g}' for f in d.split)})")
+                      help="time-ordered split fractions, summing to 1; normalisation uses the training part only "
+                           f"(default: {','.join(f'{f:g}' for f in d.split)})")
+    data.add_argument("--fill", choices=FILLS, default=None,
+                      help="handle missing values (empty, NA, NaN, null) in the used columns: ffill = last value, "
+                           "interpolate = linear, drop = drop the row (default: a missing value is an error)")
+    data.add_argument("--season", type=_at_least(1), default=None, metavar="N",
+                      help="also score the seasonal-naive baseline: the target N steps before the predicted one "
+                           "(default: off)")
 
     model = p.add_argument_group("model")
     model.add_argument("--cell", choices=CELLS, default=d.cell, help=f"recurrent cell (default: {d.cell})")
@@ -55,6 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"stacked recurrent layers (default: {d.layers})")
     model.add_argument("--units", type=_at_least(1), default=d.units, metavar="N",
                        help=f"units per recurrent layer (default: {d.units})")
+    model.add_argument("--dropout", type=_rate, default=d.dropout, metavar="RATE",
+                       help=f"dropout on each recurrent layer's inputs, training only (default: {d.dropout:g})")
+    model.add_argument("--recurrent-dropout", type=_rate, default=d.recurrent_dropout, metavar="RATE",
+                       help=f"dropout on each recurrent layer's state, training only (default: {d.recurrent_dropout:g})")
+    model.add_argument("--l2", type=_non_negative_float, default=d.l2, metavar="FACTOR",
+                       help=f"L2 weight penalty on every kernel, input, recurrent and Dense (default: {d.l2:g}, off)")
 
     fit = p.add_argument_group("training")
     fit.add_argument("--epochs", type=_at_least(1), default=d.epochs, metavar="N",
@@ -63,12 +87,17 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"windows per gradient step (default: {d.batch_size})")
     fit.add_argument("--lr", type=_positive_float, default=d.lr, metavar="RATE",
                      help=f"Adam learning rate (default: {d.lr:g})")
-    fit.add_argument("--clipnorm", type=_non_negative_float, default=d.clipnorm, metavar="NORM",
+    fit.add_argument("--clipnorm", type=_non_negative_float, default=None, metavar="NORM",
                      help=f"clip each gradient to this norm, a guard against exploding gradients; 0 turns it off "
-                          f"(default: {d.clipnorm})")
+                          f"(default: {d.clipnorm}, or off with --clipvalue)")
+    fit.add_argument("--clipvalue", type=_non_negative_float, default=None, metavar="V",
+                     help="clip every gradient element to [-V, V] instead of clipping the norm (default: off)")
     fit.add_argument("--patience", type=_at_least(0), default=d.patience, metavar="N",
                      help=f"stop after N epochs without validation-loss improvement; the best epoch's weights "
                           f"are kept (default: {d.patience})")
+    fit.add_argument("--reduce-lr-patience", type=_at_least(0), default=d.reduce_lr_patience, metavar="N",
+                     help=f"halve the learning rate after N epochs without validation-loss improvement "
+                          f"(default: {d.reduce_lr_patience}, off)")
     fit.add_argument("--seed", type=_seed, default=None, metavar="N",
                      help="random seed; the same seed reproduces a run exactly "
                           "(default: a random seed, recorded in the manifest)")
@@ -78,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="model directory; the run writes DIR/<next integer version>/ (default: models/NAME)")
     out.add_argument("--name", help="model name recorded in the manifest (default: the last part of --out, "
                                     "else the data set's name, e.g. sunspots)")
+    out.add_argument("--quantize", choices=PRECISIONS, default=None,
+                     help="also write dynamically quantised graphs (step_int8.onnx, sequence_int8.onnx) and "
+                          "measure their size and accuracy change (default: off)")
     out.add_argument("--quiet", action="store_true",
                      help="print only the version directory written, no per-epoch lines (default: off)")
     return p
@@ -91,24 +123,36 @@ def main(argv: list[str] | None = None) -> int:
     """
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.clipnorm and args.clipvalue:
+        parser.error("give either --clipnorm or --clipvalue, not both (Keras applies one kind of clipping)")
+    clipnorm = _DEFAULTS.clipnorm if args.clipnorm is None and not args.clipvalue else args.clipnorm
     config = TrainConfig(
         data=args.data,
         synthetic=args.synthetic,
         features=args.features,
         targets=args.targets,
         window=args.window,
+        horizon=args.horizon,
         split=args.split,
+        fill=args.fill,
+        season=args.season,
         cell=args.cell,
         layers=args.layers,
         units=args.units,
+        dropout=args.dropout,
+        recurrent_dropout=args.recurrent_dropout,
+        l2=args.l2,
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
-        clipnorm=args.clipnorm or None,
+        clipnorm=clipnorm or None,
+        clipvalue=args.clipvalue or None,
         patience=args.patience,
+        reduce_lr_patience=args.reduce_lr_patience,
         seed=args.seed,
         out=args.out,
         name=args.name,
+        quantize=args.quantize,
     )
     try:
         config.validate()
@@ -133,7 +177,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return _fail("interrupted; nothing was written", 130)
 
+    health = result.gradient_health
     if args.quiet:
+        if health.exploded or health.vanished:
+            print(f"eddy train: warning: gradients {health.verdict}: {'; '.join(health.notes)}", file=sys.stderr)
         print(result.version_dir)
         return 0
     m, t = result.manifest, result.manifest.training
@@ -142,18 +189,21 @@ def main(argv: list[str] | None = None) -> int:
         f"{t['epochs_run']} epochs, best {t['best_epoch']}; train {result.train_seconds:.1f} s, "
         f"export+verify {result.export_seconds:.1f} s)"
     )
+    seasonal = m.metrics["baselines"].get("seasonal_naive")
     print(
-        f"test RMSE {m.metrics['rmse']:.4g} vs persistence {m.metrics['persistence_rmse']:.4g}, "
-        f"MAE {m.metrics['mae']:.4g} vs {m.metrics['persistence_mae']:.4g} "
-        f"({m.metrics['windows']} test windows, raw units)"
+        f"test RMSE {m.metrics['rmse']:.4g} vs persistence {m.metrics['persistence_rmse']:.4g}"
+        + (f" and seasonal naive {seasonal['rmse']:.4g} (season {seasonal['season']})" if seasonal else "")
+        + f", MAE {m.metrics['mae']:.4g} vs {m.metrics['persistence_mae']:.4g} "
+        f"({m.metrics['windows']} test windows, raw units, {m.horizon} step{'s' if m.horizon != 1 else ''} ahead)"
     )
     checks = ", ".join(f"{k} {v:.2g}" for k, v in m.parity.items() if k != "tolerance")
     print(f"parity max abs error (tolerance {m.parity['tolerance']:g}): {checks}")
+    print(f"gradients {health.verdict}: {'; '.join(health.notes)}")
     return 0
 
 
-def _fail(message: str, status: int) -> int:
-    print(f"eddy train: error: {message}", file=sys.stderr)
+def _fail(message: str, status: int, command: str = "train") -> int:
+    print(f"eddy {command}: error: {message}", file=sys.stderr)
     return status
 
 
@@ -188,6 +238,13 @@ def _float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
     if value != value or value in (float("inf"), float("-inf")):
         raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def _rate(text: str) -> float:
+    value = _float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
     return value
 
 

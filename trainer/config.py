@@ -11,9 +11,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CELLS", "TrainConfig"]
+__all__ = ["CELLS", "FILLS", "PRECISIONS", "TrainConfig"]
 
 CELLS = ("simple_rnn", "lstm", "gru")  # recurrent cell types the trainer builds and exports
+FILLS = ("ffill", "interpolate", "drop")  # ways to handle missing values in the used CSV columns
+PRECISIONS = ("int8",)  # extra graph precisions --quantize can add
 
 
 @dataclass
@@ -32,20 +34,28 @@ class TrainConfig:
     window: int = 10  # input window length in samples (seed: 10)
     horizon: int = 1  # predict the target this many steps after the window's last sample
     split: tuple[float, float, float] = (0.7, 0.15, 0.15)  # train/val/test fractions, time-ordered
+    fill: str | None = None  # missing values: None = error, "ffill", "interpolate" or "drop" the row
+    season: int | None = None  # seasonal-naive baseline period in samples; None = no seasonal baseline
     # model
     cell: str = "simple_rnn"  # recurrent cell (seed: SimpleRNN)
     layers: int = 1  # stacked recurrent layers (seed: 1)
     units: int = 50  # units per recurrent layer (seed: 50)
+    dropout: float = 0.0  # dropout on each recurrent layer's inputs, training only
+    recurrent_dropout: float = 0.0  # dropout on each recurrent layer's state, training only
+    l2: float = 0.0  # L2 penalty on every kernel (input, recurrent, Dense); 0 = off
     # optimisation
     epochs: int = 10  # maximum training epochs (seed: 10)
     batch_size: int = 32  # windows per gradient step (seed: 32)
     lr: float = 1e-3  # Adam learning rate (Keras default, as in the seed)
     clipnorm: float | None = 1.0  # clip each gradient's norm to this (exploding-gradient guard); None = off
+    clipvalue: float | None = None  # clip each gradient element to [-v, v] instead; excludes clipnorm
     patience: int = 5  # early stopping: epochs without val-loss improvement before stopping
+    reduce_lr_patience: int = 0  # halve the lr after this many epochs without val-loss improvement; 0 = off
     seed: int | None = None  # random seed; None = draw one (it is recorded, so any run can be repeated)
     # output
     out: Path | None = None  # model directory; None = models/<name>
     name: str | None = None  # model name; None = --out's last component, else the data set's name
+    quantize: str | None = None  # also write graphs of this precision ("int8"); None = float32 only
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first invalid field."""
@@ -54,14 +64,31 @@ class TrainConfig:
         for name in ("window", "horizon", "layers", "units", "epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.patience < 0:
-            raise ValueError(f"patience must be 0 or more, got {self.patience}")
+        for name in ("patience", "reduce_lr_patience"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be 0 or more, got {getattr(self, name)}")
+        for name in ("dropout", "recurrent_dropout"):
+            rate = getattr(self, name)
+            if not (math.isfinite(rate) and 0.0 <= rate < 1.0):
+                raise ValueError(f"{name} must be in [0, 1), got {rate}")
+        if not (math.isfinite(self.l2) and self.l2 >= 0):
+            raise ValueError(f"l2 must be 0 or a positive number, got {self.l2}")
+        if self.fill is not None and self.fill not in FILLS:
+            raise ValueError(f"fill must be one of {', '.join(FILLS)}, got {self.fill!r}")
+        if self.season is not None and self.season < 1:
+            raise ValueError(f"season must be at least 1, got {self.season}")
+        if self.quantize is not None and self.quantize not in PRECISIONS:
+            raise ValueError(f"quantize must be one of {', '.join(PRECISIONS)}, got {self.quantize!r}")
         if self.cell not in CELLS:
             raise ValueError(f"cell must be one of {', '.join(CELLS)}, got {self.cell!r}")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be a positive number, got {self.lr}")
-        if self.clipnorm is not None and not (math.isfinite(self.clipnorm) and self.clipnorm > 0):
-            raise ValueError(f"clipnorm must be a positive number, got {self.clipnorm}")
+        for name in ("clipnorm", "clipvalue"):
+            clip = getattr(self, name)
+            if clip is not None and not (math.isfinite(clip) and clip > 0):
+                raise ValueError(f"{name} must be a positive number, got {clip}")
+        if self.clipnorm is not None and self.clipvalue is not None:
+            raise ValueError("give either clipnorm or clipvalue, not both (Keras applies one kind of clipping)")
         if len(self.split) != 3 or any(not (math.isfinite(f) and f > 0) for f in self.split):
             raise ValueError(f"split needs three positive fractions (train, val, test), got {self.split}")
         if abs(sum(self.split) - 1.0) > 1e-6:

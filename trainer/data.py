@@ -7,13 +7,29 @@ A :class:`Series` is a time-ordered table of raw input and target columns. A
 the target ``horizon`` steps after its last sample, and splits the windows in
 time order by the row of their label: train, validation, test. Normalisation
 statistics come from the rows of the training part only.
+
+CSV rules (:func:`load_csv`):
+
+- The time column, if any, labels rows in reports and is never chosen as a
+  feature by default: the first column named like a time axis (``date``,
+  ``time``, ``datetime``, ``timestamp``, ``year``, or ending in ``_date``,
+  ``_time``, ...), else the first column whose every cell is an ISO 8601
+  date or date-time (``2024-01-31``, ``2024-01-31T12:00``).
+- Missing values (an empty cell, ``NA``, ``N/A``, ``NaN``, ``null``, ``None``)
+  in a used column are an error unless ``fill`` says how to handle them:
+  ``ffill`` (the last observed value; a gap at the start is an error),
+  ``interpolate`` (linear in the row index; gaps at either end take the
+  nearest observed value) or ``drop`` (drop the row).
+- Other non-numeric or non-finite cells in a used column are always errors.
 """
 
 from __future__ import annotations
 
 import csv
 import math
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +40,7 @@ from .errors import DataError
 
 __all__ = [
     "BUNDLED_CSV",
+    "MISSING",
     "Dataset",
     "Series",
     "bundled_series",
@@ -38,6 +55,9 @@ __all__ = [
 BUNDLED_CSV = Path(__file__).parent / "data" / "sunspots.csv"
 _BUNDLED_COLUMN = "sunspots"
 
+MISSING = frozenset({"", "na", "n/a", "nan", "null", "none"})  # cells read as missing values (lower-cased)
+_TIME_NAME = re.compile(r"(?i)(?:.*[_\- ])?(?:date|time|datetime|timestamp|year)")  # e.g. date, trade_date, Year
+
 
 @dataclass(frozen=True)
 class Series:
@@ -50,9 +70,17 @@ class Series:
     targets: list[str]  # target column names, O of them
     inputs: np.ndarray  # [N, F] float64, raw units
     outputs: np.ndarray  # [N, O] float64, raw units
+    time_column: str | None = None  # the CSV column that labels rows, if one was recognised
+    labels: list[str] | None = field(default=None, repr=False)  # [N] time label per row; None = row index
+    missing: int = 0  # missing cells in used columns that --fill handled
+    dropped_rows: int = 0  # rows removed by --fill drop
 
     def __len__(self) -> int:
         return int(self.inputs.shape[0])
+
+    def label(self, row: int) -> str:
+        """Row ``row``'s time label, or its index when the series has no time column."""
+        return self.labels[row] if self.labels is not None else str(row)
 
 
 @dataclass(frozen=True)
@@ -72,6 +100,18 @@ class Dataset:
     y_test: np.ndarray  # [n_test, O]
     y_test_raw: np.ndarray  # [n_test, O] float64, raw units
     last_test_raw: np.ndarray  # [n_test, O] raw target at each test window's last sample (persistence)
+    test_rows: np.ndarray  # [n_test] int, the series row each test window predicts
+
+    def seasonal_test_raw(self, season: int) -> np.ndarray:
+        """Seasonal-naive forecasts for the test windows: the target ``season`` rows earlier, ``[n_test, O]``."""
+        source = self.test_rows - season  # [n_test]
+        if season < self.horizon or source.min(initial=0) < 0:
+            where = self.series.path or self.series.name
+            raise DataError(
+                f"{where}: --season {season} must be at least the horizon ({self.horizon}) and at most "
+                f"{int(self.test_rows.min())} rows (the first test row)"
+            )
+        return self.series.outputs[source]
 
     def normalised_inputs(self) -> np.ndarray:
         """The whole series' inputs in normalised units, ``[N, F]`` float32."""
@@ -89,37 +129,59 @@ def load_csv(
     features: list[str] | None = None,
     targets: list[str] | None = None,
     *,
+    fill: str | None = None,
     name: str | None = None,
     source: str = "csv",
 ) -> Series:
     """Read a CSV file with a header row into a :class:`Series`.
 
-    ``features`` default to the file's single numeric column (an error if
-    there are several); ``targets`` default to the features when there is one
-    feature. Only the columns in use must be numeric. Raises
-    :class:`~trainer.errors.DataError` with one line naming the file, the line
-    and the problem.
+    ``features`` default to the file's single numeric column other than the
+    time column (an error if there are several); ``targets`` default to the
+    features when there is one feature. Only the columns in use must be
+    numeric; ``fill`` handles their missing values (see the module docstring).
+    Raises :class:`~trainer.errors.DataError` with one line naming the file,
+    the line and the problem.
     """
     path = Path(path)
     header, rows = _read_rows(path)
     if not rows:
         raise DataError(f"{path}: no data rows after the header")
-    features, targets = _choose_columns(path, header, rows, features, targets)
-    values = {col: _numeric_column(path, header, rows, col) for col in dict.fromkeys(features + targets)}
+    time_column = _time_column(header, rows)
+    features, targets = _choose_columns(path, header, rows, features, targets, time_column)
+    used = list(dict.fromkeys(features + targets))
+    values = np.stack([_numeric_column(path, header, rows, col, fill) for col in used], axis=1)  # [N, C], NaN = missing
+    gaps = np.isnan(values)  # [N, C]
+    keep = ~gaps.any(axis=1) if fill == "drop" else np.ones(len(rows), dtype=bool)  # [N]
+    if fill == "ffill":
+        values = _forward_fill(path, values, [line for line, _ in rows], used)
+    elif fill == "interpolate":
+        values = _interpolate(path, values, used)
+    values = values[keep]
+    labels = None
+    if time_column is not None:
+        j = header.index(time_column)
+        labels = [r[j].strip() for (_, r), k in zip(rows, keep) if k]
+    if not len(values):
+        raise DataError(f"{path}: no rows left after --fill drop removed every row with a missing value")
+    column = {c: values[:, k] for k, c in enumerate(used)}
     return Series(
         name=name or path.stem,
         source=source,
         path=str(path),
         features=list(features),
         targets=list(targets),
-        inputs=np.stack([values[c] for c in features], axis=1),  # [N, F]
-        outputs=np.stack([values[c] for c in targets], axis=1),  # [N, O]
+        inputs=np.stack([column[c] for c in features], axis=1),  # [N, F]
+        outputs=np.stack([column[c] for c in targets], axis=1),  # [N, O]
+        time_column=time_column,
+        labels=labels,
+        missing=int(gaps.sum()),
+        dropped_rows=int((~keep).sum()),
     )
 
 
 def bundled_series() -> Series:
     """The bundled yearly sunspot numbers (1700-2008): one feature, predicting itself."""
-    return load_csv(BUNDLED_CSV, [_BUNDLED_COLUMN], [_BUNDLED_COLUMN], name="sunspots", source="bundled")
+    return load_csv(BUNDLED_CSV, [_BUNDLED_COLUMN], [_BUNDLED_COLUMN], name="sunspots", source="bundled")  # time: year
 
 
 def synthetic_series(length: int = 1000, seed: int = 0) -> Series:
@@ -201,6 +263,7 @@ def make_dataset(
         y_test=y[label_rows[te]].astype(f32),
         y_test_raw=series.outputs[label_rows[te]],
         last_test_raw=series.outputs[label_rows[te] - horizon],
+        test_rows=label_rows[te],
     )
 
 
@@ -241,6 +304,7 @@ def _choose_columns(
     rows: list[tuple[int, list[str]]],
     features: list[str] | None,
     targets: list[str] | None,
+    time_column: str | None,
 ) -> tuple[list[str], list[str]]:
     for col in (features or []) + (targets or []):
         if col not in header:
@@ -248,10 +312,11 @@ def _choose_columns(
     if features is None and targets is not None:
         features = list(targets)  # predict the targets from their own past
     if features is None:
-        numeric = [c for i, c in enumerate(header) if all(_is_number(r[i]) for _, r in rows)]
+        numeric = [c for i, c in enumerate(header) if c != time_column and _is_numeric_column(rows, i)]
         if len(numeric) != 1:
             found = f"numeric columns {', '.join(numeric)}" if numeric else "no numeric column"
-            raise DataError(f"{path}: found {found}; choose with --features and --target")
+            besides = f" besides the time column {time_column!r}" if time_column else ""
+            raise DataError(f"{path}: found {found}{besides}; choose with --features and --target")
         features = numeric
     if targets is None:
         if len(features) != 1:
@@ -260,13 +325,44 @@ def _choose_columns(
     return features, targets
 
 
-def _numeric_column(path: Path, header: list[str], rows: list[tuple[int, list[str]]], col: str) -> np.ndarray:
+def _time_column(header: list[str], rows: list[tuple[int, list[str]]]) -> str | None:
+    """The column that labels rows: named like a time axis, else all ISO dates (see the module docstring)."""
+    for col in header:
+        if _TIME_NAME.fullmatch(col):
+            return col
+    for j, col in enumerate(header):
+        if all(_is_iso_time(r[j].strip()) for _, r in rows):
+            return col
+    return None
+
+
+def _is_iso_time(cell: str) -> bool:
+    if not cell or _is_number(cell):  # 20240131 parses as an ISO date but is a number
+        return False
+    try:
+        datetime.fromisoformat(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _numeric_column(
+    path: Path, header: list[str], rows: list[tuple[int, list[str]]], col: str, fill: str | None
+) -> np.ndarray:
+    """Column ``col`` as float64 ``[N]``, NaN where a value is missing (only when ``fill`` is given)."""
     j = header.index(col)
     out = np.empty(len(rows), dtype=np.float64)
     for k, (line, r) in enumerate(rows):
         cell = r[j].strip()
-        if not cell:
-            raise DataError(f"{path}: line {line}: column {col!r} is empty (missing value)")
+        if cell.lower() in MISSING:
+            if fill is None:
+                shown = "empty cell" if not cell else repr(cell)
+                raise DataError(
+                    f"{path}: line {line}: column {col!r}: missing value ({shown}); "
+                    "fill it or pass --fill ffill|interpolate|drop"
+                )
+            out[k] = math.nan
+            continue
         try:
             v = float(cell)
         except ValueError:
@@ -275,6 +371,39 @@ def _numeric_column(path: Path, header: list[str], rows: list[tuple[int, list[st
             raise DataError(f"{path}: line {line}: column {col!r}: {cell!r} is not a finite number")
         out[k] = v
     return out
+
+
+def _forward_fill(path: Path, values: np.ndarray, lines: list[int], columns: list[str]) -> np.ndarray:
+    """Replace NaN by the last observed value above it, column by column; ``[N, C]`` -> ``[N, C]``."""
+    out = values.copy()
+    for c, col in enumerate(columns):
+        if np.isnan(out[0, c]):
+            raise DataError(
+                f"{path}: line {lines[0]}: column {col!r}: missing value with nothing before it to fill "
+                "forward from (use --fill interpolate or drop)"
+            )
+        for k in np.flatnonzero(np.isnan(out[:, c])):  # ascending, so each gap copies an already filled value
+            out[k, c] = out[k - 1, c]
+    return out
+
+
+def _interpolate(path: Path, values: np.ndarray, columns: list[str]) -> np.ndarray:
+    """Linear interpolation over the row index of each column's NaN; ends take the nearest value."""
+    out = values.copy()
+    rows = np.arange(len(values))
+    for c, col in enumerate(columns):
+        gaps = np.isnan(out[:, c])
+        if gaps.all():
+            raise DataError(f"{path}: column {col!r} has no values to interpolate from")
+        if gaps.any():
+            out[gaps, c] = np.interp(rows[gaps], rows[~gaps], out[~gaps, c])
+    return out
+
+
+def _is_numeric_column(rows: list[tuple[int, list[str]]], j: int) -> bool:
+    """Every cell a finite number or missing, and at least one number."""
+    cells = [r[j].strip() for _, r in rows]
+    return any(_is_number(c) for c in cells) and all(_is_number(c) or c.lower() in MISSING for c in cells)
 
 
 def _is_number(cell: str) -> bool:

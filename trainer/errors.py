@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from runtime.errors import EddyError, InvalidInput
 
-__all__ = ["DataError", "ExportError", "ParityError", "TrainingError"]
+__all__ = ["DataError", "ExportError", "ParityError", "TrainingError", "UnsupportedModelError"]
 
 
 class DataError(InvalidInput):
@@ -33,3 +33,7 @@ class ParityError(ExportError):
         self.check = check
         self.max_abs_error = max_abs_error
         self.tolerance = tolerance
+
+
+class UnsupportedModelError(ExportError, InvalidInput):
+    """A Keras model eddy cannot export (e.g. Bidirectional, Conv1D, attention); the message names what."""

@@ -27,7 +27,7 @@ import numpy as np
 from runtime.manifest import STATE_OUT_SUFFIX, GraphSpec, StateSpec, sha256_file
 
 from ._tf import import_tensorflow
-from .errors import ExportError, ParityError
+from .errors import ExportError, ParityError, UnsupportedModelError
 
 tf = import_tensorflow()
 import keras  # noqa: E402  (after the quiet tensorflow import)
@@ -56,6 +56,28 @@ _CELLS: dict[str, tuple[str, tuple[str, ...]]] = {
     "SimpleRNN": ("simple_rnn", ("h",)),
     "GRU": ("gru", ("h",)),
     "LSTM": ("lstm", ("h", "c")),  # the LSTM cell's own state order: [h, c]
+}
+
+# Layers that are identities at inference: skipped by the export.
+_INFERENCE_IDENTITIES: tuple[type, ...] = tuple(
+    getattr(keras.layers, name)
+    for name in ("Dropout", "SpatialDropout1D", "GaussianNoise", "GaussianDropout", "AlphaDropout",
+                 "ActivityRegularization")
+    if hasattr(keras.layers, name)
+)
+# Why a layer cannot be exported, for the common ones.
+_UNSUPPORTED: dict[str, str] = {
+    "Bidirectional": "it reads each window backwards as well, which a stream fed one sample at a time cannot do",
+    "Conv1D": "convolutions need a window of future samples; eddy streams recurrent state only",
+    "Attention": "attention looks at the whole window at once; eddy streams recurrent state only",
+    "MultiHeadAttention": "attention looks at the whole window at once; eddy streams recurrent state only",
+    "AdditiveAttention": "attention looks at the whole window at once; eddy streams recurrent state only",
+    "TimeDistributed": "wrap the head as a plain Dense layer after the last recurrent layer",
+    "RNN": "generic RNN layers with custom cells are not supported; use SimpleRNN, LSTM or GRU",
+    "ConvLSTM1D": "convolutional recurrent cells are not supported; use SimpleRNN, LSTM or GRU",
+    "Masking": "masking changes the state update per sample; stream only the samples you have instead",
+    "Sequential": "nested models are not supported; build one flat model",
+    "Functional": "nested models are not supported; build one flat model",
 }
 
 logging.getLogger("tf2onnx").setLevel(logging.ERROR)
@@ -90,27 +112,48 @@ class ExportResult:
 def inspect_model(model: keras.Model) -> RecurrentStack:
     """Describe a stack of SimpleRNN/LSTM/GRU layers of one kind with a Dense head.
 
-    Raises :class:`~trainer.errors.ExportError` naming what is unsupported.
+    Dropout-like layers (identities at inference) may sit anywhere in
+    between; they are left out of the exported graphs. Raises
+    :class:`~trainer.errors.UnsupportedModelError` naming what is unsupported.
     """
-    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    try:
+        n_inputs, n_outputs = len(model.inputs), len(model.outputs)
+    except (AttributeError, ValueError):
+        raise UnsupportedModelError("unsupported model: it is not built (give it an input shape)") from None
+    if n_inputs != 1 or n_outputs != 1:
+        raise UnsupportedModelError(f"unsupported model: expected one input and one output, found {n_inputs} and {n_outputs}")
+    layers = []
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if isinstance(layer, (keras.layers.InputLayer, *_INFERENCE_IDENTITIES)):
+            continue
+        if kind not in _CELLS and not isinstance(layer, keras.layers.Dense):
+            why = _UNSUPPORTED.get(kind, "eddy exports only SimpleRNN, LSTM or GRU layers with a Dense head")
+            raise UnsupportedModelError(f"unsupported layer {layer.name!r} ({kind}): {why}")
+        layers.append(layer)
     if len(layers) < 2 or not isinstance(layers[-1], keras.layers.Dense):
-        raise ExportError("unsupported model: expected recurrent layers followed by one Dense layer")
+        raise UnsupportedModelError("unsupported model: expected recurrent layers followed by one Dense layer")
     rnn, head = layers[:-1], layers[-1]
+    for layer in rnn:
+        if isinstance(layer, keras.layers.Dense):
+            raise UnsupportedModelError(f"unsupported model: Dense layer {layer.name!r} sits between recurrent layers; "
+                              "only one Dense layer, the last, is supported")
     kinds = {type(layer).__name__ for layer in rnn}
-    if len(kinds) != 1 or not kinds <= _CELLS.keys():
-        raise ExportError(
+    if len(kinds) != 1:
+        raise UnsupportedModelError(
             f"unsupported model: recurrent layers must all be one of {', '.join(_CELLS)}, found {', '.join(sorted(kinds))}"
         )
     cell, state_kinds = _CELLS[kinds.pop()]
     units = {layer.units for layer in rnn}
     if len(units) != 1:
-        raise ExportError(f"unsupported model: recurrent layers must have equal units, found {sorted(units)}")
+        raise UnsupportedModelError(f"unsupported model: recurrent layers must have equal units, found {sorted(units)}")
     for i, layer in enumerate(rnn):
         last = i == len(rnn) - 1
         if layer.go_backwards or layer.return_state or layer.return_sequences == last:
-            raise ExportError(
+            raise UnsupportedModelError(
                 f"unsupported model: layer {layer.name!r} must run forwards and return "
                 f"{'its last output' if last else 'its whole sequence'}, without its state"
+                + (" (a Dense head over every time step is not supported)" if last and layer.return_sequences else "")
             )
     (u,) = units
     return RecurrentStack(
@@ -139,15 +182,16 @@ def export_graphs(model: keras.Model, out_dir: str | Path, opset: int = OPSET) -
 
     step_sig = [tf.TensorSpec([None, stack.n_features], tf.float32, name="x"), *state_specs]
 
+    twins = [_sequence_twin(layer) for layer in stack.rnn]  # inference copies: no dropout, dynamic time
+
     @tf.function(input_signature=step_sig)
     def step(x: Any, *states: Any) -> dict[str, Any]:
         h, new_states = x, []  # [B, F]
-        for i, layer in enumerate(stack.rnn):
-            h, s = layer.cell(h, layer_states(states, i), training=False)  # [B, U]
+        for i, twin in enumerate(twins):
+            h, s = twin.cell(h, layer_states(states, i), training=False)  # [B, U]
             new_states += list(s) if isinstance(s, (list, tuple)) else [s]
         return outputs(stack.head(h), new_states)  # y: [B, O]
 
-    twins = [_sequence_twin(layer) for layer in stack.rnn]
     seq_sig = [tf.TensorSpec([None, None, stack.n_features], tf.float32, name="x"), *state_specs]
 
     @tf.function(input_signature=seq_sig)
@@ -258,8 +302,23 @@ def export_model(
 
 
 def _sequence_twin(layer: Any) -> Any:
-    """A copy of ``layer`` that returns its whole sequence and its final state(s)."""
-    config = {**layer.get_config(), "return_sequences": True, "return_state": True, "name": f"{layer.name}_seq"}
+    """An inference copy of ``layer`` that returns its whole sequence and its final state(s).
+
+    Dropouts are zeroed: Keras cells build their dropout masks (random ops)
+    even when not training, which would put dead random nodes into the
+    graphs; they are training-only, so inference is unchanged. ``stateful``
+    and ``unroll`` are turned off (the state is explicit; time is dynamic).
+    """
+    config = {
+        **layer.get_config(),
+        "return_sequences": True,
+        "return_state": True,
+        "name": f"{layer.name}_seq",
+        "dropout": 0.0,
+        "recurrent_dropout": 0.0,
+        "stateful": False,
+        "unroll": False,
+    }
     twin = type(layer).from_config(config)
     twin.build((None, None, int(layer.cell.kernel.shape[0])))  # dynamic batch and time; kernel: [in, k*U]
     twin.set_weights(layer.get_weights())
@@ -267,15 +326,24 @@ def _sequence_twin(layer: Any) -> Any:
 
 
 def _keras_sequence(stack: RecurrentStack, x: np.ndarray) -> list[np.ndarray]:
-    """Per-step outputs and final states of the Keras layers over ``x`` ``[B, T, F]`` from zero state."""
-    h, finals = tf.constant(x), []
+    """Per-step outputs and final states of the Keras layers over ``x`` ``[B, T, F]`` from zero state.
+
+    Runs as one ``tf.function`` (a graph while-loop): eagerly, Keras steps the
+    loop in Python, ~8 ms per time step.
+    """
     zero = stack.zero_state(x.shape[0])
     per_layer = len(stack.state) // len(stack.rnn)
-    for i, layer in enumerate(stack.rnn):
-        init = [tf.constant(zero[s.name]) for s in stack.state[i * per_layer : (i + 1) * per_layer]]
-        h, *s = _sequence_twin(layer)(h, initial_state=init, training=False)  # [B, T, U]
-        finals += [np.asarray(v) for v in s]
-    return [np.asarray(stack.head(h)), *finals]
+    twins = [_sequence_twin(layer) for layer in stack.rnn]
+
+    @tf.function
+    def run(h: Any, states: list[Any]) -> list[Any]:
+        finals = []
+        for i, twin in enumerate(twins):
+            h, *s = twin(h, initial_state=states[i * per_layer : (i + 1) * per_layer], training=False)  # [B, T, U]
+            finals += s
+        return [stack.head(h), *finals]
+
+    return [np.asarray(v) for v in run(tf.constant(x), [tf.constant(zero[s.name]) for s in stack.state])]
 
 
 def _session(path: Path) -> ort.InferenceSession:

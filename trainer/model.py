@@ -1,11 +1,12 @@
-"""Build and fit the Keras model: stacked recurrent layers and a Dense head."""
+"""Build and fit the Keras model: stacked recurrent layers and a Dense head, with gradient monitoring."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from itertools import zip_longest
 from typing import Any
+
+import numpy as np
 
 from ._tf import import_tensorflow
 from .config import TrainConfig
@@ -15,7 +16,11 @@ from .errors import TrainingError
 tf = import_tensorflow()
 import keras  # noqa: E402  (after the quiet tensorflow import)
 
-__all__ = ["RECURRENT_LAYERS", "build_model", "fit", "set_seed"]
+__all__ = ["GRADIENT_SAMPLE", "RECURRENT_LAYERS", "GradientMonitor", "build_model", "fit", "set_seed"]
+
+GRADIENT_SAMPLE = 256  # training windows the per-epoch gradient measurement uses (a fixed, evenly spaced sample)
+LR_FACTOR = 0.5  # --reduce-lr-patience multiplies the learning rate by this on a plateau
+MIN_LR = 1e-6  # ... but never below this
 
 # --cell value -> Keras layer class
 RECURRENT_LAYERS: dict[str, type[keras.layers.RNN]] = {
@@ -35,17 +40,28 @@ def build_model(config: TrainConfig, n_features: int, n_targets: int) -> keras.M
     """The compiled seed architecture, generalised by ``config``.
 
     ``Input[W, F] -> RNN(units) x layers -> Dense(O)``; every recurrent layer
-    but the last returns its whole sequence. MSE loss, Adam with gradient
-    clipping by norm.
+    but the last returns its whole sequence. ``config.dropout`` and
+    ``recurrent_dropout`` are the recurrent layers' own (training-only)
+    dropouts; ``config.l2`` penalises every kernel. MSE loss, Adam with
+    gradient clipping by norm or by value.
     """
     layer_cls = RECURRENT_LAYERS[config.cell]
+    l2 = keras.regularizers.L2(config.l2) if config.l2 > 0 else None
     x = inputs = keras.Input(shape=(config.window, n_features), name="x")  # [B, W, F]
     for i in range(config.layers):
         last = i == config.layers - 1
-        x = layer_cls(config.units, return_sequences=not last, name=f"rnn_{i}")(x)  # [B, U] or [B, W, U]
-    outputs = keras.layers.Dense(n_targets, name="head")(x)  # [B, O]
+        x = layer_cls(
+            config.units,
+            return_sequences=not last,
+            dropout=config.dropout,
+            recurrent_dropout=config.recurrent_dropout,
+            kernel_regularizer=l2,
+            recurrent_regularizer=l2,
+            name=f"rnn_{i}",
+        )(x)  # [B, U] or [B, W, U]
+    outputs = keras.layers.Dense(n_targets, kernel_regularizer=l2, name="head")(x)  # [B, O]
     model = keras.Model(inputs, outputs, name=f"eddy_{config.cell}")
-    optimizer = keras.optimizers.Adam(learning_rate=config.lr, clipnorm=config.clipnorm)
+    optimizer = keras.optimizers.Adam(learning_rate=config.lr, clipnorm=config.clipnorm, clipvalue=config.clipvalue)
     model.compile(optimizer=optimizer, loss="mse")
     return model
 
@@ -58,17 +74,22 @@ def fit(
 ) -> dict[str, Any]:
     """Train on ``dataset``'s train windows, early-stopping on the validation loss.
 
-    The weights of the best validation epoch are restored at the end. Calls
-    ``log`` once per epoch. Returns the history: ``loss`` and ``val_loss`` per
-    epoch, ``epochs_run`` and ``best_epoch`` (1-based). Raises
-    :class:`~trainer.errors.TrainingError` if the loss became non-finite.
+    The weights of the best validation epoch are restored at the end; with
+    ``config.reduce_lr_patience`` the learning rate is halved on plateaus.
+    Calls ``log`` once per epoch. Returns the history, one entry per epoch
+    run: ``epoch`` (1-based), ``loss``, ``val_loss``, ``grad_norm``,
+    ``recurrent_grad_norm``, ``recurrent_grad_norm_per_layer`` (``[layer][epoch]``),
+    ``lr`` (used during the epoch); and ``epochs_run``, ``best_epoch``.
+    Raises :class:`~trainer.errors.TrainingError` if the loss became non-finite.
     """
+    monitor = GradientMonitor(dataset, config.epochs, log)
     stop = keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=config.patience, restore_best_weights=True
     )
-    callbacks: list[keras.callbacks.Callback] = [keras.callbacks.TerminateOnNaN(), stop]
-    if log is not None:
-        callbacks.append(_EpochLog(config.epochs, log))
+    callbacks: list[keras.callbacks.Callback] = [monitor, keras.callbacks.TerminateOnNaN(), stop]
+    if config.reduce_lr_patience > 0:
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss", factor=LR_FACTOR, patience=config.reduce_lr_patience, min_lr=MIN_LR))
     history = model.fit(
         dataset.x_train,
         dataset.y_train,
@@ -81,32 +102,95 @@ def fit(
     ).history
     loss = [float(v) for v in history.get("loss", [])]
     val_loss = [float(v) for v in history.get("val_loss", [])]
-    for epoch, (tl, vl) in enumerate(zip_longest(loss, val_loss, fillvalue=0.0), start=1):
+    val_loss += [math.nan] * (len(loss) - len(val_loss))  # an epoch cut short by TerminateOnNaN
+    for epoch, (tl, vl) in enumerate(zip(loss, val_loss), start=1):
         if not (math.isfinite(tl) and math.isfinite(vl)):
             raise TrainingError(
                 f"training diverged: the loss became non-finite in epoch {epoch} "
-                "(try a lower --lr or --clipnorm, or check the data's scale)"
+                "(try a lower --lr, --clipnorm or --clipvalue, or check the data's scale)"
             )
     return {
+        "epoch": list(range(1, len(loss) + 1)),
         "loss": loss,
         "val_loss": val_loss,
+        **monitor.history(len(loss)),
         "epochs_run": len(loss),
         "best_epoch": int(stop.best_epoch) + 1,
     }
 
 
-class _EpochLog(keras.callbacks.Callback):
-    """One line per epoch: loss and val_loss."""
+class GradientMonitor(keras.callbacks.Callback):
+    """Per-epoch gradient norms and learning rate, and the one-line progress log.
 
-    def __init__(self, epochs: int, log: Callable[[str], None]) -> None:
+    At the end of every epoch it computes, with :class:`tf.GradientTape`, the
+    gradient of the training loss (MSE plus the L2 penalties, dropout off) over
+    a fixed, evenly spaced sample of up to :data:`GRADIENT_SAMPLE` training
+    windows at the epoch's final weights, before any clipping. It records the
+    global L2 norm over every trainable weight and the norm over each
+    recurrent layer's recurrent kernel. No random numbers are drawn, so the
+    measurement does not change the training run.
+    """
+
+    def __init__(self, dataset: Dataset, epochs: int, log: Callable[[str], None] | None) -> None:
         super().__init__()
+        n = len(dataset.x_train)
+        pick = np.unique(np.linspace(0, n - 1, min(n, GRADIENT_SAMPLE)).astype(int))  # [S]
+        self._x = tf.constant(dataset.x_train[pick])  # [S, W, F]
+        self._y = tf.constant(dataset.y_train[pick])  # [S, O]
         self._epochs = epochs
         self._log = log
+        self._grad: list[float] = []
+        self._recurrent: list[list[float]] = []  # [epoch][layer]
+        self._lr: list[float] = []
+        self._norms: Callable[[Any, Any], tuple[Any, Any]] | None = None
+
+    def on_train_begin(self, logs: dict[str, float] | None = None) -> None:
+        model = self.model
+        weights = model.trainable_weights
+        recurrent_ids = [id(layer.cell.recurrent_kernel) for layer in model.layers if isinstance(layer, keras.layers.RNN)]
+        index = [next(i for i, w in enumerate(weights) if id(w) == rid) for rid in recurrent_ids]
+
+        @tf.function(reduce_retracing=True)
+        def norms(x: Any, y: Any) -> tuple[Any, Any]:
+            with tf.GradientTape() as tape:
+                y_pred = model(x, training=False)  # [S, O]
+                loss = tf.reduce_mean(tf.square(y_pred - y))
+                if model.losses:
+                    loss += tf.add_n(model.losses)
+            grads = tape.gradient(loss, weights)
+            recurrent = tf.stack([tf.norm(grads[i]) for i in index])  # [layers]
+            return tf.linalg.global_norm([g for g in grads if g is not None]), recurrent
+
+        self._norms = norms
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        self._lr.append(float(np.asarray(self.model.optimizer.learning_rate)))
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        if self._norms is None:  # on_train_begin did not run (not called through fit)
+            return
+        grad, recurrent = self._norms(self._x, self._y)
+        self._grad.append(float(grad))
+        self._recurrent.append([float(v) for v in np.asarray(recurrent)])
+        if self._log is None:
+            return
         logs = logs or {}
         width = len(str(self._epochs))
-        self._log(
-            f"epoch {epoch + 1:>{width}}/{self._epochs}  "
-            f"loss {logs.get('loss', float('nan')):.5f}  val_loss {logs.get('val_loss', float('nan')):.5f}"
+        line = (
+            f"epoch {epoch + 1:>{width}}/{self._epochs}  loss {logs.get('loss', math.nan):.5f}  "
+            f"val_loss {logs.get('val_loss', math.nan):.5f}  grad_norm {self._grad[-1]:.3g}  "
+            f"recurrent {max(self._recurrent[-1]):.3g}"
         )
+        if len(self._lr) > 1 and self._lr[-1] != self._lr[-2]:
+            line += f"  lr {self._lr[-1]:.3g}"
+        self._log(line)
+
+    def history(self, epochs: int) -> dict[str, list[Any]]:
+        """The recorded series, truncated to ``epochs`` entries."""
+        per_layer = [list(v) for v in zip(*self._recurrent[:epochs])]  # [layer][epoch]
+        return {
+            "grad_norm": self._grad[:epochs],
+            "recurrent_grad_norm": [float(np.sqrt(np.sum(np.square(v)))) for v in self._recurrent[:epochs]],
+            "recurrent_grad_norm_per_layer": per_layer,
+            "lr": self._lr[:epochs],
+        }

@@ -1,7 +1,11 @@
-"""One training run: data -> fit -> test metrics -> export + parity -> version directory.
+"""One training run: data -> fit -> test metrics -> export + parity -> report -> version directory.
 
 Importing this module is cheap; tensorflow is imported by :func:`train` only
 after the data has been loaded and checked, so bad input fails fast.
+
+Everything (graphs, ``model.keras``, int8 graphs, ``report.json``,
+``report.png``, ``manifest.json``) is written into a staging directory that
+is renamed into place only when complete (:mod:`trainer.store`).
 """
 
 from __future__ import annotations
@@ -25,8 +29,20 @@ from . import store
 from .config import TrainConfig
 from .data import BUNDLED_CSV, Dataset, Series, bundled_series, load_csv, make_dataset, synthetic_series
 from .errors import DataError
+from .gradients import GradientHealth, assess
 
-__all__ = ["KERAS_FILE", "PARITY_STEPS", "TrainResult", "load_series", "regression_metrics", "resolve_output", "train"]
+__all__ = [
+    "KERAS_FILE",
+    "PARITY_STEPS",
+    "TrainResult",
+    "build_report",
+    "library_versions",
+    "load_series",
+    "regression_metrics",
+    "resolve_output",
+    "score_test_set",
+    "train",
+]
 
 KERAS_FILE = "model.keras"
 PARITY_STEPS = 5000  # longest sequence the chained parity checks run (caps export time on long series)
@@ -41,6 +57,8 @@ class TrainResult:
     manifest: Manifest
     train_seconds: float  # model.fit wall time
     export_seconds: float  # conversion and parity checks
+    gradient_health: GradientHealth  # exploded / vanished verdict and notes
+    report: dict[str, Any]  # what report.json holds
 
 
 def load_series(config: TrainConfig) -> Series:
@@ -52,7 +70,7 @@ def load_series(config: TrainConfig) -> Series:
                 raise DataError(f"synthetic data: unknown column {col!r} (columns: {', '.join(series.features)})")
         return series
     if config.data is not None:
-        return load_csv(config.data, config.features, config.targets)
+        return load_csv(config.data, config.features, config.targets, fill=config.fill)
     if config.features is not None or config.targets is not None:
         return load_csv(BUNDLED_CSV, config.features, config.targets, name="sunspots", source="bundled")
     return bundled_series()
@@ -85,6 +103,7 @@ def train(config: TrainConfig, log: Callable[[str], None] | None = print) -> Tra
     config.validate()
     series = load_series(config)
     dataset = make_dataset(series, config.window, config.horizon, config.split)
+    seasonal = dataset.seasonal_test_raw(config.season) if config.season else None  # [n_test, O]
     name, model_dir = resolve_output(config, series)
     if model_dir.exists() and not model_dir.is_dir():
         raise InvalidInput(f"{model_dir}: the output path exists and is not a directory")
@@ -98,9 +117,10 @@ def train(config: TrainConfig, log: Callable[[str], None] | None = print) -> Tra
     started = time.perf_counter()
     history = model_mod.fit(model, dataset, config, log)
     train_seconds = time.perf_counter() - started
+    health = assess(history["loss"], history["grad_norm"], history["recurrent_grad_norm_per_layer"])
 
     y_pred = dataset.denormalise_targets(model.predict(dataset.x_test, verbose=0))  # [n_test, O]
-    metrics = _test_metrics(dataset, y_pred)
+    metrics = score_test_set(dataset, y_pred, config.season, seasonal)
 
     with store.staging_dir(model_dir) as staging:
         started = time.perf_counter()
@@ -108,6 +128,14 @@ def train(config: TrainConfig, log: Callable[[str], None] | None = print) -> Tra
         exported = export_mod.export_model(model, staging, dataset.x_test, sequence, seed=seed)
         export_seconds = time.perf_counter() - started
         model.save(staging / KERAS_FILE)
+        graphs = dict(exported.graphs)
+        quantization: dict[str, Any] | None = None
+        if config.quantize == "int8":
+            from .quantize import quantize_graphs
+
+            extra, quantization = quantize_graphs(staging, exported.graphs, sequence, exported.state)
+            graphs.update(extra)
+            metrics["int8"] = quantization
         manifest = Manifest(
             name=name,
             version=0,  # set by finalize once the version number is claimed
@@ -120,43 +148,117 @@ def train(config: TrainConfig, log: Callable[[str], None] | None = print) -> Tra
             horizon=config.horizon,
             state=exported.state,
             normalization=dataset.normalization,
-            graphs=exported.graphs,
+            graphs=graphs,
             opset=export_mod.OPSET,
             parity=exported.parity,
             metrics=metrics,
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            versions=_library_versions(),
-            training=_training_record(config, dataset, seed, history, train_seconds, export_seconds),
+            versions=library_versions(),
+            training=_training_record(config, dataset, seed, history, health, train_seconds, export_seconds),
             files={KERAS_FILE: sha256_file(staging / KERAS_FILE)},
         )
+        report = build_report(manifest, config, dataset, history, health, y_pred, quantization)
 
         def finalize(directory: Path, version: int) -> None:
             manifest.version = version
+            report["model"]["version"] = version
+            _write_report(directory, report)
             write_manifest(directory, manifest)
 
         version_dir, _ = store.publish(staging, model_dir, finalize)
-    return TrainResult(version_dir, manifest, train_seconds, export_seconds)
+    return TrainResult(version_dir, manifest, train_seconds, export_seconds, health, report)
 
 
-def _test_metrics(dataset: Dataset, y_pred: np.ndarray) -> dict[str, Any]:
-    """Test-set metrics in raw units, next to the persistence (last value) baseline."""
-    model = regression_metrics(dataset.y_test_raw, y_pred)
-    naive = regression_metrics(dataset.y_test_raw, dataset.last_test_raw)
-    per_target = {
-        col: {
-            **regression_metrics(dataset.y_test_raw[:, j], y_pred[:, j]),
-            **{f"persistence_{k}": v for k, v in regression_metrics(
-                dataset.y_test_raw[:, j], dataset.last_test_raw[:, j]).items()},
-        }
-        for j, col in enumerate(dataset.series.targets)
-    }
+def score_test_set(
+    dataset: Dataset,
+    y_pred: np.ndarray,
+    season: int | None = None,
+    seasonal: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """Test-set metrics in raw units, next to the naive baselines.
+
+    ``y_pred`` is ``[n_test, O]`` raw. Persistence predicts the target's value
+    at each window's last row (``horizon`` rows before the predicted one);
+    seasonal naive (when ``seasonal`` ``[n_test, O]`` is given) the value
+    ``season`` rows before. Top-level ``rmse``/``mae``/``mse`` and
+    ``persistence_*`` keep the skeleton's manifest keys.
+    """
+    y = dataset.y_test_raw  # [n_test, O]
+    targets = dataset.series.targets
+
+    def scored(pred: np.ndarray) -> dict[str, Any]:
+        per = {col: regression_metrics(y[:, j], pred[:, j]) for j, col in enumerate(targets)}
+        return {**regression_metrics(y, pred), "per_target": per}
+
+    model, persistence = scored(y_pred), scored(dataset.last_test_raw)
+    baselines: dict[str, Any] = {"persistence": persistence}
+    if seasonal is not None:
+        baselines["seasonal_naive"] = {"season": season, **scored(seasonal)}
     return {
         "split": "test",
-        "windows": int(len(dataset.y_test_raw)),
+        "windows": int(len(y)),
         **model,
-        **{f"persistence_{k}": v for k, v in naive.items()},
-        "per_target": per_target,
+        **{f"persistence_{k}": v for k, v in persistence.items() if k != "per_target"},
+        "baselines": baselines,
     }
+
+
+def build_report(
+    manifest: Manifest,
+    config: TrainConfig,
+    dataset: Dataset,
+    history: dict[str, Any],
+    health: GradientHealth,
+    y_pred: np.ndarray,
+    quantization: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The dict :func:`trainer.report.write_report` renders (``report.json``, ``report.png``)."""
+    series, m = dataset.series, manifest.metrics
+    return {
+        "model": {
+            "name": manifest.name,
+            "version": manifest.version,
+            "cell": manifest.cell,
+            "layers": manifest.layers,
+            "units": manifest.units,
+            "window": manifest.window,
+            "horizon": manifest.horizon,
+            "features": list(manifest.features),
+            "targets": list(manifest.targets),
+        },
+        "config": config.to_dict(),
+        "data": {
+            "source": series.source,
+            "name": series.name,
+            "path": _portable(series.path),
+            "rows": len(series),
+            "time_column": series.time_column,
+            "missing_filled": series.missing if config.fill in ("ffill", "interpolate") else 0,
+            "rows_dropped": series.dropped_rows,
+            "split_rows": {k: list(v) for k, v in dataset.rows.items()},
+        },
+        "history": {k: history[k] for k in (
+            "epoch", "loss", "val_loss", "grad_norm", "recurrent_grad_norm", "recurrent_grad_norm_per_layer", "lr")},
+        "best_epoch": history["best_epoch"],
+        "gradient_health": health.to_dict(),
+        "test": {k: m[k] for k in ("windows", "rmse", "mae", "per_target")},
+        "baselines": m["baselines"],
+        "test_predictions": {
+            "labels": [series.label(int(r)) for r in dataset.test_rows],
+            "targets": list(series.targets),
+            "actual": dataset.y_test_raw.tolist(),  # [n_test, O]
+            "predicted": np.asarray(y_pred, np.float64).tolist(),  # [n_test, O]
+        },
+        "parity": dict(manifest.parity),
+        "quantization": quantization,
+    }
+
+
+def _write_report(directory: Path, report: dict[str, Any]) -> None:
+    """``report.json`` and ``report.png`` via :mod:`trainer.report` (matplotlib, headless)."""
+    from .report import write_report
+
+    write_report(directory, report)
 
 
 def _training_record(
@@ -164,6 +266,7 @@ def _training_record(
     dataset: Dataset,
     seed: int,
     history: dict[str, Any],
+    health: GradientHealth,
     train_seconds: float,
     export_seconds: float,
 ) -> dict[str, Any]:
@@ -173,11 +276,13 @@ def _training_record(
         "seed": seed,
         "loss": "mse",
         "optimizer": "adam",
-        "data": {"source": series.source, "name": series.name, "path": _portable(series.path), "rows": len(series)},
+        "data": {"source": series.source, "name": series.name, "path": _portable(series.path), "rows": len(series),
+                 "time_column": series.time_column},
         "split_rows": {k: list(v) for k, v in dataset.rows.items()},
         "windows": {"train": len(dataset.x_train), "val": len(dataset.x_val), "test": len(dataset.x_test)},
         "parity_steps": min(len(series), PARITY_STEPS),
-        "history": {"loss": history["loss"], "val_loss": history["val_loss"]},
+        "history": {k: history[k] for k in ("loss", "val_loss", "grad_norm", "recurrent_grad_norm", "lr")},
+        "gradient_health": health.to_dict(),
         "epochs_run": history["epochs_run"],
         "best_epoch": history["best_epoch"],
         "train_seconds": round(train_seconds, 3),
@@ -185,7 +290,8 @@ def _training_record(
     }
 
 
-def _library_versions() -> dict[str, str]:
+def library_versions() -> dict[str, str]:
+    """Versions of Python and the libraries that produce a model, for the manifest."""
     versions = {"python": platform.python_version()}
     for dist in _VERSIONED:
         try:
