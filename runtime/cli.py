@@ -25,7 +25,7 @@ __all__ = ["main"]
 
 _TRAINER = {  # subcommand -> (trainer.cli function, one-line help)
     "train": ("main", "train a model and export it to models/NAME/<next version> (needs eddy[train])"),
-    "export": ("export_main", "re-export a trained model to ONNX (needs eddy[train])"),
+    "export": ("export_main", "export a Keras model file to ONNX as models/NAME/<next version> (needs eddy[train])"),
 }
 _STREAM_EPILOG = """\
 output: CSV on stdout, one row per input row, written as soon as it is

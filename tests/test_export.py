@@ -156,3 +156,86 @@ def test_inspect_model_rejects_unsupported_models() -> None:
     stack = inspect_model(keras.Model(inp, keras.layers.Dense(2)(keras.layers.GRU(4)(dropped))))
     assert (stack.cell, len(stack.rnn), stack.n_targets) == ("gru", 2, 2)  # Dropout layers are skipped
 
+
+# --- eddy export: existing Keras files ---------------------------------------------------------
+
+
+def test_eddy_export_of_a_saved_keras_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A GRU x2 stack with Dropout layers and a 2-feature input, saved by Keras, exported and streamed."""
+    import runtime
+    from trainer.cli import export_main
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((WINDOW, 2))
+    h = keras.layers.GRU(5, return_sequences=True, dropout=0.2)(inp)
+    h = keras.layers.Dropout(0.3)(h)
+    h = keras.layers.GRU(5, recurrent_dropout=0.2)(h)
+    model = keras.Model(inp, keras.layers.Dense(1)(keras.layers.Dropout(0.1)(h)))
+    model.save(tmp_path / "mine.keras")
+
+    out_dir = tmp_path / "models" / "mine"
+    code = export_main([str(tmp_path / "mine.keras"), "--out", str(out_dir), "--norm-identity",
+                        "--features", "p", "q", "--target", "r"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert out.startswith(f"wrote {out_dir / '1'}  (mine v1: gru 2x5, 2 feature(s) -> 1 target(s), window {WINDOW})")
+    loaded = runtime.load(out_dir)
+    m = loaded.manifest
+    assert (m.features, m.targets, m.window, m.horizon) == (["p", "q"], ["r"], WINDOW, 1)
+    assert [(s.name, s.shape) for s in m.state] == [("h0", [5]), ("h1", [5])]
+    assert m.normalization.input_std == [1.0, 1.0] and m.training["normalization"] == "identity"
+    assert all(m.parity[k] <= TOLERANCE for k in ("window_vs_predict", "chunked_sequence", "chained_step"))
+
+    x = np.random.default_rng(1).normal(size=(WINDOW, 2)).astype(np.float32)  # [W, F], raw = normalised
+    stream = loaded.stream()
+    got = np.concatenate([stream.push(x[:2]), stream.push(x[2:])])  # [W, 1]
+    np.testing.assert_allclose(got[-1], model.predict(x[None], verbose=0)[0], rtol=0, atol=1e-5)
+
+
+def _bidirectional(inp: keras.KerasTensor) -> keras.KerasTensor:
+    return keras.layers.Dense(1)(keras.layers.Bidirectional(keras.layers.LSTM(4))(inp))
+
+
+def _conv(inp: keras.KerasTensor) -> keras.KerasTensor:
+    return keras.layers.Dense(1)(keras.layers.SimpleRNN(4)(keras.layers.Conv1D(4, 3)(inp)))
+
+
+def _sequence_head(inp: keras.KerasTensor) -> keras.KerasTensor:
+    return keras.layers.Dense(1)(keras.layers.GRU(4, return_sequences=True)(inp))
+
+
+REFUSED = [
+    pytest.param(_bidirectional, "unsupported layer 'bidirectional' (Bidirectional): it reads each window backwards",
+                 id="bidirectional"),
+    pytest.param(_conv, "unsupported layer 'conv1d' (Conv1D): convolutions", id="conv1d"),
+    pytest.param(_sequence_head, "a Dense head over every time step is not supported", id="sequence-head"),
+]
+
+
+@pytest.mark.parametrize(("build", "message"), REFUSED)
+def test_eddy_export_refuses_unsupported_models(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], build: object, message: str
+) -> None:
+    from trainer.cli import export_main
+
+    inp = keras.Input((WINDOW, 1))
+    keras.Model(inp, build(inp)).save(tmp_path / "odd.keras")  # type: ignore[operator]
+    code = export_main([str(tmp_path / "odd.keras"), "--out", str(tmp_path / "models" / "odd"), "--norm-identity"])
+    _, err = capsys.readouterr()
+    assert code == 2 and err.count("\n") == 1 and err.startswith("eddy export: error: ") and message in err, err
+    assert not (tmp_path / "models").exists()
+
+
+def test_eddy_export_data_must_fit_the_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from trainer.cli import export_main
+
+    inp = keras.Input((WINDOW, 2))
+    keras.Model(inp, keras.layers.Dense(1)(keras.layers.SimpleRNN(3)(inp))).save(tmp_path / "two.keras")
+    csv_path = tmp_path / "one.csv"
+    csv_path.write_text("year,v\n" + "".join(f"{1900 + i},{i % 5}\n" for i in range(50)))
+    code = export_main([str(tmp_path / "two.keras"), "--out", str(tmp_path / "m"), "--data", str(csv_path)])
+    _, err = capsys.readouterr()
+    assert code == 2 and f"{csv_path}: the model takes 2 feature column(s), the data gives 1 (v)" in err, err
+    assert not (tmp_path / "m").exists()
+    code = export_main([str(tmp_path / "absent.keras"), "--out", str(tmp_path / "m"), "--norm-identity"])
+    assert code == 2 and "absent.keras: no such file" in capsys.readouterr().err

@@ -1,4 +1,5 @@
-"""``eddy train``: command-line front end of :func:`trainer.train.train`.
+"""``eddy train`` and ``eddy export``: command-line front ends of
+:func:`trainer.train.train` and :func:`trainer.keras_export.export_keras_file`.
 
 This module imports neither tensorflow nor the training modules at import
 time, so ``--help`` is instant and works without the training extra.
@@ -16,9 +17,10 @@ from runtime.errors import EddyError, InvalidInput
 
 from .config import CELLS, FILLS, PRECISIONS, TrainConfig
 
-__all__ = ["TRAIN_EXTRA_MESSAGE", "build_parser", "main"]
+__all__ = ["EXPORT_EXTRA_MESSAGE", "TRAIN_EXTRA_MESSAGE", "build_export_parser", "build_parser", "export_main", "main"]
 
 TRAIN_EXTRA_MESSAGE = "eddy train needs the training extra: pip install 'eddy[train]'"
+EXPORT_EXTRA_MESSAGE = "eddy export needs the training extra: pip install 'eddy[train]'"
 _TRAIN_MODULES = ("tensorflow", "keras", "tf2onnx", "onnx")  # what the training extra provides
 _DEFAULTS = TrainConfig()
 
@@ -199,6 +201,83 @@ def main(argv: list[str] | None = None) -> int:
     checks = ", ".join(f"{k} {v:.2g}" for k, v in m.parity.items() if k != "tolerance")
     print(f"parity max abs error (tolerance {m.parity['tolerance']:g}): {checks}")
     print(f"gradients {health.verdict}: {'; '.join(health.notes)}")
+    return 0
+
+
+def build_export_parser() -> argparse.ArgumentParser:
+    """The ``eddy export`` argument parser; every flag's help states its default."""
+    p = argparse.ArgumentParser(
+        prog="eddy export",
+        description=(
+            "Export an existing Keras model (a stack of SimpleRNN, LSTM or GRU layers with a Dense head; "
+            "Dropout layers in between are fine) to ONNX with explicit state, verify it with the same three "
+            "parity checks as eddy train, and write OUT/<next version>/ with manifest.json, step.onnx, "
+            "sequence.onnx and model.keras."
+        ),
+        epilog=(
+            "The runtime takes raw values and normalises them with the manifest's statistics: --data computes "
+            "them from a CSV's training part, as eddy train does; --norm-identity records mean 0, std 1 (the "
+            "model takes values as they are). Exit status: 0 written; 2 bad flags, data or an unsupported model "
+            "(one line on stderr; nothing written); 1 export or parity check failed (nothing written)."
+        ),
+    )
+    p.add_argument("model", type=Path, metavar="FILE.keras", help="the Keras model file (required)")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR",
+                   help="model directory; writes DIR/<next integer version>/ (required)")
+    p.add_argument("--name", help="model name in the manifest (default: the last part of --out)")
+    norm = p.add_mutually_exclusive_group(required=True)
+    norm.add_argument("--data", type=Path, metavar="FILE.csv",
+                      help="CSV whose training part gives the normalisation statistics, the parity windows "
+                           "and test metrics (default: none; this or --norm-identity is required)")
+    norm.add_argument("--norm-identity", action="store_true",
+                      help="record mean 0 and std 1 and check parity on seeded random inputs (default: off)")
+    p.add_argument("--features", nargs="+", metavar="COL",
+                   help="input column names (default: with --data as in eddy train, else x0, x1, ...)")
+    p.add_argument("--target", "--targets", nargs="+", dest="targets", metavar="COL",
+                   help="output column names (default: with --data as in eddy train, else y0, y1, ...)")
+    p.add_argument("--window", type=_at_least(1), default=None, metavar="N",
+                   help="window length recorded in the manifest (default: the model's input length, else 10)")
+    p.add_argument("--horizon", type=_at_least(1), default=1, metavar="N",
+                   help="steps ahead the model predicts, recorded in the manifest (default: 1)")
+    p.add_argument("--split", type=_split, default=_DEFAULTS.split, metavar="TRAIN,VAL,TEST",
+                   help="with --data: time-ordered split; statistics come from the training part "
+                        f"(default: {','.join(f'{f:g}' for f in _DEFAULTS.split)})")
+    p.add_argument("--fill", choices=FILLS, default=None,
+                   help="with --data: handle missing values as in eddy train (default: an error)")
+    p.add_argument("--seed", type=_seed, default=0, metavar="N",
+                   help="seed of the parity checks' random chunks and inputs (default: 0)")
+    return p
+
+
+def export_main(argv: list[str] | None = None) -> int:
+    """Run ``eddy export`` with ``argv``; returns the exit status (see the parser's epilog)."""
+    parser = build_export_parser()
+    args = parser.parse_args(argv)
+    if not all(_importable(m) for m in _TRAIN_MODULES):
+        print(EXPORT_EXTRA_MESSAGE, file=sys.stderr)
+        return 2
+    from .keras_export import export_keras_file  # tensorflow is imported inside
+
+    try:
+        result = export_keras_file(
+            args.model, args.out, features=args.features, targets=args.targets, window=args.window,
+            horizon=args.horizon, data=args.data, fill=args.fill, split=args.split,
+            norm_identity=args.norm_identity, name=args.name, seed=args.seed,
+        )
+    except InvalidInput as e:
+        return _fail(e.message, 2, "export")
+    except EddyError as e:
+        return _fail(e.message, 1, "export")
+    except OSError as e:
+        where = f"{e.filename}: " if e.filename else ""
+        return _fail(f"{where}{e.strerror or e}", 1, "export")
+    except KeyboardInterrupt:
+        return _fail("interrupted; nothing was written", 130, "export")
+    m = result.manifest
+    print(f"wrote {result.version_dir}  ({m.name} v{m.version}: {m.cell} {m.layers}x{m.units}, "
+          f"{len(m.features)} feature(s) -> {len(m.targets)} target(s), window {m.window})")
+    checks = ", ".join(f"{k} {v:.2g}" for k, v in m.parity.items() if k != "tolerance")
+    print(f"parity max abs error (tolerance {m.parity['tolerance']:g}): {checks}")
     return 0
 
 
