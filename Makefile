@@ -18,6 +18,7 @@ demo: $(STAMP)
 	$(PY) -m trainer.demo
 
 test: $(STAMP)
+	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 
 # Regenerate runtime/proto/ from protos/ (a test fails when they are stale).

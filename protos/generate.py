@@ -50,8 +50,8 @@ def _protos() -> list[Path]:
 def _generate(out: Path) -> None:
     """Run protoc into ``out`` and make the imports package-relative."""
     try:
-        from grpc_tools import protoc
         import grpc_tools
+        from grpc_tools import protoc
     except ImportError:
         raise SystemExit("protos/generate.py: grpcio-tools is not installed (pip install -e '.[dev]')") from None
     include = Path(grpc_tools.__file__).parent / "_proto"  # google/protobuf/*.proto
@@ -70,7 +70,7 @@ def _generate(out: Path) -> None:
     for path in _generated_files(out):
         here = path.parent.relative_to(out).as_posix().replace("/", ".")
         text = path.read_text(encoding="utf-8")
-        path.write_text(_IMPORT.sub(lambda m: _relative(m, here, packages), text), encoding="utf-8")
+        path.write_text(_IMPORT.sub(lambda m, here=here: _relative(m, here, packages), text), encoding="utf-8")
     for pkg_dir in {p.parent for p in _generated_files(out)}:
         while True:  # every directory from the module up to ``out`` is a package
             (pkg_dir / "__init__.py").touch()

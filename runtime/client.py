@@ -184,7 +184,7 @@ class RemoteStream:
             if e.code() != grpc.StatusCode.CANCELLED:  # type: ignore[attr-defined]
                 raise _rpc_error(e) from None
 
-    def __enter__(self) -> "RemoteStream":
+    def __enter__(self) -> RemoteStream:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -271,7 +271,7 @@ class Client:
         """Close the channel (cancels any stream still open)."""
         self._channel.close()
 
-    def __enter__(self) -> "Client":
+    def __enter__(self) -> Client:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -113,7 +113,7 @@ class Manifest:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], where: str = "manifest") -> "Manifest":
+    def from_dict(cls, d: dict[str, Any], where: str = "manifest") -> Manifest:
         """Build and validate; raises :class:`ModelLoadError` naming the problem."""
         if not isinstance(d, dict):
             raise ModelLoadError(f"{where}: expected a JSON object")

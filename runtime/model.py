@@ -44,7 +44,7 @@ def resolve_version_dir(path: str | Path) -> Path:
     return path / str(max(versions))
 
 
-def load(path: str | Path, *, precision: str = "float32") -> "Model":
+def load(path: str | Path, *, precision: str = "float32") -> Model:
     """Load a model version directory, checking its manifest and file hashes.
 
     ``path`` is ``models/NAME`` (highest version) or ``models/NAME/<version>``.
@@ -151,7 +151,7 @@ class Model:
     def state_spec(self) -> list[StateSpec]:
         return list(self.manifest.state)
 
-    def stream(self) -> "Stream":
+    def stream(self) -> Stream:
         """A new stream starting from zero state."""
         return Stream(self)
 

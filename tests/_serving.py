@@ -8,9 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-
 from _models import copy_as
 from conftest import MODEL, ThreadedServer
+
 from runtime.config import ServeConfig
 
 __all__ = ["OTHER", "make_repo", "reference", "served"]

@@ -13,10 +13,10 @@ from collections.abc import Callable
 import grpc
 import numpy as np
 import pytest
-
-import runtime
 from _serving import OTHER, make_repo, reference, served
 from conftest import MODEL
+
+import runtime
 from runtime.client import Client, RemoteStream
 from runtime.converters import array_to_tensor
 from runtime.errors import EddyError

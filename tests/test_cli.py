@@ -12,9 +12,9 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import MODEL, ROOT, SERIES_CSV
 
 import runtime
-from conftest import MODEL, ROOT, SERIES_CSV
 from runtime.cli import main
 from runtime.client import Client
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import grpc
 import numpy as np
 import pytest
+from conftest import MODEL
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import runtime
-from conftest import MODEL
 from runtime.client import Client
 from runtime.converters import array_to_tensor
 from runtime.errors import EddyError, FailedPrecondition, InvalidInput, NotFound

@@ -8,13 +8,13 @@ import shutil
 
 import numpy as np
 import pytest
-
 from conftest import MODEL
+
 from runtime.converters import array_to_tensor
+from runtime.dataplane import DataPlane
 from runtime.errors import FailedPrecondition, InvalidInput, NotFound
 from runtime.proto.eddy.v1 import inference_pb2 as pb
 from runtime.repository import ModelRepository
-from runtime.dataplane import DataPlane
 from runtime.streams import StreamHandler
 
 

@@ -10,12 +10,12 @@ import urllib.request
 import grpc
 import numpy as np
 import pytest
+from _serving import OTHER, make_repo, reference, served
+from conftest import MODEL
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
 import runtime
-from _serving import OTHER, make_repo, reference, served
-from conftest import MODEL
 from runtime.client import Client
 from runtime.errors import EddyError, InvalidInput, ResourceExhausted
 from runtime.proto.eddy.v1 import inference_pb2 as pb

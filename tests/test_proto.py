@@ -8,8 +8,8 @@ import sys
 import grpc
 import numpy as np
 import pytest
-
 from conftest import ROOT
+
 from runtime.converters import (
     array_to_tensor,
     error_from_status,

@@ -7,10 +7,10 @@ import asyncio
 import grpc
 import numpy as np
 import pytest
-
-import runtime
 from _serving import OTHER, make_repo, reference, served
 from conftest import MODEL
+
+import runtime
 from runtime.client import Client
 from runtime.converters import array_to_tensor, tensor_to_samples
 from runtime.errors import FailedPrecondition, NotFound, ResourceExhausted
