@@ -5,13 +5,16 @@ sessions opened) when the repository is created, so a request never pays for
 a load and a broken model shows up at start. A directory that fails to load
 is logged with the reason and skipped: one bad model does not take the other
 models down. Models are keyed by their directory names; a manifest whose
-name or version disagrees with its directory is served under the directory
-name, with a warning.
+name or version disagrees with its directory (a copied or renamed version
+directory) is served as ``<directory name>/<directory version>``, with a
+warning, and that served identity is what sessions, exported state bytes and
+metadata carry, so a state blob always names the version that made it.
 """
 
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -58,6 +61,7 @@ class ModelRepository:
         if (model.name, model.version) != (name, version):
             log.warning("%s: manifest says %s/%d; serving it as %s/%d",
                         version_dir, model.name, model.version, name, version)
+            model.manifest = dataclasses.replace(model.manifest, name=name, version=version)
         self._models.setdefault(name, {})[version] = model
         log.info("loaded %s/%d (%s)", name, version, version_dir)
 

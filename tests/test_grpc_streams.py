@@ -15,6 +15,8 @@ from runtime.dataplane import DataPlane
 from runtime.errors import FailedPrecondition, InvalidInput, NotFound
 from runtime.proto.eddy.v1 import inference_pb2 as pb
 from runtime.repository import ModelRepository
+from runtime.sessions import SessionStore
+from runtime.statecodec import decode_state
 from runtime.streams import StreamHandler
 
 
@@ -44,6 +46,11 @@ def test_repository_versions_and_broken_dir_skipped(repo, tmp_path):
     assert repo.list() == {"m": [1, 2]} and len(repo) == 1
     assert list(repo.skipped) == [tmp_path / "m" / "3"]
     assert repo.resolve("m") == 2 and repo.resolve("m", "1") == 1 and repo.resolve("m", 1) == 1
+    # copies whose manifests say sunspots/1 are served, and identify themselves, as m/1 and m/2
+    assert [(repo.get("m", v).name, repo.get("m", v).version) for v in (1, 2)] == [("m", 1), ("m", 2)]
+    store = SessionStore()
+    blob = store.export_state(store.acquire(repo.get("m", 2)))
+    assert (decode_state(blob).model, decode_state(blob).version) == ("m", 2)  # state names what made it
     with pytest.raises(NotFound, match=r"served models: m"):
         repo.get("x")
     with pytest.raises(NotFound, match=r"no version 3 \(versions: 1, 2\)"):
