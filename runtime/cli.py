@@ -109,7 +109,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="run in-process instead: models/NAME or models/NAME/VERSION (default: none)")
     t.add_argument("--model", help="model name on the server; required with --server (default: none)")
     t.add_argument("--version", default=None, help="model version on the server (default: the latest)")
-    t.add_argument("--csv", required=True, type=Path, help="input CSV with a header row (required)")
+    t.add_argument("--csv", required=True, type=Path,
+                   help="input CSV with a header row, or - for standard input (each row is sent as soon as it "
+                        "is read, its prediction printed before the next row is read) (required)")
     t.add_argument("--features", nargs="+", metavar="COL",
                    help="CSV columns to send, in the model's feature order (default: the model's features)")
     t.add_argument("--encoding", choices=("raw", "values"), default="raw",
@@ -184,10 +186,13 @@ def _serve(args: argparse.Namespace) -> int:
 def _stream(args: argparse.Namespace) -> int:
     if args.server and not args.model:
         raise _UsageError("--model is required with --server")
-    try:
-        f = open(args.csv, newline="", encoding="utf-8")
-    except OSError as e:
-        raise _UsageError(f"cannot read {args.csv}: {e.strerror}") from None
+    if str(args.csv) == "-":
+        f = open(sys.stdin.fileno(), newline="", encoding="utf-8", closefd=False)  # rows as they arrive
+    else:
+        try:
+            f = open(args.csv, newline="", encoding="utf-8")
+        except OSError as e:
+            raise _UsageError(f"cannot read {args.csv}: {e.strerror}") from None
     with f:
         reader = csv.reader(f)
         header = next(reader, None)

@@ -137,3 +137,29 @@ def test_train_delegates_to_the_trainer_parser(capsys):
     with pytest.raises(SystemExit) as e:
         main(["train", "--help"])
     assert e.value.code == 0 and "usage: eddy train" in capsys.readouterr().out
+
+
+def test_stream_from_stdin_answers_each_row_before_the_next(server, model, expected):
+    """`--csv -`: a row's prediction is printed before the next row is even written."""
+    with open(SERIES_CSV, newline="") as f:
+        lines = f.read().splitlines()
+    proc = subprocess.Popen([*EDDY, "stream", "--server", server.address, "--model", MODEL, "--csv", "-"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=ROOT, bufsize=1)
+    try:
+        proc.stdin.write(lines[0] + "\n")
+        got = []
+        for line in lines[1:20]:
+            proc.stdin.write(line + "\n")
+            proc.stdin.flush()
+            out = proc.stdout.readline()  # blocks until this row's prediction: nothing else is pending
+            if not got:
+                assert out.startswith("year,sunspots,pred_")  # the header comes with the first row
+                out = proc.stdout.readline()
+            got.append(float(out.rstrip("\n").split(",")[-1]))
+        proc.stdin.close()
+        assert proc.wait(timeout=30) == 0, proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    np.testing.assert_allclose(got, expected[:19], rtol=1e-5, atol=1e-5)
