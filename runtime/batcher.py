@@ -20,7 +20,8 @@ Guarantees:
 
 ``max_delay_us`` is how long the drain task waits after the first request of
 a round for others to arrive; 0 means one event-loop turn (what is already
-queued). Disabled, every request runs alone, in submission order.
+queued). Disabled, every request runs alone, in submission order: a small
+one inline in ``run`` itself when nothing is queued (no task, no loop turn).
 
 Where onnxruntime runs: small batches run inline on the event loop; a batch
 carrying more than ``offload_values`` input values runs in one worker thread
@@ -102,8 +103,11 @@ class Batcher:
         model = session.model
         if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] != model.n_features:
             raise InvalidInput(f"samples must be shaped [n >= 1, {model.n_features}], got {list(x.shape)}")
+        x = x.astype(np.float32, copy=False)
+        if not self.enabled and not self._pending and x.size <= self.offload_values:
+            return self._run_now(session, x)  # batching off, nothing queued: no task, no loop turn
         loop = asyncio.get_running_loop()
-        request = _Request(session, x.astype(np.float32, copy=False), loop.create_future())
+        request = _Request(session, x, loop.create_future())
         self._pending.append(request)
         if self._drainer is None or self._drainer.done():
             self._drainer = loop.create_task(self._drain())
@@ -115,6 +119,15 @@ class Batcher:
             self._executor.shutdown(wait=False, cancel_futures=True)
 
     # -- internals ----------------------------------------------------------
+    def _run_now(self, session: Session, x: np.ndarray) -> np.ndarray:
+        """Run one small request inline (batching off); the session changes only on success."""
+        y, new = _run(session.model, [s.name for s in session.model.state_spec], [x], [session.state])
+        self._count(1)
+        session.state = {k: v.copy() for k, v in new.items()}  # [1, *shape], own memory
+        session.position += len(x)
+        self.requests += 1
+        return y[0]  # [n, O]
+
     async def _drain(self) -> None:
         if self.enabled:
             await asyncio.sleep(self.max_delay_us / 1e6)  # 0: let what is ready queue up
@@ -202,8 +215,11 @@ class Batcher:
 
 def _run(model: Model, names: list[str], xs: list[np.ndarray], states: list[_State]) -> tuple[np.ndarray, _State]:
     """One onnxruntime call for B requests of n samples: returns y[B, n, O] and state [B, *shape]."""
-    stacked = {k: np.concatenate([s[k] for s in states]) for k in names}  # [B, *shape]
-    x = np.stack(xs)  # [B, n, F]
+    if len(xs) == 1:  # the common case at low load: nothing to stack
+        stacked, x = states[0], xs[0][None]  # [1, *shape], [1, n, F]
+    else:
+        stacked = {k: np.concatenate([s[k] for s in states]) for k in names}  # [B, *shape]
+        x = np.stack(xs)  # [B, n, F]
     if x.shape[1] == 1:
         y, new = model.run_step(x[:, 0], stacked)  # [B, O]
         return y[:, None], new  # [B, 1, O]

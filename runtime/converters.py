@@ -12,6 +12,7 @@ encoding as the request it answers.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, Literal
 
 import grpc
@@ -74,20 +75,20 @@ def sample_count(tensor: pb.Tensor) -> int:
 
 
 def _decode(tensor: pb.Tensor, n_features: int, lead: tuple[str, ...], what: str) -> tuple[np.ndarray, Encoding]:
+    # On the per-message hot path: plain Python checks first, numpy only on the data.
     shape = list(tensor.shape)
-    want = f"[{', '.join(lead)}, {n_features}]"
     has_values, has_raw = len(tensor.values) > 0, len(tensor.raw) > 0
     if has_values and has_raw:
         raise InvalidInput("tensor sets both `values` and `raw`; use exactly one encoding")
     if len(shape) != len(lead) + 1:
-        raise InvalidInput(f"{what} must have shape {want}, got shape {shape}")
+        raise InvalidInput(f"{what} must have shape [{', '.join(lead)}, {n_features}], got shape {shape}")
     if any(d < 1 for d in shape[:-1]):
         if len(lead) == 1:
             raise InvalidInput(f"samples shape {shape} holds no samples: n must be at least 1")
         raise InvalidInput(f"{what} shape {shape} is empty: {' and '.join(lead)} must be at least 1")
     if shape[-1] != n_features:
         raise InvalidInput(f"expected {n_features} feature(s) per sample, got shape {shape}")
-    expected = int(np.prod(shape))
+    expected = math.prod(shape)
     if has_raw:
         if len(tensor.raw) != expected * _LE_F32.itemsize:
             raise InvalidInput(f"`raw` holds {len(tensor.raw)} bytes; shape {shape} needs "
@@ -102,9 +103,8 @@ def _decode(tensor: pb.Tensor, n_features: int, lead: tuple[str, ...], what: str
     else:
         raise InvalidInput(f"tensor has no data: shape {shape} needs {expected} float(s) in `values` or `raw`")
     flat = arr.reshape(-1, n_features)  # [n, F]
-    bad = ~np.isfinite(flat)
-    if bad.any():
-        row, col = (int(i) for i in np.argwhere(bad)[0])
+    if not np.isfinite(flat).all():
+        row, col = (int(i) for i in np.argwhere(~np.isfinite(flat))[0])
         raise InvalidInput(f"sample {row}, feature {col} is {float(flat[row, col])}: values must be finite")
     return arr.reshape(shape), encoding
 

@@ -108,13 +108,14 @@ def test_one_faulty_session_fails_alone_and_changes_nothing(model):
     assert all(np.array_equal(after_state[k], v) for k, v in before_bad[0].items())
 
 
-def test_onnxruntime_error_leaves_every_session_in_the_batch_unchanged(model):
+@pytest.mark.parametrize("enabled", [True, False])  # False: the inline path (no queue, no task)
+def test_onnxruntime_error_leaves_every_session_in_the_batch_unchanged(model, enabled):
     rng = np.random.default_rng(4)
     xs = _series(rng, 5, model.n_features)
     sizes: list[int] = []
 
     async def main():
-        batcher, store = Batcher(on_batch=sizes.append), SessionStore()
+        batcher, store = Batcher(enabled=enabled, on_batch=sizes.append), SessionStore()
         sessions = [store.acquire(model) for _ in range(6)]
         for s in sessions:  # float64 state: stacking works, onnxruntime rejects the dtype
             s.state = {k: v.astype(np.float64) for k, v in s.state.items()}
