@@ -21,7 +21,8 @@ Guarantees:
 ``max_delay_us`` is how long the drain task waits after the first request of
 a round for others to arrive; 0 means one event-loop turn (what is already
 queued). Disabled, every request runs alone, in submission order: a small
-one inline in ``run`` itself when nothing is queued (no task, no loop turn).
+one inline in ``run`` itself when nothing is queued (no task, no loop turn);
+enabled, the same happens when the caller says no other session is active.
 
 Where onnxruntime runs: small batches run inline on the event loop; a batch
 carrying more than ``offload_values`` input values runs in one worker thread
@@ -92,20 +93,22 @@ class Batcher:
         self.offload_values = offload_values  # batches with more input floats run in the worker thread
         self._executor: ThreadPoolExecutor | None = None  # created on first offload
 
-    async def run(self, session: Session, x: np.ndarray) -> np.ndarray:
+    async def run(self, session: Session, x: np.ndarray, *, alone: bool = False) -> np.ndarray:
         """Advance ``session`` by raw samples ``x[n, F]``; returns raw ``y[n, O]``.
 
         ``x`` must already be validated (finite float32, see
         :func:`runtime.model.as_samples`); a wrong shape raises
         :class:`InvalidInput`. On any exception, including cancellation,
-        the session is exactly as before.
+        the session is exactly as before. ``alone`` tells the batcher no
+        other session is being driven right now, so there is nobody to wait
+        for: a small request then runs at once, as with batching off.
         """
         model = session.model
         if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] != model.n_features:
             raise InvalidInput(f"samples must be shaped [n >= 1, {model.n_features}], got {list(x.shape)}")
         x = x.astype(np.float32, copy=False)
-        if not self.enabled and not self._pending and x.size <= self.offload_values:
-            return self._run_now(session, x)  # batching off, nothing queued: no task, no loop turn
+        if (alone or not self.enabled) and not self._pending and x.size <= self.offload_values:
+            return self._run_now(session, x)  # nothing queued, nobody to batch with: no task, no loop turn
         loop = asyncio.get_running_loop()
         request = _Request(session, x, loop.create_future())
         self._pending.append(request)

@@ -119,7 +119,7 @@ class DataPlane:
 
     async def push(self, session: Session, x: np.ndarray) -> np.ndarray:
         """Advance ``session`` by validated samples ``x[n, F]``; raw ``y[n, O]``."""
-        y = await self.batcher.run(session, x)
+        y = await self.batcher.run(session, x, alone=self.sessions.busy_count <= 1)  # 1 stream: no batch to wait for
         if self.metrics is not None:
             self._samples_counter(session.model.name).inc(len(x))
         return y

@@ -96,6 +96,7 @@ class SessionStore:
         # Ordered by last_used (every touch moves a session to the end), so an
         # eviction sweep stops at the first idle session that is still fresh.
         self._sessions: OrderedDict[str, Session] = OrderedDict()
+        self._busy = 0  # sessions held by a stream, kept in step by _hold/release/close (O(1) to read)
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -109,7 +110,8 @@ class SessionStore:
 
     @property
     def busy_count(self) -> int:
-        return sum(1 for s in self._sessions.values() if s.busy)
+        """Sessions currently held by a stream."""
+        return self._busy
 
     def acquire(self, model: Model, session_id: str | None = None,
                 state_bytes: bytes | ExportedState | None = None, *, pinned: bool = False,
@@ -158,6 +160,8 @@ class SessionStore:
 
     def release(self, session: Session) -> None:
         """The holder is done with ``session`` for now: idle again, TTL restarts."""
+        if session.owner is not None:
+            self._busy -= 1
         session.owner = None
         if self._sessions.get(session.id) is session:
             self._touch(session)
@@ -175,6 +179,8 @@ class SessionStore:
         if isinstance(session, str) and current.busy:
             raise FailedPrecondition(f"session {sid} is in use by another stream")
         del self._sessions[sid]
+        if current.owner is not None:
+            self._busy -= 1
         current.owner = None
         self.stats.closed += 1
 
@@ -230,6 +236,8 @@ class SessionStore:
                                      "into it, or import under a new id")
 
     def _hold(self, s: Session, owner: object | None) -> None:
+        if s.owner is None:
+            self._busy += 1
         s.owner = owner if owner is not None else object()
         self._touch(s)
 

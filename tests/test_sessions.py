@@ -83,6 +83,30 @@ def test_busy_session_is_refused_and_the_holder_is_unaffected(model, series):
     assert holder.owner == "stream-A" and _same(holder, before) and store.stats.rejected_busy == 1
     _push(holder, series[5:6])  # the holder carries on
     assert holder.position == 6
+    assert store.busy_count == 1  # the refused acquire did not count as a holder
+
+
+def test_busy_count_follows_acquire_release_close_and_eviction(model):
+    clock = [0.0]
+    store = SessionStore(ttl_s=10, clock=lambda: clock[0])
+
+    def recount() -> int:
+        return sum(1 for sid in ("a", "b", "c") if (s := store.get(sid)) is not None and s.busy)
+
+    a, b = store.acquire(model, "a"), store.acquire(model, "b")
+    assert store.busy_count == recount() == 2
+    store.release(a)
+    store.release(a)  # twice is harmless
+    assert store.busy_count == recount() == 1
+    store.close(b)  # the holder closes its own session
+    store.release(b)  # release after close
+    assert store.busy_count == recount() == 0
+    store.acquire(model, "a")
+    c = store.acquire(model, "c")
+    store.release(c)
+    clock[0] = 100.0
+    assert store.evict_expired() == 1  # c: idle and expired; a: held, kept
+    assert store.busy_count == recount() == 1
 
 
 def test_model_and_version_checks_on_resume(model_dirs, model):
