@@ -223,10 +223,7 @@ def _run(model: Model, names: list[str], xs: list[np.ndarray], states: list[_Sta
     else:
         stacked = {k: np.concatenate([s[k] for s in states]) for k in names}  # [B, *shape]
         x = np.stack(xs)  # [B, n, F]
-    if x.shape[1] == 1:
-        y, new = model.run_step(x[:, 0], stacked)  # [B, O]
-        return y[:, None], new  # [B, 1, O]
-    return model.run_sequence(x, stacked)  # [B, n, O]
+    return model.advance(x, stacked)  # y [B, n, O], state [B, *shape]
 
 
 def _fail(r: _Request, e: Exception) -> None:

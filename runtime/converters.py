@@ -153,12 +153,12 @@ def list_models_response(versions: dict[str, list[int]]) -> pb.ListModelsRespons
     ])
 
 
-def model_metadata(name: str, version: int, model: Model, versions: list[int]) -> pb.ModelMetadata:
-    """``ModelMetadata`` for one served model version (``name``/``version`` as served)."""
+def model_metadata(model: Model, versions: list[int]) -> pb.ModelMetadata:
+    """``ModelMetadata`` for one served model version; ``versions``: all versions served under its name."""
     m = model.manifest
     return pb.ModelMetadata(
-        name=name,
-        version=version,
+        name=m.name,
+        version=m.version,
         versions=sorted(versions),
         cell=m.cell,
         layers=m.layers,

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .batcher import Batcher
+from .batcher import OFFLOAD_VALUES, Batcher
 from .config import ServeConfig
 from .converters import array_to_tensor, sample_count, tensor_to_sequences
 from .errors import FailedPrecondition, InvalidInput, NotFound, ResourceExhausted
@@ -32,9 +32,6 @@ from .sessions import Session, SessionStore
 from .statecodec import decode_state, encode_state
 
 __all__ = ["DataPlane"]
-
-# Predict calls carrying more input floats than this run in a worker thread.
-_OFFLOAD_VALUES = 4096
 
 
 class DataPlane:
@@ -132,20 +129,19 @@ class DataPlane:
 
     async def predict(self, request: pb.PredictRequest) -> pb.PredictResponse:
         """Whole sequences ``[B, T, F]`` from zero or given state; nothing is kept."""
-        version = self.repository.resolve(request.model, request.version)
-        model = self.repository.get(request.model, version)
+        model = self.repository.get(request.model, request.version)
         self.check_samples(request.inputs)
         x, encoding = tensor_to_sequences(request.inputs, model.n_features)  # [B, T, F]
         b, t, _ = x.shape
         state, positions = self._initial_state(model, list(request.states), b)  # [B, *shape]
-        if x.size > _OFFLOAD_VALUES:
+        if x.size > OFFLOAD_VALUES:  # same threshold as the batcher's worker thread
             y, final = await asyncio.to_thread(model.run_sequence, x, state)
         else:
             y, final = model.run_sequence(x, state)  # [B, T, O]
         if self.metrics is not None:
-            self.metrics.samples.labels(model.name).inc(b * t)
+            self._samples_counter(model.name).inc(b * t)
         states = [encode_state(model, positions[i] + t, {k: v[i] for k, v in final.items()}) for i in range(b)]
-        return pb.PredictResponse(model=request.model, version=version, outputs=array_to_tensor(y, encoding),
+        return pb.PredictResponse(model=model.name, version=model.version, outputs=array_to_tensor(y, encoding),
                                   states=states)
 
     # -- internals ----------------------------------------------------------

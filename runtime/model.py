@@ -119,8 +119,8 @@ class Model:
         self._out_std = np.asarray(norm.target_std, np.float32)  # [O]
         self._step = self._open("step", x_rank=2)
         self._sequence = self._open("sequence", x_rank=3)
-        self._state_out = [s.name + STATE_OUT_SUFFIX for s in manifest.state]
-        self._outputs = ["y", *self._state_out]
+        self._state_names = [s.name for s in manifest.state]
+        self._outputs = ["y", *(name + STATE_OUT_SUFFIX for name in self._state_names)]
 
     # -- public surface -------------------------------------------------
     @property
@@ -183,6 +183,14 @@ class Model:
         """T steps for B streams: ``x[B, T, F]`` raw, state ``[B, *shape]``."""
         return self._run(self._sequence, (x - self._in_mean) / self._in_std, state)
 
+    def advance(self, x: np.ndarray, state: State) -> tuple[np.ndarray, State]:
+        """``n`` steps for B streams, ``x[B, n, F]`` raw -> ``y[B, n, O]``: the step
+        graph for ``n == 1`` (no Loop to enter), the sequence graph otherwise."""
+        if x.shape[1] == 1:
+            y, new = self.run_step(x[:, 0], state)  # [B, O]
+            return y[:, None], new  # [B, 1, O]
+        return self.run_sequence(x, state)  # [B, n, O]
+
     def check_state(self, state: Mapping[str, Any], batch: int | None = None) -> State:
         """Validate a state mapping; returns float32 copies ``[B, *shape]``.
 
@@ -216,7 +224,8 @@ class Model:
         feeds = {"x": xn.astype(np.float32, copy=False), **state}
         y, *new = session.run(self._outputs, feeds)
         y = y * self._out_std + self._out_mean  # back to raw units
-        return y.astype(np.float32, copy=False), dict(zip(state.keys(), new))
+        # Outputs come in manifest order (self._outputs), whatever order the caller's mapping had.
+        return y.astype(np.float32, copy=False), dict(zip(self._state_names, new))
 
     def _open(self, kind: str, x_rank: int) -> ort.InferenceSession:
         key = kind if self.precision == "float32" else f"{kind}_{self.precision}"
@@ -286,14 +295,10 @@ class Stream:
         ``ValueError``) and leaves the state untouched.
         """
         x = as_samples(samples, self.model.n_features)  # [n, F]
-        if len(x) == 1:
-            y, new = self.model.run_step(x, self._state)  # [1, O]
-        else:
-            y3, new = self.model.run_sequence(x[None], self._state)  # [1, n, O]
-            y = y3[0]
+        y, new = self.model.advance(x[None], self._state)  # [1, n, O]
         self._state = new  # only after the run succeeded
         self._position += len(x)
-        return y
+        return y[0]
 
     def __repr__(self) -> str:
         return f"<Stream {self.model.name}/{self.model.version} at {self._position}>"

@@ -73,6 +73,11 @@ class ModelRepository:
         """``{name: [versions, ascending]}`` for every loaded model."""
         return {name: sorted(vs) for name, vs in sorted(self._models.items())}
 
+    def versions(self, name: str) -> builtins.list[int]:
+        """The versions served under ``name``, ascending (NotFound naming what exists)."""
+        self.resolve(name)  # raises NotFound/InvalidInput for an unknown or empty name
+        return sorted(self._models[name])
+
     def resolve(self, name: str, version: str | int | None = None) -> int:
         """The version number a request means: ``None``/``""`` is the latest.
 

@@ -153,8 +153,7 @@ def serve(models_dir: str | Path, host: str = DEFAULT_HOST, port: int = DEFAULT_
 
 
 async def _serve(repository: ModelRepository, host: str, port: int, config: ServeConfig) -> int:
-    server = Server(repository, host, port, config)
-    await server.start()
+    server, _ = await start_server(repository, host, port, config=config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -103,9 +103,8 @@ class InferenceServicer(pb_grpc.InferenceServicer):
                                context: grpc.aio.ServicerContext) -> pb.ModelMetadata:
         async def work() -> pb.ModelMetadata:
             repo = self.plane.repository
-            version = repo.resolve(request.model, request.version)
-            return model_metadata(request.model, version, repo.get(request.model, version),
-                                  repo.list()[request.model])
+            model = repo.get(request.model, request.version)
+            return model_metadata(model, repo.versions(model.name))
 
         return await self._unary("GetModelMetadata", context, work)
 
