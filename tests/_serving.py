@@ -1,26 +1,31 @@
-"""Test helpers for the serving tests: a multi-version repository and servers with a config."""
+"""Test helpers for the serving tests: a multi-version repository, servers with a config, `eddy` subprocesses."""
 
 from __future__ import annotations
 
 import contextlib
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 from _models import copy_as
-from conftest import MODEL, ThreadedServer
+from conftest import MODEL, ROOT, ThreadedServer
 
 from runtime.config import ServeConfig
+from runtime.model import resolve_version_dir
+from runtime.proto.eddy.v1 import inference_pb2 as pb
 
-__all__ = ["OTHER", "make_repo", "reference", "served"]
+__all__ = ["EDDY", "OTHER", "eddy_process", "make_repo", "reference", "samples_request", "served"]
 
+EDDY = [sys.executable, "-m", "runtime.cli"]  # the `eddy` command, run from the repository root
 OTHER = "other"  # a second model name in the repository made by make_repo
 
 
 def make_repo(models_dir: Path, out: Path) -> Path:
     """``out`` holding ``MODEL`` at versions 1 and 2 (same weights) and ``OTHER`` at version 1."""
-    src = max((p for p in (models_dir / MODEL).iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+    src = resolve_version_dir(models_dir / MODEL)
     shutil.copytree(src, out / MODEL / "1")
     copy_as(src, out / MODEL / "2", version=2)
     copy_as(src, out / OTHER / "1", name=OTHER, version=1)
@@ -41,3 +46,24 @@ def reference(model, chunks: list[np.ndarray]) -> list[np.ndarray]:
     """A local stream's outputs for the same chunks, in order (the bit-for-bit reference)."""
     s = model.stream()
     return [s.push(c) for c in chunks]
+
+
+@contextlib.contextmanager
+def eddy_process(*args: str, **popen: object) -> Iterator[subprocess.Popen[str]]:
+    """``eddy ARGS`` as a subprocess (text pipes for stdout and stderr); killed at exit if still running."""
+    proc = subprocess.Popen([*EDDY, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                            **popen)  # type: ignore[call-overload]
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pipe in (proc.stdin, proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+
+
+def samples_request(**tensor: object) -> pb.StreamRequest:
+    """A ``samples`` message with a hand-built (possibly malformed) ``Tensor``."""
+    return pb.StreamRequest(samples=pb.Tensor(**tensor))  # type: ignore[arg-type]

@@ -8,10 +8,13 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 import pytest
+
+if TYPE_CHECKING:
+    import runtime
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = Path(os.environ.get("EDDY_TEST_MODELS", ROOT / "models"))  # repository the server tests use
@@ -33,6 +36,21 @@ def series() -> np.ndarray:
     """The bundled sunspots series, raw units, float32 ``[309, 1]``."""
     with open(SERIES_CSV, newline="") as f:
         return np.array([[float(r["sunspots"])] for r in csv.DictReader(f)], np.float32)
+
+
+@pytest.fixture(scope="session")
+def model(models_dir: Path) -> runtime.Model:
+    """The default model's highest version (modules serving a copy override this)."""
+    import runtime
+
+    return runtime.load(models_dir / MODEL)
+
+
+@pytest.fixture(scope="session")
+def local(model: runtime.Model, series: np.ndarray) -> np.ndarray:
+    """Reference: the default model's local stream fed the series sample by sample, ``[N, O]``."""
+    s = model.stream()
+    return np.concatenate([s.push(x) for x in series])
 
 
 class ThreadedServer:
@@ -66,6 +84,14 @@ class ThreadedServer:
                 await asyncio.sleep(0.001)
 
         asyncio.run_coroutine_threadsafe(asyncio.wait_for(wait(), timeout), self.loop).result(timeout=timeout + 5)
+
+    def until_idle(self, session_id: str, timeout: float = 10.0) -> None:
+        """Wait until session ``session_id`` exists and no stream holds it (e.g. the server saw a cancel)."""
+        def idle() -> bool:
+            s = self.server.plane.sessions.get(session_id)
+            return s is not None and not s.busy
+
+        self.until(idle, timeout)
 
     def stop(self) -> None:
         if self._stopped:

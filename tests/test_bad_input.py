@@ -14,6 +14,7 @@ import grpc
 import numpy as np
 import pytest
 from _serving import OTHER, make_repo, reference, served
+from _serving import samples_request as _samples
 from conftest import MODEL
 
 import runtime
@@ -77,10 +78,6 @@ def _raw_rpc(requests: list[pb.StreamRequest]) -> Case:
         with grpc.insecure_channel(c.target) as channel:
             list(pb_grpc.InferenceStub(channel).Stream(iter(requests), timeout=10))
     return case
-
-
-def _samples(**kw) -> pb.StreamRequest:
-    return pb.StreamRequest(samples=pb.Tensor(**kw))
 
 
 def _corrupt(blob: bytes) -> bytes:
@@ -157,7 +154,7 @@ def test_rejected_and_nothing_lost(live, model, series, blobs, name):
         got_message = e.value.details() if isinstance(e.value, grpc.RpcError) else e.value.message
         assert (got_code, words in got_message) == (code, True), got_message
         if rs.closed:  # the rejection ended the RPC: resume the session on a new stream
-            live.until(lambda: not live.server.plane.sessions.get(sid).busy)
+            live.until_idle(sid)
             rs = c.stream(MODEL, session_id=sid, resume=True)
         assert rs.position == 3
         second = rs.push(series[3:6])

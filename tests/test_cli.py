@@ -12,13 +12,11 @@ import sys
 
 import numpy as np
 import pytest
+from _serving import EDDY, eddy_process
 from conftest import MODEL, ROOT, SERIES_CSV
 
-import runtime
 from runtime.cli import main
 from runtime.client import Client
-
-EDDY = [sys.executable, "-m", "runtime.cli"]
 
 
 def _eddy(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -26,14 +24,8 @@ def _eddy(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="module")
-def model(models_dir) -> runtime.Model:
-    return runtime.load(models_dir / MODEL)
-
-
-@pytest.fixture(scope="module")
-def expected(model, series) -> np.ndarray:
-    s = model.stream()
-    return np.concatenate([s.push(x) for x in series])[:, 0]  # [N], the first target
+def expected(local) -> np.ndarray:
+    return local[:, 0]  # [N], the first target
 
 
 def _predictions(stdout: str) -> tuple[list[str], list[dict[str, str]]]:
@@ -85,9 +77,7 @@ def test_stream_usage_errors(server, capsys):
 
 
 def test_serve_subprocess_port_0_and_sigterm(models_dir):
-    proc = subprocess.Popen([*EDDY, "serve", "--models", str(models_dir), "--port", "0", "--log-level", "WARNING"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-    try:
+    with eddy_process("serve", "--models", str(models_dir), "--port", "0", "--log-level", "WARNING") as proc:
         line = proc.stdout.readline()  # printed (and flushed) once the server accepts connections
         assert re.fullmatch(r"eddy: serving \d+ model\(s\) on 127\.0\.0\.1:\d+\n", line), line + proc.stderr.read()
         port = int(line.rsplit(":", 1)[1])
@@ -96,12 +86,6 @@ def test_serve_subprocess_port_0_and_sigterm(models_dir):
             assert MODEL in c.list_models()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
-        proc.stderr.close()
 
 
 def test_serve_missing_repository(tmp_path, capsys):
@@ -143,10 +127,8 @@ def test_stream_from_stdin_answers_each_row_before_the_next(server, model, expec
     """`--csv -`: a row's prediction is printed before the next row is even written."""
     with open(SERIES_CSV, newline="") as f:
         lines = f.read().splitlines()
-    proc = subprocess.Popen([*EDDY, "stream", "--server", server.address, "--model", MODEL, "--csv", "-"],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=ROOT, bufsize=1)
-    try:
+    with eddy_process("stream", "--server", server.address, "--model", MODEL, "--csv", "-",
+                      stdin=subprocess.PIPE, bufsize=1) as proc:
         proc.stdin.write(lines[0] + "\n")
         got = []
         for line in lines[1:20]:
@@ -159,7 +141,4 @@ def test_stream_from_stdin_answers_each_row_before_the_next(server, model, expec
             got.append(float(out.rstrip("\n").split(",")[-1]))
         proc.stdin.close()
         assert proc.wait(timeout=30) == 0, proc.stderr.read()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     np.testing.assert_allclose(got, expected[:19], rtol=1e-5, atol=1e-5)

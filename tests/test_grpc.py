@@ -5,10 +5,10 @@ from __future__ import annotations
 import grpc
 import numpy as np
 import pytest
+from _serving import samples_request as _samples
 from conftest import MODEL
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-import runtime
 from runtime.client import Client
 from runtime.converters import array_to_tensor
 from runtime.errors import EddyError, FailedPrecondition, InvalidInput, NotFound
@@ -16,18 +16,6 @@ from runtime.proto.eddy.v1 import inference_pb2 as pb
 from runtime.proto.eddy.v1 import inference_pb2_grpc as pb_grpc
 
 TOL = 1e-5  # relative to the largest prediction (raw units)
-
-
-@pytest.fixture(scope="module")
-def model(models_dir) -> runtime.Model:
-    return runtime.load(models_dir / MODEL)
-
-
-@pytest.fixture(scope="module")
-def local(model, series) -> np.ndarray:
-    """Reference: the local stream fed sample by sample, ``[N, O]``."""
-    s = model.stream()
-    return np.concatenate([s.push(x) for x in series])
 
 
 @pytest.fixture()
@@ -78,10 +66,6 @@ def test_unknown_model_or_version_is_not_found(client):
         client.stream(MODEL, version=999)
     with pytest.raises(InvalidInput, match="version"):
         client.stream(MODEL, version="latest-ish")
-
-
-def _samples(**kw) -> pb.StreamRequest:
-    return pb.StreamRequest(samples=pb.Tensor(**kw))
 
 
 @pytest.mark.parametrize("bad, code, words", [

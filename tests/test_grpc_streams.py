@@ -13,6 +13,7 @@ from conftest import MODEL
 from runtime.converters import array_to_tensor
 from runtime.dataplane import DataPlane
 from runtime.errors import FailedPrecondition, InvalidInput, NotFound
+from runtime.model import resolve_version_dir
 from runtime.proto.eddy.v1 import inference_pb2 as pb
 from runtime.repository import ModelRepository
 from runtime.sessions import SessionStore
@@ -23,7 +24,7 @@ from runtime.streams import StreamHandler
 @pytest.fixture()
 def repo(models_dir, tmp_path, caplog) -> ModelRepository:
     """``m`` at versions 1 and 2 (copies of the default model) and a broken version 3."""
-    src = max((p for p in (models_dir / MODEL).iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+    src = resolve_version_dir(models_dir / MODEL)
     for v in (1, 2, 3):
         shutil.copytree(src, tmp_path / "m" / str(v))
     (tmp_path / "m" / "3" / "step.onnx").write_bytes(b"tampered")

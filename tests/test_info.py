@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from runtime.cli import main
+from runtime.model import resolve_version_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -49,7 +50,7 @@ def test_bad_model_dir_fails_in_one_line(make: str, models_dir: Path, tmp_path: 
         (target / "manifest.json").write_text("{not json")
     if make == "tampered":
         target.rmdir()
-        shutil.copytree(max((models_dir / "sunspots").iterdir(), key=lambda p: int(p.name)), target)
+        shutil.copytree(resolve_version_dir(models_dir / "sunspots"), target)
         with open(target / "step.onnx", "ab") as f:
             f.write(b"\0")
     assert main(["info", str(target)]) == 2

@@ -1,33 +1,21 @@
-"""The in-process runtime against the committed default model and its Keras twin."""
+"""The in-process runtime against the committed default model and its Keras twin.
+
+``model`` and ``series`` (``[N, 1]``) are conftest's: the default model and the bundled series.
+"""
 
 from __future__ import annotations
 
-import csv
 import json
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _models import copy_as
 
 import runtime
 from runtime.errors import InvalidInput, ModelLoadError, NotFound
 from runtime.manifest import sha256_file
-
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_MODEL = REPO / "models" / "sunspots"
-SERIES_CSV = REPO / "trainer" / "data" / "sunspots.csv"
-
-
-@pytest.fixture(scope="module")
-def model() -> runtime.Model:
-    return runtime.load(DEFAULT_MODEL)
-
-
-@pytest.fixture(scope="module")
-def series() -> np.ndarray:
-    with open(SERIES_CSV, newline="") as f:
-        return np.array([[float(r["sunspots"])] for r in csv.DictReader(f)], np.float32)  # [N, 1]
 
 
 def _close(a: np.ndarray, b: np.ndarray, scale: float) -> float:
@@ -134,31 +122,27 @@ def test_rejected_state_assignment(model):
     stream.state = good
 
 
-def _copy_model(tmp_path: Path) -> Path:
+def _copy_model(model: runtime.Model, tmp_path: Path) -> Path:
     dst = tmp_path / "sunspots" / "1"
-    shutil.copytree(runtime.model.resolve_version_dir(DEFAULT_MODEL), dst)
+    shutil.copytree(model.path, dst)
     return dst
 
 
-def test_load_picks_highest_version(tmp_path):
-    v1 = _copy_model(tmp_path)
-    v7 = v1.parent / "7"
-    shutil.copytree(v1, v7)
-    m = json.loads((v7 / "manifest.json").read_text())
-    m["version"] = 7
-    (v7 / "manifest.json").write_text(json.dumps(m))
+def test_load_picks_highest_version(model, tmp_path):
+    v1 = _copy_model(model, tmp_path)
+    copy_as(v1, v1.parent / "7", version=7)
     assert runtime.load(v1.parent).version == 7
     assert runtime.load(v1).version == 1
 
 
-def test_broken_model_directories(tmp_path):
+def test_broken_model_directories(model, tmp_path):
     with pytest.raises(NotFound, match="no such model directory"):
         runtime.load(tmp_path / "nope")
     (tmp_path / "empty").mkdir()
     with pytest.raises(NotFound, match="no model version"):
         runtime.load(tmp_path / "empty")
 
-    d = _copy_model(tmp_path)
+    d = _copy_model(model, tmp_path)
     step = d / "step.onnx"
     data = bytearray(step.read_bytes())
     data[len(data) // 2] ^= 0xFF
@@ -179,8 +163,8 @@ def test_broken_model_directories(tmp_path):
         runtime.load(d)
 
 
-def test_bad_manifests(tmp_path):
-    d = _copy_model(tmp_path)
+def test_bad_manifests(model, tmp_path):
+    d = _copy_model(model, tmp_path)
     good = json.loads((d / "manifest.json").read_text())
     cases = [
         ("{not json", "not valid JSON"),
@@ -208,4 +192,4 @@ def test_predict_shapes_and_initial_state(model, series):
     with pytest.raises(InvalidInput, match=r"\[B, T, 1\]"):
         model.predict(series)
     with pytest.raises(ValueError, match="precision"):
-        runtime.load(DEFAULT_MODEL, precision="fp4")
+        runtime.load(model.path, precision="fp4")

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
+import signal
 import time
 import urllib.request
 
 import grpc
 import numpy as np
 import pytest
-from _serving import OTHER, make_repo, reference, served
+from _serving import OTHER, eddy_process, make_repo, reference, served
 from conftest import MODEL
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
@@ -122,7 +124,7 @@ def test_too_many_samples_in_band_and_too_large_message_ends_rpc(repo, model, se
         rs = c.stream(MODEL, session_id="lim")
         with pytest.raises(ResourceExhausted):
             rs.push(np.zeros((600, 1), np.float32))  # 2.4 kB: refused by gRPC, the RPC ends
-        live.until(lambda: not live.server.plane.sessions.get("lim").busy)
+        live.until_idle("lim")
         with c.stream(MODEL, session_id="lim", resume=True) as rs:
             assert rs.position == 5
             assert np.array_equal(rs.push(series[5:8]), reference(model, [series[:5], series[5:8]])[1])
@@ -138,7 +140,7 @@ def test_deadlines_are_honoured(repo, model, series):
         with pytest.raises(EddyError) as e:
             rs.push(series[3:4])
         assert e.value.code == "DEADLINE_EXCEEDED"
-        live.until(lambda: not live.server.plane.sessions.get("dl").busy)
+        live.until_idle("dl")
         with client.stream(MODEL, session_id="dl", resume=True) as again:
             assert again.position == 3
         client.timeout = 0.05
@@ -153,17 +155,12 @@ def test_one_log_line_per_stream_open_and_close(live_logs, repo, series):
             rs.push(series[:5])
             with pytest.raises(InvalidInput):
                 rs.push(np.zeros((1, 1), np.float32) * np.nan)
-        live.until(lambda: _idle(live, "logged"))
+        live.until_idle("logged")
     lines = [r.getMessage() for r in live_logs.records if r.name == "eddy.streams"]
     assert lines[0] == f"event=stream_open session=logged model={MODEL} version=2 resumed=False position=0"
     assert lines[1].startswith(f"event=stream_close session=logged model={MODEL} version=2 resumed=False start=0 "
                                "samples=5 messages=2 rejected=0 duration_s=")
     assert lines[1].endswith(" status=OK") and len(lines) == 2
-
-
-def _idle(live, sid: str) -> bool:
-    s = live.server.plane.sessions.get(sid)
-    return s is not None and not s.busy
 
 
 @pytest.fixture()
@@ -173,18 +170,8 @@ def live_logs(caplog):
 
 
 def test_serve_subprocess_sigterm_drains_open_streams(models_dir, series):
-    import re
-    import signal
-    import subprocess
-    import sys
-
-    from conftest import ROOT
-
-    proc = subprocess.Popen([sys.executable, "-m", "runtime.cli", "serve", "--models", str(models_dir), "--port", "0",
-                             "--metrics-port", "0", "--no-batching", "--session-ttl", "30", "--grace", "20",
-                             "--log-level", "WARNING"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-    try:
+    with eddy_process("serve", "--models", str(models_dir), "--port", "0", "--metrics-port", "0", "--no-batching",
+                      "--session-ttl", "30", "--grace", "20", "--log-level", "WARNING") as proc:
         port = int(re.fullmatch(r"eddy: serving \d+ model\(s\) on 127\.0\.0\.1:(\d+)\n", proc.stdout.readline())[1])
         metrics = re.fullmatch(r"eddy: metrics on (http://127\.0\.0\.1:\d+/metrics)\n", proc.stdout.readline())[1]
         assert b"eddy_open_streams" in urllib.request.urlopen(metrics, timeout=10).read()
@@ -195,9 +182,3 @@ def test_serve_subprocess_sigterm_drains_open_streams(models_dir, series):
             assert proc.stderr.readline() == "eddy: shutting down (grace 20s)\n"
             assert np.array_equal(rs.push(series[3:5]), local.push(series[3:5]))  # still answered
         assert proc.wait(timeout=30) == 0  # exits as soon as the stream ended
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
-        proc.stderr.close()

@@ -46,11 +46,6 @@ def _chunks(series: np.ndarray, seed: int = 0) -> list[np.ndarray]:
     return np.split(series, cuts)
 
 
-def _idle(live, sid: str) -> bool:
-    s = live.server.plane.sessions.get(sid)
-    return s is not None and not s.busy
-
-
 def test_resume_after_disconnect_is_bit_for_bit(live, client, model, series):
     chunks = _chunks(series)
     expected = reference(model, chunks)
@@ -64,7 +59,7 @@ def test_resume_after_disconnect_is_bit_for_bit(live, client, model, series):
     first = client.stream(MODEL, session_id="dropped")
     before = [first.push(c) for c in chunks[:split]]
     first.close(cancel=True)  # the connection drops mid-stream
-    live.until(lambda: _idle(live, "dropped"))  # the server noticed the cancel and released the session
+    live.until_idle("dropped")  # the server noticed the cancel and released the session
     with Client(live.address) as other_connection:
         with other_connection.stream(MODEL, session_id="dropped", resume=True) as again:
             assert again.resumed and again.position == sum(map(len, chunks[:split]))
