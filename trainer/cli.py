@@ -169,15 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     log: Callable[[str], None] | None = None if args.quiet else _print_flush
     try:
         result = train(config, log=log)
-    except InvalidInput as e:
-        return _fail(e.message, 2)
-    except EddyError as e:
-        return _fail(e.message, 1)
-    except OSError as e:
-        where = f"{e.filename}: " if e.filename else ""
-        return _fail(f"{where}{e.strerror or e}", 1)
-    except KeyboardInterrupt:
-        return _fail("interrupted; nothing was written", 130)
+    except (EddyError, OSError, KeyboardInterrupt) as e:
+        return _failed("train", e)
 
     health = result.gradient_health
     if args.quiet:
@@ -198,8 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         + f", MAE {m.metrics['mae']:.4g} vs {m.metrics['persistence_mae']:.4g} "
         f"({m.metrics['windows']} test windows, raw units, {m.horizon} step{'s' if m.horizon != 1 else ''} ahead)"
     )
-    checks = ", ".join(f"{k} {v:.2g}" for k, v in m.parity.items() if k != "tolerance")
-    print(f"parity max abs error (tolerance {m.parity['tolerance']:g}): {checks}")
+    print(_parity_line(m.parity))
     print(f"gradients {health.verdict}: {'; '.join(health.notes)}")
     return 0
 
@@ -264,26 +256,32 @@ def export_main(argv: list[str] | None = None) -> int:
             horizon=args.horizon, data=args.data, fill=args.fill, split=args.split,
             norm_identity=args.norm_identity, name=args.name, seed=args.seed,
         )
-    except InvalidInput as e:
-        return _fail(e.message, 2, "export")
-    except EddyError as e:
-        return _fail(e.message, 1, "export")
-    except OSError as e:
-        where = f"{e.filename}: " if e.filename else ""
-        return _fail(f"{where}{e.strerror or e}", 1, "export")
-    except KeyboardInterrupt:
-        return _fail("interrupted; nothing was written", 130, "export")
+    except (EddyError, OSError, KeyboardInterrupt) as e:
+        return _failed("export", e)
     m = result.manifest
     print(f"wrote {result.version_dir}  ({m.name} v{m.version}: {m.cell} {m.layers}x{m.units}, "
           f"{len(m.features)} feature(s) -> {len(m.targets)} target(s), window {m.window})")
-    checks = ", ".join(f"{k} {v:.2g}" for k, v in m.parity.items() if k != "tolerance")
-    print(f"parity max abs error (tolerance {m.parity['tolerance']:g}): {checks}")
+    print(_parity_line(m.parity))
     return 0
 
 
-def _fail(message: str, status: int, command: str = "train") -> int:
+def _failed(command: str, e: BaseException) -> int:
+    """Print one ``eddy COMMAND: error:`` line for ``e``; returns the exit status (see the epilogs)."""
+    if isinstance(e, InvalidInput):
+        message, status = e.message, 2
+    elif isinstance(e, EddyError):
+        message, status = e.message, 1
+    elif isinstance(e, OSError):
+        message, status = (f"{e.filename}: " if e.filename else "") + f"{e.strerror or e}", 1
+    else:  # KeyboardInterrupt
+        message, status = "interrupted; nothing was written", 130
     print(f"eddy {command}: error: {message}", file=sys.stderr)
     return status
+
+
+def _parity_line(parity: dict[str, float]) -> str:
+    checks = ", ".join(f"{k} {v:.2g}" for k, v in parity.items() if k != "tolerance")
+    return f"parity max abs error (tolerance {parity['tolerance']:g}): {checks}"
 
 
 def _print_flush(line: str) -> None:

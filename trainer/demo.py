@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import BUNDLED_CSV
+from .data import BUNDLED_CSV, bundled_series
 
 __all__ = ["main"]
 
@@ -76,10 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     import runtime  # the light half: onnxruntime + numpy only
 
     model = runtime.load(models / "sunspots")
-    with open(BUNDLED_CSV, newline="") as f:
-        rows = list(csv.DictReader(f))
-    years = [r["year"] for r in rows]
-    actual = np.array([float(r["sunspots"]) for r in rows], np.float32)  # [N]
+    series = bundled_series()
+    years = series.labels or []  # the year column
+    actual = series.outputs[:, 0].astype(np.float32)  # [N]
 
     server, address = _start_server(models)
     try:

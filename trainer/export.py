@@ -17,8 +17,9 @@ anything is published; :func:`export_model` does both.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +27,13 @@ import numpy as np
 
 from runtime.manifest import STATE_OUT_SUFFIX, GraphSpec, StateSpec, sha256_file
 
+from . import _onnx
 from ._tf import import_tensorflow
 from .errors import ExportError, ParityError, UnsupportedModelError
 
 tf = import_tensorflow()
 import keras  # noqa: E402  (after the quiet tensorflow import)
 import onnx  # noqa: E402
-import onnxruntime as ort  # noqa: E402
 import tf2onnx  # noqa: E402
 
 __all__ = [
@@ -97,7 +98,17 @@ class RecurrentStack:
 
     def zero_state(self, batch: int) -> dict[str, np.ndarray]:
         """Zero state for ``batch`` streams, keyed by graph input name."""
-        return {s.name: np.zeros([batch, *s.shape], np.float32) for s in self.state}
+        return _onnx.zero_state(self.state, batch)
+
+    def layer_states(self, states: Sequence[Any], i: int) -> list[Any]:
+        """Layer ``i``'s slice of ``states`` (all layers' state tensors, in :attr:`state` order)."""
+        per_layer = len(self.state) // len(self.rnn)  # state tensors per layer
+        return list(states[i * per_layer : (i + 1) * per_layer])
+
+    @cached_property
+    def twins(self) -> list[Any]:
+        """Inference copies of :attr:`rnn` (no dropout, dynamic time); see :func:`_sequence_twin`."""
+        return [_sequence_twin(layer) for layer in self.rnn]
 
 
 @dataclass(frozen=True)
@@ -169,26 +180,23 @@ def inspect_model(model: keras.Model) -> RecurrentStack:
 
 def export_graphs(model: keras.Model, out_dir: str | Path, opset: int = OPSET) -> dict[str, GraphSpec]:
     """Write ``step.onnx`` and ``sequence.onnx`` for ``model`` into ``out_dir``."""
-    stack = inspect_model(model)
-    out_dir = Path(out_dir)
-    per_layer = len(stack.state) // len(stack.rnn)  # state tensors per layer
-    state_specs = [tf.TensorSpec([None, *s.shape], tf.float32, name=s.name) for s in stack.state]
+    return _export_graphs(inspect_model(model), Path(out_dir), opset)
 
-    def layer_states(states: Sequence[Any], i: int) -> list[Any]:
-        return list(states[i * per_layer : (i + 1) * per_layer])
+
+def _export_graphs(stack: RecurrentStack, out_dir: Path, opset: int) -> dict[str, GraphSpec]:
+    state_specs = [tf.TensorSpec([None, *s.shape], tf.float32, name=s.name) for s in stack.state]
 
     def outputs(y: Any, new_states: list[Any]) -> dict[str, Any]:
         return {"y": y, **{s.name + STATE_OUT_SUFFIX: t for s, t in zip(stack.state, new_states)}}
 
     step_sig = [tf.TensorSpec([None, stack.n_features], tf.float32, name="x"), *state_specs]
-
-    twins = [_sequence_twin(layer) for layer in stack.rnn]  # inference copies: no dropout, dynamic time
+    twins = stack.twins  # inference copies: no dropout, dynamic time
 
     @tf.function(input_signature=step_sig)
     def step(x: Any, *states: Any) -> dict[str, Any]:
         h, new_states = x, []  # [B, F]
         for i, twin in enumerate(twins):
-            h, s = twin.cell(h, layer_states(states, i), training=False)  # [B, U]
+            h, s = twin.cell(h, stack.layer_states(states, i), training=False)  # [B, U]
             new_states += list(s) if isinstance(s, (list, tuple)) else [s]
         return outputs(stack.head(h), new_states)  # y: [B, O]
 
@@ -198,7 +206,7 @@ def export_graphs(model: keras.Model, out_dir: str | Path, opset: int = OPSET) -
     def sequence(x: Any, *states: Any) -> dict[str, Any]:
         h, new_states = x, []  # [B, T, F]
         for i, twin in enumerate(twins):
-            h, *s = twin(h, initial_state=layer_states(states, i), training=False)  # [B, T, U]
+            h, *s = twin(h, initial_state=stack.layer_states(states, i), training=False)  # [B, T, U]
             new_states += s
         return outputs(stack.head(h), new_states)  # y: [B, T, O]
 
@@ -215,7 +223,7 @@ def export_graphs(model: keras.Model, out_dir: str | Path, opset: int = OPSET) -
         onnx.checker.check_model(proto)
         path = out_dir / file
         onnx.save(proto, str(path))
-        graphs[key] = GraphSpec(file=file, sha256=sha256_file(path), ops=_op_types(proto.graph))
+        graphs[key] = GraphSpec(file=file, sha256=sha256_file(path), ops=sorted(_onnx.count_ops(proto.graph).total))
     return graphs
 
 
@@ -241,11 +249,20 @@ def verify_parity(
     abs error and the tolerance; raises :class:`~trainer.errors.ParityError`
     for the first check over ``tolerance``.
     """
-    stack = inspect_model(model)
-    out_dir = Path(out_dir)
-    step = _session(out_dir / STEP_FILE)
-    seq = _session(out_dir / SEQUENCE_FILE)
-    out_names = ["y", *(s.name + STATE_OUT_SUFFIX for s in stack.state)]
+    return _verify_parity(model, inspect_model(model), Path(out_dir), windows, series, tolerance, seed)
+
+
+def _verify_parity(
+    model: keras.Model,
+    stack: RecurrentStack,
+    out_dir: Path,
+    windows: np.ndarray,
+    series: np.ndarray,
+    tolerance: float,
+    seed: int,
+) -> dict[str, float]:
+    step = _onnx.session(out_dir / STEP_FILE)
+    seq = _onnx.session(out_dir / SEQUENCE_FILE)
     figures: dict[str, float] = {"tolerance": tolerance}
 
     def check(name: str, got: Sequence[np.ndarray], want: Sequence[np.ndarray]) -> None:
@@ -266,22 +283,17 @@ def verify_parity(
 
     # (b) random chunks through the sequence graph
     rng = np.random.default_rng(seed)
-    state, ys, t = stack.zero_state(2), [], 0
-    while t < batch.shape[1]:
-        n = int(rng.integers(1, 2 * windows.shape[1] + 1))  # chunk length 1 .. 2W
-        y, *new = seq.run(out_names, {"x": batch[:, t : t + n], **state})
-        ys.append(y)  # [2, n, O]
-        state = {s.name: v for s, v in zip(stack.state, new)}
-        t += n
-    check("chunked_sequence", [np.concatenate(ys, axis=1), *state.values()], want)
+
+    def chunk_lengths() -> Iterator[int]:
+        while True:
+            yield int(rng.integers(1, 2 * windows.shape[1] + 1))  # chunk length 1 .. 2W
+
+    y, state = _onnx.run_chunks(seq, stack.state, batch, chunk_lengths())  # [2, T, O]
+    check("chunked_sequence", [y, *state.values()], want)
 
     # (c) one step-graph call per sample
-    state, ys = stack.zero_state(2), []
-    for t in range(batch.shape[1]):
-        y, *new = step.run(out_names, {"x": batch[:, t], **state})
-        ys.append(y)  # [2, O]
-        state = {s.name: v for s, v in zip(stack.state, new)}
-    check("chained_step", [np.stack(ys, axis=1), *state.values()], want)
+    y, state = _onnx.run_steps(step, stack.state, batch)  # [2, T, O]
+    check("chained_step", [y, *state.values()], want)
     return figures
 
 
@@ -296,9 +308,10 @@ def export_model(
     seed: int = 0,
 ) -> ExportResult:
     """Export both graphs into ``out_dir`` and verify them (see :func:`verify_parity`)."""
-    graphs = export_graphs(model, out_dir, opset)
-    parity = verify_parity(model, out_dir, windows, series, tolerance=tolerance, seed=seed)
-    return ExportResult(graphs=graphs, state=inspect_model(model).state, parity=parity)
+    stack, out_dir = inspect_model(model), Path(out_dir)
+    graphs = _export_graphs(stack, out_dir, opset)
+    parity = _verify_parity(model, stack, out_dir, windows, series, tolerance, seed)
+    return ExportResult(graphs=graphs, state=stack.state, parity=parity)
 
 
 def _sequence_twin(layer: Any) -> Any:
@@ -332,25 +345,16 @@ def _keras_sequence(stack: RecurrentStack, x: np.ndarray) -> list[np.ndarray]:
     loop in Python, ~8 ms per time step.
     """
     zero = stack.zero_state(x.shape[0])
-    per_layer = len(stack.state) // len(stack.rnn)
-    twins = [_sequence_twin(layer) for layer in stack.rnn]
 
     @tf.function
     def run(h: Any, states: list[Any]) -> list[Any]:
         finals = []
-        for i, twin in enumerate(twins):
-            h, *s = twin(h, initial_state=states[i * per_layer : (i + 1) * per_layer], training=False)  # [B, T, U]
+        for i, twin in enumerate(stack.twins):
+            h, *s = twin(h, initial_state=stack.layer_states(states, i), training=False)  # [B, T, U]
             finals += s
         return [stack.head(h), *finals]
 
     return [np.asarray(v) for v in run(tf.constant(x), [tf.constant(zero[s.name]) for s in stack.state])]
-
-
-def _session(path: Path) -> ort.InferenceSession:
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1  # small graphs: threading costs more than it saves
-    opts.log_severity_level = 3  # errors only
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
 def _name_dynamic_dims(proto: onnx.ModelProto, names: tuple[str, ...]) -> None:
@@ -361,15 +365,3 @@ def _name_dynamic_dims(proto: onnx.ModelProto, names: tuple[str, ...]) -> None:
             if not dim.HasField("dim_value"):
                 dim.dim_param = name
 
-
-def _op_types(graph: onnx.GraphProto) -> list[str]:
-    """Sorted op types used by ``graph``, including those inside Loop/If bodies."""
-    ops: set[str] = set()
-    for node in graph.node:
-        ops.add(node.op_type)
-        for attr in node.attribute:
-            if attr.type == onnx.AttributeProto.GRAPH:
-                ops.update(_op_types(attr.g))
-            for g in attr.graphs:
-                ops.update(_op_types(g))
-    return sorted(ops)

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -41,8 +40,9 @@ import onnx
 import onnxruntime as ort
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
-from runtime.manifest import STATE_OUT_SUFFIX, GraphSpec, StateSpec, sha256_file
+from runtime.manifest import GraphSpec, StateSpec, sha256_file
 
+from . import _onnx
 from .errors import ExportError
 
 __all__ = ["INT8_FILES", "LATENCY_CALLS", "QUANTIZED_OPS", "REDUCE_RANGE", "quantize_graphs"]
@@ -91,7 +91,7 @@ def quantize_graphs(
             raise ExportError(f"cannot quantise: no {key!r} graph to start from")
         src, dst = version_dir / spec.file, version_dir / INT8_FILES[key]
         _quantize(src, dst, key)
-        float_ops, int8_ops = _count_ops(onnx.load(str(src)).graph), _count_ops(onnx.load(str(dst)).graph)
+        float_ops, int8_ops = _onnx.count_ops(onnx.load(str(src)).graph), _onnx.count_ops(onnx.load(str(dst)).graph)
         new[f"{key}_int8"] = GraphSpec(file=dst.name, sha256=sha256_file(dst), ops=sorted(int8_ops.total))
         per_graph[key] = {
             "file": dst.name,
@@ -105,7 +105,7 @@ def quantize_graphs(
             "float_graph_weight_ops": {op: float_ops.total[op] for op in _FLOAT_WEIGHT_OPS if float_ops.total[op]},
         }
 
-    sessions = {name: _session(version_dir / file) for name, file in (
+    sessions = {name: _onnx.session(version_dir / file) for name, file in (
         ("step", graphs["step"].file), ("sequence", graphs["sequence"].file),
         ("step_int8", INT8_FILES["step"]), ("sequence_int8", INT8_FILES["sequence"]))}
     runs = _Runs(sessions, list(state_spec))
@@ -139,26 +139,6 @@ def quantize_graphs(
     return new, figures
 
 
-class _OpCounts:
-    """Op types of a graph, counted in total and inside Loop/Scan/If bodies."""
-
-    def __init__(self) -> None:
-        self.total: Counter[str] = Counter()
-        self.in_loops: Counter[str] = Counter()
-
-
-def _count_ops(graph: onnx.GraphProto, counts: _OpCounts | None = None, nested: bool = False) -> _OpCounts:
-    counts = counts if counts is not None else _OpCounts()
-    for node in graph.node:
-        counts.total[node.op_type] += 1
-        if nested:
-            counts.in_loops[node.op_type] += 1
-        for attr in node.attribute:
-            for body in ([attr.g] if attr.type == onnx.AttributeProto.GRAPH else []) + list(attr.graphs):
-                _count_ops(body, counts, nested=True)
-    return counts
-
-
 @contextmanager
 def _quiet_root_logger() -> Iterator[None]:
     """Silence quantize_dynamic's root-logger advice ("consider pre-processing")."""
@@ -181,46 +161,25 @@ def _quantize(src: Path, dst: Path, key: str) -> None:
         raise ExportError(f"int8 quantisation of the {key} graph failed: {type(e).__name__}: {e}") from e
 
 
-def _session(path: Path) -> ort.InferenceSession:
-    so = ort.SessionOptions()  # as the runtime runs it (DESIGN.md): 1 thread, sequential, no spinning
-    so.intra_op_num_threads = 1
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    so.log_severity_level = 3
-    try:
-        return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    except Exception as e:  # onnxruntime's Fail/InvalidGraph
-        raise ExportError(f"{path}: onnxruntime cannot load it: {str(e).splitlines()[0]}") from None
-
-
 class _Runs:
     """Chained runs of one model's sessions from zero state."""
 
     def __init__(self, sessions: dict[str, ort.InferenceSession], state: list[StateSpec]) -> None:
         self.sessions = sessions
         self.state = state
-        self.outputs = ["y", *(s.name + STATE_OUT_SUFFIX for s in state)]
-
-    def _zero(self, batch: int) -> dict[str, np.ndarray]:
-        return {s.name: np.zeros((batch, *s.shape), np.float32) for s in self.state}
+        self.outputs = _onnx.output_names(state)
 
     def steps(self, name: str, x: np.ndarray) -> np.ndarray:
         """One step-graph call per sample: ``x[B, T, F]`` -> ``y[B, T, O]``."""
-        sess, state, ys = self.sessions[name], self._zero(len(x)), []
-        for t in range(x.shape[1]):
-            y, *new = sess.run(self.outputs, {"x": x[:, t], **state})  # y: [B, O]
-            ys.append(y)
-            state = {s.name: v for s, v in zip(self.state, new)}
-        return np.stack(ys, axis=1)
+        return _onnx.run_steps(self.sessions[name], self.state, x)[0]
 
     def sequence(self, name: str, x: np.ndarray) -> np.ndarray:
         """One sequence-graph call over the whole series: ``x[B, T, F]`` -> ``y[B, T, O]``."""
-        return self.sessions[name].run(["y"], {"x": x, **self._zero(len(x))})[0]
+        return _onnx.run_chunks(self.sessions[name], self.state, x, [x.shape[1]])[0]
 
     def latency_us(self, name: str, x0: np.ndarray, calls: int) -> float:
         """Median wall time of one step-graph call at batch 1, microseconds."""
-        sess, feeds = self.sessions[name], {"x": x0[None], **self._zero(1)}  # x: [1, F]
+        sess, feeds = self.sessions[name], {"x": x0[None], **_onnx.zero_state(self.state, 1)}  # x: [1, F]
         for _ in range(_WARMUP_CALLS):
             sess.run(self.outputs, feeds)
         times = np.empty(calls, np.int64)
