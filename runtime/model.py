@@ -24,7 +24,7 @@ import onnxruntime as ort
 from .errors import InvalidInput, ModelLoadError, NotFound
 from .manifest import MANIFEST_FILE, STATE_OUT_SUFFIX, Manifest, StateSpec, read_manifest
 
-__all__ = ["Model", "Stream", "as_samples", "load", "resolve_version_dir"]
+__all__ = ["Model", "Stream", "as_samples", "load", "resolve_version_dir", "session_options"]
 
 PRECISIONS = ("float32", "int8")
 
@@ -56,8 +56,11 @@ def load(path: str | Path, *, precision: str = "float32") -> Model:
     return Model(version_dir, read_manifest(version_dir), precision=precision)
 
 
-def _session_options() -> ort.SessionOptions:
-    # Tuned for many small calls (DESIGN.md: 1 thread, sequential, no spinning).
+def session_options() -> ort.SessionOptions:
+    """onnxruntime options tuned for many small calls (DESIGN.md: 1 thread, sequential, no spinning).
+
+    The trainer uses the same ones for its parity checks and int8 timings.
+    """
     so = ort.SessionOptions()
     so.intra_op_num_threads = 1
     so.inter_op_num_threads = 1
@@ -235,7 +238,7 @@ class Model:
                                  f"(export it with `eddy train --quantize {self.precision}`)")
         file = self.path / spec.file
         try:
-            sess = ort.InferenceSession(str(file), _session_options(), providers=["CPUExecutionProvider"])
+            sess = ort.InferenceSession(str(file), session_options(), providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
             raise ModelLoadError(f"{file}: onnxruntime cannot load it: {str(e).splitlines()[0]}") from None
         self._check_io(sess, file, x_rank)

@@ -16,6 +16,7 @@ import onnx
 import onnxruntime as ort
 
 from runtime.manifest import STATE_OUT_SUFFIX, StateSpec
+from runtime.model import session_options
 
 from .errors import ExportError
 
@@ -23,16 +24,10 @@ State = dict[str, np.ndarray]
 
 
 def session(path: Path) -> ort.InferenceSession:
-    """An onnxruntime session for ``path``, set up as the runtime runs it (DESIGN.md): 1 thread,
-    sequential, no spinning. Raises :class:`~trainer.errors.ExportError` if it cannot be loaded."""
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    so.log_severity_level = 3  # errors only
+    """An onnxruntime session for ``path`` with the runtime's own options
+    (:func:`runtime.model.session_options`). Raises :class:`~trainer.errors.ExportError` if it cannot be loaded."""
     try:
-        return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(str(path), session_options(), providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime's Fail/InvalidGraph
         raise ExportError(f"{path}: onnxruntime cannot load it: {str(e).splitlines()[0]}") from None
 
