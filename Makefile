@@ -15,19 +15,19 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m trainer.demo
+	$(PY) -m eddy.cli.demo
 
 test: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 
-# Regenerate runtime/proto/ from protos/ (a test fails when they are stale).
+# Regenerate runtime/grpc/proto/ from protos/ (a test fails when they are stale).
 proto: $(STAMP)
 	$(PY) protos/generate.py
 
 # Serving benchmark: eddy serve vs a bare gRPC echo ceiling, batching on/off (~4 min; not part of `make test`).
 bench: $(STAMP)
-	$(PY) tests/bench/bench_serving.py
+	$(PY) bench/bench_serving.py
 
 clean:
 	rm -rf .demo build dist *.egg-info

@@ -1,14 +1,15 @@
 #!/usr/bin/env python
 """Regenerate the eddy.v1 protobuf/gRPC modules from ``protos/``.
 
-    python protos/generate.py            # write runtime/proto/eddy/v1/*_pb2*.py(i)
+    python protos/generate.py            # write runtime/grpc/proto/eddy/v1/*_pb2*.py(i)
     python protos/generate.py --check    # exit 1 if the committed files are stale
 
-Runs ``grpc_tools.protoc`` on every ``protos/**/*.proto`` into ``runtime/proto/``
-(so ``protos/eddy/v1/x.proto`` becomes ``runtime/proto/eddy/v1/x_pb2.py``,
-``x_pb2_grpc.py`` and ``x_pb2.pyi``), then rewrites protoc's absolute imports
-(``from eddy.v1 import x_pb2``) into package-relative ones so the modules
-import as ``runtime.proto.eddy.v1.x_pb2`` without touching ``sys.path``.
+Runs ``grpc_tools.protoc`` on every ``protos/**/*.proto`` into
+``runtime/grpc/proto/`` (so ``protos/eddy/v1/x.proto`` becomes
+``runtime/grpc/proto/eddy/v1/x_pb2.py``, ``x_pb2_grpc.py`` and ``x_pb2.pyi``).
+pyproject.toml installs that folder as the package ``eddy.v1`` (the proto
+package's own name), so protoc's absolute imports (``from eddy.v1 import
+x_pb2``) work unchanged.
 
 ``--check`` regenerates into a temporary directory and compares. Lines that
 only stamp the generator's version (protobuf / grpcio-tools) are ignored, so a
@@ -27,11 +28,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_DIR = ROOT / "protos"
-OUT_DIR = ROOT / "runtime" / "proto"
+OUT_DIR = ROOT / "runtime" / "grpc" / "proto"
 GENERATED_SUFFIXES = ("_pb2.py", "_pb2_grpc.py", "_pb2.pyi")
 
-# `from eddy.v1 import inference_pb2 as ...` (protoc's absolute import form).
-_IMPORT = re.compile(r"^from ([\w.]+) import (\w+_pb2(?:_grpc)?)\b", re.MULTILINE)
 # Generator version stamps, ignored by --check.
 _VERSION_STAMPS = (
     re.compile(r"^# Protobuf Python Version: .*$", re.MULTILINE),
@@ -48,7 +47,7 @@ def _protos() -> list[Path]:
 
 
 def _generate(out: Path) -> None:
-    """Run protoc into ``out`` and make the imports package-relative."""
+    """Run protoc into ``out``; each output folder gets an ``__init__.py`` (pyproject maps it to its package)."""
     try:
         import grpc_tools
         from grpc_tools import protoc
@@ -66,31 +65,8 @@ def _generate(out: Path) -> None:
     ]
     if protoc.main(args) != 0:
         raise SystemExit("protos/generate.py: protoc failed (see above)")
-    packages = {p.parent.relative_to(PROTO_DIR).as_posix().replace("/", ".") for p in _protos()}
-    for path in _generated_files(out):
-        here = path.parent.relative_to(out).as_posix().replace("/", ".")
-        text = path.read_text(encoding="utf-8")
-        path.write_text(_IMPORT.sub(lambda m, here=here: _relative(m, here, packages), text), encoding="utf-8")
     for pkg_dir in {p.parent for p in _generated_files(out)}:
-        while True:  # every directory from the module up to ``out`` is a package
-            (pkg_dir / "__init__.py").touch()
-            if pkg_dir == out:
-                break
-            pkg_dir = pkg_dir.parent
-
-
-def _relative(m: re.Match[str], here: str, packages: set[str]) -> str:
-    """``from eddy.v1 import x_pb2`` -> ``from . import x_pb2`` (only for our packages)."""
-    target, name = m.group(1), m.group(2)
-    if target not in packages:
-        return m.group(0)  # google.protobuf and friends stay absolute
-    h, t = here.split("."), target.split(".")
-    common = 0
-    while common < min(len(h), len(t)) and h[common] == t[common]:
-        common += 1
-    dots = "." * (len(h) - common + 1)
-    rest = ".".join(t[common:])
-    return f"from {dots}{rest} import {name}"
+        (pkg_dir / "__init__.py").touch()
 
 
 def _generated_files(root: Path) -> list[Path]:

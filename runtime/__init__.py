@@ -1,11 +1,11 @@
 """eddy's runtime: load exported recurrent models and stream samples through them.
 
 Needs onnxruntime and numpy (grpcio for the server and client), never
-tensorflow. ``runtime.load(path)`` is the entry point; see :mod:`runtime.model`.
+tensorflow. ``runtime.load(path)`` is the entry point; see :mod:`eddy.runtime.core.model`.
 """
 
-from .errors import EddyError, FailedPrecondition, InvalidInput, ModelLoadError, NotFound, ResourceExhausted
-from .model import Model, Stream, load
+from .core.errors import EddyError, FailedPrecondition, InvalidInput, ModelLoadError, NotFound, ResourceExhausted
+from .core.model import Model, Stream, load
 
 __all__ = [
     "EddyError",

@@ -13,7 +13,7 @@ import os
 import shutil
 from pathlib import Path
 
-from runtime.manifest import GraphSpec, Manifest, Normalization, StateSpec, read_manifest, sha256_file, write_manifest
+from eddy.runtime.core.manifest import GraphSpec, Manifest, Normalization, StateSpec, read_manifest, sha256_file, write_manifest
 
 __all__ = ["copy_as", "default_model_dir", "make_tiny"]
 
@@ -72,7 +72,7 @@ def copy_as(src: str | Path, dst: str | Path, *, name: str | None = None, versio
 
 def default_model_dir(tmp_root: str | Path) -> Path:
     """The committed default model's highest version, else a tiny one made under ``tmp_root``."""
-    from runtime.model import resolve_version_dir
+    from eddy.runtime.core.model import resolve_version_dir
 
     committed = Path(__file__).resolve().parents[1] / "models" / "sunspots"
     if committed.is_dir():

@@ -13,13 +13,13 @@ import numpy as np
 from _models import copy_as
 from conftest import MODEL, ROOT, ThreadedServer
 
-from runtime.config import ServeConfig
-from runtime.model import resolve_version_dir
-from runtime.proto.eddy.v1 import inference_pb2 as pb
+from eddy.runtime.core.model import resolve_version_dir
+from eddy.runtime.serving.config import ServeConfig
+from eddy.v1 import inference_pb2 as pb
 
 __all__ = ["EDDY", "OTHER", "eddy_process", "make_repo", "reference", "samples_request", "served"]
 
-EDDY = [sys.executable, "-m", "runtime.cli"]  # the `eddy` command, run from the repository root
+EDDY = [sys.executable, "-m", "eddy.cli"]  # the `eddy` command, run from the repository root
 OTHER = "other"  # a second model name in the repository made by make_repo
 
 

@@ -14,8 +14,7 @@ import numpy as np
 import pytest
 
 if TYPE_CHECKING:
-    import runtime
-
+    import eddy.runtime as runtime
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = Path(os.environ.get("EDDY_TEST_MODELS", ROOT / "models"))  # repository the server tests use
 MODEL = "sunspots"  # the committed default model
@@ -41,8 +40,7 @@ def series() -> np.ndarray:
 @pytest.fixture(scope="session")
 def model(models_dir: Path) -> runtime.Model:
     """The default model's highest version (modules serving a copy override this)."""
-    import runtime
-
+    import eddy.runtime as runtime
     return runtime.load(models_dir / MODEL)
 
 
@@ -60,7 +58,7 @@ class ThreadedServer:
     """
 
     def __init__(self, models: Path, config: object = None) -> None:
-        from runtime.server import start_server
+        from eddy.runtime.grpc.server import start_server
 
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="eddy-test-server", daemon=True)

@@ -17,12 +17,12 @@ from _serving import OTHER, make_repo, reference, served
 from _serving import samples_request as _samples
 from conftest import MODEL
 
-import runtime
-from runtime.client import Client, RemoteStream
-from runtime.converters import array_to_tensor
-from runtime.errors import EddyError
-from runtime.proto.eddy.v1 import inference_pb2 as pb
-from runtime.proto.eddy.v1 import inference_pb2_grpc as pb_grpc
+import eddy.runtime as runtime
+from eddy.runtime.client import Client, RemoteStream
+from eddy.runtime.core.errors import EddyError
+from eddy.runtime.grpc.codecs import array_to_tensor
+from eddy.v1 import inference_pb2 as pb
+from eddy.v1 import inference_pb2_grpc as pb_grpc
 
 MAX_SAMPLES = 100
 MAX_BYTES = 8192

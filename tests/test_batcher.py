@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from _models import default_model_dir
 
-import runtime
-from runtime.batcher import Batcher
-from runtime.errors import InvalidInput
-from runtime.sessions import SessionStore
+import eddy.runtime as runtime
+from eddy.runtime.core.errors import InvalidInput
+from eddy.runtime.serving.batcher import Batcher
+from eddy.runtime.serving.sessions import SessionStore
 
 
 @pytest.fixture(scope="module")

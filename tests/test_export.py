@@ -18,12 +18,12 @@ pytest.importorskip("tf2onnx")
 import keras  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 
-from runtime.manifest import sha256_file  # noqa: E402
-from trainer.config import TrainConfig  # noqa: E402
-from trainer.data import Dataset, Series, make_dataset, synthetic_series  # noqa: E402
-from trainer.errors import ExportError, ParityError  # noqa: E402
-from trainer.export import TOLERANCE, export_model, inspect_model, verify_parity  # noqa: E402
-from trainer.model import build_model, fit, set_seed  # noqa: E402
+from eddy.runtime.core.manifest import sha256_file  # noqa: E402
+from eddy.trainer.config import TrainConfig  # noqa: E402
+from eddy.trainer.data import Dataset, Series, make_dataset, synthetic_series  # noqa: E402
+from eddy.trainer.errors import ExportError, ParityError  # noqa: E402
+from eddy.trainer.export import TOLERANCE, export_model, inspect_model, verify_parity  # noqa: E402
+from eddy.trainer.model import build_model, fit, set_seed  # noqa: E402
 
 WINDOW = 6  # short windows keep the tiny models fast
 
@@ -162,8 +162,8 @@ def test_inspect_model_rejects_unsupported_models() -> None:
 
 def test_eddy_export_of_a_saved_keras_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A GRU x2 stack with Dropout layers and a 2-feature input, saved by Keras, exported and streamed."""
-    import runtime
-    from trainer.cli import export_main
+    import eddy.runtime as runtime
+    from eddy.cli.train import export_main
 
     keras.utils.set_random_seed(0)
     inp = keras.Input((WINDOW, 2))
@@ -216,7 +216,7 @@ REFUSED = [
 def test_eddy_export_refuses_unsupported_models(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], build: object, message: str
 ) -> None:
-    from trainer.cli import export_main
+    from eddy.cli.train import export_main
 
     inp = keras.Input((WINDOW, 1))
     keras.Model(inp, build(inp)).save(tmp_path / "odd.keras")  # type: ignore[operator]
@@ -227,7 +227,7 @@ def test_eddy_export_refuses_unsupported_models(
 
 
 def test_eddy_export_data_must_fit_the_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from trainer.cli import export_main
+    from eddy.cli.train import export_main
 
     inp = keras.Input((WINDOW, 2))
     keras.Model(inp, keras.layers.Dense(1)(keras.layers.SimpleRNN(3)(inp))).save(tmp_path / "two.keras")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from trainer.gradients import assess
+from eddy.trainer.gradients import assess
 
 
 def test_healthy() -> None:

@@ -9,11 +9,11 @@ from _serving import samples_request as _samples
 from conftest import MODEL
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from runtime.client import Client
-from runtime.converters import array_to_tensor
-from runtime.errors import EddyError, FailedPrecondition, InvalidInput, NotFound
-from runtime.proto.eddy.v1 import inference_pb2 as pb
-from runtime.proto.eddy.v1 import inference_pb2_grpc as pb_grpc
+from eddy.runtime.client import Client
+from eddy.runtime.core.errors import EddyError, FailedPrecondition, InvalidInput, NotFound
+from eddy.runtime.grpc.codecs import array_to_tensor
+from eddy.v1 import inference_pb2 as pb
+from eddy.v1 import inference_pb2_grpc as pb_grpc
 
 TOL = 1e-5  # relative to the largest prediction (raw units)
 
@@ -125,7 +125,7 @@ def test_empty_and_cancelled_streams_do_not_break_the_server(stub, client, serie
 
 
 def test_unexpected_failure_is_internal_without_details(client, series, monkeypatch):
-    from runtime.streams import StreamHandler
+    from eddy.runtime.grpc.stream_handler import StreamHandler
 
     async def boom(*args):
         raise RuntimeError("secret library detail")

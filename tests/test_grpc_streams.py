@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 from conftest import MODEL
 
-from runtime.converters import array_to_tensor
-from runtime.dataplane import DataPlane
-from runtime.errors import FailedPrecondition, InvalidInput, NotFound
-from runtime.model import resolve_version_dir
-from runtime.proto.eddy.v1 import inference_pb2 as pb
-from runtime.repository import ModelRepository
-from runtime.sessions import SessionStore
-from runtime.statecodec import decode_state
-from runtime.streams import StreamHandler
+from eddy.runtime.core.errors import FailedPrecondition, InvalidInput, NotFound
+from eddy.runtime.core.model import resolve_version_dir
+from eddy.runtime.core.statecodec import decode_state
+from eddy.runtime.grpc.codecs import array_to_tensor
+from eddy.runtime.grpc.stream_handler import StreamHandler
+from eddy.runtime.serving.dataplane import DataPlane
+from eddy.runtime.serving.repository import ModelRepository
+from eddy.runtime.serving.sessions import SessionStore
+from eddy.v1 import inference_pb2 as pb
 
 
 @pytest.fixture()

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from runtime.cli import main
-from runtime.model import resolve_version_dir
+from eddy.cli.main import main
+from eddy.runtime.core.model import resolve_version_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -61,7 +61,7 @@ def test_bad_model_dir_fails_in_one_line(make: str, models_dir: Path, tmp_path: 
 def test_console_script_runs_without_tensorflow(models_dir: Path) -> None:
     """The runtime side: `eddy info` works where tensorflow and matplotlib cannot be imported."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests" / "block_tensorflow"), str(ROOT)])}
-    code = "import sys; sys.modules['matplotlib'] = None; from runtime.cli import main; sys.exit(main(sys.argv[1:]))"
+    code = "import sys; sys.modules['matplotlib'] = None; from eddy.cli.main import main; sys.exit(main(sys.argv[1:]))"
     proc = subprocess.run([sys.executable, "-c", code, "info", str(models_dir / "sunspots")],
                           cwd=ROOT, capture_output=True, text=True, env=env, timeout=60)
     assert proc.returncode == 0, proc.stderr

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from _models import copy_as
 
-import runtime
-from runtime.errors import InvalidInput, ModelLoadError, NotFound
-from runtime.manifest import sha256_file
+import eddy.runtime as runtime
+from eddy.runtime.core.errors import InvalidInput, ModelLoadError, NotFound
+from eddy.runtime.core.manifest import sha256_file
 
 
 def _close(a: np.ndarray, b: np.ndarray, scale: float) -> float:

@@ -17,11 +17,11 @@ from conftest import MODEL
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
-import runtime
-from runtime.client import Client
-from runtime.errors import EddyError, InvalidInput, ResourceExhausted
-from runtime.proto.eddy.v1 import inference_pb2 as pb
-from runtime.server import health_service
+import eddy.runtime as runtime
+from eddy.runtime.client import Client
+from eddy.runtime.core.errors import EddyError, InvalidInput, ResourceExhausted
+from eddy.runtime.grpc.server import health_service
+from eddy.v1 import inference_pb2 as pb
 
 _SERVING, _NOT_SERVING = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
 

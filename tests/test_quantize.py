@@ -18,12 +18,12 @@ pytest.importorskip("tf2onnx")
 
 import keras  # noqa: E402
 
-import runtime  # noqa: E402
-from runtime.errors import ModelLoadError  # noqa: E402
-from runtime.info import collect, format_table  # noqa: E402
-from runtime.manifest import Manifest, Normalization, read_manifest, sha256_file, write_manifest  # noqa: E402
-from trainer.export import export_model  # noqa: E402
-from trainer.quantize import INT8_FILES, quantize_graphs  # noqa: E402
+import eddy.runtime as runtime  # noqa: E402
+from eddy.cli.info import collect, format_table  # noqa: E402
+from eddy.runtime.core.errors import ModelLoadError  # noqa: E402
+from eddy.runtime.core.manifest import Manifest, Normalization, read_manifest, sha256_file, write_manifest  # noqa: E402
+from eddy.trainer.export import export_model  # noqa: E402
+from eddy.trainer.quantize import INT8_FILES, quantize_graphs  # noqa: E402
 
 UNITS, WINDOW = 16, 8
 MEAN, STD = 40.0, 30.0  # raw = z * STD + MEAN

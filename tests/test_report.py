@@ -13,7 +13,7 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from trainer.report import REPORT_JSON, REPORT_PNG, write_report  # noqa: E402
+from eddy.trainer.report import REPORT_JSON, REPORT_PNG, write_report  # noqa: E402
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

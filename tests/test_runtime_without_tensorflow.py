@@ -21,9 +21,9 @@ SCRIPT = textwrap.dedent("""
     else:
         raise SystemExit("tensorflow is importable: the blocker did not work")
 
-    import runtime
-    from runtime.client import Client
-    from runtime.server import start_server
+    import eddy.runtime as runtime
+    from eddy.runtime.client import Client
+    from eddy.runtime.grpc.server import start_server
 
     model = runtime.load("models/sunspots")
     x = np.array([[5.0], [11.0], [16.0], [23.0], [36.0], [58.0], [29.0], [20.0], [10.0], [8.0]], np.float32)
@@ -42,7 +42,8 @@ SCRIPT = textwrap.dedent("""
     remote = asyncio.run(serve_and_call())
     if np.abs(local - remote).max() > 1e-5 * np.abs(local).max():
         raise SystemExit(f"served {remote.ravel()} != local {local.ravel()}")
-    heavy = sorted(m for m in sys.modules if m.split(".")[0] in {"tensorflow", "keras", "tf2onnx", "trainer"})
+    heavy = sorted(m for m in sys.modules
+                   if m.split(".")[0] in {"tensorflow", "keras", "tf2onnx"} or m.startswith("eddy.trainer"))
     if heavy:
         raise SystemExit(f"runtime imported {heavy}")
     print("ok", local.shape)
@@ -58,7 +59,7 @@ def test_runtime_serves_without_tensorflow():
 
 def test_cli_serve_help_without_tensorflow():
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(BLOCKER), str(ROOT)])}
-    r = subprocess.run([sys.executable, "-m", "runtime.cli", "serve", "--help"], cwd=ROOT, env=env,
+    r = subprocess.run([sys.executable, "-m", "eddy.cli", "serve", "--help"], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert "--models" in r.stdout

@@ -10,12 +10,12 @@ import pytest
 from _serving import OTHER, make_repo, reference, served
 from conftest import MODEL
 
-import runtime
-from runtime.client import Client
-from runtime.converters import array_to_tensor, tensor_to_samples
-from runtime.errors import FailedPrecondition, NotFound, ResourceExhausted
-from runtime.proto.eddy.v1 import inference_pb2 as pb
-from runtime.proto.eddy.v1 import inference_pb2_grpc as pb_grpc
+import eddy.runtime as runtime
+from eddy.runtime.client import Client
+from eddy.runtime.core.errors import FailedPrecondition, NotFound, ResourceExhausted
+from eddy.runtime.grpc.codecs import array_to_tensor, tensor_to_samples
+from eddy.v1 import inference_pb2 as pb
+from eddy.v1 import inference_pb2_grpc as pb_grpc
 
 
 @pytest.fixture(scope="module")

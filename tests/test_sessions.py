@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from _models import copy_as, default_model_dir
 
-import runtime
-from runtime.batcher import Batcher
-from runtime.errors import FailedPrecondition, InvalidInput, NotFound, ResourceExhausted
-from runtime.sessions import SessionStore
-from runtime.statecodec import ExportedState, decode_state
+import eddy.runtime as runtime
+from eddy.runtime.core.errors import FailedPrecondition, InvalidInput, NotFound, ResourceExhausted
+from eddy.runtime.core.statecodec import ExportedState, decode_state
+from eddy.runtime.serving.batcher import Batcher
+from eddy.runtime.serving.sessions import SessionStore
 
 
 class FakeClock:

@@ -16,11 +16,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runtime.manifest import read_manifest
-from trainer import store
-from trainer.cli import TRAIN_EXTRA_MESSAGE, main
-from trainer.data import bundled_series, load_csv, make_dataset, synthetic_series
-from trainer.errors import DataError
+import eddy.trainer.train
+from eddy.cli.train import TRAIN_EXTRA_MESSAGE, main
+from eddy.runtime.core.manifest import read_manifest
+from eddy.trainer import store
+from eddy.trainer.data import bundled_series, load_csv, make_dataset, synthetic_series
+from eddy.trainer.errors import DataError
 
 ROOT = Path(__file__).resolve().parent.parent
 BLOCK_TF = Path(__file__).resolve().parent / "block_tensorflow"
@@ -202,7 +203,7 @@ def test_synthetic_data_has_one_column(tmp_path: Path, capsys: pytest.CaptureFix
 
 
 def test_data_error_is_invalid_input() -> None:
-    from runtime.errors import InvalidInput
+    from eddy.runtime.core.errors import InvalidInput
 
     assert issubclass(DataError, InvalidInput) and DataError.code == "INVALID_ARGUMENT"
 
@@ -261,15 +262,13 @@ def test_help_states_every_default(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_clipvalue_turns_off_the_default_clipnorm(monkeypatch: pytest.MonkeyPatch) -> None:
-    import trainer.train
-
     seen: list[tuple[float | None, float | None]] = []
 
     def fake_train(config: object, log: object = None) -> None:
         seen.append((config.clipnorm, config.clipvalue))  # type: ignore[attr-defined]
         raise KeyboardInterrupt  # stop before any work
 
-    monkeypatch.setattr(trainer.train, "train", fake_train)
+    monkeypatch.setattr(eddy.trainer.train, "train", fake_train)
     assert main(["--clipvalue", "0.5", "--quiet"]) == 130
     assert main(["--quiet"]) == 130
     assert main(["--clipnorm", "0", "--quiet"]) == 130
@@ -288,16 +287,16 @@ def _python(code: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
 def test_without_training_extra_one_line_and_exit_2(tmp_path: Path) -> None:
     probe = _python("import tensorflow", tmp_path)
     assert probe.returncode != 0 and "blocked by tests/block_tensorflow" in probe.stderr  # the blocker works
-    r = _python("import sys; from trainer.cli import main; sys.exit(main(['--epochs', '1', '--out', 'm']))", tmp_path)
+    r = _python("import sys; from eddy.cli.train import main; sys.exit(main(['--epochs', '1', '--out', 'm']))", tmp_path)
     assert (r.returncode, r.stdout, r.stderr) == (2, "", TRAIN_EXTRA_MESSAGE + "\n")
     assert not (tmp_path / "m").exists()
-    r = _python("import sys; from trainer.cli import main; sys.exit(main(['--help']))", tmp_path)
+    r = _python("import sys; from eddy.cli.train import main; sys.exit(main(['--help']))", tmp_path)
     assert r.returncode == 0 and "usage: eddy train" in r.stdout
 
 
 def test_cli_import_does_not_import_tensorflow(tmp_path: Path) -> None:
     r = subprocess.run(
-        [sys.executable, "-c", "import sys, trainer.cli, trainer.train; "
+        [sys.executable, "-c", "import sys, eddy.cli.train, eddy.trainer.train; "
                                "print(sorted({'tensorflow', 'keras', 'tf2onnx'} & set(sys.modules)))"],
         cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.strip() == "[]", r.stderr
@@ -463,8 +462,7 @@ def test_horizon_multi_feature_lstm_streams_through_the_runtime(
     pytest.importorskip("tensorflow")
     import keras
 
-    import runtime
-
+    import eddy.runtime as runtime
     n = 200
     t = np.arange(n)
     a, b = np.sin(t / 5.0) * 3 + 10, np.cos(t / 9.0) + 0.05 * t
@@ -509,9 +507,7 @@ def test_non_finite_loss_stops_with_a_clear_message(
     pytest.importorskip("tensorflow")
     import dataclasses
 
-    import trainer.train
-
-    real = trainer.train.make_dataset
+    real = eddy.trainer.train.make_dataset
 
     def poisoned(*args: object, **kwargs: object) -> object:
         ds = real(*args, **kwargs)  # type: ignore[arg-type]
@@ -519,7 +515,7 @@ def test_non_finite_loss_stops_with_a_clear_message(
         y[5] = np.inf  # one overflowing target: the loss becomes non-finite in the first epoch
         return dataclasses.replace(ds, y_train=y)
 
-    monkeypatch.setattr(trainer.train, "make_dataset", poisoned)
+    monkeypatch.setattr(eddy.trainer.train, "make_dataset", poisoned)
     out_dir = tmp_path / "m"
     (out_dir / "1").mkdir(parents=True)
     code, _, err = _run(["--synthetic", *TINY, "--out", str(out_dir)], capsys)

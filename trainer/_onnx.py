@@ -15,8 +15,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from runtime.manifest import STATE_OUT_SUFFIX, StateSpec
-from runtime.model import session_options
+from eddy.runtime.core.manifest import STATE_OUT_SUFFIX, StateSpec
+from eddy.runtime.core.model import session_options
 
 from .errors import ExportError
 
@@ -25,7 +25,8 @@ State = dict[str, np.ndarray]
 
 def session(path: Path) -> ort.InferenceSession:
     """An onnxruntime session for ``path`` with the runtime's own options
-    (:func:`runtime.model.session_options`). Raises :class:`~trainer.errors.ExportError` if it cannot be loaded."""
+    (:func:`eddy.runtime.core.model.session_options`).
+    Raises :class:`~eddy.trainer.errors.ExportError` if it cannot be loaded."""
     try:
         return ort.InferenceSession(str(path), session_options(), providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime's Fail/InvalidGraph

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.manifest import Normalization
+from eddy.runtime.core.manifest import Normalization
 
 from .errors import DataError
 
@@ -139,7 +139,7 @@ def load_csv(
     time column (an error if there are several); ``targets`` default to the
     features when there is one feature. Only the columns in use must be
     numeric; ``fill`` handles their missing values (see the module docstring).
-    Raises :class:`~trainer.errors.DataError` with one line naming the file,
+    Raises :class:`~eddy.trainer.errors.DataError` with one line naming the file,
     the line and the problem.
     """
     path = Path(path)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from runtime.errors import EddyError, InvalidInput
+from eddy.runtime.core.errors import EddyError, InvalidInput
 
 __all__ = ["DataError", "ExportError", "ParityError", "TrainingError", "UnsupportedModelError"]
 

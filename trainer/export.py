@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from runtime.manifest import STATE_OUT_SUFFIX, GraphSpec, StateSpec, sha256_file
+from eddy.runtime.core.manifest import STATE_OUT_SUFFIX, GraphSpec, StateSpec, sha256_file
 
 from . import _onnx
 from ._tf import import_tensorflow
@@ -125,7 +125,7 @@ def inspect_model(model: keras.Model) -> RecurrentStack:
 
     Dropout-like layers (identities at inference) may sit anywhere in
     between; they are left out of the exported graphs. Raises
-    :class:`~trainer.errors.UnsupportedModelError` naming what is unsupported.
+    :class:`~eddy.trainer.errors.UnsupportedModelError` naming what is unsupported.
     """
     try:
         n_inputs, n_outputs = len(model.inputs), len(model.outputs)
@@ -246,7 +246,7 @@ def verify_parity(
     - ``chained_step``: the same with one step-graph call per sample.
 
     The chained checks compare the final state too. Returns each check's max
-    abs error and the tolerance; raises :class:`~trainer.errors.ParityError`
+    abs error and the tolerance; raises :class:`~eddy.trainer.errors.ParityError`
     for the first check over ``tolerance``.
     """
     return _verify_parity(model, inspect_model(model), Path(out_dir), windows, series, tolerance, seed)

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from runtime.manifest import Manifest, Normalization, sha256_file, write_manifest
+from eddy.runtime.core.manifest import Manifest, Normalization, sha256_file, write_manifest
 
 from . import store
 from .data import load_csv, make_dataset
@@ -68,10 +68,10 @@ def export_keras_file(
 ) -> ExportOutcome:
     """Export the Keras model in ``path`` into ``out/<next version>/``; see the module docstring.
 
-    Raises :class:`~trainer.errors.DataError` for an unreadable file or data
-    that does not fit the model, :class:`~trainer.errors.UnsupportedModelError`
-    for a model eddy cannot export, and :class:`~trainer.errors.ExportError` /
-    :class:`~trainer.errors.ParityError` if the export fails; nothing is left
+    Raises :class:`~eddy.trainer.errors.DataError` for an unreadable file or data
+    that does not fit the model, :class:`~eddy.trainer.errors.UnsupportedModelError`
+    for a model eddy cannot export, and :class:`~eddy.trainer.errors.ExportError` /
+    :class:`~eddy.trainer.errors.ParityError` if the export fails; nothing is left
     in ``out`` then.
     """
     if (data is None) == (not norm_identity):

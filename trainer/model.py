@@ -80,7 +80,7 @@ def fit(
     run: ``epoch`` (1-based), ``loss``, ``val_loss``, ``grad_norm``,
     ``recurrent_grad_norm``, ``recurrent_grad_norm_per_layer`` (``[layer][epoch]``),
     ``lr`` (used during the epoch); and ``epochs_run``, ``best_epoch``.
-    Raises :class:`~trainer.errors.TrainingError` if the loss became non-finite.
+    Raises :class:`~eddy.trainer.errors.TrainingError` if the loss became non-finite.
     """
     monitor = GradientMonitor(dataset, config.epochs, log)
     stop = keras.callbacks.EarlyStopping(

@@ -40,7 +40,7 @@ import onnx
 import onnxruntime as ort
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
-from runtime.manifest import GraphSpec, StateSpec, sha256_file
+from eddy.runtime.core.manifest import GraphSpec, StateSpec, sha256_file
 
 from . import _onnx
 from .errors import ExportError
@@ -75,7 +75,7 @@ def quantize_graphs(
     tensors. Returns the new graphs keyed ``"step_int8"`` and
     ``"sequence_int8"`` (for ``manifest.graphs``) and the figures (for
     ``manifest.metrics["int8"]`` and ``report["quantization"]``). Raises
-    :class:`~trainer.errors.ExportError` if quantisation or a check run fails.
+    :class:`~eddy.trainer.errors.ExportError` if quantisation or a check run fails.
     """
     version_dir = Path(version_dir)
     x = np.asarray(check_x, np.float32)  # [T, F]

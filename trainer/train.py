@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from runtime.errors import InvalidInput
-from runtime.manifest import Manifest, sha256_file, write_manifest
+from eddy.runtime.core.errors import InvalidInput
+from eddy.runtime.core.manifest import Manifest, sha256_file, write_manifest
 
 from . import store
 from .config import TrainConfig
@@ -94,10 +94,10 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, floa
 def train(config: TrainConfig, log: Callable[[str], None] | None = print) -> TrainResult:
     """Run ``config`` end to end and publish a new model version.
 
-    Raises ``ValueError`` for an invalid config, :class:`~trainer.errors.DataError`
+    Raises ``ValueError`` for an invalid config, :class:`~eddy.trainer.errors.DataError`
     for unusable data (before tensorflow is imported),
-    :class:`~trainer.errors.TrainingError` if training diverges and
-    :class:`~trainer.errors.ExportError` / :class:`~trainer.errors.ParityError`
+    :class:`~eddy.trainer.errors.TrainingError` if training diverges and
+    :class:`~eddy.trainer.errors.ExportError` / :class:`~eddy.trainer.errors.ParityError`
     if the export fails; in every case nothing is left in the model directory.
     """
     config.validate()

@@ -8,7 +8,7 @@
    against the in-process runtime and the export's own parity figures;
 5. the server is stopped.
 
-Run it as ``python -m trainer.demo [--out DIR] [--keep]``.
+Run it as ``python -m eddy.cli.demo [--out DIR] [--keep]``.
 """
 
 from __future__ import annotations
@@ -27,11 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import BUNDLED_CSV, bundled_series
+from eddy.trainer.data import BUNDLED_CSV, bundled_series
 
 __all__ = ["main"]
 
-EDDY = [sys.executable, "-m", "runtime.cli"]
+EDDY = [sys.executable, "-m", "eddy.cli"]
 
 
 def _run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
@@ -63,7 +63,7 @@ def _table(years: list[str], actual: np.ndarray, served: np.ndarray, last: int) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m trainer.demo", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m eddy.cli.demo", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default=".demo", help="working directory for the demo's model (default: .demo)")
     p.add_argument("--keep", action="store_true", help="keep earlier demo models instead of starting afresh")
     args = p.parse_args(argv)
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(models)
     _run([*EDDY, "train", "--out", str(models / "sunspots"), "--seed", "0"])
 
-    import runtime  # the light half: onnxruntime + numpy only
+    import eddy.runtime as runtime  # the light half: onnxruntime + numpy only
 
     model = runtime.load(models / "sunspots")
     series = bundled_series()

@@ -47,8 +47,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import InvalidInput
-from .model import Model
+from ..core.errors import InvalidInput
+from ..core.model import Model
 from .sessions import Session
 
 __all__ = ["OFFLOAD_VALUES", "Batcher"]
@@ -97,7 +97,7 @@ class Batcher:
         """Advance ``session`` by raw samples ``x[n, F]``; returns raw ``y[n, O]``.
 
         ``x`` must already be validated (finite float32, see
-        :func:`runtime.model.as_samples`); a wrong shape raises
+        :func:`eddy.runtime.core.model.as_samples`); a wrong shape raises
         :class:`InvalidInput`. On any exception, including cancellation,
         the session is exactly as before. ``alone`` tells the batcher no
         other session is being driven right now, so there is nobody to wait

@@ -24,13 +24,14 @@ from typing import TypeVar
 
 import grpc
 
-from .converters import list_models_response, model_metadata, status_code
-from .dataplane import DataPlane
-from .errors import EddyError
-from .metrics import Metrics
-from .proto.eddy.v1 import inference_pb2 as pb
-from .proto.eddy.v1 import inference_pb2_grpc as pb_grpc
-from .streams import StreamHandler
+from eddy.v1 import inference_pb2 as pb
+from eddy.v1 import inference_pb2_grpc as pb_grpc
+
+from ..core.errors import EddyError
+from ..serving.dataplane import DataPlane
+from ..serving.metrics import Metrics
+from .codecs import list_models_response, model_metadata, status_code
+from .stream_handler import StreamHandler
 
 __all__ = ["InferenceServicer", "SERVICE_NAME"]
 

@@ -29,11 +29,12 @@ from __future__ import annotations
 
 import time
 
-from .converters import array_to_tensor, error_to_proto, tensor_to_samples
-from .dataplane import DataPlane
-from .errors import EddyError, FailedPrecondition, InvalidInput
-from .proto.eddy.v1 import inference_pb2 as pb
-from .sessions import Session
+from eddy.v1 import inference_pb2 as pb
+
+from ..core.errors import EddyError, FailedPrecondition, InvalidInput
+from ..serving.dataplane import DataPlane
+from ..serving.sessions import Session
+from .codecs import array_to_tensor, error_to_proto, tensor_to_samples
 
 __all__ = ["StreamHandler"]
 

@@ -36,11 +36,12 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from .config import ServeConfig
-from .dataplane import DataPlane
-from .metrics import Metrics
-from .proto.eddy.v1 import inference_pb2_grpc as pb_grpc
-from .repository import ModelRepository
+from eddy.v1 import inference_pb2_grpc as pb_grpc
+
+from ..serving.config import ServeConfig
+from ..serving.dataplane import DataPlane
+from ..serving.metrics import Metrics
+from ..serving.repository import ModelRepository
 from .servicer import SERVICE_NAME, InferenceServicer
 
 __all__ = ["DEFAULT_GRACE", "DEFAULT_HOST", "DEFAULT_PORT", "Server", "format_address", "health_service",

@@ -2,7 +2,7 @@
 
 ::
 
-    from runtime.client import Client
+    from eddy.runtime.client import Client
     with Client("127.0.0.1:50051") as client:
         print(client.list_models())                 # {"sunspots": [1]}
         with client.stream("sunspots") as stream:   # same push/close as a local Stream
@@ -25,11 +25,12 @@ from typing import Any, NoReturn
 import grpc
 import numpy as np
 
-from .converters import Encoding, array_to_tensor, error_from_status, tensor_to_samples, tensor_to_sequences
-from .errors import EddyError, FailedPrecondition, InvalidInput
-from .model import as_samples
-from .proto.eddy.v1 import inference_pb2 as pb
-from .proto.eddy.v1 import inference_pb2_grpc as pb_grpc
+from eddy.v1 import inference_pb2 as pb
+from eddy.v1 import inference_pb2_grpc as pb_grpc
+
+from ..core.errors import EddyError, FailedPrecondition, InvalidInput
+from ..core.model import as_samples
+from ..grpc.codecs import Encoding, array_to_tensor, error_from_status, tensor_to_samples, tensor_to_sequences
 
 __all__ = ["Client", "RemoteStream"]
 
@@ -47,7 +48,7 @@ class RemoteStream:
 
     :meth:`push` sends one message and waits for its response, so calls are
     strictly in order; not thread-safe (one caller at a time, like a local
-    :class:`~runtime.model.Stream`).
+    :class:`~eddy.runtime.core.model.Stream`).
     """
 
     def __init__(self, stub: pb_grpc.InferenceStub, model: str, version: str | int | None = None,

@@ -13,14 +13,13 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from runtime.errors import EddyError, InvalidInput
-
-from .config import CELLS, FILLS, PRECISIONS, TrainConfig
+from eddy.runtime.core.errors import EddyError, InvalidInput
+from eddy.trainer.config import CELLS, FILLS, PRECISIONS, TrainConfig
 
 __all__ = ["EXPORT_EXTRA_MESSAGE", "TRAIN_EXTRA_MESSAGE", "build_export_parser", "build_parser", "export_main", "main"]
 
-TRAIN_EXTRA_MESSAGE = "eddy train needs the training extra: pip install 'eddy[train]'"
-EXPORT_EXTRA_MESSAGE = "eddy export needs the training extra: pip install 'eddy[train]'"
+TRAIN_EXTRA_MESSAGE = "eddy train needs the training extra: pip install 'eddy-rnn[train]'"
+EXPORT_EXTRA_MESSAGE = "eddy export needs the training extra: pip install 'eddy-rnn[train]'"
 _TRAIN_MODULES = ("tensorflow", "keras", "tf2onnx", "onnx")  # what the training extra provides
 _DEFAULTS = TrainConfig()
 
@@ -164,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         print(TRAIN_EXTRA_MESSAGE, file=sys.stderr)
         return 2
 
-    from .train import train  # cheap; tensorflow is imported inside, after the data checks
+    from eddy.trainer.train import train  # cheap; tensorflow is imported inside, after the data checks
 
     log: Callable[[str], None] | None = None if args.quiet else _print_flush
     try:
@@ -248,7 +247,7 @@ def export_main(argv: list[str] | None = None) -> int:
     if not all(_importable(m) for m in _TRAIN_MODULES):
         print(EXPORT_EXTRA_MESSAGE, file=sys.stderr)
         return 2
-    from .keras_export import export_keras_file  # tensorflow is imported inside
+    from eddy.trainer.keras_export import export_keras_file  # tensorflow is imported inside
 
     try:
         result = export_keras_file(

@@ -32,9 +32,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import FailedPrecondition, InvalidInput, NotFound, ResourceExhausted
-from .model import Model
-from .statecodec import ExportedState, decode_state, encode_state
+from ..core.errors import FailedPrecondition, InvalidInput, NotFound, ResourceExhausted
+from ..core.model import Model
+from ..core.statecodec import ExportedState, decode_state, encode_state
 
 __all__ = ["MAX_SESSION_ID", "Session", "SessionStats", "SessionStore"]
 

@@ -21,9 +21,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import EddyError
-from .manifest import Manifest, read_manifest
-from .model import resolve_version_dir
+from eddy.runtime.core.errors import EddyError
+from eddy.runtime.core.manifest import Manifest, read_manifest
+from eddy.runtime.core.model import resolve_version_dir
 
 __all__ = ["REPORT_FILE", "collect", "format_table", "main"]
 

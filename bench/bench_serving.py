@@ -2,11 +2,11 @@
 
 Not a test (pytest does not collect it). Run from the repository root::
 
-    .venv/bin/python tests/bench/bench_serving.py            # full run, ~4 min on 2 cores (`make bench`)
-    .venv/bin/python tests/bench/bench_serving.py --quick    # smoke run, ~45 s
+    .venv/bin/python bench/bench_serving.py            # full run, ~4 min on 2 cores (`make bench`)
+    .venv/bin/python bench/bench_serving.py --quick    # smoke run, ~45 s
 
 For each configuration -- a bare grpc.aio echo server with eddy's message
-shapes (tests/bench/echo_server.py, the transport ceiling), then the seed model
+shapes (bench/echo_server.py, the transport ceiling), then the seed model
 and a larger one (2-layer LSTM of 256 units) with cross-stream batching off
 and on -- it starts the server in its own process (the real ``eddy serve``
 CLI on 127.0.0.1, port 0, bound port read from its stdout), drives it from
@@ -57,7 +57,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 ECHO_SERVER = Path(__file__).resolve().parent / "echo_server.py"
 CACHE = Path(tempfile.gettempdir()) / "eddy-bench-models"  # trained models, reused across runs
 SEED_MODEL = "sunspots"  # the committed default model: SimpleRNN(50)
@@ -75,8 +75,8 @@ async def _drive(spec: dict) -> dict:
     """Open ``spec['streams']`` streams, wait for the go line on stdin, run closed loops, return raw records."""
     import grpc
 
-    from runtime.proto.eddy.v1 import inference_pb2 as pb
-    from runtime.proto.eddy.v1 import inference_pb2_grpc as pb_grpc
+    from eddy.v1 import inference_pb2 as pb
+    from eddy.v1 import inference_pb2_grpc as pb_grpc
 
     n_streams, n_channels = spec["streams"], max(1, min(spec["channels"], spec["streams"]))
     channels = [grpc.aio.insecure_channel(spec["address"], options=[("grpc.use_local_subchannel_pool", 1)])
@@ -244,7 +244,7 @@ class Config:
 
 
 def _serve_help() -> str:
-    out = subprocess.run([sys.executable, "-m", "runtime.cli", "serve", "--help"], cwd=ROOT,
+    out = subprocess.run([sys.executable, "-m", "eddy.cli", "serve", "--help"], cwd=ROOT,
                          capture_output=True, text=True, timeout=60)
     return out.stdout
 
@@ -263,7 +263,7 @@ def _start(config: Config, repo: Path, n_outputs: int, logdir: Path, metrics: bo
     if config.kind == "echo":
         argv = [sys.executable, str(ECHO_SERVER), "--port", "0", "--outputs", str(n_outputs)]
         return _Process(argv, r"serving on (\S+)\s*$", log)
-    argv = [sys.executable, "-m", "runtime.cli", "serve", "--models", str(repo), "--host", "127.0.0.1",
+    argv = [sys.executable, "-m", "eddy.cli", "serve", "--models", str(repo), "--host", "127.0.0.1",
             "--port", "0", "--log-level", "WARNING", *config.serve_args]
     if metrics:  # batch sizes and server time per message; the series are kept whether or not it is served
         argv += ["--metrics-port", "0"]
@@ -387,7 +387,7 @@ def _latest(model_dir: Path) -> Path | None:
 
 def _train(out: Path, extra: list[str]) -> None:
     print(f"bench: training {out.name} into {out} (once; cached) ...", flush=True)
-    subprocess.run([sys.executable, "-m", "runtime.cli", "train", "--out", str(out), *extra],
+    subprocess.run([sys.executable, "-m", "eddy.cli", "train", "--out", str(out), *extra],
                    cwd=ROOT, check=True, stdout=subprocess.DEVNULL, timeout=900)
 
 

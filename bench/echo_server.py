@@ -8,7 +8,7 @@ the same encoding, without decoding, validating or running anything. What is
 left is gRPC + protobuf on the same message shapes: the most any Python
 eddy server on this stack can deliver. Used by ``bench_serving.py``::
 
-    python tests/bench/echo_server.py --port 0 --outputs 1
+    python bench/echo_server.py --port 0 --outputs 1
     # prints: echo: serving on 127.0.0.1:PORT   (stops on SIGINT/SIGTERM)
 """
 
@@ -22,8 +22,8 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from runtime.proto.eddy.v1 import inference_pb2 as pb
-from runtime.proto.eddy.v1 import inference_pb2_grpc as pb_grpc
+from eddy.v1 import inference_pb2 as pb
+from eddy.v1 import inference_pb2_grpc as pb_grpc
 
 
 class EchoServicer(pb_grpc.InferenceServicer):

@@ -18,14 +18,14 @@ from typing import Protocol
 
 import numpy as np
 
-from .config import ServeConfig
-from .errors import EddyError
+from eddy.runtime.core.errors import EddyError
+from eddy.runtime.serving.config import ServeConfig
 
 __all__ = ["main"]
 
 _TRAINER = {  # subcommand -> (trainer.cli function, one-line help)
-    "train": ("main", "train a model and export it to models/NAME/<next version> (needs eddy[train])"),
-    "export": ("export_main", "export a Keras model file to ONNX as models/NAME/<next version> (needs eddy[train])"),
+    "train": ("main", "train a model and export it to models/NAME/<next version> (needs eddy-rnn[train])"),
+    "export": ("export_main", "export a Keras model file to ONNX as models/NAME/<next version> (needs eddy-rnn[train])"),
 }
 _STREAM_EPILOG = """\
 output: CSV on stdout, one row per input row, written as soon as it is
@@ -155,16 +155,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _trainer(command: str, argv: list[str]) -> int:
     try:
-        from trainer import cli as trainer_cli  # lazy: tensorflow stays out of the runtime
+        from . import train as trainer_cli  # lazy: serve/stream/info never load the trainer
     except ImportError as e:
-        print(f"eddy {command}: the trainer is not available ({e}); install it with: pip install 'eddy[train]'",
+        print(f"eddy {command}: the trainer is not available ({e}); install it with: pip install 'eddy-rnn[train]'",
               file=sys.stderr)
         return 2
     return int(getattr(trainer_cli, _TRAINER[command][0])(argv) or 0)
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from .server import serve  # grpc import only when serving
+    from eddy.runtime.grpc.server import serve  # grpc import only when serving
 
     try:
         config = ServeConfig(session_ttl=args.session_ttl, max_sessions=args.max_sessions,
@@ -194,11 +194,11 @@ def _stream(args: argparse.Namespace) -> int:
         if not header:
             raise _UsageError(f"{args.csv}: empty file (expected a header row)")
         if args.local is not None:
-            from .model import load
+            from eddy.runtime.core.model import load
 
             model = load(args.local)
             return _run(args, header, reader, model.stream(), model.features, model.targets)
-        from .client import Client
+        from eddy.runtime.client import Client
 
         with Client(args.server) as client, client.stream(args.model, args.version, encoding=args.encoding) as rs:
             return _run(args, header, reader, rs, rs.features, rs.targets)

@@ -20,16 +20,17 @@ from typing import Any
 
 import numpy as np
 
+from eddy.v1 import inference_pb2 as pb
+
+from ..core.errors import FailedPrecondition, InvalidInput, NotFound, ResourceExhausted
+from ..core.model import Model
+from ..core.statecodec import decode_state, encode_state
+from ..grpc.codecs import array_to_tensor, sample_count, tensor_to_sequences
 from .batcher import OFFLOAD_VALUES, Batcher
 from .config import ServeConfig
-from .converters import array_to_tensor, sample_count, tensor_to_sequences
-from .errors import FailedPrecondition, InvalidInput, NotFound, ResourceExhausted
 from .metrics import Metrics
-from .model import Model
-from .proto.eddy.v1 import inference_pb2 as pb
 from .repository import ModelRepository
 from .sessions import Session, SessionStore
-from .statecodec import decode_state, encode_state
 
 __all__ = ["DataPlane"]
 

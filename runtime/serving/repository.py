@@ -18,9 +18,9 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from .errors import EddyError, InvalidInput, NotFound
-from .manifest import MANIFEST_FILE
-from .model import Model, load
+from ..core.errors import EddyError, InvalidInput, NotFound
+from ..core.manifest import MANIFEST_FILE
+from ..core.model import Model, load
 
 __all__ = ["ModelRepository"]
 

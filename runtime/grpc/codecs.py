@@ -18,9 +18,10 @@ from typing import Any, Literal
 import grpc
 import numpy as np
 
-from .errors import EddyError, FailedPrecondition, InvalidInput, NotFound, ResourceExhausted
-from .model import Model
-from .proto.eddy.v1 import inference_pb2 as pb
+from eddy.v1 import inference_pb2 as pb
+
+from ..core.errors import EddyError, FailedPrecondition, InvalidInput, NotFound, ResourceExhausted
+from ..core.model import Model
 
 __all__ = [
     "ENCODINGS",

@@ -2,7 +2,7 @@
 
 This is the on-device API. It needs onnxruntime and numpy only::
 
-    import runtime
+    import eddy.runtime as runtime
     model = runtime.load("models/sunspots")      # highest version
     stream = model.stream()                       # zero state
     stream.push(42.0)                             # -> array([[y]]), raw units

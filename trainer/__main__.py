@@ -1,7 +1,0 @@
-"""``python -m trainer`` = ``eddy train``."""
-
-from __future__ import annotations
-
-from .cli import main
-
-raise SystemExit(main())
