@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from .binding import SCALAR_TYPES, StepBinding
 from .errors import InvalidInput, ModelLoadError, NotFound
 from .manifest import MANIFEST_FILE, STATE_OUT_SUFFIX, Manifest, StateSpec, read_manifest
 
@@ -124,6 +125,12 @@ class Model:
         self._sequence = self._open("sequence", x_rank=3)
         self._state_names = [s.name for s in manifest.state]
         self._outputs = ["y", *(name + STATE_OUT_SUFFIX for name in self._state_names)]
+
+    def step_binding(self) -> StepBinding:
+        """A batch-1 step graph with its own pre-bound buffers (one per :class:`Stream`)."""
+        norm = (self._in_mean, self._in_std, self._out_mean, self._out_std)
+        return StepBinding(self._step, self._state_names, [s.shape for s in self.manifest.state], norm,
+                           STATE_OUT_SUFFIX)
 
     # -- public surface -------------------------------------------------
     @property
@@ -264,11 +271,16 @@ class Model:
 
 
 class Stream:
-    """A stateful stream over one model. Not thread-safe: one caller at a time."""
+    """A stateful stream over one model. Not thread-safe: one caller at a time.
+
+    Single samples run the step graph through pre-bound buffers
+    (:class:`~eddy.runtime.core.binding.StepBinding`); chunks run the
+    sequence graph. Both give what the batched primitives give at batch 1.
+    """
 
     def __init__(self, model: Model) -> None:
         self.model = model
-        self._state = model.zero_state(1)  # name -> [1, *shape]
+        self._bound = model.step_binding()  # holds the state: two buffer sets, [1, *shape] each
         self._position = 0
 
     @property
@@ -279,16 +291,15 @@ class Stream:
     @property
     def state(self) -> State:
         """A copy of the hidden state: name -> ``[*shape]``."""
-        return {k: v[0].copy() for k, v in self._state.items()}
+        return {k: v[0].copy() for k, v in zip(self._bound.names, self._bound.state())}
 
     @state.setter
     def state(self, value: Mapping[str, Any]) -> None:
-        checked = self.model.check_state(value)
-        self._state = {k: v[None] for k, v in checked.items()}
+        self._bound.set_state(self.model.check_state(value))  # validated first: a bad value changes nothing
 
     def reset(self) -> None:
         """Back to zero state and position 0."""
-        self._state = self.model.zero_state(1)
+        self._bound.zero()
         self._position = 0
 
     def push(self, samples: Any) -> np.ndarray:
@@ -297,11 +308,21 @@ class Stream:
         Invalid input raises :class:`~runtime.errors.InvalidInput` (a
         ``ValueError``) and leaves the state untouched.
         """
+        if type(samples) in SCALAR_TYPES:  # one plain number: Python floats, no numpy on the way
+            y = self._bound.push_scalar(samples)
+            if y is not None:
+                self._position += 1
+                return y  # [1, O]
         x = as_samples(samples, self.model.n_features)  # [n, F]
-        y, new = self.model.advance(x[None], self._state)  # [1, n, O]
-        self._state = new  # only after the run succeeded
+        if len(x) == 1:
+            y = self._bound.push_row(x)  # [1, O]
+        else:
+            bound = self._bound
+            y3, new = self.model.run_sequence(x[None], dict(zip(bound.names, bound.state())))  # [1, n, O]
+            bound.set_state(new)  # only after the run succeeded
+            y = y3[0]
         self._position += len(x)
-        return y[0]
+        return y
 
     def __repr__(self) -> str:
         return f"<Stream {self.model.name}/{self.model.version} at {self._position}>"
