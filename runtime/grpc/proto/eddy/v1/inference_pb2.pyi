@@ -55,7 +55,7 @@ class OpenStream(_message.Message):
     session_id: str
     state: bytes
     resume: bool
-    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., session_id: _Optional[str] = ..., state: _Optional[bytes] = ..., resume: _Optional[bool] = ...) -> None: ...
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., session_id: _Optional[str] = ..., state: _Optional[bytes] = ..., resume: bool = ...) -> None: ...
 
 class StreamResponse(_message.Message):
     __slots__ = ("opened", "predictions", "error", "control_done")
@@ -85,7 +85,7 @@ class StreamOpened(_message.Message):
     session_id: str
     position: int
     resumed: bool
-    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., features: _Optional[_Iterable[str]] = ..., targets: _Optional[_Iterable[str]] = ..., session_id: _Optional[str] = ..., position: _Optional[int] = ..., resumed: _Optional[bool] = ...) -> None: ...
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., features: _Optional[_Iterable[str]] = ..., targets: _Optional[_Iterable[str]] = ..., session_id: _Optional[str] = ..., position: _Optional[int] = ..., resumed: bool = ...) -> None: ...
 
 class ControlDone(_message.Message):
     __slots__ = ("action", "position", "state")
