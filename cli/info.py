@@ -36,8 +36,8 @@ _VERSIONS = ("tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "eddy")
 def collect(path: str | Path) -> dict[str, Any]:
     """The merged figures of the model version at ``path`` (``models/NAME`` or ``models/NAME/V``).
 
-    Raises :class:`~runtime.errors.NotFound` or
-    :class:`~runtime.errors.ModelLoadError` for a missing or broken directory.
+    Raises :class:`~eddy.runtime.core.errors.NotFound` or
+    :class:`~eddy.runtime.core.errors.ModelLoadError` for a missing or broken directory.
     A missing ``report.json`` is not an error; an unreadable one is noted.
     """
     version_dir = resolve_version_dir(path)

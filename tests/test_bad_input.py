@@ -20,7 +20,7 @@ from conftest import MODEL
 import eddy.runtime as runtime
 from eddy.runtime.client import Client, RemoteStream
 from eddy.runtime.core.errors import EddyError
-from eddy.runtime.grpc.codecs import array_to_tensor
+from eddy.runtime.grpc.tensors import array_to_tensor
 from eddy.v1 import inference_pb2 as pb
 from eddy.v1 import inference_pb2_grpc as pb_grpc
 

@@ -11,7 +11,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from eddy.runtime.client import Client
 from eddy.runtime.core.errors import EddyError, FailedPrecondition, InvalidInput, NotFound
-from eddy.runtime.grpc.codecs import array_to_tensor
+from eddy.runtime.grpc.tensors import array_to_tensor
 from eddy.v1 import inference_pb2 as pb
 from eddy.v1 import inference_pb2_grpc as pb_grpc
 

@@ -13,8 +13,8 @@ from conftest import MODEL
 from eddy.runtime.core.errors import FailedPrecondition, InvalidInput, NotFound
 from eddy.runtime.core.model import resolve_version_dir
 from eddy.runtime.core.statecodec import decode_state
-from eddy.runtime.grpc.codecs import array_to_tensor
 from eddy.runtime.grpc.stream_handler import StreamHandler
+from eddy.runtime.grpc.tensors import array_to_tensor
 from eddy.runtime.serving.dataplane import DataPlane
 from eddy.runtime.serving.repository import ModelRepository
 from eddy.runtime.serving.sessions import SessionStore
@@ -44,7 +44,7 @@ def _samples(x: np.ndarray) -> pb.StreamRequest:
 
 
 def test_repository_versions_and_broken_dir_skipped(repo, tmp_path):
-    assert repo.list() == {"m": [1, 2]} and len(repo) == 1
+    assert repo.index() == {"m": [1, 2]} and len(repo) == 1
     assert list(repo.skipped) == [tmp_path / "m" / "3"]
     assert repo.resolve("m") == 2 and repo.resolve("m", "1") == 1 and repo.resolve("m", 1) == 1
     # copies whose manifests say sunspots/1 are served, and identify themselves, as m/1 and m/2
@@ -65,7 +65,7 @@ def test_repository_versions_and_broken_dir_skipped(repo, tmp_path):
 def test_repository_root_must_exist(tmp_path):
     with pytest.raises(NotFound, match="does not exist"):
         ModelRepository(tmp_path / "missing")
-    assert ModelRepository(tmp_path).list() == {}  # empty is allowed
+    assert ModelRepository(tmp_path).index() == {}  # empty is allowed
 
 
 def test_protocol(repo, series):

@@ -11,14 +11,9 @@ import pytest
 from conftest import ROOT
 
 from eddy.runtime.core.errors import EddyError, FailedPrecondition, InvalidInput, NotFound, ResourceExhausted
-from eddy.runtime.grpc.codecs import (
-    array_to_tensor,
-    error_from_status,
-    error_to_proto,
-    list_models_response,
-    status_code,
-    tensor_to_samples,
-)
+from eddy.runtime.grpc.responses import list_models_response
+from eddy.runtime.grpc.status import error_from_status, error_to_proto, status_code
+from eddy.runtime.grpc.tensors import array_to_tensor, tensor_to_samples
 from eddy.v1 import inference_pb2 as pb
 
 

@@ -13,7 +13,7 @@ from conftest import MODEL
 import eddy.runtime as runtime
 from eddy.runtime.client import Client
 from eddy.runtime.core.errors import FailedPrecondition, NotFound, ResourceExhausted
-from eddy.runtime.grpc.codecs import array_to_tensor, tensor_to_samples
+from eddy.runtime.grpc.tensors import array_to_tensor, tensor_to_samples
 from eddy.v1 import inference_pb2 as pb
 from eddy.v1 import inference_pb2_grpc as pb_grpc
 
@@ -190,8 +190,7 @@ def test_metadata_has_versions_shapes_and_training_figures(client, model):
 
 def test_ttl_eviction_with_an_injected_clock(repo, series):
     now = [1000.0]
-    with served(repo, session_ttl=60) as live, Client(live.address) as client:
-        live.call(lambda: setattr(live.server.plane.sessions, "clock", lambda: now[0]))
+    with served(repo, session_ttl=60, clock=lambda: now[0], metrics_port=0) as live, Client(live.address) as client:
         with client.stream(MODEL, session_id="old") as rs:
             rs.push(series[:2])
         held = client.stream(MODEL, session_id="held")  # open: never evicted, however old
@@ -199,12 +198,12 @@ def test_ttl_eviction_with_an_injected_clock(repo, series):
         with client.stream(MODEL, session_id="young") as rs:
             rs.push(series[:2])
         now[0] += 45  # "old" idle 75 s > 60, "young" 45 s
-        assert live.call(live.server.plane.sessions.evict_expired) == 1
+        assert live.call(live.server.plane.evict_expired) == 1
         with pytest.raises(NotFound):
             client.stream(MODEL, session_id="old", resume=True)
         assert client.session_state("young").position == 2
         now[0] += 1000
-        assert live.call(live.server.plane.sessions.evict_expired) == 1  # "young"; "held" is busy
+        assert live.call(live.server.plane.evict_expired) == 1  # "young"; "held" is busy
         assert held.push(series[:1]).shape == (1, 1)
         held.close()
         assert b"eddy_session_evictions_total 2.0" in live.server.metrics.render()

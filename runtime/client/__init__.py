@@ -8,7 +8,7 @@
         with client.stream("sunspots") as stream:   # same push/close as a local Stream
             y = stream.push(42.0)                   # [1, O] raw-unit predictions
 
-Errors come back as the :mod:`runtime.errors` class matching the status
+Errors come back as the :mod:`eddy.runtime.core.errors` class matching the status
 (INVALID_ARGUMENT -> :class:`InvalidInput`, NOT_FOUND -> :class:`NotFound`,
 ...), whether the server sent them in-band or ended the RPC with them.
 Codes without their own class (UNAVAILABLE, INTERNAL, ...) raise a plain
@@ -30,7 +30,8 @@ from eddy.v1 import inference_pb2_grpc as pb_grpc
 
 from ..core.errors import EddyError, FailedPrecondition, InvalidInput
 from ..core.model import as_samples
-from ..grpc.codecs import Encoding, array_to_tensor, error_from_status, tensor_to_samples, tensor_to_sequences
+from ..grpc.status import error_from_status
+from ..grpc.tensors import Encoding, array_to_tensor, tensor_to_samples, tensor_to_sequences
 
 __all__ = ["Client", "RemoteStream"]
 

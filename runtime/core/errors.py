@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "EddyError",
+    "error_for_code",
     "InvalidInput",
     "NotFound",
     "ModelLoadError",
@@ -55,3 +56,20 @@ class FailedPrecondition(EddyError):
     """The request is valid but not in the current state (e.g. session busy)."""
 
     code = "FAILED_PRECONDITION"
+
+
+# The one table from status name to error class, used by every protocol's client side
+# (ModelLoadError shares FAILED_PRECONDITION and comes back as FailedPrecondition).
+_BY_CODE: dict[str, type[EddyError]] = {
+    cls.code: cls for cls in (InvalidInput, NotFound, ResourceExhausted, FailedPrecondition)
+}
+
+
+def error_for_code(code: str, message: str) -> EddyError:
+    """The :class:`EddyError` subclass for a status name, or a plain one carrying ``code`` (e.g. UNAVAILABLE)."""
+    cls = _BY_CODE.get(code)
+    if cls is not None:
+        return cls(message)
+    err = EddyError(message)
+    err.code = code
+    return err

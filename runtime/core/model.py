@@ -50,8 +50,8 @@ def load(path: str | Path, *, precision: str = "float32") -> Model:
 
     ``path`` is ``models/NAME`` (highest version) or ``models/NAME/<version>``.
     ``precision`` picks the float32 graphs or, when exported, the int8 ones.
-    Raises :class:`~runtime.errors.ModelLoadError` for a broken or tampered
-    directory and :class:`~runtime.errors.NotFound` for a missing one.
+    Raises :class:`~eddy.runtime.core.errors.ModelLoadError` for a broken or tampered
+    directory and :class:`~eddy.runtime.core.errors.NotFound` for a missing one.
     """
     version_dir = resolve_version_dir(path)
     return Model(version_dir, read_manifest(version_dir), precision=precision)
@@ -76,7 +76,7 @@ def as_samples(samples: Any, n_features: int) -> np.ndarray:
     """Validate raw samples and return them as float32 ``[n, F]``.
 
     Accepts ``[n, F]``, ``[F]`` (one sample) or, when ``F == 1``, a plain
-    number. Raises :class:`~runtime.errors.InvalidInput` naming the problem.
+    number. Raises :class:`~eddy.runtime.core.errors.InvalidInput` naming the problem.
     """
     if isinstance(samples, (str, bytes)) or isinstance(samples, bool):
         raise InvalidInput(f"samples must be numbers, got {type(samples).__name__}")
@@ -305,7 +305,7 @@ class Stream:
     def push(self, samples: Any) -> np.ndarray:
         """Feed raw samples; returns raw predictions ``[n, O]``, one per sample.
 
-        Invalid input raises :class:`~runtime.errors.InvalidInput` (a
+        Invalid input raises :class:`~eddy.runtime.core.errors.InvalidInput` (a
         ``ValueError``) and leaves the state untouched.
         """
         if type(samples) in SCALAR_TYPES:  # one plain number: Python floats, no numpy on the way

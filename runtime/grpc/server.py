@@ -3,14 +3,15 @@
 One asyncio event loop serves every stream (DESIGN.md: grpc.aio is the faster
 Python stack, and the batcher sees every pending step). On the same port:
 
-- ``eddy.v1.Inference`` (:mod:`runtime.servicer`);
+- ``eddy.v1.Inference`` (:mod:`~eddy.runtime.grpc.servicer`);
 - ``grpc.health.v1.Health``: SERVING for the overall server (``""``), for
   ``eddy.v1.Inference`` and for each model as ``eddy.v1.Inference/<model>``;
   all NOT_SERVING as soon as shutdown starts;
 - gRPC server reflection, so ``grpcurl -plaintext HOST:PORT list`` works.
 
-Prometheus metrics (:mod:`runtime.metrics`) are served over HTTP on
-``ServeConfig.metrics_port`` when set.
+Prometheus metrics (:mod:`~eddy.runtime.serving.prometheus`) are kept and
+served over HTTP on ``ServeConfig.metrics_port`` when it is set; otherwise
+the server records nothing and prometheus_client is not imported.
 
 Shutdown (:meth:`Server.stop`, SIGINT/SIGTERM under :func:`serve`): health
 goes NOT_SERVING first, new RPCs are refused (UNAVAILABLE), open streams keep
@@ -78,7 +79,7 @@ class Server:
         self.requested_port = port
         self.port = 0  # the bound port, once started
         self.metrics_port: int | None = None  # the bound metrics port, once started (if enabled)
-        self.metrics = Metrics()
+        self.metrics = _metrics(self.config)
         self.plane = DataPlane(repository, self.config, self.metrics)
         self.health = health.aio.HealthServicer()
         self._server = grpc.aio.server(options=[
@@ -88,7 +89,7 @@ class Server:
             ("grpc.keepalive_time_ms", 20_000),
             ("grpc.keepalive_timeout_ms", 10_000),
         ])
-        pb_grpc.add_InferenceServicer_to_server(InferenceServicer(self.plane, self.metrics), self._server)
+        pb_grpc.add_InferenceServicer_to_server(InferenceServicer(self.plane), self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         reflection.enable_server_reflection([SERVICE_NAME, _HEALTH_SERVICE, reflection.SERVICE_NAME], self._server)
         self._stopping = False
@@ -111,7 +112,7 @@ class Server:
             self.metrics_port = self.metrics.serve(self.host, self.config.metrics_port)  # OSError if taken
         self.plane.start()
         await self._server.start()
-        for service in ("", SERVICE_NAME, *map(health_service, self.repository.list())):
+        for service in ("", SERVICE_NAME, *map(health_service, self.repository.names())):
             await self.health.set(service, _SERVING)
         log.info("listening on %s%s", self.address,
                  f", metrics on port {self.metrics_port}" if self.metrics_port is not None else "")
@@ -131,6 +132,15 @@ class Server:
         await self._server.wait_for_termination()
 
 
+def _metrics(config: ServeConfig) -> Metrics:
+    """Prometheus metrics when ``metrics_port`` is set (imported only then), else the no-op recorder."""
+    if config.metrics_port is None:
+        return Metrics()
+    from ..serving.prometheus import PrometheusMetrics
+
+    return PrometheusMetrics()
+
+
 async def start_server(models: ModelRepository | str | Path, host: str = DEFAULT_HOST, port: int = 0,
                        *, config: ServeConfig | None = None) -> tuple[Server, int]:
     """Start a server in the running event loop; returns it and its bound port."""
@@ -146,7 +156,7 @@ def serve(models_dir: str | Path, host: str = DEFAULT_HOST, port: int = DEFAULT_
     Prints ``eddy: serving N model(s) on HOST:PORT`` on stdout once the
     server accepts connections, with the bound port (so ``--port 0`` can be
     read by scripts), then ``eddy: metrics on http://HOST:PORT/metrics`` if
-    enabled. Raises :class:`~runtime.errors.NotFound` if ``models_dir`` does
+    enabled. Raises :class:`~eddy.runtime.core.errors.NotFound` if ``models_dir`` does
     not exist and ``OSError`` if a port cannot be bound.
     """
     repository = ModelRepository(models_dir)

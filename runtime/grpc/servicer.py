@@ -1,10 +1,12 @@
 """The eddy.v1 ``Inference`` service on grpc.aio: translate and delegate.
 
-Protocol logic lives in :mod:`runtime.streams`, sessions, batching and
-limits in :mod:`runtime.dataplane`, wire conversions in
-:mod:`runtime.converters`. This module maps them onto RPCs, errors onto
-status codes, and records metrics and one log line per stream open/close:
-an :class:`~runtime.errors.EddyError` becomes its own status with its
+The Stream protocol lives in :mod:`~eddy.runtime.grpc.stream_handler`;
+sessions, batching and limits in :mod:`~eddy.runtime.serving.dataplane`
+(plain values); protobuf conversions in :mod:`~eddy.runtime.grpc.tensors`
+and :mod:`~eddy.runtime.grpc.responses`; errors -> status in
+:mod:`~eddy.runtime.grpc.status`. This module maps them onto RPCs and records
+metrics and one log line per stream open/close: an
+:class:`~eddy.runtime.core.errors.EddyError` becomes its own status with its
 message; anything else becomes INTERNAL with a generic message and the
 traceback in the log (never a library's raw message).
 
@@ -27,58 +29,55 @@ import grpc
 from eddy.v1 import inference_pb2 as pb
 from eddy.v1 import inference_pb2_grpc as pb_grpc
 
-from ..core.errors import EddyError
 from ..serving.dataplane import DataPlane
-from ..serving.metrics import Metrics
-from .codecs import list_models_response, model_metadata, status_code
+from .responses import list_models_response, model_metadata, predict_response, session_state
+from .status import code_name, to_status
 from .stream_handler import StreamHandler
+from .tensors import sample_count, tensor_to_sequences
 
 __all__ = ["InferenceServicer", "SERVICE_NAME"]
 
-log = logging.getLogger("eddy.servicer")
 stream_log = logging.getLogger("eddy.streams")
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Inference"].full_name  # "eddy.v1.Inference"
 
 T = TypeVar("T")
-_CODE_NAMES = {c.value[0]: c.name for c in grpc.StatusCode}
 
 
 class InferenceServicer(pb_grpc.InferenceServicer):
     """Serves every model of a :class:`DataPlane`'s repository."""
 
-    def __init__(self, plane: DataPlane, metrics: Metrics | None = None) -> None:
+    def __init__(self, plane: DataPlane) -> None:
         self.plane = plane
-        self.metrics = metrics or Metrics()
+        self.metrics = plane.metrics
 
     async def Stream(self, request_iterator: AsyncIterator[pb.StreamRequest],
                      context: grpc.aio.ServicerContext) -> AsyncIterator[pb.StreamResponse]:
         handler, m = StreamHandler(self.plane), self.metrics
-        latency = m.latency.labels("Stream")  # labelled children looked up once per stream, not per message
-        answered_ok = None  # m.stream_messages child for (model, "OK"), once the stream is open
+        latency = m.latency("Stream")  # looked up once per stream, not per message
+        answered_ok = None  # the (model, "OK") message counter, once the stream is open
         code = grpc.StatusCode.OK
-        m.open_streams.inc()
+        m.stream_opened()
         try:
             async for request in request_iterator:
                 was_open, t0 = handler.opened, time.perf_counter()
                 try:
                     response = await handler.handle(request)
                 except Exception as e:
-                    code, message = _status(e, "Stream")
+                    code, message = to_status(e, "Stream")
                     await context.abort(code, message)
-                latency.observe(time.perf_counter() - t0)
+                latency(time.perf_counter() - t0)
                 if not was_open:
                     stream_log.info("%s", _kv("stream_open", session=handler.session_id,
                                               model=handler.model_name, version=handler.model_version,
                                               resumed=handler.resumed, position=handler.position))
                 else:
                     if response.WhichOneof("kind") == "error":
-                        outcome = _CODE_NAMES.get(response.error.code, "UNKNOWN")
-                        m.stream_messages.labels(handler.model_name, outcome).inc()
+                        m.stream_messages(handler.model_name, code_name(response.error.code))()
                     else:
                         if answered_ok is None:
-                            answered_ok = m.stream_messages.labels(handler.model_name, "OK")
-                        answered_ok.inc()
+                            answered_ok = m.stream_messages(handler.model_name, "OK")
+                        answered_ok()
                 yield response
                 if handler.finished:
                     break
@@ -89,40 +88,45 @@ class InferenceServicer(pb_grpc.InferenceServicer):
             raise
         finally:
             handler.release()
-            m.open_streams.dec()
-            m.rpcs.labels("Stream", code.name).inc()
+            m.stream_closed()
+            m.rpc("Stream", code.name)
             stream_log.info("%s", _kv("stream_close", **handler.log_fields(), status=code.name))
 
     async def ListModels(self, request: pb.ListModelsRequest,
                          context: grpc.aio.ServicerContext) -> pb.ListModelsResponse:
         async def work() -> pb.ListModelsResponse:
-            return list_models_response(self.plane.repository.list())
+            return list_models_response(self.plane.models())
 
         return await self._unary("ListModels", context, work)
 
     async def GetModelMetadata(self, request: pb.ModelMetadataRequest,
                                context: grpc.aio.ServicerContext) -> pb.ModelMetadata:
         async def work() -> pb.ModelMetadata:
-            repo = self.plane.repository
-            model = repo.get(request.model, request.version)
-            return model_metadata(model, repo.versions(model.name))
+            model = self.plane.model(request.model, request.version)
+            return model_metadata(model, self.plane.versions(model.name))
 
         return await self._unary("GetModelMetadata", context, work)
 
     async def Predict(self, request: pb.PredictRequest, context: grpc.aio.ServicerContext) -> pb.PredictResponse:
-        return await self._unary("Predict", context, lambda: self.plane.predict(request))
+        async def work() -> pb.PredictResponse:
+            model = self.plane.model(request.model, request.version)
+            self.plane.check_samples(sample_count(request.inputs))  # before decoding
+            x, encoding = tensor_to_sequences(request.inputs, model.n_features)  # [B, T, F]
+            return predict_response(await self.plane.predict(model, x, request.states), encoding)
+
+        return await self._unary("Predict", context, work)
 
     async def GetSessionState(self, request: pb.SessionRequest,
                               context: grpc.aio.ServicerContext) -> pb.SessionState:
         async def work() -> pb.SessionState:
-            return self.plane.session_state(request.session_id)
+            return session_state(self.plane.session_state(request.session_id))
 
         return await self._unary("GetSessionState", context, work)
 
     async def DeleteSession(self, request: pb.SessionRequest,
                             context: grpc.aio.ServicerContext) -> pb.SessionState:
         async def work() -> pb.SessionState:
-            return self.plane.delete_session(request.session_id)
+            return session_state(self.plane.delete_session(request.session_id))
 
         return await self._unary("DeleteSession", context, work)
 
@@ -132,21 +136,13 @@ class InferenceServicer(pb_grpc.InferenceServicer):
         try:
             result = await work()
         except Exception as e:
-            code, message = _status(e, method)
-            self.metrics.rpcs.labels(method, code.name).inc()
+            code, message = to_status(e, method)
+            self.metrics.rpc(method, code.name)
             await context.abort(code, message)  # raises
             raise  # pragma: no cover
-        self.metrics.latency.labels(method).observe(time.perf_counter() - t0)
-        self.metrics.rpcs.labels(method, "OK").inc()
+        self.metrics.latency(method)(time.perf_counter() - t0)
+        self.metrics.rpc(method, "OK")
         return result
-
-
-def _status(error: Exception, rpc: str) -> tuple[grpc.StatusCode, str]:
-    """Status and message for an exception; unexpected ones are logged and hidden."""
-    if isinstance(error, EddyError):
-        return status_code(error), error.message
-    log.error("%s failed", rpc, exc_info=error)
-    return grpc.StatusCode.INTERNAL, "internal error; see the server log"
 
 
 def _kv(event: str, **fields: object) -> str:

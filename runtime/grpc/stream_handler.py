@@ -1,4 +1,4 @@
-"""The eddy.v1 ``Stream`` protocol for one RPC, without gRPC.
+"""The eddy.v1 ``Stream`` protocol for one RPC, without a socket.
 
 :class:`StreamHandler` takes ``StreamRequest`` messages one at a time and
 returns the ``StreamResponse`` for each, so the servicer only moves messages
@@ -11,7 +11,7 @@ and a test can drive the protocol without a socket:
   state bytes), NOT_FOUND (unknown model or version, ``resume`` of an unknown
   session), FAILED_PRECONDITION (session busy in another stream, session or
   state bytes of another model or version), RESOURCE_EXHAUSTED (session
-  limit). These are raised as :class:`~runtime.errors.EddyError`.
+  limit). These are raised as :class:`~eddy.runtime.core.errors.EddyError`.
 - Every later ``samples`` request gets one ``predictions`` response (offset =
   session position before the message) and every ``control`` request one
   ``control_done``; a rejected request gets an in-band ``error`` response,
@@ -34,7 +34,8 @@ from eddy.v1 import inference_pb2 as pb
 from ..core.errors import EddyError, FailedPrecondition, InvalidInput
 from ..serving.dataplane import DataPlane
 from ..serving.sessions import Session
-from .codecs import array_to_tensor, error_to_proto, tensor_to_samples
+from .status import error_to_proto
+from .tensors import array_to_tensor, sample_count, tensor_to_samples
 
 __all__ = ["StreamHandler"]
 
@@ -101,7 +102,9 @@ class StreamHandler:
         if kind != "open":
             got = f"`{kind}`" if kind else "an empty request"
             raise FailedPrecondition(f"the first message of a stream must be `open`, got {got}")
-        session, existed = self._plane.open_session(request.open, owner=self)
+        o = request.open
+        session, existed = self._plane.open_session(o.model, o.version, o.session_id, o.state, resume=o.resume,
+                                                    owner=self)
         self.session, self.resumed = session, existed
         self.session_id, self.started_at = session.id, session.position
         self.model_name, self.model_version = request.open.model, session.model.version
@@ -119,7 +122,7 @@ class StreamHandler:
         if session is None:
             raise FailedPrecondition(f"session {self.session_id} was closed; open a new stream")
         if kind == "samples":
-            self._plane.check_samples(request.samples)
+            self._plane.check_samples(sample_count(request.samples))  # before decoding
             x, encoding = tensor_to_samples(request.samples, session.model.n_features)  # [n, F]
             offset = session.position
             y = await self._plane.push(session, x)  # [n, O]; state advances only on success
@@ -130,14 +133,14 @@ class StreamHandler:
         raise InvalidInput("empty request: carries neither `samples` nor `control`")
 
     def _control(self, action: int, session: Session) -> pb.StreamResponse:
-        store = self._plane.sessions
+        plane = self._plane
         state = b""
         if action == _Action.RESET:
-            store.reset(session)
+            plane.reset(session)
         elif action == _Action.EXPORT_STATE:
-            state = store.export_state(session)
+            state = plane.export_state(session)
         elif action == _Action.CLOSE:
-            store.close(session)
+            plane.close_session(session)
             self.session, self.finished = None, True
         else:
             raise InvalidInput(f"control action {action} is not one of RESET, CLOSE, EXPORT_STATE")

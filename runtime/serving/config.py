@@ -7,7 +7,9 @@ here, so the two cannot drift).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 __all__ = ["ServeConfig"]
 
@@ -26,6 +28,7 @@ class ServeConfig:
     max_samples_per_message: int = 65_536  # samples per stream message, or B*T per Predict
     grace: float = 5.0  # seconds open streams get to finish on shutdown
     metrics_port: int | None = None  # Prometheus /metrics on this port (0: a free one); None: off
+    clock: Callable[[], float] = field(default=time.monotonic, compare=False)  # seconds, for session TTLs
 
     def __post_init__(self) -> None:
         problems = [

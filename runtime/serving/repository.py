@@ -13,7 +13,6 @@ metadata carry, so a state blob always names the version that made it.
 
 from __future__ import annotations
 
-import builtins
 import dataclasses
 import logging
 from pathlib import Path
@@ -69,11 +68,15 @@ class ModelRepository:
         self.skipped[version_dir] = reason
         log.error("skipping %s: %s", version_dir, reason)
 
-    def list(self) -> dict[str, builtins.list[int]]:
-        """``{name: [versions, ascending]}`` for every loaded model."""
+    def index(self) -> dict[str, list[int]]:
+        """``{name: [versions, ascending]}`` for every loaded model, by name."""
         return {name: sorted(vs) for name, vs in sorted(self._models.items())}
 
-    def versions(self, name: str) -> builtins.list[int]:
+    def names(self) -> list[str]:
+        """The model names served, sorted."""
+        return sorted(self._models)
+
+    def versions(self, name: str) -> list[int]:
         """The versions served under ``name``, ascending (NotFound naming what exists)."""
         self.resolve(name)  # raises NotFound/InvalidInput for an unknown or empty name
         return sorted(self._models[name])

@@ -23,6 +23,7 @@ no lock is needed. Do not call it from worker threads.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 import uuid
@@ -35,8 +36,9 @@ import numpy as np
 from ..core.errors import FailedPrecondition, InvalidInput, NotFound, ResourceExhausted
 from ..core.model import Model
 from ..core.statecodec import ExportedState, decode_state, encode_state
+from .config import ServeConfig
 
-__all__ = ["MAX_SESSION_ID", "Session", "SessionStats", "SessionStore"]
+__all__ = ["MAX_SESSION_ID", "Session", "SessionInfo", "SessionStats", "SessionStore", "SessionsView"]
 
 log = logging.getLogger("eddy.sessions")
 
@@ -64,6 +66,18 @@ class Session:
                 f"{' busy' if self.busy else ''}>")
 
 
+@dataclass(frozen=True)
+class SessionInfo:
+    """A read-only snapshot of one session (what :class:`SessionsView` hands out)."""
+
+    id: str
+    model: str  # served model name
+    version: int
+    position: int  # samples consumed since creation or the last reset
+    busy: bool  # a stream holds it
+    idle_s: float  # store-clock seconds since it was last touched
+
+
 @dataclass
 class SessionStats:
     """Monotonic counters for a metrics layer to read."""
@@ -84,8 +98,8 @@ class SessionStore:
     after each sweep that evicted ``n > 0`` sessions.
     """
 
-    def __init__(self, ttl_s: float = 300.0, max_sessions: int = 10000, clock: Callable[[], float] = time.monotonic,
-                 on_evict: Callable[[int], None] | None = None) -> None:
+    def __init__(self, ttl_s: float = ServeConfig.session_ttl, max_sessions: int = ServeConfig.max_sessions,
+                 clock: Callable[[], float] = time.monotonic, on_evict: Callable[[int], None] | None = None) -> None:
         if ttl_s <= 0 or max_sessions < 1:
             raise ValueError(f"ttl_s must be > 0 and max_sessions >= 1, got {ttl_s}, {max_sessions}")
         self.ttl_s = ttl_s
@@ -192,7 +206,7 @@ class SessionStore:
             self._touch(session)
 
     def export_state(self, session: Session) -> bytes:
-        """The session's state as portable bytes (see :mod:`runtime.statecodec`)."""
+        """The session's state as portable bytes (see :mod:`eddy.runtime.core.statecodec`)."""
         return encode_state(session.model, session.position, session.state)
 
     def evict_expired(self) -> int:
@@ -212,7 +226,11 @@ class SessionStore:
                 self.on_evict(len(victims))
         return len(victims)
 
-    async def run_evictor(self, interval_s: float = 10.0) -> None:
+    def view(self) -> SessionsView:
+        """A read-only view of this store (for tests, tools and metrics)."""
+        return SessionsView(self)
+
+    async def run_evictor(self, interval_s: float = ServeConfig.eviction_interval) -> None:
         """Sweep every ``interval_s`` until cancelled (start it as a task)."""
         while True:
             await asyncio.sleep(interval_s)
@@ -244,6 +262,41 @@ class SessionStore:
     def _touch(self, s: Session) -> None:
         s.last_used = self.clock()
         self._sessions.move_to_end(s.id)
+
+
+class SessionsView:
+    """Read-only access to a :class:`SessionStore`: counts and snapshots, never the live objects."""
+
+    def __init__(self, store: SessionStore) -> None:
+        self._store = store
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+    def __contains__(self, session_id: object) -> bool:
+        return session_id in self._store
+
+    def ids(self) -> list[str]:
+        """Session ids, least recently used first."""
+        return list(self._store._sessions)
+
+    @property
+    def busy_count(self) -> int:
+        """Sessions currently held by a stream."""
+        return self._store.busy_count
+
+    @property
+    def stats(self) -> SessionStats:
+        """A copy of the store's counters."""
+        return dataclasses.replace(self._store.stats)
+
+    def get(self, session_id: str) -> SessionInfo | None:
+        """A snapshot of session ``session_id``, or None."""
+        s = self._store.get(session_id)
+        if s is None:
+            return None
+        return SessionInfo(s.id, s.model.name, s.model.version, s.position, s.busy,
+                           self._store.clock() - s.last_used)
 
 
 def _check_id(session_id: str | None) -> str | None:

@@ -1,7 +1,7 @@
-"""Protobuf <-> numpy and error <-> status conversions for the eddy.v1 API.
+"""The eddy.v1 ``Tensor`` <-> numpy codec.
 
 Pure functions, no I/O: the servicer, the stream handler and the client all
-go through them, so every wire-format rule lives here.
+go through them, so every tensor wire-format rule lives here.
 
 A :class:`Tensor` carries float32 data in exactly one of two encodings:
 ``values`` (packed ``repeated float``) or ``raw`` (little-endian float32
@@ -11,39 +11,21 @@ encoding as the request it answers.
 
 from __future__ import annotations
 
-import json
 import math
-from typing import Any, Literal
+from typing import Literal
 
-import grpc
 import numpy as np
 
 from eddy.v1 import inference_pb2 as pb
 
-from ..core.errors import EddyError, FailedPrecondition, InvalidInput, NotFound, ResourceExhausted
-from ..core.model import Model
+from ..core.errors import InvalidInput
 
-__all__ = [
-    "ENCODINGS",
-    "Encoding",
-    "array_to_tensor",
-    "error_from_status",
-    "error_to_proto",
-    "list_models_response",
-    "model_metadata",
-    "sample_count",
-    "status_code",
-    "tensor_to_samples",
-    "tensor_to_sequences",
-]
+__all__ = ["ENCODINGS", "Encoding", "array_to_tensor", "sample_count", "tensor_to_samples", "tensor_to_sequences"]
 
 Encoding = Literal["raw", "values"]
 ENCODINGS: tuple[Encoding, ...] = ("raw", "values")
 
 _LE_F32 = np.dtype("<f4")  # wire dtype of Tensor.raw
-_ERRORS_BY_CODE: dict[str, type[EddyError]] = {
-    cls.code: cls for cls in (InvalidInput, NotFound, ResourceExhausted, FailedPrecondition)
-}
 
 
 def tensor_to_samples(tensor: pb.Tensor, n_features: int) -> tuple[np.ndarray, Encoding]:
@@ -118,70 +100,3 @@ def array_to_tensor(array: np.ndarray, encoding: Encoding = "raw") -> pb.Tensor:
     if encoding == "values":
         return pb.Tensor(shape=arr.shape, values=arr.ravel().tolist())
     raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
-
-
-def status_code(error: EddyError) -> grpc.StatusCode:
-    """The gRPC status an :class:`EddyError` maps to (INTERNAL if unknown)."""
-    return grpc.StatusCode.__members__.get(error.code, grpc.StatusCode.INTERNAL)
-
-
-def error_to_proto(error: EddyError) -> pb.Error:
-    """An in-band ``Error`` message: google.rpc.Code number and the message."""
-    return pb.Error(code=status_code(error).value[0], message=error.message)
-
-
-def error_from_status(code: grpc.StatusCode | int, message: str) -> EddyError:
-    """The matching :class:`EddyError` subclass for a status (enum or number).
-
-    Codes without a dedicated class give a plain :class:`EddyError` whose
-    ``code`` is the status name (e.g. ``"UNAVAILABLE"``).
-    """
-    if isinstance(code, int):
-        code = next((c for c in grpc.StatusCode if c.value[0] == code), grpc.StatusCode.UNKNOWN)
-    cls = _ERRORS_BY_CODE.get(code.name)
-    if cls is not None:
-        return cls(message)
-    err = EddyError(message)
-    err.code = code.name
-    return err
-
-
-def list_models_response(versions: dict[str, list[int]]) -> pb.ListModelsResponse:
-    """``{name: [versions...]}`` -> ``ListModelsResponse`` (sorted by name)."""
-    return pb.ListModelsResponse(models=[
-        pb.ModelVersions(name=name, versions=sorted(vs), latest=max(vs))
-        for name, vs in sorted(versions.items()) if vs
-    ])
-
-
-def model_metadata(model: Model, versions: list[int]) -> pb.ModelMetadata:
-    """``ModelMetadata`` for one served model version; ``versions``: all versions served under its name."""
-    m = model.manifest
-    return pb.ModelMetadata(
-        name=m.name,
-        version=m.version,
-        versions=sorted(versions),
-        cell=m.cell,
-        layers=m.layers,
-        units=m.units,
-        features=m.features,
-        targets=m.targets,
-        window=m.window,
-        horizon=m.horizon,
-        state=[pb.StateTensor(name=s.name, shape=s.shape) for s in m.state],
-        manifest_json=json.dumps(m.to_dict(), sort_keys=True),
-        metrics=_numeric_leaves(m.metrics),
-        parity=_numeric_leaves(m.parity),
-    )
-
-
-def _numeric_leaves(tree: Any, prefix: str = "") -> dict[str, float]:
-    """``{"a": {"b": 1.5}, "c": "x"}`` -> ``{"a.b": 1.5}`` (numbers only; bools and text dropped)."""
-    if isinstance(tree, dict):
-        out: dict[str, float] = {}
-        for k, v in tree.items():
-            out.update(_numeric_leaves(v, f"{prefix}{k}."))
-        return out
-    if isinstance(tree, (int, float)) and not isinstance(tree, bool):
-        return {prefix[:-1]: float(tree)}
-    return {}
