@@ -11,7 +11,7 @@ from _models import default_model_dir
 import eddy.runtime as runtime
 from eddy.runtime.core.errors import InvalidInput
 from eddy.runtime.serving.batcher import Batcher
-from eddy.runtime.serving.sessions import SessionStore
+from eddy.runtime.serving.store import MemoryStore as SessionStore
 
 
 @pytest.fixture(scope="module")
@@ -82,54 +82,74 @@ def _snapshot(s):
     return {k: v.copy() for k, v in s.state.items()}, s.position
 
 
-def test_one_faulty_session_fails_alone_and_changes_nothing(model):
+POISON = -12345.0  # a sample value the faulty model below fails on
+
+
+class _Faulty(runtime.Model):
+    """The real model, except that a call carrying POISON fails (as an onnxruntime error would)."""
+
+    def advance(self, x, state):
+        if (x == POISON).any():
+            raise RuntimeError("injected onnxruntime failure")
+        return super().advance(x, state)
+
+
+@pytest.fixture(scope="module")
+def faulty(model) -> runtime.Model:
+    m = runtime.load(model.path)
+    m.__class__ = _Faulty
+    return m
+
+
+def test_one_faulty_session_fails_alone_and_changes_nothing(faulty):
     rng = np.random.default_rng(3)
-    xs = _series(rng, 8, model.n_features)
+    xs = _series(rng, 8, faulty.n_features)
+    poison = np.full((1, faulty.n_features), POISON, np.float32)
 
     async def main():
         batcher, store = Batcher(), SessionStore()
-        good = [store.acquire(model) for _ in range(4)]
-        for s in good:
+        sessions = [store.acquire(faulty) for _ in range(5)]
+        for s in sessions:
             await batcher.run(s, xs[:3])
-        bad = store.acquire(model)
-        name = model.state_spec[0].name
-        bad.state = {**bad.state, name: np.zeros((1, model.state_spec[0].shape[0] + 1), np.float32)}  # wrong shape
+        good, bad = sessions[:4], sessions[4]
         before = [_snapshot(s) for s in good], _snapshot(bad)
-        results = await asyncio.gather(*(batcher.run(s, xs[3:4]) for s in [*good, bad]), return_exceptions=True)
+        results = await asyncio.gather(*(batcher.run(s, xs[3:4]) for s in good), batcher.run(bad, poison),
+                                       return_exceptions=True)
         return good, bad, before, results
 
     good, bad, (before_good, before_bad), results = asyncio.run(main())
-    assert isinstance(results[-1], Exception)
-    ref = model.stream().push(xs[:4])[3:4]
+    assert isinstance(results[-1], RuntimeError)
+    ref = faulty.stream().push(xs[:4])[3:4]
     for s, y, (_, pos) in zip(good, results[:-1], before_good):
         assert _rel(y, ref) <= 1e-5 and s.position == pos + 1
     after_state, after_pos = _snapshot(bad)
-    assert after_pos == before_bad[1]
+    assert after_pos == before_bad[1] == 3
     assert all(np.array_equal(after_state[k], v) for k, v in before_bad[0].items())
 
 
 @pytest.mark.parametrize("enabled", [True, False])  # False: the inline path (no queue, no task)
-def test_onnxruntime_error_leaves_every_session_in_the_batch_unchanged(model, enabled):
+def test_onnxruntime_error_leaves_every_session_in_the_batch_unchanged(faulty, enabled):
     rng = np.random.default_rng(4)
-    xs = _series(rng, 5, model.n_features)
+    xs = _series(rng, 5, faulty.n_features)
+    xs[1] = POISON
     sizes: list[int] = []
 
     async def main():
         batcher, store = Batcher(enabled=enabled, on_batch=sizes.append), SessionStore()
-        sessions = [store.acquire(model) for _ in range(6)]
-        for s in sessions:  # float64 state: stacking works, onnxruntime rejects the dtype
-            s.state = {k: v.astype(np.float64) for k, v in s.state.items()}
-            s.position = 7
+        sessions = [store.acquire(faulty) for _ in range(6)]
+        for s in sessions:
+            await batcher.run(s, xs[:1])
+        sizes.clear()
         before = [_snapshot(s) for s in sessions]
         results = await asyncio.gather(*(batcher.run(s, xs[:2]) for s in sessions), return_exceptions=True)
         return sessions, before, results
 
     sessions, before, results = asyncio.run(main())
-    assert all(isinstance(r, Exception) and not isinstance(r, InvalidInput) for r in results)
+    assert all(isinstance(r, RuntimeError) for r in results)
     assert sizes == []  # no call succeeded
     for s, (state, pos) in zip(sessions, before):
-        assert s.position == pos == 7
-        assert all(np.array_equal(s.state[k], v) and s.state[k].dtype == np.float64 for k, v in state.items())
+        assert s.position == pos == 1
+        assert all(np.array_equal(s.state[k], v) for k, v in state.items())
 
 
 def test_cancelled_caller_leaves_session_unchanged(model):

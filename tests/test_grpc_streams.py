@@ -17,7 +17,7 @@ from eddy.runtime.grpc.stream_handler import StreamHandler
 from eddy.runtime.grpc.tensors import array_to_tensor
 from eddy.runtime.serving.dataplane import DataPlane
 from eddy.runtime.serving.repository import ModelRepository
-from eddy.runtime.serving.sessions import SessionStore
+from eddy.runtime.serving.store import MemoryStore as SessionStore
 from eddy.v1 import inference_pb2 as pb
 
 

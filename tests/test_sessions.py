@@ -14,7 +14,7 @@ import eddy.runtime as runtime
 from eddy.runtime.core.errors import FailedPrecondition, InvalidInput, NotFound, ResourceExhausted
 from eddy.runtime.core.statecodec import ExportedState, decode_state
 from eddy.runtime.serving.batcher import Batcher
-from eddy.runtime.serving.sessions import SessionStore
+from eddy.runtime.serving.store import MemoryStore as SessionStore
 
 
 class FakeClock:
@@ -64,7 +64,7 @@ def test_new_resume_and_unknown_id(model, series):
     store.release(a)
     assert not a.busy
     again = store.acquire(model, a.id)
-    assert again is a and a.position == 10 and store.stats.resumed == 1
+    assert again.id == a.id and again.position == 10 and store.stats.resumed == 1  # a handle on the same row
     fresh = store.acquire(model, "device-42")
     assert fresh.id == "device-42" and fresh.position == 0 and len(store) == 2
     with pytest.raises(InvalidInput):

@@ -134,7 +134,7 @@ class StreamHandler:
 
     def _control(self, action: int, session: Session) -> pb.StreamResponse:
         plane = self._plane
-        state = b""
+        state, position = b"", session.position
         if action == _Action.RESET:
             plane.reset(session)
         elif action == _Action.EXPORT_STATE:
@@ -144,5 +144,6 @@ class StreamHandler:
             self.session, self.finished = None, True
         else:
             raise InvalidInput(f"control action {action} is not one of RESET, CLOSE, EXPORT_STATE")
-        return pb.StreamResponse(control_done=pb.ControlDone(
-            action=action, position=session.position, state=state))
+        if action != _Action.CLOSE:
+            position = session.position
+        return pb.StreamResponse(control_done=pb.ControlDone(action=action, position=position, state=state))

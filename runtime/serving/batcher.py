@@ -41,21 +41,23 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..core.errors import InvalidInput
-from ..core.model import Model
+from ..core.errors import EddyError, InvalidInput
 from .sessions import Session
+from .store.slab import Slab
 
 __all__ = ["OFFLOAD_VALUES", "Batcher"]
 
 log = logging.getLogger("eddy.batcher")
 
 _State = dict[str, np.ndarray]
+# A durable store's write-before-answer hook: (sessions, new state [B, *shape], samples each) -> per-session error
+Commit = Callable[[Sequence[Session], _State, Sequence[int]], Awaitable[list[EddyError | None]]]
 
 # Batches carrying more input floats than this (B * n * F) run in a worker
 # thread; below it the ~100 us thread hand-off costs more than it saves.
@@ -78,7 +80,8 @@ class Batcher:
     """
 
     def __init__(self, max_batch: int = 256, max_delay_us: int = 0, enabled: bool = True, *,
-                 offload_values: int = OFFLOAD_VALUES, on_batch: Callable[[int], None] | None = None) -> None:
+                 offload_values: int = OFFLOAD_VALUES, on_batch: Callable[[int], None] | None = None,
+                 commit: Commit | None = None) -> None:
         if max_batch < 1 or max_delay_us < 0:
             raise ValueError(f"max_batch must be >= 1 and max_delay_us >= 0, got {max_batch}, {max_delay_us}")
         self.max_batch = max_batch if enabled else 1
@@ -92,6 +95,7 @@ class Batcher:
         self._drainer: asyncio.Task[None] | None = None
         self.offload_values = offload_values  # batches with more input floats run in the worker thread
         self._executor: ThreadPoolExecutor | None = None  # created on first offload
+        self.commit = commit  # durable store: awaited with each batch's new state before anyone is answered
 
     async def run(self, session: Session, x: np.ndarray, *, alone: bool = False) -> np.ndarray:
         """Advance ``session`` by raw samples ``x[n, F]``; returns raw ``y[n, O]``.
@@ -107,8 +111,10 @@ class Batcher:
         if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] != model.n_features:
             raise InvalidInput(f"samples must be shaped [n >= 1, {model.n_features}], got {list(x.shape)}")
         x = x.astype(np.float32, copy=False)
-        if (alone or not self.enabled) and not self._pending and x.size <= self.offload_values:
+        if (alone or not self.enabled) and not self._pending and x.size <= self.offload_values and self.commit is None:
             return self._run_now(session, x)  # nothing queued, nobody to batch with: no task, no loop turn
+        if (alone or not self.enabled) and not self._pending and x.size <= self.offload_values:
+            return await self._run_durable(session, x)  # the same with a durable store: one write, then answer
         loop = asyncio.get_running_loop()
         request = _Request(session, x, loop.create_future())
         self._pending.append(request)
@@ -124,10 +130,9 @@ class Batcher:
     # -- internals ----------------------------------------------------------
     def _run_now(self, session: Session, x: np.ndarray) -> np.ndarray:
         """Run one small request inline (batching off); the session changes only on success."""
-        y, new = _run(session.model, [s.name for s in session.model.state_spec], [x], [session.state])
+        y, new = _run(session.slab, [session.row], [x])
         self._count(1)
-        session.state = {k: v.copy() for k, v in new.items()}  # [1, *shape], own memory
-        session.position += len(x)
+        session.slab.scatter([session.row], new, [len(x)])  # only after the run succeeded
         self.requests += 1
         return y[0]  # [n, O]
 
@@ -166,7 +171,7 @@ class Batcher:
             first = r.session not in seen  # only a session's oldest request may run
             seen.add(r.session)
             head = batch[0] if batch else r
-            if first and r.session.model is head.session.model and len(r.x) == len(head.x):
+            if first and r.session.slab is head.session.slab and len(r.x) == len(head.x):
                 batch.append(r)
             else:
                 skipped.append(r)
@@ -186,25 +191,57 @@ class Batcher:
                     await self._execute([r])
             return
         self._count(len(batch))
+        keep = [i for i, r in enumerate(batch) if not r.future.done()]  # a cancelled caller's step never happened
+        if len(keep) < len(batch):
+            batch = [batch[i] for i in keep]
+            y, new = y[keep], {k: v[keep] for k, v in new.items()}
+        if not batch:
+            return
+        errors: list[EddyError | None] = [None] * len(batch)
+        if self.commit is not None:  # durable: written before anyone is answered, or nobody is
+            try:
+                errors = await self.commit([r.session for r in batch], new, [len(r.x) for r in batch])
+            except Exception as e:
+                for r in batch:
+                    _fail(r, e)
+                return
+            if any(errors):
+                ok = [i for i, e in enumerate(errors) if e is None]
+                for r, e in zip(batch, errors):
+                    if e is not None:
+                        _fail(r, e)
+                batch, errors = [batch[i] for i in ok], [None] * len(ok)
+                y, new = y[ok], {k: v[ok] for k, v in new.items()}
+                if not batch:
+                    return
+        batch[0].session.slab.scatter([r.session.row for r in batch], new, [len(r.x) for r in batch])
         for i, r in enumerate(batch):
-            if r.future.done():  # cancelled meanwhile: its step never happened
-                continue
-            r.session.state = {k: v[i:i + 1].copy() for k, v in new.items()}  # [1, *shape], own memory
-            r.session.position += len(r.x)
-            r.future.set_result(y[i].copy())  # [n, O]
+            if not r.future.done():  # a durable write stands even if the caller left during it
+                r.future.set_result(y[i])  # [n, O]
             self.requests += 1
 
+    async def _run_durable(self, session: Session, x: np.ndarray) -> np.ndarray:
+        """A lone request with a durable store: run inline, write, then scatter and answer."""
+        y, new = _run(session.slab, [session.row], [x])
+        self._count(1)
+        errors = await self.commit([session], new, [len(x)])
+        if errors[0] is not None:
+            raise errors[0]
+        session.slab.scatter([session.row], new, [len(x)])
+        self.requests += 1
+        return y[0]  # [n, O]
+
     async def _compute(self, batch: list[_Request]) -> tuple[np.ndarray, _State]:
-        model = batch[0].session.model
-        names = [s.name for s in model.state_spec]
+        slab = batch[0].session.slab
+        rows = [r.session.row for r in batch]
         xs = [r.x for r in batch]
-        states = [r.session.state for r in batch]  # snapshot on the loop thread
         if len(xs) * xs[0].size <= self.offload_values:
-            return _run(model, names, xs, states)
+            return _run(slab, rows, xs)
         if self._executor is None:
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="eddy-batcher")
+        state = slab.gather(rows) if len(rows) > 1 else slab.read(rows[0])  # on the loop thread: a copy
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, _run, model, names, xs, states)
+        return await loop.run_in_executor(self._executor, _advance, slab, xs, state)
 
     def _count(self, size: int) -> None:
         self.batches += 1
@@ -216,14 +253,14 @@ class Batcher:
                 log.exception("on_batch hook failed")
 
 
-def _run(model: Model, names: list[str], xs: list[np.ndarray], states: list[_State]) -> tuple[np.ndarray, _State]:
-    """One onnxruntime call for B requests of n samples: returns y[B, n, O] and state [B, *shape]."""
-    if len(xs) == 1:  # the common case at low load: nothing to stack
-        stacked, x = states[0], xs[0][None]  # [1, *shape], [1, n, F]
-    else:
-        stacked = {k: np.concatenate([s[k] for s in states]) for k in names}  # [B, *shape]
-        x = np.stack(xs)  # [B, n, F]
-    return model.advance(x, stacked)  # y [B, n, O], state [B, *shape]
+def _run(slab: Slab, rows: list[int], xs: list[np.ndarray]) -> tuple[np.ndarray, _State]:
+    """One onnxruntime call for B sessions' rows of one slab: one gather per state tensor, y[B, n, O]."""
+    return _advance(slab, xs, slab.gather(rows))  # gather: [B, *shape] (a view of the row when B == 1)
+
+
+def _advance(slab: Slab, xs: list[np.ndarray], state: _State) -> tuple[np.ndarray, _State]:
+    x = xs[0][None] if len(xs) == 1 else np.stack(xs)  # [B, n, F]
+    return slab.model.advance(x, state)  # y [B, n, O], state [B, *shape]
 
 
 def _fail(r: _Request, e: Exception) -> None:

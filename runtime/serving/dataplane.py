@@ -30,7 +30,8 @@ from .batcher import OFFLOAD_VALUES, Batcher
 from .config import ServeConfig
 from .metrics import Metrics
 from .repository import ModelRepository
-from .sessions import Session, SessionStore, SessionsView
+from .sessions import Session, SessionsView
+from .store.memory import MemoryStore
 
 __all__ = ["DataPlane", "Prediction", "SessionState"]
 
@@ -64,7 +65,7 @@ class DataPlane:
         self.repository = repository
         self.config = c = config or ServeConfig()
         self.metrics = metrics or Metrics()  # no-op unless the server enabled metrics
-        self._sessions = SessionStore(c.session_ttl, c.max_sessions, clock=c.clock, on_evict=self.metrics.evicted)
+        self._sessions = MemoryStore(c.session_ttl, c.max_sessions, clock=c.clock, on_evict=self.metrics.evicted)
         self.batcher = Batcher(c.max_batch, c.max_delay_us, c.batching, on_batch=self.metrics.batch)
         self.metrics.track_sessions(lambda: len(self._sessions))
         self._evictor: asyncio.Task[None] | None = None
@@ -73,7 +74,7 @@ class DataPlane:
     @property
     def sessions(self) -> SessionsView:
         """A read-only view of the live sessions (counts and snapshots)."""
-        return self._sessions.view()
+        return SessionsView(self._sessions)
 
     def start(self) -> None:
         """Start the idle-session sweeper in the running loop."""

@@ -1,0 +1,261 @@
+"""The in-memory session store (the default): sessions in slab rows of this process.
+
+An idle session is its slab row (state, position, last touch) and one entry
+in a per-tenant ``id -> handle`` dict; a :class:`Session` object exists only
+while a stream holds it. Idle sessions are dropped after ``ttl_s`` (a numpy
+sweep over each slab's touch times), at most ``max_sessions`` live at once,
+one stream per session. Nothing survives the process: use
+:class:`~eddy.runtime.serving.store.redis.RedisStore` for that.
+
+The synchronous methods (:meth:`acquire`, :meth:`release`, :meth:`close`,
+:meth:`reset`, :meth:`get`) are the in-process API; the async
+:class:`SessionStore` interface wraps them. None of them awaits, so each call
+is atomic on the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable
+
+import numpy as np
+
+from ...core.errors import FailedPrecondition, NotFound, ResourceExhausted
+from ...core.model import Model
+from ...core.statecodec import ExportedState, decode_state
+from ..config import ServeConfig
+from ..sessions import Session, SessionInfo, SessionRecord, SessionStats, SessionStore, check_id
+from .slab import Slab
+
+__all__ = ["MemoryStore"]
+
+log = logging.getLogger("eddy.sessions")
+
+_ROW_BITS = 40  # handle = slab number << _ROW_BITS | row
+
+
+class MemoryStore(SessionStore):
+    """Sessions of this process, by ``(tenant, id)``, with a TTL for idle ones and a cap on their number.
+
+    ``clock`` is injectable (tests pass a fake one); ``on_evict(n)`` is called
+    after each sweep that evicted ``n > 0`` sessions.
+    """
+
+    def __init__(self, ttl_s: float = ServeConfig.session_ttl, max_sessions: int = ServeConfig.max_sessions,
+                 clock: Callable[[], float] = time.monotonic, on_evict: Callable[[int], None] | None = None) -> None:
+        if ttl_s <= 0 or max_sessions < 1:
+            raise ValueError(f"ttl_s must be > 0 and max_sessions >= 1, got {ttl_s}, {max_sessions}")
+        self.ttl_s = ttl_s
+        self.max_sessions = max_sessions
+        self.clock = clock
+        self.on_evict = on_evict
+        self.stats = SessionStats()
+        self._slabs: list[Slab] = []
+        self._slab_no: dict[Model, int] = {}
+        self._ids: dict[str, dict[str, int]] = {}  # tenant -> session id -> handle
+        self._held: dict[int, Session] = {}  # handle -> the session object of its holder
+        self._count = 0
+        self._evictor: asyncio.Task[None] | None = None
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __contains__(self, session_id: object) -> bool:
+        return isinstance(session_id, str) and session_id in self._ids.get("", {})
+
+    @property
+    def busy_count(self) -> int:
+        return len(self._held)
+
+    def slab(self, model: Model) -> Slab:
+        """The slab holding ``model``'s sessions (created on first use)."""
+        no = self._slab_no.get(model)
+        if no is None:
+            no = self._slab_no[model] = len(self._slabs)
+            self._slabs.append(Slab(model))
+        return self._slabs[no]
+
+    def snapshot(self, session_id: str, tenant: str = "") -> SessionInfo | None:
+        s = self.get(session_id, tenant)
+        if s is None:
+            return None
+        idle = 0.0 if s.busy else self.clock() - float(s.slab.touched[s.row])
+        return SessionInfo(s.id, s.model.name, s.model.version, s.position, s.busy, idle)
+
+    def get(self, session_id: str, tenant: str = "") -> Session | None:
+        """The session under ``session_id``: the holder's object, or a detached view of an idle one."""
+        handle = self._ids.get(tenant, {}).get(session_id)
+        if handle is None:
+            return None
+        held = self._held.get(handle)
+        return held if held is not None else Session(session_id, tenant, *self._unpack(handle))
+
+    # -- the synchronous API ---------------------------------------------------
+    def acquire(self, model: Model, session_id: str | None = None,
+                state_bytes: bytes | ExportedState | None = None, *, pinned: bool = False,
+                owner: object | None = None, tenant: str = "") -> Session:
+        """Open or resume a session and mark it held by the caller (see :meth:`SessionStore.open`)."""
+        session_id = check_id(session_id)
+        imported = decode_state(state_bytes) if isinstance(state_bytes, (bytes, bytearray, memoryview)) \
+            else state_bytes
+        ids = self._ids.setdefault(tenant, {})
+        if session_id is not None and (handle := ids.get(session_id)) is not None:
+            slab, row = self._unpack(handle)
+            self._check_resume(handle, session_id, slab.model, model, pinned, imported)
+            s = self._hold(handle, session_id, tenant, owner)
+            self.stats.resumed += 1
+            return s
+        state = None if imported is None else imported.for_model(model)  # name -> [1, *shape]
+        if self._count >= self.max_sessions:
+            self.evict_expired()
+            if self._count >= self.max_sessions:
+                self.stats.rejected_full += 1
+                raise ResourceExhausted(
+                    f"session limit reached: {self._count} live sessions (max {self.max_sessions}); "
+                    "close finished sessions or retry after idle ones expire")
+        while session_id is None or session_id in ids:
+            session_id = uuid.uuid4().hex
+        slab = self.slab(model)
+        row = slab.alloc(state, imported.position if imported else 0, self.clock(), (tenant, session_id))
+        handle = self._slab_no[model] << _ROW_BITS | row
+        ids[session_id] = handle
+        self._count += 1
+        if imported is None:
+            self.stats.created += 1
+        else:
+            self.stats.imported += 1
+        return self._hold(handle, session_id, tenant, owner)
+
+    def release(self, session: Session) -> None:
+        """The holder is done with ``session`` for now: idle again, TTL restarts."""
+        handle = self._ids.get(session.tenant, {}).get(session.id)
+        if handle is not None and self._held.get(handle) is session:
+            del self._held[handle]
+            session.slab.touched[session.row] = self.clock()
+        session.owner = None
+
+    def close(self, session: Session | str, tenant: str = "") -> None:
+        """Delete a session: the one the caller holds, or an idle one by id.
+
+        Raises :class:`NotFound` for an unknown id and
+        :class:`FailedPrecondition` for an id another stream holds.
+        """
+        if isinstance(session, Session):
+            sid, tenant = session.id, session.tenant
+        else:
+            sid = session
+        ids = self._ids.get(tenant, {})
+        handle = ids.get(sid)
+        held = self._held.get(handle) if handle is not None else None
+        if handle is None or (isinstance(session, Session) and held is not session):
+            raise NotFound(f"session {sid} does not exist (closed, expired or never opened)")
+        if isinstance(session, str) and held is not None:
+            raise FailedPrecondition(f"session {sid} is in use by another stream")
+        self._drop(tenant, sid, handle)
+        if held is not None:
+            held.owner = None
+        self.stats.closed += 1
+
+    def reset(self, session: Session) -> None:
+        """Back to zero state and position 0 (same id, same model version)."""
+        session.slab.write(session.row, None, 0, self.clock())
+
+    def evict_expired(self) -> int:
+        """Drop sessions idle longer than ``ttl_s`` (never held ones); returns how many."""
+        cutoff, evicted = self.clock() - self.ttl_s, 0
+        for no, slab in enumerate(self._slabs):
+            for row in np.nonzero(slab.used & (slab.touched < cutoff))[0].tolist():
+                handle = no << _ROW_BITS | row
+                if handle in self._held:
+                    continue
+                tenant, sid = slab.tags[row]
+                self._drop(tenant, sid, handle)
+                evicted += 1
+        if evicted:
+            self.stats.evicted += evicted
+            log.info("evicted %d idle session(s) (ttl %.0fs); %d live", evicted, self.ttl_s, self._count)
+            if self.on_evict is not None:
+                self.on_evict(evicted)
+        return evicted
+
+    async def run_evictor(self, interval_s: float = ServeConfig.eviction_interval) -> None:
+        """Sweep every ``interval_s`` until cancelled (start it as a task)."""
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                self.evict_expired()
+            except Exception:  # a failing metrics hook must not stop eviction
+                log.exception("session eviction sweep failed")
+
+    # -- the SessionStore interface ----------------------------------------------
+    async def open(self, model: Model, session_id: str | None = None, imported: ExportedState | None = None, *,
+                   tenant: str = "", pinned: bool = False, resume: bool = False,
+                   owner: object | None = None) -> tuple[Session, bool]:
+        sid = check_id(session_id)
+        existed = sid is not None and sid in self._ids.get(tenant, {})
+        if resume and not existed:
+            raise NotFound(f"session {sid} does not exist (closed, expired or never opened)")
+        return self.acquire(model, sid, imported, pinned=pinned, owner=owner, tenant=tenant), existed
+
+    async def end(self, session: Session) -> None:
+        self.release(session)
+
+    async def delete(self, session: Session | str, tenant: str = "") -> None:
+        self.close(session, tenant)
+
+    async def restart(self, session: Session) -> None:
+        self.reset(session)
+
+    async def info(self, session_id: str, tenant: str = "") -> SessionRecord:
+        s = self.get(session_id, tenant)
+        if s is None:
+            raise NotFound(f"session {session_id} does not exist (closed, expired or never opened)")
+        if s.busy:
+            raise FailedPrecondition(f"session {session_id} is in use by a stream; "
+                                     "use EXPORT_STATE / CLOSE inside that stream")
+        return SessionRecord(s.id, s.model.name, s.model.version, s.position, self.export_state(s))
+
+    def start(self, interval_s: float = 10.0) -> None:
+        if self._evictor is None:
+            self._evictor = asyncio.get_running_loop().create_task(self.run_evictor(min(interval_s, self.ttl_s)))
+
+    async def shutdown(self) -> None:
+        if self._evictor is not None:
+            self._evictor.cancel()
+            await asyncio.gather(self._evictor, return_exceptions=True)
+            self._evictor = None
+
+    # -- internals -------------------------------------------------------------
+    def _unpack(self, handle: int) -> tuple[Slab, int]:
+        return self._slabs[handle >> _ROW_BITS], handle & ((1 << _ROW_BITS) - 1)
+
+    def _check_resume(self, handle: int, sid: str, has: Model, model: Model, pinned: bool,
+                      imported: ExportedState | None) -> None:
+        if handle in self._held:
+            self.stats.rejected_busy += 1
+            raise FailedPrecondition(f"session {sid} is in use by another stream")
+        if has.name != model.name:
+            raise FailedPrecondition(f"session {sid} belongs to model {has.name}, not {model.name}")
+        if pinned and has.version != model.version:
+            raise FailedPrecondition(f"session {sid} runs on {has.name}/{has.version}; "
+                                     f"the request pinned version {model.version}")
+        if imported is not None:
+            raise FailedPrecondition(f"session {sid} already exists; close it before importing state "
+                                     "into it, or import under a new id")
+
+    def _hold(self, handle: int, sid: str, tenant: str, owner: object | None) -> Session:
+        slab, row = self._unpack(handle)
+        s = Session(sid, tenant, slab, row, owner if owner is not None else object())
+        self._held[handle] = s
+        slab.touched[row] = self.clock()
+        return s
+
+    def _drop(self, tenant: str, sid: str, handle: int) -> None:
+        del self._ids[tenant][sid]
+        self._held.pop(handle, None)
+        slab, row = self._unpack(handle)
+        slab.free(row)
+        self._count -= 1
