@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eddy.trainer.data import BUNDLED_CSV, bundled_series
+from eddy.trainer.series import BUNDLED_CSV, bundled_series
 
 __all__ = ["main"]
 

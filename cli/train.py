@@ -1,5 +1,5 @@
 """``eddy train`` and ``eddy export``: command-line front ends of
-:func:`trainer.train.train` and :func:`trainer.keras_export.export_keras_file`.
+:func:`eddy.trainer.train.train` and :func:`eddy.trainer.from_keras.export_keras_file`.
 
 This module imports neither tensorflow nor the training modules at import
 time, so ``--help`` is instant and works without the training extra.
@@ -247,7 +247,7 @@ def export_main(argv: list[str] | None = None) -> int:
     if not all(_importable(m) for m in _TRAIN_MODULES):
         print(EXPORT_EXTRA_MESSAGE, file=sys.stderr)
         return 2
-    from eddy.trainer.keras_export import export_keras_file  # tensorflow is imported inside
+    from eddy.trainer.from_keras import export_keras_file  # tensorflow is imported inside
 
     try:
         result = export_keras_file(

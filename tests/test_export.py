@@ -1,6 +1,7 @@
-"""Export parity: freshly trained tiny models, their ONNX graphs and Keras agree.
+"""Export parity: tiny untrained models (parity is a property of the export, not of training),
+their ONNX graphs and Keras agree.
 
-Besides the export's own self-check (:func:`trainer.export.verify_parity`),
+Besides the export's own self-check (:func:`eddy.trainer.parity.verify_parity`),
 each case checks the three properties independently with onnxruntime against
 the original Keras layers run over the whole sequence.
 """
@@ -20,10 +21,13 @@ import onnxruntime as ort  # noqa: E402
 
 from eddy.runtime.core.manifest import sha256_file  # noqa: E402
 from eddy.trainer.config import TrainConfig  # noqa: E402
-from eddy.trainer.data import Dataset, Series, make_dataset, synthetic_series  # noqa: E402
 from eddy.trainer.errors import ExportError, ParityError  # noqa: E402
-from eddy.trainer.export import TOLERANCE, export_model, inspect_model, verify_parity  # noqa: E402
-from eddy.trainer.model import build_model, fit, set_seed  # noqa: E402
+from eddy.trainer.keras_stack import inspect_model  # noqa: E402
+from eddy.trainer.model import build_model, set_seed  # noqa: E402
+from eddy.trainer.onnx_export import export_model  # noqa: E402
+from eddy.trainer.parity import TOLERANCE, verify_parity  # noqa: E402
+from eddy.trainer.series import Series, synthetic_series  # noqa: E402
+from eddy.trainer.windows import Dataset, make_dataset  # noqa: E402
 
 WINDOW = 6  # short windows keep the tiny models fast
 
@@ -35,13 +39,11 @@ def _two_columns(length: int = 240) -> Series:
     return Series("two", "synthetic", None, ["a", "b"], ["a", "b"], x, x.copy())
 
 
-def _train_tiny(cell: str, layers: int, series: Series, **knobs: float) -> tuple[keras.Model, Dataset]:
-    config = TrainConfig(cell=cell, layers=layers, units=8, epochs=1, window=WINDOW, batch_size=64, **knobs)
-    dataset = make_dataset(series, config.window)
+def _tiny(cell: str, layers: int, series: Series, **knobs: float) -> tuple[keras.Model, Dataset]:
+    """An untrained, seeded model as ``eddy train`` builds it (dropouts included), and its windows."""
+    config = TrainConfig(cell=cell, layers=layers, units=8, window=WINDOW, **knobs)
     set_seed(0)
-    model = build_model(config, len(series.features), len(series.targets))
-    fit(model, dataset, config)
-    return model, dataset
+    return build_model(config, len(series.features), len(series.targets)), make_dataset(series, config.window)
 
 
 def _session(path: Path) -> ort.InferenceSession:
@@ -65,7 +67,7 @@ CASES = [
 def test_export_parity(
     tmp_path: Path, cell: str, layers: int, series: Series, state_names: list[str], knobs: dict[str, float]
 ) -> None:
-    model, ds = _train_tiny(cell, layers, series, **knobs)
+    model, ds = _tiny(cell, layers, series, **knobs)
     x_all = ds.normalised_inputs()  # [N, F]
     result = export_model(model, tmp_path, ds.x_test, x_all, seed=1)
 
@@ -127,7 +129,7 @@ def test_export_parity(
 
 
 def test_parity_failure_names_the_check(tmp_path: Path) -> None:
-    model, ds = _train_tiny("simple_rnn", 1, synthetic_series(length=200))
+    model, ds = _tiny("simple_rnn", 1, synthetic_series(length=200))
     export_model(model, tmp_path, ds.x_test, ds.normalised_inputs())
     model.layers[-1].set_weights([w + 0.01 for w in model.layers[-1].get_weights()])  # Keras drifts from the graphs
     with pytest.raises(ParityError, match=r"'window_vs_predict' failed: max abs error .* exceeds tolerance 1e-05") as e:

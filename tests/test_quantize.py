@@ -22,7 +22,7 @@ import eddy.runtime as runtime  # noqa: E402
 from eddy.cli.info import collect, format_table  # noqa: E402
 from eddy.runtime.core.errors import ModelLoadError  # noqa: E402
 from eddy.runtime.core.manifest import Manifest, Normalization, read_manifest, sha256_file, write_manifest  # noqa: E402
-from eddy.trainer.export import export_model  # noqa: E402
+from eddy.trainer.onnx_export import export_model  # noqa: E402
 from eddy.trainer.quantize import INT8_FILES, quantize_graphs  # noqa: E402
 
 UNITS, WINDOW = 16, 8

@@ -19,9 +19,10 @@ import pytest
 import eddy.trainer.train
 from eddy.cli.train import TRAIN_EXTRA_MESSAGE, main
 from eddy.runtime.core.manifest import read_manifest
-from eddy.trainer import store
-from eddy.trainer.data import bundled_series, load_csv, make_dataset, synthetic_series
+from eddy.trainer import publish
 from eddy.trainer.errors import DataError
+from eddy.trainer.series import bundled_series, load_csv, synthetic_series
+from eddy.trainer.windows import make_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
 BLOCK_TF = Path(__file__).resolve().parent / "block_tensorflow"
@@ -306,25 +307,25 @@ def test_cli_import_does_not_import_tensorflow(tmp_path: Path) -> None:
 
 
 def test_next_version_ignores_non_versions(tmp_path: Path) -> None:
-    assert store.next_version(tmp_path / "absent") == 1
+    assert publish.next_version(tmp_path / "absent") == 1
     for name in ("1", "3", "07", "x", ".staging-abc"):
         (tmp_path / name).mkdir()
     (tmp_path / "9").write_text("a file, not a version")
-    assert store.list_versions(tmp_path) == [1, 3]
-    assert store.next_version(tmp_path) == 4
+    assert publish.list_versions(tmp_path) == [1, 3]
+    assert publish.next_version(tmp_path) == 4
 
 
 def test_failed_run_leaves_nothing(tmp_path: Path) -> None:
     model_dir = tmp_path / "new" / "m"
     with pytest.raises(RuntimeError, match="export broke"):
-        with store.staging_dir(model_dir) as staging:
+        with publish.staging_dir(model_dir) as staging:
             (staging / "step.onnx").write_bytes(b"half")
             raise RuntimeError("export broke")
     assert not (tmp_path / "new").exists()  # directories this run created are gone too
 
     (tmp_path / "kept" / "1").mkdir(parents=True)
     with pytest.raises(RuntimeError):
-        with store.staging_dir(tmp_path / "kept"):
+        with publish.staging_dir(tmp_path / "kept"):
             raise RuntimeError("export broke")
     assert sorted(p.name for p in (tmp_path / "kept").iterdir()) == ["1"]
 
@@ -336,8 +337,8 @@ def test_publish_never_replaces_a_version_claimed_meanwhile(tmp_path: Path) -> N
             (tmp_path / "1").mkdir(exist_ok=True)
             (tmp_path / "1" / "manifest.json").write_text("theirs")
 
-    with store.staging_dir(tmp_path) as staging:
-        path, version = store.publish(staging, tmp_path, finalize)
+    with publish.staging_dir(tmp_path) as staging:
+        path, version = publish.claim_version(staging, tmp_path, finalize)
     assert (path, version) == (tmp_path / "2", 2)
     assert (tmp_path / "1" / "manifest.json").read_text() == "theirs"
     assert json.loads((path / "manifest.json").read_text()) == {"version": 2}

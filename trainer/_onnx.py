@@ -1,6 +1,6 @@
 """ONNX helpers shared by the export's parity checks and the int8 measurements (no tensorflow).
 
-Graphs follow the I/O contract of :mod:`runtime.manifest`: ``x``, one input
+Graphs follow the I/O contract of :mod:`eddy.runtime.core.manifest`: ``x``, one input
 per state tensor, ``y`` and one ``<name>_out`` output per state tensor, all in
 normalised units.
 """

@@ -1,4 +1,4 @@
-"""Trainer errors, in eddy's hierarchy (:mod:`runtime.errors`)."""
+"""Trainer errors, in eddy's hierarchy (:mod:`eddy.runtime.core.errors`)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Gradient health: decide from the per-epoch gradient norms whether training exploded or vanished.
 
 Numpy/stdlib only, so it is testable without tensorflow. The norms come from
-:class:`trainer.model.GradientMonitor`: at the end of every epoch, the
+:class:`eddy.trainer.model.GradientMonitor`: at the end of every epoch, the
 gradient of the training loss (MSE plus any L2 penalty, dropout off) with
 respect to every trainable weight, over a fixed sample of training windows,
 before clipping. ``grad_norm`` is the global L2 norm over all weights;

@@ -10,8 +10,8 @@ import numpy as np
 
 from ._tf import import_tensorflow
 from .config import TrainConfig
-from .data import Dataset
 from .errors import TrainingError
+from .windows import Dataset
 
 tf = import_tensorflow()
 import keras  # noqa: E402  (after the quiet tensorflow import)

@@ -1,6 +1,6 @@
 """The training report: ``report.json`` and ``report.png`` in a model version directory.
 
-:func:`write_report` takes the report dict that :func:`trainer.train.train`
+:func:`write_report` takes the report dict that :func:`eddy.trainer.train.train`
 builds (model, config, data, history, gradient health, test metrics, naive
 baselines, test predictions, parity and, with ``--quantize int8``,
 quantisation figures) and writes:

@@ -5,48 +5,32 @@ after the data has been loaded and checked, so bad input fails fast.
 
 Everything (graphs, ``model.keras``, int8 graphs, ``report.json``,
 ``report.png``, ``manifest.json``) is written into a staging directory that
-is renamed into place only when complete (:mod:`trainer.store`).
+is renamed into place only when complete (:mod:`eddy.trainer.publish`).
 """
 
 from __future__ import annotations
 
-import platform
 import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from eddy.runtime.core.errors import InvalidInput
-from eddy.runtime.core.manifest import Manifest, sha256_file, write_manifest
+from eddy.runtime.core.manifest import Manifest
 
-from . import store
+from . import publish
 from .config import TrainConfig
-from .data import BUNDLED_CSV, Dataset, Series, bundled_series, load_csv, make_dataset, synthetic_series
 from .errors import DataError
 from .gradients import GradientHealth, assess
+from .parity import PARITY_STEPS
+from .series import BUNDLED_CSV, Series, bundled_series, load_csv, synthetic_series
+from .windows import Dataset, make_dataset
 
-__all__ = [
-    "KERAS_FILE",
-    "PARITY_STEPS",
-    "TrainResult",
-    "build_report",
-    "library_versions",
-    "load_series",
-    "regression_metrics",
-    "resolve_output",
-    "score_test_set",
-    "train",
-]
-
-KERAS_FILE = "model.keras"
-PARITY_STEPS = 5000  # longest sequence the chained parity checks run (caps export time on long series)
-_VERSIONED = ("tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "numpy", "eddy")
+__all__ = ["TrainResult", "build_report", "load_series", "resolve_output", "train"]
 
 
 @dataclass(frozen=True)
@@ -84,13 +68,6 @@ def resolve_output(config: TrainConfig, series: Series) -> tuple[str, Path]:
     return name, Path("models") / name
 
 
-def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
-    """MSE, MAE and RMSE over every element of two equally shaped arrays."""
-    err = np.asarray(y_pred, np.float64) - np.asarray(y_true, np.float64)
-    mse = float(np.mean(err**2))
-    return {"mse": mse, "mae": float(np.mean(np.abs(err))), "rmse": float(np.sqrt(mse))}
-
-
 def train(config: TrainConfig, log: Callable[[str], None] | None = print) -> TrainResult:
     """Run ``config`` end to end and publish a new model version.
 
@@ -103,14 +80,16 @@ def train(config: TrainConfig, log: Callable[[str], None] | None = print) -> Tra
     config.validate()
     series = load_series(config)
     dataset = make_dataset(series, config.window, config.horizon, config.split)
-    seasonal = dataset.seasonal_test_raw(config.season) if config.season else None  # [n_test, O]
+    if config.season:
+        dataset.seasonal_test_raw(config.season)  # a season that does not fit the data fails before tensorflow
     name, model_dir = resolve_output(config, series)
     if model_dir.exists() and not model_dir.is_dir():
         raise InvalidInput(f"{model_dir}: the output path exists and is not a directory")
     seed = config.seed if config.seed is not None else secrets.randbelow(2**31)
 
-    from . import export as export_mod  # tensorflow from here on
-    from . import model as model_mod
+    from . import model as model_mod  # tensorflow from here on
+    from .evaluate import evaluate
+    from .onnx_export import export_model
 
     model_mod.set_seed(seed)
     model = model_mod.build_model(config, len(series.features), len(series.targets))
@@ -118,27 +97,26 @@ def train(config: TrainConfig, log: Callable[[str], None] | None = print) -> Tra
     history = model_mod.fit(model, dataset, config, log)
     train_seconds = time.perf_counter() - started
     health = assess(history["loss"], history["grad_norm"], history["recurrent_grad_norm_per_layer"])
+    y_pred, metrics = evaluate(model, dataset, config.season)  # [n_test, O] raw, test metrics
 
-    y_pred = dataset.denormalise_targets(model.predict(dataset.x_test, verbose=0))  # [n_test, O]
-    metrics = score_test_set(dataset, y_pred, config.season, seasonal)
-
-    with store.staging_dir(model_dir) as staging:
+    with publish.stage(model_dir) as staging:
         started = time.perf_counter()
         sequence = dataset.normalised_inputs()[:PARITY_STEPS]  # [T, F]
-        exported = export_mod.export_model(model, staging, dataset.x_test, sequence, seed=seed)
+        exported = export_model(model, staging.path, dataset.x_test, sequence, seed=seed)
         export_seconds = time.perf_counter() - started
-        model.save(staging / KERAS_FILE)
+        model.save(staging.path / publish.KERAS_FILE)
         graphs = dict(exported.graphs)
         quantization: dict[str, Any] | None = None
         if config.quantize == "int8":
             from .quantize import quantize_graphs
 
-            extra, quantization = quantize_graphs(staging, exported.graphs, sequence, exported.state)
+            extra, quantization = quantize_graphs(staging.path, exported.graphs, sequence, exported.state)
             graphs.update(extra)
             metrics["int8"] = quantization
-        manifest = Manifest(
+        manifest = staging.manifest(
+            exported,
+            graphs=graphs,
             name=name,
-            version=0,  # set by finalize once the version number is claimed
             cell=config.cell,
             layers=config.layers,
             units=config.units,
@@ -146,61 +124,18 @@ def train(config: TrainConfig, log: Callable[[str], None] | None = print) -> Tra
             targets=list(series.targets),
             window=config.window,
             horizon=config.horizon,
-            state=exported.state,
             normalization=dataset.normalization,
-            graphs=graphs,
-            opset=export_mod.OPSET,
-            parity=exported.parity,
             metrics=metrics,
-            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            versions=library_versions(),
             training=_training_record(config, dataset, seed, history, health, train_seconds, export_seconds),
-            files={KERAS_FILE: sha256_file(staging / KERAS_FILE)},
         )
         report = build_report(manifest, config, dataset, history, health, y_pred, quantization)
 
-        def finalize(directory: Path, version: int) -> None:
-            manifest.version = version
-            report["model"]["version"] = version
+        def write_report(directory: Path, manifest: Manifest) -> None:
+            report["model"]["version"] = manifest.version
             _write_report(directory, report)
-            write_manifest(directory, manifest)
 
-        version_dir, _ = store.publish(staging, model_dir, finalize)
+        version_dir = staging.publish(manifest, before=write_report)
     return TrainResult(version_dir, manifest, train_seconds, export_seconds, health, report)
-
-
-def score_test_set(
-    dataset: Dataset,
-    y_pred: np.ndarray,
-    season: int | None = None,
-    seasonal: np.ndarray | None = None,
-) -> dict[str, Any]:
-    """Test-set metrics in raw units, next to the naive baselines.
-
-    ``y_pred`` is ``[n_test, O]`` raw. Persistence predicts the target's value
-    at each window's last row (``horizon`` rows before the predicted one);
-    seasonal naive (when ``seasonal`` ``[n_test, O]`` is given) the value
-    ``season`` rows before. Top-level ``rmse``/``mae``/``mse`` and
-    ``persistence_*`` keep the skeleton's manifest keys.
-    """
-    y = dataset.y_test_raw  # [n_test, O]
-    targets = dataset.series.targets
-
-    def scored(pred: np.ndarray) -> dict[str, Any]:
-        per = {col: regression_metrics(y[:, j], pred[:, j]) for j, col in enumerate(targets)}
-        return {**regression_metrics(y, pred), "per_target": per}
-
-    model, persistence = scored(y_pred), scored(dataset.last_test_raw)
-    baselines: dict[str, Any] = {"persistence": persistence}
-    if seasonal is not None:
-        baselines["seasonal_naive"] = {"season": season, **scored(seasonal)}
-    return {
-        "split": "test",
-        "windows": int(len(y)),
-        **model,
-        **{f"persistence_{k}": v for k, v in persistence.items() if k != "per_target"},
-        "baselines": baselines,
-    }
 
 
 def build_report(
@@ -212,7 +147,7 @@ def build_report(
     y_pred: np.ndarray,
     quantization: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The dict :func:`trainer.report.write_report` renders (``report.json``, ``report.png``)."""
+    """The dict :func:`eddy.trainer.report.write_report` renders (``report.json``, ``report.png``)."""
     series, m = dataset.series, manifest.metrics
     return {
         "model": {
@@ -255,7 +190,7 @@ def build_report(
 
 
 def _write_report(directory: Path, report: dict[str, Any]) -> None:
-    """``report.json`` and ``report.png`` via :mod:`trainer.report` (matplotlib, headless)."""
+    """``report.json`` and ``report.png`` via :mod:`eddy.trainer.report` (matplotlib, headless)."""
     from .report import write_report
 
     write_report(directory, report)
@@ -288,17 +223,6 @@ def _training_record(
         "train_seconds": round(train_seconds, 3),
         "export_seconds": round(export_seconds, 3),
     }
-
-
-def library_versions() -> dict[str, str]:
-    """Versions of Python and the libraries that produce a model, for the manifest."""
-    versions = {"python": platform.python_version()}
-    for dist in _VERSIONED:
-        try:
-            versions[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            versions[dist] = "unknown"
-    return versions
 
 
 def _portable(path: str | None) -> str | None:

@@ -2,7 +2,7 @@
 
 The model must be a stack of SimpleRNN, LSTM or GRU layers (one kind, equal
 units) with one Dense head, optionally with Dropout-like layers in between
-(:func:`trainer.export.inspect_model` says what is unsupported otherwise).
+(:func:`eddy.trainer.keras_stack.inspect_model` says what is unsupported otherwise).
 It is exported and verified exactly like a trained one (the three parity
 checks), and published atomically as ``OUT/<next version>/`` with a copy of
 the Keras file as ``model.keras``.
@@ -22,18 +22,19 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from eddy.runtime.core.manifest import Manifest, Normalization, sha256_file, write_manifest
+from eddy.runtime.core.manifest import Manifest, Normalization
 
-from . import store
-from .data import load_csv, make_dataset
+from . import publish
 from .errors import DataError, UnsupportedModelError
-from .train import KERAS_FILE, PARITY_STEPS, library_versions, score_test_set
+from .evaluate import evaluate
+from .parity import PARITY_STEPS
+from .series import load_csv
+from .windows import make_dataset
 
 __all__ = ["DEFAULT_WINDOW", "ExportOutcome", "export_keras_file"]
 
@@ -80,14 +81,14 @@ def export_keras_file(
     if not path.is_file():
         raise DataError(f"{path}: no such file")
 
-    from . import export as export_mod  # tensorflow from here on
+    from .keras_stack import inspect_model, keras  # tensorflow from here on
+    from .onnx_export import export_model
 
-    keras = export_mod.keras
     try:
         model = keras.saving.load_model(path, compile=False)
     except Exception as e:  # Keras raises ValueError, OSError, zipfile errors, ...
         raise DataError(f"{path}: cannot load it as a Keras model: {type(e).__name__}: {_first_line(e)}") from None
-    stack = export_mod.inspect_model(model)
+    stack = inspect_model(model)
     window = _window(path, model, window)
     if data is not None:
         series = load_csv(data, features, targets, fill=fill)
@@ -98,8 +99,7 @@ def export_keras_file(
         dataset = make_dataset(series, window, horizon, split)
         normalization = dataset.normalization
         windows, sequence = dataset.x_test, dataset.normalised_inputs()[:PARITY_STEPS]  # [N, W, F], [T, F]
-        y_pred = dataset.denormalise_targets(model.predict(windows, verbose=0))  # [n_test, O]
-        metrics: dict[str, Any] = score_test_set(dataset, y_pred)
+        metrics: dict[str, Any] = evaluate(model, dataset)[1]
         features, targets = series.features, series.targets
         source: dict[str, Any] = {"normalization": "data", "data": str(data), "rows": len(series),
                                   "split": list(split), "split_rows": {k: list(v) for k, v in dataset.rows.items()}}
@@ -113,13 +113,12 @@ def export_keras_file(
         sequence = rng.standard_normal((_RANDOM_STEPS, stack.n_features)).astype(np.float32)  # [T, F]
         metrics, source = {}, {"normalization": "identity", "parity_data": "seeded standard normal"}
 
-    model_name = name or out.resolve().name
-    with store.staging_dir(out) as staging:
-        exported = export_mod.export_model(model, staging, windows, sequence, seed=seed)
-        shutil.copyfile(path, staging / KERAS_FILE)
-        manifest = Manifest(
-            name=model_name,
-            version=0,
+    with publish.stage(out) as staging:
+        exported = export_model(model, staging.path, windows, sequence, seed=seed)
+        shutil.copyfile(path, staging.path / publish.KERAS_FILE)
+        manifest = staging.manifest(
+            exported,
+            name=name or out.resolve().name,
             cell=stack.cell,
             layers=len(stack.rnn),
             units=stack.units,
@@ -127,23 +126,11 @@ def export_keras_file(
             targets=list(targets),
             window=window,
             horizon=horizon,
-            state=exported.state,
             normalization=normalization,
-            graphs=exported.graphs,
-            opset=export_mod.OPSET,
-            parity=exported.parity,
             metrics=metrics,
-            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            versions=library_versions(),
             training={"exported_by": "eddy export", "keras_file": str(path), "seed": seed, **source},
-            files={KERAS_FILE: sha256_file(staging / KERAS_FILE)},
         )
-
-        def finalize(directory: Path, version: int) -> None:
-            manifest.version = version
-            write_manifest(directory, manifest)
-
-        version_dir, _ = store.publish(staging, out, finalize)
+        version_dir = staging.publish(manifest)
     if log is not None:
         log(f"exported {path} as {manifest.cell} {manifest.layers}x{manifest.units}")
     return ExportOutcome(version_dir, manifest)

@@ -1,0 +1,204 @@
+"""What eddy can export from a Keras model, and the Keras side of every parity check.
+
+:func:`inspect_model` reduces a model to a :class:`RecurrentStack`: SimpleRNN,
+LSTM or GRU layers of one kind and equal units with one Dense head (layers
+that are identities at inference, such as Dropout, are skipped), or says
+precisely what it cannot stream. The stack holds inference *twins* of the
+recurrent layers (dynamic time, whole sequence and final state returned, no
+dropout), which both the graph export (:mod:`eddy.trainer.onnx_export`) and
+the parity reference (:func:`run_stack`, float32 or float64) use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+from eddy.runtime.core.manifest import StateSpec
+
+from . import _onnx
+from ._tf import import_tensorflow
+from .errors import UnsupportedModelError
+
+tf = import_tensorflow()
+import keras  # noqa: E402  (after the quiet tensorflow import)
+
+__all__ = ["RecurrentStack", "inspect_model", "run_stack"]
+
+# Keras layer class name -> manifest cell name, and the state tensors one layer carries.
+_CELLS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "SimpleRNN": ("simple_rnn", ("h",)),
+    "GRU": ("gru", ("h",)),
+    "LSTM": ("lstm", ("h", "c")),  # the LSTM cell's own state order: [h, c]
+}
+
+# Layers that are identities at inference: skipped by the export.
+_INFERENCE_IDENTITIES: tuple[type, ...] = tuple(
+    getattr(keras.layers, name)
+    for name in ("Dropout", "SpatialDropout1D", "GaussianNoise", "GaussianDropout", "AlphaDropout",
+                 "ActivityRegularization")
+    if hasattr(keras.layers, name)
+)
+# Why a layer cannot be exported, for the common ones.
+_UNSUPPORTED: dict[str, str] = {
+    "Bidirectional": "it reads each window backwards as well, which a stream fed one sample at a time cannot do",
+    "Conv1D": "convolutions need a window of future samples; eddy streams recurrent state only",
+    "Attention": "attention looks at the whole window at once; eddy streams recurrent state only",
+    "MultiHeadAttention": "attention looks at the whole window at once; eddy streams recurrent state only",
+    "AdditiveAttention": "attention looks at the whole window at once; eddy streams recurrent state only",
+    "TimeDistributed": "wrap the head as a plain Dense layer after the last recurrent layer",
+    "RNN": "generic RNN layers with custom cells are not supported; use SimpleRNN, LSTM or GRU",
+    "ConvLSTM1D": "convolutional recurrent cells are not supported; use SimpleRNN, LSTM or GRU",
+    "Masking": "masking changes the state update per sample; stream only the samples you have instead",
+    "Sequential": "nested models are not supported; build one flat model",
+    "Functional": "nested models are not supported; build one flat model",
+}
+
+@dataclass(frozen=True)
+class RecurrentStack:
+    """What the export needs to know about a ``RNN x layers -> Dense`` Keras model."""
+
+    cell: str  # manifest cell name
+    units: int  # units per recurrent layer
+    n_features: int  # F
+    n_targets: int  # O
+    rnn: list[Any]  # the Keras recurrent layers, input to output
+    head: Any  # the Dense layer
+    state: list[StateSpec]  # every state tensor, layer by layer
+
+    def zero_state(self, batch: int) -> dict[str, np.ndarray]:
+        """Zero state for ``batch`` streams, keyed by graph input name."""
+        return _onnx.zero_state(self.state, batch)
+
+    def layer_states(self, states: Sequence[Any], i: int) -> list[Any]:
+        """Layer ``i``'s slice of ``states`` (all layers' state tensors, in :attr:`state` order)."""
+        per_layer = len(self.state) // len(self.rnn)  # state tensors per layer
+        return list(states[i * per_layer : (i + 1) * per_layer])
+
+    @cached_property
+    def twins(self) -> list[Any]:
+        """Inference copies of :attr:`rnn` (no dropout, dynamic time); see :func:`_sequence_twin`."""
+        return [_sequence_twin(layer) for layer in self.rnn]
+
+    @cached_property
+    def twins64(self) -> tuple[list[Any], Any]:
+        """Float64 copies of :attr:`twins` and :attr:`head`: the same weights cast up (the parity reference)."""
+        return [_sequence_twin(layer, "float64") for layer in self.rnn], _float64_copy(self.head)
+
+
+def inspect_model(model: keras.Model) -> RecurrentStack:
+    """Describe a stack of SimpleRNN/LSTM/GRU layers of one kind with a Dense head.
+
+    Dropout-like layers (identities at inference) may sit anywhere in
+    between; they are left out of the exported graphs. Raises
+    :class:`~eddy.trainer.errors.UnsupportedModelError` naming what is unsupported.
+    """
+    try:
+        n_inputs, n_outputs = len(model.inputs), len(model.outputs)
+    except (AttributeError, ValueError):
+        raise UnsupportedModelError("unsupported model: it is not built (give it an input shape)") from None
+    if n_inputs != 1 or n_outputs != 1:
+        raise UnsupportedModelError(f"unsupported model: expected one input and one output, found {n_inputs} and {n_outputs}")
+    layers = []
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if isinstance(layer, (keras.layers.InputLayer, *_INFERENCE_IDENTITIES)):
+            continue
+        if kind not in _CELLS and not isinstance(layer, keras.layers.Dense):
+            why = _UNSUPPORTED.get(kind, "eddy exports only SimpleRNN, LSTM or GRU layers with a Dense head")
+            raise UnsupportedModelError(f"unsupported layer {layer.name!r} ({kind}): {why}")
+        layers.append(layer)
+    if len(layers) < 2 or not isinstance(layers[-1], keras.layers.Dense):
+        raise UnsupportedModelError("unsupported model: expected recurrent layers followed by one Dense layer")
+    rnn, head = layers[:-1], layers[-1]
+    for layer in rnn:
+        if isinstance(layer, keras.layers.Dense):
+            raise UnsupportedModelError(f"unsupported model: Dense layer {layer.name!r} sits between recurrent layers; "
+                              "only one Dense layer, the last, is supported")
+    kinds = {type(layer).__name__ for layer in rnn}
+    if len(kinds) != 1:
+        raise UnsupportedModelError(
+            f"unsupported model: recurrent layers must all be one of {', '.join(_CELLS)}, found {', '.join(sorted(kinds))}"
+        )
+    cell, state_kinds = _CELLS[kinds.pop()]
+    units = {layer.units for layer in rnn}
+    if len(units) != 1:
+        raise UnsupportedModelError(f"unsupported model: recurrent layers must have equal units, found {sorted(units)}")
+    for i, layer in enumerate(rnn):
+        last = i == len(rnn) - 1
+        if layer.go_backwards or layer.return_state or layer.return_sequences == last:
+            raise UnsupportedModelError(
+                f"unsupported model: layer {layer.name!r} must run forwards and return "
+                f"{'its last output' if last else 'its whole sequence'}, without its state"
+                + (" (a Dense head over every time step is not supported)" if last and layer.return_sequences else "")
+            )
+    (u,) = units
+    return RecurrentStack(
+        cell=cell,
+        units=u,
+        n_features=int(model.input_shape[-1]),
+        n_targets=int(head.units),
+        rnn=rnn,
+        head=head,
+        state=[StateSpec(f"{k}{i}", [u]) for i in range(len(rnn)) for k in state_kinds],
+    )
+
+
+def _sequence_twin(layer: Any, dtype: str | None = None) -> Any:
+    """An inference copy of ``layer`` that returns its whole sequence and its final state(s).
+
+    Dropouts are zeroed: Keras cells build their dropout masks (random ops)
+    even when not training, which would put dead random nodes into the
+    graphs; they are training-only, so inference is unchanged. ``stateful``
+    and ``unroll`` are turned off (the state is explicit; time is dynamic).
+    With ``dtype`` (e.g. ``"float64"``) the copy computes in that precision, its weights cast up.
+    """
+    config = {
+        **layer.get_config(),
+        "return_sequences": True,
+        "return_state": True,
+        "name": f"{layer.name}_seq",
+        "dropout": 0.0,
+        "recurrent_dropout": 0.0,
+        "stateful": False,
+        "unroll": False,
+        **({"dtype": dtype} if dtype else {}),
+    }
+    twin = type(layer).from_config(config)
+    twin.build((None, None, int(layer.cell.kernel.shape[0])))  # dynamic batch and time; kernel: [in, k*U]
+    twin.set_weights([np.asarray(w, dtype or None) for w in layer.get_weights()])
+    return twin
+
+
+def _float64_copy(layer: Any) -> Any:
+    """A float64 copy of a built Dense ``layer`` with its weights cast up."""
+    copy = type(layer).from_config({**layer.get_config(), "name": f"{layer.name}_f64", "dtype": "float64"})
+    copy.build((None, int(layer.kernel.shape[0])))
+    copy.set_weights([np.asarray(w, np.float64) for w in layer.get_weights()])
+    return copy
+
+
+def run_stack(stack: RecurrentStack, x: np.ndarray, dtype: str = "float32") -> list[np.ndarray]:
+    """Per-step outputs and final states of ``stack``'s Keras layers over ``x`` ``[B, T, F]`` from zero
+    state, computed in ``dtype`` (``"float32"`` as Keras runs the model, ``"float64"`` as the reference):
+    ``[y [B, T, O], *final states [B, U]]`` in :attr:`RecurrentStack.state` order.
+
+    Runs as one ``tf.function`` (a graph while-loop): eagerly, Keras steps the
+    loop in Python, ~8 ms per time step.
+    """
+    twins, head = stack.twins64 if dtype == "float64" else (stack.twins, stack.head)
+    zero = [tf.zeros((x.shape[0], *s.shape), dtype) for s in stack.state]
+
+    @tf.function
+    def run(h: Any, states: list[Any]) -> list[Any]:
+        finals = []
+        for i, twin in enumerate(twins):
+            h, *s = twin(h, initial_state=stack.layer_states(states, i), training=False)  # [B, T, U]
+            finals += s
+        return [head(h), *finals]
+
+    return [np.asarray(v) for v in run(tf.constant(np.asarray(x, dtype)), zero)]
