@@ -80,8 +80,8 @@ def test_export_parity(
     for key, spec in result.graphs.items():
         assert spec.sha256 == sha256_file(tmp_path / spec.file), key
         assert spec.ops == sorted(set(spec.ops)) and spec.ops, key
-    assert ("LSTM" in result.graphs["sequence"].ops) == (cell == "lstm")
-    assert ("Loop" in result.graphs["sequence"].ops) == (cell != "lstm")
+    native = {"simple_rnn": "RNN", "gru": "GRU", "lstm": "LSTM"}[cell]  # ONNX's own recurrent op, no Loop
+    assert native in result.graphs["sequence"].ops and "Loop" not in result.graphs["sequence"].ops
     assert not any("Random" in op for g in result.graphs.values() for op in g.ops)  # no dropout in the graphs
 
     # Graph I/O follows the manifest contract, batch (and time) dynamic.

@@ -21,7 +21,7 @@ def test_table_shows_the_key_figures(models_dir: Path, capsys: pytest.CaptureFix
     assert main(["info", str(models_dir / "sunspots")]) == 0
     out = capsys.readouterr().out
     for needle in ("sunspots v", "simple_rnn x1 (50 units)", "sunspots -> sunspots", "h0 [B, 50]",
-                   "step.onnx", "sequence.onnx", "Loop", "tolerance 1e-05: ok", "persistence",
+                   "step.onnx", "sequence.onnx", "RNN", "tolerance 1e-05: ok", "persistence",
                    "RMSE", "MAE", "epochs run", "tensorflow", "tf2onnx", "eddy"):
         assert needle in out, needle
     lines = out.splitlines()

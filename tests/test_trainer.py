@@ -377,7 +377,7 @@ def test_manifest_contents(two_runs: tuple[Path, Path]) -> None:
     assert (m.features, m.targets) == (["level"], ["level"])
     assert [(s.name, s.shape) for s in m.state] == [("h0", [8])]
     assert set(m.graphs) == {"step", "sequence"} and m.opset == 17
-    assert m.graphs["step"].ops == ["Add", "MatMul", "Tanh"] and "Loop" in m.graphs["sequence"].ops
+    assert m.graphs["step"].ops == ["Add", "MatMul", "Tanh"] and "RNN" in m.graphs["sequence"].ops
     assert set(m.files) == {"model.keras"}
     assert m.parity["tolerance"] == 1e-5
     assert all(0 <= m.parity[k] <= 1e-5 for k in ("window_vs_predict", "chunked_sequence", "chained_step"))

@@ -5,10 +5,11 @@ Two graphs come from the same weights (I/O contract in :mod:`eddy.runtime.core.m
 - ``step.onnx``: a ``tf.function`` that calls each recurrent layer's *cell*
   once, then the Dense head: ``x[B, F]``, states ``[B, U]`` -> ``y[B, O]``,
   new states. tf2onnx turns it into plain MatMul/Add/activations.
-- ``sequence.onnx``: a twin of each recurrent layer with
-  ``return_sequences=True, return_state=True`` over a dynamic time axis:
-  ``x[B, T, F]``, states -> ``y[B, T, O]``, new states. tf2onnx makes a
-  ``Loop`` of SimpleRNN and GRU and the native ``LSTM`` op of LSTM.
+- ``sequence.onnx``: ``x[B, T, F]``, states -> ``y[B, T, O]``, new states,
+  built from the weights with ONNX's native ``RNN``/``GRU``/``LSTM`` ops
+  (:mod:`eddy.trainer.native_rnn`); for what that builder does not
+  translate, tf2onnx's conversion of a twin of each layer with
+  ``return_sequences=True, return_state=True`` (a ``Loop`` for SimpleRNN and GRU).
 
 :func:`export_model` writes both and runs the parity checks
 (:mod:`eddy.trainer.parity`) before anything is published.
@@ -25,7 +26,7 @@ import numpy as np
 
 from eddy.runtime.core.manifest import STATE_OUT_SUFFIX, GraphSpec, StateSpec, sha256_file
 
-from . import _onnx
+from . import _onnx, native_rnn
 from ._tf import import_tensorflow
 from .errors import ExportError
 from .parity import SEQUENCE_FILE, STEP_FILE, check_parity
@@ -91,8 +92,9 @@ def _export_graphs(stack: RecurrentStack, out_dir: Path, opset: int) -> dict[str
         ("step", step, step_sig, STEP_FILE, ("batch",)),
         ("sequence", sequence, seq_sig, SEQUENCE_FILE, ("batch", "time")),
     ):
+        native = native_rnn.sequence_graph(stack, opset) if key == "sequence" else None
         try:
-            proto, _ = tf2onnx.convert.from_function(fn, input_signature=sig, opset=opset)
+            proto = native or tf2onnx.convert.from_function(fn, input_signature=sig, opset=opset)[0]
         except Exception as e:  # tf2onnx raises many kinds; name the graph and the cause
             raise ExportError(f"tf2onnx could not convert the {key} graph: {type(e).__name__}: {e}") from e
         _name_dynamic_dims(proto, dims)

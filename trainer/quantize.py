@@ -10,8 +10,9 @@ It also measures, rather than assumes, what int8 buys:
 
 - file sizes, float vs int8;
 - which ops were quantised: ``MatMulInteger`` (a MatMul with int8 weights),
-  ``DynamicQuantizeLSTM`` (the native LSTM op), and the MatMuls left float,
-  counting those inside ``Loop`` bodies separately. tf2onnx hands a
+  ``DynamicQuantizeLSTM`` (the native LSTM op), and the ops left float
+  (onnxruntime has no int8 ``RNN`` or ``GRU``), counting MatMuls inside
+  ``Loop`` bodies separately. In graphs made by tf2onnx, it hands a
   SimpleRNN's or GRU's recurrent weights to its ``Loop`` as loop-carried
   values rather than initializers, so ``quantize_dynamic`` cannot see them as
   constants and leaves those MatMuls float; the step graph's are quantised;
@@ -204,7 +205,11 @@ def _notes(f: dict[str, Any]) -> list[str]:
                 f"{key}: {in_loops} MatMul(s) inside a Loop body stay float32 (tf2onnx passes the recurrent "
                 f"weights into the Loop as loop-carried values, not initializers, so quantize_dynamic cannot "
                 f"quantise them); only {sum(g['quantized_ops'].values())} op(s) outside the Loop are int8")
-        elif not g["quantized_ops"]:
+        native = {op: n for op, n in g["float_weight_ops"].items() if op in ("RNN", "GRU")}
+        if native:
+            notes.append(f"{key}: {', '.join(native)} stay float32: onnxruntime's quantize_dynamic has an int8 "
+                         f"kernel for the native LSTM op only; {sum(g['quantized_ops'].values())} other op(s) are int8")
+        if not g["quantized_ops"]:
             notes.append(f"{key}: quantize_dynamic found nothing to quantise")
         if g["size_ratio"] > 1.0:
             notes.append(f"{key}: the int8 file is larger than the float one ({g['int8_bytes']} vs "
