@@ -1,12 +1,22 @@
 """Cross-stream batching: steps from many sessions, one onnxruntime call.
 
 Every stream's ``run(session, x)`` joins one queue. A drain task takes the
-oldest pending request and gathers the other pending requests for the same
-model and the same number of samples ``n`` (up to ``max_batch``), stacks
-their inputs and states along the batch axis and runs them as one call:
-``n == 1`` through the step graph (``x[B, F]``), ``n > 1`` through the
-sequence graph (``x[B, n, F]``). Outputs and new states are split back per
-session.
+oldest pending request; if it is a single sample (``n == 1``) it gathers the
+other pending single samples for the same model (up to ``max_batch``),
+stacks their inputs and states along the batch axis and runs them as one
+step-graph call (``x[B, F]``); outputs and new states are split back per
+session. A chunk (``n > 1``) runs alone, through the sequence graph at
+batch 1.
+
+Why chunks are never batched: served predictions are bit-identical to the
+in-process ``Stream`` given the same samples in the same chunks, whatever
+else shares a call. onnxruntime's step graph (MatMul/Add/activation) gives
+every row at batch B exactly what it gives that row at batch 1, so single
+samples batch freely. Its recurrent sequence ops (``RNN``/``GRU``/``LSTM``,
+and tf2onnx's ``Loop`` too) do not: their results move in the last bits
+with the batch size, so a chunk batched with others would differ from the
+same chunk pushed in-process. Running chunks at batch 1 keeps them exact
+(and the native ops are fast at batch 1).
 
 Guarantees:
 
@@ -160,7 +170,8 @@ class Batcher:
             self._pending.clear()
 
     def _take(self) -> list[_Request]:
-        """The next batch: same model and n as the oldest request, each session once."""
+        """The next batch: the oldest request, and if it is one sample, other sessions' single samples
+        for the same model, each session once."""
         batch: list[_Request] = []
         skipped: list[_Request] = []
         seen: set[Session] = set()
@@ -171,8 +182,10 @@ class Batcher:
             first = r.session not in seen  # only a session's oldest request may run
             seen.add(r.session)
             head = batch[0] if batch else r
-            if first and r.session.slab is head.session.slab and len(r.x) == len(head.x):
+            if not batch or (first and len(r.x) == 1 == len(head.x) and r.session.slab is head.session.slab):
                 batch.append(r)
+                if len(r.x) > 1:
+                    break  # a chunk runs alone, at batch 1 (exactness: see the module docstring)
             else:
                 skipped.append(r)
         self._pending.extendleft(reversed(skipped))  # back in front, order kept
