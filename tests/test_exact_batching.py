@@ -17,7 +17,7 @@ from _serving import reference, served
 from conftest import MODEL
 
 import eddy.runtime as runtime
-from eddy.runtime.grpc.codecs import array_to_tensor, tensor_to_samples
+from eddy.runtime.grpc.tensors import array_to_tensor, tensor_to_samples
 from eddy.v1 import inference_pb2 as pb
 from eddy.v1 import inference_pb2_grpc as pb_grpc
 

@@ -12,11 +12,13 @@ Why chunks are never batched: served predictions are bit-identical to the
 in-process ``Stream`` given the same samples in the same chunks, whatever
 else shares a call. onnxruntime's step graph (MatMul/Add/activation) gives
 every row at batch B exactly what it gives that row at batch 1, so single
-samples batch freely. Its recurrent sequence ops (``RNN``/``GRU``/``LSTM``,
-and tf2onnx's ``Loop`` too) do not: their results move in the last bits
-with the batch size, so a chunk batched with others would differ from the
-same chunk pushed in-process. Running chunks at batch 1 keeps them exact
-(and the native ops are fast at batch 1).
+samples batch freely. The sequence graph need not: the native ``RNN`` op's
+rows move in the last bits with the batch size, tf2onnx's ``Loop`` differs
+at batch 1 from batch 2+, and ``GRU``/``LSTM`` matched row for row only as
+far as we checked (onnxruntime 1.32, 50 units), which nothing promises. So
+a chunk batched with others could differ from the same chunk pushed
+in-process; running every chunk at batch 1 keeps it exact (and the native
+ops are fast at batch 1).
 
 Guarantees:
 
