@@ -15,7 +15,7 @@ from pathlib import Path
 
 from eddy.runtime.core.manifest import GraphSpec, Manifest, Normalization, StateSpec, read_manifest, sha256_file, write_manifest
 
-__all__ = ["copy_as", "default_model_dir", "make_tiny"]
+__all__ = ["copy_as", "default_model_dir", "make_tiny", "raw_copy"]
 
 
 def make_tiny(out: str | Path, units: int = 8, features: int = 1, name: str = "tiny", version: int = 1) -> Path:
@@ -78,3 +78,25 @@ def default_model_dir(tmp_root: str | Path) -> Path:
     if committed.is_dir():
         return resolve_version_dir(committed)
     return make_tiny(Path(tmp_root) / "tiny" / "1")
+
+
+def raw_copy(src: str | Path, dst: str | Path) -> Path:
+    """Copy a model version whose graphs take normalised units (``io: normalised``) as a self-contained one:
+    its normalisation moved into the graphs (:func:`eddy.trainer.graph_io.wrap_raw`), ``io: raw``. No tensorflow."""
+    import onnx
+
+    from eddy.trainer.graph_io import metadata, set_metadata, wrap_raw
+    from eddy.trainer.transform import Transform
+
+    src, dst = Path(src), Path(dst)
+    shutil.copytree(src, dst)
+    m = read_manifest(dst)
+    graphs = {}
+    for kind in ("step", "sequence"):
+        proto = wrap_raw(onnx.load(dst / m.graphs[kind].file), kind, Transform("level", m.n_features), m.normalization)
+        set_metadata(proto, metadata(features=m.features, targets=m.targets, horizon=m.horizon, window=m.window,
+                                     state=m.state, transform="level", graph=kind, fmt=m.format))
+        onnx.save(proto, dst / m.graphs[kind].file)
+        graphs[kind] = dataclasses.replace(m.graphs[kind], sha256=sha256_file(dst / m.graphs[kind].file))
+    write_manifest(dst, dataclasses.replace(m, graphs=graphs, io="raw"))
+    return dst

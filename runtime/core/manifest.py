@@ -8,10 +8,16 @@ lives in one place.
 
 Graph I/O contract (both graphs share it):
 
-- input ``x``: ``[B, F]`` (step) or ``[B, T, F]`` (sequence), normalised units;
+- input ``x``: ``[B, F]`` (step) or ``[B, T, F]`` (sequence);
 - one input per state tensor, named ``StateSpec.name``, shape ``[B, *shape]``;
-- output ``y``: ``[B, O]`` (step) or ``[B, T, O]`` (sequence), normalised units;
+- output ``y``: ``[B, O]`` (step) or ``[B, T, O]`` (sequence);
 - one output per state tensor, named ``StateSpec.name + "_out"``.
+
+``io`` says where the normalisation lives. ``"raw"``: ``x`` and ``y`` are in the
+data's own units, the normalisation and any target transform are inside the
+graphs, and the runtime does no arithmetic around them (``normalization`` is a
+record). ``"normalised"`` (manifests written before ``io`` existed): ``x`` and
+``y`` are normalised units and the runtime applies ``normalization`` both ways.
 
 State names are ``h<layer>`` for SimpleRNN/GRU layers and ``h<layer>``,
 ``c<layer>`` for LSTM layers, in the cell's own state order.
@@ -45,6 +51,7 @@ FORMAT = "eddy.model/1"
 MANIFEST_FILE = "manifest.json"
 STATE_OUT_SUFFIX = "_out"
 CELLS = ("simple_rnn", "lstm", "gru")
+IO_KINDS = ("raw", "normalised")  # Manifest.io values
 
 
 @dataclass(frozen=True)
@@ -97,6 +104,8 @@ class Manifest:
     versions: dict[str, str]  # producing library versions
     training: dict[str, Any] = field(default_factory=dict)  # configuration used
     files: dict[str, str] = field(default_factory=dict)  # other files -> sha256
+    io: str = "normalised"  # "raw": graphs take/return raw units (normalisation inside); see the module docstring
+    target_transform: str = "level"  # what the network predicts: level, delta or log_delta (inside raw graphs)
     format: str = FORMAT
 
     @property
@@ -142,6 +151,8 @@ class Manifest:
                 versions={str(k): str(v) for k, v in d.get("versions", {}).items()},
                 training=dict(d.get("training", {})),
                 files={str(k): str(v) for k, v in d.get("files", {}).items()},
+                io=str(d.get("io", "normalised")),
+                target_transform=str(d.get("target_transform", "level")),
             )
         except (KeyError, TypeError, ValueError) as e:
             missing = f"missing field {e}" if isinstance(e, KeyError) else str(e)
@@ -155,6 +166,10 @@ class Manifest:
 
         if self.cell not in CELLS:
             raise bad(f"unknown cell {self.cell!r} (expected one of {', '.join(CELLS)})")
+        if self.io not in IO_KINDS:
+            raise bad(f"unknown io {self.io!r} (expected one of {', '.join(IO_KINDS)})")
+        if self.io == "normalised" and self.target_transform != "level":
+            raise bad(f"target_transform {self.target_transform!r} needs io 'raw' (the transform lives in the graphs)")
         if self.layers < 1 or self.units < 1 or self.window < 1 or self.horizon < 1:
             raise bad("layers, units, window and horizon must be positive")
         if not self.features or not self.targets:

@@ -28,6 +28,7 @@ from .manifest import MANIFEST_FILE, STATE_OUT_SUFFIX, Manifest, StateSpec, read
 __all__ = ["Model", "Stream", "as_samples", "load", "resolve_version_dir", "session_options"]
 
 PRECISIONS = ("float32", "int8")
+GRAPH_FORMATS = ("onnx", "ort")  # ort: onnxruntime's own format (mobile and minimal builds), graphs "<kind>_ort"
 
 State = dict[str, np.ndarray]
 
@@ -45,16 +46,17 @@ def resolve_version_dir(path: str | Path) -> Path:
     return path / str(max(versions))
 
 
-def load(path: str | Path, *, precision: str = "float32") -> Model:
+def load(path: str | Path, *, precision: str = "float32", graph_format: str = "onnx") -> Model:
     """Load a model version directory, checking its manifest and file hashes.
 
     ``path`` is ``models/NAME`` (highest version) or ``models/NAME/<version>``.
-    ``precision`` picks the float32 graphs or, when exported, the int8 ones.
+    ``precision`` picks the float32 graphs or, when exported, the int8 ones;
+    ``graph_format="ort"`` the ``.ort`` files (``step_ort``/``sequence_ort`` in the manifest).
     Raises :class:`~eddy.runtime.core.errors.ModelLoadError` for a broken or tampered
     directory and :class:`~eddy.runtime.core.errors.NotFound` for a missing one.
     """
     version_dir = resolve_version_dir(path)
-    return Model(version_dir, read_manifest(version_dir), precision=precision)
+    return Model(version_dir, read_manifest(version_dir), precision=precision, graph_format=graph_format)
 
 
 def session_options() -> ort.SessionOptions:
@@ -110,17 +112,24 @@ def as_samples(samples: Any, n_features: int) -> np.ndarray:
 class Model:
     """One loaded model version: its manifest and two onnxruntime sessions."""
 
-    def __init__(self, version_dir: Path, manifest: Manifest, *, precision: str = "float32") -> None:
+    def __init__(self, version_dir: Path, manifest: Manifest, *, precision: str = "float32",
+                 graph_format: str = "onnx") -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        if graph_format not in GRAPH_FORMATS:
+            raise ValueError(f"graph_format must be one of {', '.join(GRAPH_FORMATS)}, got {graph_format!r}")
         self.path = Path(version_dir)
         self.manifest = manifest
         self.precision = precision
+        self.graph_format = graph_format
         norm = manifest.normalization
         self._in_mean = np.asarray(norm.input_mean, np.float32)  # [F]
         self._in_std = np.asarray(norm.input_std, np.float32)  # [F]
         self._out_mean = np.asarray(norm.target_mean, np.float32)  # [O]
         self._out_std = np.asarray(norm.target_std, np.float32)  # [O]
+        if manifest.io == "raw":  # the graphs normalise themselves: identity constants here, which are exact
+            self._in_mean, self._in_std = np.zeros_like(self._in_mean), np.ones_like(self._in_std)
+            self._out_mean, self._out_std = np.zeros_like(self._out_mean), np.ones_like(self._out_std)
         self._step = self._open("step", x_rank=2)
         self._sequence = self._open("sequence", x_rank=3)
         self._state_names = [s.name for s in manifest.state]
@@ -239,10 +248,14 @@ class Model:
 
     def _open(self, kind: str, x_rank: int) -> ort.InferenceSession:
         key = kind if self.precision == "float32" else f"{kind}_{self.precision}"
+        key += "_ort" if self.graph_format == "ort" else ""
         spec = self.manifest.graphs.get(key)
         if spec is None:
-            raise ModelLoadError(f"{self.path}: has no {self.precision} {kind} graph "
-                                 f"(export it with `eddy train --quantize {self.precision}`)")
+            how = ("eddy.trainer.ort_format.write_ort" if self.graph_format == "ort" and self.precision == "float32"
+                   else f"eddy train --quantize {self.precision}")
+            fmt = " .ort" if self.graph_format == "ort" else ""
+            raise ModelLoadError(f"{self.path}: has no {self.precision}{fmt} {kind} graph "
+                                 f"(write it with `{how}`)")
         file = self.path / spec.file
         try:
             sess = ort.InferenceSession(str(file), session_options(), providers=["CPUExecutionProvider"])

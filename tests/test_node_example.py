@@ -1,0 +1,66 @@
+"""examples/node streams a model with onnxruntime-node and matches the Python runtime.
+
+The first run installs onnxruntime-node from npm into examples/node/node_modules
+(kept as a cache for later runs); the test skips, saying why, only when node or
+npm is missing or the npm registry cannot be reached.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from _models import raw_copy
+from conftest import MODEL, ROOT
+
+EXAMPLE = ROOT / "examples" / "node"
+
+
+@pytest.fixture(scope="module")
+def raw_model_dir(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default model with its normalisation inside the graphs (io: raw)."""
+    from eddy.runtime.core.model import resolve_version_dir
+
+    return raw_copy(resolve_version_dir(models_dir / MODEL), tmp_path_factory.mktemp("raw") / "1")
+
+
+@pytest.fixture(scope="module")
+def node_example() -> Path:
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        pytest.skip("node and npm are needed for the Node example (apt-get install nodejs npm)")
+    if not (EXAMPLE / "node_modules" / "onnxruntime-node").is_dir():
+        done = subprocess.run([npm, "install", "--no-audit", "--no-fund"], cwd=EXAMPLE, capture_output=True,
+                              text=True, timeout=600, check=False)
+        if done.returncode != 0:
+            tail = " | ".join(done.stderr.strip().splitlines()[-3:])
+            if any(s in done.stderr for s in ("ENOTFOUND", "EAI_AGAIN", "ECONNREFUSED", "ETIMEDOUT", "ENETUNREACH")):
+                pytest.skip(f"npm registry unreachable, cannot install onnxruntime-node: {tail}")
+            pytest.fail(f"npm install failed in {EXAMPLE}: {tail}")
+    return EXAMPLE
+
+
+def _node_stream(example: Path, version_dir: Path, samples: np.ndarray, graph: str = "step.onnx") -> np.ndarray:
+    text = "\n".join(",".join(repr(float(v)) for v in row) for row in samples) + "\n"
+    done = subprocess.run(["node", "stream.mjs", str(version_dir), graph], cwd=example, input=text,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    return np.array([[float(v) for v in line.split(",")] for line in done.stdout.splitlines()])
+
+
+def test_node_stream_matches_the_python_runtime(node_example: Path, raw_model_dir: Path, series: np.ndarray) -> None:
+    import eddy.runtime as runtime
+
+    want = runtime.load(raw_model_dir).stream().push(series)  # [T, O]
+    got = _node_stream(node_example, raw_model_dir, series)
+    assert got.shape == want.shape
+    assert float(np.max(np.abs(got - want) / np.maximum(np.abs(want), 1.0))) < 1e-5
+
+
+def test_node_rejects_a_bad_sample_by_line(node_example: Path, raw_model_dir: Path) -> None:
+    done = subprocess.run(["node", "stream.mjs", str(raw_model_dir)], cwd=node_example, input="1\nabc\n",
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 1 and 'line 2: expected 1 finite number(s), got "abc"' in done.stderr
