@@ -63,9 +63,11 @@ def _parser() -> argparse.ArgumentParser:
     d = ServeConfig()
     s = sub.add_parser("serve", help="serve every model of a repository over gRPC",
                        description="Serve every model version under --models over gRPC: eddy.v1.Inference\n"
-                                   "(streams with resumable sessions, Predict), grpc.health.v1 (overall,\n"
-                                   "eddy.v1.Inference and eddy.v1.Inference/<model>) and server reflection;\n"
-                                   "optional Prometheus metrics over HTTP.",
+                                   "(streams with resumable sessions, Predict), on the same port the Open\n"
+                                   "Inference Protocol inference.GRPCInferenceService (KServe v2; Triton's\n"
+                                   "sequence_id/start/end map onto the same sessions, so tritonclient works),\n"
+                                   "grpc.health.v1 (overall, each service and eddy.v1.Inference/<model>) and\n"
+                                   "server reflection; optional Prometheus metrics over HTTP.",
                        epilog=_SERVE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("--models", type=Path, default=Path(os.environ.get("EDDY_MODELS", "models")),
                    help="model repository, holding NAME/VERSION/manifest.json (default: $EDDY_MODELS or ./models)")

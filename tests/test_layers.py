@@ -32,7 +32,8 @@ def _loaded(module: str, prefixes: tuple[str, ...]) -> list[str]:
 
 @pytest.mark.parametrize("module", ["eddy.runtime.serving.dataplane", "eddy.runtime.serving.repository",
                                     "eddy.runtime.serving.sessions", "eddy.runtime.serving.batcher",
-                                    "eddy.runtime.serving.config", "eddy.runtime.serving.metrics"])
+                                    "eddy.runtime.serving.config", "eddy.runtime.serving.metrics",
+                                    "eddy.runtime.serving.sequences"])
 def test_serving_imports_no_wire_and_no_metrics_library(module):
     assert _loaded(module, (*WIRE, *METRICS, "eddy.runtime.grpc", "eddy.runtime.client", *HEAVY)) == []
 

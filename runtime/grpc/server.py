@@ -4,8 +4,11 @@ One asyncio event loop serves every stream (DESIGN.md: grpc.aio is the faster
 Python stack, and the batcher sees every pending step). On the same port:
 
 - ``eddy.v1.Inference`` (:mod:`~eddy.runtime.grpc.servicer`);
+- ``inference.GRPCInferenceService``, the Open Inference Protocol (KServe v2)
+  with Triton's sequence extension (:mod:`~eddy.runtime.grpc.oip`), over the
+  same data plane: tritonclient and other KServe clients work unchanged;
 - ``grpc.health.v1.Health``: SERVING for the overall server (``""``), for
-  ``eddy.v1.Inference`` and for each model as ``eddy.v1.Inference/<model>``;
+  ``eddy.v1.Inference``, ``inference.GRPCInferenceService`` and for each model as ``eddy.v1.Inference/<model>``;
   all NOT_SERVING as soon as shutdown starts;
 - gRPC server reflection, so ``grpcurl -plaintext HOST:PORT list`` works.
 
@@ -43,6 +46,7 @@ from ..serving.config import ServeConfig
 from ..serving.dataplane import DataPlane
 from ..serving.metrics import Metrics
 from ..serving.repository import ModelRepository
+from .oip import OIP_SERVICE, OipServicer, add_oip_to_server
 from .servicer import SERVICE_NAME, InferenceServicer
 
 __all__ = ["DEFAULT_GRACE", "DEFAULT_HOST", "DEFAULT_PORT", "Server", "format_address", "health_service",
@@ -90,6 +94,7 @@ class Server:
             ("grpc.keepalive_timeout_ms", 10_000),
         ])
         pb_grpc.add_InferenceServicer_to_server(InferenceServicer(self.plane), self._server)
+        add_oip_to_server(OipServicer(self.plane, ready=lambda: not self._stopping), self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         reflection.enable_server_reflection([SERVICE_NAME, _HEALTH_SERVICE, reflection.SERVICE_NAME], self._server)
         self._stopping = False
@@ -112,7 +117,7 @@ class Server:
             self.metrics_port = self.metrics.serve(self.host, self.config.metrics_port)  # OSError if taken
         self.plane.start()
         await self._server.start()
-        for service in ("", SERVICE_NAME, *map(health_service, self.repository.names())):
+        for service in ("", SERVICE_NAME, OIP_SERVICE, *map(health_service, self.repository.names())):
             await self.health.set(service, _SERVING)
         log.info("listening on %s%s", self.address,
                  f", metrics on port {self.metrics_port}" if self.metrics_port is not None else "")

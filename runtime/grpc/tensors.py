@@ -12,6 +12,7 @@ encoding as the request it answers.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
@@ -20,7 +21,8 @@ from eddy.v1 import inference_pb2 as pb
 
 from ..core.errors import InvalidInput
 
-__all__ = ["ENCODINGS", "Encoding", "array_to_tensor", "sample_count", "tensor_to_samples", "tensor_to_sequences"]
+__all__ = ["ENCODINGS", "Encoding", "array_to_tensor", "decode_float32", "sample_count", "tensor_to_samples",
+           "tensor_to_sequences"]
 
 Encoding = Literal["raw", "values"]
 ENCODINGS: tuple[Encoding, ...] = ("raw", "values")
@@ -58,11 +60,25 @@ def sample_count(tensor: pb.Tensor) -> int:
 
 
 def _decode(tensor: pb.Tensor, n_features: int, lead: tuple[str, ...], what: str) -> tuple[np.ndarray, Encoding]:
+    return decode_float32(list(tensor.shape), tensor.values, tensor.raw, n_features, lead=lead, what=what)
+
+
+def decode_float32(shape: list[int], values: Sequence[float], raw: bytes, n_features: int, *,
+                   lead: tuple[str, ...] = ("n",), what: str = "samples",
+                   fields: tuple[str, str] = ("`values`", "`raw`")) -> tuple[np.ndarray, Encoding]:
+    """The tensor rules on plain parts: float32 ``[*lead, F]`` from packed ``values`` or little-endian ``raw``.
+
+    Shared by every protocol (eddy.v1 ``Tensor``, the Open Inference
+    Protocol's ``fp32_contents`` / ``raw_input_contents``); ``fields`` names
+    the two encodings in messages. Raises :class:`InvalidInput` naming the
+    problem: wrong rank, an empty leading dimension, wrong feature count,
+    data length not matching the shape, both or neither encoding used, NaN
+    or infinity.
+    """
     # On the per-message hot path: plain Python checks first, numpy only on the data.
-    shape = list(tensor.shape)
-    has_values, has_raw = len(tensor.values) > 0, len(tensor.raw) > 0
+    has_values, has_raw = len(values) > 0, len(raw) > 0
     if has_values and has_raw:
-        raise InvalidInput("tensor sets both `values` and `raw`; use exactly one encoding")
+        raise InvalidInput(f"tensor sets both {fields[0]} and {fields[1]}; use exactly one encoding")
     if len(shape) != len(lead) + 1:
         raise InvalidInput(f"{what} must have shape [{', '.join(lead)}, {n_features}], got shape {shape}")
     if any(d < 1 for d in shape[:-1]):
@@ -73,18 +89,19 @@ def _decode(tensor: pb.Tensor, n_features: int, lead: tuple[str, ...], what: str
         raise InvalidInput(f"expected {n_features} feature(s) per sample, got shape {shape}")
     expected = math.prod(shape)
     if has_raw:
-        if len(tensor.raw) != expected * _LE_F32.itemsize:
-            raise InvalidInput(f"`raw` holds {len(tensor.raw)} bytes; shape {shape} needs "
+        if len(raw) != expected * _LE_F32.itemsize:
+            raise InvalidInput(f"{fields[1]} holds {len(raw)} bytes; shape {shape} needs "
                                f"{expected * _LE_F32.itemsize} (little-endian float32)")
-        arr = np.frombuffer(tensor.raw, dtype=_LE_F32).astype(np.float32)  # copy, native order
+        arr = np.frombuffer(raw, dtype=_LE_F32).astype(np.float32)  # copy, native order
         encoding: Encoding = "raw"
     elif has_values:
-        if len(tensor.values) != expected:
-            raise InvalidInput(f"`values` holds {len(tensor.values)} floats; shape {shape} needs {expected}")
-        arr = np.array(tensor.values, dtype=np.float32)
+        if len(values) != expected:
+            raise InvalidInput(f"{fields[0]} holds {len(values)} floats; shape {shape} needs {expected}")
+        arr = np.array(values, dtype=np.float32)
         encoding = "values"
     else:
-        raise InvalidInput(f"tensor has no data: shape {shape} needs {expected} float(s) in `values` or `raw`")
+        raise InvalidInput(f"tensor has no data: shape {shape} needs {expected} float(s) in "
+                           f"{fields[0]} or {fields[1]}")
     flat = arr.reshape(-1, n_features)  # [n, F]
     if not np.isfinite(flat).all():
         row, col = (int(i) for i in np.argwhere(~np.isfinite(flat))[0])

@@ -1,0 +1,236 @@
+"""The Open Inference Protocol (KServe v2 gRPC) with Triton's sequence extension: translate and delegate.
+
+Served on the same port as ``eddy.v1.Inference`` under the service name
+Triton and KServe clients call, ``inference.GRPCInferenceService``, over the
+same :class:`~eddy.runtime.serving.dataplane.DataPlane`: the same sessions,
+cross-stream batching, limits and exactness. Messages convert in
+:mod:`~eddy.runtime.grpc.oip_codec`; sequences map onto sessions in
+:mod:`~eddy.runtime.serving.sequences` (sequence 42 is session ``"42"``).
+
+RPCs: ServerLive, ServerReady, ModelReady (ready while the server serves,
+false for an unknown model or version), ServerMetadata, ModelMetadata,
+ModelConfig, RepositoryIndex, ModelInfer and ModelStreamInfer. Others
+(load/unload, statistics, shared memory, trace) are UNIMPLEMENTED.
+
+Errors: an :class:`~eddy.runtime.core.errors.EddyError` ends a unary call with
+its status (INVALID_ARGUMENT, NOT_FOUND, ...); in ModelStreamInfer it comes
+back in-band as ``error_message`` (with the request's ``id``) and the stream
+stays open. A rejected request changes no session.
+
+ModelStreamInfer runs each request as soon as it is read, so one stream can
+carry many sequences that batch together; requests of one sequence run in
+order, and answers come back as they complete (match them by ``id``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any, TypeVar
+
+import grpc
+
+from eddy.v1 import oip_pb2 as pb
+
+from ..core.errors import EddyError, NotFound
+from ..serving import sequences
+from ..serving.dataplane import DataPlane
+from .oip_codec import (
+    infer_input,
+    infer_response,
+    model_config,
+    model_metadata,
+    repository_index,
+    requested_samples,
+    sequence_step,
+)
+from .status import to_status
+
+__all__ = ["EXTENSIONS", "OIP_SERVICE", "OipServicer", "add_oip_to_server"]
+
+OIP_SERVICE = "inference.GRPCInferenceService"  # the wire name; our messages live in package eddy.v1.oip
+EXTENSIONS = ["model_configuration", "sequence"]  # ServerMetadata.extensions
+MAX_IN_FLIGHT = 1024  # requests of one ModelStreamInfer running at once; reading pauses past it
+
+T = TypeVar("T")
+
+
+def _eddy_version() -> str:
+    try:
+        return version("eddy-rnn")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+class OipServicer:
+    """``inference.GRPCInferenceService`` over a :class:`DataPlane`; ``ready()`` says whether the server serves."""
+
+    def __init__(self, plane: DataPlane, ready: Callable[[], bool] = lambda: True) -> None:
+        self.plane = plane
+        self.metrics = plane.metrics
+        self.ready = ready
+        self._version = _eddy_version()
+
+    # -- health and metadata ------------------------------------------------
+    async def ServerLive(self, request: pb.ServerLiveRequest, context: Any) -> pb.ServerLiveResponse:
+        return pb.ServerLiveResponse(live=True)
+
+    async def ServerReady(self, request: pb.ServerReadyRequest, context: Any) -> pb.ServerReadyResponse:
+        return pb.ServerReadyResponse(ready=self.ready())
+
+    async def ModelReady(self, request: pb.ModelReadyRequest, context: Any) -> pb.ModelReadyResponse:
+        try:
+            self.plane.model(request.name, request.version)
+        except EddyError:  # unknown model or version, malformed version: not ready (Triton answers the same)
+            return pb.ModelReadyResponse(ready=False)
+        return pb.ModelReadyResponse(ready=self.ready())
+
+    async def ServerMetadata(self, request: pb.ServerMetadataRequest, context: Any) -> pb.ServerMetadataResponse:
+        return pb.ServerMetadataResponse(name="eddy", version=self._version, extensions=EXTENSIONS)
+
+    async def ModelMetadata(self, request: pb.ModelMetadataRequest, context: Any) -> pb.ModelMetadataResponse:
+        async def work() -> pb.ModelMetadataResponse:
+            model = self.plane.model(request.name, request.version)
+            return model_metadata(model, self.plane.versions(model.name))
+
+        return await self._unary("ModelMetadata", context, work)
+
+    async def ModelConfig(self, request: pb.ModelConfigRequest, context: Any) -> pb.ModelConfigResponse:
+        async def work() -> pb.ModelConfigResponse:
+            return model_config(self.plane.model(request.name, request.version), self.plane.config)
+
+        return await self._unary("ModelConfig", context, work)
+
+    async def RepositoryIndex(self, request: pb.RepositoryIndexRequest, context: Any) -> pb.RepositoryIndexResponse:
+        async def work() -> pb.RepositoryIndexResponse:
+            if request.repository_name:
+                raise NotFound(f"unknown repository {request.repository_name!r}; eddy serves one (use \"\")")
+            return repository_index(self.plane.models())
+
+        return await self._unary("RepositoryIndex", context, work)
+
+    # -- inference ----------------------------------------------------------
+    async def ModelInfer(self, request: pb.ModelInferRequest, context: Any) -> pb.ModelInferResponse:
+        return await self._unary("ModelInfer", context, lambda: self._infer(request))
+
+    async def ModelStreamInfer(self, request_iterator: AsyncIterator[pb.ModelInferRequest],
+                               context: Any) -> AsyncIterator[pb.ModelStreamInferResponse]:
+        answers: asyncio.Queue[pb.ModelStreamInferResponse | None] = asyncio.Queue()
+        slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+        last: dict[str, asyncio.Task[None]] = {}  # sequence id -> its latest request's task (per-sequence order)
+        tasks: set[asyncio.Task[None]] = set()
+        latency, code = self.metrics.latency("ModelStreamInfer"), "OK"
+
+        async def run(request: pb.ModelInferRequest, after: asyncio.Task[None] | None) -> None:
+            try:
+                if after is not None:
+                    await asyncio.wait((after,))  # its outcome is its own answer's business
+                t0 = time.perf_counter()
+                try:
+                    answer = pb.ModelStreamInferResponse(infer_response=await self._infer(request))
+                    outcome = "OK"
+                except Exception as e:
+                    status, message = to_status(e, "ModelStreamInfer")
+                    answer = pb.ModelStreamInferResponse(error_message=message, infer_response=pb.ModelInferResponse(
+                        model_name=request.model_name, model_version=request.model_version, id=request.id))
+                    outcome = status.name
+                latency(time.perf_counter() - t0)
+                self.metrics.stream_messages(request.model_name, outcome)()
+                answers.put_nowait(answer)
+            finally:
+                slots.release()
+
+        async def read() -> None:
+            try:
+                async for request in request_iterator:
+                    await slots.acquire()
+                    sid = _sequence_key(request)
+                    task = asyncio.get_running_loop().create_task(run(request, last.get(sid) if sid else None))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                    if sid:
+                        last[sid] = task
+                        task.add_done_callback(lambda t, k=sid: last.pop(k, None) if last.get(k) is t else None)
+                if tasks:
+                    await asyncio.wait(set(tasks))
+            finally:
+                answers.put_nowait(None)  # the client half-closed and everything is answered
+
+        reader = asyncio.get_running_loop().create_task(read())
+        try:
+            while (answer := await answers.get()) is not None:
+                yield answer
+            await reader  # re-raise a failed read (e.g. a broken request stream)
+        except asyncio.CancelledError:
+            code = "CANCELLED"
+            raise
+        except Exception:
+            code = "INTERNAL"
+            raise
+        finally:
+            for t in (reader, *tasks):
+                t.cancel()
+            with contextlib.suppress(BaseException):
+                await asyncio.gather(reader, *tasks, return_exceptions=True)
+            self.metrics.rpc("ModelStreamInfer", code)
+
+    async def _infer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
+        step = sequence_step(request.parameters)  # InvalidInput for malformed sequence parameters
+        model = self.plane.model(request.model_name, request.model_version)
+        self.plane.check_samples(requested_samples(request))  # before decoding
+        x = infer_input(request, model)  # [n, F], validated
+        ran, y = await sequences.infer(self.plane, request.model_name, request.model_version, step, x)
+        return infer_response(ran, request.id, y)
+
+    async def _unary(self, method: str, context: Any, work: Callable[[], Awaitable[T]]) -> T:
+        """Await ``work`` and record it; abort the RPC with the right status if it raises."""
+        t0 = time.perf_counter()
+        try:
+            result = await work()
+        except Exception as e:
+            code, message = to_status(e, method)
+            self.metrics.rpc(method, code.name)
+            await context.abort(code, message)  # raises
+            raise  # pragma: no cover
+        self.metrics.latency(method)(time.perf_counter() - t0)
+        self.metrics.rpc(method, "OK")
+        return result
+
+
+def _sequence_key(request: pb.ModelInferRequest) -> str:
+    """The sequence a streamed request belongs to ("" = none), for ordering only (validation happens later)."""
+    p = request.parameters.get("sequence_id") if "sequence_id" in request.parameters else None
+    if p is None:
+        return ""
+    kind = p.WhichOneof("parameter_choice")
+    return str(getattr(p, kind)) if kind in ("int64_param", "uint64_param", "string_param") else ""
+
+
+_UNARY = {  # method -> (request type, response type)
+    "ServerLive": (pb.ServerLiveRequest, pb.ServerLiveResponse),
+    "ServerReady": (pb.ServerReadyRequest, pb.ServerReadyResponse),
+    "ModelReady": (pb.ModelReadyRequest, pb.ModelReadyResponse),
+    "ServerMetadata": (pb.ServerMetadataRequest, pb.ServerMetadataResponse),
+    "ModelMetadata": (pb.ModelMetadataRequest, pb.ModelMetadataResponse),
+    "ModelConfig": (pb.ModelConfigRequest, pb.ModelConfigResponse),
+    "RepositoryIndex": (pb.RepositoryIndexRequest, pb.RepositoryIndexResponse),
+    "ModelInfer": (pb.ModelInferRequest, pb.ModelInferResponse),
+}
+
+
+def add_oip_to_server(servicer: OipServicer, server: grpc.aio.Server) -> None:
+    """Register ``servicer``'s RPCs under ``/inference.GRPCInferenceService/<Method>``."""
+    handlers = {
+        name: grpc.unary_unary_rpc_method_handler(getattr(servicer, name), request_deserializer=req.FromString,
+                                                  response_serializer=resp.SerializeToString)
+        for name, (req, resp) in _UNARY.items()
+    }
+    handlers["ModelStreamInfer"] = grpc.stream_stream_rpc_method_handler(
+        servicer.ModelStreamInfer, request_deserializer=pb.ModelInferRequest.FromString,
+        response_serializer=pb.ModelStreamInferResponse.SerializeToString)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(OIP_SERVICE, handlers),))
+    if hasattr(server, "add_registered_method_handlers"):  # grpcio >= 1.65: no per-call lookup by name
+        server.add_registered_method_handlers(OIP_SERVICE, handlers)

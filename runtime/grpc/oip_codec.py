@@ -1,0 +1,139 @@
+"""Open Inference Protocol messages <-> plain values: inputs, sequence parameters, answers, metadata.
+
+Pure functions, no I/O; :mod:`~eddy.runtime.grpc.oip` (the servicer) calls
+them. An eddy model appears on this protocol as one FP32 input ``x`` shaped
+``[-1, F]`` (the samples of this request, in order) and one FP32 output ``y``
+shaped ``[-1, O]`` (raw-unit predictions, one row per sample); there is no
+implicit batch dimension (``max_batch_size`` 0): eddy batches steps of
+different sequences itself. Inputs are accepted in ``raw_input_contents``
+(little-endian) or typed ``contents.fp32_contents``; answers always go in
+``raw_output_contents`` (tritonclient reads only those). The tensor rules are
+eddy.v1's (:func:`~eddy.runtime.grpc.tensors.decode_float32`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from eddy.v1 import oip_pb2 as pb
+
+from ..core.errors import InvalidInput
+from ..core.model import Model
+from ..serving.config import ServeConfig
+from ..serving.sequences import SequenceStep
+from .tensors import decode_float32
+
+__all__ = ["INPUT", "OUTPUT", "PLATFORM", "infer_input", "infer_response", "model_config", "model_metadata",
+           "repository_index", "requested_samples", "sequence_step"]
+
+INPUT, OUTPUT = "x", "y"  # the step graph's own names
+PLATFORM = "eddy"  # ONNX step graph run by onnxruntime, state kept by eddy's sessions
+_FP32 = "FP32"
+_LE_F32 = np.dtype("<f4")
+_SEQUENCE_KEYS = ("sequence_id", "sequence_start", "sequence_end")
+
+
+def sequence_step(parameters: dict[str, pb.InferParameter]) -> SequenceStep:
+    """``sequence_id`` (int64, uint64 or string; 0 or "" = none) and the bool flags -> :class:`SequenceStep`.
+
+    Other parameters (e.g. tritonclient's ``priority``, ``timeout``) are ignored.
+    """
+    if not any(k in parameters for k in _SEQUENCE_KEYS):  # the common stateless case: no dict lookups below
+        return SequenceStep()
+    sid = ""
+    if "sequence_id" in parameters:
+        p = parameters["sequence_id"]
+        kind = p.WhichOneof("parameter_choice")
+        if kind == "int64_param":
+            if p.int64_param < 0:
+                raise InvalidInput(f"sequence_id must not be negative, got {p.int64_param}")
+            sid = str(p.int64_param) if p.int64_param else ""
+        elif kind == "uint64_param":
+            sid = str(p.uint64_param) if p.uint64_param else ""
+        elif kind == "string_param":
+            sid = p.string_param
+        else:
+            raise InvalidInput(f"sequence_id must be an int64, uint64 or string parameter, got {kind or 'no value'}")
+    return SequenceStep(sid, _flag(parameters, "sequence_start"), _flag(parameters, "sequence_end"))
+
+
+def _flag(parameters: dict[str, pb.InferParameter], key: str) -> bool:
+    if key not in parameters:
+        return False
+    p = parameters[key]
+    if p.WhichOneof("parameter_choice") != "bool_param":
+        raise InvalidInput(f"{key} must be a bool parameter")
+    return p.bool_param
+
+
+def requested_samples(request: pb.ModelInferRequest) -> int:
+    """Samples the request claims to carry (first dimension of its first input), before decoding it."""
+    if not request.inputs or not request.inputs[0].shape:
+        return 0
+    return max(int(request.inputs[0].shape[0]), 0)
+
+
+def infer_input(request: pb.ModelInferRequest, model: Model) -> np.ndarray:
+    """The request's samples as validated raw float32 ``x[n, F]`` (InvalidInput naming the problem)."""
+    if len(request.inputs) != 1 or request.inputs[0].name != INPUT:
+        got = [i.name for i in request.inputs]
+        raise InvalidInput(f"model {model.name} takes one input `{INPUT}`, got {got or 'none'}")
+    inp = request.inputs[0]
+    if inp.datatype != _FP32:
+        raise InvalidInput(f"input `{INPUT}` must have datatype {_FP32}, got {inp.datatype or 'none'}")
+    for out in request.outputs:
+        if out.name != OUTPUT:
+            raise InvalidInput(f"model {model.name} has one output `{OUTPUT}`, not `{out.name}`")
+    n_raw = len(request.raw_input_contents)
+    if n_raw > 1:
+        raise InvalidInput(f"raw_input_contents holds {n_raw} entries for 1 input")
+    raw = request.raw_input_contents[0] if n_raw else b""
+    if n_raw and inp.HasField("contents"):
+        raise InvalidInput("input `x` sets both contents and raw_input_contents; use exactly one")
+    x, _ = decode_float32(list(inp.shape), inp.contents.fp32_contents, raw, model.n_features,
+                          fields=("`contents.fp32_contents`", "`raw_input_contents`"))
+    return x  # [n, F]
+
+
+def infer_response(model: Model, request_id: str, y: np.ndarray) -> pb.ModelInferResponse:
+    """``y[n, O]`` as a ``ModelInferResponse`` with the data in ``raw_output_contents``."""
+    return pb.ModelInferResponse(
+        model_name=model.name, model_version=str(model.version), id=request_id,
+        outputs=[pb.ModelInferResponse.InferOutputTensor(name=OUTPUT, datatype=_FP32, shape=y.shape)],
+        raw_output_contents=[y.astype(_LE_F32, copy=False).tobytes()])
+
+
+def _tensor(name: str, width: int) -> pb.ModelMetadataResponse.TensorMetadata:
+    return pb.ModelMetadataResponse.TensorMetadata(name=name, datatype=_FP32, shape=[-1, width])
+
+
+def model_metadata(model: Model, versions: list[int]) -> pb.ModelMetadataResponse:
+    """``x FP32 [-1, F]`` in, ``y FP32 [-1, O]`` out; ``versions``: every version served under the name."""
+    return pb.ModelMetadataResponse(name=model.name, versions=[str(v) for v in sorted(versions)], platform=PLATFORM,
+                                    inputs=[_tensor(INPUT, model.n_features)],
+                                    outputs=[_tensor(OUTPUT, len(model.targets))])
+
+
+def model_config(model: Model, config: ServeConfig) -> pb.ModelConfigResponse:
+    """A synthesized Triton model configuration: sequence batching with the session TTL as idle time."""
+    m = model.manifest
+    params = {"cell": m.cell, "layers": str(m.layers), "units": str(m.units), "features": ",".join(m.features),
+              "targets": ",".join(m.targets), "window": str(m.window), "horizon": str(m.horizon),
+              "version": str(m.version)}
+    batching = pb.ModelSequenceBatching(
+        max_sequence_idle_microseconds=int(config.session_ttl * 1_000_000),
+        oldest=pb.ModelSequenceBatching.StrategyOldest(max_candidate_sequences=config.max_batch,
+                                                       max_queue_delay_microseconds=config.max_delay_us))
+    return pb.ModelConfigResponse(config=pb.ModelConfig(
+        name=model.name, platform=PLATFORM, backend=PLATFORM, max_batch_size=0,
+        input=[pb.ModelInput(name=INPUT, data_type=pb.TYPE_FP32, dims=[-1, model.n_features])],
+        output=[pb.ModelOutput(name=OUTPUT, data_type=pb.TYPE_FP32, dims=[-1, len(model.targets)])],
+        sequence_batching=batching,
+        parameters={k: pb.ModelParameter(string_value=v) for k, v in params.items()}))
+
+
+def repository_index(index: dict[str, list[int]]) -> pb.RepositoryIndexResponse:
+    """One READY entry per served model version, sorted by name and version."""
+    return pb.RepositoryIndexResponse(models=[
+        pb.RepositoryIndexResponse.ModelIndex(name=name, version=str(v), state="READY")
+        for name, versions in sorted(index.items()) for v in sorted(versions)])

@@ -1,0 +1,90 @@
+"""Triton-style sequences (``sequence_id``, ``sequence_start``, ``sequence_end``) on eddy sessions, without a wire.
+
+The Open Inference Protocol's sequence extension names a sequence per
+request instead of holding a stream open; :func:`infer` maps it onto the
+same sessions, batcher and limits the eddy.v1 ``Stream`` uses:
+
+- **no id**: stateless. The samples run from zero state as one fresh
+  sequence (``x[n, F]`` -> ``y[n, O]``) in a session that lives for this
+  request only (so it batches like any other); nothing is kept. Start/end
+  flags without an id are refused.
+- **id + start**: the sequence begins (again): whatever session held that id
+  is dropped (it must be idle) and a new one starts from zero state on the
+  requested (or latest) version.
+- **id, no start**: the session under that id continues, on the version it
+  started with. An unknown id is INVALID_ARGUMENT in Triton's words ("... must
+  specify the START flag on the first request of the sequence").
+- **end**: the session is closed after this request's answer is computed.
+
+The session id *is* the sequence id in decimal (an integer id 42 is session
+``"42"``) or the string id as given, so a sequence started here can be
+continued by an eddy.v1 ``Stream`` opening session ``"42"`` and vice versa.
+Idle sequences keep their state for the session TTL (Triton drops them after
+``max_sequence_idle_microseconds``, 1 s by default). Each request holds its
+session only while it runs: a request for a sequence another request or
+stream is driving right now gets FAILED_PRECONDITION.
+
+Input is validated by the caller against the model (``plane.model``) before
+:func:`infer`, so a rejected request changes no session.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..core.errors import FailedPrecondition, InvalidInput
+from ..core.model import Model
+from .dataplane import DataPlane
+
+__all__ = ["SequenceStep", "infer"]
+
+
+@dataclass(frozen=True)
+class SequenceStep:
+    """One request's place in a sequence."""
+
+    sequence_id: str = ""  # "" : not in a sequence (stateless)
+    start: bool = False  # first request: new (or restarted) session
+    end: bool = False  # last request: the session is closed after the answer
+
+
+async def infer(plane: DataPlane, model: str, version: str | int | None, step: SequenceStep,
+                x: np.ndarray) -> tuple[Model, np.ndarray]:
+    """Run validated raw samples ``x[n, F]`` as ``step`` says; returns the model that ran them and raw ``y[n, O]``."""
+    sid = step.sequence_id
+    owner = object()  # this request holds the session while it runs
+    if not sid:
+        if step.start or step.end:
+            raise InvalidInput("sequence_start / sequence_end given without a sequence_id")
+        step = SequenceStep("", start=True, end=True)  # a one-request sequence under a server-assigned id
+        session, _ = plane.open_session(model, version, None, owner=owner)
+    elif step.start:
+        info = plane.sessions.get(sid)
+        if info is not None:
+            if info.busy:
+                raise FailedPrecondition(f"sequence {sid} is in use by another request or stream")
+            plane.delete_session(sid)  # START begins the sequence again: its old state is dropped
+        session, _ = plane.open_session(model, version, sid, owner=owner)
+    else:
+        if plane.sessions.get(sid) is None:
+            raise InvalidInput(f"inference request for sequence {sid} to model '{model}' must specify "
+                               "the START flag on the first request of the sequence")
+        session, _ = plane.open_session(model, version, sid, resume=True, owner=owner)
+    try:
+        if x.shape[1] != session.model.n_features:  # a resumed session may run another version
+            raise InvalidInput(f"sequence {sid} runs {session.model.name}/{session.model.version}, which takes "
+                               f"{session.model.n_features} feature(s) per sample, got shape {list(x.shape)}")
+        y = await plane.push(session, x)  # state advances only on success
+    except BaseException:
+        if step.start:
+            plane.close_session(session)  # the sequence did not start
+        else:
+            plane.release(session)
+        raise
+    if step.end:
+        plane.close_session(session)
+    else:
+        plane.release(session)
+    return session.model, y

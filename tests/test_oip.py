@@ -1,0 +1,313 @@
+"""The Open Inference Protocol on eddy's port, driven by the real tritonclient[grpc] (in .venv-compat).
+
+One server and one tritonclient worker for the module; every answer is compared
+bit for bit with the in-process stream.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from collections.abc import Iterator
+
+import grpc
+import numpy as np
+import pytest
+from _compat_venv import CompatVenvUnavailable, compat_python
+from _serving import served
+from _tritonclient import TritonWorker, decode, encode
+from conftest import MODEL, ROOT
+
+from eddy.runtime.client import Client
+from eddy.runtime.grpc.oip import OIP_SERVICE
+from eddy.runtime.serving.config import ServeConfig
+from eddy.v1 import oip_pb2 as pb
+
+
+@pytest.fixture(scope="module")
+def compat() -> object:
+    try:
+        return compat_python()
+    except CompatVenvUnavailable as e:
+        pytest.skip(f"tritonclient tests need .venv-compat and {e}")
+
+
+@pytest.fixture(scope="module")
+def oip_server(models_dir) -> Iterator[object]:
+    with served(models_dir) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def triton(compat, oip_server) -> Iterator[TritonWorker]:
+    w = TritonWorker(oip_server.address, compat)
+    yield w
+    w.close()
+
+
+def steps(model, xs: np.ndarray) -> list[np.ndarray]:
+    """The in-process stream's answer to each sample of ``xs[N, F]`` pushed one at a time."""
+    s = model.stream()
+    return [s.push(x[None]) for x in xs]
+
+
+def sequence(xs: np.ndarray, sid: object, *, start: bool = True, end: bool = False) -> list[dict]:
+    """Stream requests, one per sample, for tritonclient's async_stream_infer."""
+    n = len(xs)
+    return [dict(encode(xs[i:i + 1]), sequence_id=sid, sequence_start=start and i == 0, sequence_end=end and i == n - 1)
+            for i in range(n)]
+
+
+def test_liveness_and_readiness(triton):
+    assert triton.call("is_server_live") and triton.call("is_server_ready")
+    assert triton.call("is_model_ready", MODEL) and triton.call("is_model_ready", MODEL, "1")
+    assert not triton.call("is_model_ready", "no-such-model") and not triton.call("is_model_ready", MODEL, "99")
+
+
+def test_server_and_model_metadata(triton, model):
+    server = triton.call("get_server_metadata", as_json=True)
+    assert server["name"] == "eddy" and "sequence" in server["extensions"]
+    meta = triton.call("get_model_metadata", MODEL, as_json=True)
+    assert meta["name"] == MODEL and meta["versions"] == ["1"]
+    assert meta["inputs"] == [{"name": "x", "datatype": "FP32", "shape": ["-1", str(model.n_features)]}]
+    assert meta["outputs"] == [{"name": "y", "datatype": "FP32", "shape": ["-1", str(len(model.targets))]}]
+
+
+def test_model_config_and_repository_index(triton, model):
+    config = triton.call("get_model_config", MODEL, as_json=True)["config"]
+    assert config["name"] == MODEL and config.get("max_batch_size", 0) == 0
+    assert config["input"][0] == {"name": "x", "data_type": "TYPE_FP32", "dims": ["-1", str(model.n_features)]}
+    idle_us = int(config["sequence_batching"]["max_sequence_idle_microseconds"])
+    assert idle_us == int(ServeConfig().session_ttl * 1e6)  # idle sequences live as long as eddy sessions
+    index = triton.call("get_model_repository_index", as_json=True)["models"]
+    assert index == [{"name": MODEL, "version": "1", "state": "READY"}]
+
+
+def test_infer_without_sequence_is_stateless(triton, model, series):
+    window = series[:10]
+    for _ in range(2):  # nothing is kept between calls
+        answer = triton.infer(MODEL, window, id="w1")
+        assert answer["raw_outputs"] == 1 and answer["id"] == "w1" and answer["model_version"] == "1"
+        np.testing.assert_array_equal(decode(answer), model.stream().push(window))
+
+
+def test_infer_with_sequence_equals_in_process_stream(triton, model, series):
+    xs = series[:40]
+    want = steps(model, xs)
+    for i, x in enumerate(xs):
+        answer = triton.infer(MODEL, x[None], sequence_id=4242, sequence_start=i == 0, sequence_end=i == len(xs) - 1)
+        np.testing.assert_array_equal(decode(answer), want[i])
+    after_end = triton.infer(MODEL, xs[:1], sequence_id=4242)  # END closed the session
+    assert after_end["status"] == "StatusCode.INVALID_ARGUMENT" and "START flag" in after_end["message"]
+
+
+def test_stream_200_samples_one_by_one_bit_for_bit(triton, model, series, local):
+    answers = triton.stream(MODEL, sequence(series[:200], 7, end=True))
+    got = np.concatenate([decode(a) for a in answers])
+    np.testing.assert_array_equal(got, local[:200])
+
+
+@pytest.mark.parametrize("x, params, status, words", [
+    (np.array([[1.0]], np.float32), {"sequence_id": 999001}, "INVALID_ARGUMENT",
+     "inference request for sequence 999001 to model 'sunspots' must specify the START flag on the first request "
+     "of the sequence"),
+    (np.array([[1.0]], np.float64), {"datatype": "FP64"}, "INVALID_ARGUMENT", "datatype FP32, got FP64"),
+    (np.array([[1.0, 2.0]], np.float32), {}, "INVALID_ARGUMENT", "expected 1 feature(s) per sample, got shape [1, 2]"),
+    (np.array([[np.nan]], np.float32), {}, "INVALID_ARGUMENT", "sample 0, feature 0 is nan: values must be finite"),
+    (np.array([[np.inf]], np.float32), {}, "INVALID_ARGUMENT", "sample 0, feature 0 is inf: values must be finite"),
+    (np.array([1.0], np.float32), {}, "INVALID_ARGUMENT", "samples must have shape [n, 1], got shape [1]"),
+    (np.array([[1.0]], np.float32), {"input_name": "input"}, "INVALID_ARGUMENT", "takes one input `x`"),
+    (np.array([[1.0]], np.float32), {"outputs": ["z"]}, "INVALID_ARGUMENT", "one output `y`, not `z`"),
+    (np.array([[1.0]], np.float32), {"model": "no-such-model"}, "NOT_FOUND", "no-such-model"),
+])
+def test_rejections_carry_their_code_and_leave_the_sequence_unchanged(triton, model, series, x, params, status,
+                                                                      words):
+    """Each rejected request of sequence `rej` (README's OIP rows), then its next step is still exact."""
+    want = steps(model, series[:2])
+    np.testing.assert_array_equal(decode(triton.infer(MODEL, series[:1], sequence_id="rej", sequence_start=True)),
+                                  want[0])
+    params = {"sequence_id": "rej", **params}
+    answer = triton.infer(params.pop("model", MODEL), x, **params)
+    assert answer["status"] == f"StatusCode.{status}" and words in answer["message"], answer
+    np.testing.assert_array_equal(decode(triton.infer(MODEL, series[1:2], sequence_id="rej", sequence_end=True)),
+                                  want[1])
+
+
+def test_rejected_step_leaves_the_sequence_unchanged(triton, model, series):
+    want = steps(model, series[:3])
+    np.testing.assert_array_equal(decode(triton.infer(MODEL, series[:1], sequence_id="r1", sequence_start=True)),
+                                  want[0])
+    bad = triton.infer(MODEL, np.array([[np.inf]], np.float32), sequence_id="r1")
+    assert bad["status"] == "StatusCode.INVALID_ARGUMENT"
+    for i in (1, 2):
+        np.testing.assert_array_equal(decode(triton.infer(MODEL, series[i:i + 1], sequence_id="r1")), want[i])
+
+
+def test_stream_errors_are_in_band_and_the_stream_stays_open(triton, model, series):
+    want = steps(model, series[:3])
+    requests = sequence(series[:2], "e1")
+    requests.insert(1, dict(encode(np.array([[np.nan]], np.float32)), sequence_id="e1"))  # rejected in-band
+    requests.append(dict(encode(series[:1]), sequence_id="never-started"))
+    requests.append(dict(encode(series[2:3]), sequence_id="e1", sequence_end=True))
+    answers = triton.stream(MODEL, requests)
+    assert [a["ok"] for a in answers] == [True, False, True, False, True]
+    assert "values must be finite" in answers[1]["message"] and "START flag" in answers[3]["message"]
+    np.testing.assert_array_equal(np.concatenate([decode(answers[i]) for i in (0, 2, 4)]), np.concatenate(want))
+
+
+def test_sequence_moves_between_oip_and_eddy_v1(triton, oip_server, model, series):
+    """OIP sequence 77 is eddy session "77": start over OIP, continue over eddy.v1, finish over OIP."""
+    xs = series[:30]
+    want = np.concatenate(steps(model, xs))
+    got = [decode(a) for a in triton.stream(MODEL, sequence(xs[:10], 77))]
+    with Client(oip_server.address) as client, client.stream(MODEL, session_id="77", resume=True) as rs:
+        assert rs.resumed and rs.position == 10
+        got += [rs.push(x[None]) for x in xs[10:20]]
+    oip_server.until_idle("77")
+    got += [decode(triton.infer(MODEL, x[None], sequence_id=77, sequence_end=i == 9)) for i, x in enumerate(xs[20:])]
+    np.testing.assert_array_equal(np.concatenate(got), want)
+    assert "77" not in oip_server.server.plane.sessions  # END closed it
+
+
+def test_eddy_v1_session_continues_as_a_string_sequence(triton, oip_server, model, series):
+    xs = series[:12]
+    local = model.stream()  # the same chunking: 6 samples in one message, then one by one
+    want = np.concatenate([local.push(xs[:6]), *(local.push(x[None]) for x in xs[6:])])
+    with Client(oip_server.address) as client, client.stream(MODEL, session_id="dev-a") as rs:
+        got = [rs.push(xs[:6])]
+    oip_server.until_idle("dev-a")
+    got += [decode(a) for a in triton.stream(MODEL, sequence(xs[6:], "dev-a", start=False, end=True))]
+    np.testing.assert_array_equal(np.concatenate(got), want)
+
+
+def _call(address: str, method: str, request, response_type):
+    with grpc.insecure_channel(address) as channel:
+        rpc = channel.unary_unary(f"/{OIP_SERVICE}/{method}", request_serializer=lambda m: m.SerializeToString(),
+                                  response_deserializer=response_type.FromString)
+        return rpc(request, timeout=30)
+
+
+def _request(x: np.ndarray, *, typed: bool = False, **params: pb.InferParameter) -> pb.ModelInferRequest:
+    inp = pb.ModelInferRequest.InferInputTensor(name="x", datatype="FP32", shape=x.shape)
+    req = pb.ModelInferRequest(model_name=MODEL, inputs=[inp], parameters=params)
+    if typed:
+        req.inputs[0].contents.fp32_contents.extend(x.ravel().tolist())
+    else:
+        req.raw_input_contents.append(x.astype("<f4").tobytes())
+    return req
+
+
+def test_typed_contents_and_uint64_sequence_ids(oip_server, model, series):
+    """What tritonclient does not send: typed fp32_contents in, uint64 sequence ids (answers still raw)."""
+    want = steps(model, series[:4])
+    for i in range(4):
+        params = {"sequence_id": pb.InferParameter(uint64_param=2**63 + 5),
+                  "sequence_start": pb.InferParameter(bool_param=i == 0)}
+        r = _call(oip_server.address, "ModelInfer", _request(series[i:i + 1], typed=i % 2 == 0, **params),
+                  pb.ModelInferResponse)
+        assert not r.outputs[0].HasField("contents") and list(r.outputs[0].shape) == [1, 1]
+        np.testing.assert_array_equal(np.frombuffer(r.raw_output_contents[0], "<f4").reshape(1, 1), want[i])
+    assert str(2**63 + 5) in oip_server.server.plane.sessions
+
+
+@pytest.mark.parametrize("request_, words", [
+    (lambda: _request(np.ones((1, 1), np.float32), sequence_id=pb.InferParameter(bool_param=True)),
+     "sequence_id must be an int64, uint64 or string parameter"),
+    (lambda: _request(np.ones((1, 1), np.float32), sequence_start=pb.InferParameter(bool_param=True)),
+     "without a sequence_id"),
+    (lambda: _request(np.ones((1, 1), np.float32), sequence_id=pb.InferParameter(int64_param=3),
+                      sequence_start=pb.InferParameter(int64_param=1)), "sequence_start must be a bool"),
+    (lambda: _request(np.ones((1, 1), np.float32), sequence_id=pb.InferParameter(int64_param=-3)),
+     "must not be negative"),
+    (lambda: _both_encodings(), "sets both contents and raw_input_contents"),
+    (lambda: _request(np.ones((0, 1), np.float32)), "n must be at least 1"),
+])
+def test_malformed_requests_are_invalid_argument(oip_server, request_, words):
+    with pytest.raises(grpc.RpcError) as e:
+        _call(oip_server.address, "ModelInfer", request_(), pb.ModelInferResponse)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and words in e.value.details()
+
+
+def _both_encodings() -> pb.ModelInferRequest:
+    req = _request(np.ones((1, 1), np.float32))
+    req.inputs[0].contents.fp32_contents.append(1.0)
+    return req
+
+
+def test_one_stream_carries_interleaved_sequences_in_order(oip_server, model, series):
+    """Requests of two sequences sent without waiting: each sequence's answers are its own stream's, in order."""
+    xa, xb = series[:20], series[100:120]
+    reqs = []
+    for i in range(20):
+        for sid, xs in (("ia", xa), ("ib", xb)):
+            params = {"sequence_id": pb.InferParameter(string_param=sid),
+                      "sequence_start": pb.InferParameter(bool_param=i == 0)}
+            req = _request(xs[i:i + 1], **params)
+            req.id = f"{sid}:{i}"
+            reqs.append(req)
+    with grpc.insecure_channel(oip_server.address) as channel:
+        rpc = channel.stream_stream(f"/{OIP_SERVICE}/ModelStreamInfer",
+                                    request_serializer=lambda m: m.SerializeToString(),
+                                    response_deserializer=pb.ModelStreamInferResponse.FromString)
+        answers = list(rpc(iter(reqs), timeout=60))
+    assert len(answers) == 40 and not any(a.error_message for a in answers)
+    for sid, xs in (("ia", xa), ("ib", xb)):
+        mine = [a.infer_response for a in answers if a.infer_response.id.startswith(sid + ":")]
+        assert [int(r.id.split(":")[1]) for r in mine] == list(range(20))  # in order within the sequence
+        got = np.concatenate([np.frombuffer(r.raw_output_contents[0], "<f4").reshape(1, 1) for r in mine])
+        np.testing.assert_array_equal(got, np.concatenate(steps(model, xs)))
+
+
+def test_tritonclient_and_eddy_share_a_process_on_protobuf_6(triton):
+    info = triton.send(op="selftest")
+    assert info["ok"] and info["protobuf"].startswith("6.")
+    assert (info["eddy"], info["eddy_oip"], info["triton"]) == ("eddy.v1", "eddy.v1.oip", "inference")
+
+
+def test_eddy_serve_runs_on_protobuf_6(compat, models_dir, model, series):
+    """`eddy serve` itself, installed beside tritonclient (protobuf 6), answers tritonclient."""
+    proc = subprocess.Popen([str(compat), "-m", "eddy.cli", "serve", "--models", str(models_dir), "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        line = proc.stdout.readline()
+        match = re.search(r"on (\S+:\d+)", line)
+        assert match, line + proc.stderr.read()
+        w = TritonWorker(match.group(1), compat)
+        try:
+            answers = w.stream(MODEL, sequence(series[:5], "p6", end=True))
+            np.testing.assert_array_equal(np.concatenate([decode(a) for a in answers]),
+                                          np.concatenate(steps(model, series[:5])))
+        finally:
+            w.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+def test_start_restarts_a_sequence_and_a_busy_one_is_refused(triton, oip_server, model, series):
+    want = steps(model, series[:2])
+    for _ in range(2):  # the second START drops the first run's state
+        np.testing.assert_array_equal(decode(triton.infer(MODEL, series[:1], sequence_id=55, sequence_start=True)),
+                                      want[0])
+    np.testing.assert_array_equal(decode(triton.infer(MODEL, series[1:2], sequence_id=55)), want[1])
+    with Client(oip_server.address) as client, client.stream(MODEL, session_id="55", resume=True):
+        for params in ({}, {"sequence_start": True}):  # an eddy.v1 stream holds it now
+            busy = triton.infer(MODEL, series[:1], sequence_id=55, **params)
+            assert busy["status"] == "StatusCode.FAILED_PRECONDITION" and "in use" in busy["message"], busy
+
+
+def test_sample_limit_is_resource_exhausted_and_changes_nothing(models_dir, model, series):
+    with served(models_dir, max_samples_per_message=4) as s:
+        start = {"sequence_id": pb.InferParameter(int64_param=8), "sequence_start": pb.InferParameter(bool_param=True)}
+        first = _call(s.address, "ModelInfer", _request(series[:4], **start), pb.ModelInferResponse)
+        with pytest.raises(grpc.RpcError) as e:
+            _call(s.address, "ModelInfer", _request(series[4:9], sequence_id=pb.InferParameter(int64_param=8)),
+                  pb.ModelInferResponse)
+        assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "limit is 4" in e.value.details()
+        again = _call(s.address, "ModelInfer", _request(series[4:8], sequence_id=pb.InferParameter(int64_param=8)),
+                      pb.ModelInferResponse)
+    local = model.stream()
+    for r, chunk in ((first, series[:4]), (again, series[4:8])):
+        np.testing.assert_array_equal(np.frombuffer(r.raw_output_contents[0], "<f4").reshape(4, 1), local.push(chunk))
