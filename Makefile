@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.eddy-installed
 
-.PHONY: demo test proto bench clean
+.PHONY: demo test proto bench cluster clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,9 +25,17 @@ test: $(STAMP)
 proto: $(STAMP)
 	$(PY) protos/generate.py
 
-# Serving benchmark: eddy serve vs a bare gRPC echo ceiling, batching on/off (~4 min; not part of `make test`).
+# Benchmarks (not part of `make test`): eddy serve vs a bare gRPC echo ceiling, batching on/off (~4 min); the slab
+# batch path vs the bare onnxruntime call and idle-session bytes (~20 s); memory vs Redis store, --workers, Envoy (~6 min).
 bench: $(STAMP)
 	$(PY) bench/bench_serving.py
+	$(PY) bench/bench_slab.py
+	$(PY) bench/bench_store.py
+
+# Valkey + two `eddy serve` replicas sharing it + Envoy in front, on loopback, until Ctrl-C (README: "Several
+# processes and replicas"). Needs the dev extra (valkey-server and Envoy binaries).
+cluster: $(STAMP)
+	$(PY) deploy/cluster.py
 
 clean:
 	rm -rf .demo build dist *.egg-info

@@ -99,6 +99,23 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
                    help="serve Prometheus metrics at http://HOST:PORT/metrics; 0 picks a free port "
                         "(default: off)")
+    s.add_argument("--session-store", default=d.session_store, metavar="URL",
+                   help="keep sessions in a Redis/Valkey server shared by replicas and workers, e.g. "
+                        "redis://127.0.0.1:6379/0 or unix:///run/valkey.sock: every answer is written there "
+                        "first, so sessions survive a crash and resume on any replica (needs eddy-rnn[redis]) "
+                        "(default: this process's memory)")
+    s.add_argument("--lease-s", type=float, default=d.lease_s, metavar="SECONDS",
+                   help="with --session-store: a stream's lease on its session; a crashed replica's sessions "
+                        f"can be resumed elsewhere after this (default: {d.lease_s:g})")
+    s.add_argument("--store-timeout", type=float, default=d.store_timeout, metavar="SECONDS",
+                   help=f"with --session-store: wait this long for the store, then UNAVAILABLE "
+                        f"(default: {d.store_timeout:g})")
+    s.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="serve from N processes sharing the port (SO_REUSEPORT), to use N cores; needs "
+                        "--session-store, since each process has its own memory (default: 1)")
+    s.add_argument("--poll-models", type=float, default=d.poll_models, metavar="SECONDS",
+                   help="rescan --models this often: new versions are served without a restart, removed ones "
+                        "take no new sessions (their open sessions carry on) (default: 0, off)")
     s.add_argument("--log-level", default="INFO", help="logging level on stderr (default: INFO)")
 
     t = sub.add_parser("stream", help="stream a CSV row by row through a model, print predictions as CSV",
@@ -135,6 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return info_main(args_list[1:])
     args = _parser().parse_args(args_list)
+    args.argv = args_list  # as given, for --workers to pass on
     try:
         if args.command == "serve":
             return _serve(args)
@@ -173,11 +191,52 @@ def _serve(args: argparse.Namespace) -> int:
                              batching=args.batching == "on", max_batch=args.max_batch,
                              max_delay_us=args.max_delay_us, max_message_bytes=args.max_message_bytes,
                              max_samples_per_message=args.max_samples_per_message, grace=args.grace,
-                             metrics_port=args.metrics_port)
+                             metrics_port=args.metrics_port, session_store=args.session_store,
+                             lease_s=args.lease_s, store_timeout=args.store_timeout, poll_models=args.poll_models)
     except ValueError as e:
         raise _UsageError(str(e)) from None
+    if args.workers > 1:
+        return _workers(args)
+    if args.workers < 1:
+        raise _UsageError(f"--workers must be >= 1, got {args.workers}")
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return serve(args.models, args.host, args.port, config=config)
+
+
+def _workers(args: argparse.Namespace) -> int:
+    """``--workers N``: N ``eddy serve`` processes on one port (SO_REUSEPORT); signals are passed on."""
+    import signal
+    import subprocess
+
+    if not args.session_store:
+        raise _UsageError("--workers > 1 needs --session-store: with the memory store each worker has its own "
+                          "sessions, and a client's next connection may land on another worker")
+    if args.port == 0:
+        raise _UsageError("--workers > 1 needs a fixed --port (with 0 every worker would pick its own)")
+    argv, skip = [], False
+    for arg in args.argv:
+        if skip:
+            skip = False
+        elif arg == "--workers":
+            skip = True
+        elif not arg.startswith("--workers="):
+            argv.append(arg)
+    procs = []
+    for i in range(args.workers):
+        extra = [] if args.metrics_port in (None, 0) else ["--metrics-port", str(args.metrics_port + i)]
+        procs.append(subprocess.Popen([sys.executable, "-m", "eddy.cli", *argv, *extra]))
+    print(f"eddy: {args.workers} workers (pids {', '.join(str(p.pid) for p in procs)}) on "
+          f"{args.host}:{args.port}", file=sys.stderr, flush=True)
+
+    def forward(signum: int, _frame: object) -> None:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signum)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, forward)
+    codes = [p.wait() for p in procs]
+    return max(codes, key=abs)
 
 
 def _stream(args: argparse.Namespace) -> int:

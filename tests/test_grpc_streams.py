@@ -100,7 +100,7 @@ async def _protocol(repo, series):
     fields = h.log_fields()
     assert (fields["model"], fields["version"], fields["samples"], fields["messages"], fields["rejected"]) == \
         ("m", 1, 6, 7, 4)
-    h.release()
+    await h.release()
     assert not plane.sessions.get(opened.session_id).busy  # resumable
     await plane.close()
 

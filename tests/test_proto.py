@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
-from eddy.runtime.core.errors import EddyError, FailedPrecondition, InvalidInput, NotFound, ResourceExhausted
+from eddy.runtime.core.errors import EddyError, FailedPrecondition, InvalidInput, NotFound, ResourceExhausted, Unavailable
 from eddy.runtime.grpc.responses import list_models_response
 from eddy.runtime.grpc.status import error_from_status, error_to_proto, status_code
 from eddy.runtime.grpc.tensors import array_to_tensor, tensor_to_samples
@@ -100,14 +100,15 @@ def test_rejections_name_the_problem(tensor, words):
 def test_status_mapping_both_ways():
     for cls, code in [(InvalidInput, grpc.StatusCode.INVALID_ARGUMENT), (NotFound, grpc.StatusCode.NOT_FOUND),
                       (ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
-                      (FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION)]:
+                      (FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
+                      (Unavailable, grpc.StatusCode.UNAVAILABLE)]:
         assert status_code(cls("m")) == code
         assert error_to_proto(cls("m")) == pb.Error(code=code.value[0], message="m")
         back = error_from_status(code, "msg")
         assert type(back) is cls and back.message == "msg"
         assert type(error_from_status(code.value[0], "msg")) is cls  # the in-band number works too
-    other = error_from_status(grpc.StatusCode.UNAVAILABLE, "down")
-    assert type(other) is EddyError and other.code == "UNAVAILABLE" and str(other) == "down"
+    other = error_from_status(grpc.StatusCode.ABORTED, "raced")
+    assert type(other) is EddyError and other.code == "ABORTED" and str(other) == "raced"
     assert status_code(EddyError("x")) == grpc.StatusCode.INTERNAL
 
 

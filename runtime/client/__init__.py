@@ -10,8 +10,8 @@
 
 Errors come back as the :mod:`eddy.runtime.core.errors` class matching the status
 (INVALID_ARGUMENT -> :class:`InvalidInput`, NOT_FOUND -> :class:`NotFound`,
-...), whether the server sent them in-band or ended the RPC with them.
-Codes without their own class (UNAVAILABLE, INTERNAL, ...) raise a plain
+UNAVAILABLE -> :class:`Unavailable`, ...), whether the server sent them in-band or
+ended the RPC with them. Codes without their own class (INTERNAL, ...) raise a plain
 :class:`EddyError` whose ``code`` is the status name.
 """
 
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import uuid
 from collections.abc import Iterator
 from typing import Any, NoReturn
 
@@ -33,7 +34,11 @@ from ..core.model import as_samples
 from ..grpc.status import error_from_status
 from ..grpc.tensors import Encoding, array_to_tensor, tensor_to_samples, tensor_to_sequences
 
-__all__ = ["Client", "RemoteStream"]
+__all__ = ["SESSION_HEADER", "Client", "RemoteStream"]
+
+# Sent with every stream and session call: a load balancer in front of several replicas hashes on it
+# (deploy/envoy.yaml: RING_HASH), so a session's stream and unary calls land on one replica.
+SESSION_HEADER = "x-eddy-session"
 
 _END = object()  # request-queue sentinel: half-close the stream
 
@@ -62,7 +67,8 @@ class RemoteStream:
         open_ = pb.OpenStream(model=model, version="" if version is None else str(version),
                               session_id=session_id or "", state=state or b"", resume=resume)
         self._requests.put(pb.StreamRequest(open=open_))
-        self._call = stub.Stream(self._request_iter(), timeout=timeout)
+        metadata = ((SESSION_HEADER, session_id),) if session_id else None
+        self._call = stub.Stream(self._request_iter(), timeout=timeout, metadata=metadata)
         self._responses: Iterator[pb.StreamResponse] = self._call
         opened = self._next("opened")
         self.model: str = opened.opened.model
@@ -226,14 +232,15 @@ class Client:
                resume: bool = False) -> RemoteStream:
         """Open a stream on ``name`` (latest version unless given).
 
-        ``session_id`` names the session to create or resume (``None``: the
-        server assigns one, see ``.session_id``); ``state`` starts a new
+        ``session_id`` names the session to create or resume (``None``: a new
+        random one, see ``.session_id``; it is made here so that the
+        ``x-eddy-session`` header can carry it); ``state`` starts a new
         session from exported bytes; ``resume=True`` requires the session to
         exist. ``encoding`` is how samples travel (``"raw"`` bytes or packed
         ``"values"``); ``timeout`` is a deadline for the whole stream (none by default).
         """
         return RemoteStream(self._stub, name, version, encoding=encoding, timeout=timeout,
-                            session_id=session_id, state=state, resume=resume)
+                            session_id=session_id or uuid.uuid4().hex, state=state, resume=resume)
 
     def predict(self, name: str, x: Any, version: str | int | None = None, *, states: list[bytes] | None = None,
                 encoding: Encoding = "raw") -> tuple[np.ndarray, list[bytes]]:
@@ -258,14 +265,16 @@ class Client:
     def session_state(self, session_id: str) -> pb.SessionState:
         """An idle session's model, version, position and exported state."""
         try:
-            return self._stub.GetSessionState(pb.SessionRequest(session_id=session_id), timeout=self.timeout)
+            return self._stub.GetSessionState(pb.SessionRequest(session_id=session_id), timeout=self.timeout,
+                                              metadata=((SESSION_HEADER, session_id),))
         except grpc.RpcError as e:
             raise _rpc_error(e) from None
 
     def delete_session(self, session_id: str) -> pb.SessionState:
         """Delete an idle session; returns its final state."""
         try:
-            return self._stub.DeleteSession(pb.SessionRequest(session_id=session_id), timeout=self.timeout)
+            return self._stub.DeleteSession(pb.SessionRequest(session_id=session_id), timeout=self.timeout,
+                                            metadata=((SESSION_HEADER, session_id),))
         except grpc.RpcError as e:
             raise _rpc_error(e) from None
 

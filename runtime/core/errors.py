@@ -15,6 +15,7 @@ __all__ = [
     "ModelLoadError",
     "ResourceExhausted",
     "FailedPrecondition",
+    "Unavailable",
 ]
 
 
@@ -60,8 +61,14 @@ class FailedPrecondition(EddyError):
 
 # The one table from status name to error class, used by every protocol's client side
 # (ModelLoadError shares FAILED_PRECONDITION and comes back as FailedPrecondition).
+class Unavailable(EddyError):
+    """A service eddy depends on (the shared session store) cannot be reached; retry later."""
+
+    code = "UNAVAILABLE"
+
+
 _BY_CODE: dict[str, type[EddyError]] = {
-    cls.code: cls for cls in (InvalidInput, NotFound, ResourceExhausted, FailedPrecondition)
+    cls.code: cls for cls in (InvalidInput, NotFound, ResourceExhausted, FailedPrecondition, Unavailable)
 }
 
 

@@ -98,13 +98,19 @@ class Server:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         reflection.enable_server_reflection([SERVICE_NAME, _HEALTH_SERVICE, reflection.SERVICE_NAME], self._server)
         self._stopping = False
+        self._poller: asyncio.Task[None] | None = None
 
     @property
     def address(self) -> str:
         return format_address(self.host, self.port)
 
     async def start(self) -> int:
-        """Bind and start serving; returns the bound port. Raises ``OSError`` if binding fails."""
+        """Bind and start serving; returns the bound port.
+
+        Raises ``OSError`` if binding fails and :class:`~eddy.runtime.core.errors.Unavailable`
+        if a configured session store cannot be reached.
+        """
+        await self.plane.check()  # a shared store that is down: refuse to start, say so
         target = format_address(self.host, self.requested_port)
         try:
             port = self._server.add_insecure_port(target)
@@ -119,6 +125,8 @@ class Server:
         await self._server.start()
         for service in ("", SERVICE_NAME, OIP_SERVICE, *map(health_service, self.repository.names())):
             await self.health.set(service, _SERVING)
+        if self.config.poll_models > 0:
+            self._poller = asyncio.get_running_loop().create_task(self._poll_models(self.config.poll_models))
         log.info("listening on %s%s", self.address,
                  f", metrics on port {self.metrics_port}" if self.metrics_port is not None else "")
         return port
@@ -128,10 +136,39 @@ class Server:
         if self._stopping:
             return
         self._stopping = True
+        if self._poller is not None:
+            self._poller.cancel()
+            await asyncio.gather(self._poller, return_exceptions=True)
         await self.health.enter_graceful_shutdown()  # every service NOT_SERVING, watchers told first
         await self._server.stop(grace)
         await self.plane.close()
         self.metrics.close()
+
+    async def reload_models(self) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+        """Rescan the repository now (``--poll-models`` does it periodically); returns (added, removed).
+
+        Health follows: a model name that appears is SERVING, one whose last
+        version was removed is NOT_SERVING (its open sessions still run).
+        """
+        before = set(self.repository.names())
+        added, removed = await asyncio.to_thread(self.repository.refresh)  # loading runs off the loop
+        after = set(self.repository.names())
+        for name in sorted(after - before):
+            await self.health.set(health_service(name), _SERVING)
+        for name in sorted(before - after):
+            await self.health.set(health_service(name), health_pb2.HealthCheckResponse.NOT_SERVING)
+        if added or removed:
+            log.info("models reloaded: added %s, removed %s", [f"{n}/{v}" for n, v in added] or "none",
+                     [f"{n}/{v}" for n, v in removed] or "none")
+        return added, removed
+
+    async def _poll_models(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.reload_models()
+            except Exception:  # an unreadable directory must not stop polling
+                log.exception("model repository rescan failed")
 
     async def wait_for_termination(self) -> None:
         await self._server.wait_for_termination()

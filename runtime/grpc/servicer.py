@@ -87,7 +87,7 @@ class InferenceServicer(pb_grpc.InferenceServicer):
                 else grpc.StatusCode.CANCELLED
             raise
         finally:
-            handler.release()
+            await handler.release()
             m.stream_closed()
             m.rpc("Stream", code.name)
             stream_log.info("%s", _kv("stream_close", **handler.log_fields(), status=code.name))
@@ -119,14 +119,14 @@ class InferenceServicer(pb_grpc.InferenceServicer):
     async def GetSessionState(self, request: pb.SessionRequest,
                               context: grpc.aio.ServicerContext) -> pb.SessionState:
         async def work() -> pb.SessionState:
-            return session_state(self.plane.session_state(request.session_id))
+            return session_state(await self.plane.session_state(request.session_id))
 
         return await self._unary("GetSessionState", context, work)
 
     async def DeleteSession(self, request: pb.SessionRequest,
                             context: grpc.aio.ServicerContext) -> pb.SessionState:
         async def work() -> pb.SessionState:
-            return session_state(self.plane.delete_session(request.session_id))
+            return session_state(await self.plane.delete_session(request.session_id))
 
         return await self._unary("DeleteSession", context, work)
 

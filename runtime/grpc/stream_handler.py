@@ -76,18 +76,18 @@ class StreamHandler:
         """
         self.messages += 1
         if not self.opened:
-            return self._open(request)
+            return await self._open(request)
         try:
             return await self._next(request)
         except EddyError as e:
             self.rejected += 1
             return pb.StreamResponse(error=error_to_proto(e))
 
-    def release(self) -> None:
+    async def release(self) -> None:
         """Let go of the session (idle, resumable); safe to call more than once."""
         if self.session is not None:
-            self._plane.release(self.session)
-            self.session = None
+            session, self.session = self.session, None
+            await self._plane.release(session)
 
     def log_fields(self) -> dict[str, object]:
         """Fields of the stream's close log line."""
@@ -97,14 +97,14 @@ class StreamHandler:
                 "duration_s": round(time.monotonic() - self._started, 6)}
 
     # -- internals ----------------------------------------------------------
-    def _open(self, request: pb.StreamRequest) -> pb.StreamResponse:
+    async def _open(self, request: pb.StreamRequest) -> pb.StreamResponse:
         kind = request.WhichOneof("kind")
         if kind != "open":
             got = f"`{kind}`" if kind else "an empty request"
             raise FailedPrecondition(f"the first message of a stream must be `open`, got {got}")
         o = request.open
-        session, existed = self._plane.open_session(o.model, o.version, o.session_id, o.state, resume=o.resume,
-                                                    owner=self)
+        session, existed = await self._plane.open_session(o.model, o.version, o.session_id, o.state,
+                                                          resume=o.resume, owner=self)
         self.session, self.resumed = session, existed
         self.session_id, self.started_at = session.id, session.position
         self.model_name, self.model_version = request.open.model, session.model.version
@@ -129,18 +129,18 @@ class StreamHandler:
             self.samples += len(x)
             return pb.StreamResponse(predictions=pb.Predictions(offset=offset, outputs=array_to_tensor(y, encoding)))
         if kind == "control":
-            return self._control(request.control.action, session)
+            return await self._control(request.control.action, session)
         raise InvalidInput("empty request: carries neither `samples` nor `control`")
 
-    def _control(self, action: int, session: Session) -> pb.StreamResponse:
+    async def _control(self, action: int, session: Session) -> pb.StreamResponse:
         plane = self._plane
         state, position = b"", session.position
         if action == _Action.RESET:
-            plane.reset(session)
+            await plane.reset(session)
         elif action == _Action.EXPORT_STATE:
             state = plane.export_state(session)
         elif action == _Action.CLOSE:
-            plane.close_session(session)
+            await plane.close_session(session)
             self.session, self.finished = None, True
         else:
             raise InvalidInput(f"control action {action} is not one of RESET, CLOSE, EXPORT_STATE")

@@ -29,16 +29,25 @@ class ServeConfig:
     grace: float = 5.0  # seconds open streams get to finish on shutdown
     metrics_port: int | None = None  # Prometheus /metrics on this port (0: a free one); None: off
     clock: Callable[[], float] = field(default=time.monotonic, compare=False)  # seconds, for session TTLs
+    session_store: str = ""  # "": this process's memory; redis://HOST:PORT/DB or unix:///PATH: a shared Redis/Valkey
+    lease_s: float = 5.0  # shared store: a session's lease; a crashed replica's sessions are free again after it
+    store_timeout: float = 2.0  # shared store: seconds to wait for an answer before UNAVAILABLE
+    poll_models: float = 0.0  # seconds between scans of the model repository for added/removed versions; 0: off
 
     def __post_init__(self) -> None:
         problems = [
             f"{name} must be > 0, got {value}"
             for name, value in (("session_ttl", self.session_ttl), ("eviction_interval", self.eviction_interval),
+                                ("lease_s", self.lease_s), ("store_timeout", self.store_timeout),
                                 ("max_sessions", self.max_sessions), ("max_batch", self.max_batch),
                                 ("max_message_bytes", self.max_message_bytes),
                                 ("max_samples_per_message", self.max_samples_per_message))
             if value <= 0
         ]
+        if self.session_store and not self.session_store.startswith(("redis://", "rediss://", "unix://")):
+            problems.append(f"session_store must be a redis://, rediss:// or unix:// URL, got {self.session_store!r}")
+        if self.poll_models < 0:
+            problems.append(f"poll_models must be >= 0, got {self.poll_models}")
         if self.max_delay_us < 0 or self.grace < 0:
             problems.append(f"max_delay_us and grace must be >= 0, got {self.max_delay_us}, {self.grace}")
         if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:

@@ -23,14 +23,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..core.errors import FailedPrecondition, InvalidInput, NotFound, ResourceExhausted
+from ..core.errors import FailedPrecondition, InvalidInput, ResourceExhausted
 from ..core.model import Model
 from ..core.statecodec import decode_state, encode_state
 from .batcher import OFFLOAD_VALUES, Batcher
 from .config import ServeConfig
 from .metrics import Metrics
 from .repository import ModelRepository
-from .sessions import Session, SessionsView
+from .sessions import Session, SessionStore, SessionsView
 from .store.memory import MemoryStore
 
 __all__ = ["DataPlane", "Prediction", "SessionState"]
@@ -65,10 +65,10 @@ class DataPlane:
         self.repository = repository
         self.config = c = config or ServeConfig()
         self.metrics = metrics or Metrics()  # no-op unless the server enabled metrics
-        self._sessions = MemoryStore(c.session_ttl, c.max_sessions, clock=c.clock, on_evict=self.metrics.evicted)
-        self.batcher = Batcher(c.max_batch, c.max_delay_us, c.batching, on_batch=self.metrics.batch)
+        self._sessions = self._make_store()
+        self.batcher = Batcher(c.max_batch, c.max_delay_us, c.batching, on_batch=self.metrics.batch,
+                               commit=self._sessions.commit if self._sessions.durable else None)
         self.metrics.track_sessions(lambda: len(self._sessions))
-        self._evictor: asyncio.Task[None] | None = None
         self._samples: dict[str, Callable[[int], None]] = {}  # model name -> samples counter
 
     @property
@@ -76,22 +76,29 @@ class DataPlane:
         """A read-only view of the live sessions (counts and snapshots)."""
         return SessionsView(self._sessions)
 
+    @property
+    def durable(self) -> bool:
+        """True with a shared session store: answers are written there first."""
+        return self._sessions.durable
+
     def start(self) -> None:
-        """Start the idle-session sweeper in the running loop."""
-        if self._evictor is None:
-            interval = min(self.config.eviction_interval, self.config.session_ttl)
-            self._evictor = asyncio.get_running_loop().create_task(self._sessions.run_evictor(interval))
+        """Start the store's background work (idle-session sweeps, lease renewal) in the running loop."""
+        self._sessions.start(min(self.config.eviction_interval, self.config.session_ttl))
+
+    async def check(self) -> None:
+        """Raise :class:`~eddy.runtime.core.errors.Unavailable` if the session store cannot be reached."""
+        await self._sessions.check()
 
     async def close(self) -> None:
-        """Stop the sweeper and the batcher's worker thread."""
-        if self._evictor is not None:
-            self._evictor.cancel()
-            await asyncio.gather(self._evictor, return_exceptions=True)
-            self._evictor = None
+        """Stop the store's background work (letting go of held leases) and the batcher's worker thread."""
+        await self._sessions.shutdown()
         self.batcher.close()
 
     def evict_expired(self) -> int:
-        """Drop sessions idle longer than the TTL now (the sweeper does it periodically); returns how many."""
+        """Drop sessions idle longer than the TTL now (the sweeper does it periodically); returns how many.
+
+        With a shared store the store itself expires them: always 0 here.
+        """
         return self._sessions.evict_expired()
 
     # -- models -------------------------------------------------------------
@@ -108,57 +115,56 @@ class DataPlane:
         return self.repository.versions(name)
 
     # -- sessions -----------------------------------------------------------
-    def open_session(self, model: str, version: str | int | None = None, session_id: str | None = None,
-                     state: bytes | None = None, *, resume: bool = False,
-                     owner: object | None = None) -> tuple[Session, bool]:
+    async def open_session(self, model: str, version: str | int | None = None, session_id: str | None = None,
+                           state: bytes | None = None, *, resume: bool = False, owner: object | None = None,
+                           tenant: str = "") -> tuple[Session, bool]:
         """Create, import or resume a session; returns it (held by ``owner``) and whether it existed.
 
         Version: a pinned one must match a resumed session's; unpinned, a
         resumed session keeps its own, imported bytes use theirs, a new
-        session gets the latest.
+        session gets the latest. ``tenant`` namespaces session ids.
         """
         sid, pinned = session_id or "", version not in (None, "")
-        exists = bool(sid) and sid in self._sessions
         if resume and not sid:
             raise InvalidInput("`resume` needs a `session_id`")
-        if resume and not exists:
-            raise NotFound(f"session {sid} does not exist (closed, expired or never opened)")
         imported = decode_state(state) if state else None  # InvalidInput if corrupted
-        if imported is not None and not pinned and not exists:
+        if imported is not None and not pinned:
             latest = self.repository.get(model)
             if imported.model != latest.name:
                 raise FailedPrecondition(f"state bytes are for model {imported.model}/{imported.version}, "
                                          f"not {model}")
             version = imported.version
         resolved = self.repository.get(model, version)
-        session = self._sessions.acquire(resolved, sid or None, imported, pinned=pinned, owner=owner)
-        return session, exists
+        return await self._sessions.open(resolved, sid or None, imported, tenant=tenant, pinned=pinned,
+                                         resume=resume, owner=owner)
 
-    def release(self, session: Session) -> None:
-        """The stream driving ``session`` ended: keep it resumable."""
-        self._sessions.release(session)
+    async def release(self, session: Session) -> None:
+        """The stream driving ``session`` ended: keep it resumable (and let go of its lease)."""
+        await self._sessions.end(session)
 
-    def reset(self, session: Session) -> None:
-        """Back to zero state and position 0 (same id, same model version)."""
-        self._sessions.reset(session)
+    async def reset(self, session: Session) -> None:
+        """Back to zero state and position 0 (same id, same model version); stored before it returns."""
+        await self._sessions.restart(session)
 
     def export_state(self, session: Session) -> bytes:
         """The held session's state as portable bytes."""
         return self._sessions.export_state(session)
 
-    def close_session(self, session: Session) -> None:
+    async def close_session(self, session: Session) -> None:
         """Delete the session the caller holds."""
-        self._sessions.close(session)
+        await self._sessions.delete(session)
 
-    def session_state(self, session_id: str) -> SessionState:
+    async def session_state(self, session_id: str, tenant: str = "") -> SessionState:
         """An idle session's position and exported state."""
-        s = self._idle(session_id)
-        return SessionState(s.id, s.model.name, s.model.version, s.position, self._sessions.export_state(s))
+        if not session_id:
+            raise InvalidInput("no session_id given")
+        r = await self._sessions.info(session_id, tenant)
+        return SessionState(r.id, r.model, r.version, r.position, r.state)
 
-    def delete_session(self, session_id: str) -> SessionState:
+    async def delete_session(self, session_id: str, tenant: str = "") -> SessionState:
         """Delete an idle session; returns its final state."""
-        final = self.session_state(session_id)
-        self._sessions.close(session_id)
+        final = await self.session_state(session_id, tenant)
+        await self._sessions.delete(session_id, tenant)
         return final
 
     # -- predictions --------------------------------------------------------
@@ -206,13 +212,11 @@ class DataPlane:
         per = [d.for_model(model) for d in decoded]  # name -> [1, *shape]
         return {k: np.concatenate([p[k] for p in per]) for k in per[0]}, [d.position for d in decoded]
 
-    def _idle(self, session_id: str) -> Session:
-        if not session_id:
-            raise InvalidInput("no session_id given")
-        s = self._sessions.get(session_id)
-        if s is None:
-            raise NotFound(f"session {session_id} does not exist (closed, expired or never opened)")
-        if s.busy:
-            raise FailedPrecondition(f"session {session_id} is in use by a stream; "
-                                     "use EXPORT_STATE / CLOSE inside that stream")
-        return s
+    def _make_store(self) -> SessionStore:
+        c = self.config
+        if not c.session_store:
+            return MemoryStore(c.session_ttl, c.max_sessions, clock=c.clock, on_evict=self.metrics.evicted)
+        from .store.redis import RedisStore  # needs the redis package: only when asked for
+
+        return RedisStore(c.session_store, self.repository.session_model, ttl_s=c.session_ttl,
+                          max_sessions=c.max_sessions, lease_s=c.lease_s, timeout_s=c.store_timeout)

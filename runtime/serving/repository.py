@@ -37,36 +37,73 @@ class ModelRepository:
         self.root = Path(root)
         if not self.root.is_dir():
             raise NotFound(f"{self.root}: model repository directory does not exist")
-        self._models: dict[str, dict[int, Model]] = {}  # name -> version -> model
+        self.precision = precision
+        self._models: dict[str, dict[int, Model]] = {}  # name -> version -> model; replaced, never mutated
+        self._retired: dict[tuple[str, int], Model] = {}  # removed versions, kept for the sessions still on them
         self.skipped: dict[Path, str] = {}  # version dir -> why it was not loaded
-        for name_dir in sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            for version_dir in sorted(p for p in name_dir.iterdir() if p.is_dir()):
-                self._add(name_dir.name, version_dir, precision)
+        self.refresh()
         if not self._models:
             log.warning("model repository %s holds no loadable model", self.root)
 
-    def _add(self, name: str, version_dir: Path, precision: str) -> None:
-        if not version_dir.name.isdigit():
-            return  # not a version directory (e.g. notes, reports)
+    def refresh(self) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+        """Rescan ``root``: load version directories not loaded yet, retire those that disappeared.
+
+        Returns ``(added, removed)`` as ``(name, version)`` pairs. A retired
+        version takes no new sessions; sessions already on it keep running
+        (:meth:`session_model`). A directory that failed to load is retried on
+        each refresh (it may have been half copied). Safe to run in a worker
+        thread while the loop reads: the index is swapped in one assignment.
+        """
+        found: dict[tuple[str, int], Path] = {}
+        for name_dir in sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            for version_dir in sorted(p for p in name_dir.iterdir() if p.is_dir() and p.name.isdigit()):
+                found[(name_dir.name, int(version_dir.name))] = version_dir
+        models = {name: dict(vs) for name, vs in self._models.items()}
+        added = []
+        for (name, version), version_dir in found.items():
+            if version not in models.get(name, {}):
+                model = self._load(name, version, version_dir)
+                if model is not None:
+                    models.setdefault(name, {})[version] = model
+                    self._retired.pop((name, version), None)
+                    added.append((name, version))
+        removed = [(name, v) for name, vs in models.items() for v in vs if (name, v) not in found]
+        for name, version in removed:
+            self._retired[(name, version)] = models[name].pop(version)
+            log.warning("%s/%d was removed from %s: it takes no new sessions", name, version, self.root)
+        self._models = {name: vs for name, vs in models.items() if vs}
+        self.skipped = {d: r for d, r in self.skipped.items() if d.is_dir() and d not in
+                        {found[k] for k in added}}
+        return added, removed
+
+    def _load(self, name: str, version: int, version_dir: Path) -> Model | None:
         if not (version_dir / MANIFEST_FILE).is_file():
             self._skip(version_dir, f"no {MANIFEST_FILE}")
-            return
+            return None
         try:
-            model = load(version_dir, precision=precision)
+            model = load(version_dir, precision=self.precision)
         except EddyError as e:
             self._skip(version_dir, e.message)
-            return
-        version = int(version_dir.name)
+            return None
         if (model.name, model.version) != (name, version):
             log.warning("%s: manifest says %s/%d; serving it as %s/%d",
                         version_dir, model.name, model.version, name, version)
             model.manifest = dataclasses.replace(model.manifest, name=name, version=version)
-        self._models.setdefault(name, {})[version] = model
+        self.skipped.pop(version_dir, None)
         log.info("loaded %s/%d (%s)", name, version, version_dir)
+        return model
 
     def _skip(self, version_dir: Path, reason: str) -> None:
+        if self.skipped.get(version_dir) != reason:  # once per reason, not on every rescan
+            log.error("skipping %s: %s", version_dir, reason)
         self.skipped[version_dir] = reason
-        log.error("skipping %s: %s", version_dir, reason)
+
+    def session_model(self, name: str, version: int) -> Model:
+        """The model a stored session runs on: a served version, or a removed one still loaded."""
+        model = self._models.get(name, {}).get(version) or self._retired.get((name, version))
+        if model is None:
+            raise NotFound(f"model {name!r} version {version} is no longer served; the session cannot continue")
+        return model
 
     def index(self) -> dict[str, list[int]]:
         """``{name: [versions, ascending]}`` for every loaded model, by name."""

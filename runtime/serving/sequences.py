@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..core.errors import FailedPrecondition, InvalidInput
+from ..core.errors import FailedPrecondition, InvalidInput, NotFound
 from ..core.model import Model
 from .dataplane import DataPlane
 
@@ -59,19 +59,21 @@ async def infer(plane: DataPlane, model: str, version: str | int | None, step: S
         if step.start or step.end:
             raise InvalidInput("sequence_start / sequence_end given without a sequence_id")
         step = SequenceStep("", start=True, end=True)  # a one-request sequence under a server-assigned id
-        session, _ = plane.open_session(model, version, None, owner=owner)
+        session, _ = await plane.open_session(model, version, None, owner=owner)
     elif step.start:
-        info = plane.sessions.get(sid)
-        if info is not None:
-            if info.busy:
-                raise FailedPrecondition(f"sequence {sid} is in use by another request or stream")
-            plane.delete_session(sid)  # START begins the sequence again: its old state is dropped
-        session, _ = plane.open_session(model, version, sid, owner=owner)
+        try:
+            await plane.delete_session(sid)  # START begins the sequence again: its old state is dropped
+        except NotFound:
+            pass
+        except FailedPrecondition:
+            raise FailedPrecondition(f"sequence {sid} is in use by another request or stream") from None
+        session, _ = await plane.open_session(model, version, sid, owner=owner)
     else:
-        if plane.sessions.get(sid) is None:
+        try:
+            session, _ = await plane.open_session(model, version, sid, resume=True, owner=owner)
+        except NotFound:
             raise InvalidInput(f"inference request for sequence {sid} to model '{model}' must specify "
-                               "the START flag on the first request of the sequence")
-        session, _ = plane.open_session(model, version, sid, resume=True, owner=owner)
+                               "the START flag on the first request of the sequence") from None
     try:
         if x.shape[1] != session.model.n_features:  # a resumed session may run another version
             raise InvalidInput(f"sequence {sid} runs {session.model.name}/{session.model.version}, which takes "
@@ -79,12 +81,12 @@ async def infer(plane: DataPlane, model: str, version: str | int | None, step: S
         y = await plane.push(session, x)  # state advances only on success
     except BaseException:
         if step.start:
-            plane.close_session(session)  # the sequence did not start
+            await plane.close_session(session)  # the sequence did not start
         else:
-            plane.release(session)
+            await plane.release(session)
         raise
     if step.end:
-        plane.close_session(session)
+        await plane.close_session(session)
     else:
-        plane.release(session)
+        await plane.release(session)
     return session.model, y

@@ -184,6 +184,14 @@ class SessionStore(abc.ABC):
         """The held session's state as portable bytes (see :mod:`eddy.runtime.core.statecodec`)."""
         return encode_state(session.model, session.position, session.slab.view(session.row))
 
+    async def check(self) -> None:
+        """Raise :class:`~eddy.runtime.core.errors.Unavailable` unless the store can be reached."""
+        return None
+
+    def evict_expired(self) -> int:
+        """Drop idle sessions past their TTL now; returns how many (stores that expire by themselves: 0)."""
+        return 0
+
     def start(self, interval_s: float = 10.0) -> None:
         """Start background work (TTL sweeps every ``interval_s``, lease renewal) in the running loop."""
         return None

@@ -109,18 +109,18 @@ class Slab:
         index = np.fromiter(rows, np.intp, len(rows))
         return {n: a[index] for n, a in self.state.items()}
 
-    def scatter(self, rows: Sequence[int], new: Mapping[str, np.ndarray], advance: Sequence[int]) -> None:
-        """Write back ``new`` (name -> ``[B, *shape]``) and advance each row's position."""
+    def scatter(self, rows: Sequence[int], new: Mapping[str, np.ndarray], advance: int) -> None:
+        """Write back ``new`` (name -> ``[B, *shape]``) and advance each row's position by ``advance`` samples."""
         if len(rows) == 1:
             r = rows[0]
             for n in self.names:
                 self.state[n][r] = new[n][0]
-            self.position[r] += advance[0]
+            self.position[r] += advance
             return
         index = np.fromiter(rows, np.intp, len(rows))
         for n in self.names:
             self.state[n][index] = new[n]
-        self.position[index] += np.asarray(advance, np.int64)
+        self.position[index] += advance
 
     @staticmethod
     def batch_to_bytes(new: Mapping[str, np.ndarray], names: Sequence[str]) -> list[bytes]:

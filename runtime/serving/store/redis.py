@@ -1,0 +1,332 @@
+"""The Redis/Valkey session store: sessions that survive a crash and move between replicas.
+
+Durability contract (README, "Sessions that survive a crash"): a prediction
+is answered only after the state that produced it is in the store. The
+batcher calls :meth:`RedisStore.commit` once per batch, one atomic script for
+every session of the batch (one round trip), then scatters the new state into
+the slab and answers. If the store cannot be reached the whole batch gets
+UNAVAILABLE and nothing changes in memory.
+
+One writer per session: opening a session takes a lease (set-if-absent with
+``lease_s`` expiry) that every write renews, and a sweep renews it every
+``lease_s / 3`` while a stream holds the session. Writes are fenced (see
+:mod:`.lua`), so a holder whose lease expired while it stalled cannot
+overwrite a newer holder's state. A crashed replica's leases expire within
+``lease_s``; until then a stream elsewhere gets FAILED_PRECONDITION.
+
+In this process only held sessions live in memory (slab rows); an idle
+session is its record in the store, which expires after ``ttl_s`` (the TTL
+maps to the store's expiry). ``max_sessions`` bounds the sessions this
+process holds.
+
+Needs the ``redis`` package (``pip install 'eddy-rnn[redis]'``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import numpy as np
+
+from ...core.errors import EddyError, FailedPrecondition, NotFound, ResourceExhausted, Unavailable
+from ...core.model import Model
+from ...core.statecodec import ExportedState, encode_state
+from ..sessions import Session, SessionInfo, SessionRecord, SessionStats, SessionStore, check_id
+from . import lua
+from .slab import Slab
+
+__all__ = ["RedisStore", "key_of"]
+
+log = logging.getLogger("eddy.store")
+
+T = TypeVar("T")
+KEY_PREFIX = "eddy:s"  # record keys: eddy:s:<len(tenant)>:<tenant>:<session id>; leases add ":lease"
+
+
+def key_of(tenant: str, session_id: str) -> str:
+    """The record key of a session (the length prefix keeps tenant and id apart whatever they contain)."""
+    return f"{KEY_PREFIX}:{len(tenant)}:{tenant}:{session_id}"
+
+
+class RedisStore(SessionStore):
+    """Sessions in a Redis/Valkey server at ``url`` (``redis://HOST:PORT/DB``, ``unix:///path``).
+
+    ``models(name, version)`` returns the served model of a stored session's
+    version (raises NotFound if it is no longer served).
+    """
+
+    durable = True
+
+    def __init__(self, url: str, models: Callable[[str, int], Model], *, ttl_s: float = 300.0,
+                 max_sessions: int = 10000, lease_s: float = 5.0, timeout_s: float = 2.0) -> None:
+        try:
+            import redis.asyncio as aredis
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
+        except ImportError:
+            raise Unavailable("--session-store needs the redis package: pip install 'eddy-rnn[redis]'") from None
+        if ttl_s <= 0 or max_sessions < 1 or lease_s <= 0 or timeout_s <= 0:
+            raise ValueError(f"ttl_s, lease_s and timeout_s must be > 0 and max_sessions >= 1, "
+                             f"got {ttl_s}, {lease_s}, {timeout_s}, {max_sessions}")
+        self.url = url
+        self.ttl_ms = str(int(ttl_s * 1000))
+        self.lease_s = lease_s
+        self.lease_ms = str(int(lease_s * 1000))
+        self.max_sessions = max_sessions
+        self.stats = SessionStats()
+        self._models = models
+        # No client-side retries: a script that timed out may have run; the caller decides (UNAVAILABLE).
+        self._redis = aredis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
+                                            retry=Retry(NoBackoff(), 0), decode_responses=False)
+        self._errors: tuple[type[BaseException], ...] = (aredis.ConnectionError, aredis.TimeoutError, OSError)
+        self._response_error: type[BaseException] = aredis.ResponseError
+        self._scripts = {name: self._redis.register_script(getattr(lua, name))
+                         for name in ("OPEN", "COMMIT", "END", "DELETE", "INFO", "RENEW")}
+        self._slabs: dict[Model, Slab] = {}
+        self._held: dict[tuple[str, str], Session] = {}
+        self._renewer: asyncio.Task[None] | None = None
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    @property
+    def busy_count(self) -> int:
+        return len(self._held)
+
+    def snapshot(self, session_id: str, tenant: str = "") -> SessionInfo | None:
+        s = self._held.get((tenant, session_id))
+        return None if s is None else SessionInfo(s.id, s.model.name, s.model.version, s.position, True, 0.0)
+
+    def get(self, session_id: str, tenant: str = "") -> Session | None:
+        """The session if a stream of this process holds it (idle sessions live in the store only)."""
+        return self._held.get((tenant, session_id))
+
+    async def check(self) -> None:
+        await self._call(self._redis.ping())
+
+    # -- the SessionStore interface ----------------------------------------------
+    async def open(self, model: Model, session_id: str | None = None, imported: ExportedState | None = None, *,
+                   tenant: str = "", pinned: bool = False, resume: bool = False,
+                   owner: object | None = None) -> tuple[Session, bool]:
+        sid = check_id(session_id)
+        if sid is not None and (tenant, sid) in self._held:
+            self.stats.rejected_busy += 1
+            raise FailedPrecondition(f"session {sid} is in use by another stream")
+        if len(self._held) >= self.max_sessions:
+            self.stats.rejected_full += 1
+            raise ResourceExhausted(f"session limit reached: this server holds {len(self._held)} sessions "
+                                    f"(max {self.max_sessions}); retry on another replica or later")
+        state = None if imported is None else imported.for_model(model)  # name -> [1, *shape], checked
+        slab = self._slab(model)
+        row = slab.alloc(state, imported.position if imported else 0, 0.0, (tenant, sid or ""))
+        initial = slab.row_to_bytes(row)
+        mode = "resume" if resume else "import" if imported is not None else "fresh" if sid is None else "open"
+        token = uuid.uuid4().hex
+        try:
+            while True:
+                key = key_of(tenant, sid or (sid := uuid.uuid4().hex))
+                reply = await self._call(self._scripts["OPEN"](keys=[key, key + ":lease"], args=[
+                    token, self.lease_ms, self.ttl_ms, model.name, str(model.version) if pinned else "", mode,
+                    model.version, int(slab.position[row]), initial]))
+                if reply[0] != b"EXISTS" or mode != "fresh":
+                    break
+                sid = None  # a random id that is taken: draw another
+        except BaseException:
+            slab.free(row)
+            raise
+        verdict = reply[0].decode()
+        if verdict != "CREATED":
+            slab.free(row)
+        if verdict in ("BUSY", "EXISTS", "MODEL", "VERSION", "NOTFOUND"):
+            raise self._refusal(verdict, sid, model, reply)
+        session = Session(sid, tenant, slab, row, owner if owner is not None else object())
+        session.token = token
+        if verdict == "RESUMED":
+            session = await self._resumed(session, reply, token)
+            self.stats.resumed += 1
+        else:
+            slab.tags[row] = (tenant, sid)
+            self.stats.imported += imported is not None
+            self.stats.created += imported is None
+        self._held[(tenant, sid)] = session
+        return session, verdict == "RESUMED"
+
+    async def end(self, session: Session) -> None:
+        if self._held.get((session.tenant, session.id)) is not session:
+            return
+        del self._held[(session.tenant, session.id)]
+        session.slab.free(session.row)
+        session.owner = None
+        key = key_of(session.tenant, session.id)
+        try:
+            await self._call(self._scripts["END"](keys=[key, key + ":lease"], args=[session.token, self.ttl_ms]))
+        except Unavailable as e:  # the lease expires by itself within lease_s
+            log.warning("could not release the lease of session %s: %s", session.id, e.message)
+
+    async def delete(self, session: Session | str, tenant: str = "") -> None:
+        sid, token = (session.id, session.token) if isinstance(session, Session) else (session, "")
+        tenant = session.tenant if isinstance(session, Session) else tenant
+        held = self._held.get((tenant, sid))
+        if isinstance(session, Session) and held is not session:
+            raise NotFound(f"session {sid} does not exist (closed, expired or never opened)")
+        if isinstance(session, str) and held is not None:
+            raise FailedPrecondition(f"session {sid} is in use by another stream")
+        key = key_of(tenant, sid)
+        verdict = (await self._call(self._scripts["DELETE"](keys=[key, key + ":lease"], args=[token]))).decode()
+        if verdict == "BUSY":
+            raise FailedPrecondition(f"session {sid} is in use by another stream")
+        if held is not None:
+            del self._held[(tenant, sid)]
+            held.slab.free(held.row)
+            held.owner = None
+        if verdict == "NOTFOUND":
+            raise NotFound(f"session {sid} does not exist (closed, expired or never opened)")
+        self.stats.closed += 1
+
+    async def restart(self, session: Session) -> None:
+        zero = {n: np.zeros((1, *a.shape[1:]), np.float32) for n, a in session.slab.view(session.row).items()}
+        errors = await self.commit([session], zero, [-session.position])
+        if errors[0] is not None:
+            raise errors[0]
+        session.slab.write(session.row, None, 0, 0.0)
+
+    async def info(self, session_id: str, tenant: str = "") -> SessionRecord:
+        sid = check_id(session_id)
+        if sid is None:
+            raise NotFound("no session_id given")
+        if (tenant, sid) in self._held:
+            raise FailedPrecondition(f"session {sid} is in use by a stream; use EXPORT_STATE / CLOSE inside that stream")
+        key = key_of(tenant, sid)
+        reply = await self._call(self._scripts["INFO"](keys=[key, key + ":lease"]))
+        verdict = reply[0].decode()
+        if verdict == "BUSY":
+            raise FailedPrecondition(f"session {sid} is in use by a stream (here or on another replica)")
+        if verdict == "NOTFOUND":
+            raise NotFound(f"session {sid} does not exist (closed, expired or never opened)")
+        model = self._models(reply[1].decode(), int(reply[2]))
+        position, slab = int(reply[3]), self._slab(model)
+        row = slab.alloc()
+        try:
+            slab.load_bytes(row, reply[4])
+            return SessionRecord(sid, model.name, model.version, position, encode_state(model, position, slab.view(row)))
+        except ValueError as e:
+            raise FailedPrecondition(f"session {sid}: {e}") from None
+        finally:
+            slab.free(row)
+
+    async def commit(self, sessions: Sequence[Session], new: dict[str, np.ndarray],
+                     advance: Sequence[int]) -> list[EddyError | None]:
+        blobs = Slab.batch_to_bytes(new, sessions[0].slab.names)
+        keys: list[str] = []
+        args: list[Any] = [self.ttl_ms, self.lease_ms]
+        for s, blob, n in zip(sessions, blobs, advance):
+            key = key_of(s.tenant, s.id)
+            keys += (key, key + ":lease")
+            args += (s.token, s.seq, s.position + n, blob)
+        written = await self._call(self._scripts["COMMIT"](keys=keys, args=args))
+        errors: list[EddyError | None] = []
+        for s, ok in zip(sessions, written):
+            if ok:
+                s.seq += 1
+                errors.append(None)
+            else:
+                errors.append(FailedPrecondition(
+                    f"session {s.id} was taken over by another stream or replica (this server's lease expired); "
+                    "reopen the stream to continue from the stored state"))
+        return errors
+
+    def start(self, interval_s: float = 10.0) -> None:
+        if self._renewer is None:
+            self._renewer = asyncio.get_running_loop().create_task(self._renew_forever())
+
+    async def shutdown(self) -> None:
+        if self._renewer is not None:
+            self._renewer.cancel()
+            await asyncio.gather(self._renewer, return_exceptions=True)
+            self._renewer = None
+        for session in list(self._held.values()):
+            await self.end(session)
+        await self._redis.aclose()
+
+    # -- internals -------------------------------------------------------------
+    def _slab(self, model: Model) -> Slab:
+        slab = self._slabs.get(model)
+        if slab is None:
+            slab = self._slabs[model] = Slab(model)
+        return slab
+
+    async def _resumed(self, session: Session, reply: list[bytes], token: str) -> Session:
+        sid, tenant = session.id, session.tenant
+        name, version, position, seq, state = reply[1].decode(), int(reply[2]), int(reply[3]), reply[4], reply[5]
+        try:
+            model = self._models(name, version)
+            slab = self._slab(model)
+            row = slab.alloc(None, position, 0.0, (tenant, sid))
+            try:
+                slab.load_bytes(row, state)
+            except ValueError as e:
+                slab.free(row)
+                raise FailedPrecondition(f"session {sid}: {e}") from None
+        except EddyError:
+            key = key_of(tenant, sid)
+            await self._call(self._scripts["END"](keys=[key, key + ":lease"], args=[token, self.ttl_ms]))
+            raise
+        resumed = Session(sid, tenant, slab, row, session.owner)
+        resumed.token, resumed.seq = token, int(seq)
+        return resumed
+
+    def _refusal(self, verdict: str, sid: str, model: Model, reply: list[bytes]) -> EddyError:
+        if verdict == "BUSY":
+            self.stats.rejected_busy += 1
+            return FailedPrecondition(f"session {sid} is in use by another stream (here or on another replica; "
+                                      f"a crashed replica's lease expires within {self.lease_s:g} s)")
+        if verdict == "NOTFOUND":
+            return NotFound(f"session {sid} does not exist (closed, expired or never opened)")
+        has = f"{reply[1].decode()}/{reply[2].decode()}"
+        if verdict == "EXISTS":
+            return FailedPrecondition(f"session {sid} already exists; close it before importing state "
+                                      "into it, or import under a new id")
+        if verdict == "MODEL":
+            return FailedPrecondition(f"session {sid} belongs to model {reply[1].decode()}, not {model.name}")
+        return FailedPrecondition(f"session {sid} runs on {has}; the request pinned version {model.version}")
+
+    async def _call(self, call: Awaitable[T]) -> T:
+        try:
+            return await call
+        except self._errors as e:
+            raise Unavailable(f"session store {self._where()} unavailable: {e}") from None
+        except self._response_error as e:
+            if str(e).startswith("OOM"):
+                raise ResourceExhausted(f"session store {self._where()} is out of memory: {e}") from None
+            raise
+
+    def _where(self) -> str:
+        return re.sub(r"//[^@/]*@", "//", self.url)  # never print a password
+
+    async def _renew_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease_s / 3)
+            held = list(self._held.values())
+            if not held:
+                continue
+            keys: list[str] = []
+            for s in held:
+                key = key_of(s.tenant, s.id)
+                keys += (key, key + ":lease")
+            t0 = time.monotonic()
+            try:
+                kept = await self._call(self._scripts["RENEW"](keys=keys, args=[self.lease_ms, self.ttl_ms,
+                                                                                 *(s.token for s in held)]))
+            except Exception as e:  # the store is down: writes will say so; keep trying
+                log.warning("lease renewal failed: %s", e)
+                continue
+            lost = [s.id for s, ok in zip(held, kept) if not ok and self._held.get((s.tenant, s.id)) is s]
+            if lost:
+                log.warning("lost the lease of %d session(s) (%.0f ms): %s", len(lost),
+                            (time.monotonic() - t0) * 1000, ", ".join(lost[:5]))

