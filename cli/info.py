@@ -22,12 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from eddy.runtime.core.errors import EddyError
+from eddy.runtime.core.layout import REPORT_FILE, resolve_version_dir
 from eddy.runtime.core.manifest import Manifest, read_manifest
-from eddy.runtime.core.model import resolve_version_dir
 
-__all__ = ["REPORT_FILE", "collect", "format_table", "main"]
+__all__ = ["collect", "format_table", "main"]
 
-REPORT_FILE = "report.json"  # written by trainer.report next to the manifest
 _KEY_WIDTH = 14  # width of the left column
 _WRAP = 100  # total line width for wrapped values
 _VERSIONS = ("tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "eddy")

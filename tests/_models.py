@@ -72,7 +72,7 @@ def copy_as(src: str | Path, dst: str | Path, *, name: str | None = None, versio
 
 def default_model_dir(tmp_root: str | Path) -> Path:
     """The committed default model's highest version, else a tiny one made under ``tmp_root``."""
-    from eddy.runtime.core.model import resolve_version_dir
+    from eddy.runtime.core.layout import resolve_version_dir
 
     committed = Path(__file__).resolve().parents[1] / "models" / "sunspots"
     if committed.is_dir():

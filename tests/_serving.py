@@ -13,7 +13,7 @@ import numpy as np
 from _models import copy_as
 from conftest import MODEL, ROOT, ThreadedServer
 
-from eddy.runtime.core.model import resolve_version_dir
+from eddy.runtime.core.layout import resolve_version_dir
 from eddy.runtime.serving.config import ServeConfig
 from eddy.v1 import inference_pb2 as pb
 

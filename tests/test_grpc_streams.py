@@ -11,7 +11,7 @@ import pytest
 from conftest import MODEL
 
 from eddy.runtime.core.errors import FailedPrecondition, InvalidInput, NotFound
-from eddy.runtime.core.model import resolve_version_dir
+from eddy.runtime.core.layout import resolve_version_dir
 from eddy.runtime.core.statecodec import decode_state
 from eddy.runtime.grpc.stream_handler import StreamHandler
 from eddy.runtime.grpc.tensors import array_to_tensor

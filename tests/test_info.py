@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from eddy.cli.main import main
-from eddy.runtime.core.model import resolve_version_dir
+from eddy.runtime.core.layout import resolve_version_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 

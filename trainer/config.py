@@ -11,11 +11,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from eddy.runtime.core.layout import CELLS  # the cell types a manifest may name; the trainer builds them all
+from eddy.runtime.core.layout import QUANTIZED_PRECISIONS as PRECISIONS  # extra graph precisions --quantize adds
+
 __all__ = ["CELLS", "FILLS", "PRECISIONS", "TrainConfig"]
 
-CELLS = ("simple_rnn", "lstm", "gru")  # recurrent cell types the trainer builds and exports
 FILLS = ("ffill", "interpolate", "drop")  # ways to handle missing values in the used CSV columns
-PRECISIONS = ("int8",)  # extra graph precisions --quantize can add
 
 
 @dataclass

@@ -28,6 +28,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import onnxruntime as ort
 
+from .layout import INPUT, OUTPUT, state_output
+
 __all__ = ["SCALAR_TYPES", "StepBinding"]
 
 # Plain numbers push_scalar takes (bool is excluded on purpose: it is an int, not a sample).
@@ -48,7 +50,7 @@ class StepBinding:
     """
 
     def __init__(self, session: ort.InferenceSession, state_names: Sequence[str],
-                 state_shapes: Sequence[Sequence[int]], norm: tuple[np.ndarray, ...], out_suffix: str) -> None:
+                 state_shapes: Sequence[Sequence[int]], norm: tuple[np.ndarray, ...]) -> None:
         self.names = list(state_names)
         self._in_mean, self._in_std, self._out_mean, self._out_std = norm
         n_features, n_targets = len(self._in_mean), len(self._out_mean)
@@ -66,11 +68,11 @@ class StepBinding:
         bindings = []
         for k in (0, 1):
             b = session.io_binding()
-            b.bind_ortvalue_input("x", x)
-            b.bind_ortvalue_output("y", y)
+            b.bind_ortvalue_input(INPUT, x)
+            b.bind_ortvalue_output(OUTPUT, y)
             for name, src, dst in zip(self.names, sets[k], sets[1 - k]):
                 b.bind_ortvalue_input(name, src)
-                b.bind_ortvalue_output(name + out_suffix, dst)
+                b.bind_ortvalue_output(state_output(name), dst)
             bindings.append(b)
         self._keep = (x, y, sets, bindings)  # the OrtValues must outlive the bindings
         # The C-level call skips the Python wrapper's checks (~0.7 us); fall back if a release renames it.

@@ -6,21 +6,14 @@ A model version directory (``models/<name>/<version>/``) holds
 :func:`read_manifest`. Both sides go through :class:`Manifest`, so the schema
 lives in one place.
 
-Graph I/O contract (both graphs share it):
-
-- input ``x``: ``[B, F]`` (step) or ``[B, T, F]`` (sequence);
-- one input per state tensor, named ``StateSpec.name``, shape ``[B, *shape]``;
-- output ``y``: ``[B, O]`` (step) or ``[B, T, O]`` (sequence);
-- one output per state tensor, named ``StateSpec.name + "_out"``.
+File names, graph I/O names, state naming and the version rule are in
+:mod:`eddy.runtime.core.layout`; this module is the manifest's schema.
 
 ``io`` says where the normalisation lives. ``"raw"``: ``x`` and ``y`` are in the
 data's own units, the normalisation and any target transform are inside the
 graphs, and the runtime does no arithmetic around them (``normalization`` is a
 record). ``"normalised"`` (manifests written before ``io`` existed): ``x`` and
 ``y`` are normalised units and the runtime applies ``normalization`` both ways.
-
-State names are ``h<layer>`` for SimpleRNN/GRU layers and ``h<layer>``,
-``c<layer>`` for LSTM layers, in the cell's own state order.
 """
 
 from __future__ import annotations
@@ -33,11 +26,15 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ModelLoadError
+from .layout import (
+    CELLS,
+    GRAPH_KINDS,
+    MANIFEST_FILE,
+    STATE_OUT_SUFFIX,  # noqa: F401  (trainer imports it from here until it moves to layout)
+)
 
 __all__ = [
     "FORMAT",
-    "MANIFEST_FILE",
-    "STATE_OUT_SUFFIX",
     "GraphSpec",
     "Manifest",
     "Normalization",
@@ -48,9 +45,6 @@ __all__ = [
 ]
 
 FORMAT = "eddy.model/1"
-MANIFEST_FILE = "manifest.json"
-STATE_OUT_SUFFIX = "_out"
-CELLS = ("simple_rnn", "lstm", "gru")
 IO_KINDS = ("raw", "normalised")  # Manifest.io values
 
 
@@ -170,6 +164,8 @@ class Manifest:
             raise bad(f"unknown io {self.io!r} (expected one of {', '.join(IO_KINDS)})")
         if self.io == "normalised" and self.target_transform != "level":
             raise bad(f"target_transform {self.target_transform!r} needs io 'raw' (the transform lives in the graphs)")
+        if self.version < 1:
+            raise bad(f"version must be >= 1, got {self.version}")
         if self.layers < 1 or self.units < 1 or self.window < 1 or self.horizon < 1:
             raise bad("layers, units, window and horizon must be positive")
         if not self.features or not self.targets:
@@ -186,7 +182,7 @@ class Manifest:
                 raise bad(f"normalization.{key}_mean/std need {len(cols)} entries, one per column")
             if not all(math.isfinite(v) for v in mean + std) or any(v <= 0 for v in std):
                 raise bad(f"normalization.{key}_std must be positive and all values finite")
-        for required in ("step", "sequence"):
+        for required in GRAPH_KINDS:
             if required not in self.graphs:
                 raise bad(f"graphs.{required} is missing")
 

@@ -22,28 +22,13 @@ import numpy as np
 import onnxruntime as ort
 
 from .binding import SCALAR_TYPES, StepBinding
-from .errors import InvalidInput, ModelLoadError, NotFound
-from .manifest import MANIFEST_FILE, STATE_OUT_SUFFIX, Manifest, StateSpec, read_manifest
+from .errors import InvalidInput, ModelLoadError
+from .layout import GRAPH_FORMATS, INPUT, OUTPUT, PRECISIONS, graph_key, resolve_version_dir, state_output
+from .manifest import Manifest, StateSpec, read_manifest
 
-__all__ = ["Model", "Stream", "as_samples", "load", "resolve_version_dir", "session_options"]
-
-PRECISIONS = ("float32", "int8")
-GRAPH_FORMATS = ("onnx", "ort")  # ort: onnxruntime's own format (mobile and minimal builds), graphs "<kind>_ort"
+__all__ = ["Model", "Stream", "as_samples", "load", "session_options"]
 
 State = dict[str, np.ndarray]
-
-
-def resolve_version_dir(path: str | Path) -> Path:
-    """``models/NAME/3`` -> itself; ``models/NAME`` -> its highest integer version."""
-    path = Path(path)
-    if (path / MANIFEST_FILE).is_file():
-        return path
-    if not path.is_dir():
-        raise NotFound(f"{path}: no such model directory")
-    versions = [int(p.name) for p in path.iterdir() if p.name.isdigit() and (p / MANIFEST_FILE).is_file()]
-    if not versions:
-        raise NotFound(f"{path}: holds no model version (expected {path}/<integer>/{MANIFEST_FILE})")
-    return path / str(max(versions))
 
 
 def load(path: str | Path, *, precision: str = "float32", graph_format: str = "onnx") -> Model:
@@ -133,13 +118,12 @@ class Model:
         self._step = self._open("step", x_rank=2)
         self._sequence = self._open("sequence", x_rank=3)
         self._state_names = [s.name for s in manifest.state]
-        self._outputs = ["y", *(name + STATE_OUT_SUFFIX for name in self._state_names)]
+        self._outputs = [OUTPUT, *map(state_output, self._state_names)]
 
     def step_binding(self) -> StepBinding:
         """A batch-1 step graph with its own pre-bound buffers (one per :class:`Stream`)."""
         norm = (self._in_mean, self._in_std, self._out_mean, self._out_std)
-        return StepBinding(self._step, self._state_names, [s.shape for s in self.manifest.state], norm,
-                           STATE_OUT_SUFFIX)
+        return StepBinding(self._step, self._state_names, [s.shape for s in self.manifest.state], norm)
 
     # -- public surface -------------------------------------------------
     @property
@@ -240,15 +224,14 @@ class Model:
 
     # -- internals ----------------------------------------------------------
     def _run(self, session: ort.InferenceSession, xn: np.ndarray, state: State) -> tuple[np.ndarray, State]:
-        feeds = {"x": xn.astype(np.float32, copy=False), **state}
+        feeds = {INPUT: xn.astype(np.float32, copy=False), **state}
         y, *new = session.run(self._outputs, feeds)
         y = y * self._out_std + self._out_mean  # back to raw units
         # Outputs come in manifest order (self._outputs), whatever order the caller's mapping had.
         return y.astype(np.float32, copy=False), dict(zip(self._state_names, new))
 
     def _open(self, kind: str, x_rank: int) -> ort.InferenceSession:
-        key = kind if self.precision == "float32" else f"{kind}_{self.precision}"
-        key += "_ort" if self.graph_format == "ort" else ""
+        key = graph_key(kind, self.precision, self.graph_format)
         spec = self.manifest.graphs.get(key)
         if spec is None:
             how = ("eddy.trainer.ort_format.write_ort" if self.graph_format == "ort" and self.precision == "float32"
@@ -268,12 +251,12 @@ class Model:
         m = self.manifest
         ins = {i.name: i.shape for i in sess.get_inputs()}
         outs = {o.name for o in sess.get_outputs()}
-        want_in = {"x", *(s.name for s in m.state)}
-        want_out = {"y", *(s.name + STATE_OUT_SUFFIX for s in m.state)}
+        want_in = {INPUT, *(s.name for s in m.state)}
+        want_out = {OUTPUT, *(state_output(s.name) for s in m.state)}
         if set(ins) != want_in or outs != want_out:
             raise ModelLoadError(f"{file}: graph inputs {sorted(ins)} / outputs {sorted(outs)} do not match "
                                  f"the manifest (expected {sorted(want_in)} / {sorted(want_out)})")
-        x_shape = ins["x"]
+        x_shape = ins[INPUT]
         if len(x_shape) != x_rank or x_shape[-1] != m.n_features:
             raise ModelLoadError(f"{file}: input x has shape {x_shape}, expected rank {x_rank} "
                                  f"ending in {m.n_features} features")

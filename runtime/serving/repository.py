@@ -18,7 +18,7 @@ import logging
 from pathlib import Path
 
 from ..core.errors import EddyError, InvalidInput, NotFound
-from ..core.manifest import MANIFEST_FILE
+from ..core.layout import MANIFEST_FILE, is_version_name, parse_version
 from ..core.model import Model, load
 
 __all__ = ["ModelRepository"]
@@ -56,8 +56,12 @@ class ModelRepository:
         """
         found: dict[tuple[str, int], Path] = {}
         for name_dir in sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            for version_dir in sorted(p for p in name_dir.iterdir() if p.is_dir() and p.name.isdigit()):
-                found[(name_dir.name, int(version_dir.name))] = version_dir
+            for version_dir in sorted(p for p in name_dir.iterdir() if p.is_dir()):
+                if is_version_name(version_dir.name):
+                    found[(name_dir.name, int(version_dir.name))] = version_dir
+                elif version_dir.name.isdigit() and version_dir not in self.skipped:  # say why it is not served
+                    self._skip(version_dir, "not a version directory name (versions are 1, 2, ... in ASCII "
+                                            "digits without leading zeros)")
         models = {name: dict(vs) for name, vs in self._models.items()}
         added = []
         for (name, version), version_dir in found.items():
@@ -132,10 +136,7 @@ class ModelRepository:
             raise NotFound(f"model {name!r} not found (served models: {known})")
         if version is None or version == "":
             return max(versions)
-        if isinstance(version, str):
-            if not version.strip().isdigit():
-                raise InvalidInput(f"version must be a non-negative integer or empty for the latest, got {version!r}")
-            version = int(version)
+        version = parse_version(version)  # InvalidInput unless it follows the version rule
         if version not in versions:
             raise NotFound(f"model {name!r} has no version {version} (versions: {', '.join(map(str, sorted(versions)))})")
         return version
