@@ -15,7 +15,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from eddy.runtime.core.manifest import STATE_OUT_SUFFIX, StateSpec
+from eddy.runtime.core.layout import STATE_OUT_SUFFIX
+from eddy.runtime.core.manifest import StateSpec
 from eddy.runtime.core.model import session_options
 
 from .errors import ExportError

@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from eddy.runtime.core.manifest import STATE_OUT_SUFFIX, GraphSpec, StateSpec, sha256_file
+from eddy.runtime.core.layout import STATE_OUT_SUFFIX
+from eddy.runtime.core.manifest import GraphSpec, StateSpec, sha256_file
 
 from . import _onnx, native_rnn
 from ._tf import import_tensorflow

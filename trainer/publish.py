@@ -20,7 +20,6 @@ from __future__ import annotations
 import errno
 import os
 import platform
-import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -30,6 +29,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from eddy.runtime.core.layout import version_dirs
 from eddy.runtime.core.manifest import Manifest, sha256_file, write_manifest
 
 if TYPE_CHECKING:
@@ -39,7 +39,6 @@ __all__ = ["KERAS_FILE", "Staging", "claim_version", "library_versions", "list_v
            "staging_dir"]
 
 KERAS_FILE = "model.keras"  # the Keras model next to the graphs (hashed in the manifest's files)
-_VERSION = re.compile(r"[1-9][0-9]*")
 _MAX_ATTEMPTS = 100  # claim_version retries when concurrent writers race for a version number
 # manifest key -> distribution whose version the manifest records
 _VERSIONED = {d: d for d in ("tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "numpy")} | {"eddy": "eddy-rnn"}
@@ -103,12 +102,8 @@ def library_versions() -> dict[str, str]:
 
 
 def list_versions(model_dir: str | Path) -> list[int]:
-    """Sorted integer versions present in ``model_dir`` (empty if it does not exist)."""
-    try:
-        entries = list(Path(model_dir).iterdir())
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-    return sorted(int(p.name) for p in entries if _VERSION.fullmatch(p.name) and p.is_dir())
+    """Sorted versions present in ``model_dir`` (empty if it does not exist); the rule is layout's."""
+    return sorted(version_dirs(model_dir))
 
 
 def next_version(model_dir: str | Path) -> int:
