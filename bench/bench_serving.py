@@ -380,9 +380,13 @@ def _percentile(sorted_values: list[float], q: float) -> float:
 # --------------------------------------------------------------------------- models
 
 def _latest(model_dir: Path) -> Path | None:
-    versions = [d for d in model_dir.iterdir() if d.name.isdigit() and (d / "manifest.json").is_file()] \
-        if model_dir.is_dir() else []
-    return max(versions, key=lambda d: int(d.name)) if versions else None
+    from eddy.runtime.core.errors import NotFound
+    from eddy.runtime.core.layout import resolve_version_dir  # the one version rule
+
+    try:
+        return resolve_version_dir(model_dir)
+    except NotFound:
+        return None
 
 
 def _train(out: Path, extra: list[str]) -> None:

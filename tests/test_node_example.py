@@ -22,7 +22,7 @@ EXAMPLE = ROOT / "examples" / "node"
 @pytest.fixture(scope="module")
 def raw_model_dir(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The default model with its normalisation inside the graphs (io: raw)."""
-    from eddy.runtime.core.model import resolve_version_dir
+    from eddy.runtime.core.layout import resolve_version_dir
 
     return raw_copy(resolve_version_dir(models_dir / MODEL), tmp_path_factory.mktemp("raw") / "1")
 

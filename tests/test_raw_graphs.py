@@ -13,8 +13,8 @@ from conftest import MODEL
 
 import eddy.runtime as runtime
 from eddy.runtime.core.errors import ModelLoadError
-from eddy.runtime.core.manifest import MANIFEST_FILE, read_manifest, write_manifest
-from eddy.runtime.core.model import resolve_version_dir
+from eddy.runtime.core.layout import MANIFEST_FILE, resolve_version_dir
+from eddy.runtime.core.manifest import read_manifest, write_manifest
 from eddy.trainer.ort_format import write_ort
 
 

@@ -28,7 +28,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from eddy.runtime.core.manifest import STATE_OUT_SUFFIX, Normalization, StateSpec
+from eddy.runtime.core.layout import STATE_OUT_SUFFIX
+from eddy.runtime.core.manifest import Normalization, StateSpec
 
 from .transform import LAST_STATE, SEEN_STATE, Transform
 

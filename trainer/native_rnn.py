@@ -31,7 +31,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from eddy.runtime.core.manifest import STATE_OUT_SUFFIX
+from eddy.runtime.core.layout import STATE_OUT_SUFFIX
 
 __all__ = ["sequence_graph"]
 

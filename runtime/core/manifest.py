@@ -26,12 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ModelLoadError
-from .layout import (
-    CELLS,
-    GRAPH_KINDS,
-    MANIFEST_FILE,
-    STATE_OUT_SUFFIX,  # noqa: F401  (trainer imports it from here until it moves to layout)
-)
+from .layout import CELLS, GRAPH_KINDS, MANIFEST_FILE
 
 __all__ = [
     "FORMAT",
