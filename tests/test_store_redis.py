@@ -233,3 +233,24 @@ def test_store_down_is_unavailable_nothing_answered_unwritten_and_recovers(tmp_p
     with valkey(tmp_path) as server:
         y, position = asyncio.run(main(server))
     assert position == 12 and np.array_equal(y, ref)
+
+
+def test_held_leases_are_renewed_in_one_call(store_server, models, model):
+    async def main():
+        store, other = _store(store_server, models, lease_s=30), _store(store_server, models)
+        mine = [(await store.open(model, f"renew-{i}"))[0] for i in range(3)]
+        r = store_server.client()
+        lease = key_of("", "renew-0") + ":lease"
+        r.pexpire(lease, 50)  # about to run out
+        assert await store.renew() == []
+        assert r.pttl(lease) > 20_000  # back to ~30 s
+        r.delete(key_of("", "renew-1") + ":lease")  # ran out meanwhile ...
+        taken, _ = await other.open(model, "renew-1")  # ... and another replica took the session
+        assert await store.renew() == ["renew-1"]
+        await other.end(taken)
+        for s in mine:
+            await store.end(s)
+        await store.shutdown()
+        await other.shutdown()
+
+    asyncio.run(main())

@@ -44,6 +44,12 @@ inline is 1.1-2.5x faster for single steps at every stream count (a thread
 hand-off costs ~100 us per call), while for 64 streams x 1000-sample chunks
 the thread is 1.7x faster because compute overlaps the loop's own work.
 
+Durable stores (``commit``): a batch's new state is written to the store
+(one round trip for the batch) before any of its callers is answered, and
+nothing changes in memory if the write fails. Up to ``_MAX_FLIGHTS`` batches
+may wait for their write at once, each as its own task, so the next batch
+computes while the store answers; a session in flight joins no other batch.
+
 Use the batcher from one event loop thread, and await each ``run`` of a
 session before touching that session again (reset, export, close).
 """
@@ -70,6 +76,9 @@ log = logging.getLogger("eddy.batcher")
 _State = dict[str, np.ndarray]
 # A durable store's write-before-answer hook: (sessions, new state [B, *shape], samples each) -> per-session error
 Commit = Callable[[Sequence[Session], _State, Sequence[int]], Awaitable[list[EddyError | None]]]
+
+# Durable stores: batches whose store write may be in flight at once (each holds its sessions back meanwhile).
+_MAX_FLIGHTS = 4
 
 # Batches carrying more input floats than this (B * n * F) run in a worker
 # thread; below it the ~100 us thread hand-off costs more than it saves.
@@ -108,6 +117,8 @@ class Batcher:
         self.offload_values = offload_values  # batches with more input floats run in the worker thread
         self._executor: ThreadPoolExecutor | None = None  # created on first offload
         self.commit = commit  # durable store: awaited with each batch's new state before anyone is answered
+        self._flights: set[asyncio.Task[None]] = set()  # durable: batches whose store write is in flight
+        self._flying: set[Session] = set()  # ... and their sessions (none of them may join another batch)
 
     async def run(self, session: Session, x: np.ndarray, *, alone: bool = False) -> np.ndarray:
         """Advance ``session`` by raw samples ``x[n, F]``; returns raw ``y[n, O]``.
@@ -125,7 +136,8 @@ class Batcher:
         x = x.astype(np.float32, copy=False)
         if (alone or not self.enabled) and not self._pending and x.size <= self.offload_values and self.commit is None:
             return self._run_now(session, x)  # nothing queued, nobody to batch with: no task, no loop turn
-        if (alone or not self.enabled) and not self._pending and x.size <= self.offload_values:
+        if (alone or not self.enabled) and not self._pending and x.size <= self.offload_values \
+                and session not in self._flying:
             return await self._run_durable(session, x)  # the same with a durable store: one write, then answer
         loop = asyncio.get_running_loop()
         request = _Request(session, x, loop.create_future())
@@ -155,9 +167,17 @@ class Batcher:
         try:
             while self._pending:
                 batch = self._take()
-                if batch:
+                if batch and self.commit is not None:
+                    self._fly(batch)  # durable: its store write overlaps the next batch's compute
+                elif batch:
                     await self._execute(batch)
+                elif self._flights:  # every pending request waits for its session's write
+                    await asyncio.wait(self._flights, return_when=asyncio.FIRST_COMPLETED)
+                else:
+                    break  # not reached: with nothing in flight the oldest request is always taken
                 batch = []
+                if len(self._flights) >= _MAX_FLIGHTS:
+                    await asyncio.wait(self._flights, return_when=asyncio.FIRST_COMPLETED)
                 if self.enabled:
                     await asyncio.sleep(0)  # let woken streams queue their next message
         except asyncio.CancelledError:  # loop shutting down: never leave a caller hanging
@@ -181,10 +201,10 @@ class Batcher:
             r = self._pending.popleft()
             if r.future.done():  # the caller gave up before it ran
                 continue
-            first = r.session not in seen  # only a session's oldest request may run
+            first = r.session not in seen and r.session not in self._flying  # only a session's oldest request
             seen.add(r.session)
             head = batch[0] if batch else r
-            if not batch or (first and len(r.x) == 1 == len(head.x) and r.session.slab is head.session.slab):
+            if first and (not batch or (len(r.x) == 1 == len(head.x) and r.session.slab is head.session.slab)):
                 batch.append(r)
                 if len(r.x) > 1:
                     break  # a chunk runs alone, at batch 1 (exactness: see the module docstring)
@@ -192,6 +212,29 @@ class Batcher:
                 skipped.append(r)
         self._pending.extendleft(reversed(skipped))  # back in front, order kept
         return batch
+
+    def _fly(self, batch: list[_Request]) -> None:
+        """Run ``batch`` as its own task (durable stores), its sessions kept out of other batches until done."""
+        sessions = [r.session for r in batch]
+        self._flying.update(sessions)
+
+        async def flight() -> None:
+            try:
+                await self._execute(batch)
+            except asyncio.CancelledError:  # loop shutting down: never leave a caller hanging
+                for r in batch:
+                    r.future.cancel()
+                raise
+            except Exception as e:  # a bug in here: fail the callers rather than hang them
+                log.exception("batcher flight failed")
+                for r in batch:
+                    _fail(r, e)
+            finally:
+                self._flying.difference_update(sessions)
+
+        task = asyncio.get_running_loop().create_task(flight())
+        self._flights.add(task)
+        task.add_done_callback(self._flights.discard)
 
     async def _execute(self, batch: list[_Request]) -> None:
         try:

@@ -27,10 +27,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import time
+import struct
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import numpy as np
 
@@ -223,13 +223,13 @@ class RedisStore(SessionStore):
     async def commit(self, sessions: Sequence[Session], new: dict[str, np.ndarray],
                      advance: Sequence[int]) -> list[EddyError | None]:
         blobs = Slab.batch_to_bytes(new, sessions[0].slab.names)
-        keys: list[str] = []
-        args: list[Any] = [self.ttl_ms, self.lease_ms]
+        head = struct.Struct(lua.RECORD)
+        packed = []
         for s, blob, n in zip(sessions, blobs, advance):
-            key = key_of(s.tenant, s.id)
-            keys += (key, key + ":lease")
-            args += (s.token, s.seq, s.position + n, blob)
-        written = await self._call(self._scripts["COMMIT"](keys=keys, args=args))
+            key = key_of(s.tenant, s.id).encode()
+            packed += (head.pack(len(key), s.token.encode(), s.seq, s.position + n), key, blob)
+        args = [self.ttl_ms, self.lease_ms, len(sessions), len(blobs[0]), b"".join(packed)]
+        written = await self._call(self._scripts["COMMIT"](args=args))  # one round trip for the batch
         errors: list[EddyError | None] = []
         for s, ok in zip(sessions, written):
             if ok:
@@ -309,24 +309,24 @@ class RedisStore(SessionStore):
     def _where(self) -> str:
         return re.sub(r"//[^@/]*@", "//", self.url)  # never print a password
 
+    async def renew(self) -> list[str]:
+        """Extend the leases (and TTLs) of every session held here, in one round trip; returns the ids of
+        those whose lease another holder has taken (their next write will be refused)."""
+        held = list(self._held.values())
+        if not held:
+            return []
+        packed = b"".join(struct.pack("<H32s", len(k := key_of(s.tenant, s.id).encode()), s.token.encode()) + k
+                          for s in held)
+        kept = await self._call(self._scripts["RENEW"](args=[self.lease_ms, self.ttl_ms, packed]))
+        return [s.id for s, ok in zip(held, kept) if not ok and self._held.get((s.tenant, s.id)) is s]
+
     async def _renew_forever(self) -> None:
         while True:
             await asyncio.sleep(self.lease_s / 3)
-            held = list(self._held.values())
-            if not held:
-                continue
-            keys: list[str] = []
-            for s in held:
-                key = key_of(s.tenant, s.id)
-                keys += (key, key + ":lease")
-            t0 = time.monotonic()
             try:
-                kept = await self._call(self._scripts["RENEW"](keys=keys, args=[self.lease_ms, self.ttl_ms,
-                                                                                 *(s.token for s in held)]))
+                lost = await self.renew()
             except Exception as e:  # the store is down: writes will say so; keep trying
                 log.warning("lease renewal failed: %s", e)
                 continue
-            lost = [s.id for s, ok in zip(held, kept) if not ok and self._held.get((s.tenant, s.id)) is s]
             if lost:
-                log.warning("lost the lease of %d session(s) (%.0f ms): %s", len(lost),
-                            (time.monotonic() - t0) * 1000, ", ".join(lost[:5]))
+                log.warning("lost the lease of %d session(s): %s", len(lost), ", ".join(lost[:5]))
