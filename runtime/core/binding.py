@@ -79,9 +79,10 @@ class StepBinding:
         inner = getattr(session, "_sess", None)
         raw = [getattr(b, "_iobinding", None) for b in bindings]
         if inner is not None and hasattr(inner, "run_with_iobinding") and None not in raw:
-            self._runs = tuple((lambda r=r: inner.run_with_iobinding(r, None)) for r in raw)
+            self._run, self._bindings = inner.run_with_iobinding, tuple(raw)  # called as _run(binding, None)
         else:
-            self._runs = tuple((lambda b=b: session.run_with_iobinding(b)) for b in bindings)
+            self._run, self._bindings = (lambda b, _: session.run_with_iobinding(b)), tuple(bindings)
+        self._one_target = n_targets == 1
 
     # -- state ----------------------------------------------------------------
     def state(self) -> list[np.ndarray]:
@@ -117,17 +118,22 @@ class StepBinding:
             return None
         f[0] = x - self._m_in
         self._xv[0] = f[0] / self._s_in  # [1, 1] normalised input
-        self._runs[self._cur]()
+        self._run(self._bindings[self._cur], None)
         self._cur ^= 1
-        yv = self._yv
-        for i, (m, s) in enumerate(self._out):  # raw = y * std + mean, float32 after each operation
-            yv[i] = yv[i] * s
-            yv[i] = yv[i] + m
+        yv = self._yv  # raw = y * std + mean, float32 after each operation
+        if self._one_target:
+            m, s = self._out[0]
+            yv[0] = yv[0] * s
+            yv[0] = yv[0] + m
+        else:
+            for i, (m, s) in enumerate(self._out):
+                yv[i] = yv[i] * s
+                yv[i] = yv[i] + m
         return self._y.copy()  # [1, O]
 
     def push_row(self, x: np.ndarray) -> np.ndarray:
         """One validated raw sample ``x[1, F]`` (float32): raw ``y[1, O]``."""
         np.divide(x - self._in_mean, self._in_std, out=self._x)  # [1, F]
-        self._runs[self._cur]()
+        self._run(self._bindings[self._cur], None)
         self._cur ^= 1
         return (self._y * self._out_std + self._out_mean).astype(np.float32, copy=False)  # [1, O]
