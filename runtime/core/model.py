@@ -14,6 +14,7 @@ was reset), never on how they were chunked.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,17 +32,22 @@ __all__ = ["Model", "Stream", "as_samples", "load", "session_options"]
 State = dict[str, np.ndarray]
 
 
-def load(path: str | Path, *, precision: str = "float32", graph_format: str = "onnx") -> Model:
+def load(path: str | Path, *, precision: str = "float32", graph_format: str = "onnx",
+         lazy_sequence: bool = False) -> Model:
     """Load a model version directory, checking its manifest and file hashes.
 
     ``path`` is ``models/NAME`` (highest version) or ``models/NAME/<version>``.
     ``precision`` picks the float32 graphs or, when exported, the int8 ones;
     ``graph_format="ort"`` the ``.ort`` files (``step_ort``/``sequence_ort`` in the manifest).
+    ``lazy_sequence`` defers the sequence graph's onnxruntime session to the
+    first chunk (the server does: one-sample traffic never needs it; for an
+    LSTM 2x256 it is ~5 MB and ~17 ms of start-up).
     Raises :class:`~eddy.runtime.core.errors.ModelLoadError` for a broken or tampered
     directory and :class:`~eddy.runtime.core.errors.NotFound` for a missing one.
     """
     version_dir = resolve_version_dir(path)
-    return Model(version_dir, read_manifest(version_dir), precision=precision, graph_format=graph_format)
+    return Model(version_dir, read_manifest(version_dir), precision=precision, graph_format=graph_format,
+                 lazy_sequence=lazy_sequence)
 
 
 def session_options() -> ort.SessionOptions:
@@ -98,7 +104,7 @@ class Model:
     """One loaded model version: its manifest and two onnxruntime sessions."""
 
     def __init__(self, version_dir: Path, manifest: Manifest, *, precision: str = "float32",
-                 graph_format: str = "onnx") -> None:
+                 graph_format: str = "onnx", lazy_sequence: bool = False) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         if graph_format not in GRAPH_FORMATS:
@@ -116,7 +122,8 @@ class Model:
             self._in_mean, self._in_std = np.zeros_like(self._in_mean), np.ones_like(self._in_std)
             self._out_mean, self._out_std = np.zeros_like(self._out_mean), np.ones_like(self._out_std)
         self._step = self._open("step", x_rank=2)
-        self._sequence = self._open("sequence", x_rank=3)
+        self._sequence_lock = threading.Lock()  # the batcher's worker thread may open it too
+        self._sequence: ort.InferenceSession | None = None if lazy_sequence else self._open("sequence", x_rank=3)
         self._state_names = [s.name for s in manifest.state]
         self._outputs = [OUTPUT, *map(state_output, self._state_names)]
 
@@ -184,7 +191,7 @@ class Model:
 
     def run_sequence(self, x: np.ndarray, state: State) -> tuple[np.ndarray, State]:
         """T steps for B streams: ``x[B, T, F]`` raw, state ``[B, *shape]``."""
-        return self._run(self._sequence, (x - self._in_mean) / self._in_std, state)
+        return self._run(self._sequence or self._open_sequence(), (x - self._in_mean) / self._in_std, state)
 
     def advance(self, x: np.ndarray, state: State) -> tuple[np.ndarray, State]:
         """``n`` steps for B streams, ``x[B, n, F]`` raw -> ``y[B, n, O]``: the step
@@ -229,6 +236,12 @@ class Model:
         y = y * self._out_std + self._out_mean  # back to raw units
         # Outputs come in manifest order (self._outputs), whatever order the caller's mapping had.
         return y.astype(np.float32, copy=False), dict(zip(self._state_names, new))
+
+    def _open_sequence(self) -> ort.InferenceSession:
+        with self._sequence_lock:
+            if self._sequence is None:
+                self._sequence = self._open("sequence", x_rank=3)
+            return self._sequence
 
     def _open(self, kind: str, x_rank: int) -> ort.InferenceSession:
         key = graph_key(kind, self.precision, self.graph_format)

@@ -85,7 +85,7 @@ class ModelRepository:
             self._skip(version_dir, f"no {MANIFEST_FILE}")
             return None
         try:
-            model = load(version_dir, precision=self.precision)
+            model = load(version_dir, precision=self.precision, lazy_sequence=True)  # sequence graph on first chunk
         except EddyError as e:
             self._skip(version_dir, e.message)
             return None
