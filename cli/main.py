@@ -89,8 +89,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--no-batching", dest="batching", action="store_const", const="off",
                    help="same as --batching off (default: batching on)")
     s.add_argument("--max-message-bytes", type=int, default=d.max_message_bytes, metavar="BYTES",
-                   help="largest gRPC message accepted; larger ones end the RPC with RESOURCE_EXHAUSTED "
-                        f"(default: {d.max_message_bytes})")
+                   help="largest gRPC message received or sent; a larger request ends the RPC with "
+                        "RESOURCE_EXHAUSTED, and a request whose answer would be larger is refused (same status) "
+                        f"before it runs (default: {d.max_message_bytes})")
     s.add_argument("--max-samples-per-message", type=int, default=d.max_samples_per_message, metavar="N",
                    help="samples per stream message, or B*T per Predict; more is RESOURCE_EXHAUSTED "
                         f"(default: {d.max_samples_per_message})")

@@ -47,3 +47,19 @@ def test_server_without_metrics_does_not_load_prometheus():
     """prometheus_client is loaded only by the Prometheus implementation, when metrics are on."""
     assert _loaded("eddy.runtime.grpc.server", METRICS) == []
     assert "prometheus_client" in _loaded("eddy.runtime.serving.prometheus", METRICS)  # the check can see it
+
+
+def test_client_imports_without_onnxruntime():
+    """``eddy.runtime.client`` validates samples with numpy alone: onnxruntime may be absent."""
+    code = ("import sys; sys.modules['onnxruntime'] = None; import eddy.runtime.client; "
+            "from eddy.runtime.client import Client; print(Client.__name__)")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "Client", r.stderr
+    assert _loaded("eddy.runtime.client", ("onnxruntime", "eddy.runtime.serving.dataplane", *HEAVY)) == []
+
+
+def test_runtime_package_loads_onnxruntime_on_first_use():
+    script = ("import sys, eddy.runtime as er; before = 'onnxruntime' in sys.modules; "
+              "print(before, er.load.__module__, er.Model.__name__, 'onnxruntime' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.stdout.split() == ["False", "eddy.runtime.core.model", "Model", "True"], r.stderr

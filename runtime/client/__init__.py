@@ -30,9 +30,12 @@ from eddy.v1 import inference_pb2 as pb
 from eddy.v1 import inference_pb2_grpc as pb_grpc
 
 from ..core.errors import EddyError, FailedPrecondition, InvalidInput
-from ..core.model import as_samples
+from ..core.layout import parse_version
+from ..core.samples import as_samples
+from ..grpc.headers import RESPONSE_LIMIT_HEADER
 from ..grpc.status import error_from_status
 from ..grpc.tensors import Encoding, array_to_tensor, tensor_to_samples, tensor_to_sequences
+from ..serving.config import ServeConfig
 
 __all__ = ["SESSION_HEADER", "Client", "RemoteStream"]
 
@@ -41,6 +44,11 @@ __all__ = ["SESSION_HEADER", "Client", "RemoteStream"]
 SESSION_HEADER = "x-eddy-session"
 
 _END = object()  # request-queue sentinel: half-close the stream
+
+
+def _version(version: str | int | None) -> str:
+    """The wire form of a requested version: "" for the latest, else checked by the one version rule."""
+    return "" if version is None or version == "" else str(parse_version(version))
 
 
 def _rpc_error(e: grpc.RpcError) -> EddyError:
@@ -59,15 +67,17 @@ class RemoteStream:
 
     def __init__(self, stub: pb_grpc.InferenceStub, model: str, version: str | int | None = None,
                  *, encoding: Encoding = "raw", timeout: float | None = None, session_id: str | None = None,
-                 state: bytes | None = None, resume: bool = False) -> None:
+                 state: bytes | None = None, resume: bool = False, max_response_bytes: int | None = None) -> None:
         self.encoding: Encoding = encoding
         self._requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._closed = False
-        open_ = pb.OpenStream(model=model, version="" if version is None else str(version),
-                              session_id=session_id or "", state=state or b"", resume=resume)
+        open_ = pb.OpenStream(model=model, version=_version(version), session_id=session_id or "",
+                              state=state or b"", resume=resume)
         self._requests.put(pb.StreamRequest(open=open_))
-        metadata = ((SESSION_HEADER, session_id),) if session_id else None
+        metadata = [(SESSION_HEADER, session_id)] if session_id else []
+        if max_response_bytes:  # the server refuses, session unchanged, an answer we could not receive
+            metadata.append((RESPONSE_LIMIT_HEADER, str(max_response_bytes)))
         self._call = stub.Stream(self._request_iter(), timeout=timeout, metadata=metadata)
         self._responses: Iterator[pb.StreamResponse] = self._call
         opened = self._next("opened")
@@ -203,12 +213,26 @@ class RemoteStream:
 
 
 class Client:
-    """A connection to an eddy server at ``target`` (``"host:port"``)."""
+    """A connection to an eddy server at ``target`` (``"host:port"``).
 
-    def __init__(self, target: str, *, timeout: float | None = 30.0) -> None:
+    ``max_message_bytes`` bounds every message sent and received (default:
+    the server's default, 4 MiB). It is also told to the server, which then
+    refuses with RESOURCE_EXHAUSTED, before running anything and with the
+    session unchanged, a request whose answer would be larger.
+    """
+
+    def __init__(self, target: str, *, timeout: float | None = 30.0,
+                 max_message_bytes: int = ServeConfig.max_message_bytes) -> None:
+        if max_message_bytes < 1:
+            raise ValueError(f"max_message_bytes must be >= 1, got {max_message_bytes}")
         self.target = target
         self.timeout = timeout  # seconds, for unary calls (streams have no deadline)
-        self._channel = grpc.insecure_channel(target)
+        self.max_message_bytes = max_message_bytes
+        self._limit = ((RESPONSE_LIMIT_HEADER, str(max_message_bytes)),)  # metadata advertising it
+        self._channel = grpc.insecure_channel(target, options=[
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes),
+        ])
         self._stub = pb_grpc.InferenceStub(self._channel)
 
     def list_models(self) -> dict[str, list[int]]:
@@ -221,7 +245,7 @@ class Client:
 
     def metadata(self, name: str, version: str | int | None = None) -> pb.ModelMetadata:
         """A model version's ``ModelMetadata`` (latest if ``version`` is omitted)."""
-        request = pb.ModelMetadataRequest(model=name, version="" if version is None else str(version))
+        request = pb.ModelMetadataRequest(model=name, version=_version(version))
         try:
             return self._stub.GetModelMetadata(request, timeout=self.timeout)
         except grpc.RpcError as e:
@@ -240,7 +264,8 @@ class Client:
         ``"values"``); ``timeout`` is a deadline for the whole stream (none by default).
         """
         return RemoteStream(self._stub, name, version, encoding=encoding, timeout=timeout,
-                            session_id=session_id or uuid.uuid4().hex, state=state, resume=resume)
+                            session_id=session_id or uuid.uuid4().hex, state=state, resume=resume,
+                            max_response_bytes=self.max_message_bytes)
 
     def predict(self, name: str, x: Any, version: str | int | None = None, *, states: list[bytes] | None = None,
                 encoding: Encoding = "raw") -> tuple[np.ndarray, list[bytes]]:
@@ -249,10 +274,10 @@ class Client:
         ``states``: none (zero state) or one exported-state blob per sequence.
         """
         arr = np.asarray(x, np.float32)
-        request = pb.PredictRequest(model=name, version="" if version is None else str(version),
+        request = pb.PredictRequest(model=name, version=_version(version),
                                     inputs=array_to_tensor(arr, encoding), states=states or [])
         try:
-            response = self._stub.Predict(request, timeout=self.timeout)
+            response = self._stub.Predict(request, timeout=self.timeout, metadata=self._limit)
         except grpc.RpcError as e:
             raise _rpc_error(e) from None
         shape = list(response.outputs.shape)

@@ -26,8 +26,9 @@ from .binding import SCALAR_TYPES, StepBinding
 from .errors import InvalidInput, ModelLoadError
 from .layout import GRAPH_FORMATS, INPUT, OUTPUT, PRECISIONS, graph_key, resolve_version_dir, state_output
 from .manifest import Manifest, StateSpec, read_manifest
+from .samples import as_samples
 
-__all__ = ["Model", "Stream", "as_samples", "load", "session_options"]
+__all__ = ["Model", "Stream", "load", "session_options"]
 
 State = dict[str, np.ndarray]
 
@@ -63,41 +64,6 @@ def session_options() -> ort.SessionOptions:
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     so.log_severity_level = 3
     return so
-
-
-def as_samples(samples: Any, n_features: int) -> np.ndarray:
-    """Validate raw samples and return them as float32 ``[n, F]``.
-
-    Accepts ``[n, F]``, ``[F]`` (one sample) or, when ``F == 1``, a plain
-    number. Raises :class:`~eddy.runtime.core.errors.InvalidInput` naming the problem.
-    """
-    if isinstance(samples, (str, bytes)) or isinstance(samples, bool):
-        raise InvalidInput(f"samples must be numbers, got {type(samples).__name__}")
-    try:
-        arr = np.asarray(samples)
-    except (ValueError, TypeError) as e:  # ragged nested lists
-        raise InvalidInput(f"samples must be a rectangular array of numbers: {e}") from None
-    if arr.dtype == np.bool_ or not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
-        raise InvalidInput(f"samples must be numbers, got dtype {arr.dtype}")
-    if arr.ndim == 0:
-        if n_features != 1:
-            raise InvalidInput(f"a plain number is one sample of 1 feature; this model takes {n_features} features")
-        arr = arr.reshape(1, 1)
-    elif arr.ndim == 1:
-        arr = arr.reshape(1, -1)  # [F]: one sample
-    elif arr.ndim != 2:
-        raise InvalidInput(f"samples must be shaped [n, {n_features}], got {arr.ndim} dimensions {list(arr.shape)}")
-    if arr.shape[0] == 0 or arr.size == 0:
-        raise InvalidInput("no samples: expected at least one")
-    if arr.shape[1] != n_features:
-        hint = " (a 1-D array is one sample; pass [n, F] for several)" if np.ndim(samples) == 1 else ""
-        raise InvalidInput(f"expected {n_features} feature(s) per sample, got {arr.shape[1]}{hint}")
-    arr = arr.astype(np.float32, copy=True)
-    bad = ~np.isfinite(arr)
-    if bad.any():
-        row, col = (int(i) for i in np.argwhere(bad)[0])
-        raise InvalidInput(f"sample {row}, feature {col} is {float(arr[row, col])}: values must be finite")
-    return arr
 
 
 class Model:

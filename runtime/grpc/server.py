@@ -88,6 +88,7 @@ class Server:
         self.health = health.aio.HealthServicer()
         self._server = grpc.aio.server(options=[
             ("grpc.max_receive_message_length", self.config.max_message_bytes),
+            ("grpc.max_send_message_length", self.config.max_message_bytes),  # answers are sized to fit first
             # Ping idle-looking connections so a peer that vanished without closing (power loss, NAT
             # timeout) is detected within ~30 s and its streams' sessions become resumable again.
             ("grpc.keepalive_time_ms", 20_000),

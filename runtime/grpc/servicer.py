@@ -30,6 +30,7 @@ from eddy.v1 import inference_pb2 as pb
 from eddy.v1 import inference_pb2_grpc as pb_grpc
 
 from ..serving.dataplane import DataPlane
+from .headers import client_limit
 from .responses import list_models_response, model_metadata, predict_response, session_state
 from .status import code_name, to_status
 from .stream_handler import StreamHandler
@@ -53,7 +54,12 @@ class InferenceServicer(pb_grpc.InferenceServicer):
 
     async def Stream(self, request_iterator: AsyncIterator[pb.StreamRequest],
                      context: grpc.aio.ServicerContext) -> AsyncIterator[pb.StreamResponse]:
-        handler, m = StreamHandler(self.plane), self.metrics
+        m = self.metrics
+        try:
+            limit = client_limit(context.invocation_metadata())
+        except Exception as e:
+            await context.abort(*to_status(e, "Stream"))
+        handler = StreamHandler(self.plane, client_limit=limit)
         latency = m.latency("Stream")  # looked up once per stream, not per message
         answered_ok = None  # the (model, "OK") message counter, once the stream is open
         code = grpc.StatusCode.OK
@@ -109,10 +115,12 @@ class InferenceServicer(pb_grpc.InferenceServicer):
 
     async def Predict(self, request: pb.PredictRequest, context: grpc.aio.ServicerContext) -> pb.PredictResponse:
         async def work() -> pb.PredictResponse:
+            limit = client_limit(context.invocation_metadata())
             model = self.plane.model(request.model, request.version)
             self.plane.check_samples(sample_count(request.inputs))  # before decoding
             x, encoding = tensor_to_sequences(request.inputs, model.n_features)  # [B, T, F]
-            return predict_response(await self.plane.predict(model, x, request.states), encoding)
+            prediction = await self.plane.predict(model, x, request.states, client_limit=limit)
+            return predict_response(prediction, encoding)
 
         return await self._unary("Predict", context, work)
 

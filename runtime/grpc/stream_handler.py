@@ -45,8 +45,9 @@ _Action = pb.Control.Action
 class StreamHandler:
     """State and protocol of one ``Stream`` RPC. One message at a time."""
 
-    def __init__(self, plane: DataPlane) -> None:
+    def __init__(self, plane: DataPlane, *, client_limit: int | None = None) -> None:
         self._plane = plane
+        self._client_limit = client_limit  # bytes the client receives at most (None: the server's limit)
         self.session: Session | None = None
         self.finished = False  # the session was closed: the RPC should end
         self.resumed = False
@@ -125,7 +126,7 @@ class StreamHandler:
             self._plane.check_samples(sample_count(request.samples))  # before decoding
             x, encoding = tensor_to_samples(request.samples, session.model.n_features)  # [n, F]
             offset = session.position
-            y = await self._plane.push(session, x)  # [n, O]; state advances only on success
+            y = await self._plane.push(session, x, client_limit=self._client_limit)  # [n, O]; advances on success
             self.samples += len(x)
             return pb.StreamResponse(predictions=pb.Predictions(offset=offset, outputs=array_to_tensor(y, encoding)))
         if kind == "control":

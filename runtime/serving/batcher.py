@@ -124,7 +124,7 @@ class Batcher:
         """Advance ``session`` by raw samples ``x[n, F]``; returns raw ``y[n, O]``.
 
         ``x`` must already be validated (finite float32, see
-        :func:`eddy.runtime.core.model.as_samples`); a wrong shape raises
+        :func:`eddy.runtime.core.samples.as_samples`); a wrong shape raises
         :class:`InvalidInput`. On any exception, including cancellation,
         the session is exactly as before. ``alone`` tells the batcher no
         other session is being driven right now, so there is nobody to wait

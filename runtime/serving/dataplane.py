@@ -33,7 +33,12 @@ from .repository import ModelRepository
 from .sessions import Session, SessionStore, SessionsView
 from .store.memory import MemoryStore
 
-__all__ = ["DataPlane", "Prediction", "SessionState"]
+__all__ = ["FRAMING_BYTES", "DataPlane", "Prediction", "SessionState"]
+
+# Room kept for a wire's framing around an answer's float payload (field tags, lengths, shape, offset):
+# eddy.v1 needs under 48 bytes for a predictions message. An answer is refused when payload + this
+# exceeds the message limit, so it is never computed (and a session never advanced) in vain.
+FRAMING_BYTES = 64
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,7 @@ class DataPlane:
                                commit=self._sessions.commit if self._sessions.durable else None)
         self.metrics.track_sessions(lambda: len(self._sessions))
         self._samples: dict[str, Callable[[int], None]] = {}  # model name -> samples counter
+        self._blob_sizes: dict[Model, int] = {}  # model -> exported-state blob size bound
 
     @property
     def sessions(self) -> SessionsView:
@@ -175,18 +181,48 @@ class DataPlane:
             raise ResourceExhausted(f"message holds {n} samples; the limit is {limit} per message "
                                     "(split it into several messages)")
 
-    async def push(self, session: Session, x: np.ndarray) -> np.ndarray:
-        """Advance ``session`` by validated raw samples ``x[n, F]``; returns raw ``y[n, O]``."""
+    def response_limit(self, client_limit: int | None = None) -> int:
+        """Bytes an answer may take: the server's ``max_message_bytes``, or less if the client said so."""
+        limit = self.config.max_message_bytes
+        return min(limit, client_limit) if client_limit else limit
+
+    def check_answer(self, model: Model, n: int, client_limit: int | None = None) -> None:
+        """RESOURCE_EXHAUSTED if the answer to ``n`` samples could not be delivered (checked before any step)."""
+        limit = self.response_limit(client_limit)
+        size = n * model.n_targets * 4 + FRAMING_BYTES  # float32 outputs
+        if size > limit:
+            most = max(0, (limit - FRAMING_BYTES) // (model.n_targets * 4))
+            raise ResourceExhausted(f"the answer to {n} samples would take {size} bytes, over the {limit}-byte "
+                                    f"message limit; send at most {most} samples per message")
+
+    async def push(self, session: Session, x: np.ndarray, *, client_limit: int | None = None) -> np.ndarray:
+        """Advance ``session`` by validated raw samples ``x[n, F]``; returns raw ``y[n, O]``.
+
+        An answer larger than :meth:`response_limit` is refused before the
+        step runs, so the session never advances past an answer the caller
+        cannot receive.
+        """
+        self.check_answer(session.model, len(x), client_limit)
         alone = self._sessions.busy_count <= 1  # 1 stream: no batch to wait for
         y = await self.batcher.run(session, x, alone=alone)
         self._count(session.model.name, len(x))
         return y
 
-    async def predict(self, model: Model, x: np.ndarray, states: Sequence[bytes] = ()) -> Prediction:
-        """Whole sequences, validated raw ``x[B, T, F]``, from zero or given state; nothing is kept."""
+    async def predict(self, model: Model, x: np.ndarray, states: Sequence[bytes] = (), *,
+                      client_limit: int | None = None) -> Prediction:
+        """Whole sequences, validated raw ``x[B, T, F]``, from zero or given state; nothing is kept.
+
+        RESOURCE_EXHAUSTED, before running, if outputs and state blobs would
+        exceed :meth:`response_limit`.
+        """
         if x.ndim != 3 or x.shape[-1] != model.n_features:
             raise InvalidInput(f"inputs must be shaped [B, T, {model.n_features}], got {list(x.shape)}")
         b, t, _ = x.shape
+        limit = self.response_limit(client_limit)
+        size = b * t * model.n_targets * 4 + b * (self._blob_size(model) + 8) + FRAMING_BYTES + len(model.name)
+        if size > limit:
+            raise ResourceExhausted(f"the answer to {b} sequence(s) of {t} would take {size} bytes (outputs and "
+                                    f"final states), over the {limit}-byte message limit; send fewer sequences")
         state, positions = self._initial_state(model, list(states), b)  # [B, *shape]
         if x.size > OFFLOAD_VALUES:  # same threshold as the batcher's worker thread
             y, final = await asyncio.to_thread(model.run_sequence, x, state)
@@ -197,6 +233,13 @@ class DataPlane:
         return Prediction(model.name, model.version, y, blobs)
 
     # -- internals ----------------------------------------------------------
+    def _blob_size(self, model: Model) -> int:
+        """Upper bound of one exported-state blob of ``model`` (largest position written)."""
+        size = self._blob_sizes.get(model)
+        if size is None:
+            size = self._blob_sizes[model] = len(encode_state(model, 2**63 - 1, model.zero_state(1)))
+        return size
+
     def _count(self, model: str, n: int) -> None:
         counter = self._samples.get(model)
         if counter is None:

@@ -1,0 +1,28 @@
+"""eddy's own gRPC metadata headers (no onnxruntime: the client imports this).
+
+``x-eddy-max-response-bytes``: the largest message the client will receive.
+The server refuses, before running anything, a request whose answer would be
+larger (RESOURCE_EXHAUSTED, session unchanged), instead of advancing a
+session and then failing to deliver the answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from ..core.errors import InvalidInput
+
+__all__ = ["RESPONSE_LIMIT_HEADER", "client_limit"]
+
+RESPONSE_LIMIT_HEADER = "x-eddy-max-response-bytes"
+
+
+def client_limit(metadata: Iterable[tuple[str, str | bytes]] | None) -> int | None:
+    """The client's advertised receive limit in ``metadata`` (None if not sent)."""
+    for key, value in metadata or ():
+        if key == RESPONSE_LIMIT_HEADER:
+            text = value.decode() if isinstance(value, bytes) else value
+            if not (text.isascii() and text.isdigit() and int(text) > 0):
+                raise InvalidInput(f"metadata {RESPONSE_LIMIT_HEADER} must be a positive integer, got {text!r}")
+            return int(text)
+    return None
