@@ -12,9 +12,11 @@ import importlib.util
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from eddy.runtime.core.errors import EddyError, InvalidInput
-from eddy.trainer.config import CELLS, FILLS, PRECISIONS, TrainConfig
+from eddy.trainer.config import CELLS, FILLS, PRECISIONS, TARGET_TRANSFORMS, TrainConfig
+from eddy.trainer.evaluate import persistence_warning
 
 __all__ = ["EXPORT_EXTRA_MESSAGE", "TRAIN_EXTRA_MESSAGE", "build_export_parser", "build_parser", "export_main", "main"]
 
@@ -67,6 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--season", type=_at_least(1), default=None, metavar="N",
                       help="also score the seasonal-naive baseline: the target N steps before the predicted one "
                            "(default: off)")
+    data.add_argument("--target-transform", choices=TARGET_TRANSFORMS, default=d.target_transform,
+                      help="what the network predicts: level = the value; delta = the change from the last observed "
+                           "value (inputs become changes too), for trending series; log_delta = the same on a log "
+                           "scale (positive data); auto = train each that applies and keep the best validation RMSE. "
+                           "The transform is inside the exported graphs, which take and return raw units "
+                           f"(default: {d.target_transform})")
 
     model = p.add_argument_group("model")
     model.add_argument("--cell", choices=CELLS, default=d.cell, help=f"recurrent cell (default: {d.cell})")
@@ -137,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         split=args.split,
         fill=args.fill,
         season=args.season,
+        target_transform=args.target_transform,
         cell=args.cell,
         layers=args.layers,
         units=args.units,
@@ -175,6 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.quiet:
         if health.exploded or health.vanished:
             print(f"eddy train: warning: gradients {health.verdict}: {'; '.join(health.notes)}", file=sys.stderr)
+        warning = persistence_warning(result.manifest.metrics)
+        if warning:
+            print(f"eddy train: {warning}", file=sys.stderr)
         print(result.version_dir)
         return 0
     m, t = result.manifest, result.manifest.training
@@ -183,16 +195,27 @@ def main(argv: list[str] | None = None) -> int:
         f"{t['epochs_run']} epochs, best {t['best_epoch']}; train {result.train_seconds:.1f} s, "
         f"export+verify {result.export_seconds:.1f} s)"
     )
-    seasonal = m.metrics["baselines"].get("seasonal_naive")
-    print(
-        f"test RMSE {m.metrics['rmse']:.4g} vs persistence {m.metrics['persistence_rmse']:.4g}"
-        + (f" and seasonal naive {seasonal['rmse']:.4g} (season {seasonal['season']})" if seasonal else "")
-        + f", MAE {m.metrics['mae']:.4g} vs {m.metrics['persistence_mae']:.4g} "
-        f"({m.metrics['windows']} test windows, raw units, {m.horizon} step{'s' if m.horizon != 1 else ''} ahead)"
-    )
+    print(score_line(m.metrics, m.horizon, m.target_transform))
     print(_parity_line(m.parity))
     print(f"gradients {health.verdict}: {'; '.join(health.notes)}")
+    warning = persistence_warning(m.metrics)
+    if warning:
+        print(warning)
     return 0
+
+
+def score_line(metrics: dict[str, Any], horizon: int, transform: str | None = None) -> str:
+    """One line: streamed and window test RMSE next to the baselines, raw units."""
+    seasonal = metrics["baselines"].get("seasonal_naive")
+    streamed = metrics.get("streamed")
+    lead = (f"test RMSE streamed {streamed['rmse']:.4g} (what a served stream returns), window {metrics['rmse']:.4g}"
+            if streamed else f"test RMSE {metrics['rmse']:.4g} (windows)")
+    return (
+        lead + f" vs persistence {metrics['persistence_rmse']:.4g}"
+        + (f" and seasonal naive {seasonal['rmse']:.4g} (season {seasonal['season']})" if seasonal else "")
+        + f" ({metrics['windows']} test rows, raw units, {horizon} step{'s' if horizon != 1 else ''} ahead"
+        + (f", target transform {transform}" if transform else "") + ")"
+    )
 
 
 def build_export_parser() -> argparse.ArgumentParser:
@@ -206,22 +229,34 @@ def build_export_parser() -> argparse.ArgumentParser:
             "sequence.onnx and model.keras."
         ),
         epilog=(
-            "The runtime takes raw values and normalises them with the manifest's statistics: --data computes "
-            "them from a CSV's training part, as eddy train does; --norm-identity records mean 0, std 1 (the "
-            "model takes values as they are). Exit status: 0 written; 2 bad flags, data or an unsupported model "
-            "(one line on stderr; nothing written); 1 export or parity check failed (nothing written)."
+            "The model is used as it was trained: by default the graphs take and return what the Keras model "
+            "takes and returns (raw in, raw out, no normalisation added). A model trained on scaled data needs its "
+            "scaling given with --input-mean/--input-std/--target-mean/--target-std; it goes inside the graphs. "
+            "--data only scores the exported graphs (window and streamed test RMSE next to persistence) and feeds "
+            "the parity checks; it never changes the graphs. Exit status: 0 written; 2 bad flags, data or an "
+            "unsupported model (one line on stderr; nothing written); 1 export or parity check failed "
+            "(nothing written)."
         ),
     )
     p.add_argument("model", type=Path, metavar="FILE.keras", help="the Keras model file (required)")
     p.add_argument("--out", type=Path, required=True, metavar="DIR",
                    help="model directory; writes DIR/<next integer version>/ (required)")
     p.add_argument("--name", help="model name in the manifest (default: the last part of --out)")
-    norm = p.add_mutually_exclusive_group(required=True)
-    norm.add_argument("--data", type=Path, metavar="FILE.csv",
-                      help="CSV whose training part gives the normalisation statistics, the parity windows "
-                           "and test metrics (default: none; this or --norm-identity is required)")
-    norm.add_argument("--norm-identity", action="store_true",
-                      help="record mean 0 and std 1 and check parity on seeded random inputs (default: off)")
+    p.add_argument("--data", type=Path, metavar="FILE.csv",
+                   help="CSV to score the exported graphs on (its test part, window and streamed) and to draw the "
+                        "parity inputs from; never changes the graphs (default: none, parity on seeded random inputs)")
+    p.add_argument("--norm-identity", action="store_true",
+                   help="state explicitly that the model takes and returns raw values (this is the default)")
+    for flag, what, default in (("--input-mean", "subtracted from each input column", 0),
+                                ("--input-std", "each input column is divided by", 1),
+                                ("--target-mean", "added to each output after scaling", 0),
+                                ("--target-std", "each output is multiplied by", 1)):
+        p.add_argument(flag, type=float, nargs="+", metavar="V",
+                       help=f"the model's own scaling, {what}: one value per column or one for all; put inside "
+                            f"the graphs (default: {default}, nothing added)")
+    p.add_argument("--format", choices=("onnx", "ort"), nargs="+", default=["onnx"], dest="formats",
+                   help="graph files to write: onnx (step.onnx, sequence.onnx; always) and ort (also step.ort, "
+                        "sequence.ort: onnxruntime's format for its mobile and minimal builds) (default: onnx)")
     p.add_argument("--features", nargs="+", metavar="COL",
                    help="input column names (default: with --data as in eddy train, else x0, x1, ...)")
     p.add_argument("--target", "--targets", nargs="+", dest="targets", metavar="COL",
@@ -253,14 +288,23 @@ def export_main(argv: list[str] | None = None) -> int:
         result = export_keras_file(
             args.model, args.out, features=args.features, targets=args.targets, window=args.window,
             horizon=args.horizon, data=args.data, fill=args.fill, split=args.split,
-            norm_identity=args.norm_identity, name=args.name, seed=args.seed,
+            norm_identity=args.norm_identity, input_mean=args.input_mean, input_std=args.input_std,
+            target_mean=args.target_mean, target_std=args.target_std, formats=tuple(args.formats),
+            name=args.name, seed=args.seed,
         )
     except (EddyError, OSError, KeyboardInterrupt) as e:
         return _failed("export", e)
     m = result.manifest
     print(f"wrote {result.version_dir}  ({m.name} v{m.version}: {m.cell} {m.layers}x{m.units}, "
-          f"{len(m.features)} feature(s) -> {len(m.targets)} target(s), window {m.window})")
+          f"{len(m.features)} feature(s) -> {len(m.targets)} target(s), window {m.window}; "
+          f"{m.training.get('normalization')})")
+    if m.metrics:
+        print(score_line(m.metrics, m.horizon))
     print(_parity_line(m.parity))
+    warning = persistence_warning(m.metrics, "if the model was trained on scaled data, give its scaling "
+                                                  "(--input-mean/--input-std/--target-mean/--target-std)")
+    if warning:
+        print(warning)
     return 0
 
 
@@ -278,9 +322,14 @@ def _failed(command: str, e: BaseException) -> int:
     return status
 
 
-def _parity_line(parity: dict[str, float]) -> str:
-    checks = ", ".join(f"{k} {v:.2g}" for k, v in parity.items() if k != "tolerance")
-    return f"parity max abs error (tolerance {parity['tolerance']:g}): {checks}"
+def _parity_line(parity: dict[str, Any]) -> str:
+    checks = ", ".join(f"{k} {v:.2g}" for k, v in parity.items() if k != "tolerance" and isinstance(v, (int, float)))
+    line = f"parity max abs error (tolerance {parity['tolerance']:g}): {checks}"
+    raw = parity.get("self_contained")
+    if isinstance(raw, dict):
+        line += (f"; raw-unit graphs vs float64 transform, error/allowance: chained step {raw['chained_step']:.2g}, "
+                 f"chunked sequence {raw['chunked_sequence']:.2g}")
+    return line
 
 
 def _print_flush(line: str) -> None:

@@ -17,6 +17,7 @@ pytest.importorskip("tensorflow")
 pytest.importorskip("tf2onnx")
 
 import keras  # noqa: E402
+import onnx  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 
 from eddy.runtime.core.manifest import sha256_file  # noqa: E402
@@ -180,12 +181,13 @@ def test_eddy_export_of_a_saved_keras_model(tmp_path: Path, capsys: pytest.Captu
                         "--features", "p", "q", "--target", "r"])
     out, err = capsys.readouterr()
     assert code == 0, err
-    assert out.startswith(f"wrote {out_dir / '1'}  (mine v1: gru 2x5, 2 feature(s) -> 1 target(s), window {WINDOW})")
+    assert out.startswith(f"wrote {out_dir / '1'}  (mine v1: gru 2x5, 2 feature(s) -> 1 target(s), window {WINDOW}; "
+                          "none: the model takes and returns raw values)")
     loaded = runtime.load(out_dir)
     m = loaded.manifest
     assert (m.features, m.targets, m.window, m.horizon) == (["p", "q"], ["r"], WINDOW, 1)
     assert [(s.name, s.shape) for s in m.state] == [("h0", [5]), ("h1", [5])]
-    assert m.normalization.input_std == [1.0, 1.0] and m.training["normalization"] == "identity"
+    assert m.normalization.input_std == [1.0, 1.0] and m.io == "raw"
     assert all(m.parity[k] <= TOLERANCE for k in ("window_vs_predict", "chunked_sequence", "chained_step"))
 
     x = np.random.default_rng(1).normal(size=(WINDOW, 2)).astype(np.float32)  # [W, F], raw = normalised
@@ -241,3 +243,54 @@ def test_eddy_export_data_must_fit_the_model(tmp_path: Path, capsys: pytest.Capt
     assert not (tmp_path / "m").exists()
     code = export_main([str(tmp_path / "absent.keras"), "--out", str(tmp_path / "m"), "--norm-identity"])
     assert code == 2 and "absent.keras: no such file" in capsys.readouterr().err
+
+
+def _raw_scale_model(path: Path) -> keras.Model:
+    """An untrained SimpleRNN(4) -> Dense(1) whose outputs sit near 20 (a raw-scale temperature model)."""
+    keras.utils.set_random_seed(3)
+    inp = keras.Input((WINDOW, 1))
+    model = keras.Model(inp, keras.layers.Dense(1, bias_initializer=keras.initializers.Constant(20.0))(
+        keras.layers.SimpleRNN(4)(inp)))
+    model.save(path)
+    return model
+
+
+def test_export_serves_what_keras_predicts_on_raw_values(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The issue-11 silent wrong answer: --data must score the model, never wrap a normalisation around it."""
+    import eddy.runtime as runtime
+    from eddy.cli.train import export_main
+
+    model = _raw_scale_model(tmp_path / "raw.keras")
+    t = np.arange(120)
+    temp = 20 + 5 * np.sin(2 * np.pi * t / 25)
+    (tmp_path / "temp.csv").write_text("temp\n" + "".join(f"{v:.5f}\n" for v in temp))
+    names = ["--features", "temp", "--target", "temp"]
+    for out, extra in (("with_data", ["--data", str(tmp_path / "temp.csv")]), ("without", names)):
+        assert export_main([str(tmp_path / "raw.keras"), "--out", str(tmp_path / out), *extra]) == 0
+    printed = capsys.readouterr().out
+    assert "test RMSE streamed " in printed and " window " in printed and " vs persistence " in printed
+    with_data, without = runtime.load(tmp_path / "with_data"), runtime.load(tmp_path / "without")
+    for kind in ("step", "sequence"):  # --data changes nothing in the graphs (tf2onnx's doc_string aside)
+        a, b = (onnx.load(d.path / f"{kind}.onnx").graph for d in (with_data, without))
+        assert [list(g.node) + list(g.initializer) + list(g.input) + list(g.output) for g in (a, b)] == \
+            [list(g.node) + list(g.initializer) + list(g.input) + list(g.output) for g in (b, a)]
+    assert {"rmse", "how"} <= set(with_data.manifest.metrics["streamed"])
+    window = temp[-WINDOW:].astype(np.float32)[:, None]  # [W, 1] raw
+    want = model.predict(window[None], verbose=0)[0]  # [1]
+    got = with_data.stream().push(window)[-1]
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+def test_export_puts_the_given_scaling_inside_the_graphs(tmp_path: Path) -> None:
+    import eddy.runtime as runtime
+    from eddy.cli.train import export_main
+
+    model = _raw_scale_model(tmp_path / "scaled.keras")
+    assert export_main([str(tmp_path / "scaled.keras"), "--out", str(tmp_path / "m"), "--input-mean", "15",
+                        "--input-std", "4", "--target-mean", "10", "--target-std", "2", "--format", "onnx", "ort"]) == 0
+    raw = (15 + 4 * np.random.default_rng(0).standard_normal((WINDOW, 1))).astype(np.float32)  # [W, 1]
+    want = model.predict(((raw - 15) / 4)[None], verbose=0)[0] * 2 + 10  # the model on its own scale, back to raw
+    for fmt in ("onnx", "ort"):
+        loaded = runtime.load(tmp_path / "m", graph_format=fmt)
+        assert loaded.manifest.io == "raw"
+        np.testing.assert_allclose(loaded.stream().push(raw)[-1], want, rtol=1e-5)

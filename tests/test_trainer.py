@@ -26,7 +26,8 @@ from eddy.trainer.windows import make_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
 BLOCK_TF = Path(__file__).resolve().parent / "block_tensorflow"
-TINY = ["--units", "8", "--epochs", "2", "--window", "5", "--quiet"]  # fast flags for end-to-end runs
+TINY = ["--units", "8", "--epochs", "2", "--window", "5", "--quiet",  # fast flags for end-to-end runs
+        "--target-transform", "level"]  # one candidate (auto trains one per applicable transform)
 
 
 def _write_csv(path: Path, n: int = 160) -> Path:
@@ -377,7 +378,8 @@ def test_manifest_contents(two_runs: tuple[Path, Path]) -> None:
     assert (m.features, m.targets) == (["level"], ["level"])
     assert [(s.name, s.shape) for s in m.state] == [("h0", [8])]
     assert set(m.graphs) == {"step", "sequence"} and m.opset == 17
-    assert m.graphs["step"].ops == ["Add", "MatMul", "Tanh"] and "RNN" in m.graphs["sequence"].ops
+    assert m.graphs["step"].ops == ["Add", "Div", "MatMul", "Mul", "Sub", "Tanh"]  # normalisation inside the graph
+    assert "RNN" in m.graphs["sequence"].ops and m.io == "raw" and m.target_transform == "level"
     assert set(m.files) == {"model.keras"}
     assert m.parity["tolerance"] == 1e-5
     assert all(0 <= m.parity[k] <= 1e-5 for k in ("window_vs_predict", "chunked_sequence", "chained_step"))
@@ -449,10 +451,13 @@ def test_saved_keras_model_matches_the_graphs(two_runs: tuple[Path, Path]) -> No
 
     _, out_dir = two_runs
     model = keras.saving.load_model(out_dir / "1" / "model.keras")
-    x = np.random.default_rng(0).normal(size=(4, 5, 1)).astype(np.float32)  # [B, W, F]
+    norm = read_manifest(out_dir / "1").normalization
+    x = np.random.default_rng(0).normal(size=(4, 5, 1)).astype(np.float32)  # [B, W, F] normalised
+    raw = (x * norm.input_std + norm.input_mean).astype(np.float32)  # the graphs take raw units
     seq = ort.InferenceSession(str(out_dir / "1" / "sequence.onnx"), providers=["CPUExecutionProvider"])
-    y = seq.run(["y"], {"x": x, "h0": np.zeros((4, 8), np.float32)})[0]  # [B, W, O]
-    np.testing.assert_allclose(y[:, -1], model.predict(x, verbose=0), rtol=0, atol=1e-5)
+    y = seq.run(["y"], {"x": raw, "h0": np.zeros((4, 8), np.float32)})[0]  # [B, W, O] raw
+    want = model.predict(x, verbose=0) * norm.target_std + norm.target_mean
+    np.testing.assert_allclose(y[:, -1], want, rtol=1e-5, atol=1e-4)
 
 
 def test_horizon_multi_feature_lstm_streams_through_the_runtime(
@@ -473,7 +478,7 @@ def test_horizon_multi_feature_lstm_streams_through_the_runtime(
     out_dir = tmp_path / "m"
     flags = ["--data", str(path), "--features", "a", "b", "--target", "b", "--horizon", "3", "--season", "12",
              "--cell", "lstm", "--layers", "2", "--units", "6", "--epochs", "2", "--window", "8",
-             "--dropout", "0.2", "--l2", "1e-4", "--reduce-lr-patience", "1",
+             "--dropout", "0.2", "--l2", "1e-4", "--reduce-lr-patience", "1", "--target-transform", "level",
              "--seed", "1", "--out", str(out_dir)]
     code, out, err = _run(flags, capsys)
     assert code == 0, err
@@ -532,11 +537,13 @@ def test_summary_names_version_rmse_and_parity(tmp_path: Path, capsys: pytest.Ca
     code, out, err = _run(flags, capsys)
     assert code == 0, err
     lines = out.splitlines()
-    assert lines[0].startswith("epoch 1/1  loss ") and " val_loss " in lines[0] and " grad_norm " in lines[0]
-    assert lines[1].startswith(f"wrote {tmp_path / 'sine' / '1'}  (sine v1: simple_rnn 1x8")
-    assert lines[2].startswith("test RMSE ") and " vs persistence " in lines[2]
-    assert lines[3].startswith("parity max abs error (tolerance 1e-05): window_vs_predict ")
-    assert lines[4].startswith("gradients healthy: finite norms")
+    assert lines[:2] == ["target transform level:", lines[1]]  # auto: one fit per applicable transform
+    assert lines[1].startswith("epoch 1/1  loss ") and " val_loss " in lines[1] and " grad_norm " in lines[1]
+    assert lines[2] == "target transform delta:" and lines[4].startswith("target transform auto: validation RMSE level ")
+    assert lines[5].startswith(f"wrote {tmp_path / 'sine' / '1'}  (sine v1: simple_rnn 1x8")
+    assert lines[6].startswith("test RMSE streamed ") and " window " in lines[6] and " vs persistence " in lines[6]
+    assert lines[7].startswith("parity max abs error (tolerance 1e-05): window_vs_predict ")
+    assert lines[8].startswith("gradients healthy: finite norms")
     m = read_manifest(tmp_path / "sine" / "1")
     assert m.training["data"]["source"] == "synthetic" and m.name == "sine"
 

@@ -14,9 +14,10 @@ from typing import Any
 from eddy.runtime.core.layout import CELLS  # the cell types a manifest may name; the trainer builds them all
 from eddy.runtime.core.layout import QUANTIZED_PRECISIONS as PRECISIONS  # extra graph precisions --quantize adds
 
-__all__ = ["CELLS", "FILLS", "PRECISIONS", "TrainConfig"]
+__all__ = ["CELLS", "FILLS", "PRECISIONS", "TARGET_TRANSFORMS", "TrainConfig"]
 
 FILLS = ("ffill", "interpolate", "drop")  # ways to handle missing values in the used CSV columns
+TARGET_TRANSFORMS = ("auto", "level", "delta", "log_delta")  # --target-transform (eddy.trainer.transform)
 
 
 @dataclass
@@ -37,6 +38,7 @@ class TrainConfig:
     split: tuple[float, float, float] = (0.7, 0.15, 0.15)  # train/val/test fractions, time-ordered
     fill: str | None = None  # missing values: None = error, "ffill", "interpolate" or "drop" the row
     season: int | None = None  # seasonal-naive baseline period in samples; None = no seasonal baseline
+    target_transform: str = "auto"  # level, delta (change from the last value), log_delta; auto: best validation RMSE
     # model
     cell: str = "simple_rnn"  # recurrent cell (seed: SimpleRNN)
     layers: int = 1  # stacked recurrent layers (seed: 1)
@@ -76,6 +78,8 @@ class TrainConfig:
             raise ValueError(f"l2 must be 0 or a positive number, got {self.l2}")
         if self.fill is not None and self.fill not in FILLS:
             raise ValueError(f"fill must be one of {', '.join(FILLS)}, got {self.fill!r}")
+        if self.target_transform not in TARGET_TRANSFORMS:
+            raise ValueError(f"target_transform must be one of {', '.join(TARGET_TRANSFORMS)}, got {self.target_transform!r}")
         if self.season is not None and self.season < 1:
             raise ValueError(f"season must be at least 1, got {self.season}")
         if self.quantize is not None and self.quantize not in PRECISIONS:

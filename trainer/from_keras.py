@@ -3,18 +3,19 @@
 The model must be a stack of SimpleRNN, LSTM or GRU layers (one kind, equal
 units) with one Dense head, optionally with Dropout-like layers in between
 (:func:`eddy.trainer.keras_stack.inspect_model` says what is unsupported otherwise).
-It is exported and verified exactly like a trained one (the three parity
-checks), and published atomically as ``OUT/<next version>/`` with a copy of
-the Keras file as ``model.keras``.
+It is exported and verified exactly like a trained one (the parity checks),
+and published atomically as ``OUT/<next version>/`` with a copy of the Keras
+file as ``model.keras``.
 
-eddy's runtime takes raw values and normalises them with the manifest's
-statistics, so the export needs them:
+The model is used as it was trained. By default the graphs take and return
+exactly what the Keras model takes and returns (raw in, raw out, nothing
+added). A model trained on scaled data gets its scaling from explicit
+statistics (``input_mean``/``input_std``/``target_mean``/``target_std``),
+which are put inside the graphs, so clients still send raw values.
 
-- ``data`` (a CSV): the statistics of its training part (``split``), as
-  ``eddy train`` computes them; the parity checks and test metrics use its
-  windows. Use it when the model was trained on data normalised that way.
-- ``norm_identity``: mean 0, std 1 (the model takes raw values as they are);
-  the parity checks run on seeded random inputs.
+``data`` (a CSV) never changes the graphs: it scores them on its test part
+(window and streamed RMSE next to persistence) and the parity checks run on
+its values; without it they run on seeded random inputs.
 """
 
 from __future__ import annotations
@@ -31,16 +32,17 @@ from eddy.runtime.core.manifest import Manifest, Normalization
 
 from . import publish
 from .errors import DataError, UnsupportedModelError
-from .evaluate import evaluate
+from .evaluate import add_streamed, evaluate
 from .parity import PARITY_STEPS
 from .series import load_csv
+from .transform import Transform
 from .windows import make_dataset
 
 __all__ = ["DEFAULT_WINDOW", "ExportOutcome", "export_keras_file"]
 
 DEFAULT_WINDOW = 10  # window recorded for models with a dynamic time axis when --window is not given
-_RANDOM_WINDOWS = 64  # parity windows drawn with --norm-identity
-_RANDOM_STEPS = 500  # parity sequence length drawn with --norm-identity
+_RANDOM_WINDOWS = 64  # parity windows drawn without --data
+_RANDOM_STEPS = 500  # parity sequence length drawn without --data
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,11 @@ def export_keras_file(
     fill: str | None = None,
     split: tuple[float, float, float] = (0.7, 0.15, 0.15),
     norm_identity: bool = False,
+    input_mean: list[float] | None = None,
+    input_std: list[float] | None = None,
+    target_mean: list[float] | None = None,
+    target_std: list[float] | None = None,
+    formats: tuple[str, ...] = ("onnx",),
     name: str | None = None,
     seed: int = 0,
     log: Callable[[str], None] | None = None,
@@ -75,14 +82,17 @@ def export_keras_file(
     :class:`~eddy.trainer.errors.ParityError` if the export fails; nothing is left
     in ``out`` then.
     """
-    if (data is None) == (not norm_identity):
-        raise DataError("give --data CSV (normalisation statistics from its training part) or --norm-identity")
+    scaling = (input_mean, input_std, target_mean, target_std)
+    if norm_identity and any(v is not None for v in scaling):
+        raise DataError("--norm-identity (the default) says the model takes raw values; drop it to give "
+                        "--input-mean/--input-std/--target-mean/--target-std")
     path, out = Path(path), Path(out)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
 
     from .keras_stack import inspect_model, keras  # tensorflow from here on
     from .onnx_export import export_model
+    from .self_contained import make_self_contained
 
     try:
         model = keras.saving.load_model(path, compile=False)
@@ -90,34 +100,49 @@ def export_keras_file(
         raise DataError(f"{path}: cannot load it as a Keras model: {type(e).__name__}: {_first_line(e)}") from None
     stack = inspect_model(model)
     window = _window(path, model, window)
+    normalization = _normalization(stack.n_features, stack.n_targets, *scaling)
+    transform = Transform("level", stack.n_features)
+    dataset: Any = None
     if data is not None:
         series = load_csv(data, features, targets, fill=fill)
         for kind, cols, n in (("feature", series.features, stack.n_features), ("target", series.targets, stack.n_targets)):
             if len(cols) != n:
                 raise DataError(f"{data}: the model takes {n} {kind} column(s), the data gives {len(cols)} "
                                 f"({', '.join(cols)}); choose with --features and --target")
-        dataset = make_dataset(series, window, horizon, split)
-        normalization = dataset.normalization
+        dataset = make_dataset(series, window, horizon, split, normalization=normalization)
         windows, sequence = dataset.x_test, dataset.normalised_inputs()[:PARITY_STEPS]  # [N, W, F], [T, F]
+        raw = series.inputs  # [T, F]
         metrics: dict[str, Any] = evaluate(model, dataset)[1]
         features, targets = series.features, series.targets
-        source: dict[str, Any] = {"normalization": "data", "data": str(data), "rows": len(series),
-                                  "split": list(split), "split_rows": {k: list(v) for k, v in dataset.rows.items()}}
+        source: dict[str, Any] = {"data": str(data), "rows": len(series), "split": list(split),
+                                  "split_rows": {k: list(v) for k, v in dataset.rows.items()},
+                                  "parity_data": "the data's test windows and whole series"}
     else:
         features = _names(features, "x", stack.n_features, "--features")
         targets = _names(targets, "y", stack.n_targets, "--target")
-        normalization = Normalization([0.0] * stack.n_features, [1.0] * stack.n_features,
-                                      [0.0] * stack.n_targets, [1.0] * stack.n_targets)
         rng = np.random.default_rng(seed)
         windows = rng.standard_normal((_RANDOM_WINDOWS, window, stack.n_features)).astype(np.float32)  # [N, W, F]
         sequence = rng.standard_normal((_RANDOM_STEPS, stack.n_features)).astype(np.float32)  # [T, F]
-        metrics, source = {}, {"normalization": "identity", "parity_data": "seeded standard normal"}
+        raw = sequence * np.asarray(normalization.input_std) + normalization.input_mean  # [T, F] raw units
+        metrics, source = {}, {"parity_data": "seeded standard normal (in the model's input units)"}
+    scaled = any(v is not None for v in scaling)
+    source["normalization"] = "given (inside the graphs)" if scaled else "none: the model takes and returns raw values"
 
     with publish.stage(out) as staging:
-        exported = export_model(model, staging.path, windows, sequence, seed=seed)
+        core = export_model(model, staging.path, windows, sequence, seed=seed)
+        contained = make_self_contained(staging.path, core, transform, normalization, raw, features=features,
+                                        targets=targets, horizon=horizon, window=window, seed=seed)
+        if dataset is not None:
+            add_streamed(metrics, dataset, contained.y_stream)
+        graphs = dict(contained.exported.graphs)
+        if "ort" in formats:
+            from .ort_format import write_ort
+
+            graphs.update(write_ort(staging.path, {k: graphs[k] for k in ("step", "sequence")}))
         shutil.copyfile(path, staging.path / publish.KERAS_FILE)
         manifest = staging.manifest(
-            exported,
+            contained.exported,
+            graphs=graphs,
             name=name or out.resolve().name,
             cell=stack.cell,
             layers=len(stack.rnn),
@@ -129,11 +154,30 @@ def export_keras_file(
             normalization=normalization,
             metrics=metrics,
             training={"exported_by": "eddy export", "keras_file": str(path), "seed": seed, **source},
+            io="raw",
         )
         version_dir = staging.publish(manifest)
     if log is not None:
         log(f"exported {path} as {manifest.cell} {manifest.layers}x{manifest.units}")
     return ExportOutcome(version_dir, manifest)
+
+
+def _normalization(n_features: int, n_targets: int, input_mean: list[float] | None, input_std: list[float] | None,
+                   target_mean: list[float] | None, target_std: list[float] | None) -> Normalization:
+    """The model's own scaling: the given statistics (one value per column, or one for all), else identity."""
+    def column(values: list[float] | None, n: int, flag: str, default: float) -> list[float]:
+        if values is None:
+            return [default] * n
+        if len(values) not in (1, n):
+            raise DataError(f"{flag}: the model has {n} column(s), {len(values)} value(s) given")
+        if not all(np.isfinite(values)) or (flag.endswith("std") and any(v <= 0 for v in values)):
+            raise DataError(f"{flag}: values must be finite{' and positive' if flag.endswith('std') else ''}")
+        return [float(v) for v in values] * (n if len(values) == 1 else 1)
+
+    return Normalization(column(input_mean, n_features, "--input-mean", 0.0),
+                         column(input_std, n_features, "--input-std", 1.0),
+                         column(target_mean, n_targets, "--target-mean", 0.0),
+                         column(target_std, n_targets, "--target-std", 1.0))
 
 
 def _window(path: Path, model: Any, window: int | None) -> int:

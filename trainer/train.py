@@ -28,6 +28,7 @@ from .errors import DataError
 from .gradients import GradientHealth, assess
 from .parity import PARITY_STEPS
 from .series import BUNDLED_CSV, Series, bundled_series, load_csv, synthetic_series
+from .transform import Transform, applicable_kinds
 from .windows import Dataset, make_dataset
 
 __all__ = ["TrainResult", "build_report", "load_series", "resolve_output", "train"]
@@ -60,6 +61,23 @@ def load_series(config: TrainConfig) -> Series:
     return bundled_series()
 
 
+def _kinds(config: TrainConfig, series: Series) -> list[str]:
+    """The target transforms to train: the one asked for, or every applicable one for ``auto``."""
+    if config.target_transform != "auto":
+        return [config.target_transform]
+    return applicable_kinds(series.features, series.targets, series.inputs)
+
+
+def _transform(config: TrainConfig, series: Series, kind: str) -> Transform | None:
+    """``kind`` for ``series``' columns (None for level); a delta kind whose target is not a feature is a DataError."""
+    if kind == "level":
+        return None
+    try:
+        return Transform.for_columns(kind, series.features, series.targets)
+    except ValueError as e:
+        raise DataError(f"{series.path or series.name}: {e}") from None
+
+
 def resolve_output(config: TrainConfig, series: Series) -> tuple[str, Path]:
     """Model name and model directory: ``--name``/``--out`` if given, else from each other or the data set."""
     if config.out is not None:
@@ -79,7 +97,9 @@ def train(config: TrainConfig, log: Callable[[str], None] | None = print) -> Tra
     """
     config.validate()
     series = load_series(config)
-    dataset = make_dataset(series, config.window, config.horizon, config.split)
+    candidates = {kind: make_dataset(series, config.window, config.horizon, config.split, _transform(config, series, kind))
+                  for kind in _kinds(config, series)}  # kind -> Dataset; bad data fails here, before tensorflow
+    dataset = next(iter(candidates.values()))
     if config.season:
         dataset.seasonal_test_raw(config.season)  # a season that does not fit the data fails before tensorflow
     name, model_dir = resolve_output(config, series)
@@ -88,21 +108,42 @@ def train(config: TrainConfig, log: Callable[[str], None] | None = print) -> Tra
     seed = config.seed if config.seed is not None else secrets.randbelow(2**31)
 
     from . import model as model_mod  # tensorflow from here on
-    from .evaluate import evaluate
+    from .evaluate import add_streamed, evaluate, val_rmse
     from .onnx_export import export_model
+    from .self_contained import make_self_contained
 
-    model_mod.set_seed(seed)
-    model = model_mod.build_model(config, len(series.features), len(series.targets))
     started = time.perf_counter()
-    history = model_mod.fit(model, dataset, config, log)
+    chosen: dict[str, float] = {}  # kind -> validation RMSE (raw units)
+    best: tuple[Any, Dataset, dict[str, Any]] | None = None
+    for kind, candidate in candidates.items():
+        model_mod.set_seed(seed)  # every candidate starts from the same weights
+        if log is not None and len(candidates) > 1:
+            log(f"target transform {kind}:")
+        m_k = model_mod.build_model(config, len(series.features), len(series.targets))
+        h_k = model_mod.fit(m_k, candidate, config, log)
+        chosen[kind] = val_rmse(m_k, candidate)
+        if best is None or chosen[kind] < chosen[best[1].kind]:
+            best = (m_k, candidate, h_k)
+    assert best is not None
+    model, dataset, history = best
+    if log is not None and len(candidates) > 1:
+        log("target transform auto: validation RMSE " + ", ".join(f"{k} {v:.4g}" for k, v in chosen.items())
+            + f" -> {dataset.kind}")
     train_seconds = time.perf_counter() - started
     health = assess(history["loss"], history["grad_norm"], history["recurrent_grad_norm_per_layer"])
-    y_pred, metrics = evaluate(model, dataset, config.season)  # [n_test, O] raw, test metrics
+    y_pred, metrics = evaluate(model, dataset, config.season)  # [n_test, O] raw, window metrics
+    transform = dataset.transform or Transform("level", len(series.features))
 
     with publish.stage(model_dir) as staging:
         started = time.perf_counter()
-        sequence = dataset.normalised_inputs()[:PARITY_STEPS]  # [T, F]
-        exported = export_model(model, staging.path, dataset.x_test, sequence, seed=seed)
+        sequence = dataset.normalised_inputs()[:PARITY_STEPS]  # [T, F] model space: what the core graph reads
+        core = export_model(model, staging.path, dataset.x_test, sequence, seed=seed)
+        contained = make_self_contained(staging.path, core, transform, dataset.normalization, series.inputs,
+                                        features=series.features, targets=series.targets, horizon=config.horizon,
+                                        window=config.window, seed=seed)
+        exported = contained.exported
+        add_streamed(metrics, dataset, contained.y_stream)
+        metrics["target_transform"] = {"kind": dataset.kind, "validation_rmse": chosen}
         export_seconds = time.perf_counter() - started
         model.save(staging.path / publish.KERAS_FILE)
         graphs = dict(exported.graphs)
@@ -110,7 +151,8 @@ def train(config: TrainConfig, log: Callable[[str], None] | None = print) -> Tra
         if config.quantize == "int8":
             from .quantize import quantize_graphs
 
-            extra, quantization = quantize_graphs(staging.path, exported.graphs, sequence, exported.state)
+            raw = series.inputs[:PARITY_STEPS].astype("float32")  # [T, F]: the graphs take raw units
+            extra, quantization = quantize_graphs(staging.path, exported.graphs, raw, exported.state)
             graphs.update(extra)
             metrics["int8"] = quantization
         manifest = staging.manifest(
@@ -127,6 +169,8 @@ def train(config: TrainConfig, log: Callable[[str], None] | None = print) -> Tra
             normalization=dataset.normalization,
             metrics=metrics,
             training=_training_record(config, dataset, seed, history, health, train_seconds, export_seconds),
+            io="raw",
+            target_transform=dataset.kind,
         )
         report = build_report(manifest, config, dataset, history, health, y_pred, quantization)
 
