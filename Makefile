@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.eddy-installed
 
-.PHONY: demo test proto bench bench-core cluster clean
+.PHONY: demo test proto bench bench-core bench-triton cluster clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,11 @@ cluster: $(STAMP)
 
 bench-core: $(BENCH_STAMP)
 	$(PY) bench/bench_core.py $(BENCH_ARGS)
+
+# eddy against a real Triton 2.51 (python backend) on the same LSTM step graph, both driven by tritonclient
+# (~4 min; first run downloads Triton and builds its venvs under $TMPDIR/eddy-bench-triton; not part of `make test`).
+bench-triton: $(STAMP)
+	$(PY) bench/bench_triton.py
 
 clean:
 	rm -rf .demo build dist *.egg-info

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import threading
 from collections.abc import Iterator
 
 import grpc
@@ -311,3 +312,75 @@ def test_sample_limit_is_resource_exhausted_and_changes_nothing(models_dir, mode
     local = model.stream()
     for r, chunk in ((first, series[:4]), (again, series[4:8])):
         np.testing.assert_array_equal(np.frombuffer(r.raw_output_contents[0], "<f4").reshape(4, 1), local.push(chunk))
+
+
+@pytest.mark.parametrize("request_id, n", [("", 1), ("r-7", 3), ("x" * 300, 200)])
+def test_serialized_answers_equal_the_messages(model, request_id, n):
+    """The hot path's byte-built answers parse to exactly the messages the codec builds."""
+    from eddy.runtime.grpc.oip_codec import infer_response, infer_response_bytes, stream_response_bytes
+
+    y = np.random.default_rng(n).standard_normal((n, 1)).astype(np.float32)
+    want = infer_response(model, request_id, y)
+    got = pb.ModelInferResponse.FromString(infer_response_bytes(model, request_id, y))
+    assert got == want
+    wrapped = pb.ModelStreamInferResponse.FromString(stream_response_bytes(infer_response_bytes(model, request_id, y)))
+    assert wrapped == pb.ModelStreamInferResponse(infer_response=want)
+
+
+def test_cancelled_stream_leaves_the_sequence_resumable(oip_server, model, series):
+    want = steps(model, series[:2])
+    start = {"sequence_id": pb.InferParameter(string_param="cx"), "sequence_start": pb.InferParameter(bool_param=True)}
+    with grpc.insecure_channel(oip_server.address) as channel:
+        rpc = channel.stream_stream(f"/{OIP_SERVICE}/ModelStreamInfer",
+                                    request_serializer=lambda m: m.SerializeToString(),
+                                    response_deserializer=pb.ModelStreamInferResponse.FromString)
+        release = threading.Event()
+        call = rpc(_hold_open(_request(series[:1], **start), release))
+        first = next(call)
+        call.cancel()
+        release.set()
+    np.testing.assert_array_equal(np.frombuffer(first.infer_response.raw_output_contents[0], "<f4").reshape(1, 1),
+                                  want[0])
+    oip_server.until_idle("cx")
+    r = _call(oip_server.address, "ModelInfer", _request(series[1:2], sequence_id=pb.InferParameter(string_param="cx")),
+              pb.ModelInferResponse)
+    np.testing.assert_array_equal(np.frombuffer(r.raw_output_contents[0], "<f4").reshape(1, 1), want[1])
+
+
+def _hold_open(first: pb.ModelInferRequest, release: threading.Event) -> Iterator[pb.ModelInferRequest]:
+    """One request, then a request stream that stays open (no half-close) until ``release`` is set."""
+    yield first
+    release.wait(60)
+
+
+def test_active_sequences_are_counted_over_a_short_window():
+    """Batching policy for per-request sessions: one sequence runs at once, several join the batcher."""
+    from eddy.runtime.serving.sequences import ACTIVE_WINDOW_S, Sequences
+
+    now = [100.0]
+    seqs = Sequences(plane=None, clock=lambda: now[0])  # type: ignore[arg-type]  (active() needs no plane)
+    assert [seqs.active("a") for _ in range(3)] == [1, 1, 1]
+    assert seqs.active("b") == 2
+    now[0] += ACTIVE_WINDOW_S  # next window: the previous one still counts
+    assert seqs.active("a") == 2
+    now[0] += 3 * ACTIVE_WINDOW_S  # a gap: "b" has gone quiet
+    assert seqs.active("a") == 1
+
+
+def test_sequence_continues_on_another_replica_with_a_shared_store(tmp_path, compat, models_dir, model,
+                                                                    series):
+    """With --session-store, tritonclient starts sequence 91 on replica A and finishes it on replica B, exactly."""
+    from _store import valkey
+
+    xs = series[:12]
+    want = np.concatenate(steps(model, xs))
+    with valkey(tmp_path) as store, served(models_dir, session_store=store.url, lease_s=1.0) as a, \
+            served(models_dir, session_store=store.url, lease_s=1.0) as b:
+        got = []
+        for replica, part, first in ((a, xs[:6], True), (b, xs[6:], False)):
+            w = TritonWorker(replica.address, compat)
+            try:
+                got += [decode(ans) for ans in w.stream(MODEL, sequence(part, 91, start=first, end=not first))]
+            finally:
+                w.close()
+    np.testing.assert_array_equal(np.concatenate(got), want)

@@ -36,16 +36,17 @@ import grpc
 from eddy.v1 import oip_pb2 as pb
 
 from ..core.errors import EddyError, NotFound
-from ..serving import sequences
 from ..serving.dataplane import DataPlane
+from ..serving.sequences import Sequences
 from .oip_codec import (
     infer_input,
-    infer_response,
+    infer_response_bytes,
     model_config,
     model_metadata,
     repository_index,
     requested_samples,
     sequence_step,
+    stream_response_bytes,
 )
 from .status import to_status
 
@@ -70,6 +71,7 @@ class OipServicer:
 
     def __init__(self, plane: DataPlane, ready: Callable[[], bool] = lambda: True) -> None:
         self.plane = plane
+        self.sequences = Sequences(plane)
         self.metrics = plane.metrics
         self.ready = ready
         self._version = _eddy_version()
@@ -113,12 +115,12 @@ class OipServicer:
         return await self._unary("RepositoryIndex", context, work)
 
     # -- inference ----------------------------------------------------------
-    async def ModelInfer(self, request: pb.ModelInferRequest, context: Any) -> pb.ModelInferResponse:
-        return await self._unary("ModelInfer", context, lambda: self._infer(request))
+    async def ModelInfer(self, request: pb.ModelInferRequest, context: Any) -> bytes:
+        return await self._unary("ModelInfer", context, lambda: self._infer(request))  # serialized already
 
     async def ModelStreamInfer(self, request_iterator: AsyncIterator[pb.ModelInferRequest],
-                               context: Any) -> AsyncIterator[pb.ModelStreamInferResponse]:
-        answers: asyncio.Queue[pb.ModelStreamInferResponse | None] = asyncio.Queue()
+                               context: Any) -> AsyncIterator[pb.ModelStreamInferResponse | bytes]:
+        answers: asyncio.Queue[pb.ModelStreamInferResponse | bytes | None] = asyncio.Queue()
         slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         last: dict[str, asyncio.Task[None]] = {}  # sequence id -> its latest request's task (per-sequence order)
         tasks: set[asyncio.Task[None]] = set()
@@ -129,8 +131,9 @@ class OipServicer:
                 if after is not None:
                     await asyncio.wait((after,))  # its outcome is its own answer's business
                 t0 = time.perf_counter()
+                answer: pb.ModelStreamInferResponse | bytes
                 try:
-                    answer = pb.ModelStreamInferResponse(infer_response=await self._infer(request))
+                    answer = stream_response_bytes(await self._infer(request))
                     outcome = "OK"
                 except Exception as e:
                     status, message = to_status(e, "ModelStreamInfer")
@@ -177,13 +180,14 @@ class OipServicer:
                 await asyncio.gather(reader, *tasks, return_exceptions=True)
             self.metrics.rpc("ModelStreamInfer", code)
 
-    async def _infer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
+    async def _infer(self, request: pb.ModelInferRequest) -> bytes:
+        """The serialized ``ModelInferResponse`` to one request (EddyError if it is refused)."""
         step = sequence_step(request.parameters)  # InvalidInput for malformed sequence parameters
         model = self.plane.model(request.model_name, request.model_version)
         self.plane.check_samples(requested_samples(request))  # before decoding
         x = infer_input(request, model)  # [n, F], validated
-        ran, y = await sequences.infer(self.plane, request.model_name, request.model_version, step, x)
-        return infer_response(ran, request.id, y)
+        ran, y = await self.sequences.infer(request.model_name, request.model_version, step, x)
+        return infer_response_bytes(ran, request.id, y)
 
     async def _unary(self, method: str, context: Any, work: Callable[[], Awaitable[T]]) -> T:
         """Await ``work`` and record it; abort the RPC with the right status if it raises."""
@@ -221,16 +225,21 @@ _UNARY = {  # method -> (request type, response type)
 }
 
 
+def _serialize(message: Any) -> bytes:
+    """Responses are messages, or already serialized on the inference hot path."""
+    return message if isinstance(message, bytes) else message.SerializeToString()
+
+
 def add_oip_to_server(servicer: OipServicer, server: grpc.aio.Server) -> None:
     """Register ``servicer``'s RPCs under ``/inference.GRPCInferenceService/<Method>``."""
     handlers = {
         name: grpc.unary_unary_rpc_method_handler(getattr(servicer, name), request_deserializer=req.FromString,
-                                                  response_serializer=resp.SerializeToString)
-        for name, (req, resp) in _UNARY.items()
+                                                  response_serializer=_serialize)
+        for name, (req, _resp) in _UNARY.items()
     }
     handlers["ModelStreamInfer"] = grpc.stream_stream_rpc_method_handler(
         servicer.ModelStreamInfer, request_deserializer=pb.ModelInferRequest.FromString,
-        response_serializer=pb.ModelStreamInferResponse.SerializeToString)
+        response_serializer=_serialize)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(OIP_SERVICE, handlers),))
     if hasattr(server, "add_registered_method_handlers"):  # grpcio >= 1.65: no per-call lookup by name
         server.add_registered_method_handlers(OIP_SERVICE, handlers)

@@ -13,6 +13,8 @@ eddy.v1's (:func:`~eddy.runtime.grpc.tensors.decode_float32`).
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from eddy.v1 import oip_pb2 as pb
@@ -23,8 +25,8 @@ from ..serving.config import ServeConfig
 from ..serving.sequences import SequenceStep
 from .tensors import decode_float32
 
-__all__ = ["INPUT", "OUTPUT", "PLATFORM", "infer_input", "infer_response", "model_config", "model_metadata",
-           "repository_index", "requested_samples", "sequence_step"]
+__all__ = ["INPUT", "OUTPUT", "PLATFORM", "infer_input", "infer_response", "infer_response_bytes", "model_config",
+           "model_metadata", "repository_index", "requested_samples", "sequence_step", "stream_response_bytes"]
 
 INPUT, OUTPUT = "x", "y"  # the step graph's own names
 PLATFORM = "eddy"  # ONNX step graph run by onnxruntime, state kept by eddy's sessions
@@ -101,6 +103,44 @@ def infer_response(model: Model, request_id: str, y: np.ndarray) -> pb.ModelInfe
         model_name=model.name, model_version=str(model.version), id=request_id,
         outputs=[pb.ModelInferResponse.InferOutputTensor(name=OUTPUT, datatype=_FP32, shape=y.shape)],
         raw_output_contents=[y.astype(_LE_F32, copy=False).tobytes()])
+
+
+def infer_response_bytes(model: Model, request_id: str, y: np.ndarray) -> bytes:
+    """:func:`infer_response`, serialized, without building a message (the per-request hot path).
+
+    Protobuf's wire format is a sequence of fields, so the answer is a cached
+    serialized template (names, version, output shape) followed by the ``id``
+    (field 3) and ``raw_output_contents`` (field 6) fields. A test checks that
+    it parses to exactly what :func:`infer_response` builds.
+    """
+    out = _template(model.name, model.version, *y.shape)
+    if request_id:
+        rid = request_id.encode()
+        out += b"\x1a" + _varint(len(rid)) + rid  # field 3, length-delimited
+    raw = y.astype(_LE_F32, copy=False).tobytes()
+    return out + b"\x32" + _varint(len(raw)) + raw  # field 6, length-delimited
+
+
+def stream_response_bytes(infer_response: bytes) -> bytes:
+    """A serialized ``ModelStreamInferResponse`` carrying a serialized ``infer_response`` (field 2)."""
+    return b"\x12" + _varint(len(infer_response)) + infer_response
+
+
+@lru_cache(maxsize=512)
+def _template(name: str, version: int, n: int, width: int) -> bytes:
+    return pb.ModelInferResponse(
+        model_name=name, model_version=str(version),
+        outputs=[pb.ModelInferResponse.InferOutputTensor(name=OUTPUT, datatype=_FP32, shape=[n, width])],
+    ).SerializeToString()
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
 
 
 def _tensor(name: str, width: int) -> pb.ModelMetadataResponse.TensorMetadata:

@@ -195,15 +195,20 @@ class DataPlane:
             raise ResourceExhausted(f"the answer to {n} samples would take {size} bytes, over the {limit}-byte "
                                     f"message limit; send at most {most} samples per message")
 
-    async def push(self, session: Session, x: np.ndarray, *, client_limit: int | None = None) -> np.ndarray:
+    async def push(self, session: Session, x: np.ndarray, *, client_limit: int | None = None,
+                   alone: bool | None = None) -> np.ndarray:
         """Advance ``session`` by validated raw samples ``x[n, F]``; returns raw ``y[n, O]``.
 
         An answer larger than :meth:`response_limit` is refused before the
         step runs, so the session never advances past an answer the caller
-        cannot receive.
+        cannot receive. ``alone``: whether no other session is active, so
+        there is no batch to wait for. None: judged by held sessions (one
+        stream holds its session throughout); protocols whose requests hold a
+        session only while they run (OIP sequences) pass their own judgement.
         """
         self.check_answer(session.model, len(x), client_limit)
-        alone = self._sessions.busy_count <= 1  # 1 stream: no batch to wait for
+        if alone is None:
+            alone = self._sessions.busy_count <= 1  # 1 stream: no batch to wait for
         y = await self.batcher.run(session, x, alone=alone)
         self._count(session.model.name, len(x))
         return y

@@ -1,7 +1,7 @@
 """Triton-style sequences (``sequence_id``, ``sequence_start``, ``sequence_end``) on eddy sessions, without a wire.
 
 The Open Inference Protocol's sequence extension names a sequence per
-request instead of holding a stream open; :func:`infer` maps it onto the
+request instead of holding a stream open; :class:`Sequences` maps it onto the
 same sessions, batcher and limits the eddy.v1 ``Stream`` uses:
 
 - **no id**: stateless. The samples run from zero state as one fresh
@@ -24,12 +24,21 @@ Idle sequences keep their state for the session TTL (Triton drops them after
 session only while it runs: a request for a sequence another request or
 stream is driving right now gets FAILED_PRECONDITION.
 
+Batching: a request holds its session only while it runs, so held sessions
+do not tell whether other sequences are active (one eddy.v1 stream holds its
+session throughout). :class:`Sequences` counts the distinct sequences seen in
+the last :data:`ACTIVE_WINDOW_S`: with one, a step runs at once; with more,
+it joins the batcher's queue, where steps of different sequences that are
+pending together run as one onnxruntime call.
+
 Input is validated by the caller against the model (``plane.model``) before
-:func:`infer`, so a rejected request changes no session.
+:meth:`Sequences.infer`, so a rejected request changes no session.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,7 +47,9 @@ from ..core.errors import FailedPrecondition, InvalidInput, NotFound
 from ..core.model import Model
 from .dataplane import DataPlane
 
-__all__ = ["SequenceStep", "infer"]
+__all__ = ["ACTIVE_WINDOW_S", "SequenceStep", "Sequences"]
+
+ACTIVE_WINDOW_S = 0.005  # a sequence with a request in the last 5 ms counts as active (for batching)
 
 
 @dataclass(frozen=True)
@@ -50,43 +61,64 @@ class SequenceStep:
     end: bool = False  # last request: the session is closed after the answer
 
 
-async def infer(plane: DataPlane, model: str, version: str | int | None, step: SequenceStep,
-                x: np.ndarray) -> tuple[Model, np.ndarray]:
-    """Run validated raw samples ``x[n, F]`` as ``step`` says; returns the model that ran them and raw ``y[n, O]``."""
-    sid = step.sequence_id
-    owner = object()  # this request holds the session while it runs
-    if not sid:
-        if step.start or step.end:
-            raise InvalidInput("sequence_start / sequence_end given without a sequence_id")
-        step = SequenceStep("", start=True, end=True)  # a one-request sequence under a server-assigned id
-        session, _ = await plane.open_session(model, version, None, owner=owner)
-    elif step.start:
+class Sequences:
+    """Requests of Triton-style sequences on one :class:`DataPlane` (one event loop)."""
+
+    def __init__(self, plane: DataPlane, clock: Callable[[], float] = time.monotonic) -> None:
+        self.plane = plane
+        self._clock = clock
+        self._window_end = 0.0
+        self._current: set[object] = set()  # sequences seen in this window
+        self._previous: set[object] = set()  # ... and in the one before
+
+    def active(self, key: object) -> int:
+        """Note a request of sequence ``key``; how many sequences were active in the last one or two windows."""
+        now = self._clock()
+        if now >= self._window_end:
+            self._previous = self._current if now < self._window_end + ACTIVE_WINDOW_S else set()
+            self._current, self._window_end = set(), now + ACTIVE_WINDOW_S
+        self._current.add(key)
+        return len(self._current | self._previous) if self._previous else len(self._current)
+
+    async def infer(self, model: str, version: str | int | None, step: SequenceStep,
+                    x: np.ndarray) -> tuple[Model, np.ndarray]:
+        """Run validated raw samples ``x[n, F]`` as ``step`` says; the model that ran them and raw ``y[n, O]``."""
+        plane = self.plane
+        sid = step.sequence_id
+        owner = object()  # this request holds the session while it runs
+        alone = self.active(sid or owner) <= 1  # stateless requests count one each
+        if not sid:
+            if step.start or step.end:
+                raise InvalidInput("sequence_start / sequence_end given without a sequence_id")
+            step = SequenceStep("", start=True, end=True)  # a one-request sequence under a server-assigned id
+            session, _ = await plane.open_session(model, version, None, owner=owner)
+        elif step.start:
+            try:
+                await plane.delete_session(sid)  # START begins the sequence again: its old state is dropped
+            except NotFound:
+                pass
+            except FailedPrecondition:
+                raise FailedPrecondition(f"sequence {sid} is in use by another request or stream") from None
+            session, _ = await plane.open_session(model, version, sid, owner=owner)
+        else:
+            try:
+                session, _ = await plane.open_session(model, version, sid, resume=True, owner=owner)
+            except NotFound:  # the model resolved (the caller validated x against it): the session is unknown
+                raise InvalidInput(f"inference request for sequence {sid} to model '{model}' must specify "
+                                   "the START flag on the first request of the sequence") from None
         try:
-            await plane.delete_session(sid)  # START begins the sequence again: its old state is dropped
-        except NotFound:
-            pass
-        except FailedPrecondition:
-            raise FailedPrecondition(f"sequence {sid} is in use by another request or stream") from None
-        session, _ = await plane.open_session(model, version, sid, owner=owner)
-    else:
-        try:
-            session, _ = await plane.open_session(model, version, sid, resume=True, owner=owner)
-        except NotFound:
-            raise InvalidInput(f"inference request for sequence {sid} to model '{model}' must specify "
-                               "the START flag on the first request of the sequence") from None
-    try:
-        if x.shape[1] != session.model.n_features:  # a resumed session may run another version
-            raise InvalidInput(f"sequence {sid} runs {session.model.name}/{session.model.version}, which takes "
-                               f"{session.model.n_features} feature(s) per sample, got shape {list(x.shape)}")
-        y = await plane.push(session, x)  # state advances only on success
-    except BaseException:
-        if step.start:
-            await plane.close_session(session)  # the sequence did not start
+            if x.shape[1] != session.model.n_features:  # a resumed session may run another version
+                raise InvalidInput(f"sequence {sid} runs {session.model.name}/{session.model.version}, which takes "
+                                   f"{session.model.n_features} feature(s) per sample, got shape {list(x.shape)}")
+            y = await plane.push(session, x, alone=alone)  # state advances only on success
+        except BaseException:
+            if step.start:
+                await plane.close_session(session)  # the sequence did not start
+            else:
+                await plane.release(session)
+            raise
+        if step.end:
+            await plane.close_session(session)
         else:
             await plane.release(session)
-        raise
-    if step.end:
-        await plane.close_session(session)
-    else:
-        await plane.release(session)
-    return session.model, y
+        return session.model, y
