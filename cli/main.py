@@ -19,7 +19,8 @@ from typing import Protocol
 import numpy as np
 
 from eddy.runtime.core.errors import EddyError
-from eddy.runtime.serving.config import ServeConfig
+from eddy.runtime.core.layout import PRECISIONS
+from eddy.runtime.serving.config import DEFAULT_HOST, DEFAULT_PORT, ServeConfig
 
 __all__ = ["main"]
 
@@ -71,9 +72,14 @@ def _parser() -> argparse.ArgumentParser:
                        epilog=_SERVE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("--models", type=Path, default=Path(os.environ.get("EDDY_MODELS", "models")),
                    help="model repository, holding NAME/VERSION/manifest.json (default: $EDDY_MODELS or ./models)")
-    s.add_argument("--host", default="127.0.0.1",
-                   help="address to bind, for gRPC and metrics (default: 127.0.0.1, loopback only)")
-    s.add_argument("--port", type=int, default=50051, help="port to bind; 0 picks a free one (default: 50051)")
+    s.add_argument("--host", default=DEFAULT_HOST,
+                   help=f"address to bind, for gRPC and metrics (default: {DEFAULT_HOST}, loopback only)")
+    s.add_argument("--port", type=int, default=DEFAULT_PORT,
+                   help=f"port to bind; 0 picks a free one (default: {DEFAULT_PORT})")
+    s.add_argument("--precision", choices=PRECISIONS, default=d.precision,
+                   help="graphs to serve: float32, or the int8 twins written by `eddy train --quantize int8` "
+                        "(versions without them are skipped, with the reason in the log; int8 outputs are not "
+                        f"bit-exact across chunking) (default: {d.precision})")
     s.add_argument("--session-ttl", type=float, default=d.session_ttl, metavar="SECONDS",
                    help=f"evict sessions idle longer than this (default: {d.session_ttl:g})")
     s.add_argument("--max-sessions", type=int, default=d.max_sessions, metavar="N",
@@ -193,7 +199,8 @@ def _serve(args: argparse.Namespace) -> int:
                              max_delay_us=args.max_delay_us, max_message_bytes=args.max_message_bytes,
                              max_samples_per_message=args.max_samples_per_message, grace=args.grace,
                              metrics_port=args.metrics_port, session_store=args.session_store,
-                             lease_s=args.lease_s, store_timeout=args.store_timeout, poll_models=args.poll_models)
+                             lease_s=args.lease_s, store_timeout=args.store_timeout, poll_models=args.poll_models,
+                             precision=args.precision)
     except ValueError as e:
         raise _UsageError(str(e)) from None
     if args.workers > 1:

@@ -42,7 +42,7 @@ from grpc_reflection.v1alpha import reflection
 
 from eddy.v1 import inference_pb2_grpc as pb_grpc
 
-from ..serving.config import ServeConfig
+from ..serving.config import DEFAULT_HOST, DEFAULT_PORT, ServeConfig
 from ..serving.dataplane import DataPlane
 from ..serving.metrics import Metrics
 from ..serving.repository import ModelRepository
@@ -54,8 +54,6 @@ __all__ = ["DEFAULT_GRACE", "DEFAULT_HOST", "DEFAULT_PORT", "Server", "format_ad
 
 log = logging.getLogger("eddy.server")
 
-DEFAULT_HOST = "127.0.0.1"  # loopback unless asked otherwise
-DEFAULT_PORT = 50051
 DEFAULT_GRACE = ServeConfig.grace  # seconds open RPCs get to finish on shutdown
 
 _SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -187,7 +185,8 @@ def _metrics(config: ServeConfig) -> Metrics:
 async def start_server(models: ModelRepository | str | Path, host: str = DEFAULT_HOST, port: int = 0,
                        *, config: ServeConfig | None = None) -> tuple[Server, int]:
     """Start a server in the running event loop; returns it and its bound port."""
-    repository = models if isinstance(models, ModelRepository) else ModelRepository(models)
+    config = config or ServeConfig()
+    repository = models if isinstance(models, ModelRepository) else ModelRepository(models, precision=config.precision)
     server = Server(repository, host, port, config)
     return server, await server.start()
 
@@ -202,8 +201,9 @@ def serve(models_dir: str | Path, host: str = DEFAULT_HOST, port: int = DEFAULT_
     enabled. Raises :class:`~eddy.runtime.core.errors.NotFound` if ``models_dir`` does
     not exist and ``OSError`` if a port cannot be bound.
     """
-    repository = ModelRepository(models_dir)
-    return asyncio.run(_serve(repository, host, port, config or ServeConfig()))
+    config = config or ServeConfig()
+    repository = ModelRepository(models_dir, precision=config.precision)
+    return asyncio.run(_serve(repository, host, port, config))
 
 
 async def _serve(repository: ModelRepository, host: str, port: int, config: ServeConfig) -> int:

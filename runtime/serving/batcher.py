@@ -66,6 +66,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..core.errors import EddyError, InvalidInput
+from .config import ServeConfig
 from .sessions import Session
 from .store.slab import Slab
 
@@ -100,7 +101,8 @@ class Batcher:
     thousand sizes.
     """
 
-    def __init__(self, max_batch: int = 256, max_delay_us: int = 0, enabled: bool = True, *,
+    def __init__(self, max_batch: int = ServeConfig.max_batch, max_delay_us: int = ServeConfig.max_delay_us,
+                 enabled: bool = ServeConfig.batching, *,
                  offload_values: int = OFFLOAD_VALUES, on_batch: Callable[[int], None] | None = None,
                  commit: Commit | None = None) -> None:
         if max_batch < 1 or max_delay_us < 0:

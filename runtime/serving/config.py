@@ -11,7 +11,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-__all__ = ["ServeConfig"]
+from ..core.layout import PRECISIONS
+
+__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "ServeConfig"]
+
+DEFAULT_HOST = "127.0.0.1"  # address eddy serve binds unless told otherwise: loopback only
+DEFAULT_PORT = 50051  # eddy serve's gRPC port unless told otherwise
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,7 @@ class ServeConfig:
     lease_s: float = 5.0  # shared store: a session's lease; a crashed replica's sessions are free again after it
     store_timeout: float = 2.0  # shared store: seconds to wait for an answer before UNAVAILABLE
     poll_models: float = 0.0  # seconds between scans of the model repository for added/removed versions; 0: off
+    precision: str = "float32"  # graphs served: float32, or each version's int8 twins (versions without are skipped)
 
     def __post_init__(self) -> None:
         problems = [
@@ -46,6 +52,8 @@ class ServeConfig:
         ]
         if self.session_store and not self.session_store.startswith(("redis://", "rediss://", "unix://")):
             problems.append(f"session_store must be a redis://, rediss:// or unix:// URL, got {self.session_store!r}")
+        if self.precision not in PRECISIONS:
+            problems.append(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.poll_models < 0:
             problems.append(f"poll_models must be >= 0, got {self.poll_models}")
         if self.max_delay_us < 0 or self.grace < 0:

@@ -40,6 +40,7 @@ import numpy as np
 from ..core.errors import EddyError, InvalidInput
 from ..core.model import Model
 from ..core.statecodec import ExportedState, encode_state
+from .config import ServeConfig
 
 if TYPE_CHECKING:
     from .store.slab import Slab
@@ -192,7 +193,7 @@ class SessionStore(abc.ABC):
         """Drop idle sessions past their TTL now; returns how many (stores that expire by themselves: 0)."""
         return 0
 
-    def start(self, interval_s: float = 10.0) -> None:
+    def start(self, interval_s: float = ServeConfig.eviction_interval) -> None:
         """Start background work (TTL sweeps every ``interval_s``, lease renewal) in the running loop."""
         return None
 

@@ -218,7 +218,7 @@ class MemoryStore(SessionStore):
                                      "use EXPORT_STATE / CLOSE inside that stream")
         return SessionRecord(s.id, s.model.name, s.model.version, s.position, self.export_state(s))
 
-    def start(self, interval_s: float = 10.0) -> None:
+    def start(self, interval_s: float = ServeConfig.eviction_interval) -> None:
         if self._evictor is None:
             self._evictor = asyncio.get_running_loop().create_task(self.run_evictor(min(interval_s, self.ttl_s)))
 

@@ -37,6 +37,7 @@ import numpy as np
 from ...core.errors import EddyError, FailedPrecondition, NotFound, ResourceExhausted, Unavailable
 from ...core.model import Model
 from ...core.statecodec import ExportedState, encode_state
+from ..config import ServeConfig
 from ..sessions import Session, SessionInfo, SessionRecord, SessionStats, SessionStore, check_id
 from . import lua
 from .slab import Slab
@@ -63,8 +64,9 @@ class RedisStore(SessionStore):
 
     durable = True
 
-    def __init__(self, url: str, models: Callable[[str, int], Model], *, ttl_s: float = 300.0,
-                 max_sessions: int = 10000, lease_s: float = 5.0, timeout_s: float = 2.0) -> None:
+    def __init__(self, url: str, models: Callable[[str, int], Model], *, ttl_s: float = ServeConfig.session_ttl,
+                 max_sessions: int = ServeConfig.max_sessions, lease_s: float = ServeConfig.lease_s,
+                 timeout_s: float = ServeConfig.store_timeout) -> None:
         try:
             import redis.asyncio as aredis
             from redis.backoff import NoBackoff
@@ -241,7 +243,7 @@ class RedisStore(SessionStore):
                     "reopen the stream to continue from the stored state"))
         return errors
 
-    def start(self, interval_s: float = 10.0) -> None:
+    def start(self, interval_s: float = ServeConfig.eviction_interval) -> None:
         if self._renewer is None:
             self._renewer = asyncio.get_running_loop().create_task(self._renew_forever())
 
