@@ -21,9 +21,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from eddy.runtime.core.errors import EddyError
+from eddy.runtime.core.errors import EddyError, NotFound
 from eddy.runtime.core.layout import REPORT_FILE, resolve_version_dir
 from eddy.runtime.core.manifest import Manifest, read_manifest
+
+from .errors import UsageError, report
 
 __all__ = ["collect", "format_table", "main"]
 
@@ -126,16 +128,19 @@ def format_table(info: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``eddy info PATH [--json]``; returns the exit status (2 for a missing or broken model)."""
-    p = argparse.ArgumentParser(prog="eddy info", description="Show a model version's manifest and report figures.")
+    """``eddy info PATH [--json]``; returns the exit status (2 for a missing or broken model, as everywhere)."""
+    p = argparse.ArgumentParser(prog="eddy info", description="Show a model version's manifest and report figures.",
+                                epilog="exit status: 0 ok; 2 the directory is missing, holds no version, or its "
+                                       "manifest is broken or does not match its files.")
     p.add_argument("path", type=Path, help="models/NAME (highest version) or models/NAME/VERSION")
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object (default: a table)")
     args = p.parse_args(list(sys.argv[1:] if argv is None else argv))
     try:
         info = collect(args.path)
-    except EddyError as e:
-        print(f"eddy info: {e.message}", file=sys.stderr)
-        return 2
+    except NotFound as e:  # the directory the user named
+        return report("info", UsageError(e.message))
+    except (EddyError, OSError, KeyboardInterrupt) as e:
+        return report("info", e)
     print(json.dumps(info, indent=2, allow_nan=False, default=str) if args.json else format_table(info))
     return 0
 

@@ -14,9 +14,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from eddy.runtime.core.errors import EddyError, InvalidInput
+from eddy.runtime.core.errors import EddyError
 from eddy.trainer.config import CELLS, FILLS, PRECISIONS, TARGET_TRANSFORMS, TrainConfig
 from eddy.trainer.evaluate import persistence_warning
+
+from .errors import report
 
 __all__ = ["EXPORT_EXTRA_MESSAGE", "TRAIN_EXTRA_MESSAGE", "build_export_parser", "build_parser", "export_main", "main"]
 
@@ -309,17 +311,10 @@ def export_main(argv: list[str] | None = None) -> int:
 
 
 def _failed(command: str, e: BaseException) -> int:
-    """Print one ``eddy COMMAND: error:`` line for ``e``; returns the exit status (see the epilogs)."""
-    if isinstance(e, InvalidInput):
-        message, status = e.message, 2
-    elif isinstance(e, EddyError):
-        message, status = e.message, 1
-    elif isinstance(e, OSError):
-        message, status = (f"{e.filename}: " if e.filename else "") + f"{e.strerror or e}", 1
-    else:  # KeyboardInterrupt
-        message, status = "interrupted; nothing was written", 130
-    print(f"eddy {command}: error: {message}", file=sys.stderr)
-    return status
+    """``eddy COMMAND: MESSAGE`` on stderr through the one exit-status table (nothing was written)."""
+    if isinstance(e, KeyboardInterrupt):
+        return report(command, KeyboardInterrupt("interrupted; nothing was written"))
+    return report(command, e)
 
 
 def _parity_line(parity: dict[str, Any]) -> str:

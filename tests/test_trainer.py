@@ -129,7 +129,7 @@ def test_bad_csv_exits_2_with_one_line_and_writes_nothing(
     out_dir = tmp_path / "models" / "m"
     code, out, err = _run(["--data", str(path), *flags, *TINY, "--out", str(out_dir)], capsys)
     assert code == 2
-    assert err.count("\n") == 1 and err.startswith("eddy train: error: ") and message in err, err
+    assert err.count("\n") == 1 and err.startswith("eddy train: ") and message in err, err
     assert str(path) in err  # names the file
     assert not (tmp_path / "models").exists()
 
@@ -526,7 +526,7 @@ def test_non_finite_loss_stops_with_a_clear_message(
     (out_dir / "1").mkdir(parents=True)
     code, _, err = _run(["--synthetic", *TINY, "--out", str(out_dir)], capsys)
     assert code == 1
-    assert err == ("eddy train: error: training diverged: the loss became non-finite in epoch 1 "
+    assert err == ("eddy train: training diverged: the loss became non-finite in epoch 1 "
                    "(try a lower --lr, --clipnorm or --clipvalue, or check the data's scale)\n")
     assert [p.name for p in out_dir.iterdir()] == ["1"]  # nothing new
 

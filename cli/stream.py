@@ -1,0 +1,120 @@
+"""``eddy stream``: a CSV, row by row, through a served or local model; predictions as CSV on stdout."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from eddy.runtime.core.errors import NotFound
+
+from .errors import UsageError
+
+__all__ = ["add_parser", "run"]
+
+_STREAM_EPILOG = """\
+output: CSV on stdout, one row per input row, written as soon as it is
+predicted: the input row's columns unchanged, then one column pred_<target>
+per model target. pred_<target> on row i is the model's prediction after
+seeing rows 0..i (for the default model: the next value of the series).
+
+exit status: 0 ok; 2 bad usage, a bad CSV (missing column, non-numeric or
+non-finite cell) or a missing or broken --local model directory; 1 the
+server or the model failed; 130 interrupted. Errors: one line on stderr.
+"""
+
+
+class _Pushable(Protocol):
+    def push(self, samples: np.ndarray) -> np.ndarray: ...
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``stream`` to the ``eddy`` subcommands."""
+    t = sub.add_parser("stream", help="stream a CSV row by row through a model, print predictions as CSV",
+                       description="Send each CSV row as one message (as it is read) to a served or local "
+                                   "model and write one prediction per row as CSV to stdout.",
+                       epilog=_STREAM_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    where = t.add_mutually_exclusive_group(required=True)
+    where.add_argument("--server", metavar="HOST:PORT", help="eddy server to stream to (default: none)")
+    where.add_argument("--local", metavar="PATH", type=Path,
+                       help="run in-process instead: models/NAME or models/NAME/VERSION (default: none)")
+    t.add_argument("--model", help="model name on the server; required with --server (default: none)")
+    t.add_argument("--version", default=None, help="model version on the server (default: the latest)")
+    t.add_argument("--csv", required=True, type=Path,
+                   help="input CSV with a header row, or - for standard input (each row is sent as soon as it "
+                        "is read, its prediction printed before the next row is read) (required)")
+    t.add_argument("--features", nargs="+", metavar="COL",
+                   help="CSV columns to send, in the model's feature order (default: the model's features)")
+    t.add_argument("--encoding", choices=("raw", "values"), default="raw",
+                   help="wire encoding of samples with --server (default: raw)")
+    return t
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``eddy stream``; returns the exit status (errors propagate to :func:`eddy.cli.errors.report`)."""
+    if args.server and not args.model:
+        raise UsageError("--model is required with --server")
+    if str(args.csv) == "-":
+        f = open(sys.stdin.fileno(), newline="", encoding="utf-8", closefd=False)  # rows as they arrive
+    else:
+        try:
+            f = open(args.csv, newline="", encoding="utf-8")
+        except OSError as e:
+            raise UsageError(f"cannot read {args.csv}: {e.strerror}") from None
+    with f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if not header:
+            raise UsageError(f"{args.csv}: empty file (expected a header row)")
+        if args.local is not None:
+            from eddy.runtime.core.model import load
+
+            try:
+                model = load(args.local)
+            except NotFound as e:  # the directory named by --local
+                raise UsageError(e.message) from None
+            return _run(args, header, reader, model.stream(), model.features, model.targets)
+        from eddy.runtime.client import Client
+
+        with Client(args.server) as client, client.stream(args.model, args.version, encoding=args.encoding) as rs:
+            return _run(args, header, reader, rs, rs.features, rs.targets)
+
+
+def _run(args: argparse.Namespace, header: list[str], rows: Iterator[list[str]], stream: _Pushable,
+         model_features: list[str], targets: list[str]) -> int:
+    features = args.features or model_features
+    missing = [c for c in features if c not in header]
+    if missing:
+        raise UsageError(f"{args.csv} has no column(s) {', '.join(map(repr, missing))} "
+                          f"(columns: {', '.join(header)})")
+    if len(features) != len(model_features):
+        raise UsageError(f"the model takes {len(model_features)} feature(s) ({', '.join(model_features)}); "
+                          f"--features names {len(features)}")
+    index = [header.index(c) for c in features]
+    out = csv.writer(sys.stdout, lineterminator="\n")
+    out.writerow([*header, *(f"pred_{t}" for t in targets)])
+    for line, row in enumerate(rows, start=2):
+        if not row:
+            continue  # blank line
+        x = np.array([[_number(row, i, header, line, args.csv) for i in index]], np.float32)  # [1, F]
+        y = stream.push(x)  # [1, O]
+        out.writerow([*row, *(f"{v:.9g}" for v in y[0])])
+        sys.stdout.flush()  # one prediction per row, as it comes
+    return 0
+
+
+def _number(row: list[str], i: int, header: list[str], line: int, path: Path) -> float:
+    cell = row[i].strip() if i < len(row) else ""
+    try:
+        value = float(cell)
+    except ValueError:
+        raise UsageError(f"{path} line {line}: column {header[i]!r} is not a number: {cell!r}") from None
+    if not math.isfinite(value):
+        raise UsageError(f"{path} line {line}: column {header[i]!r} is not finite: {cell!r}")
+    return value
