@@ -124,7 +124,7 @@ def test_store_down_at_start_is_a_clear_error(models_dir):
                       "--session-store", "redis://127.0.0.1:1/0") as proc:
         assert proc.wait(timeout=60) == 1
         err = proc.stderr.read()
-    assert "UNAVAILABLE: session store redis://127.0.0.1:1/0 unavailable" in err, err
+    assert "eddy serve: session store redis://127.0.0.1:1/0 unavailable" in err, err
 
 
 def test_workers_need_a_shared_store_and_share_one_port(models_dir, store):
