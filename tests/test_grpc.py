@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 import numpy as np
 import pytest
@@ -11,7 +13,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from eddy.runtime.client import Client
 from eddy.runtime.core.errors import EddyError, FailedPrecondition, InvalidInput, NotFound
+from eddy.runtime.grpc.servicer import InferenceServicer
 from eddy.runtime.grpc.tensors import array_to_tensor
+from eddy.runtime.serving.dataplane import DataPlane
+from eddy.runtime.serving.repository import ModelRepository
 from eddy.v1 import inference_pb2 as pb
 from eddy.v1 import inference_pb2_grpc as pb_grpc
 
@@ -124,16 +129,38 @@ def test_empty_and_cancelled_streams_do_not_break_the_server(stub, client, serie
         _assert_close(again.push(series[:4]), local[:4])
 
 
-def test_unexpected_failure_is_internal_without_details(client, series, monkeypatch):
-    from eddy.runtime.grpc.stream_handler import StreamHandler
+class _FaultyPlane(DataPlane):
+    """A data plane with a bug: every push raises a library's exception."""
 
-    async def boom(*args):
+    async def push(self, session, x, **kwargs):
         raise RuntimeError("secret library detail")
 
-    monkeypatch.setattr(StreamHandler, "_next", boom)
-    with client.stream(MODEL) as rs, pytest.raises(EddyError) as e:
-        rs.push(series[:1])
-    assert e.value.code == "INTERNAL" and "secret" not in e.value.message
+
+def test_unexpected_failure_is_internal_without_details(models_dir, series, caplog):
+    """Through the public seam (a servicer over any DataPlane), not by patching the handler's internals."""
+    async def run() -> EddyError:
+        plane = _FaultyPlane(ModelRepository(models_dir))
+        server = grpc.aio.server()
+        pb_grpc.add_InferenceServicer_to_server(InferenceServicer(plane), server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        plane.start()
+
+        def call() -> EddyError:
+            with Client(f"127.0.0.1:{port}") as client, client.stream(MODEL) as rs:
+                with pytest.raises(EddyError) as e:
+                    rs.push(series[:1])
+                return e.value
+
+        try:
+            return await asyncio.to_thread(call)
+        finally:
+            await server.stop(None)
+            await plane.close()
+
+    error = asyncio.run(run())
+    assert error.code == "INTERNAL" and "secret" not in error.message
+    assert "secret library detail" in caplog.text  # the traceback is in the server log only
 
 
 def test_list_models_and_metadata(client, model):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -37,7 +38,9 @@ def test_json_holds_the_merged_figures(models_dir: Path, capsys: pytest.CaptureF
     assert info["test"]["rmse"] == manifest["metrics"]["rmse"]
     assert info["test"]["baselines"]["persistence"]["rmse"] == manifest["metrics"]["persistence_rmse"]
     assert info["parity"] == manifest["parity"]
-    assert info["graphs"]["step"]["bytes"] == (Path(info["path"]) / "step.onnx").stat().st_size
+    step = (Path(info["path"]) / "step.onnx").read_bytes()  # what is on disk, not what info computed
+    assert info["graphs"]["step"] == {"file": "step.onnx", "bytes": len(step), "ops": manifest["graphs"]["step"]["ops"],
+                                      "sha256": hashlib.sha256(step).hexdigest()}
 
 
 @pytest.mark.parametrize("make", ["missing", "empty", "broken_json", "tampered"])
