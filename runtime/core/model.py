@@ -52,7 +52,7 @@ def load(path: str | Path, *, precision: str = "float32", graph_format: str = "o
 
 
 def session_options() -> ort.SessionOptions:
-    """onnxruntime options tuned for many small calls (DESIGN.md: 1 thread, sequential, no spinning).
+    """onnxruntime options tuned for many small calls (docs/architecture.md: 1 thread, sequential, no spinning).
 
     The trainer uses the same ones for its parity checks and int8 timings.
     """

@@ -1,6 +1,6 @@
 """``eddy serve``: the grpc.aio server with eddy.v1, health, reflection and metrics.
 
-One asyncio event loop serves every stream (DESIGN.md: grpc.aio is the faster
+One asyncio event loop serves every stream (docs/architecture.md: grpc.aio is the faster
 Python stack, and the batcher sees every pending step). On the same port:
 
 - ``eddy.v1.Inference`` (:mod:`~eddy.runtime.grpc.servicer`);
