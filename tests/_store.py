@@ -27,12 +27,15 @@ def valkey_server() -> str:
 
 
 class Valkey:
-    """``valkey-server`` on 127.0.0.1:<free port>, data in ``workdir`` (append-only file, fsync always)."""
+    """``valkey-server`` on 127.0.0.1:<free port> and a unix socket in ``workdir``, data there too
+    (append-only file, fsync always)."""
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.socket = workdir / "valkey.sock"  # the same server over a unix socket
+        self.unix_url = f"unix://{self.socket}?db=0"
         self.proc: subprocess.Popen[bytes] | None = None
         self.start()
 
@@ -40,6 +43,7 @@ class Valkey:
         """Start (or restart, on the same port and data) and wait until it answers PING."""
         self.proc = subprocess.Popen(
             [valkey_server(), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.workdir),
+             "--unixsocket", str(self.socket), "--unixsocketperm", "700",
              "--save", "", "--appendonly", "yes", "--appendfsync", "always", "--daemonize", "no",
              "--logfile", str(self.workdir / "valkey.log")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -60,8 +60,7 @@ async def _push_all(batcher: Batcher, session, xs: np.ndarray) -> np.ndarray:
 
 
 def test_a_session_continues_bit_for_bit_on_another_store(store_server, models, model, series):
-    ref = model.stream().push(series)  # [N, O] in one call... and sample by sample below
-    local = model.stream()
+    local = model.stream()  # the reference: sample by sample, as pushed below
     ref = np.concatenate([local.push(x) for x in series])
 
     async def main():
@@ -92,6 +91,23 @@ def test_a_session_continues_bit_for_bit_on_another_store(store_server, models, 
     assert busy is not None and "in use" in busy.message
     exported = decode_state(record.state)
     assert record.position == exported.position == 80 and (record.model, record.version) == (model.name, model.version)
+
+
+def test_a_unix_socket_url_reaches_the_same_store(store_server, models, model, series):
+    async def main():
+        tcp, unix = _store(store_server, models), RedisStore(store_server.unix_url, lambda n, v: model)
+        s, _ = await unix.open(model, "over-unix")
+        y = await Batcher(commit=unix.commit).run(s, series[:1])
+        await unix.end(s)
+        again, existed = await tcp.open(model, "over-unix", resume=True)
+        position = again.position
+        await tcp.delete(again)
+        await unix.shutdown()
+        await tcp.shutdown()
+        return y, existed, position
+
+    y, existed, position = asyncio.run(main())
+    assert existed and position == 1 and np.array_equal(y, model.stream().push(series[:1]))
 
 
 def test_batches_write_once_and_match_local_streams(store_server, models, model, series):

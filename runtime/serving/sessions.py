@@ -54,7 +54,7 @@ MAX_SESSION_ID = 128  # characters; ids come from clients, so they are bounded
 class Session:
     """A held session: a handle on one slab row (state, position) plus who holds it."""
 
-    __slots__ = ("id", "tenant", "slab", "row", "owner", "token", "seq", "lost")
+    __slots__ = ("id", "tenant", "slab", "row", "owner", "token", "seq")
 
     def __init__(self, session_id: str, tenant: str, slab: Slab, row: int, owner: object | None = None) -> None:
         self.id = session_id
@@ -64,7 +64,6 @@ class Session:
         self.owner = owner  # the holder's token while a stream drives it; None for a detached view
         self.token = ""  # durable stores: this holder's lease token
         self.seq = 0  # durable stores: the record's write count when last read or written (fencing)
-        self.lost = False  # durable stores: the lease was found taken by another holder
 
     @property
     def model(self) -> Model:
