@@ -19,7 +19,7 @@ from conftest import MODEL
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from eddy.runtime.client import Client
-from eddy.runtime.core.errors import EddyError, FailedPrecondition, NotFound
+from eddy.runtime.core.errors import EddyError, FailedPrecondition, NotFound, Unavailable
 from eddy.runtime.core.model import resolve_version_dir
 from eddy.runtime.grpc.server import health_service
 
@@ -117,6 +117,23 @@ def test_two_replicas_one_writer_and_a_clean_hand_off(tmp_path, models_dir, mode
         with pytest.raises(NotFound):
             ca.stream(MODEL, session_id="shared", resume=True)
     assert np.array_equal(np.concatenate([y1, y2]), ref)
+
+
+def test_store_outage_mid_stream_is_unavailable_in_band_then_the_stream_carries_on(tmp_path, models_dir, model,
+                                                                                      series):
+    xs = series[:12]
+    ref = np.concatenate(reference(model, [xs[k:k + 1] for k in range(len(xs))]))
+    with valkey(tmp_path) as store, served(models_dir, session_store=store.url, store_timeout=1) as live, \
+            Client(live.address) as client, client.stream(MODEL, session_id="outage") as rs:
+        got = [rs.push(xs[k:k + 1]) for k in range(6)]
+        store.kill()
+        with pytest.raises(Unavailable, match="session store redis://127.0.0.1:\\d+/0 unavailable"):
+            rs.push(xs[6:7])  # nothing answered that was not stored ...
+        assert rs.position == 6 and not rs.closed  # ... the stream stays open
+        store.start()  # back, same data
+        got += [rs.push(xs[k:k + 1]) for k in range(6, len(xs))]  # the same samples again, then the rest
+        assert rs.position == len(xs)
+    assert np.array_equal(np.concatenate(got), ref)
 
 
 def test_store_down_at_start_is_a_clear_error(models_dir):
