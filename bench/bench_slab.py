@@ -6,10 +6,12 @@ Not a test. Run from the repository root (part of ``make bench``)::
 
 1. Batch path at B sessions (default 256), seed model, one sample each, the
    step graph: the bare ``InferenceSession.run`` on preallocated arrays (the
-   anchor); eddy's batch path (one gather per state tensor from the slab, the
-   same model call, one scatter back); and, for reference, the old path (a
-   dict of small arrays per session: concatenate B of them, run, copy each
-   row back). Medians of ``--repeat`` runs of ``--calls`` calls, interleaved.
+   anchor); the slab's own work around that same call (one gather per state
+   tensor, one scatter back); the batcher's whole path (joining the B
+   requests' inputs, normalisation in and out as well); and, for reference,
+   the path before the slab (a dict of small arrays per session: concatenate
+   B of them, run, copy each row back). Medians of ``--repeat`` runs of
+   ``--calls`` calls, interleaved.
 2. Idle session bytes: tracemalloc around opening and releasing N sessions
    with 32-character ids in a MemoryStore (the id strings, the id map, the
    slab rows, its slack after doubling), at N = a full slab and N = just past
@@ -41,7 +43,7 @@ def _batch_path(model, b: int, calls: int, repeat: int) -> dict[str, float]:
     xs = list(x)  # B requests of [1, F]
     sess = model._step  # the bare onnxruntime session of the step graph
     names = [s.name for s in model.state_spec]
-    outputs = [o.name for o in sess.get_outputs()]
+    outputs = model._outputs  # y, then the state outputs in manifest order
     feeds = {"x": x[:, 0], **model.zero_state(b)}  # preallocated, as an anchor would keep them
 
     slab = Slab(model, capacity=4 * b)
@@ -53,8 +55,13 @@ def _batch_path(model, b: int, calls: int, repeat: int) -> dict[str, float]:
     def bare() -> None:
         sess.run(outputs, feeds)
 
-    def eddy() -> None:
-        _, new = _run(slab, rows, xs)  # gather + normalise + run + de-normalise
+    def slab_only() -> None:  # the state store's own work around the same call: one gather, one scatter
+        state = slab.gather(rows)
+        y, *out = sess.run(outputs, {"x": x[:, 0], **state})
+        slab.scatter(rows, dict(zip(names, out)), 1)
+
+    def eddy() -> None:  # the batcher's whole path: B inputs joined, gather, normalise, run, de-normalise, scatter
+        _, new = _run(slab, rows, xs)
         slab.scatter(rows, new, 1)
 
     def old() -> None:
@@ -64,11 +71,12 @@ def _batch_path(model, b: int, calls: int, repeat: int) -> dict[str, float]:
             for k in names:
                 s[k] = new[k][i:i + 1].copy()
 
-    timings: dict[str, list[float]] = {"bare": [], "eddy": [], "old": []}
-    for fn in (bare, eddy, old):
+    fns = {"bare": bare, "slab": slab_only, "eddy": eddy, "old": old}
+    timings: dict[str, list[float]] = {k: [] for k in fns}
+    for fn in fns.values():
         fn()  # warm
     for _ in range(repeat):
-        for name, fn in (("bare", bare), ("eddy", eddy), ("old", old)):
+        for name, fn in fns.items():
             t0 = time.perf_counter()
             for _ in range(calls):
                 fn()
@@ -109,9 +117,13 @@ def main(argv: list[str] | None = None) -> int:
     t = _batch_path(model, args.sessions, args.calls, args.repeat)
     print(f"batch path, {model.name}/{model.version} {model.manifest.cell}({model.manifest.units}), "
           f"B={args.sessions}, 1 sample each, median of {args.repeat}x{args.calls} calls")
-    print(f"  bare onnxruntime run            {t['bare']:8.1f} us   1.00x")
-    print(f"  eddy slab: gather+run+scatter   {t['eddy']:8.1f} us   {t['eddy'] / t['bare']:.2f}x   (goal <= 3x)")
-    print(f"  dict of arrays (before the slab){t['old']:8.1f} us   {t['old'] / t['bare']:.2f}x")
+    print(f"  bare onnxruntime run (state and x preallocated)   {t['bare']:8.1f} us   1.00x")
+    print(f"  slab gather + the same run + slab scatter         {t['slab']:8.1f} us   {t['slab'] / t['bare']:.2f}x"
+          "   (goal <= 3x)")
+    print(f"  batcher path: join B inputs, gather, normalise,   {t['eddy']:8.1f} us   {t['eddy'] / t['bare']:.2f}x")
+    print("    run, de-normalise, scatter")
+    print(f"  before the slab: dict of arrays per session       {t['old']:8.1f} us   {t['old'] / t['bare']:.2f}x")
+    print("    (concatenate B, run, copy each row back)")
     state_bytes = sum(int(np.prod(s.shape)) * 4 for s in model.state_spec)
     print(f"idle session bytes (tracemalloc; state {state_bytes} B, 32-char ids included; goal <= 400 B)")
     for n in (16384, 16385, 10000):
