@@ -3,7 +3,7 @@
 :func:`quantize_graphs` runs onnxruntime's own ``quantize_dynamic`` (int8
 weights, activations quantised per tensor on every call) over ``step.onnx``
 and ``sequence.onnx`` and writes ``step_int8.onnx`` and ``sequence_int8.onnx``
-next to them. The runtime loads them with ``runtime.load(path,
+next to them. The runtime loads them with ``eddy.runtime.load(path,
 precision="int8")``.
 
 It also measures, rather than assumes, what int8 buys:
