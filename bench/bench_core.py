@@ -6,7 +6,10 @@ from other processes hits them alike) and eddy's ratio to each anchor:
 
 1. per-sample ``Stream.push(float)`` on the seed model vs LiteRT (the same
    Keras cell converted in this script), bare ``InferenceSession.run``, a
-   hand-written onnxruntime I/O-binding loop, and numpy;
+   hand-written onnxruntime I/O-binding loop (public ``run_with_iobinding``,
+   whose Python wrapper in onnxruntime 1.32 checks for WebGPU graph capture on
+   every call) and the same loop calling the C-level run as eddy does (the
+   onnxruntime floor), and numpy;
 2. chunked samples/s: the sequence graph tf2onnx makes (a ``Loop``, built
    here from the seed's Keras weights) vs the native ``RNN`` graph eddy ships;
 3. the serving batch path at 256 sessions (slab gather, step graph, scatter)
@@ -170,11 +173,20 @@ def bench_push(litert: Callable[[float], float], numpy_ref: Callable[[float], fl
         cur[0] ^= 1
         return float(yb[0, 0])
 
+    inner, raw = sess._sess, [b._iobinding for b in bindings]  # what sess.run_with_iobinding calls after its checks
+
+    def io_binding_c(v: float) -> float:
+        xb[0, 0] = v
+        inner.run_with_iobinding(raw[cur[0]], None)
+        cur[0] ^= 1
+        return float(yb[0, 0])
+
     value = 42.0
     rows = interleaved({
         "eddy Stream.push(float)": per_call_us(lambda: stream.push(value), calls),
         "LiteRT set_tensor/invoke/get_tensor": per_call_us(lambda: litert(value), calls),
         "onnxruntime I/O binding, hand-written": per_call_us(lambda: io_binding(value), calls),
+        "onnxruntime I/O binding, C-level run (floor)": per_call_us(lambda: io_binding_c(value), calls),
         "onnxruntime InferenceSession.run": per_call_us(lambda: bare_run(value), calls),
         "numpy reference (tanh(xW + hR + b))": per_call_us(lambda: numpy_ref(value), calls),
     }, repeats)
@@ -227,12 +239,13 @@ def bench_batch(calls: int, repeats: int, sessions: int = 256) -> None:
     rows = [slab.alloc() for _ in range(sessions)]
     xs = [np.full((1, 1), 40.0 + i % 7, np.float32) for i in range(sessions)]
     sess = ort.InferenceSession(str(SEED / "step.onnx"), session_options(), providers=["CPUExecutionProvider"])
-    x = np.stack(xs)[:, 0]  # [B, 1]
+    x = np.concatenate(xs)  # [B, 1]
     h = np.zeros((sessions, model.state_spec[0].shape[0]), np.float32)
     advance = [1] * sessions
 
     def batch_path() -> None:
-        y, new = model.advance(np.stack(xs), slab.gather(rows))  # [B, 1, O]
+        x3 = np.concatenate(xs).reshape(sessions, 1, 1)  # [B, n, F], as the batcher stacks inputs
+        y, new = model.advance(x3, slab.gather(rows))  # [B, 1, O]
         slab.scatter(rows, new, advance)
 
     res = interleaved({
