@@ -24,6 +24,7 @@ from typing import Any
 from eddy.runtime.core.errors import EddyError, NotFound
 from eddy.runtime.core.layout import REPORT_FILE, resolve_version_dir
 from eddy.runtime.core.manifest import Manifest, read_manifest
+from eddy.trainer.evaluate import persistence_warning  # numpy only (no tensorflow)
 
 from .errors import UsageError, report
 
@@ -68,8 +69,11 @@ def collect(path: str | Path) -> dict[str, Any]:
             "targets": {c: {"mean": mu, "std": sd} for c, mu, sd in zip(
                 m.targets, m.normalization.target_mean, m.normalization.target_std)},
         },
+        "io": m.io,
+        "target_transform": m.target_transform,
         "parity": m.parity,
         "test": test,
+        "warning": persistence_warning(m.metrics),
         "training": {
             "epochs_run": training.get("epochs_run", len(history.get("epoch") or []) or None),
             "epochs": training.get("epochs"),
@@ -106,11 +110,19 @@ def format_table(info: dict[str, Any]) -> str:
         row("", "  ops: " + " ".join(g["ops"]))
     row("opset", str(info["opset"]))
     norm = info["normalization"]
-    row("normalisation", "; ".join(f"in {c}: mean {v['mean']:.4g}, std {v['std']:.4g}" for c, v in norm["inputs"].items()))
+    inside = info.get("io") == "raw"
+    row("io units", "raw in, raw out: normalisation and target transform "
+                    f"({info.get('target_transform', 'level')}) inside the graphs" if inside else
+                    "normalised: the runtime applies the normalisation below around the graphs")
+    changes = " (of the changes)" if info.get("target_transform", "level") != "level" else ""
+    row("normalisation", "; ".join(f"in {c}: mean {v['mean']:.4g}, std {v['std']:.4g}" for c, v in norm["inputs"].items())
+        + changes)
     if norm["targets"] != norm["inputs"]:
         row("", "; ".join(f"out {c}: mean {v['mean']:.4g}, std {v['std']:.4g}" for c, v in norm["targets"].items()))
     row("parity", _parity(info["parity"]))
     _test_rows(row, info["test"])
+    if info.get("warning"):
+        row("", info["warning"])
     row("training", _training(info["training"]))
     row("gradients", _gradients(info["gradient_health"]))
     if info["int8"]:
@@ -175,6 +187,9 @@ def _test_figures(m: Manifest, report: dict[str, Any]) -> dict[str, Any]:
         "windows": metrics.get("windows"),
         "baselines": {},
     }
+    streamed = metrics.get("streamed") or {}
+    if streamed.get("rmse") is not None:
+        out["streamed"] = {"rmse": streamed.get("rmse"), "mae": streamed.get("mae")}
     persistence = baselines.get("persistence") or {
         "rmse": metrics.get("persistence_rmse"), "mae": metrics.get("persistence_mae")}
     if persistence.get("rmse") is not None:
@@ -214,6 +229,16 @@ def _kib(n: int | None) -> str:
 
 
 def _parity(parity: dict[str, Any]) -> str:
+    raw = parity.get("self_contained")
+    suffix = ""
+    if isinstance(raw, dict):
+        suffix = (f"; raw-unit graphs vs float64 transform, error/allowance: chained step "
+                  f"{_num(raw.get('chained_step'), '.2g')}, chunked sequence {_num(raw.get('chunked_sequence'), '.2g')}"
+                  f" ({raw.get('rule', '')})")
+    return _core_parity(parity) + suffix
+
+
+def _core_parity(parity: dict[str, Any]) -> str:
     tol = parity.get("tolerance")
     checks = {k: v for k, v in parity.items() if k != "tolerance" and isinstance(v, (int, float))}
     if not checks:
@@ -227,7 +252,17 @@ def _parity(parity: dict[str, Any]) -> str:
 def _test_rows(row: Any, test: dict[str, Any]) -> None:
     rmse = test.get("rmse")
     windows = f"{test['windows']} windows, " if test.get("windows") else ""
-    row("test", f"RMSE {_num(rmse)}  MAE {_num(test.get('mae'))}  ({windows}raw units)")
+    streamed = test.get("streamed")
+    if streamed:
+        row("test", f"streamed RMSE {_num(streamed.get('rmse'))}  MAE {_num(streamed.get('mae'))}  (the graph over "
+                    "the whole series with carried state: what a served stream returns)")
+        row("", f"window RMSE {_num(rmse)}  MAE {_num(test.get('mae'))}  ({windows}each from zero state, raw units)")
+        rmse = streamed.get("rmse")
+    elif rmse is not None:
+        row("test", f"window RMSE {_num(rmse)}  MAE {_num(test.get('mae'))}  ({windows}raw units; "
+                    "streamed score not recorded)")
+    else:
+        row("test", "not scored (export without --data)")
     for key, label in (("persistence", "persistence"), ("seasonal_naive", "seasonal naive")):
         b = test["baselines"].get(key)
         if not b:
@@ -257,6 +292,8 @@ def _training(t: dict[str, Any]) -> str:
     if t.get("train_seconds") is not None:
         parts.append(f"{_num(t['train_seconds'], '.1f')} s")
     data = t.get("data") or {}
+    if isinstance(data, str):  # eddy export --data records the CSV path
+        data = {"source": "csv", "path": data}
     if data:
         parts.append(f"data {data.get('source', '?')} {data.get('path') or data.get('name') or ''}".rstrip()
                      + (f" ({data['rows']} rows)" if data.get("rows") else ""))

@@ -1,0 +1,61 @@
+"""`eddy info` works on every model directory eddy can write (issue 11: it crashed on `eddy export --data`).
+
+Tiny untrained or 1-epoch models: what matters is the directory layout each command writes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from _models import raw_copy
+from conftest import MODEL
+
+from eddy.cli.info import main as info_main
+from eddy.runtime.core.layout import resolve_version_dir
+
+pytest.importorskip("tensorflow")
+pytest.importorskip("tf2onnx")
+
+WINDOW = 5
+
+
+@pytest.fixture(scope="module")
+def model_dirs(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    import keras
+
+    from eddy.cli.train import export_main
+    from eddy.cli.train import main as train_main
+
+    root = tmp_path_factory.mktemp("dirs")
+    t = np.arange(90)
+    rows = (f"2020-01-01T{i // 60:02d}:{i % 60:02d},{20 + 0.1 * i + np.sin(i / 3):.4f}\n" for i in t)
+    (root / "s.csv").write_text("date,v\n" + "".join(rows))
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((WINDOW, 1))
+    keras.Model(inp, keras.layers.Dense(1)(keras.layers.SimpleRNN(3)(inp))).save(root / "m.keras")
+    dirs = {"committed": resolve_version_dir(models_dir / MODEL),
+            "raw_copy": raw_copy(resolve_version_dir(models_dir / MODEL), root / "raw" / "1")}
+    for name, flags in (("export", []), ("export_data_ort", ["--data", str(root / "s.csv"), "--format", "onnx", "ort"]),
+                        ("export_scaled", ["--input-mean", "20", "--input-std", "3", "--target-mean", "20"])):
+        assert export_main([str(root / "m.keras"), "--out", str(root / name), *flags]) == 0
+        dirs[name] = root / name / "1"
+    assert train_main(["--data", str(root / "s.csv"), "--units", "3", "--epochs", "1", "--window", str(WINDOW),
+                       "--target-transform", "delta", "--quantize", "int8", "--quiet", "--seed", "0",
+                       "--out", str(root / "trained")]) == 0
+    dirs["train_delta_int8"] = root / "trained" / "1"
+    return dirs
+
+
+@pytest.mark.parametrize("kind", ["committed", "raw_copy", "export", "export_data_ort", "export_scaled",
+                                  "train_delta_int8"])
+def test_info_on_every_model_dir(model_dirs: dict[str, Path], kind: str, capsys: pytest.CaptureFixture[str]) -> None:
+    for flags in ([], ["--json"]):
+        assert info_main([str(model_dirs[kind]), *flags]) == 0
+    out = capsys.readouterr().out
+    assert "io units" in out and '"io":' in out
+    if kind in ("export_data_ort", "train_delta_int8"):
+        assert "streamed RMSE" in out and "window RMSE" in out
+    if kind == "export":
+        assert "not scored (export without --data)" in out
