@@ -22,10 +22,17 @@ _STREAM_EPILOG = """\
 output: CSV on stdout, one row per input row, written as soon as it is
 predicted: the input row's columns unchanged, then one column pred_<target>
 per model target. pred_<target> on row i is the model's prediction after
-seeing rows 0..i (for the default model: the next value of the series).
+seeing rows 0..i for the target at row i + horizon (the model's horizon,
+shown by `eddy info`; 1 for the default model: the next value).
 
-exit status: 0 ok; 2 bad usage, a bad CSV (missing column, non-numeric or
-non-finite cell) or a missing or broken --local model directory; 1 the
+bad rows: a non-numeric or non-finite cell, or a missing one without
+--fill, stops the stream (--on-bad stop) or, with --on-bad skip, is reported
+on stderr and answered with empty prediction columns while the stream goes
+on with its state unchanged. --fill ffill replaces a missing cell (empty, NA,
+NaN, null, None) by the column's last value, as `eddy train --fill ffill` does.
+
+exit status: 0 ok; 2 bad usage, a bad CSV (missing column, a bad row with
+--on-bad stop) or a missing or broken --local model directory; 1 the
 server or the model failed; 130 interrupted. Errors: one line on stderr.
 """
 
@@ -53,6 +60,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="CSV columns to send, in the model's feature order (default: the model's features)")
     t.add_argument("--encoding", choices=("raw", "values"), default="raw",
                    help="wire encoding of samples with --server (default: raw)")
+    t.add_argument("--on-bad", choices=("stop", "skip"), default="stop",
+                   help="a bad row: stop with exit status 2, or skip it (one line on stderr, empty prediction, "
+                        "state unchanged) and go on (default: stop)")
+    t.add_argument("--fill", choices=("ffill",), default=None,
+                   help="missing cells: ffill = the column's last value, as in eddy train (default: a missing "
+                        "cell is a bad row)")
     return t
 
 
@@ -99,18 +112,34 @@ def _run(args: argparse.Namespace, header: list[str], rows: Iterator[list[str]],
     index = [header.index(c) for c in features]
     out = csv.writer(sys.stdout, lineterminator="\n")
     out.writerow([*header, *(f"pred_{t}" for t in targets)])
+    last: list[float | None] = [None] * len(index)  # --fill ffill: each column's last value
     for line, row in enumerate(rows, start=2):
         if not row:
             continue  # blank line
-        x = np.array([[_number(row, i, header, line, args.csv) for i in index]], np.float32)  # [1, F]
-        y = stream.push(x)  # [1, O]
+        try:
+            values = [_number(row, i, header, line, args.csv, last[k] if args.fill else None)
+                      for k, i in enumerate(index)]
+        except UsageError as e:
+            if args.on_bad == "stop":
+                raise
+            print(f"eddy stream: {e}; skipped", file=sys.stderr)
+            out.writerow([*row, *([""] * len(targets))])
+            sys.stdout.flush()
+            continue
+        last = list(values)
+        y = stream.push(np.array([values], np.float32))  # [1, O]
         out.writerow([*row, *(f"{v:.9g}" for v in y[0])])
         sys.stdout.flush()  # one prediction per row, as it comes
     return 0
 
 
-def _number(row: list[str], i: int, header: list[str], line: int, path: Path) -> float:
+def _number(row: list[str], i: int, header: list[str], line: int, path: Path, fill: float | None = None) -> float:
     cell = row[i].strip() if i < len(row) else ""
+    if fill is not None:
+        from eddy.trainer.series import MISSING  # numpy only; the cells eddy train reads as missing
+
+        if cell.lower() in MISSING:
+            return fill
     try:
         value = float(cell)
     except ValueError:

@@ -187,3 +187,23 @@ def test_stream_from_stdin_answers_each_row_before_the_next(server, model, expec
         proc.stdin.close()
         assert proc.wait(timeout=30) == 0, proc.stderr.read()
     np.testing.assert_allclose(got, expected[:19], rtol=1e-5, atol=1e-5)
+
+
+def test_stream_on_bad_skip_and_fill_ffill(models_dir, tmp_path, capsys):
+    """--on-bad skip answers a bad row with an empty prediction and keeps the state; --fill ffill repeats the last
+    value, as eddy train --fill ffill does."""
+    import eddy.runtime as runtime
+
+    path = tmp_path / "gappy.csv"
+    path.write_text("year,sunspots\n1700,5\n1701,abc\n1702,\n1703,16\n")
+    assert main(["stream", "--local", str(models_dir / MODEL), "--csv", str(path), "--on-bad", "skip",
+                 "--fill", "ffill"]) == 0
+    captured = capsys.readouterr()
+    rows = list(csv.reader(io.StringIO(captured.out)))
+    assert [r[:2] for r in rows] == [["year", "sunspots"], ["1700", "5"], ["1701", "abc"], ["1702", ""], ["1703", "16"]]
+    assert rows[2][2] == "" and captured.err == (
+        f"eddy stream: {path} line 3: column 'sunspots' is not a number: 'abc'; skipped\n")
+    want = runtime.load(models_dir / MODEL).stream().push(np.array([[5.0], [5.0], [16.0]], np.float32))  # gap = 5
+    assert [float(r[2]) for r in (rows[1], rows[3], rows[4])] == pytest.approx(want[:, 0].tolist(), rel=1e-6)
+    assert main(["stream", "--local", str(models_dir / MODEL), "--csv", str(path), "--fill", "ffill"]) == 2
+    assert "line 3: column 'sunspots' is not a number: 'abc'" in capsys.readouterr().err
