@@ -108,6 +108,11 @@ def main(argv: list[str] | None = None) -> int:
     par = model.manifest.parity
     rel = float(np.abs(served - local).max() / max(1e-12, float(np.abs(local).max())))
     print(f"\nnext-year RMSE over the last {n_test} years: eddy {rmse:.2f} vs persistence {naive:.2f} (sunspot number)")
+    metrics = model.manifest.metrics
+    if "streamed" in metrics:
+        print(f"eddy train's figures for the same years: streamed {metrics['streamed']['rmse']:.2f} (the graph over the "
+              f"whole series with carried state, as served), window {metrics['rmse']:.2f} (each "
+              f"{model.manifest.window}-year window from zero state); target transform {model.manifest.target_transform}")
     print(f"served over gRPC vs in-process runtime: max relative difference {rel:.2e}")
     print("export parity vs Keras (normalised units, tolerance {tolerance:g}): window vs predict {window_vs_predict:.2e}, "
           "chunked sequence {chunked_sequence:.2e}, chained step {chained_step:.2e}".format(**par))

@@ -294,3 +294,56 @@ def test_export_puts_the_given_scaling_inside_the_graphs(tmp_path: Path) -> None
         loaded = runtime.load(tmp_path / "m", graph_format=fmt)
         assert loaded.manifest.io == "raw"
         np.testing.assert_allclose(loaded.stream().push(raw)[-1], want, rtol=1e-5)
+
+
+# --- Keras coverage (issue 11): Dense stacks, unequal units, Normalization, stateful, .h5 --------------------
+
+
+def _dense_stack(inp: keras.KerasTensor) -> keras.KerasTensor:
+    h = keras.layers.LSTM(4)(inp)
+    return keras.layers.Dense(1)(keras.layers.Dense(6, activation="relu")(h))
+
+
+def _unequal_units(inp: keras.KerasTensor) -> keras.KerasTensor:
+    return keras.layers.Dense(1)(keras.layers.GRU(3)(keras.layers.GRU(6, return_sequences=True)(inp)))
+
+
+def _normalized(inp: keras.KerasTensor) -> keras.KerasTensor:
+    norm = keras.layers.Normalization(mean=20.0, variance=25.0)
+    return keras.layers.Dense(1)(keras.layers.SimpleRNN(4)(norm(inp)))
+
+
+@pytest.mark.parametrize(("build", "suffix", "states"), [
+    pytest.param(_dense_stack, ".keras", [("h0", [4]), ("c0", [4])], id="lstm-dense-relu-dense"),
+    pytest.param(_unequal_units, ".keras", [("h0", [6]), ("h1", [3])], id="gru-6-then-3"),
+    pytest.param(_normalized, ".keras", [("h0", [4])], id="normalization-layer"),
+    pytest.param(_dense_stack, ".h5", [("h0", [4]), ("c0", [4])], id="h5-file"),
+])
+def test_common_keras_models_export_and_serve_kerass_numbers(tmp_path: Path, build: object, suffix: str,
+                                                           states: list) -> None:
+    import eddy.runtime as runtime
+    from eddy.cli.train import export_main
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((WINDOW, 1))
+    model = keras.Model(inp, build(inp))  # type: ignore[operator]
+    model.save(tmp_path / f"m{suffix}")
+    assert export_main([str(tmp_path / f"m{suffix}"), "--out", str(tmp_path / "out")]) == 0
+    loaded = runtime.load(tmp_path / "out")
+    assert [(s.name, s.shape) for s in loaded.manifest.state] == states
+    assert loaded.manifest.layer_units == [s[1][0] for s in states if s[0].startswith("h")]
+    raw = (20 + 5 * np.random.default_rng(2).standard_normal((WINDOW, 1))).astype(np.float32)  # [W, 1] raw
+    np.testing.assert_allclose(loaded.stream().push(raw)[-1], model.predict(raw[None], verbose=0)[0], rtol=1e-5,
+                               atol=1e-5)
+    keras.saving.load_model(loaded.path / "model.keras")  # a real .keras file, also from .h5
+
+
+def test_stateful_layers_are_refused_by_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from eddy.cli.train import export_main
+
+    inp = keras.Input(batch_shape=(1, WINDOW, 1))
+    keras.Model(inp, keras.layers.Dense(1)(keras.layers.SimpleRNN(4, stateful=True, name="rnn")(inp))).save(
+        tmp_path / "s.keras")
+    assert export_main([str(tmp_path / "s.keras"), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unsupported layer 'rnn' (SimpleRNN): stateful=True;" in err, err

@@ -100,7 +100,12 @@ def export_keras_file(
         raise DataError(f"{path}: cannot load it as a Keras model: {type(e).__name__}: {_first_line(e)}") from None
     stack = inspect_model(model)
     window = _window(path, model, window)
-    normalization = _normalization(stack.n_features, stack.n_targets, *scaling)
+    if stack.input_norm is not None:
+        if input_mean is not None or input_std is not None:
+            raise DataError(f"{path}: the model has its own Normalization layer; drop --input-mean/--input-std")
+        input_mean, input_std = stack.input_norm  # the layer's statistics go into the graphs
+    normalization = _normalization(stack.n_features, stack.n_targets, input_mean, input_std, target_mean, target_std)
+    predictor = _ScaledInputs(model, normalization) if stack.input_norm is not None else None
     transform = Transform("level", stack.n_features)
     dataset: Any = None
     if data is not None:
@@ -112,7 +117,7 @@ def export_keras_file(
         dataset = make_dataset(series, window, horizon, split, normalization=normalization)
         windows, sequence = dataset.x_test, dataset.normalised_inputs()[:PARITY_STEPS]  # [N, W, F], [T, F]
         raw = series.inputs  # [T, F]
-        metrics: dict[str, Any] = evaluate(model, dataset)[1]
+        metrics: dict[str, Any] = evaluate(predictor or model, dataset)[1]
         features, targets = series.features, series.targets
         source: dict[str, Any] = {"data": str(data), "rows": len(series), "split": list(split),
                                   "split_rows": {k: list(v) for k, v in dataset.rows.items()},
@@ -126,10 +131,12 @@ def export_keras_file(
         raw = sequence * np.asarray(normalization.input_std) + normalization.input_mean  # [T, F] raw units
         metrics, source = {}, {"parity_data": "seeded standard normal (in the model's input units)"}
     scaled = any(v is not None for v in scaling)
-    source["normalization"] = "given (inside the graphs)" if scaled else "none: the model takes and returns raw values"
+    source["normalization"] = ("the model's Normalization layer (inside the graphs)" if stack.input_norm is not None
+                               else "given (inside the graphs)" if scaled
+                               else "none: the model takes and returns raw values")
 
     with publish.stage(out) as staging:
-        core = export_model(model, staging.path, windows, sequence, seed=seed)
+        core = export_model(model, staging.path, windows, sequence, seed=seed, predictor=predictor)
         contained = make_self_contained(staging.path, core, transform, normalization, raw, features=features,
                                         targets=targets, horizon=horizon, window=window, seed=seed)
         if dataset is not None:
@@ -139,7 +146,10 @@ def export_keras_file(
             from .ort_format import write_ort
 
             graphs.update(write_ort(staging.path, {k: graphs[k] for k in ("step", "sequence")}))
-        shutil.copyfile(path, staging.path / publish.KERAS_FILE)
+        if path.suffix.lower() in (".h5", ".hdf5"):
+            model.save(staging.path / publish.KERAS_FILE)  # a real .keras file, converted from the legacy format
+        else:
+            shutil.copyfile(path, staging.path / publish.KERAS_FILE)
         manifest = staging.manifest(
             contained.exported,
             graphs=graphs,
@@ -147,6 +157,7 @@ def export_keras_file(
             cell=stack.cell,
             layers=len(stack.rnn),
             units=stack.units,
+            layer_units=stack.layer_units,
             features=list(features),
             targets=list(targets),
             window=window,
@@ -160,6 +171,17 @@ def export_keras_file(
     if log is not None:
         log(f"exported {path} as {manifest.cell} {manifest.layers}x{manifest.units}")
     return ExportOutcome(version_dir, manifest)
+
+
+class _ScaledInputs:
+    """``predict`` on normalised windows for a model whose first layer normalises raw ones."""
+
+    def __init__(self, model: Any, norm: Normalization) -> None:
+        self._model, self._norm = model, norm
+
+    def predict(self, x: np.ndarray, verbose: int = 0) -> np.ndarray:
+        raw = np.asarray(x, np.float64) * self._norm.input_std + self._norm.input_mean
+        return self._model.predict(raw.astype(np.float32), verbose=verbose)
 
 
 def _normalization(n_features: int, n_targets: int, input_mean: list[float] | None, input_std: list[float] | None,

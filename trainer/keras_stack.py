@@ -63,16 +63,22 @@ class RecurrentStack:
     """What the export needs to know about a ``RNN x layers -> Dense`` Keras model."""
 
     cell: str  # manifest cell name
-    units: int  # units per recurrent layer
+    units: int  # units of the first recurrent layer (each layer's own: its state shapes)
     n_features: int  # F
     n_targets: int  # O
     rnn: list[Any]  # the Keras recurrent layers, input to output
     head: Any  # the Dense layer
     state: list[StateSpec]  # every state tensor, layer by layer
+    input_norm: tuple[list[float], list[float]] | None = None  # a leading Normalization layer's (mean, std) per feature
 
     def zero_state(self, batch: int) -> dict[str, np.ndarray]:
         """Zero state for ``batch`` streams, keyed by graph input name."""
         return _onnx.zero_state(self.state, batch)
+
+    @property
+    def layer_units(self) -> list[int]:
+        """Units of each recurrent layer, input to output."""
+        return [int(layer.units) for layer in self.rnn]
 
     def layer_states(self, states: Sequence[Any], i: int) -> list[Any]:
         """Layer ``i``'s slice of ``states`` (all layers' state tensors, in :attr:`state` order)."""
@@ -87,7 +93,9 @@ class RecurrentStack:
     @cached_property
     def twins64(self) -> tuple[list[Any], Any]:
         """Float64 copies of :attr:`twins` and :attr:`head`: the same weights cast up (the parity reference)."""
-        return [_sequence_twin(layer, "float64") for layer in self.rnn], _float64_copy(self.head)
+        head = (DenseStack([_float64_copy(d) for d in self.head.layers]) if isinstance(self.head, DenseStack)
+                else _float64_copy(self.head))
+        return [_sequence_twin(layer, "float64") for layer in self.rnn], head
 
 
 def inspect_model(model: keras.Model) -> RecurrentStack:
@@ -103,31 +111,39 @@ def inspect_model(model: keras.Model) -> RecurrentStack:
         raise UnsupportedModelError("unsupported model: it is not built (give it an input shape)") from None
     if n_inputs != 1 or n_outputs != 1:
         raise UnsupportedModelError(f"unsupported model: expected one input and one output, found {n_inputs} and {n_outputs}")
-    layers = []
+    layers, input_norm = [], None
     for layer in model.layers:
         kind = type(layer).__name__
         if isinstance(layer, (keras.layers.InputLayer, *_INFERENCE_IDENTITIES)):
             continue
+        if isinstance(layer, keras.layers.Normalization) and not layers and input_norm is None:
+            input_norm = _normalization_stats(layer)  # the model's input scaling: it goes into the graphs
+            continue
         if kind not in _CELLS and not isinstance(layer, keras.layers.Dense):
             why = _UNSUPPORTED.get(kind, "eddy exports only SimpleRNN, LSTM or GRU layers with a Dense head")
+            if kind == "Normalization":
+                why = "only a Normalization layer on the inputs, before every other layer, is supported"
             raise UnsupportedModelError(f"unsupported layer {layer.name!r} ({kind}): {why}")
+        if kind in _CELLS and getattr(layer, "stateful", False):
+            raise UnsupportedModelError(
+                f"unsupported layer {layer.name!r} ({kind}): stateful=True; eddy carries the state itself between "
+                "calls, so rebuild the model with stateful=False and load the same weights")
         layers.append(layer)
-    if len(layers) < 2 or not isinstance(layers[-1], keras.layers.Dense):
-        raise UnsupportedModelError("unsupported model: expected recurrent layers followed by one Dense layer")
-    rnn, head = layers[:-1], layers[-1]
+    n_rnn = max((i + 1 for i, layer in enumerate(layers) if type(layer).__name__ in _CELLS), default=0)
+    if n_rnn == 0 or n_rnn == len(layers):
+        raise UnsupportedModelError("unsupported model: expected recurrent layers followed by Dense layers")
+    rnn, dense = layers[:n_rnn], layers[n_rnn:]
+    head = dense[0] if len(dense) == 1 else DenseStack(dense)
     for layer in rnn:
         if isinstance(layer, keras.layers.Dense):
             raise UnsupportedModelError(f"unsupported model: Dense layer {layer.name!r} sits between recurrent layers; "
-                              "only one Dense layer, the last, is supported")
+                                        "Dense layers are supported after the last recurrent layer only")
     kinds = {type(layer).__name__ for layer in rnn}
     if len(kinds) != 1:
         raise UnsupportedModelError(
             f"unsupported model: recurrent layers must all be one of {', '.join(_CELLS)}, found {', '.join(sorted(kinds))}"
         )
     cell, state_kinds = _CELLS[kinds.pop()]
-    units = {layer.units for layer in rnn}
-    if len(units) != 1:
-        raise UnsupportedModelError(f"unsupported model: recurrent layers must have equal units, found {sorted(units)}")
     for i, layer in enumerate(rnn):
         last = i == len(rnn) - 1
         if layer.go_backwards or layer.return_state or layer.return_sequences == last:
@@ -136,16 +152,39 @@ def inspect_model(model: keras.Model) -> RecurrentStack:
                 f"{'its last output' if last else 'its whole sequence'}, without its state"
                 + (" (a Dense head over every time step is not supported)" if last and layer.return_sequences else "")
             )
-    (u,) = units
     return RecurrentStack(
         cell=cell,
-        units=u,
+        units=int(rnn[0].units),
         n_features=int(model.input_shape[-1]),
         n_targets=int(head.units),
         rnn=rnn,
         head=head,
-        state=[StateSpec(f"{k}{i}", [u]) for i in range(len(rnn)) for k in state_kinds],
+        state=[StateSpec(f"{k}{i}", [int(layer.units)]) for i, layer in enumerate(rnn) for k in state_kinds],
+        input_norm=input_norm,
     )
+
+
+class DenseStack:
+    """Several Dense layers after the last recurrent one, applied in order (``head`` of a :class:`RecurrentStack`)."""
+
+    def __init__(self, layers: list[Any]) -> None:
+        self.layers = layers
+        self.units = int(layers[-1].units)  # O
+        self.activation = None  # not one Dense layer: the native sequence-graph builder falls back to tf2onnx
+
+    def __call__(self, h: Any) -> Any:
+        for layer in self.layers:
+            h = layer(h)
+        return h
+
+
+def _normalization_stats(layer: Any) -> tuple[list[float], list[float]]:
+    """A Keras ``Normalization`` layer's per-feature ``(mean, std)``; refuses ``invert=True``."""
+    if getattr(layer, "invert", False):
+        raise UnsupportedModelError(f"unsupported layer {layer.name!r} (Normalization): invert=True on the inputs")
+    mean = np.asarray(layer.mean, np.float64).reshape(-1)
+    std = np.sqrt(np.maximum(np.asarray(layer.variance, np.float64).reshape(-1), 1e-7))  # Keras' epsilon floor
+    return [float(v) for v in mean], [float(v) for v in std]
 
 
 def _sequence_twin(layer: Any, dtype: str | None = None) -> Any:

@@ -57,7 +57,7 @@ def _gates(w: np.ndarray, k: int, order: tuple[int, ...] | None) -> np.ndarray:
 
 def _layer(layer: Any, i: int, x: str, nodes: list, inits: list, stack: Any) -> tuple[str, list[str]] | None:
     """Nodes for recurrent layer ``i`` over ``x [T, B, in]``; returns its output ``[T, B, U]`` and state outputs."""
-    cell, u = layer.cell, stack.units
+    cell, u = layer.cell, int(layer.units)
     kind = {"simple_rnn": ("RNN", 1), "gru": ("GRU", 3), "lstm": ("LSTM", 4)}[stack.cell]
     op, k = kind
     act = _ACTIVATIONS.get(_name(cell.activation))

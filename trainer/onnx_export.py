@@ -114,11 +114,16 @@ def export_model(
     *,
     opset: int = OPSET,
     seed: int = 0,
+    predictor: Any = None,
 ) -> ExportResult:
-    """Export both graphs into ``out_dir`` and verify them (see :func:`eddy.trainer.parity.verify_parity`)."""
+    """Export both graphs into ``out_dir`` and verify them (see :func:`eddy.trainer.parity.verify_parity`).
+
+    ``predictor`` (default ``model``) is what the window check calls ``predict`` on with the graphs' inputs:
+    a model with a leading ``Normalization`` layer is given one that scales the windows back first.
+    """
     stack, out_dir = inspect_model(model), Path(out_dir)
     graphs = _export_graphs(stack, out_dir, opset)
-    parity = check_parity(model, stack, out_dir, windows, series, seed=seed)
+    parity = check_parity(predictor or model, stack, out_dir, windows, series, seed=seed)
     return ExportResult(graphs=graphs, state=stack.state, parity=parity, opset=opset)
 
 

@@ -162,6 +162,7 @@ def train(config: TrainConfig, log: Callable[[str], None] | None = print) -> Tra
             cell=config.cell,
             layers=config.layers,
             units=config.units,
+            layer_units=[config.units] * config.layers,
             features=list(series.features),
             targets=list(series.targets),
             window=config.window,

@@ -93,6 +93,7 @@ class Manifest:
     versions: dict[str, str]  # producing library versions
     training: dict[str, Any] = field(default_factory=dict)  # configuration used
     files: dict[str, str] = field(default_factory=dict)  # other files -> sha256
+    layer_units: list[int] = field(default_factory=list)  # units of each recurrent layer; empty = all `units`
     io: str = "normalised"  # "raw": graphs take/return raw units (normalisation inside); see the module docstring
     target_transform: str = "level"  # what the network predicts: level, delta or log_delta (inside raw graphs)
     format: str = FORMAT
@@ -140,6 +141,7 @@ class Manifest:
                 versions={str(k): str(v) for k, v in d.get("versions", {}).items()},
                 training=dict(d.get("training", {})),
                 files={str(k): str(v) for k, v in d.get("files", {}).items()},
+                layer_units=[int(u) for u in d.get("layer_units", [])],
                 io=str(d.get("io", "normalised")),
                 target_transform=str(d.get("target_transform", "level")),
             )
@@ -155,6 +157,8 @@ class Manifest:
 
         if self.cell not in CELLS:
             raise bad(f"unknown cell {self.cell!r} (expected one of {', '.join(CELLS)})")
+        if self.layer_units and (len(self.layer_units) != self.layers or min(self.layer_units) < 1):
+            raise bad(f"layer_units needs {self.layers} positive entries, one per recurrent layer")
         if self.io not in IO_KINDS:
             raise bad(f"unknown io {self.io!r} (expected one of {', '.join(IO_KINDS)})")
         if self.io == "normalised" and self.target_transform != "level":
