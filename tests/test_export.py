@@ -144,7 +144,7 @@ def test_inspect_model_rejects_unsupported_models() -> None:
     with pytest.raises(ExportError, match="must all be one of SimpleRNN, GRU, LSTM, found GRU, LSTM"):
         inspect_model(mixed)
     no_head = keras.Model(inp, keras.layers.SimpleRNN(4)(inp))
-    with pytest.raises(ExportError, match="followed by one Dense layer"):
+    with pytest.raises(ExportError, match="followed by Dense layers"):
         inspect_model(no_head)
     backwards = keras.Model(inp, keras.layers.Dense(1)(keras.layers.SimpleRNN(4, go_backwards=True)(inp)))
     with pytest.raises(ExportError, match="must run forwards"):
