@@ -163,8 +163,9 @@ class _Server:
     """A server process started with setsid (its own process group), stopped by its pid's group."""
 
     def __init__(self, name: str, argv: list[str], url: str, log: Path, *, cwd: Path, env: dict | None = None,
-                 client: Path) -> None:
+                 client: Path, metrics_url: str, counters: tuple[str, str]) -> None:
         self.name, self.url, self.log = name, url, log
+        self.metrics_url, self.counters = metrics_url, counters  # Prometheus: (steps, model calls) counters
         self._log = open(log, "wb")
         self.proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=self._log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
@@ -178,6 +179,17 @@ class _Server:
         """utime + stime of the server and its direct children (Triton's backend stub), seconds."""
         pids = [self.proc.pid] + _children(self.proc.pid)
         return sum(_cpu_seconds(p) for p in pids)
+
+    def batch_counts(self) -> tuple[float, float]:
+        """(steps run, model calls) so far, from the server's own Prometheus metrics."""
+        import urllib.request
+        text = urllib.request.urlopen(self.metrics_url, timeout=10).read().decode()
+        found = [0.0, 0.0]
+        for line in text.splitlines():
+            for k, prefix in enumerate(self.counters):
+                if line.startswith(prefix):
+                    found[k] += float(line.rsplit(" ", 1)[1])
+        return found[0], found[1]
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -220,13 +232,16 @@ def _machine_busy() -> float:
 
 
 def _eddy(work: Path, models: Path, client: Path) -> _Server:
-    port = _free_port()
-    return _Server("eddy", [sys.executable, "-m", "eddy.cli", "serve", "--models", str(models), "--port", str(port)],
-                   f"127.0.0.1:{port}", work / "eddy.log", cwd=ROOT, client=client)
+    port, metrics = _free_port(), _free_port()
+    argv = [sys.executable, "-m", "eddy.cli", "serve", "--models", str(models), "--port", str(port),
+            "--metrics-port", str(metrics)]
+    return _Server("eddy", argv, f"127.0.0.1:{port}", work / "eddy.log", cwd=ROOT, client=client,
+                   metrics_url=f"http://127.0.0.1:{metrics}/metrics",
+                   counters=("eddy_batch_size_sum", "eddy_batch_size_count"))
 
 
 def _tritonserver(work: Path, server_dir: Path, repo: Path, client: Path, delay_us: int) -> _Server:
-    port = _free_port()
+    port, metrics = _free_port(), _free_port()
     libdir = Path(sys.base_prefix) / "lib"  # libpython3.X.so for the stub
     env = {**os.environ, "LD_LIBRARY_PATH": f"{libdir}:{os.environ.get('LD_LIBRARY_PATH', '')}"}
     cache = work / "triton-cache"
@@ -234,9 +249,12 @@ def _tritonserver(work: Path, server_dir: Path, repo: Path, client: Path, delay_
     argv = [str(server_dir / "bin" / "tritonserver"), f"--model-repository={repo}",
             f"--backend-directory={server_dir / 'backends'}", f"--cache-directory={cache}",
             "--allow-http=false", "--grpc-address=127.0.0.1", f"--grpc-port={port}",
-            "--allow-metrics=false", "--allow-gpu-metrics=false", "--pinned-memory-pool-byte-size=0"]
+            "--metrics-address=127.0.0.1", f"--metrics-port={metrics}", "--allow-gpu-metrics=false",
+            "--allow-cpu-metrics=false", "--pinned-memory-pool-byte-size=0"]
     return _Server(f"triton (delay {delay_us} us)", argv, f"127.0.0.1:{port}", work / f"triton-{delay_us}.log",
-                   cwd=work / "triton" / "stub-cwd", env=env, client=client)
+                   cwd=work / "triton" / "stub-cwd", env=env, client=client,
+                   metrics_url=f"http://127.0.0.1:{metrics}/metrics",
+                   counters=("nv_inference_count{", "nv_inference_exec_count{"))
 
 
 # --------------------------------------------------------------------------- measuring
@@ -257,9 +275,9 @@ def _load(client: Path, server: _Server, mode: str, sequences: int, args: argpar
         first += n
     procs = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for c in cmds]
     time.sleep(max(0.0, start_at + args.warmup - time.time()))
-    s0, m0 = server.cpu_seconds(), _machine_busy()
+    s0, m0, b0 = server.cpu_seconds(), _machine_busy(), server.batch_counts()
     time.sleep(args.duration)
-    s1, m1 = server.cpu_seconds(), _machine_busy()
+    s1, m1, b1 = server.cpu_seconds(), _machine_busy(), server.batch_counts()
     results = []
     for p in procs:
         out, err = p.communicate(timeout=args.warmup + args.duration + 120)
@@ -271,6 +289,7 @@ def _load(client: Path, server: _Server, mode: str, sequences: int, args: argpar
     server_cores = (s1 - s0) / args.duration
     return {"steps_per_s": len(lat) / args.duration, "p50_ms": _pct(lat, 50), "p99_ms": _pct(lat, 99),
             "server_cores": server_cores, "client_cores": client_cores,
+            "mean_batch": (b1[0] - b0[0]) / max(1.0, b1[1] - b0[1]),
             "other_cores": max(0.0, (m1 - m0) / args.duration - server_cores - client_cores),
             "recorded": next((r["recorded"] for r in results if r["recorded"]), [])}
 
@@ -295,12 +314,13 @@ def _check(recorded: list[str], models: Path) -> bool:
 # --------------------------------------------------------------------------- report
 
 def _table(rows: list[dict]) -> str:
-    head = (f"{'server':<22}{'mode':<8}{'seqs':>5}{'steps/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
+    head = (f"{'server':<22}{'mode':<8}{'seqs':>5}{'steps/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'batch':>7}"
             f"{'server':>8}{'client':>8}{'other':>7}  exact")
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(f"{r['server']:<22}{r['mode']:<8}{r['sequences']:>5}{r['steps_per_s']:>10,.0f}"
-                     f"{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['server_cores']:>8.2f}{r['client_cores']:>8.2f}"
+                     f"{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['mean_batch']:>7.1f}"
+                     f"{r['server_cores']:>8.2f}{r['client_cores']:>8.2f}"
                      f"{r['other_cores']:>7.2f}  {r.get('exact', '-')}")
     return "\n".join(lines)
 
