@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
+import grpc
 import numpy as np
 import pytest
 from _serving import served
@@ -16,6 +17,7 @@ from conftest import MODEL
 
 from eddy.runtime.client import Client
 from eddy.runtime.core.errors import ResourceExhausted
+from eddy.runtime.grpc.headers import RESPONSE_LIMIT_HEADER
 from eddy.runtime.grpc.status import code_name
 from eddy.runtime.grpc.stream_handler import StreamHandler
 from eddy.runtime.grpc.tensors import array_to_tensor
@@ -23,6 +25,7 @@ from eddy.runtime.serving.config import ServeConfig
 from eddy.runtime.serving.dataplane import FRAMING_BYTES, DataPlane
 from eddy.runtime.serving.repository import ModelRepository
 from eddy.v1 import inference_pb2 as pb
+from eddy.v1 import inference_pb2_grpc as pb_grpc
 
 
 def _most(limit: int, n_targets: int = 1) -> int:
@@ -90,3 +93,18 @@ def test_client_limit_is_told_to_the_server(server, model, series):
 def test_a_client_without_a_limit_gets_the_servers():
     with Client("127.0.0.1:1") as client:  # no connection is made
         assert client.max_message_bytes == ServeConfig().max_message_bytes
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-5"])
+def test_a_malformed_advertised_limit_is_invalid_argument(server, value):
+    with grpc.insecure_channel(server.address) as channel:
+        stub = pb_grpc.InferenceStub(channel)
+        call = stub.Stream(iter([pb.StreamRequest(open=pb.OpenStream(model=MODEL))]),
+                           metadata=((RESPONSE_LIMIT_HEADER, value),), timeout=10)
+        with pytest.raises(grpc.RpcError) as e:
+            list(call)
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and RESPONSE_LIMIT_HEADER in e.value.details()
+        request = pb.PredictRequest(model=MODEL, inputs=array_to_tensor(np.zeros((1, 1, 1), np.float32)))
+        with pytest.raises(grpc.RpcError) as e:
+            stub.Predict(request, metadata=((RESPONSE_LIMIT_HEADER, value),), timeout=10)
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -29,10 +29,11 @@ import grpc
 from eddy.v1 import inference_pb2 as pb
 from eddy.v1 import inference_pb2_grpc as pb_grpc
 
+from ..core.errors import EddyError
 from ..serving.dataplane import DataPlane
 from .headers import client_limit
 from .responses import list_models_response, model_metadata, predict_response, session_state
-from .status import code_name, to_status
+from .status import code_name, status_code, to_status
 from .stream_handler import StreamHandler
 from .tensors import sample_count, tensor_to_sequences
 
@@ -57,8 +58,10 @@ class InferenceServicer(pb_grpc.InferenceServicer):
         m = self.metrics
         try:
             limit = client_limit(context.invocation_metadata())
-        except Exception as e:
-            await context.abort(*to_status(e, "Stream"))
+        except EddyError as e:  # a malformed x-eddy-max-response-bytes
+            m.rpc("Stream", status_code(e).name)
+            await context.abort(status_code(e), e.message)
+            return
         handler = StreamHandler(self.plane, client_limit=limit)
         latency = m.latency("Stream")  # looked up once per stream, not per message
         answered_ok = None  # the (model, "OK") message counter, once the stream is open
