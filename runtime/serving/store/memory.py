@@ -119,7 +119,7 @@ class MemoryStore(SessionStore):
         while session_id is None or session_id in ids:
             session_id = uuid.uuid4().hex
         slab = self.slab(model)
-        row = slab.alloc(state, imported.position if imported else 0, self.clock(), (tenant, session_id))
+        row = slab.alloc(state, imported.position if imported else 0, self.clock())
         handle = self._slab_no[model] << _ROW_BITS | row
         ids[session_id] = handle
         self._count += 1
@@ -165,15 +165,15 @@ class MemoryStore(SessionStore):
 
     def evict_expired(self) -> int:
         """Drop sessions idle longer than ``ttl_s`` (never held ones); returns how many."""
-        cutoff, evicted = self.clock() - self.ttl_s, 0
-        for no, slab in enumerate(self._slabs):
-            for row in np.nonzero(slab.used & (slab.touched < cutoff))[0].tolist():
-                handle = no << _ROW_BITS | row
-                if handle in self._held:
-                    continue
-                tenant, sid = slab.tags[row]
-                self._drop(tenant, sid, handle)
-                evicted += 1
+        cutoff, expired = self.clock() - self.ttl_s, set()
+        for no, slab in enumerate(self._slabs):  # one numpy comparison per slab finds them ...
+            expired.update(no << _ROW_BITS | row for row in np.nonzero(slab.used & (slab.touched < cutoff))[0].tolist())
+        expired.difference_update(self._held)
+        victims = [(tenant, sid, h) for tenant, ids in self._ids.items() for sid, h in ids.items() if h in expired] \
+            if expired else []  # ... and one pass over the id map names them (no per-row id column to keep)
+        for tenant, sid, handle in victims:
+            self._drop(tenant, sid, handle)
+        evicted = len(victims)
         if evicted:
             self.stats.evicted += evicted
             log.info("evicted %d idle session(s) (ttl %.0fs); %d live", evicted, self.ttl_s, self._count)

@@ -126,7 +126,7 @@ class RedisStore(SessionStore):
                                     f"(max {self.max_sessions}); retry on another replica or later")
         state = None if imported is None else imported.for_model(model)  # name -> [1, *shape], checked
         slab = self._slab(model)
-        row = slab.alloc(state, imported.position if imported else 0, 0.0, (tenant, sid or ""))
+        row = slab.alloc(state, imported.position if imported else 0, 0.0)
         initial = slab.row_to_bytes(row)
         mode = "resume" if resume else "import" if imported is not None else "fresh" if sid is None else "open"
         token = uuid.uuid4().hex
@@ -153,7 +153,6 @@ class RedisStore(SessionStore):
             session = await self._resumed(session, reply, token)
             self.stats.resumed += 1
         else:
-            slab.tags[row] = (tenant, sid)
             self.stats.imported += imported is not None
             self.stats.created += imported is None
         self._held[(tenant, sid)] = session
@@ -269,7 +268,7 @@ class RedisStore(SessionStore):
         try:
             model = self._models(name, version)
             slab = self._slab(model)
-            row = slab.alloc(None, position, 0.0, (tenant, sid))
+            row = slab.alloc(None, position, 0.0)
             try:
                 slab.load_bytes(row, state)
             except ValueError as e:

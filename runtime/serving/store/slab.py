@@ -39,7 +39,6 @@ class Slab:
         self.position = np.zeros(capacity, np.int64)  # samples consumed, per row
         self.touched = np.zeros(capacity, np.float64)  # store clock of the last touch, per row
         self.used = np.zeros(capacity, np.bool_)
-        self.tags = np.empty((capacity, 2), object)  # the owning store's key per row: (tenant, session id)
         self._free = list(range(capacity - 1, -1, -1))  # pop() hands out the lowest row first
         self.row_bytes = sum(int(np.prod(s)) * 4 for s in self._shapes)  # float32 state bytes per session
 
@@ -52,14 +51,12 @@ class Slab:
         return self.capacity - len(self._free)
 
     # -- rows ------------------------------------------------------------------
-    def alloc(self, state: Mapping[str, np.ndarray] | None = None, position: int = 0, now: float = 0.0,
-              tag: tuple[str, str] = ("", "")) -> int:
-        """A row holding ``state`` (name -> ``[1, *shape]`` or ``[*shape]``; zeros if None), tagged ``tag``."""
+    def alloc(self, state: Mapping[str, np.ndarray] | None = None, position: int = 0, now: float = 0.0) -> int:
+        """A row holding ``state`` (name -> ``[1, *shape]`` or ``[*shape]``; zeros if None)."""
         if not self._free:
             self._grow()
         row = self._free.pop()
         self.used[row] = True
-        self.tags[row, 0], self.tags[row, 1] = tag
         self.write(row, state, position, now)
         return row
 
@@ -67,7 +64,6 @@ class Slab:
         """Give ``row`` back (its contents are left; the next alloc overwrites them)."""
         if self.used[row]:
             self.used[row] = False
-            self.tags[row] = None
             self._free.append(row)
 
     def write(self, row: int, state: Mapping[str, np.ndarray] | None, position: int, now: float) -> None:
@@ -140,7 +136,6 @@ class Slab:
         self.position = np.concatenate([self.position, np.zeros(old, np.int64)])
         self.touched = np.concatenate([self.touched, np.zeros(old, np.float64)])
         self.used = np.concatenate([self.used, np.zeros(old, np.bool_)])
-        self.tags = np.concatenate([self.tags, np.empty((old, 2), object)])
         self._free.extend(range(new - 1, old - 1, -1))
 
     def __repr__(self) -> str:
