@@ -232,7 +232,7 @@ def _bench_chunk(model: runtime.Model, native: ort.InferenceSession, looped: ort
 
 # -- goal 3: the serving batch path ---------------------------------------------------
 def bench_batch(calls: int, repeats: int, sessions: int = 256) -> None:
-    from eddy.runtime.serving.store.slab import Slab
+    from eddy.runtime.serving.slab import Slab
 
     model = runtime.load(SEED)
     slab = Slab(model)

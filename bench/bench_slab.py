@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _batch_path(model, b: int, calls: int, repeat: int) -> dict[str, float]:
     from eddy.runtime.serving.batcher import _run
-    from eddy.runtime.serving.store.slab import Slab
+    from eddy.runtime.serving.slab import Slab
 
     rng = np.random.default_rng(0)
     x = (rng.normal(size=(b, 1, model.n_features)) * 60 + 78).astype(np.float32)  # [B, 1, F]

@@ -68,7 +68,7 @@ import numpy as np
 from ..core.errors import EddyError, InvalidInput
 from .config import ServeConfig
 from .sessions import Session
-from .store.slab import Slab
+from .slab import Slab
 
 __all__ = ["OFFLOAD_VALUES", "Batcher"]
 

@@ -2,7 +2,7 @@
 
 A :class:`Session` is one stream's state on one model version, identified by
 ``(tenant, id)`` (the tenant is ``""`` when authentication is off). Its state
-lives in a row of the :class:`~eddy.runtime.serving.store.slab.Slab` of its
+lives in a row of the :class:`~eddy.runtime.serving.slab.Slab` of its
 model version; the session object is only a handle onto that row, created
 when a stream acquires it.
 
@@ -43,7 +43,7 @@ from ..core.statecodec import ExportedState, encode_state
 from .config import ServeConfig
 
 if TYPE_CHECKING:
-    from .store.slab import Slab
+    from .slab import Slab
 
 __all__ = ["MAX_SESSION_ID", "Session", "SessionInfo", "SessionRecord", "SessionStats", "SessionStore", "SessionsView",
            "check_id"]

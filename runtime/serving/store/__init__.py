@@ -1,11 +1,10 @@
-"""Session stores: the slab (state rows), the in-memory store and the Redis/Valkey store.
+"""Session stores: the in-memory store and the Redis/Valkey store (state rows live in ``serving/slab.py``).
 
-:func:`open_store` builds the one a ``--session-store`` URL names.
+The data plane builds the one a ``--session-store`` URL names.
 """
 
 from __future__ import annotations
 
 from .memory import MemoryStore
-from .slab import Slab
 
-__all__ = ["MemoryStore", "Slab"]
+__all__ = ["MemoryStore"]

@@ -28,7 +28,7 @@ from ...core.model import Model
 from ...core.statecodec import ExportedState, decode_state
 from ..config import ServeConfig
 from ..sessions import Session, SessionInfo, SessionRecord, SessionStats, SessionStore, check_id
-from .slab import Slab
+from ..slab import Slab
 
 __all__ = ["MemoryStore"]
 

@@ -39,8 +39,8 @@ from ...core.model import Model
 from ...core.statecodec import ExportedState, encode_state
 from ..config import ServeConfig
 from ..sessions import Session, SessionInfo, SessionRecord, SessionStats, SessionStore, check_id
+from ..slab import Slab
 from . import lua
-from .slab import Slab
 
 __all__ = ["RedisStore", "key_of"]
 

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from ...core.model import Model
+from ..core.model import Model
 
 __all__ = ["Slab"]
 
