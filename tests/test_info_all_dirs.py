@@ -36,7 +36,7 @@ def model_dirs(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> di
     inp = keras.Input((WINDOW, 1))
     keras.Model(inp, keras.layers.Dense(1)(keras.layers.SimpleRNN(3)(inp))).save(root / "m.keras")
     dirs = {"committed": resolve_version_dir(models_dir / MODEL),
-            "raw_copy": raw_copy(resolve_version_dir(models_dir / MODEL), root / "raw" / "1")}
+            "raw_copy": raw_copy(models_dir / MODEL / "1", root / "raw" / "1")}
     for name, flags in (("export", []), ("export_data_ort", ["--data", str(root / "s.csv"), "--format", "onnx", "ort"]),
                         ("export_scaled", ["--input-mean", "20", "--input-std", "3", "--target-mean", "20"])):
         assert export_main([str(root / "m.keras"), "--out", str(root / name), *flags]) == 0

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -49,12 +48,16 @@ def test_sample_by_sample_accepts_float_and_1d(model, series):
 def test_window_equals_keras_predict(model, series):
     keras = pytest.importorskip("keras")
     km = keras.models.load_model(model.path / "model.keras")
-    w = model.manifest.window
-    norm = model.manifest.normalization
+    from eddy.trainer.transform import Transform
+
+    m = model.manifest
+    w, norm = m.window, m.normalization
+    t = Transform.for_columns(m.target_transform, m.features, m.targets)  # delta: a fresh stream's first change is 0
     starts = [0, 50, 123, len(series) - w]
     windows = np.stack([series[s:s + w] for s in starts])  # [B, W, F] raw
-    xk = (windows - np.float32(norm.input_mean)) / np.float32(norm.input_std)
-    expect = km.predict(xk, verbose=0) * np.float32(norm.target_std) + np.float32(norm.target_mean)  # [B, O]
+    xk = np.stack([(t.inputs(win) - norm.input_mean) / norm.input_std for win in windows]).astype(np.float32)
+    z = km.predict(xk, verbose=0).astype(np.float64) * norm.target_std + norm.target_mean  # [B, O] model space
+    expect = t.predictions(windows[:, -1], z)  # [B, O] raw
     for window, want in zip(windows, expect):
         got = model.stream().push(window)[-1]
         assert _close(got, want, float(norm.target_std[0])) <= 1e-5
@@ -123,9 +126,7 @@ def test_rejected_state_assignment(model):
 
 
 def _copy_model(model: runtime.Model, tmp_path: Path) -> Path:
-    dst = tmp_path / "sunspots" / "1"
-    shutil.copytree(model.path, dst)
-    return dst
+    return copy_as(model.path, tmp_path / "sunspots" / "1", version=1)
 
 
 def test_load_picks_highest_version(model, tmp_path):

@@ -21,10 +21,14 @@ EXAMPLE = ROOT / "examples" / "node"
 
 @pytest.fixture(scope="module")
 def raw_model_dir(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The default model with its normalisation inside the graphs (io: raw)."""
+    """The default model if it is self-contained (io raw), else v1 with its normalisation moved into the graphs."""
     from eddy.runtime.core.layout import resolve_version_dir
+    from eddy.runtime.core.manifest import read_manifest
 
-    return raw_copy(resolve_version_dir(models_dir / MODEL), tmp_path_factory.mktemp("raw") / "1")
+    latest = resolve_version_dir(models_dir / MODEL)
+    if read_manifest(latest).io == "raw":
+        return latest
+    return raw_copy(models_dir / MODEL / "1", tmp_path_factory.mktemp("raw") / "1")
 
 
 @pytest.fixture(scope="module")
