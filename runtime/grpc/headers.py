@@ -1,5 +1,9 @@
 """eddy's own gRPC metadata headers (no onnxruntime: the client imports this).
 
+``x-eddy-session``: the session id, sent with every stream and session call, so
+a load balancer in front of several replicas can hash on it
+(deploy/envoy.yaml: RING_HASH) and a session's calls land on one replica.
+
 ``x-eddy-max-response-bytes``: the largest message the client will receive.
 The server refuses, before running anything, a request whose answer would be
 larger (RESOURCE_EXHAUSTED, session unchanged), instead of advancing a
@@ -12,8 +16,9 @@ from collections.abc import Iterable
 
 from ..core.errors import InvalidInput
 
-__all__ = ["RESPONSE_LIMIT_HEADER", "client_limit"]
+__all__ = ["RESPONSE_LIMIT_HEADER", "SESSION_HEADER", "client_limit"]
 
+SESSION_HEADER = "x-eddy-session"
 RESPONSE_LIMIT_HEADER = "x-eddy-max-response-bytes"
 
 

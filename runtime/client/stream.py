@@ -1,0 +1,180 @@
+"""One open ``Stream`` RPC, driven synchronously: :class:`RemoteStream` (made by :meth:`Client.stream`)."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+from typing import Any, NoReturn
+
+import grpc
+import numpy as np
+
+from eddy.v1 import inference_pb2 as pb
+from eddy.v1 import inference_pb2_grpc as pb_grpc
+
+from ..core.errors import EddyError, FailedPrecondition, InvalidInput
+from ..core.samples import as_samples
+from ..grpc.headers import RESPONSE_LIMIT_HEADER, SESSION_HEADER
+from ..grpc.status import error_from_status
+from ..grpc.tensors import Encoding, array_to_tensor, tensor_to_samples
+from ._wire import rpc_error, version_field
+
+__all__ = ["RemoteStream"]
+
+_END = object()  # request-queue sentinel: half-close the stream
+
+
+class RemoteStream:
+    """One open ``Stream`` RPC. Use :meth:`Client.stream` to create it.
+
+    :meth:`push` sends one message and waits for its response, so calls are
+    strictly in order; not thread-safe (one caller at a time, like a local
+    :class:`~eddy.runtime.core.model.Stream`).
+    """
+
+    def __init__(self, stub: pb_grpc.InferenceStub, model: str, version: str | int | None = None,
+                 *, encoding: Encoding = "raw", timeout: float | None = None, session_id: str | None = None,
+                 state: bytes | None = None, resume: bool = False, max_response_bytes: int | None = None) -> None:
+        self.encoding: Encoding = encoding
+        self._requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._closed = False
+        open_ = pb.OpenStream(model=model, version=version_field(version), session_id=session_id or "",
+                              state=state or b"", resume=resume)
+        self._requests.put(pb.StreamRequest(open=open_))
+        metadata = [(SESSION_HEADER, session_id)] if session_id else []
+        if max_response_bytes:  # the server refuses, session unchanged, an answer we could not receive
+            metadata.append((RESPONSE_LIMIT_HEADER, str(max_response_bytes)))
+        self._call = stub.Stream(self._request_iter(), timeout=timeout, metadata=metadata)
+        self._responses: Iterator[pb.StreamResponse] = self._call
+        opened = self._next("opened")
+        self.model: str = opened.opened.model
+        self.version: int = opened.opened.version
+        self.features: list[str] = list(opened.opened.features)
+        self.targets: list[str] = list(opened.opened.targets)
+        self.session_id: str = opened.opened.session_id
+        self.resumed: bool = opened.opened.resumed
+        self.position: int = opened.opened.position  # the session's position (samples consumed)
+
+    def _request_iter(self) -> Iterator[pb.StreamRequest]:
+        while (item := self._requests.get()) is not _END:
+            yield item
+
+    def _next(self, expect: str) -> pb.StreamResponse:
+        try:
+            response = next(self._responses)
+        except StopIteration:
+            self._ended()
+            raise EddyError("the server ended the stream without answering") from None
+        except grpc.RpcError as e:
+            self._ended()
+            raise rpc_error(e) from None
+        kind = response.WhichOneof("kind")
+        if kind == "error":
+            raise error_from_status(response.error.code, response.error.message)
+        if kind != expect:
+            self._fail(f"protocol error: expected `{expect}`, got `{kind}`")
+        return response
+
+    def _ended(self) -> None:
+        """The RPC is over: release the request iterator and refuse further pushes."""
+        if not self._closed:
+            self._closed = True
+            self._requests.put(_END)
+
+    def _fail(self, message: str) -> NoReturn:
+        self.close(cancel=True)
+        raise EddyError(message)
+
+    @property
+    def n_features(self) -> int:
+        return len(self.features)
+
+    @property
+    def closed(self) -> bool:
+        """True once the RPC is over (closed, cancelled, or ended by the server)."""
+        return self._closed
+
+    def push(self, samples: Any) -> np.ndarray:
+        """Send raw samples (``[n, F]``, ``[F]`` or a float); returns raw ``[n, O]`` float32.
+
+        Input is checked locally first (same rules and errors as a local
+        stream); the server's verdict is raised as the matching error class.
+        A rejected message leaves the remote state unchanged.
+        """
+        with self._lock:
+            if self._closed:
+                raise FailedPrecondition("stream is closed")
+            x = as_samples(samples, self.n_features)  # [n, F] float32
+            self._requests.put(pb.StreamRequest(samples=array_to_tensor(x, self.encoding)))
+            response = self._next("predictions")
+            out = response.predictions
+            if out.offset != self.position:
+                self._fail(f"protocol error: server answered offset {out.offset}, expected {self.position}")
+            try:
+                y, _ = tensor_to_samples(out.outputs, len(self.targets))  # [n, O]
+            except InvalidInput as e:
+                self._fail(f"protocol error: malformed predictions from the server: {e.message}")
+            if len(y) != len(x):
+                self._fail(f"protocol error: {len(x)} sample(s) sent, {len(y)} prediction(s) received")
+            self.position += len(x)
+            return y
+
+    def reset(self) -> None:
+        """Back to zero state and position 0 on the server (same session id)."""
+        self._control(pb.Control.RESET)
+
+    def export_state(self) -> bytes:
+        """The session's state as portable bytes (open a stream from them with ``state=``)."""
+        return self._control(pb.Control.EXPORT_STATE).state
+
+    def close_session(self) -> None:
+        """Delete the session on the server; the server then ends the stream."""
+        self._control(pb.Control.CLOSE)
+        self.close()
+
+    def _control(self, action: int) -> pb.ControlDone:
+        with self._lock:
+            if self._closed:
+                raise FailedPrecondition("stream is closed")
+            self._requests.put(pb.StreamRequest(control=pb.Control(action=action)))
+            done = self._next("control_done").control_done
+            self.position = done.position
+            return done
+
+    def send_raw(self, request: pb.StreamRequest) -> pb.StreamResponse:
+        """Send any request as is and return the response unchecked (for tests and tools)."""
+        with self._lock:
+            if self._closed:
+                raise FailedPrecondition("stream is closed")
+            self._requests.put(request)
+            try:
+                return next(self._responses)
+            except grpc.RpcError as e:
+                self._ended()
+                raise rpc_error(e) from None
+
+    def close(self, cancel: bool = False) -> None:
+        """Half-close and wait until the server ends the RPC (or cancel it). Idempotent."""
+        if self._closed:
+            return
+        self._ended()
+        if cancel:
+            self._call.cancel()
+            return
+        try:
+            for _ in self._responses:  # a well-behaved server sends nothing more
+                pass
+        except grpc.RpcError as e:
+            if e.code() != grpc.StatusCode.CANCELLED:  # type: ignore[attr-defined]
+                raise rpc_error(e) from None
+
+    def __enter__(self) -> RemoteStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close(cancel=exc[0] is not None)
+
+    def __repr__(self) -> str:
+        return f"<RemoteStream {self.model}/{self.version} at {self.position}>"
