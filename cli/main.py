@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from eddy.runtime.core.errors import EddyError
 
-from . import serve, stream
+from . import serve, stream, token
 from .errors import USAGE, UsageError, report
 
 __all__ = ["build_parser", "main"]
@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
     serve.add_parser(sub)
     stream.add_parser(sub)
+    token.add_parser(sub)
     for name, (_, help_) in _TRAINER.items():
         sub.add_parser(name, help=help_, add_help=False)  # dispatched before parsing; see main()
     sub.add_parser("info", help="show a model version's manifest and training report", add_help=False)
@@ -57,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(args_list)
     args.argv = args_list  # as given, for --workers to pass on
     try:
-        return serve.run(args) if args.command == "serve" else stream.run(args)
+        return {"serve": serve.run, "stream": stream.run, "token": token.run}[args.command](args)
     except BrokenPipeError:  # e.g. `eddy stream ... | head`: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1

@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from eddy.runtime.core.errors import NotFound
 from eddy.runtime.core.layout import PRECISIONS
@@ -14,12 +15,19 @@ from eddy.runtime.serving.config import DEFAULT_HOST, DEFAULT_PORT, ServeConfig
 
 from .errors import UsageError
 
+if TYPE_CHECKING:
+    from eddy.runtime.grpc.security import Security
+
 __all__ = ["add_parser", "run"]
 
 _SERVE_EPILOG = """\
 sessions: a stream may name a session id and resume it later (also from
 another connection); idle sessions live --session-ttl seconds. One stream at
 a time per session. See README.md, "Serving in production".
+
+security: a non-loopback --host needs --tls-cert/--tls-key and --auth-tokens
+(or --insecure). Tokens: `eddy token TENANT` prints one and the line for the
+tokens file; SIGHUP re-reads the file. See README.md, "Security".
 
 shutdown: SIGINT/SIGTERM turns health NOT_SERVING, refuses new RPCs, answers
 open streams for up to --grace seconds, then cancels what is left.
@@ -52,6 +60,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     s.add_argument("--max-sessions", type=int, default=d.max_sessions, metavar="N",
                    help=f"live sessions at most; new ones past it get RESOURCE_EXHAUSTED, live ones are never "
                         f"evicted for room (default: {d.max_sessions})")
+    s.add_argument("--max-sessions-per-tenant", type=int, default=d.max_sessions_per_tenant, metavar="N",
+                   help="live sessions per tenant (token) at most; more are RESOURCE_EXHAUSTED "
+                        "(default: only --max-sessions)")
     s.add_argument("--max-batch", type=int, default=d.max_batch, metavar="N",
                    help=f"sessions per onnxruntime call when batching (default: {d.max_batch})")
     s.add_argument("--max-delay-us", type=int, default=d.max_delay_us, metavar="US",
@@ -68,6 +79,19 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     s.add_argument("--max-samples-per-message", type=int, default=d.max_samples_per_message, metavar="N",
                    help="samples per stream message, or B*T per Predict; more is RESOURCE_EXHAUSTED "
                         f"(default: {d.max_samples_per_message})")
+    s.add_argument("--keepalive-time", type=float, default=d.keepalive_time, metavar="SECONDS",
+                   help=f"ping connections with open streams this often (default: {d.keepalive_time:g})")
+    s.add_argument("--keepalive-timeout", type=float, default=d.keepalive_timeout, metavar="SECONDS",
+                   help="a peer that does not answer a ping within this is gone: its streams end and their "
+                        f"sessions become resumable (default: {d.keepalive_timeout:g})")
+    s.add_argument("--stream-idle-timeout", type=float, default=d.stream_idle_timeout, metavar="SECONDS",
+                   help="end a stream that sent nothing for this long with DEADLINE_EXCEEDED (its session stays "
+                        f"resumable); 0 never (default: {d.stream_idle_timeout:g})")
+    s.add_argument("--max-streams", type=int, default=d.max_streams, metavar="N",
+                   help=f"open streams at most; more are RESOURCE_EXHAUSTED (default: {d.max_streams})")
+    s.add_argument("--max-streams-per-tenant", type=int, default=d.max_streams_per_tenant, metavar="N",
+                   help="open streams per tenant (token) at most; more are RESOURCE_EXHAUSTED "
+                        "(default: only --max-streams)")
     s.add_argument("--grace", type=float, default=d.grace, metavar="SECONDS",
                    help=f"seconds open streams get to finish on SIGINT/SIGTERM (default: {d.grace:g})")
     s.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
@@ -90,12 +114,31 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     s.add_argument("--poll-models", type=float, default=d.poll_models, metavar="SECONDS",
                    help="rescan --models this often: new versions are served without a restart, removed ones "
                         "take no new sessions (their open sessions carry on) (default: 0, off)")
+    s.add_argument("--metrics-host", default=d.metrics_host, metavar="ADDR",
+                   help=f"address the metrics endpoint binds (default: {d.metrics_host}, loopback only)")
+    s.add_argument("--tls-cert", type=Path, metavar="PEM",
+                   help="server certificate chain; with --tls-key serves TLS only (default: plaintext)")
+    s.add_argument("--tls-key", type=Path, metavar="PEM", help="private key of --tls-cert (default: none)")
+    s.add_argument("--tls-client-ca", type=Path, metavar="PEM",
+                   help="require client certificates signed by this CA (mTLS; needs --tls-cert) (default: none)")
+    s.add_argument("--auth-tokens", type=Path, metavar="FILE",
+                   help="require `authorization: Bearer TOKEN`; FILE has lines `TENANT SHA256-HEX-OF-TOKEN`, "
+                        "re-read on SIGHUP (default: no authentication)")
+    s.add_argument("--state-key", type=Path, metavar="FILE",
+                   help="HMAC-SHA256 keys for exported state bytes, one per line (>= 32 characters; the first "
+                        "signs, all verify); replicas that exchange state share it (default: a random key per "
+                        "process, so state bytes are valid only in this process; --workers share one)")
+    s.add_argument("--no-reflection", dest="reflection", action="store_false",
+                   help="do not serve gRPC server reflection (default: served)")
+    s.add_argument("--insecure", action="store_true",
+                   help="allow a non-loopback --host without TLS and tokens (default: refuse to start)")
     s.add_argument("--log-level", default="INFO", help="logging level on stderr (default: INFO)")
     return s
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``eddy serve``; returns the exit status (errors propagate to :func:`eddy.cli.errors.report`)."""
+    from eddy.runtime.grpc.security import InsecureBind
     from eddy.runtime.grpc.server import serve  # grpc import only when serving
 
     try:
@@ -105,8 +148,17 @@ def run(args: argparse.Namespace) -> int:
                              max_samples_per_message=args.max_samples_per_message, grace=args.grace,
                              metrics_port=args.metrics_port, session_store=args.session_store,
                              lease_s=args.lease_s, store_timeout=args.store_timeout, poll_models=args.poll_models,
-                             precision=args.precision)
+                             precision=args.precision, metrics_host=args.metrics_host,
+                             stream_idle_timeout=args.stream_idle_timeout or None, max_streams=args.max_streams,
+                             keepalive_time=args.keepalive_time, keepalive_timeout=args.keepalive_timeout,
+                             max_streams_per_tenant=args.max_streams_per_tenant,
+                             max_sessions_per_tenant=args.max_sessions_per_tenant)
     except ValueError as e:
+        raise UsageError(str(e)) from None
+    security = _security(args)
+    try:
+        security.check_bind(args.host)  # before any worker starts: the refusal is the first thing said
+    except InsecureBind as e:
         raise UsageError(str(e)) from None
     if args.workers > 1:
         return _workers(args)
@@ -114,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--workers must be >= 1, got {args.workers}")
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        return serve(args.models, args.host, args.port, config=config)
+        return serve(args.models, args.host, args.port, config=config, security=security)
     except NotFound as e:  # the repository directory named by --models
         raise UsageError(e.message) from None
 
@@ -137,6 +189,16 @@ def _workers(args: argparse.Namespace) -> int:
             skip = True
         elif not arg.startswith("--workers="):
             argv.append(arg)
+    key_dir = None
+    if args.state_key is None:  # the workers share one key, so state bytes made by one verify on the others
+        import secrets
+        import tempfile
+
+        key_dir = tempfile.TemporaryDirectory(prefix="eddy-workers-")
+        key_file = Path(key_dir.name) / "state.key"
+        key_file.touch(mode=0o600)
+        key_file.write_text(secrets.token_hex(32) + "\n")
+        argv += ["--state-key", str(key_file)]
     procs = []
     for i in range(args.workers):
         extra = [] if args.metrics_port in (None, 0) else ["--metrics-port", str(args.metrics_port + i)]
@@ -149,7 +211,30 @@ def _workers(args: argparse.Namespace) -> int:
             if p.poll() is None:
                 p.send_signal(signum)
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGHUP: each worker re-reads --auth-tokens
         signal.signal(sig, forward)
     codes = [p.wait() for p in procs]
+    if key_dir is not None:
+        key_dir.cleanup()
     return max(codes, key=abs)
+
+
+def _security(args: argparse.Namespace) -> Security:
+    """The :class:`~eddy.runtime.grpc.security.Security` the flags ask for (UsageError naming a bad flag)."""
+    from eddy.runtime.core.statecodec import StateKeys
+    from eddy.runtime.grpc.security import Security, TlsFiles, TokenTable
+
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise UsageError("--tls-cert and --tls-key go together")
+    if args.tls_client_ca is not None and args.tls_cert is None:
+        raise UsageError("--tls-client-ca needs --tls-cert and --tls-key")
+    try:
+        tokens = TokenTable(args.auth_tokens) if args.auth_tokens is not None else None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise UsageError(f"--auth-tokens: {e}") from None
+    try:
+        keys = StateKeys.from_file(args.state_key) if args.state_key is not None else None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise UsageError(f"--state-key: {e}") from None
+    tls = TlsFiles(args.tls_cert, args.tls_key, args.tls_client_ca) if args.tls_cert is not None else None
+    return Security(tls=tls, tokens=tokens, reflection=args.reflection, insecure=args.insecure, state_keys=keys)

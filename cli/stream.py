@@ -66,6 +66,14 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     t.add_argument("--fill", choices=("ffill",), default=None,
                    help="missing cells: ffill = the column's last value, as in eddy train (default: a missing "
                         "cell is a bad row)")
+    t.add_argument("--tls", action="store_true",
+                   help="connect with TLS, trusting the system's CAs (implied by --tls-ca/--tls-cert) (default: off)")
+    t.add_argument("--tls-ca", type=Path, metavar="PEM", help="CA that signed the server's certificate (default: none)")
+    t.add_argument("--tls-cert", type=Path, metavar="PEM",
+                   help="client certificate, for servers that require one (mTLS) (default: none)")
+    t.add_argument("--tls-key", type=Path, metavar="PEM", help="private key of --tls-cert (default: none)")
+    t.add_argument("--token", default=None,
+                   help="bearer token for the server (default: $EDDY_TOKEN; none if unset)")
     return t
 
 
@@ -95,7 +103,9 @@ def run(args: argparse.Namespace) -> int:
             return _run(args, header, reader, model.stream(), model.features, model.targets)
         from eddy.runtime.client import Client
 
-        with Client(args.server) as client, client.stream(args.model, args.version, encoding=args.encoding) as rs:
+        client = Client(args.server, tls=args.tls, tls_ca=args.tls_ca, tls_cert=args.tls_cert, tls_key=args.tls_key,
+                        token=args.token)
+        with client, client.stream(args.model, args.version, encoding=args.encoding) as rs:
             return _run(args, header, reader, rs, rs.features, rs.targets)
 
 

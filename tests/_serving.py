@@ -33,9 +33,9 @@ def make_repo(models_dir: Path, out: Path) -> Path:
 
 
 @contextlib.contextmanager
-def served(models: Path, **config: object) -> Iterator[ThreadedServer]:
-    """A server on 127.0.0.1:<free port> with ``ServeConfig(**config)``, stopped at exit."""
-    server = ThreadedServer(models, ServeConfig(**config))  # type: ignore[arg-type]
+def served(models: Path, security: object = None, **config: object) -> Iterator[ThreadedServer]:
+    """A server on 127.0.0.1:<free port> with ``ServeConfig(**config)`` (and ``security``), stopped at exit."""
+    server = ThreadedServer(models, ServeConfig(**config), security)  # type: ignore[arg-type]
     try:
         yield server
     finally:

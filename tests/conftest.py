@@ -57,14 +57,14 @@ class ThreadedServer:
     Lets synchronous code (the client, subprocesses) talk to an in-process server.
     """
 
-    def __init__(self, models: Path, config: object = None) -> None:
+    def __init__(self, models: Path, config: object = None, security: object = None) -> None:
         from eddy.runtime.grpc.server import start_server
 
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="eddy-test-server", daemon=True)
         self._thread.start()
         self.server, self.port = asyncio.run_coroutine_threadsafe(
-            start_server(models, "127.0.0.1", 0, config=config), self.loop).result(timeout=30)
+            start_server(models, "127.0.0.1", 0, config=config, security=security), self.loop).result(timeout=30)
         self.address = f"127.0.0.1:{self.port}"
         self._stopped = False
 

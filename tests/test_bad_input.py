@@ -20,12 +20,15 @@ from conftest import MODEL
 import eddy.runtime as runtime
 from eddy.runtime.client import Client, RemoteStream
 from eddy.runtime.core.errors import EddyError
+from eddy.runtime.core.statecodec import _PREFIX, FORMAT_VERSION, MAGIC, StateKeys
+from eddy.runtime.grpc.security import Security
 from eddy.runtime.grpc.tensors import array_to_tensor
 from eddy.v1 import inference_pb2 as pb
 from eddy.v1 import inference_pb2_grpc as pb_grpc
 
 MAX_SAMPLES = 100
 MAX_BYTES = 8192
+KEYS = StateKeys((b"test-state-key-" * 3,))  # the server's --state-key, so tests can sign what a key holder could
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +38,8 @@ def repo(models_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def live(repo):
-    with served(repo, max_samples_per_message=MAX_SAMPLES, max_message_bytes=MAX_BYTES) as s:
+    with served(repo, Security(state_keys=KEYS), max_samples_per_message=MAX_SAMPLES,
+                max_message_bytes=MAX_BYTES) as s:
         yield s
 
 
@@ -84,6 +88,18 @@ def _corrupt(blob: bytes) -> bytes:
     return blob[:20] + bytes([blob[20] ^ 1]) + blob[21:]
 
 
+def _resigned(blob: bytes, keys: StateKeys = KEYS, **header: object) -> bytes:
+    """``blob`` with header fields replaced (``raw=`` for raw header bytes), MAC'd with ``keys``."""
+    import hashlib
+    import json
+
+    _, _, hlen = _PREFIX.unpack_from(blob)
+    h = json.loads(blob[_PREFIX.size:_PREFIX.size + hlen])
+    raw = header.pop("raw", None) or json.dumps({**h, **header}).encode()
+    body = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(raw)) + raw + blob[_PREFIX.size + hlen:-32]
+    return body + (hashlib.sha256(body).digest() if keys is None else keys.sign(body))
+
+
 CASES: dict[str, tuple[Case, str, str]] = {  # name -> (what the client does, status, words in the message)
     "unknown model": (lambda c, rs, sid, b: c.stream("nope"), "NOT_FOUND", "served models"),
     "unknown version": (lambda c, rs, sid, b: c.stream(MODEL, 99), "NOT_FOUND", "no version 99"),
@@ -106,18 +122,40 @@ CASES: dict[str, tuple[Case, str, str]] = {  # name -> (what the client does, st
                          "RESOURCE_EXHAUSTED", f"limit is {MAX_SAMPLES}"),
     "message too large": (lambda c, rs, sid, b: rs.push(np.ones((MAX_BYTES // 4, 1), np.float32)),
                           "RESOURCE_EXHAUSTED", ""),
-    "session busy": (lambda c, rs, sid, b: c.stream(MODEL, session_id=sid), "FAILED_PRECONDITION", "in use"),
+    "session busy": (lambda c, rs, sid, b: c.stream(MODEL, session_id=sid, resume=True), "FAILED_PRECONDITION",
+                     "in use"),
+    "existing session id without resume": (lambda c, rs, sid, b: c.stream(MODEL, session_id=sid),
+                                           "ALREADY_EXISTS", "already exists"),
     "state bytes of another model": (lambda c, rs, sid, b: c.stream(MODEL, state=b["other"]),
                                      "FAILED_PRECONDITION", f"for model {OTHER}/1"),
     "state bytes of another version": (lambda c, rs, sid, b: c.stream(MODEL, 2, state=b["v1"]),
                                        "FAILED_PRECONDITION", f"{MODEL}/1"),
     "state bytes corrupted": (lambda c, rs, sid, b: c.stream(MODEL, state=_corrupt(b["v2"])),
-                              "INVALID_ARGUMENT", "checksum"),
+                              "UNAUTHENTICATED", "state key"),
+    "state bytes forged (plain sha256, as format 1 had)": (
+        lambda c, rs, sid, b: c.stream(MODEL, state=_resigned(b["v2"], None, position=105)),
+        "UNAUTHENTICATED", "state key"),
+    "state bytes signed with another key": (
+        lambda c, rs, sid, b: c.stream(MODEL, state=_resigned(b["v2"], StateKeys((b"x" * 32,)))),
+        "UNAUTHENTICATED", "state key"),
+    "state bytes position 2**64 (signed)": (lambda c, rs, sid, b: c.stream(MODEL, state=_resigned(b["v2"],
+                                                                                                 position=2**64)),
+                                            "INVALID_ARGUMENT", "position"),
+    "state bytes shape overflow (signed)": (
+        lambda c, rs, sid, b: c.stream(MODEL, state=_resigned(b["v2"], state=[{"name": "h0", "shape": [2**62] * 2}])),
+        "INVALID_ARGUMENT", "shape"),
+    "state bytes Infinity (signed)": (lambda c, rs, sid, b: c.stream(MODEL, state=_resigned(
+        b["v2"], raw=b'{"model":"sunspots","version":2,"position":Infinity}')), "INVALID_ARGUMENT", "header"),
+    "state bytes deep nesting (signed)": (lambda c, rs, sid, b: c.stream(MODEL, state=_resigned(
+        b["v2"], raw=b"[" * 3000 + b"]" * 3000)), "INVALID_ARGUMENT", "header"),
+    "Predict state position 2**64 (signed)": (lambda c, rs, sid, b: c.predict(MODEL, np.ones((1, 3, 1)),
+                                                                            states=[_resigned(b["v2"], position=2**64)]),
+                                              "INVALID_ARGUMENT", "position"),
     "state bytes not eddy state": (lambda c, rs, sid, b: c.stream(MODEL, state=b"hello"), "INVALID_ARGUMENT",
                                    "not eddy session state"),
     "state bytes for an existing session": (lambda c, rs, sid, b: c.stream(MODEL, session_id="blob-v2",
                                                                            state=b["v2"]),
-                                            "FAILED_PRECONDITION", "already exists"),
+                                            "ALREADY_EXISTS", "already exists"),
     "control before open": (_raw_rpc([pb.StreamRequest(control=pb.Control(action=pb.Control.EXPORT_STATE))]),
                             "FAILED_PRECONDITION", "must be `open`"),
     "control without action": (_in_band(pb.StreamRequest(control=pb.Control())), "INVALID_ARGUMENT",
@@ -137,7 +175,7 @@ CASES: dict[str, tuple[Case, str, str]] = {  # name -> (what the client does, st
                                        "FAILED_PRECONDITION", f"for model {OTHER}/1"),
     "Predict state corrupted": (lambda c, rs, sid, b: c.predict(MODEL, np.ones((1, 3, 1)),
                                                                 states=[_corrupt(b["v2"])]),
-                                "INVALID_ARGUMENT", "checksum"),
+                                "UNAUTHENTICATED", "state key"),
 }
 
 

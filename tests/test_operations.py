@@ -121,7 +121,7 @@ def test_too_many_samples_in_band_and_too_large_message_ends_rpc(repo, model, se
             with pytest.raises(ResourceExhausted, match="limit is 100"):
                 rs.push(series[:101])
             assert np.array_equal(rs.push(series[3:5]), reference(model, [series[:3], series[3:5]])[1])
-        rs = c.stream(MODEL, session_id="lim")
+        rs = c.stream(MODEL, session_id="lim", resume=True)
         with pytest.raises(ResourceExhausted):
             rs.push(np.zeros((600, 1), np.float32))  # 2.4 kB: refused by gRPC, the RPC ends
         live.until_idle("lim")

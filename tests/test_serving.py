@@ -72,7 +72,7 @@ def test_server_assigns_a_session_id_and_it_resumes(client, model, series):
         sid = rs.session_id
         rs.push(series[:5])
     assert len(sid) >= 16
-    with client.stream(MODEL, session_id=sid) as rs:
+    with client.stream(MODEL, session_id=sid, resume=True) as rs:
         assert rs.resumed and rs.position == 5
         y = rs.push(series[5:8])
     assert np.array_equal(y, reference(model, [series[:5], series[5:8]])[1])
@@ -112,7 +112,7 @@ def test_two_streams_on_one_session_second_is_refused(client, model, series):
     with client.stream(MODEL, session_id="shared") as first:
         y1 = first.push(series[:3])
         with pytest.raises(FailedPrecondition, match="in use"):
-            client.stream(MODEL, session_id="shared")
+            client.stream(MODEL, session_id="shared", resume=True)
         y2 = first.push(series[3:6])  # unaffected
     assert all(np.array_equal(a, b) for a, b in zip((y1, y2), reference(model, [series[:3], series[3:6]])))
 
@@ -170,13 +170,13 @@ def test_session_stays_on_its_version(client, repo, series):
     with client.stream(MODEL, version=1, session_id="pinned") as rs:
         assert rs.version == 1
         rs.push(series[:3])
-    with client.stream(MODEL, session_id="pinned") as rs:  # unpinned resume: still version 1, not the latest 2
+    with client.stream(MODEL, session_id="pinned", resume=True) as rs:  # unpinned resume: still version 1, not the latest 2
         assert rs.version == 1 and rs.resumed
         assert np.array_equal(rs.push(series[3:5]), reference(v1, [series[:3], series[3:5]])[1])
     with pytest.raises(FailedPrecondition, match="pinned version 2"):
-        client.stream(MODEL, version=2, session_id="pinned")
+        client.stream(MODEL, version=2, session_id="pinned", resume=True)
     with pytest.raises(FailedPrecondition, match="belongs to model"):
-        client.stream(OTHER, session_id="pinned")
+        client.stream(OTHER, session_id="pinned", resume=True)
 
 
 def test_metadata_has_versions_shapes_and_training_figures(client, model):

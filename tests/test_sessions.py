@@ -11,7 +11,7 @@ import pytest
 from _models import copy_as, default_model_dir
 
 import eddy.runtime as runtime
-from eddy.runtime.core.errors import FailedPrecondition, InvalidInput, NotFound, ResourceExhausted
+from eddy.runtime.core.errors import FailedPrecondition, InvalidInput, NotFound, ResourceExhausted, Unauthenticated
 from eddy.runtime.core.statecodec import ExportedState, decode_state
 from eddy.runtime.serving.batcher import Batcher
 from eddy.runtime.serving.store import MemoryStore as SessionStore
@@ -214,7 +214,7 @@ def test_rejected_state_bytes_change_nothing(model_dirs, model, series):
 
     flipped = bytearray(data)
     flipped[len(data) // 2] ^= 0x01
-    with pytest.raises(InvalidInput, match=r"state bytes are corrupted \(checksum mismatch\)"):
+    with pytest.raises(Unauthenticated, match=r"state bytes are not signed by this server's state key"):
         store.acquire(model, None, bytes(flipped))
     for bad in (data[:20], b"PKL" + data[3:], b""):
         with pytest.raises(InvalidInput):

@@ -15,7 +15,7 @@ from _models import copy_as, default_model_dir
 from _store import Valkey, valkey
 
 import eddy.runtime as runtime
-from eddy.runtime.core.errors import FailedPrecondition, NotFound, Unavailable
+from eddy.runtime.core.errors import AlreadyExists, FailedPrecondition, NotFound, Unavailable
 from eddy.runtime.core.statecodec import decode_state
 from eddy.runtime.serving.batcher import Batcher
 from eddy.runtime.serving.store.redis import RedisStore, key_of
@@ -148,12 +148,14 @@ def test_open_refusals_match_the_memory_store(store_server, models, model):
             await other.open(model, "r1")  # another replica: the lease
         await store.end(s)
         with pytest.raises(FailedPrecondition, match=rf"runs on {model.name}/1; the request pinned version 2"):
-            await other.open(v2, "r1", pinned=True)
-        resumed, existed = await other.open(v2, "r1")  # unpinned: stays on its own version
+            await other.open(v2, "r1", pinned=True, resume=True)
+        with pytest.raises(AlreadyExists, match="already exists"):
+            await other.open(model, "r1")  # a known id without resume: never a silent attach
+        resumed, existed = await other.open(v2, "r1", resume=True)  # unpinned: stays on its own version
         assert existed and resumed.model is model
         await other.end(resumed)
         blob = store.export_state(resumed)
-        with pytest.raises(FailedPrecondition, match="already exists"):
+        with pytest.raises(AlreadyExists, match="already exists"):
             await store.open(model, "r1", decode_state(blob))
         with pytest.raises(NotFound):
             await store.open(model, "never-made", resume=True)
@@ -186,7 +188,7 @@ def test_a_stalled_holder_whose_lease_expired_cannot_overwrite(store_server, mod
         a, _ = await a_store.open(model, "stall")
         ya = await _push_all(Batcher(commit=a_store.commit), a, series[:5])
         store_server.client().delete(key_of("", "stall") + ":lease")  # A stalls; its lease runs out
-        b, existed = await b_store.open(model, "stall")
+        b, existed = await b_store.open(model, "stall", resume=True)
         assert existed and b.position == 5
         yb = await _push_all(Batcher(commit=b_store.commit), b, series[5:9])
         with pytest.raises(FailedPrecondition, match="taken over"):
@@ -261,7 +263,7 @@ def test_held_leases_are_renewed_in_one_call(store_server, models, model):
         assert await store.renew() == []
         assert r.pttl(lease) > 20_000  # back to ~30 s
         r.delete(key_of("", "renew-1") + ":lease")  # ran out meanwhile ...
-        taken, _ = await other.open(model, "renew-1")  # ... and another replica took the session
+        taken, _ = await other.open(model, "renew-1", resume=True)  # ... and another replica took the session
         assert await store.renew() == ["renew-1"]
         await other.end(taken)
         for s in mine:

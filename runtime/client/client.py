@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import uuid
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -28,26 +30,40 @@ class Client:
     the server's default, 4 MiB). It is also told to the server, which then
     refuses with RESOURCE_EXHAUSTED, before running anything and with the
     session unchanged, a request whose answer would be larger.
+
+    TLS is used when ``tls`` is true or any of ``tls_ca`` (PEM file of the CA
+    that signed the server's certificate; default: the system's roots),
+    ``tls_cert``/``tls_key`` (this client's certificate, for servers that
+    require one) is given. ``token`` is sent as ``authorization: Bearer``
+    on every call (default: ``$EDDY_TOKEN`` if set).
     """
 
     def __init__(self, target: str, *, timeout: float | None = 30.0,
-                 max_message_bytes: int = ServeConfig.max_message_bytes) -> None:
+                 max_message_bytes: int = ServeConfig.max_message_bytes, tls: bool = False,
+                 tls_ca: str | Path | None = None, tls_cert: str | Path | None = None,
+                 tls_key: str | Path | None = None, token: str | None = None) -> None:
         if max_message_bytes < 1:
             raise ValueError(f"max_message_bytes must be >= 1, got {max_message_bytes}")
         self.target = target
         self.timeout = timeout  # seconds, for unary calls (streams have no deadline)
         self.max_message_bytes = max_message_bytes
-        self._limit = ((RESPONSE_LIMIT_HEADER, str(max_message_bytes)),)  # metadata advertising it
-        self._channel = grpc.insecure_channel(target, options=[
-            ("grpc.max_receive_message_length", max_message_bytes),
-            ("grpc.max_send_message_length", max_message_bytes),
-        ])
+        token = token if token is not None else os.environ.get("EDDY_TOKEN") or None
+        self._metadata: tuple[tuple[str, str], ...] = (("authorization", f"Bearer {token}"),) if token else ()
+        self._limit = (*self._metadata, (RESPONSE_LIMIT_HEADER, str(max_message_bytes)))  # advertises the limit
+        options = [("grpc.max_receive_message_length", max_message_bytes),
+                   ("grpc.max_send_message_length", max_message_bytes)]
+        if tls or tls_ca is not None or tls_cert is not None or tls_key is not None:
+            from ..grpc.security import client_credentials
+
+            self._channel = grpc.secure_channel(target, client_credentials(tls_ca, tls_cert, tls_key), options)
+        else:
+            self._channel = grpc.insecure_channel(target, options=options)
         self._stub = pb_grpc.InferenceStub(self._channel)
 
     def list_models(self) -> dict[str, list[int]]:
         """``{name: [versions, ascending]}``."""
         try:
-            response = self._stub.ListModels(pb.ListModelsRequest(), timeout=self.timeout)
+            response = self._stub.ListModels(pb.ListModelsRequest(), timeout=self.timeout, metadata=self._metadata)
         except grpc.RpcError as e:
             raise rpc_error(e) from None
         return {m.name: list(m.versions) for m in response.models}
@@ -56,7 +72,7 @@ class Client:
         """A model version's ``ModelMetadata`` (latest if ``version`` is omitted)."""
         request = pb.ModelMetadataRequest(model=name, version=version_field(version))
         try:
-            return self._stub.GetModelMetadata(request, timeout=self.timeout)
+            return self._stub.GetModelMetadata(request, timeout=self.timeout, metadata=self._metadata)
         except grpc.RpcError as e:
             raise rpc_error(e) from None
 
@@ -74,7 +90,7 @@ class Client:
         """
         return RemoteStream(self._stub, name, version, encoding=encoding, timeout=timeout,
                             session_id=session_id or uuid.uuid4().hex, state=state, resume=resume,
-                            max_response_bytes=self.max_message_bytes)
+                            max_response_bytes=self.max_message_bytes, metadata=self._metadata)
 
     def predict(self, name: str, x: Any, version: str | int | None = None, *, states: list[bytes] | None = None,
                 encoding: Encoding = "raw") -> tuple[np.ndarray, list[bytes]]:
@@ -100,7 +116,7 @@ class Client:
         """An idle session's model, version, position and exported state."""
         try:
             return self._stub.GetSessionState(pb.SessionRequest(session_id=session_id), timeout=self.timeout,
-                                              metadata=((SESSION_HEADER, session_id),))
+                                              metadata=(*self._metadata, (SESSION_HEADER, session_id)))
         except grpc.RpcError as e:
             raise rpc_error(e) from None
 
@@ -108,7 +124,7 @@ class Client:
         """Delete an idle session; returns its final state."""
         try:
             return self._stub.DeleteSession(pb.SessionRequest(session_id=session_id), timeout=self.timeout,
-                                            metadata=((SESSION_HEADER, session_id),))
+                                            metadata=(*self._metadata, (SESSION_HEADER, session_id)))
         except grpc.RpcError as e:
             raise rpc_error(e) from None
 

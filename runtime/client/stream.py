@@ -35,7 +35,8 @@ class RemoteStream:
 
     def __init__(self, stub: pb_grpc.InferenceStub, model: str, version: str | int | None = None,
                  *, encoding: Encoding = "raw", timeout: float | None = None, session_id: str | None = None,
-                 state: bytes | None = None, resume: bool = False, max_response_bytes: int | None = None) -> None:
+                 state: bytes | None = None, resume: bool = False, max_response_bytes: int | None = None,
+                 metadata: tuple[tuple[str, str], ...] = ()) -> None:
         self.encoding: Encoding = encoding
         self._requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._lock = threading.Lock()
@@ -43,10 +44,10 @@ class RemoteStream:
         open_ = pb.OpenStream(model=model, version=version_field(version), session_id=session_id or "",
                               state=state or b"", resume=resume)
         self._requests.put(pb.StreamRequest(open=open_))
-        metadata = [(SESSION_HEADER, session_id)] if session_id else []
+        extra = [(SESSION_HEADER, session_id)] if session_id else []
         if max_response_bytes:  # the server refuses, session unchanged, an answer we could not receive
-            metadata.append((RESPONSE_LIMIT_HEADER, str(max_response_bytes)))
-        self._call = stub.Stream(self._request_iter(), timeout=timeout, metadata=metadata)
+            extra.append((RESPONSE_LIMIT_HEADER, str(max_response_bytes)))
+        self._call = stub.Stream(self._request_iter(), timeout=timeout, metadata=[*metadata, *extra])
         self._responses: Iterator[pb.StreamResponse] = self._call
         opened = self._next("opened")
         self.model: str = opened.opened.model

@@ -16,6 +16,9 @@ __all__ = [
     "ResourceExhausted",
     "FailedPrecondition",
     "Unavailable",
+    "AlreadyExists",
+    "Unauthenticated",
+    "PermissionDenied",
 ]
 
 
@@ -59,16 +62,35 @@ class FailedPrecondition(EddyError):
     code = "FAILED_PRECONDITION"
 
 
-# The one table from status name to error class, used by every protocol's client side
-# (ModelLoadError shares FAILED_PRECONDITION and comes back as FailedPrecondition).
+class AlreadyExists(EddyError):
+    """The resource to create exists already (e.g. a session id opened without ``resume``)."""
+
+    code = "ALREADY_EXISTS"
+
+
+class Unauthenticated(EddyError):
+    """The caller or the bytes it sent could not be authenticated (bad token, bad state MAC)."""
+
+    code = "UNAUTHENTICATED"
+
+
+class PermissionDenied(EddyError):
+    """Authenticated, but the resource belongs to someone else (another tenant's state)."""
+
+    code = "PERMISSION_DENIED"
+
+
 class Unavailable(EddyError):
     """A service eddy depends on (the shared session store) cannot be reached; retry later."""
 
     code = "UNAVAILABLE"
 
 
+# The one table from status name to error class, used by every protocol's client side
+# (ModelLoadError shares FAILED_PRECONDITION and comes back as FailedPrecondition).
 _BY_CODE: dict[str, type[EddyError]] = {
-    cls.code: cls for cls in (InvalidInput, NotFound, ResourceExhausted, FailedPrecondition, Unavailable)
+    cls.code: cls for cls in (InvalidInput, NotFound, ResourceExhausted, FailedPrecondition, Unavailable, AlreadyExists,
+                              Unauthenticated, PermissionDenied)
 }
 
 

@@ -145,8 +145,8 @@ class Manifest:
                 io=str(d.get("io", "normalised")),
                 target_transform=str(d.get("target_transform", "level")),
             )
-        except (KeyError, TypeError, ValueError) as e:
-            missing = f"missing field {e}" if isinstance(e, KeyError) else str(e)
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as e:
+            missing = f"missing field {e}" if isinstance(e, KeyError) else str(e)[:200]
             raise ModelLoadError(f"{where}: invalid manifest: {missing}") from None
         m.validate(where)
         return m
@@ -186,6 +186,13 @@ class Manifest:
                 raise bad(f"graphs.{required} is missing")
 
 
+_MAX_MANIFEST = 1 << 20  # bytes; a manifest is a few KB
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
 def sha256_file(path: str | Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -199,20 +206,28 @@ def read_manifest(version_dir: str | Path, verify_files: bool = True) -> Manifes
     version_dir = Path(version_dir)
     path = version_dir / MANIFEST_FILE
     try:
-        raw = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise ModelLoadError(f"{path}: no manifest (is {version_dir} a model version directory?)") from None
     except OSError as e:
         raise ModelLoadError(f"{path}: cannot read: {e.strerror}") from None
+    if len(raw) > _MAX_MANIFEST:
+        raise ModelLoadError(f"{path}: {len(raw)} bytes; a manifest is at most {_MAX_MANIFEST}")
     try:
-        d = json.loads(raw)
-    except json.JSONDecodeError as e:
-        raise ModelLoadError(f"{path}: not valid JSON: {e}") from None
+        d = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
+    except UnicodeDecodeError as e:
+        raise ModelLoadError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except (ValueError, RecursionError) as e:  # JSONDecodeError, NaN/Infinity, nesting too deep
+        raise ModelLoadError(f"{path}: not valid JSON: {str(e)[:120] or type(e).__name__}") from None
     m = Manifest.from_dict(d, where=str(path))
     if verify_files:
         expected = {g.file: g.sha256 for g in m.graphs.values()} | m.files
+        root = version_dir.resolve()
         for rel, digest in expected.items():
             f = version_dir / rel
+            if not f.resolve().is_relative_to(root):
+                raise ModelLoadError(f"{f}: listed in the manifest but outside the version directory "
+                                     "(an absolute path, '..' or a symlink out of it)")
             if not f.is_file():
                 raise ModelLoadError(f"{f}: listed in the manifest but missing")
             if sha256_file(f) != digest:

@@ -92,6 +92,9 @@ class Model:
         self._sequence: ort.InferenceSession | None = None if lazy_sequence else self._open("sequence", x_rank=3)
         self._state_names = [s.name for s in manifest.state]
         self._outputs = [OUTPUT, *map(state_output, self._state_names)]
+        self._probe("step", self._step, (2,))
+        if self._sequence is not None:  # a lazily opened sequence graph is probed when it is opened
+            self._probe("sequence", self._sequence, (2, 3))
 
     def step_binding(self) -> StepBinding:
         """A batch-1 step graph with its own pre-bound buffers (one per :class:`Stream`)."""
@@ -155,9 +158,16 @@ class Model:
         """One step for B streams: ``x[B, F]`` raw, state ``[B, *shape]``."""
         return self._run(self._step, (x - self._in_mean) / self._in_std, state)
 
-    def run_sequence(self, x: np.ndarray, state: State) -> tuple[np.ndarray, State]:
-        """T steps for B streams: ``x[B, T, F]`` raw, state ``[B, *shape]``."""
-        return self._run(self._sequence or self._open_sequence(), (x - self._in_mean) / self._in_std, state)
+    def run_sequence(self, x: np.ndarray, state: State, *,
+                     run_options: ort.RunOptions | None = None) -> tuple[np.ndarray, State]:
+        """T steps for B streams: ``x[B, T, F]`` raw, state ``[B, *shape]``.
+
+        ``run_options``: setting its ``terminate`` from another thread stops
+        the call early with an exception (the server does it for a caller
+        that went away).
+        """
+        return self._run(self._sequence or self._open_sequence(), (x - self._in_mean) / self._in_std, state,
+                         run_options)
 
     def advance(self, x: np.ndarray, state: State) -> tuple[np.ndarray, State]:
         """``n`` steps for B streams, ``x[B, n, F]`` raw -> ``y[B, n, O]``: the step
@@ -196,9 +206,10 @@ class Model:
         return f"<Model {m.name}/{m.version} {m.cell}x{m.layers}({m.units}) F={m.n_features} O={m.n_targets}>"
 
     # -- internals ----------------------------------------------------------
-    def _run(self, session: ort.InferenceSession, xn: np.ndarray, state: State) -> tuple[np.ndarray, State]:
+    def _run(self, session: ort.InferenceSession, xn: np.ndarray, state: State,
+             run_options: ort.RunOptions | None = None) -> tuple[np.ndarray, State]:
         feeds = {INPUT: xn.astype(np.float32, copy=False), **state}
-        y, *new = session.run(self._outputs, feeds)
+        y, *new = session.run(self._outputs, feeds, run_options)
         y = y * self._out_std + self._out_mean  # back to raw units
         # Outputs come in manifest order (self._outputs), whatever order the caller's mapping had.
         return y.astype(np.float32, copy=False), dict(zip(self._state_names, new))
@@ -206,7 +217,9 @@ class Model:
     def _open_sequence(self) -> ort.InferenceSession:
         with self._sequence_lock:
             if self._sequence is None:
-                self._sequence = self._open("sequence", x_rank=3)
+                sequence = self._open("sequence", x_rank=3)
+                self._probe("sequence", sequence, (2, 3))
+                self._sequence = sequence
             return self._sequence
 
     def _open(self, kind: str, x_rank: int) -> ort.InferenceSession:
@@ -225,6 +238,25 @@ class Model:
             raise ModelLoadError(f"{file}: onnxruntime cannot load it: {str(e).splitlines()[0]}") from None
         self._check_io(sess, file, x_rank)
         return sess
+
+    def _probe(self, kind: str, sess: ort.InferenceSession, lead: tuple[int, ...]) -> None:
+        """Run the graph once on zeros and check every output's shape against the manifest.
+
+        Static shapes in a graph can be symbolic or wrong; one run at load
+        catches a state output one unit short before a request meets it.
+        """
+        m = self.manifest
+        feed = {INPUT: np.zeros((*lead, m.n_features), np.float32),
+                **{s.name: np.zeros((lead[0], *s.shape), np.float32) for s in m.state}}
+        try:
+            got = sess.run(self._outputs, feed)
+        except Exception as e:
+            raise ModelLoadError(f"{self.path}: the {kind} graph fails on zeros: {str(e).splitlines()[0]}") from None
+        want = [(*lead, m.n_targets), *((lead[0], *s.shape) for s in m.state)]
+        for name, out, shape in zip(self._outputs, got, want):
+            if tuple(np.shape(out)) != tuple(shape):
+                raise ModelLoadError(f"{self.path}: the {kind} graph's output {name} has shape "
+                                     f"{list(np.shape(out))} for a {list(lead)} batch; the manifest says {list(shape)}")
 
     def _check_io(self, sess: ort.InferenceSession, file: Path, x_rank: int) -> None:
         m = self.manifest

@@ -1,47 +1,106 @@
-"""Portable session state: a small versioned binary format, no pickle.
+"""Portable session state: a small versioned binary format, authenticated, no pickle.
 
 Exported state lets a session move between replicas serving the same model
 version (or survive a restart). Layout, all integers little-endian::
 
     magic     4 bytes   b"EDDY"
-    format    u16       FORMAT_VERSION
+    format    u16       FORMAT_VERSION (2)
     hlen      u32       length of the header
-    header    hlen      UTF-8 JSON: {"model", "version", "position",
+    header    hlen      UTF-8 JSON: {"model", "version", "position", "tenant",
                         "state": [{"name", "shape"}, ...], "dtype": "<f4"}
     payload   ...       the state tensors in header order, float32 LE,
                         each C-ordered with its per-stream shape
-    sha256    32 bytes  over everything before it
+    mac       32 bytes  HMAC-SHA256 over everything before it
 
-:func:`decode_state` checks the framing and the checksum and needs no model
-(a server can read which model/version the bytes are for before resolving
-it); :meth:`ExportedState.for_model` then checks them against a model.
+The MAC key is the server's (:class:`StateKeys`, ``eddy serve --state-key
+FILE``): only a process holding the key makes bytes another one accepts, so a
+client can carry its state but cannot forge or edit it. Replicas that should
+accept each other's bytes share the key file. Without a key file a process
+uses a random key of its own (bytes then outlive neither the process nor
+reach another one). Several keys may verify while only the first signs:
+that is how a key is rotated.
 
-Errors: anything malformed or corrupted is :class:`InvalidInput`; bytes that
-are well formed but belong to another model name or version are
-:class:`FailedPrecondition` (the request is valid, this model is not the one
-the state was made with), with a message naming both.
+:func:`decode_state` checks the framing, the MAC, the tenant and the header
+and needs no model (a server can read which model/version the bytes are for
+before resolving it); :meth:`ExportedState.for_model` then checks them
+against a model.
+
+Errors: a bad MAC (forged, edited, corrupted, or signed with a key this
+process does not hold) is :class:`Unauthenticated`; bytes made for another
+tenant are :class:`PermissionDenied`; anything else malformed or out of range
+(position past :data:`MAX_POSITION`, shapes, sizes, header JSON) is
+:class:`InvalidInput`; well-formed bytes of another model name or version
+are :class:`FailedPrecondition`, with a message naming both. Never anything
+else, whatever the bytes.
 """
-
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
+import math
+import secrets
 import struct
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
-from .errors import FailedPrecondition, InvalidInput
+from .errors import FailedPrecondition, InvalidInput, PermissionDenied, Unauthenticated
 from .model import Model
 
-__all__ = ["FORMAT_VERSION", "MAGIC", "ExportedState", "decode_state", "encode_state"]
+__all__ = ["FORMAT_VERSION", "MAGIC", "MAX_POSITION", "ExportedState", "StateKeys", "decode_state", "encode_state",
+           "reseal"]
 
 MAGIC = b"EDDY"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 1 carried a plain sha256 (forgeable); 2 an HMAC-SHA256
+MAX_POSITION = 2**53  # samples; far past any real stream, exact in JSON and float64, far from int64 overflow
 _PREFIX = struct.Struct("<4sHI")  # magic, format version, header length
-_DIGEST = 32  # sha256
-_MAX_HEADER = 1 << 20  # a header is a few hundred bytes; refuse absurd lengths early
+_DIGEST = 32  # HMAC-SHA256
+_MAX_HEADER = 1 << 16  # a header is a few hundred bytes; refuse absurd lengths early
+_MIN_KEY = 32  # bytes of key material at least
+
+
+@dataclass(frozen=True)
+class StateKeys:
+    """HMAC keys for state bytes: ``keys[0]`` signs, every key verifies (rotation)."""
+
+    keys: tuple[bytes, ...] = field(repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.keys or any(len(k) < _MIN_KEY for k in self.keys):
+            raise ValueError(f"state keys must be at least {_MIN_KEY} bytes each")
+
+    @classmethod
+    def random(cls) -> StateKeys:
+        """A fresh key for this process only."""
+        return cls((secrets.token_bytes(32),))
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> StateKeys:
+        """One key per line (blank lines and ``#`` comments skipped); the first line signs.
+
+        Each line is the key itself, at least 32 characters (e.g. ``openssl
+        rand -hex 32``). Raises ``ValueError``/``OSError`` naming the problem.
+        """
+        lines = [ln.split("#", 1)[0].strip() for ln in Path(path).read_text(encoding="utf-8").splitlines()]
+        keys = tuple(ln.encode() for ln in lines if ln)
+        if not keys:
+            raise ValueError(f"{path}: no key (one key per line, at least {_MIN_KEY} characters)")
+        short = [i for i, k in enumerate(keys, 1) if len(k) < _MIN_KEY]
+        if short:
+            raise ValueError(f"{path}: key {short[0]} is shorter than {_MIN_KEY} characters")
+        return cls(keys)
+
+    def sign(self, body: bytes) -> bytes:
+        return hmac.new(self.keys[0], body, hashlib.sha256).digest()
+
+    def verify(self, body: bytes, mac: bytes) -> bool:
+        return any(hmac.compare_digest(hmac.new(k, body, hashlib.sha256).digest(), mac) for k in self.keys)
+
+
+_PROCESS_KEYS = StateKeys.random()  # used when no keys are given: bytes valid in this process only
 
 
 @dataclass(frozen=True)
@@ -50,8 +109,9 @@ class ExportedState:
 
     model: str  # manifest name
     version: int  # manifest version
-    position: int  # samples consumed when exported
+    position: int  # samples consumed when exported, 0..MAX_POSITION
     state: dict[str, np.ndarray]  # name -> float32 [*shape] (no batch dimension)
+    tenant: str = ""  # the tenant whose session the bytes were exported from ("" without authentication)
 
     def for_model(self, model: Model) -> dict[str, np.ndarray]:
         """The state as ``name -> [1, *shape]`` for ``model``, after checking it fits.
@@ -68,49 +128,47 @@ class ExportedState:
         return {k: v[None] for k, v in checked.items()}  # [1, *shape]
 
 
-def encode_state(model: Model, position: int, state: Mapping[str, np.ndarray]) -> bytes:
-    """Serialise one stream's state (``name -> [1, *shape]`` or ``[*shape]``)."""
+def encode_state(model: Model, position: int, state: Mapping[str, np.ndarray], *, keys: StateKeys | None = None,
+                 tenant: str = "") -> bytes:
+    """Serialise and sign one stream's state (``name -> [1, *shape]`` or ``[*shape]``)."""
+    if not 0 <= position <= MAX_POSITION:
+        raise InvalidInput(f"position {position} is outside 0..{MAX_POSITION}")
     specs, chunks = [], []
     for s in model.state_spec:
         a = np.asarray(state[s.name], dtype="<f4").reshape(s.shape)  # [*shape]
         specs.append({"name": s.name, "shape": list(s.shape)})
         chunks.append(np.ascontiguousarray(a).tobytes())
     header = json.dumps({"model": model.name, "version": model.version, "position": int(position),
-                         "state": specs, "dtype": "<f4"}, separators=(",", ":")).encode()
+                         "tenant": tenant, "state": specs, "dtype": "<f4"}, separators=(",", ":")).encode()
     body = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(header)) + header + b"".join(chunks)
-    return body + hashlib.sha256(body).digest()
+    return body + (keys or _PROCESS_KEYS).sign(body)
 
 
-def decode_state(data: bytes) -> ExportedState:
-    """Parse and verify state bytes (framing, checksum, header); no model needed.
+def decode_state(data: bytes, *, keys: StateKeys | None = None, tenant: str | None = None) -> ExportedState:
+    """Parse and verify state bytes (framing, MAC, tenant, header); no model needed.
 
-    Raises :class:`InvalidInput` naming the problem.
+    ``tenant`` given: the bytes must have been exported by that tenant
+    (:class:`PermissionDenied` otherwise). See the module docstring for errors.
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise InvalidInput(f"state must be bytes, got {type(data).__name__}")
     data = bytes(data)
     if len(data) < _PREFIX.size + _DIGEST or data[:4] != MAGIC:
         raise InvalidInput("state bytes are not eddy session state (bad magic or too short)")
-    body, digest = data[:-_DIGEST], data[-_DIGEST:]
-    if hashlib.sha256(body).digest() != digest:
-        raise InvalidInput("state bytes are corrupted (checksum mismatch)")
+    body, mac = data[:-_DIGEST], data[-_DIGEST:]
     _, fmt, hlen = _PREFIX.unpack_from(body)
     if fmt != FORMAT_VERSION:
         raise InvalidInput(f"state bytes use format {fmt}; this server reads format {FORMAT_VERSION}")
+    if not (keys or _PROCESS_KEYS).verify(body, mac):
+        raise Unauthenticated("state bytes are not signed by this server's state key (forged, altered, "
+                              "corrupted, or made by a server with another --state-key)")
     if hlen > _MAX_HEADER or _PREFIX.size + hlen > len(body):
         raise InvalidInput("state bytes are malformed (header length out of range)")
-    try:
-        h = json.loads(body[_PREFIX.size:_PREFIX.size + hlen])
-        name, version, position = str(h["model"]), int(h["version"]), int(h["position"])
-        specs = [(str(s["name"]), tuple(int(d) for d in s["shape"])) for s in h["state"]]
-        dtype = h["dtype"]
-    except (ValueError, KeyError, TypeError) as e:
-        raise InvalidInput(f"state bytes are malformed (bad header: {e})") from None
-    if (dtype != "<f4" or position < 0 or len({n for n, _ in specs}) != len(specs)
-            or any(d < 1 for _, shape in specs for d in shape)):
-        raise InvalidInput("state bytes are malformed (dtype, position, duplicate names or shapes)")
+    name, version, position, owner, specs = _header(body[_PREFIX.size:_PREFIX.size + hlen])
+    if tenant is not None and owner != tenant:
+        raise PermissionDenied("state bytes belong to another tenant")
     payload = memoryview(body)[_PREFIX.size + hlen:]
-    sizes = [int(np.prod(shape)) * 4 for _, shape in specs]
+    sizes = [math.prod(shape) * 4 for _, shape in specs]
     if sum(sizes) != len(payload):
         raise InvalidInput(f"state bytes are malformed (payload is {len(payload)} bytes, "
                            f"header describes {sum(sizes)})")
@@ -118,4 +176,53 @@ def decode_state(data: bytes) -> ExportedState:
     for (sname, shape), size in zip(specs, sizes):
         state[sname] = np.frombuffer(payload[offset:offset + size], dtype="<f4").reshape(shape).astype(np.float32)
         offset += size
-    return ExportedState(model=name, version=version, position=position, state=state)
+    return ExportedState(model=name, version=version, position=position, state=state, tenant=owner)
+
+
+def reseal(data: bytes, *, keys: StateKeys | None = None, tenant: str = "") -> bytes:
+    """State bytes made with this process's own key (a store's export) re-signed with ``keys`` for ``tenant``.
+
+    Raises like :func:`decode_state` if ``data`` is not this process's bytes.
+    """
+    decode_state(data)  # verifies the process key and every field
+    _, _, hlen = _PREFIX.unpack_from(data)
+    header = json.loads(data[_PREFIX.size:_PREFIX.size + hlen])
+    header["tenant"] = tenant
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    body = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(raw)) + raw + data[_PREFIX.size + hlen:-_DIGEST]
+    return body + (keys or _PROCESS_KEYS).sign(body)
+
+
+def _header(raw: bytes) -> tuple[str, int, int, str, Sequence[tuple[str, tuple[int, ...]]]]:
+    """The header's fields, every one type- and range-checked (InvalidInput otherwise)."""
+    def bad(why: str) -> InvalidInput:
+        return InvalidInput(f"state bytes are malformed (header: {why})")
+
+    def refuse_constant(name: str) -> None:
+        raise ValueError(f"{name} is not a number")
+
+    try:
+        h = json.loads(raw.decode("utf-8"), parse_constant=refuse_constant)
+    except (ValueError, RecursionError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise bad(f"not JSON: {str(e)[:80]}") from None
+    if not isinstance(h, dict):
+        raise bad("not an object")
+    name, version, position, owner = h.get("model"), h.get("version"), h.get("position"), h.get("tenant", "")
+    if not isinstance(name, str) or not isinstance(owner, str) or h.get("dtype") != "<f4":
+        raise bad("model, tenant and dtype must be strings, dtype '<f4'")
+    for label, v, hi in (("version", version, 2**31), ("position", position, MAX_POSITION)):
+        if type(v) is not int or not 0 <= v <= hi:
+            raise bad(f"{label} must be an integer in 0..{hi}")
+    raw_specs = h.get("state")
+    if not isinstance(raw_specs, list) or not 1 <= len(raw_specs) <= 64:
+        raise bad("state must be a list of 1-64 tensors")
+    specs = []
+    for sp in raw_specs:
+        shape = sp.get("shape") if isinstance(sp, dict) else None
+        if (not isinstance(sp, dict) or not isinstance(sp.get("name"), str) or not isinstance(shape, list)
+                or not 1 <= len(shape) <= 8 or any(type(d) is not int or not 1 <= d <= 1 << 24 for d in shape)):
+            raise bad("each state tensor needs a name and a shape of 1-8 positive integers")
+        specs.append((sp["name"], tuple(shape)))
+    if len({n for n, _ in specs}) != len(specs):
+        raise bad("duplicate state names")
+    return name, version, position, owner, specs  # type: ignore[return-value]

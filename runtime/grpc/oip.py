@@ -48,6 +48,7 @@ from .oip_codec import (
     sequence_step,
     stream_response_bytes,
 )
+from .security import TENANT
 from .status import to_status
 
 __all__ = ["EXTENSIONS", "OIP_SERVICE", "OipServicer", "add_oip_to_server"]
@@ -186,7 +187,7 @@ class OipServicer:
         model = self.plane.model(request.model_name, request.model_version)
         self.plane.check_samples(requested_samples(request))  # before decoding
         x = infer_input(request, model)  # [n, F], validated
-        ran, y = await self.sequences.infer(request.model_name, request.model_version, step, x)
+        ran, y = await self.sequences.infer(request.model_name, request.model_version, step, x, TENANT.get())
         return infer_response_bytes(ran, request.id, y)
 
     async def _unary(self, method: str, context: Any, work: Callable[[], Awaitable[T]]) -> T:

@@ -40,14 +40,14 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from eddy.v1 import inference_pb2_grpc as pb_grpc
-
 from ..serving.config import DEFAULT_HOST, DEFAULT_PORT, ServeConfig
 from ..serving.dataplane import DataPlane
 from ..serving.metrics import Metrics
 from ..serving.repository import ModelRepository
 from .oip import OIP_SERVICE, OipServicer, add_oip_to_server
+from .security import AuthInterceptor, Security, server_credentials
 from .servicer import SERVICE_NAME, InferenceServicer
+from .wire import add_inference_service
 
 __all__ = ["DEFAULT_GRACE", "DEFAULT_HOST", "DEFAULT_PORT", "Server", "format_address", "health_service",
            "serve", "start_server"]
@@ -74,28 +74,37 @@ class Server:
     """An eddy gRPC server over one :class:`ModelRepository`. Create, then ``await start()``."""
 
     def __init__(self, repository: ModelRepository, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-                 config: ServeConfig | None = None) -> None:
+                 config: ServeConfig | None = None, security: Security | None = None) -> None:
         self.repository = repository
         self.config = config or ServeConfig()
+        self.security = security or Security()
+        self.security.check_bind(host)  # InsecureBind (an OSError) before anything is started
         self.host = host
         self.requested_port = port
         self.port = 0  # the bound port, once started
         self.metrics_port: int | None = None  # the bound metrics port, once started (if enabled)
         self.metrics = _metrics(self.config)
-        self.plane = DataPlane(repository, self.config, self.metrics)
+        self.plane = DataPlane(repository, self.config, self.metrics, state_keys=self.security.state_keys)
         self.health = health.aio.HealthServicer()
-        self._server = grpc.aio.server(options=[
+        tokens = self.security.tokens
+        interceptors = [AuthInterceptor(tokens, self.metrics.unauthenticated)] if tokens is not None else []
+        self._server = grpc.aio.server(interceptors=interceptors, options=[
             ("grpc.max_receive_message_length", self.config.max_message_bytes),
             ("grpc.max_send_message_length", self.config.max_message_bytes),  # answers are sized to fit first
-            # Ping idle-looking connections so a peer that vanished without closing (power loss, NAT
-            # timeout) is detected within ~30 s and its streams' sessions become resumable again.
-            ("grpc.keepalive_time_ms", 20_000),
-            ("grpc.keepalive_timeout_ms", 10_000),
+            # Ping every connection with open streams so a peer that vanished without closing (power loss, NAT
+            # timeout, a cable pulled) is detected within keepalive_time + keepalive_timeout (measured:
+            # bench/bench_dead_peer.py) and its streams' sessions become resumable again; keep pinging while
+            # the peer sends no data (gRPC's default stops after 2 pings).
+            ("grpc.keepalive_time_ms", int(self.config.keepalive_time * 1000)),
+            ("grpc.keepalive_timeout_ms", int(self.config.keepalive_timeout * 1000)),
+            ("grpc.http2.ping_timeout_ms", int(self.config.keepalive_timeout * 1000)),  # else 60 s (measured)
+            ("grpc.http2.max_pings_without_data", 0),
         ])
-        pb_grpc.add_InferenceServicer_to_server(InferenceServicer(self.plane), self._server)
+        add_inference_service(InferenceServicer(self.plane), self._server)  # malformed -> INVALID_ARGUMENT
         add_oip_to_server(OipServicer(self.plane, ready=lambda: not self._stopping), self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
-        reflection.enable_server_reflection([SERVICE_NAME, _HEALTH_SERVICE, reflection.SERVICE_NAME], self._server)
+        if self.security.reflection:
+            reflection.enable_server_reflection([SERVICE_NAME, _HEALTH_SERVICE, reflection.SERVICE_NAME], self._server)
         self._stopping = False
         self._poller: asyncio.Task[None] | None = None
 
@@ -111,23 +120,29 @@ class Server:
         """
         await self.plane.check()  # a shared store that is down: refuse to start, say so
         target = format_address(self.host, self.requested_port)
+        tls = self.security.tls
         try:
-            port = self._server.add_insecure_port(target)
+            port = self._server.add_secure_port(target, server_credentials(tls)) if tls is not None \
+                else self._server.add_insecure_port(target)
         except RuntimeError as e:  # grpc raises RuntimeError("Failed to bind ...")
             raise OSError(f"cannot listen on {target}: {e}") from None
         if port == 0:
             raise OSError(f"cannot listen on {target} (address in use or not available)")
         self.port = port
         if self.config.metrics_port is not None:
-            self.metrics_port = self.metrics.serve(self.host, self.config.metrics_port)  # OSError if taken
+            self.metrics_port = self.metrics.serve(self.config.metrics_host, self.config.metrics_port)  # OSError if taken
         self.plane.start()
         await self._server.start()
         for service in ("", SERVICE_NAME, OIP_SERVICE, *map(health_service, self.repository.names())):
             await self.health.set(service, _SERVING)
         if self.config.poll_models > 0:
             self._poller = asyncio.get_running_loop().create_task(self._poll_models(self.config.poll_models))
-        log.info("listening on %s%s", self.address,
-                 f", metrics on port {self.metrics_port}" if self.metrics_port is not None else "")
+        for name in self.repository.unavailable():  # every version failed to load: say so, serve the rest
+            await self.health.set(health_service(name), health_pb2.HealthCheckResponse.NOT_SERVING)
+        log.info("listening on %s (%s, %s)%s", self.address, "plaintext" if tls is None else
+                 ("mTLS" if tls.client_ca is not None else "TLS"),
+                 "tokens" if self.security.tokens is not None else "no authentication",
+                 f", metrics on {self.config.metrics_host}:{self.metrics_port}" if self.metrics_port is not None else "")
         return port
 
     async def stop(self, grace: float | None = DEFAULT_GRACE) -> None:
@@ -183,42 +198,49 @@ def _metrics(config: ServeConfig) -> Metrics:
 
 
 async def start_server(models: ModelRepository | str | Path, host: str = DEFAULT_HOST, port: int = 0,
-                       *, config: ServeConfig | None = None) -> tuple[Server, int]:
+                       *, config: ServeConfig | None = None, security: Security | None = None) -> tuple[Server, int]:
     """Start a server in the running event loop; returns it and its bound port."""
     config = config or ServeConfig()
     repository = models if isinstance(models, ModelRepository) else ModelRepository(models, precision=config.precision)
-    server = Server(repository, host, port, config)
+    server = Server(repository, host, port, config, security)
     return server, await server.start()
 
 
 def serve(models_dir: str | Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-          *, config: ServeConfig | None = None) -> int:
+          *, config: ServeConfig | None = None, security: Security | None = None) -> int:
     """Serve ``models_dir`` until SIGINT/SIGTERM; returns an exit status.
 
     Prints ``eddy: serving N model(s) on HOST:PORT`` on stdout once the
     server accepts connections, with the bound port (so ``--port 0`` can be
     read by scripts), then ``eddy: metrics on http://HOST:PORT/metrics`` if
-    enabled. Raises :class:`~eddy.runtime.core.errors.NotFound` if ``models_dir`` does
-    not exist and ``OSError`` if a port cannot be bound.
+    enabled. SIGHUP re-reads the tokens file. Raises
+    :class:`~eddy.runtime.core.errors.NotFound` if ``models_dir`` does not exist and
+    ``OSError`` if a port cannot be bound (:class:`InsecureBind` for a
+    non-loopback address without TLS and tokens).
     """
     config = config or ServeConfig()
+    security = security or Security()
+    security.check_bind(host)  # before loading models: the refusal is the first thing said
     repository = ModelRepository(models_dir, precision=config.precision)
-    return asyncio.run(_serve(repository, host, port, config))
+    return asyncio.run(_serve(repository, host, port, config, security))
 
 
-async def _serve(repository: ModelRepository, host: str, port: int, config: ServeConfig) -> int:
-    server, _ = await start_server(repository, host, port, config=config)
+async def _serve(repository: ModelRepository, host: str, port: int, config: ServeConfig, security: Security) -> int:
+    server, _ = await start_server(repository, host, port, config=config, security=security)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    if security.tokens is not None:
+        loop.add_signal_handler(signal.SIGHUP, security.tokens.reload)
     print(f"eddy: serving {len(repository)} model(s) on {server.address}", flush=True)
     if server.metrics_port is not None:
-        print(f"eddy: metrics on http://{format_address(host, server.metrics_port)}/metrics", flush=True)
+        print(f"eddy: metrics on http://{format_address(config.metrics_host, server.metrics_port)}/metrics",
+              flush=True)
     try:
         await stop.wait()
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.remove_signal_handler(sig)
     print(f"eddy: shutting down (grace {config.grace:g}s)", file=sys.stderr, flush=True)
     await server.stop(config.grace)

@@ -29,21 +29,26 @@ import grpc
 from eddy.v1 import inference_pb2 as pb
 from eddy.v1 import inference_pb2_grpc as pb_grpc
 
-from ..core.errors import EddyError
+from ..core.errors import EddyError, InvalidInput
 from ..serving.dataplane import DataPlane
 from .headers import client_limit
+from .limits import IdleWatch, StreamLimits
 from .responses import list_models_response, model_metadata, predict_response, session_state
+from .security import TENANT
 from .status import code_name, status_code, to_status
 from .stream_handler import StreamHandler
 from .tensors import sample_count, tensor_to_sequences
+from .wire import RateLimitedLog, is_malformed
 
 __all__ = ["InferenceServicer", "SERVICE_NAME"]
 
+log = logging.getLogger("eddy.servicer")
 stream_log = logging.getLogger("eddy.streams")
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Inference"].full_name  # "eddy.v1.Inference"
 
 T = TypeVar("T")
+_CANCEL_GRACE = 0.001  # seconds to wait after a stream's input ends for grpc to report a cancel
 
 
 class InferenceServicer(pb_grpc.InferenceServicer):
@@ -52,9 +57,13 @@ class InferenceServicer(pb_grpc.InferenceServicer):
     def __init__(self, plane: DataPlane) -> None:
         self.plane = plane
         self.metrics = plane.metrics
+        c = plane.config
+        self.limits = StreamLimits(c.max_streams, c.max_streams_per_tenant)
+        self._faults = RateLimitedLog(log)  # client faults worth a line: never a traceback, never a flood
 
     async def Stream(self, request_iterator: AsyncIterator[pb.StreamRequest],
                      context: grpc.aio.ServicerContext) -> AsyncIterator[pb.StreamResponse]:
+        tenant = TENANT.get()
         m = self.metrics
         try:
             limit = client_limit(context.invocation_metadata())
@@ -62,19 +71,30 @@ class InferenceServicer(pb_grpc.InferenceServicer):
             m.rpc("Stream", status_code(e).name)
             await context.abort(status_code(e), e.message)
             return
-        handler = StreamHandler(self.plane, client_limit=limit)
+        handler = StreamHandler(self.plane, client_limit=limit, tenant=tenant)
         latency = m.latency("Stream")  # looked up once per stream, not per message
         answered_ok = None  # the (model, "OK") message counter, once the stream is open
         code = grpc.StatusCode.OK
+        try:
+            self.limits.enter(tenant)
+        except EddyError as e:
+            m.rpc("Stream", e.code)
+            await context.abort(status_code(e), e.message)
         m.stream_opened()
+        idle = IdleWatch(self.plane.config.stream_idle_timeout)
         try:
             async for request in request_iterator:
+                idle.last, idle.busy = idle.loop_time(), True
                 was_open, t0 = handler.opened, time.perf_counter()
                 try:
+                    if is_malformed(request):
+                        self._faults.warning("malformed", "Stream: %s (peer %s)", request.message, context.peer())
+                        raise InvalidInput(request.message)
                     response = await handler.handle(request)
                 except Exception as e:
                     code, message = to_status(e, "Stream")
                     await context.abort(code, message)
+                idle.busy = False
                 latency(time.perf_counter() - t0)
                 if not was_open:
                     stream_log.info("%s", _kv("stream_open", session=handler.session_id,
@@ -90,13 +110,28 @@ class InferenceServicer(pb_grpc.InferenceServicer):
                 yield response
                 if handler.finished:
                     break
+            if not handler.finished:
+                # The read also ends (EOF) when the peer cancels or resets, and grpc then cancels this task from
+                # its own watcher ~0.1-0.3 ms later (measured): wait that long, so the stream is logged and
+                # counted CANCELLED instead of OK. A half-closed stream pays this once, at its end.
+                await asyncio.sleep(_CANCEL_GRACE)
+            code = _ended_early(context) or code
         except asyncio.CancelledError:
-            remaining = context.time_remaining()
-            code = grpc.StatusCode.DEADLINE_EXCEEDED if remaining is not None and remaining <= 0 \
-                else grpc.StatusCode.CANCELLED
+            if idle.expired:  # ended by the idle timeout, not by the peer
+                code = grpc.StatusCode.DEADLINE_EXCEEDED
+                await context.abort(code, f"no message for {idle.timeout:g}s (--stream-idle-timeout); the "
+                                          "session stays resumable")
+            code = _ended_early(context) or grpc.StatusCode.CANCELLED
             raise
+        except grpc.aio.AbortError:
+            raise  # `code` already says why
+        except Exception as e:  # e.g. a response that cannot be sent
+            code, message = to_status(e, "Stream")
+            await context.abort(code, message)
         finally:
+            idle.close()
             await handler.release()
+            self.limits.leave(tenant)
             m.stream_closed()
             m.rpc("Stream", code.name)
             stream_log.info("%s", _kv("stream_close", **handler.log_fields(), status=code.name))
@@ -106,7 +141,7 @@ class InferenceServicer(pb_grpc.InferenceServicer):
         async def work() -> pb.ListModelsResponse:
             return list_models_response(self.plane.models())
 
-        return await self._unary("ListModels", context, work)
+        return await self._unary("ListModels", context, work, request)
 
     async def GetModelMetadata(self, request: pb.ModelMetadataRequest,
                                context: grpc.aio.ServicerContext) -> pb.ModelMetadata:
@@ -114,7 +149,7 @@ class InferenceServicer(pb_grpc.InferenceServicer):
             model = self.plane.model(request.model, request.version)
             return model_metadata(model, self.plane.versions(model.name))
 
-        return await self._unary("GetModelMetadata", context, work)
+        return await self._unary("GetModelMetadata", context, work, request)
 
     async def Predict(self, request: pb.PredictRequest, context: grpc.aio.ServicerContext) -> pb.PredictResponse:
         async def work() -> pb.PredictResponse:
@@ -122,30 +157,38 @@ class InferenceServicer(pb_grpc.InferenceServicer):
             model = self.plane.model(request.model, request.version)
             self.plane.check_samples(sample_count(request.inputs))  # before decoding
             x, encoding = tensor_to_sequences(request.inputs, model.n_features)  # [B, T, F]
-            prediction = await self.plane.predict(model, x, request.states, client_limit=limit)
+            prediction = await self.plane.predict(model, x, request.states, client_limit=limit, tenant=TENANT.get())
             return predict_response(prediction, encoding)
 
-        return await self._unary("Predict", context, work)
+        return await self._unary("Predict", context, work, request)
 
     async def GetSessionState(self, request: pb.SessionRequest,
                               context: grpc.aio.ServicerContext) -> pb.SessionState:
         async def work() -> pb.SessionState:
-            return session_state(await self.plane.session_state(request.session_id))
+            return session_state(await self.plane.session_state(request.session_id, TENANT.get()))
 
-        return await self._unary("GetSessionState", context, work)
+        return await self._unary("GetSessionState", context, work, request)
 
     async def DeleteSession(self, request: pb.SessionRequest,
                             context: grpc.aio.ServicerContext) -> pb.SessionState:
         async def work() -> pb.SessionState:
-            return session_state(await self.plane.delete_session(request.session_id))
+            return session_state(await self.plane.delete_session(request.session_id, TENANT.get()))
 
-        return await self._unary("DeleteSession", context, work)
+        return await self._unary("DeleteSession", context, work, request)
 
-    async def _unary(self, method: str, context: grpc.aio.ServicerContext, work: Callable[[], Awaitable[T]]) -> T:
+    async def _unary(self, method: str, context: grpc.aio.ServicerContext, work: Callable[[], Awaitable[T]],
+                     request: object) -> T:
         """Await ``work`` and record it; abort the RPC with the right status if it raises."""
         t0 = time.perf_counter()
         try:
+            if is_malformed(request):
+                message = request.message  # type: ignore[attr-defined]
+                self._faults.warning("malformed", "%s: %s (peer %s)", method, message, context.peer())
+                raise InvalidInput(message)
             result = await work()
+        except asyncio.CancelledError:
+            self.metrics.rpc(method, (_ended_early(context) or grpc.StatusCode.CANCELLED).name)
+            raise
         except Exception as e:
             code, message = to_status(e, method)
             self.metrics.rpc(method, code.name)
@@ -154,6 +197,14 @@ class InferenceServicer(pb_grpc.InferenceServicer):
         self.metrics.latency(method)(time.perf_counter() - t0)
         self.metrics.rpc(method, "OK")
         return result
+
+
+def _ended_early(context: grpc.aio.ServicerContext) -> grpc.StatusCode | None:
+    """DEADLINE_EXCEEDED if the caller's deadline passed, CANCELLED if the call was cancelled, else None."""
+    remaining = context.time_remaining()
+    if remaining is not None and remaining <= 0:
+        return grpc.StatusCode.DEADLINE_EXCEEDED
+    return grpc.StatusCode.CANCELLED if context.cancelled() else None
 
 
 def _kv(event: str, **fields: object) -> str:

@@ -45,9 +45,10 @@ _Action = pb.Control.Action
 class StreamHandler:
     """State and protocol of one ``Stream`` RPC. One message at a time."""
 
-    def __init__(self, plane: DataPlane, *, client_limit: int | None = None) -> None:
+    def __init__(self, plane: DataPlane, *, client_limit: int | None = None, tenant: str = "") -> None:
         self._plane = plane
         self._client_limit = client_limit  # bytes the client receives at most (None: the server's limit)
+        self.tenant = tenant  # the authenticated caller ("" without authentication)
         self.session: Session | None = None
         self.finished = False  # the session was closed: the RPC should end
         self.resumed = False
@@ -105,7 +106,7 @@ class StreamHandler:
             raise FailedPrecondition(f"the first message of a stream must be `open`, got {got}")
         o = request.open
         session, existed = await self._plane.open_session(o.model, o.version, o.session_id, o.state,
-                                                          resume=o.resume, owner=self)
+                                                          resume=o.resume, owner=self, tenant=self.tenant)
         self.session, self.resumed = session, existed
         self.session_id, self.started_at = session.id, session.position
         self.model_name, self.model_version = request.open.model, session.model.version
@@ -139,7 +140,7 @@ class StreamHandler:
         if action == _Action.RESET:
             await plane.reset(session)
         elif action == _Action.EXPORT_STATE:
-            state = plane.export_state(session)
+            state = plane.export_state(session, self.tenant)
         elif action == _Action.CLOSE:
             await plane.close_session(session)
             self.session, self.finished = None, True

@@ -25,6 +25,7 @@ class ServeConfig:
 
     session_ttl: float = 300.0  # seconds an idle session is kept before eviction
     max_sessions: int = 100_000  # live sessions (held or idle); past it new sessions get RESOURCE_EXHAUSTED
+    max_sessions_per_tenant: int | None = None  # live sessions per tenant (token); None: only max_sessions
     eviction_interval: float = 10.0  # seconds between idle-session sweeps (capped at session_ttl)
     batching: bool = True  # run steps of different sessions together (one onnxruntime call)
     max_batch: int = 256  # sessions per onnxruntime call
@@ -32,6 +33,11 @@ class ServeConfig:
     max_message_bytes: int = 4 * 1024 * 1024  # gRPC receive/send limit per message
     max_samples_per_message: int = 65_536  # samples per stream message, or B*T per Predict
     grace: float = 5.0  # seconds open streams get to finish on shutdown
+    stream_idle_timeout: float | None = 60.0  # end a stream that sent nothing this long (DEADLINE_EXCEEDED); None: never
+    max_streams: int = 10_000  # open Stream RPCs; more are RESOURCE_EXHAUSTED at once
+    keepalive_time: float = 10.0  # seconds between HTTP/2 pings on a connection with open streams
+    keepalive_timeout: float = 5.0  # seconds without a ping ack before the peer counts as gone (streams end)
+    max_streams_per_tenant: int | None = None  # open streams per tenant; None: only max_streams
     metrics_port: int | None = None  # Prometheus /metrics on this port (0: a free one); None: off
     clock: Callable[[], float] = field(default=time.monotonic, compare=False)  # seconds, for session TTLs
     session_store: str = ""  # "": this process's memory; redis://HOST:PORT/DB or unix:///PATH: a shared Redis/Valkey
@@ -39,6 +45,7 @@ class ServeConfig:
     store_timeout: float = 2.0  # shared store: seconds to wait for an answer before UNAVAILABLE
     poll_models: float = 0.0  # seconds between scans of the model repository for added/removed versions; 0: off
     precision: str = "float32"  # graphs served: float32, or each version's int8 twins (versions without are skipped)
+    metrics_host: str = "127.0.0.1"  # address /metrics binds; loopback unless asked otherwise
 
     def __post_init__(self) -> None:
         problems = [
@@ -47,7 +54,14 @@ class ServeConfig:
                                 ("lease_s", self.lease_s), ("store_timeout", self.store_timeout),
                                 ("max_sessions", self.max_sessions), ("max_batch", self.max_batch),
                                 ("max_message_bytes", self.max_message_bytes),
-                                ("max_samples_per_message", self.max_samples_per_message))
+                                ("max_samples_per_message", self.max_samples_per_message),
+                                ("max_streams", self.max_streams),
+                                ("max_sessions_per_tenant",
+                                 1 if self.max_sessions_per_tenant is None else self.max_sessions_per_tenant),
+                                ("keepalive_time", self.keepalive_time), ("keepalive_timeout", self.keepalive_timeout),
+                                ("stream_idle_timeout", 1 if self.stream_idle_timeout is None else self.stream_idle_timeout),
+                                ("max_streams_per_tenant",
+                                 1 if self.max_streams_per_tenant is None else self.max_streams_per_tenant))
             if value <= 0
         ]
         if self.session_store and not self.session_store.startswith(("redis://", "rediss://", "unix://")):

@@ -17,7 +17,6 @@ batcher are single-loop structures.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -25,9 +24,10 @@ import numpy as np
 
 from ..core.errors import FailedPrecondition, InvalidInput, ResourceExhausted
 from ..core.model import Model
-from ..core.statecodec import decode_state, encode_state
+from ..core.statecodec import MAX_POSITION, ExportedState, StateKeys, decode_state, encode_state, reseal
 from .batcher import OFFLOAD_VALUES, Batcher
 from .config import ServeConfig
+from .lane import Lane
 from .metrics import Metrics
 from .repository import ModelRepository
 from .sessions import Session, SessionStore, SessionsView
@@ -39,6 +39,8 @@ __all__ = ["FRAMING_BYTES", "DataPlane", "Prediction", "SessionState"]
 # eddy.v1 needs under 48 bytes for a predictions message. An answer is refused when payload + this
 # exceeds the message limit, so it is never computed (and a session never advanced) in vain.
 FRAMING_BYTES = 64
+
+_INLINE_STATES = 64  # a Predict returning more state blobs than this encodes them in the lane, not on the loop
 
 
 @dataclass(frozen=True)
@@ -66,13 +68,15 @@ class DataPlane:
     """Sessions and predictions over one repository. ``start()`` in the loop, ``await close()`` at the end."""
 
     def __init__(self, repository: ModelRepository, config: ServeConfig | None = None,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None, *, state_keys: StateKeys | None = None) -> None:
         self.repository = repository
+        self.state_keys = state_keys  # sign/verify state bytes; None: this process's random key
         self.config = c = config or ServeConfig()
         self.metrics = metrics or Metrics()  # no-op unless the server enabled metrics
         self._sessions = self._make_store()
         self.batcher = Batcher(c.max_batch, c.max_delay_us, c.batching, on_batch=self.metrics.batch,
                                commit=self._sessions.commit if self._sessions.durable else None)
+        self.lane = Lane()  # large messages and Predicts: their own thread, never in the batcher's way
         self.metrics.track_sessions(lambda: len(self._sessions))
         self._samples: dict[str, Callable[[int], None]] = {}  # model name -> samples counter
         self._blob_sizes: dict[Model, int] = {}  # model -> exported-state blob size bound
@@ -99,6 +103,7 @@ class DataPlane:
         """Stop the store's background work (letting go of held leases) and the batcher's worker thread."""
         await self._sessions.shutdown()
         self.batcher.close()
+        self.lane.close()
 
     def evict_expired(self) -> int:
         """Drop sessions idle longer than the TTL now (the sweeper does it periodically); returns how many.
@@ -133,7 +138,11 @@ class DataPlane:
         sid, pinned = session_id or "", version not in (None, "")
         if resume and not sid:
             raise InvalidInput("`resume` needs a `session_id`")
-        imported = decode_state(state) if state else None  # InvalidInput if corrupted
+        limit = self.config.max_sessions_per_tenant
+        if not resume and limit is not None and (self._sessions.tenant_count(tenant) or 0) >= limit:
+            raise ResourceExhausted(f"session limit reached for this tenant: {limit} live sessions "
+                                    "(--max-sessions-per-tenant); close finished ones first")
+        imported = self.decode_state(state, tenant) if state else None
         if imported is not None and not pinned:
             latest = self.repository.get(model)
             if imported.model != latest.name:
@@ -152,20 +161,24 @@ class DataPlane:
         """Back to zero state and position 0 (same id, same model version); stored before it returns."""
         await self._sessions.restart(session)
 
-    def export_state(self, session: Session) -> bytes:
-        """The held session's state as portable bytes."""
-        return self._sessions.export_state(session)
+    def export_state(self, session: Session, tenant: str = "") -> bytes:
+        """The session's state as signed portable bytes, bound to ``tenant``."""
+        return encode_state(session.model, session.position, session.state, keys=self.state_keys, tenant=tenant)
+
+    def decode_state(self, data: bytes, tenant: str = "") -> ExportedState:
+        """Verify and parse state bytes sent by ``tenant`` (see :mod:`eddy.runtime.core.statecodec` for errors)."""
+        return decode_state(data, keys=self.state_keys, tenant=tenant)
 
     async def close_session(self, session: Session) -> None:
         """Delete the session the caller holds."""
         await self._sessions.delete(session)
 
     async def session_state(self, session_id: str, tenant: str = "") -> SessionState:
-        """An idle session's position and exported state."""
+        """An idle session's position and exported state (signed for ``tenant``)."""
         if not session_id:
             raise InvalidInput("no session_id given")
-        r = await self._sessions.info(session_id, tenant)
-        return SessionState(r.id, r.model, r.version, r.position, r.state)
+        r = await self._sessions.info(session_id, tenant)  # another tenant's id is simply not there
+        return SessionState(r.id, r.model, r.version, r.position, reseal(r.state, keys=self.state_keys, tenant=tenant))
 
     async def delete_session(self, session_id: str, tenant: str = "") -> SessionState:
         """Delete an idle session; returns its final state."""
@@ -205,20 +218,27 @@ class DataPlane:
         there is no batch to wait for. None: judged by held sessions (one
         stream holds its session throughout); protocols whose requests hold a
         session only while they run (OIP sequences) pass their own judgement.
+        A large chunk runs in the :class:`~eddy.runtime.serving.lane.Lane`
+        (same computation, its own thread) so the batcher keeps answering the
+        other streams meanwhile.
         """
         self.check_answer(session.model, len(x), client_limit)
-        if alone is None:
-            alone = self._sessions.busy_count <= 1  # 1 stream: no batch to wait for
-        y = await self.batcher.run(session, x, alone=alone)
+        if len(x) > 1 and x.size > OFFLOAD_VALUES:
+            y = await self.lane.advance(session, x, self.batcher.commit)
+        else:
+            if alone is None:
+                alone = self._sessions.busy_count <= 1  # 1 stream: no batch to wait for
+            y = await self.batcher.run(session, x, alone=alone)
         self._count(session.model.name, len(x))
         return y
 
     async def predict(self, model: Model, x: np.ndarray, states: Sequence[bytes] = (), *,
-                      client_limit: int | None = None) -> Prediction:
+                      client_limit: int | None = None, tenant: str = "") -> Prediction:
         """Whole sequences, validated raw ``x[B, T, F]``, from zero or given state; nothing is kept.
 
         RESOURCE_EXHAUSTED, before running, if outputs and state blobs would
-        exceed :meth:`response_limit`.
+        exceed :meth:`response_limit`. Large work (and the encoding of many
+        state blobs) runs in the lane, off the event loop.
         """
         if x.ndim != 3 or x.shape[-1] != model.n_features:
             raise InvalidInput(f"inputs must be shaped [B, T, {model.n_features}], got {list(x.shape)}")
@@ -228,13 +248,20 @@ class DataPlane:
         if size > limit:
             raise ResourceExhausted(f"the answer to {b} sequence(s) of {t} would take {size} bytes (outputs and "
                                     f"final states), over the {limit}-byte message limit; send fewer sequences")
-        state, positions = self._initial_state(model, list(states), b)  # [B, *shape]
-        if x.size > OFFLOAD_VALUES:  # same threshold as the batcher's worker thread
-            y, final = await asyncio.to_thread(model.run_sequence, x, state)
+        state, positions = self._initial_state(model, list(states), b, tenant)  # [B, *shape]
+        keys = self.state_keys
+
+        def work(options: object = None) -> tuple[np.ndarray, list[bytes]]:
+            y, final = model.run_sequence(x, state, run_options=options)  # [B, T, O]
+            blobs = [encode_state(model, positions[i] + t, {k: v[i] for k, v in final.items()}, keys=keys,
+                                  tenant=tenant) for i in range(b)]
+            return y, blobs
+
+        if x.size > OFFLOAD_VALUES or b > _INLINE_STATES:  # compute and state encoding off the event loop
+            y, blobs = await self.lane.call(work)
         else:
-            y, final = model.run_sequence(x, state)  # [B, T, O]
+            y, blobs = work()
         self._count(model.name, b * t)
-        blobs = [encode_state(model, positions[i] + t, {k: v[i] for k, v in final.items()}) for i in range(b)]
         return Prediction(model.name, model.version, y, blobs)
 
     # -- internals ----------------------------------------------------------
@@ -242,7 +269,8 @@ class DataPlane:
         """Upper bound of one exported-state blob of ``model`` (largest position written)."""
         size = self._blob_sizes.get(model)
         if size is None:
-            size = self._blob_sizes[model] = len(encode_state(model, 2**63 - 1, model.zero_state(1)))
+            size = self._blob_sizes[model] = len(encode_state(model, MAX_POSITION, model.zero_state(1),
+                                                              tenant="t" * 64))  # the longest tenant name
         return size
 
     def _count(self, model: str, n: int) -> None:
@@ -251,12 +279,13 @@ class DataPlane:
             counter = self._samples[model] = self.metrics.samples(model)
         counter(n)
 
-    def _initial_state(self, model: Model, blobs: list[bytes], batch: int) -> tuple[dict[str, np.ndarray], list[int]]:
+    def _initial_state(self, model: Model, blobs: list[bytes], batch: int,
+                       tenant: str) -> tuple[dict[str, np.ndarray], list[int]]:
         if not blobs:
             return model.zero_state(batch), [0] * batch
         if len(blobs) != batch:
             raise InvalidInput(f"`states` holds {len(blobs)} blob(s); give none or one per sequence ({batch})")
-        decoded = [decode_state(blob) for blob in blobs]
+        decoded = [self.decode_state(blob, tenant) for blob in blobs]
         per = [d.for_model(model) for d in decoded]  # name -> [1, *shape]
         return {k: np.concatenate([p[k] for p in per]) for k in per[0]}, [d.position for d in decoded]
 

@@ -26,6 +26,10 @@ class Metrics:
 
     enabled = False  # True when figures are kept (and can be rendered)
 
+    def unauthenticated(self, method: str) -> None:
+        """Count an RPC refused before it reached eddy (no or bad token): ``/pkg.Service/Method`` -> ``Method``."""
+        self.rpc(method.rsplit("/", 1)[-1], "UNAUTHENTICATED")
+
     def track_sessions(self, count: Callable[[], int]) -> None:
         """Read the live-session count from ``count()`` whenever the figures are read."""
 

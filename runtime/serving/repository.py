@@ -81,6 +81,11 @@ class ModelRepository:
         return added, removed
 
     def _load(self, name: str, version: int, version_dir: Path) -> Model | None:
+        real = version_dir.resolve()
+        if not real.is_relative_to(self.root.resolve()):
+            self._skip(version_dir, f"resolves to {real}, outside the repository (symlinks out of the repository "
+                                    "are refused)")
+            return None
         if not (version_dir / MANIFEST_FILE).is_file():
             self._skip(version_dir, f"no {MANIFEST_FILE}")
             return None
@@ -88,6 +93,9 @@ class ModelRepository:
             model = load(version_dir, precision=self.precision, lazy_sequence=True)  # sequence graph on first chunk
         except EddyError as e:
             self._skip(version_dir, e.message)
+            return None
+        except Exception as e:  # one broken directory never stops the server: one line, no traceback
+            self._skip(version_dir, f"cannot load ({type(e).__name__}: {str(e)[:200]})")
             return None
         if (model.name, model.version) != (name, version):
             log.warning("%s: manifest says %s/%d; serving it as %s/%d",
@@ -108,6 +116,10 @@ class ModelRepository:
         if model is None:
             raise NotFound(f"model {name!r} version {version} is no longer served; the session cannot continue")
         return model
+
+    def unavailable(self) -> list[str]:
+        """Model names that have a skipped version directory and no loaded version (health: NOT_SERVING)."""
+        return sorted({p.parent.name for p in self.skipped} - set(self._models))
 
     def index(self) -> dict[str, list[int]]:
         """``{name: [versions, ascending]}`` for every loaded model, by name."""

@@ -81,8 +81,11 @@ class Sequences:
         return len(self._current | self._previous) if self._previous else len(self._current)
 
     async def infer(self, model: str, version: str | int | None, step: SequenceStep,
-                    x: np.ndarray) -> tuple[Model, np.ndarray]:
-        """Run validated raw samples ``x[n, F]`` as ``step`` says; the model that ran them and raw ``y[n, O]``."""
+                    x: np.ndarray, tenant: str = "") -> tuple[Model, np.ndarray]:
+        """Run validated raw samples ``x[n, F]`` as ``step`` says; the model that ran them and raw ``y[n, O]``.
+
+        Sequence ids live in ``tenant``'s namespace, like eddy.v1 session ids.
+        """
         plane = self.plane
         sid = step.sequence_id
         owner = object()  # this request holds the session while it runs
@@ -91,18 +94,18 @@ class Sequences:
             if step.start or step.end:
                 raise InvalidInput("sequence_start / sequence_end given without a sequence_id")
             step = SequenceStep("", start=True, end=True)  # a one-request sequence under a server-assigned id
-            session, _ = await plane.open_session(model, version, None, owner=owner)
+            session, _ = await plane.open_session(model, version, None, owner=owner, tenant=tenant)
         elif step.start:
             try:
-                await plane.delete_session(sid)  # START begins the sequence again: its old state is dropped
+                await plane.delete_session(sid, tenant)  # START begins the sequence again: its old state is dropped
             except NotFound:
                 pass
             except FailedPrecondition:
                 raise FailedPrecondition(f"sequence {sid} is in use by another request or stream") from None
-            session, _ = await plane.open_session(model, version, sid, owner=owner)
+            session, _ = await plane.open_session(model, version, sid, owner=owner, tenant=tenant)
         else:
             try:
-                session, _ = await plane.open_session(model, version, sid, resume=True, owner=owner)
+                session, _ = await plane.open_session(model, version, sid, resume=True, owner=owner, tenant=tenant)
             except NotFound:  # the model resolved (the caller validated x against it): the session is unknown
                 raise InvalidInput(f"inference request for sequence {sid} to model '{model}' must specify "
                                    "the START flag on the first request of the sequence") from None

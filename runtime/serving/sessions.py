@@ -200,6 +200,10 @@ class SessionStore(abc.ABC):
         """Stop background work and let go of connections and leases."""
         return None
 
+    def tenant_count(self, tenant: str) -> int | None:
+        """Sessions of ``tenant``, for ``max_sessions_per_tenant``; None: this store cannot count them cheaply."""
+        return None
+
     @abc.abstractmethod
     def snapshot(self, session_id: str, tenant: str = "") -> SessionInfo | None:
         """A snapshot of a session this process knows (all, for the memory store; held ones otherwise)."""

@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ...core.errors import FailedPrecondition, NotFound, ResourceExhausted
+from ...core.errors import AlreadyExists, FailedPrecondition, NotFound, ResourceExhausted
 from ...core.model import Model
 from ...core.statecodec import ExportedState, decode_state
 from ..config import ServeConfig
@@ -69,6 +69,10 @@ class MemoryStore(SessionStore):
     @property
     def busy_count(self) -> int:
         return len(self._held)
+
+    def tenant_count(self, tenant: str) -> int:
+        """Sessions of ``tenant`` (held or idle)."""
+        return len(self._ids.get(tenant, ()))
 
     def slab(self, model: Model) -> Slab:
         """The slab holding ``model``'s sessions (created on first use)."""
@@ -198,6 +202,9 @@ class MemoryStore(SessionStore):
         existed = sid is not None and sid in self._ids.get(tenant, {})
         if resume and not existed:
             raise NotFound(f"session {sid} does not exist (closed, expired or never opened)")
+        if existed and not resume:  # never a silent attach to a session someone else may be using
+            raise AlreadyExists(f"session {sid} already exists: open it with `resume` to continue it, or pick "
+                                "another id")
         return self.acquire(model, sid, imported, pinned=pinned, owner=owner, tenant=tenant), existed
 
     async def end(self, session: Session) -> None:

@@ -34,7 +34,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from ...core.errors import EddyError, FailedPrecondition, NotFound, ResourceExhausted, Unavailable
+from ...core.errors import AlreadyExists, EddyError, FailedPrecondition, NotFound, ResourceExhausted, Unavailable
 from ...core.model import Model
 from ...core.statecodec import ExportedState, encode_state
 from ..config import ServeConfig
@@ -128,7 +128,8 @@ class RedisStore(SessionStore):
         slab = self._slab(model)
         row = slab.alloc(state, imported.position if imported else 0, 0.0)
         initial = slab.row_to_bytes(row)
-        mode = "resume" if resume else "import" if imported is not None else "fresh" if sid is None else "open"
+        # a named id without resume must not exist yet ("import" mode): ALREADY_EXISTS, never a silent attach
+        mode = "resume" if resume else "fresh" if sid is None else "import"
         token = uuid.uuid4().hex
         try:
             while True:
@@ -291,8 +292,8 @@ class RedisStore(SessionStore):
             return NotFound(f"session {sid} does not exist (closed, expired or never opened)")
         has = f"{reply[1].decode()}/{reply[2].decode()}"
         if verdict == "EXISTS":
-            return FailedPrecondition(f"session {sid} already exists; close it before importing state "
-                                      "into it, or import under a new id")
+            return AlreadyExists(f"session {sid} already exists: open it with `resume` to continue it, or pick "
+                                 "another id")
         if verdict == "MODEL":
             return FailedPrecondition(f"session {sid} belongs to model {reply[1].decode()}, not {model.name}")
         return FailedPrecondition(f"session {sid} runs on {has}; the request pinned version {model.version}")

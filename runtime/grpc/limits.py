@@ -1,0 +1,79 @@
+"""Per-stream guards: how many streams may be open (overall, per tenant) and how long one may sit idle.
+
+:class:`StreamLimits` counts open ``Stream`` RPCs; :meth:`StreamLimits.enter`
+refuses one past ``max_streams`` or past ``max_streams_per_tenant`` with
+RESOURCE_EXHAUSTED before anything is read. :class:`IdleWatch` ends a stream
+that has sent nothing for ``timeout`` seconds while not being answered: one
+timer per stream, re-armed only when it fires (the per-message cost is one
+float store), which cancels the handler's task; the servicer then ends the
+RPC with DEADLINE_EXCEEDED and the session stays resumable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+from ..core.errors import ResourceExhausted
+
+__all__ = ["IdleWatch", "StreamLimits"]
+
+
+class StreamLimits:
+    """Open-stream counts with an overall and a per-tenant cap."""
+
+    def __init__(self, max_streams: int, max_per_tenant: int | None = None) -> None:
+        self.max_streams = max_streams
+        self.max_per_tenant = max_per_tenant  # None: only the overall cap
+        self.open = 0
+        self._by_tenant: Counter[str] = Counter()
+
+    def enter(self, tenant: str) -> None:
+        """Count one more stream of ``tenant``, or raise :class:`ResourceExhausted` (nothing counted)."""
+        if self.open >= self.max_streams:
+            raise ResourceExhausted(f"stream limit reached: {self.open} open streams (--max-streams "
+                                    f"{self.max_streams}); retry later")
+        if self.max_per_tenant is not None and self._by_tenant[tenant] >= self.max_per_tenant:
+            raise ResourceExhausted(f"stream limit reached for this tenant: {self._by_tenant[tenant]} open "
+                                    f"(--max-streams-per-tenant {self.max_per_tenant}); close one first")
+        self.open += 1
+        self._by_tenant[tenant] += 1
+
+    def leave(self, tenant: str) -> None:
+        """The stream counted by :meth:`enter` ended."""
+        self.open -= 1
+        self._by_tenant[tenant] -= 1
+        if self._by_tenant[tenant] <= 0:
+            del self._by_tenant[tenant]
+
+
+class IdleWatch:
+    """Cancels ``task`` once no message arrived for ``timeout`` seconds while nothing was being answered."""
+
+    def __init__(self, timeout: float | None, task: asyncio.Task[object] | None = None) -> None:
+        self.timeout = timeout
+        self.expired = False  # True once it cancelled the task
+        self.busy = False  # a message is being answered: not idle
+        self._loop = asyncio.get_running_loop()
+        self.last = self._loop.time()  # when the last message arrived
+        self._task = task or asyncio.current_task()
+        self._timer = self._loop.call_later(timeout, self._check) if timeout else None
+
+    def _check(self) -> None:
+        now = self._loop.time()
+        idle_for = now - self.last
+        if self.busy or idle_for < self.timeout:  # type: ignore[operator]
+            self._timer = self._loop.call_later(self.timeout - (0 if self.busy else idle_for), self._check)  # type: ignore[operator]
+            return
+        self.expired = True
+        self._timer = None
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+
+    def loop_time(self) -> float:
+        return self._loop.time()
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None

@@ -1,0 +1,98 @@
+"""Registering eddy.v1.Inference so that malformed protobuf is a client fault, not a server error.
+
+grpc's generated ``add_InferenceServicer_to_server`` parses requests with
+``FromString``; bytes that do not parse raise inside grpc, which answers
+UNKNOWN with the parser's text and logs a traceback per request. Here every
+request deserializer returns a :class:`Malformed` marker instead, and the
+servicer answers it with INVALID_ARGUMENT and a short message (see
+:func:`is_malformed`), logged through a :class:`RateLimitedLog` without a
+traceback: a client that sends garbage in a loop cannot fill the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+from google.protobuf import message_factory
+
+from eddy.v1 import inference_pb2 as pb
+
+__all__ = ["Malformed", "RateLimitedLog", "add_inference_service", "is_malformed"]
+
+_SERVICE = pb.DESCRIPTOR.services_by_name["Inference"]
+
+
+class Malformed:
+    """Stands for a request whose bytes did not parse as ``type_name``."""
+
+    __slots__ = ("size", "type_name")
+
+    def __init__(self, type_name: str, size: int) -> None:
+        self.type_name = type_name
+        self.size = size
+
+    @property
+    def message(self) -> str:
+        return f"malformed request: {self.size} byte(s) do not parse as {self.type_name}"
+
+
+def is_malformed(request: object) -> bool:
+    """True for the marker a bad request's bytes became."""
+    return type(request) is Malformed
+
+
+def _safe(cls: Any) -> Callable[[bytes], Any]:
+    parse, name = cls.FromString, cls.DESCRIPTOR.full_name
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return parse(data)
+        except Exception:  # DecodeError, RecursionError (deep nesting), anything the parser raises
+            return Malformed(name, len(data))
+
+    return deserialize
+
+
+def add_inference_service(servicer: object, server: grpc.aio.Server) -> None:
+    """Register ``servicer``'s eddy.v1.Inference methods with parse-safe request deserializers."""
+    handlers = {}
+    for method in _SERVICE.methods:
+        request_cls = message_factory.GetMessageClass(method.input_type)
+        response_cls = message_factory.GetMessageClass(method.output_type)
+        kind = {(False, False): grpc.unary_unary_rpc_method_handler,
+                (False, True): grpc.unary_stream_rpc_method_handler,
+                (True, False): grpc.stream_unary_rpc_method_handler,
+                (True, True): grpc.stream_stream_rpc_method_handler}[(method.client_streaming, method.server_streaming)]
+        handlers[method.name] = kind(getattr(servicer, method.name), request_deserializer=_safe(request_cls),
+                                     response_serializer=response_cls.SerializeToString)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(_SERVICE.full_name, handlers),))
+    server.add_registered_method_handlers(_SERVICE.full_name, handlers)
+
+
+class RateLimitedLog:
+    """At most ``burst`` lines per ``window`` seconds per key; then one line saying how many were dropped."""
+
+    def __init__(self, logger: logging.Logger, burst: int = 5, window: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.logger, self.burst, self.window, self.clock = logger, burst, window, clock
+        self._windows: dict[str, tuple[float, int]] = {}  # key -> (window start, lines in it)
+
+    def warning(self, key: str, msg: str, *args: object) -> None:
+        """Log ``msg % args`` at WARNING unless ``key`` already used its burst in this window."""
+        now = self.clock()
+        start, n = self._windows.get(key, (now, 0))
+        if now - start >= self.window:
+            if n > self.burst:
+                self.logger.warning("%s: %d similar line(s) suppressed in the last %.0fs", key, n - self.burst,
+                                    now - start)
+            start, n = now, 0
+        n += 1
+        self._windows[key] = (start, n)
+        if n <= self.burst:
+            self.logger.warning(msg, *args)
+        if len(self._windows) > 1024:  # keys are few (method names, codes); never let them grow unbounded
+            self._windows.clear()
