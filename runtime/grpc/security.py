@@ -27,9 +27,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import grpc
 
-from ..core.statecodec import StateKeys
+if TYPE_CHECKING:  # the client imports this module for TLS credentials: no onnxruntime through statecodec
+    from ..core.statecodec import StateKeys
 
 __all__ = ["TENANT", "AuthInterceptor", "InsecureBind", "Security", "TlsFiles", "TokenTable", "client_credentials",
            "is_loopback", "new_token", "server_credentials", "token_digest", "valid_tenant"]
