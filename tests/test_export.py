@@ -347,3 +347,18 @@ def test_stateful_layers_are_refused_by_name(tmp_path: Path, capsys: pytest.Capt
     assert export_main([str(tmp_path / "s.keras"), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "unsupported layer 'rnn' (SimpleRNN): stateful=True;" in err, err
+
+
+def test_refusals_come_from_the_file_before_tensorflow_is_imported(tmp_path: Path) -> None:
+    """A .keras file's config.json is enough to refuse it: no tensorflow import, so the refusal is fast."""
+    import subprocess
+    import sys
+
+    inp = keras.Input((WINDOW, 1))
+    keras.Model(inp, _bidirectional(inp)).save(tmp_path / "bi.keras")
+    code = ("import sys; from eddy.cli.train import export_main; "
+            f"c = export_main([{str(tmp_path / 'bi.keras')!r}, '--out', {str(tmp_path / 'o')!r}]); "
+            "print(c, 'tensorflow' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert done.stdout.split() == ["2", "False"], done.stderr
+    assert "(Bidirectional): it reads each window backwards" in done.stderr and done.stderr.count("\n") == 1

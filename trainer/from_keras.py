@@ -90,6 +90,9 @@ def export_keras_file(
     if not path.is_file():
         raise DataError(f"{path}: no such file")
 
+    from .keras_rules import precheck_keras_file
+
+    precheck_keras_file(path)  # refuse from config.json before paying for tensorflow
     from .keras_stack import inspect_model, keras  # tensorflow from here on
     from .onnx_export import export_model
     from .self_contained import make_self_contained

@@ -23,40 +23,18 @@ from eddy.runtime.core.manifest import StateSpec
 from . import _onnx
 from ._tf import import_tensorflow
 from .errors import UnsupportedModelError
+from .keras_rules import CELLS as _CELLS
+from .keras_rules import IDENTITIES, refusal
 
 tf = import_tensorflow()
 import keras  # noqa: E402  (after the quiet tensorflow import)
 
 __all__ = ["RecurrentStack", "inspect_model", "run_stack"]
 
-# Keras layer class name -> manifest cell name, and the state tensors one layer carries.
-_CELLS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "SimpleRNN": ("simple_rnn", ("h",)),
-    "GRU": ("gru", ("h",)),
-    "LSTM": ("lstm", ("h", "c")),  # the LSTM cell's own state order: [h, c]
-}
 
 # Layers that are identities at inference: skipped by the export.
-_INFERENCE_IDENTITIES: tuple[type, ...] = tuple(
-    getattr(keras.layers, name)
-    for name in ("Dropout", "SpatialDropout1D", "GaussianNoise", "GaussianDropout", "AlphaDropout",
-                 "ActivityRegularization")
-    if hasattr(keras.layers, name)
-)
-# Why a layer cannot be exported, for the common ones.
-_UNSUPPORTED: dict[str, str] = {
-    "Bidirectional": "it reads each window backwards as well, which a stream fed one sample at a time cannot do",
-    "Conv1D": "convolutions need a window of future samples; eddy streams recurrent state only",
-    "Attention": "attention looks at the whole window at once; eddy streams recurrent state only",
-    "MultiHeadAttention": "attention looks at the whole window at once; eddy streams recurrent state only",
-    "AdditiveAttention": "attention looks at the whole window at once; eddy streams recurrent state only",
-    "TimeDistributed": "wrap the head as a plain Dense layer after the last recurrent layer",
-    "RNN": "generic RNN layers with custom cells are not supported; use SimpleRNN, LSTM or GRU",
-    "ConvLSTM1D": "convolutional recurrent cells are not supported; use SimpleRNN, LSTM or GRU",
-    "Masking": "masking changes the state update per sample; stream only the samples you have instead",
-    "Sequential": "nested models are not supported; build one flat model",
-    "Functional": "nested models are not supported; build one flat model",
-}
+_INFERENCE_IDENTITIES: tuple[type, ...] = tuple(getattr(keras.layers, n) for n in IDENTITIES if hasattr(keras.layers, n))
+
 
 @dataclass(frozen=True)
 class RecurrentStack:
@@ -119,15 +97,11 @@ def inspect_model(model: keras.Model) -> RecurrentStack:
         if isinstance(layer, keras.layers.Normalization) and not layers and input_norm is None:
             input_norm = _normalization_stats(layer)  # the model's input scaling: it goes into the graphs
             continue
-        if kind not in _CELLS and not isinstance(layer, keras.layers.Dense):
-            why = _UNSUPPORTED.get(kind, "eddy exports only SimpleRNN, LSTM or GRU layers with a Dense head")
-            if kind == "Normalization":
-                why = "only a Normalization layer on the inputs, before every other layer, is supported"
+        why = refusal(kind, {"stateful": getattr(layer, "stateful", False)})
+        if kind == "Normalization":  # allowed only as the first layer, taken above
+            why = "only a Normalization layer on the inputs, before every other layer, is supported"
+        if why:
             raise UnsupportedModelError(f"unsupported layer {layer.name!r} ({kind}): {why}")
-        if kind in _CELLS and getattr(layer, "stateful", False):
-            raise UnsupportedModelError(
-                f"unsupported layer {layer.name!r} ({kind}): stateful=True; eddy carries the state itself between "
-                "calls, so rebuild the model with stateful=False and load the same weights")
         layers.append(layer)
     n_rnn = max((i + 1 for i, layer in enumerate(layers) if type(layer).__name__ in _CELLS), default=0)
     if n_rnn == 0 or n_rnn == len(layers):
