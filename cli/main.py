@@ -9,6 +9,7 @@ message format, one error -> exit-status table.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Sequence
@@ -20,9 +21,9 @@ from .errors import USAGE, UsageError, report
 
 __all__ = ["build_parser", "main"]
 
-_TRAINER = {  # subcommand -> (eddy.cli.train function, one-line help)
-    "train": ("main", "train a model and export it to models/NAME/<next version> (needs eddy-rnn[train])"),
-    "export": ("export_main", "export a Keras model file to ONNX as models/NAME/<next version> (needs eddy-rnn[train])"),
+_TRAINER = {  # subcommand (= module eddy.cli.<subcommand>, run by its main()) -> one-line help
+    "train": "train a model and export it to models/NAME/<next version> (needs eddy-rnn[train])",
+    "export": "export a Keras model file to ONNX as models/NAME/<next version> (needs eddy-rnn[train])",
 }
 _EPILOG = """\
 exit status (every command): 0 ok; 2 bad usage or input (flags, CSV, a
@@ -40,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_parser(sub)
     stream.add_parser(sub)
     token.add_parser(sub)
-    for name, (_, help_) in _TRAINER.items():
+    for name, help_ in _TRAINER.items():
         sub.add_parser(name, help=help_, add_help=False)  # dispatched before parsing; see main()
     sub.add_parser("info", help="show a model version's manifest and training report", add_help=False)
     return p
@@ -67,13 +68,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _trainer(command: str, argv: list[str]) -> int:
-    try:
-        from . import train as trainer_cli  # lazy: serve/stream/info never load the trainer
+    try:  # lazy: serve/stream/info never load the trainer
+        front_end = importlib.import_module(f"{__package__}.{command}")
     except ImportError as e:
         report(command, ImportError(f"the trainer is not available ({e}); install it with: "
                                     "pip install 'eddy-rnn[train]'"))
         return USAGE
-    return int(getattr(trainer_cli, _TRAINER[command][0])(argv) or 0)
+    return int(front_end.main(argv) or 0)
 
 
 if __name__ == "__main__":

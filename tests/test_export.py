@@ -166,7 +166,7 @@ def test_inspect_model_rejects_unsupported_models() -> None:
 def test_eddy_export_of_a_saved_keras_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A GRU x2 stack with Dropout layers and a 2-feature input, saved by Keras, exported and streamed."""
     import eddy.runtime as runtime
-    from eddy.cli.train import export_main
+    from eddy.cli.export import main as export_main
 
     keras.utils.set_random_seed(0)
     inp = keras.Input((WINDOW, 2))
@@ -220,7 +220,7 @@ REFUSED = [
 def test_eddy_export_refuses_unsupported_models(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], build: object, message: str
 ) -> None:
-    from eddy.cli.train import export_main
+    from eddy.cli.export import main as export_main
 
     inp = keras.Input((WINDOW, 1))
     keras.Model(inp, build(inp)).save(tmp_path / "odd.keras")  # type: ignore[operator]
@@ -231,7 +231,7 @@ def test_eddy_export_refuses_unsupported_models(
 
 
 def test_eddy_export_data_must_fit_the_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from eddy.cli.train import export_main
+    from eddy.cli.export import main as export_main
 
     inp = keras.Input((WINDOW, 2))
     keras.Model(inp, keras.layers.Dense(1)(keras.layers.SimpleRNN(3)(inp))).save(tmp_path / "two.keras")
@@ -258,7 +258,7 @@ def _raw_scale_model(path: Path) -> keras.Model:
 def test_export_serves_what_keras_predicts_on_raw_values(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The issue-11 silent wrong answer: --data must score the model, never wrap a normalisation around it."""
     import eddy.runtime as runtime
-    from eddy.cli.train import export_main
+    from eddy.cli.export import main as export_main
 
     model = _raw_scale_model(tmp_path / "raw.keras")
     t = np.arange(120)
@@ -283,7 +283,7 @@ def test_export_serves_what_keras_predicts_on_raw_values(tmp_path: Path, capsys:
 
 def test_export_puts_the_given_scaling_inside_the_graphs(tmp_path: Path) -> None:
     import eddy.runtime as runtime
-    from eddy.cli.train import export_main
+    from eddy.cli.export import main as export_main
 
     model = _raw_scale_model(tmp_path / "scaled.keras")
     assert export_main([str(tmp_path / "scaled.keras"), "--out", str(tmp_path / "m"), "--input-mean", "15",
@@ -322,7 +322,7 @@ def _normalized(inp: keras.KerasTensor) -> keras.KerasTensor:
 def test_common_keras_models_export_and_serve_kerass_numbers(tmp_path: Path, build: object, suffix: str,
                                                            states: list) -> None:
     import eddy.runtime as runtime
-    from eddy.cli.train import export_main
+    from eddy.cli.export import main as export_main
 
     keras.utils.set_random_seed(0)
     inp = keras.Input((WINDOW, 1))
@@ -339,7 +339,7 @@ def test_common_keras_models_export_and_serve_kerass_numbers(tmp_path: Path, bui
 
 
 def test_stateful_layers_are_refused_by_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from eddy.cli.train import export_main
+    from eddy.cli.export import main as export_main
 
     inp = keras.Input(batch_shape=(1, WINDOW, 1))
     keras.Model(inp, keras.layers.Dense(1)(keras.layers.SimpleRNN(4, stateful=True, name="rnn")(inp))).save(

@@ -25,7 +25,7 @@ WINDOW = 5
 def model_dirs(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     import keras
 
-    from eddy.cli.train import export_main
+    from eddy.cli.export import main as export_main
     from eddy.cli.train import main as train_main
 
     root = tmp_path_factory.mktemp("dirs")

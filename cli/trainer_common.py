@@ -1,0 +1,128 @@
+"""What ``eddy train`` and ``eddy export`` share: the training-extra check, result lines, argument types.
+
+No tensorflow here (``--help`` must work without the training extra).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+from collections.abc import Callable
+from typing import Any
+
+from .errors import report
+
+__all__ = ["TRAIN_MODULES", "at_least", "failed", "finite_float", "has_training_extra", "non_negative_float",
+           "parity_line", "positive_float", "print_flush", "rate", "score_line", "seed", "split"]
+
+TRAIN_MODULES = ("tensorflow", "keras", "tf2onnx", "onnx")  # what the training extra provides
+
+
+def has_training_extra() -> bool:
+    """True when every module of the training extra can be imported."""
+    return all(_importable(m) for m in TRAIN_MODULES)
+
+
+def score_line(metrics: dict[str, Any], horizon: int, transform: str | None = None) -> str:
+    """One line: streamed and window test RMSE next to the baselines, raw units."""
+    seasonal = metrics["baselines"].get("seasonal_naive")
+    streamed = metrics.get("streamed")
+    lead = (f"test RMSE streamed {streamed['rmse']:.4g} (what a served stream returns), window {metrics['rmse']:.4g}"
+            if streamed else f"test RMSE {metrics['rmse']:.4g} (windows)")
+    return (
+        lead + f" vs persistence {metrics['persistence_rmse']:.4g}"
+        + (f" and seasonal naive {seasonal['rmse']:.4g} (season {seasonal['season']})" if seasonal else "")
+        + f" ({metrics['windows']} test rows, raw units, {horizon} step{'s' if horizon != 1 else ''} ahead"
+        + (f", target transform {transform}" if transform else "") + ")"
+    )
+
+
+def failed(command: str, e: BaseException) -> int:
+    """``eddy COMMAND: MESSAGE`` on stderr through the one exit-status table (nothing was written)."""
+    if isinstance(e, KeyboardInterrupt):
+        return report(command, KeyboardInterrupt("interrupted; nothing was written"))
+    return report(command, e)
+
+
+def parity_line(parity: dict[str, Any]) -> str:
+    checks = ", ".join(f"{k} {v:.2g}" for k, v in parity.items() if k != "tolerance" and isinstance(v, (int, float)))
+    line = f"parity max abs error (tolerance {parity['tolerance']:g}): {checks}"
+    raw = parity.get("self_contained")
+    if isinstance(raw, dict):
+        line += (f"; raw-unit graphs vs float64 transform, error/allowance: chained step {raw['chained_step']:.2g}, "
+                 f"chunked sequence {raw['chunked_sequence']:.2g}")
+    return line
+
+
+def print_flush(line: str) -> None:
+    print(line, flush=True)
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def at_least(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def rate(text: str) -> float:
+    value = finite_float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    value = finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def seed(text: str) -> int:
+    value = at_least(0)(text)
+    if value >= 2**32:
+        raise argparse.ArgumentTypeError(f"must be below 2**32, got {value}")
+    return value
+
+
+def split(text: str) -> tuple[float, float, float]:
+    parts = text.split(",")
+    if len(parts) != 3:
+        raise argparse.ArgumentTypeError(f"expected three fractions TRAIN,VAL,TEST, got {text!r}")
+    fractions = tuple(finite_float(p.strip()) for p in parts)
+    if any(f <= 0 for f in fractions):
+        raise argparse.ArgumentTypeError(f"every fraction must be positive, got {text!r}")
+    if abs(sum(fractions) - 1.0) > 1e-6:
+        raise argparse.ArgumentTypeError(f"fractions must sum to 1, got {text!r} (sum {sum(fractions):g})")
+    return fractions  # type: ignore[return-value]
