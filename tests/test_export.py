@@ -356,7 +356,7 @@ def test_refusals_come_from_the_file_before_tensorflow_is_imported(tmp_path: Pat
 
     inp = keras.Input((WINDOW, 1))
     keras.Model(inp, _bidirectional(inp)).save(tmp_path / "bi.keras")
-    code = ("import sys; from eddy.cli.train import export_main; "
+    code = ("import sys; from eddy.cli.export import main as export_main; "
             f"c = export_main([{str(tmp_path / 'bi.keras')!r}, '--out', {str(tmp_path / 'o')!r}]); "
             "print(c, 'tensorflow' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
