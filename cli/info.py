@@ -243,6 +243,11 @@ def _core_parity(parity: dict[str, Any]) -> str:
     checks = {k: v for k, v in parity.items() if k != "tolerance" and isinstance(v, (int, float))}
     if not checks:
         return "not recorded"
+    limits = parity.get("limits") if isinstance(parity.get("limits"), dict) else {}
+    if limits:  # relative rule: each check against its own limit (tolerance scaled by the outputs' magnitude)
+        ok = all(_finite(limits.get(k)) and v <= limits[k] for k, v in checks.items())
+        verdict = f"  (limits {', '.join(_num(limits.get(k), '.2g') for k in checks)}: {'ok' if ok else 'EXCEEDED'})"
+        return "  ".join(f"{k} {_num(v, '.2e')}" for k, v in checks.items()) + verdict + "  [model units]"
     worst = max(checks.values())
     verdict = "" if not isinstance(tol, (int, float)) else (
         f"  (tolerance {tol:g}: {'ok' if worst <= tol else 'EXCEEDED'})")

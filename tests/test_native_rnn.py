@@ -42,4 +42,5 @@ def test_variants_export_with_parity(tmp_path: Path, layers: list, head: object,
     result = export_model(model, tmp_path, windows, series)  # raises ParityError past 1e-5
     assert op in result.graphs["sequence"].ops
     assert ("Loop" in result.graphs["sequence"].ops) == (op == "Loop")
-    assert all(0 <= v <= result.parity["tolerance"] for v in result.parity.values())
+    limits = result.parity["limits"]
+    assert limits and all(0 <= result.parity[k] <= limit for k, limit in limits.items())

@@ -542,7 +542,7 @@ def test_summary_names_version_rmse_and_parity(tmp_path: Path, capsys: pytest.Ca
     assert lines[2] == "target transform delta:" and lines[4].startswith("target transform auto: validation RMSE level ")
     assert lines[5].startswith(f"wrote {tmp_path / 'sine' / '1'}  (sine v1: simple_rnn 1x8")
     assert lines[6].startswith("test RMSE streamed ") and " window " in lines[6] and " vs persistence " in lines[6]
-    assert lines[7].startswith("parity max abs error (tolerance 1e-05): window_vs_predict ")
+    assert lines[7].startswith("parity max abs error (tolerance 1e-05 x max(1, max |y|)): window_vs_predict ")
     assert lines[8].startswith("gradients healthy: finite norms")
     m = read_manifest(tmp_path / "sine" / "1")
     assert m.training["data"]["source"] == "synthetic" and m.name == "sine"

@@ -28,7 +28,7 @@ class ParityError(ExportError):
     def __init__(self, check: str, max_abs_error: float, tolerance: float) -> None:
         super().__init__(
             f"export parity check {check!r} failed: max abs error {max_abs_error:.3g} "
-            f"exceeds tolerance {tolerance:g} (normalised units)"
+            f"exceeds its limit {tolerance:.3g} (the tolerance scaled by the outputs' magnitude, model units)"
         )
         self.check = check
         self.max_abs_error = max_abs_error

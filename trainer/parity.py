@@ -21,7 +21,9 @@ if TYPE_CHECKING:  # importing keras_stack imports tensorflow; this module stays
 
 __all__ = ["PARITY_STEPS", "SEQUENCE_FILE", "STEP_FILE", "TOLERANCE", "check_parity", "verify_parity"]
 
-TOLERANCE = 1e-5  # max abs error allowed in the parity checks, normalised units
+TOLERANCE = 1e-5  # parity: max abs error allowed per unit of output magnitude, and the absolute floor (model units)
+RULE = ("|graph - Keras| <= tolerance * max(1, max |Keras output|) per check: relative to the outputs' magnitude, "
+        "with the tolerance itself as the absolute floor (model units: normalised, or raw for a raw-scale model)")
 PARITY_STEPS = 5000  # longest sequence the chained parity checks run (caps export time on long series)
 STEP_FILE = "step.onnx"
 SEQUENCE_FILE = "sequence.onnx"
@@ -68,13 +70,15 @@ def check_parity(
     from .keras_stack import run_stack
     step = _onnx.session(out_dir / STEP_FILE)
     seq = _onnx.session(out_dir / SEQUENCE_FILE)
-    figures: dict[str, float] = {"tolerance": tolerance}
+    figures: dict[str, Any] = {"tolerance": tolerance, "rule": RULE, "limits": {}}
 
     def check(name: str, got: Sequence[np.ndarray], want: Sequence[np.ndarray]) -> None:
         err = max(float(np.max(np.abs(g - w), initial=0.0)) for g, w in zip(got, want))
-        if not err <= tolerance:  # also catches NaN
-            raise ParityError(name, err, tolerance)
+        limit = tolerance * max(1.0, float(np.max(np.abs(want[0]), initial=0.0)))  # want[0]: the outputs y
+        if not err <= limit:  # also catches NaN
+            raise ParityError(name, err, limit)
         figures[name] = err
+        figures["limits"][name] = limit
 
     # (a) whole windows vs model.predict
     windows = np.asarray(windows, np.float32)  # [N, W, F]
