@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 from pathlib import Path
 
@@ -63,3 +64,7 @@ def test_train_prints_what_stream_delivers(trending: Path, tmp_path: Path, capsy
     delivered = float(np.sqrt(np.mean((pred[test_rows - horizon] - actual[test_rows]) ** 2)))
     assert delivered == pytest.approx(recorded, rel=1e-6)
     assert m.metrics["streamed"]["rows"] == len(test_rows) == m.metrics["windows"]
+    report = json.loads((out_dir / "1" / "report.json").read_text())  # the report shows the same figures
+    assert report["test"]["streamed"]["rmse"] == pytest.approx(recorded)
+    np.testing.assert_allclose(np.array(report["test_predictions"]["streamed"])[:, 0], pred[test_rows - horizon],
+                               rtol=1e-6)

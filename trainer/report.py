@@ -181,10 +181,15 @@ def _prediction_panel(ax: Any, report: dict[str, Any], j: int, target: str, n_pa
     if predicted:
         ax.plot(xs[: len(predicted)], predicted, color="tab:orange", linewidth=1.4, linestyle="--",
                 label=_model_label(report, target))
+    streamed = [_at(row, j) for row in predictions.get("streamed") or []]
+    if streamed:  # what a served stream returned for the same rows
+        s_rmse = (((report.get("test") or {}).get("streamed") or {}).get("per_target") or {}).get(target, {}).get("rmse")
+        ax.plot(xs[: len(streamed)], streamed, color="tab:blue", linewidth=1.2, linestyle=":",
+                label=f"streamed (served): RMSE {_num(s_rmse)}")
     persistence = _baseline_text(report, target)
     if persistence:
         ax.plot([], [], " ", label=persistence)  # baselines in the legend, no line
-    values = [v for v in actual + predicted if v is not None]
+    values = [v for v in actual + predicted + streamed if v is not None]
     if values:  # headroom above the data for the legend
         low, high = min(values), max(values)
         ax.set_ylim(low - 0.05 * (high - low or 1.0), high + 0.45 * (high - low or 1.0))
@@ -217,7 +222,7 @@ def _model_label(report: dict[str, Any], target: str) -> str:
     test = report.get("test") or {}
     per = (test.get("per_target") or {}).get(target) or {}
     rmse, mae = per.get("rmse", test.get("rmse")), per.get("mae", test.get("mae"))
-    return f"predicted: RMSE {_num(rmse)}, MAE {_num(mae)}"
+    return f"window predictions: RMSE {_num(rmse)}, MAE {_num(mae)}"
 
 
 def _baseline_text(report: dict[str, Any], target: str) -> str:

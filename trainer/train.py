@@ -173,7 +173,7 @@ def train(config: TrainConfig, log: Callable[[str], None] | None = print) -> Tra
             io="raw",
             target_transform=dataset.kind,
         )
-        report = build_report(manifest, config, dataset, history, health, y_pred, quantization)
+        report = build_report(manifest, config, dataset, history, health, y_pred, quantization, contained.y_stream)
 
         def write_report(directory: Path, manifest: Manifest) -> None:
             report["model"]["version"] = manifest.version
@@ -191,8 +191,11 @@ def build_report(
     health: GradientHealth,
     y_pred: np.ndarray,
     quantization: dict[str, Any] | None = None,
+    y_stream: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """The dict :func:`eddy.trainer.report.write_report` renders (``report.json``, ``report.png``)."""
+    """The dict :func:`eddy.trainer.report.write_report` renders (``report.json``, ``report.png``).
+
+    ``y_stream`` ``[N, O]``: the streamed predictions over the whole series (row t predicts t + horizon)."""
     series, m = dataset.series, manifest.metrics
     return {
         "model": {
@@ -221,13 +224,16 @@ def build_report(
             "epoch", "loss", "val_loss", "grad_norm", "recurrent_grad_norm", "recurrent_grad_norm_per_layer", "lr")},
         "best_epoch": history["best_epoch"],
         "gradient_health": health.to_dict(),
-        "test": {k: m[k] for k in ("windows", "rmse", "mae", "per_target")},
+        "test": {**{k: m[k] for k in ("windows", "rmse", "mae", "per_target")},
+                 **({"streamed": m["streamed"]} if "streamed" in m else {})},
         "baselines": m["baselines"],
         "test_predictions": {
             "labels": [series.label(int(r)) for r in dataset.test_rows],
             "targets": list(series.targets),
             "actual": dataset.y_test_raw.tolist(),  # [n_test, O]
-            "predicted": np.asarray(y_pred, np.float64).tolist(),  # [n_test, O]
+            "predicted": np.asarray(y_pred, np.float64).tolist(),  # [n_test, O] window predictions
+            **({"streamed": np.asarray(y_stream, np.float64)[dataset.test_rows - dataset.horizon].tolist()}
+               if y_stream is not None else {}),  # [n_test, O] what a served stream returned for the same rows
         },
         "parity": dict(manifest.parity),
         "quantization": quantization,
