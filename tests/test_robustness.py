@@ -62,9 +62,10 @@ def _raw_stream(address: str, messages: list[bytes], timeout: float = 10) -> tup
 
 
 def _raw_unary(address: str, method: str, data: bytes) -> tuple[grpc.StatusCode, str]:
+    path = f"/{method}" if "/" in method else f"/eddy.v1.Inference/{method}"
     with grpc.insecure_channel(address) as channel:
         try:
-            channel.unary_unary(f"/eddy.v1.Inference/{method}")(data, timeout=10)
+            channel.unary_unary(path)(data, timeout=10)
         except grpc.RpcError as e:
             return e.code(), e.details() or ""
         return grpc.StatusCode.OK, ""
@@ -75,7 +76,7 @@ SAMPLE = pb.StreamRequest(samples=array_to_tensor(np.ones((1, 1), np.float32))).
 
 
 def test_malformed_protobuf_is_invalid_argument_and_logged_briefly(live, honest, model, caplog):
-    caplog.set_level(logging.WARNING, logger="eddy.servicer")
+    caplog.set_level(logging.WARNING, logger="eddy")
     for messages in ([b"\xff\xff\xff"], [OPEN, b"\x0a\xff\xff\xff\x0f"], [OPEN, SAMPLE, b"\x12\x80"]):
         code, details, answered = _raw_stream(live.address, messages)
         assert (code, answered) == (grpc.StatusCode.INVALID_ARGUMENT, len(messages) - 1)
@@ -83,10 +84,21 @@ def test_malformed_protobuf_is_invalid_argument_and_logged_briefly(live, honest,
     for method in ("Predict", "GetSessionState", "DeleteSession", "ListModels", "GetModelMetadata"):
         code, details = _raw_unary(live.address, method, b"\x0a\xff\xff\xff\x0f")
         assert code == grpc.StatusCode.INVALID_ARGUMENT and "malformed request" in details
+    for method in ("/inference.GRPCInferenceService/ModelInfer", "/inference.GRPCInferenceService/ModelReady",
+                   "/grpc.health.v1.Health/Check"):  # the other services on the port: the same answer
+        with grpc.insecure_channel(live.address) as channel:
+            with pytest.raises(grpc.RpcError) as e:
+                channel.unary_unary(method)(b"\x0a\xff\xff\xff\x0f", timeout=10)
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "malformed request" in e.value.details()
+    with grpc.insecure_channel(live.address) as channel:
+        with pytest.raises(grpc.RpcError) as e:
+            list(channel.stream_stream("/inference.GRPCInferenceService/ModelStreamInfer")(
+                iter([b"\x0a\xff\xff\xff\x0f"]), timeout=10))
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     for _ in range(40):  # a client sending garbage in a loop does not fill the log
         _raw_unary(live.address, "Predict", b"\xff")
-    lines = [r for r in caplog.records if r.name == "eddy.servicer"]
-    assert 0 < len(lines) <= 6 and not any(r.exc_info for r in lines)
+    lines = [r for r in caplog.records if r.name in ("eddy.servicer", "eddy.server")]
+    assert 0 < len(lines) <= 12 and not any(r.exc_info for r in lines)
     _check_honest(live, model, honest)
 
 
@@ -106,8 +118,10 @@ def test_fuzz_raw_stream_bytes(live, honest, first, rest):
 
 
 @FUZZ
-@given(data=st.binary(max_size=128), method=st.sampled_from(["Predict", "GetSessionState", "DeleteSession",
-                                                             "GetModelMetadata"]))
+@given(data=st.binary(max_size=128), method=st.sampled_from([
+    "eddy.v1.Inference/Predict", "eddy.v1.Inference/GetSessionState", "eddy.v1.Inference/DeleteSession",
+    "eddy.v1.Inference/GetModelMetadata", "inference.GRPCInferenceService/ModelInfer",
+    "inference.GRPCInferenceService/ModelMetadata", "grpc.health.v1.Health/Check"]))
 def test_fuzz_raw_unary_bytes(live, honest, data, method):
     code, details = _raw_unary(live.address, method, data)
     assert code not in NEVER, details

@@ -47,7 +47,7 @@ from ..serving.repository import ModelRepository
 from .oip import OIP_SERVICE, OipServicer, add_oip_to_server
 from .security import AuthInterceptor, Security, server_credentials
 from .servicer import SERVICE_NAME, InferenceServicer
-from .wire import add_inference_service
+from .wire import MalformedGuard, RateLimitedLog, add_inference_service
 
 __all__ = ["DEFAULT_GRACE", "DEFAULT_HOST", "DEFAULT_PORT", "Server", "format_address", "health_service",
            "serve", "start_server"]
@@ -87,7 +87,9 @@ class Server:
         self.plane = DataPlane(repository, self.config, self.metrics, state_keys=self.security.state_keys)
         self.health = health.aio.HealthServicer()
         tokens = self.security.tokens
-        interceptors = [AuthInterceptor(tokens, self.metrics.unauthenticated)] if tokens is not None else []
+        interceptors: list[grpc.aio.ServerInterceptor] = [] if tokens is None else \
+            [AuthInterceptor(tokens, self.metrics.unauthenticated)]
+        interceptors.append(MalformedGuard(RateLimitedLog(log)))  # OIP, health, reflection: INVALID_ARGUMENT
         self._server = grpc.aio.server(interceptors=interceptors, options=[
             ("grpc.max_receive_message_length", self.config.max_message_bytes),
             ("grpc.max_send_message_length", self.config.max_message_bytes),  # answers are sized to fit first

@@ -7,13 +7,16 @@ request deserializer returns a :class:`Malformed` marker instead, and the
 servicer answers it with INVALID_ARGUMENT and a short message (see
 :func:`is_malformed`), logged through a :class:`RateLimitedLog` without a
 traceback: a client that sends garbage in a loop cannot fill the log.
+:class:`MalformedGuard` does the same for every other service on the port
+(the Open Inference Protocol, health, reflection).
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -21,7 +24,7 @@ from google.protobuf import message_factory
 
 from eddy.v1 import inference_pb2 as pb
 
-__all__ = ["Malformed", "RateLimitedLog", "add_inference_service", "is_malformed"]
+__all__ = ["Malformed", "MalformedGuard", "RateLimitedLog", "add_inference_service", "is_malformed"]
 
 _SERVICE = pb.DESCRIPTOR.services_by_name["Inference"]
 
@@ -96,3 +99,86 @@ class RateLimitedLog:
             self.logger.warning(msg, *args)
         if len(self._windows) > 1024:  # keys are few (method names, codes); never let them grow unbounded
             self._windows.clear()
+
+
+class MalformedGuard(grpc.aio.ServerInterceptor):
+    """Parse-safe deserializers for every other service on the port (OIP, health, reflection).
+
+    A request whose bytes do not parse ends its RPC with INVALID_ARGUMENT and a
+    short message (logged rate-limited, no traceback) instead of grpc's
+    UNKNOWN with the parser's text. eddy.v1.Inference handles the marker
+    itself (:func:`add_inference_service`), so it is left alone here.
+    """
+
+    def __init__(self, log: RateLimitedLog, skip: str = "/eddy.v1.Inference/") -> None:
+        self._log, self._skip = log, skip
+
+    async def intercept_service(self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
+                                handler_call_details: grpc.HandlerCallDetails) -> Any:
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or handler.request_deserializer is None or method.startswith(self._skip):
+            return handler
+        parse = handler.request_deserializer
+
+        def deserialize(data: bytes) -> Any:
+            try:
+                return parse(data)
+            except Exception:
+                return Malformed(method.rsplit("/", 1)[-1] + " request", len(data))
+
+        async def refuse(request: Malformed, context: grpc.aio.ServicerContext) -> None:
+            self._log.warning("malformed", "%s: %s (peer %s)", method, request.message, context.peer())
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message)
+
+        async def checked(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            async for r in requests:
+                if is_malformed(r):
+                    await refuse(r, context)
+                yield r
+
+        if handler.unary_unary is not None:
+            inner_uu = handler.unary_unary
+
+            async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                if is_malformed(request):
+                    await refuse(request, context)
+                return await inner_uu(request, context)
+
+            return handler._replace(request_deserializer=deserialize, unary_unary=unary_unary)
+        if handler.unary_stream is not None:
+            inner_us = handler.unary_stream
+            if not inspect.isasyncgenfunction(inner_us):  # reader/writer style (context.write), e.g. Health.Watch
+                async def unary_stream_rw(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                    if is_malformed(request):
+                        await refuse(request, context)
+                    return await inner_us(request, context)
+
+                return handler._replace(request_deserializer=deserialize, unary_stream=unary_stream_rw)
+
+            async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+                if is_malformed(request):
+                    await refuse(request, context)
+                async for r in inner_us(request, context):
+                    yield r
+
+            return handler._replace(request_deserializer=deserialize, unary_stream=unary_stream)
+        if handler.stream_unary is not None:
+            inner_su = handler.stream_unary
+
+            async def stream_unary(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> Any:
+                return await inner_su(checked(requests, context), context)
+
+            return handler._replace(request_deserializer=deserialize, stream_unary=stream_unary)
+        inner_ss = handler.stream_stream
+        if not inspect.isasyncgenfunction(inner_ss):  # reader/writer style
+            async def stream_stream_rw(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> Any:
+                return await inner_ss(checked(requests, context), context)
+
+            return handler._replace(request_deserializer=deserialize, stream_stream=stream_stream_rw)
+
+        async def stream_stream(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            async for r in inner_ss(checked(requests, context), context):
+                yield r
+
+        return handler._replace(request_deserializer=deserialize, stream_stream=stream_stream)

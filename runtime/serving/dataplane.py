@@ -223,6 +223,9 @@ class DataPlane:
         other streams meanwhile.
         """
         self.check_answer(session.model, len(x), client_limit)
+        if session.position + len(x) > MAX_POSITION:  # positions are bounded (state bytes carry them)
+            raise FailedPrecondition(f"session {session.id} would pass position {MAX_POSITION}; RESET it or "
+                                     "start a new session")
         if len(x) > 1 and x.size > OFFLOAD_VALUES:
             y = await self.lane.advance(session, x, self.batcher.commit)
         else:
