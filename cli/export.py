@@ -58,6 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(flag, type=float, nargs="+", metavar="V",
                        help=f"the model's own scaling, {what}: one value per column or one for all; put inside "
                             f"the graphs (default: {default}, nothing added)")
+    p.add_argument("--semantics", choices=("stream", "window"), default="stream",
+                   help="stream: state carried over the whole stream (the recurrent state); window: every answer "
+                        "depends only on the last --window samples, exactly model.predict on that window (the "
+                        "state is the window buffer; zeros before a stream's first samples) (default: stream)")
     p.add_argument("--format", choices=("onnx", "ort"), nargs="+", default=["onnx"], dest="formats",
                    help="graph files to write: onnx (step.onnx, sequence.onnx; always) and ort (also step.ort, "
                         "sequence.ort: onnxruntime's format for its mobile and minimal builds) (default: onnx)")
@@ -94,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             horizon=args.horizon, data=args.data, fill=args.fill, split=args.split,
             norm_identity=args.norm_identity, input_mean=args.input_mean, input_std=args.input_std,
             target_mean=args.target_mean, target_std=args.target_std, formats=tuple(args.formats),
+            semantics=args.semantics,
             name=args.name, seed=args.seed,
         )
     except (EddyError, OSError, KeyboardInterrupt) as e:

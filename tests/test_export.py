@@ -374,3 +374,20 @@ def test_a_raw_scale_model_passes_parity_relative_to_its_outputs(tmp_path: Path)
     limits = result.parity["limits"]
     assert all(limit > 1e-4 for limit in limits.values())  # 1e-5 x |y| ~ 20
     assert all(result.parity[k] <= limits[k] for k in limits)
+
+
+def test_window_semantics_serve_predict_on_the_last_window(tmp_path: Path) -> None:
+    """--semantics window: each answer is model.predict on the last `window` samples, in any chunking."""
+    import eddy.runtime as runtime
+    from eddy.cli.export import main as export_main
+
+    model = _raw_scale_model(tmp_path / "w.keras")
+    assert export_main([str(tmp_path / "w.keras"), "--out", str(tmp_path / "m"), "--semantics", "window"]) == 0
+    loaded = runtime.load(tmp_path / "m")
+    assert [(s.name, s.shape) for s in loaded.manifest.state] == [("window", [WINDOW, 1])]
+    assert loaded.manifest.parity["window_semantics"]["step_vs_predict"] <= 1
+    raw = (20 + 5 * np.random.default_rng(4).standard_normal((40, 1))).astype(np.float32)  # [T, 1]
+    stream = loaded.stream()
+    got = np.concatenate([stream.push(raw[:1]), stream.push(raw[1:9]), stream.push(raw[9:10]), stream.push(raw[10:])])
+    want = model.predict(np.stack([raw[i - WINDOW + 1 : i + 1] for i in range(WINDOW - 1, 40)]), verbose=0)
+    np.testing.assert_allclose(got[WINDOW - 1 :], want, rtol=1e-5)

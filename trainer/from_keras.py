@@ -70,6 +70,7 @@ def export_keras_file(
     target_mean: list[float] | None = None,
     target_std: list[float] | None = None,
     formats: tuple[str, ...] = ("onnx",),
+    semantics: str = "stream",
     name: str | None = None,
     seed: int = 0,
     log: Callable[[str], None] | None = None,
@@ -95,7 +96,7 @@ def export_keras_file(
     precheck_keras_file(path)  # refuse from config.json before paying for tensorflow
     from .keras_stack import inspect_model, keras  # tensorflow from here on
     from .onnx_export import export_model
-    from .self_contained import make_self_contained
+    from .self_contained import make_self_contained, make_window_semantics
 
     try:
         model = keras.saving.load_model(path, compile=False)
@@ -142,6 +143,15 @@ def export_keras_file(
         core = export_model(model, staging.path, windows, sequence, seed=seed, predictor=predictor)
         contained = make_self_contained(staging.path, core, transform, normalization, raw, features=features,
                                         targets=targets, horizon=horizon, window=window, seed=seed)
+        if semantics == "window":
+            def reference(raw_windows: np.ndarray) -> np.ndarray:  # Keras on each window, back to raw units
+                z = (raw_windows - np.asarray(normalization.input_mean)) / np.asarray(normalization.input_std)
+                y = (predictor or model).predict(z.astype(np.float32), verbose=0)
+                return np.asarray(y, np.float64) * normalization.target_std + normalization.target_mean
+
+            contained = make_window_semantics(staging.path, contained, raw, reference, features=features,
+                                              targets=targets, horizon=horizon, window=window, transform="level")
+            source["semantics"] = f"window: each answer depends only on the last {window} samples"
         if dataset is not None:
             add_streamed(metrics, dataset, contained.y_stream)
         graphs = dict(contained.exported.graphs)

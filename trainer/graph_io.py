@@ -33,7 +33,7 @@ from eddy.runtime.core.manifest import Normalization, StateSpec
 
 from .transform import LAST_STATE, SEEN_STATE, Transform
 
-__all__ = ["CORE_X", "CORE_Y", "metadata", "set_metadata", "wrap_raw"]
+__all__ = ["CORE_X", "CORE_Y", "WINDOW_STATE", "metadata", "set_metadata", "window_semantics", "wrap_raw"]
 
 CORE_X = "x_model"  # the core graph's input after wrapping (model space)
 CORE_Y = "y_model"  # the core graph's output after wrapping (model space)
@@ -212,3 +212,69 @@ def _rename(g: onnx.GraphProto, names: Mapping[str, str]) -> None:
 def _dim(v: onnx.ValueInfoProto, i: int) -> str | int:
     d = v.type.tensor_type.shape.dim[i]
     return d.dim_value if d.HasField("dim_value") else (d.dim_param or "batch")
+
+
+WINDOW_STATE = "window"  # window semantics: the state is the last `window` raw samples, [B, W, F]
+
+
+def window_semantics(seq_raw: onnx.ModelProto, kind: str, window: int, n_features: int,
+                     state: list[StateSpec]) -> onnx.ModelProto:
+    """A ``kind`` graph whose every answer depends only on the last ``window`` samples.
+
+    ``seq_raw`` is a self-contained sequence graph (raw in/out, recurrent ``state``).
+    Each output runs it from zero state over the window ending at that sample
+    (zeros before a stream's first samples), so once ``window`` samples are in
+    it equals ``model.predict`` on that window. The only state is
+    :data:`WINDOW_STATE`, the raw window buffer.
+    """
+    model = onnx.ModelProto()
+    model.CopyFrom(seq_raw)
+    g = model.graph
+    p = _P + "w/"
+    _rename(g, {n: p + n for n in ["x", "y", *(s.name for s in state), *(s.name + STATE_OUT_SUFFIX for s in state)]})
+    y_info = next(o for o in g.output if o.name == p + "y")
+    n_targets = y_info.type.tensor_type.shape.dim[-1].dim_value
+    b = _Builder()
+    x = b.op("Unsqueeze", ["x", b.const("ax1", [1])]) if kind == "step" else "x"  # [B, T, F]
+    cat = b.op("Concat", [WINDOW_STATE, x], axis=1)  # [B, W+T, F]
+    shape_x = b.op("Shape", [x])  # [3]
+    t = b.op("Squeeze", [b.op("Slice", [shape_x, b.const("i1", [1]), b.const("i2", [2])]), b.const("ax0", [0])])
+    rows = b.op("Range", [b.const("one_i", np.int64(1)), b.op("Add", [t, b.const("one_j", np.int64(1))]),
+                          b.const("one_k", np.int64(1))])  # [T]: t + 1
+    idx = b.op("Add", [b.op("Unsqueeze", [rows, b.const("ax1b", [1])]),
+                       b.const("cols", np.arange(window, dtype=np.int64)[None])])  # [T, W]
+    windows = b.op("Gather", [cat, idx], axis=1)  # [B, T, W, F]
+    b.op("Reshape", [windows, b.const("flat", [-1, window, n_features])], out=p + "x")  # [B*T, W, F]
+    batch = b.op("Slice", [b.op("Shape", [p + "x"]), b.const("j0", [0]), b.const("j1", [1])])  # [1]: B*T
+    for s in state:
+        dims = b.op("Concat", [batch, b.const(f"dims_{s.name}", list(s.shape))], axis=0)
+        b.nodes.append(helper.make_node("ConstantOfShape", [dims], [p + s.name],
+                                        value=helper.make_tensor("zero", TensorProto.FLOAT, [1], [0.0])))
+    pre = list(b.nodes)
+    b.nodes.clear()
+    last = b.op("Gather", [p + "y", b.const("last", np.int64(-1))], axis=1)  # [B*T, O]
+    out_shape = b.op("Concat", [b.op("Slice", [shape_x, b.const("k0", [0]), b.const("k2", [2])]),
+                                b.const("o", [n_targets])], axis=0)  # [B, T, O]
+    y3 = b.op("Reshape", [last, out_shape])
+    if kind == "step":
+        b.op("Squeeze", [y3, b.const("ax1c", [1])], out="y")
+    else:
+        b.op("Identity", [y3], out="y")
+    b.op("Slice", [cat, b.const("w0", [-window]), b.const("w1", [np.iinfo(np.int64).max]), b.const("ax1d", [1])],
+         out=WINDOW_STATE + STATE_OUT_SUFFIX)
+    core_nodes = list(g.node)
+    del g.node[:]
+    g.node.extend(pre + core_nodes + b.nodes)
+    g.initializer.extend(b.initializers)
+    x_dims = ["batch", n_features] if kind == "step" else ["batch", "time", n_features]
+    y_dims = ["batch", n_targets] if kind == "step" else ["batch", "time", n_targets]
+    del g.input[:]
+    g.input.extend([helper.make_tensor_value_info("x", TensorProto.FLOAT, x_dims),
+                    helper.make_tensor_value_info(WINDOW_STATE, TensorProto.FLOAT, ["batch", window, n_features])])
+    del g.output[:]
+    g.output.extend([helper.make_tensor_value_info("y", TensorProto.FLOAT, y_dims),
+                     helper.make_tensor_value_info(WINDOW_STATE + STATE_OUT_SUFFIX, TensorProto.FLOAT,
+                                                   ["batch", window, n_features])])
+    del g.value_info[:]
+    onnx.checker.check_model(model)
+    return model

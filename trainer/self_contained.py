@@ -14,7 +14,7 @@ of the series: the streamed predictions a served stream returns.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,13 +25,13 @@ from eddy.runtime.core.manifest import FORMAT, GraphSpec, Normalization, StateSp
 
 from . import _onnx
 from .errors import ParityError
-from .graph_io import metadata, set_metadata, wrap_raw
+from .graph_io import WINDOW_STATE, metadata, set_metadata, window_semantics, wrap_raw
 from .transform import Transform
 
 if TYPE_CHECKING:
     from .onnx_export import ExportResult
 
-__all__ = ["RTOL", "SelfContained", "make_self_contained", "stream_raw"]
+__all__ = ["RTOL", "SelfContained", "make_self_contained", "make_window_semantics", "stream_raw"]
 
 RTOL = 1e-5  # wrapped graph vs the float64 transform: max error allowed per unit of output magnitude
 # (the larger of max |output| and the targets' model-space std, which is the floor: raw units)
@@ -111,3 +111,45 @@ def _check(name: str, got: np.ndarray, want: np.ndarray, limit: float) -> float:
     if not err <= limit:  # also catches NaN
         raise ParityError(f"self-contained {name}", err, limit)
     return err / limit
+
+
+def make_window_semantics(
+    directory: Path,
+    contained: SelfContained,
+    raw_inputs: np.ndarray,
+    reference: Callable[[np.ndarray], np.ndarray],
+    *,
+    features: Sequence[str],
+    targets: Sequence[str],
+    horizon: int,
+    window: int,
+    transform: str,
+) -> SelfContained:
+    """Replace the self-contained graphs in ``directory`` by window-semantics ones (:func:`graph_io.window_semantics`).
+
+    Checked against ``reference`` (raw windows ``[N, W, F]`` -> raw outputs ``[N, O]``, e.g. Keras' ``predict``)
+    on every full window of ``raw_inputs``, one step-graph call per sample, with the relative limit of
+    :func:`make_self_contained`; recorded as ``parity.window_semantics``.
+    """
+    exported = contained.exported
+    x = np.asarray(raw_inputs, np.float32)  # [T, F]
+    seq = onnx.load(directory / exported.graphs["sequence"].file)
+    state = [StateSpec(WINDOW_STATE, [window, x.shape[1]])]
+    graphs: dict[str, GraphSpec] = dict(exported.graphs)
+    for kind in ("step", "sequence"):
+        path = directory / exported.graphs[kind].file
+        proto = window_semantics(seq, kind, window, x.shape[1], list(exported.state))
+        set_metadata(proto, {**metadata(features=features, targets=targets, horizon=horizon, window=window,
+                                        state=state, transform=transform, graph=kind, fmt=FORMAT),
+                             "eddy.semantics": "window"})
+        onnx.save(proto, path)
+        graphs[kind] = GraphSpec(file=path.name, sha256=sha256_file(path), ops=sorted(_onnx.count_ops(proto.graph).total))
+    y_stream = stream_raw(directory / graphs["step"].file, state, x)  # [T, O]
+    full = np.stack([x[i - window + 1 : i + 1] for i in range(window - 1, len(x))])  # [N, W, F]
+    want = np.asarray(reference(full), np.float64)  # [N, O]
+    limit = RTOL * max(float(np.max(np.abs(want), initial=0.0)), 1.0)
+    figures = {"rule": f"|step graph - predict on each full window| <= {RTOL:g} * max(1, max |y|), raw units; "
+                       "figure is error / limit", "limit": limit, "windows": int(len(full)),
+               "step_vs_predict": _check("window semantics", y_stream[window - 1 :], want, limit)}
+    parity = {**exported.parity, "window_semantics": figures}
+    return SelfContained(dataclasses.replace(exported, graphs=graphs, state=state, parity=parity), y_stream)
