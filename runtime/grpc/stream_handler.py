@@ -35,7 +35,7 @@ from ..core.errors import EddyError, FailedPrecondition, InvalidInput
 from ..serving.dataplane import DataPlane
 from ..serving.sessions import Session
 from .status import error_to_proto
-from .tensors import array_to_tensor, sample_count, tensor_to_samples
+from .tensors import array_to_tensor, one_raw_sample, sample_count, tensor_to_samples
 
 __all__ = ["StreamHandler"]
 
@@ -60,6 +60,7 @@ class StreamHandler:
         self.started_at = 0  # session position when this stream opened it
         self.session_id = "-"
         self._started = time.monotonic()
+        self._features = 0  # the open session's feature count
 
     @property
     def opened(self) -> bool:
@@ -108,6 +109,7 @@ class StreamHandler:
         session, existed = await self._plane.open_session(o.model, o.version, o.session_id, o.state,
                                                           resume=o.resume, owner=self, tenant=self.tenant)
         self.session, self.resumed = session, existed
+        self._features = session.model.n_features
         self.session_id, self.started_at = session.id, session.position
         self.model_name, self.model_version = request.open.model, session.model.version
         m = session.model
@@ -124,8 +126,13 @@ class StreamHandler:
         if session is None:
             raise FailedPrecondition(f"session {self.session_id} was closed; open a new stream")
         if kind == "samples":
-            self._plane.check_samples(sample_count(request.samples))  # before decoding
-            x, encoding = tensor_to_samples(request.samples, session.model.n_features)  # [n, F]
+            tensor = request.samples
+            x = one_raw_sample(tensor, self._features)  # the common case: [1, F], no copy
+            if x is None:
+                self._plane.check_samples(sample_count(tensor))  # before decoding
+                x, encoding = tensor_to_samples(tensor, self._features)  # [n, F]
+            else:
+                encoding = "raw"
             offset = session.position
             y = await self._plane.push(session, x, client_limit=self._client_limit)  # [n, O]; advances on success
             self.samples += len(x)

@@ -12,6 +12,7 @@ encoding as the request it answers.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
 from typing import Literal
 
@@ -21,13 +22,15 @@ from eddy.v1 import inference_pb2 as pb
 
 from ..core.errors import InvalidInput
 
-__all__ = ["ENCODINGS", "Encoding", "array_to_tensor", "decode_float32", "sample_count", "tensor_to_samples",
-           "tensor_to_sequences"]
+__all__ = ["ENCODINGS", "Encoding", "array_to_tensor", "decode_float32", "one_raw_sample", "sample_count",
+           "tensor_to_samples", "tensor_to_sequences"]
 
 Encoding = Literal["raw", "values"]
 ENCODINGS: tuple[Encoding, ...] = ("raw", "values")
 
 _LE_F32 = np.dtype("<f4")  # wire dtype of Tensor.raw
+_NATIVE_LE = sys.byteorder == "little"  # raw bytes are then float32 as they are (no byte swap, no copy)
+_FAST_FEATURES = 64  # one sample of up to this many features is checked with Python floats
 
 
 def tensor_to_samples(tensor: pb.Tensor, n_features: int) -> tuple[np.ndarray, Encoding]:
@@ -38,6 +41,25 @@ def tensor_to_samples(tensor: pb.Tensor, n_features: int) -> tuple[np.ndarray, E
     encoding used, NaN or infinity.
     """
     return _decode(tensor, n_features, ("n",), "samples")
+
+
+def one_raw_sample(tensor: pb.Tensor, n_features: int) -> np.ndarray | None:
+    """The per-message fast path: ``[1, F]`` float32 if ``tensor`` is one valid ``raw`` sample, else None.
+
+    None means "not this simple case": the caller then takes
+    :func:`tensor_to_samples`, which also names any problem. The array is a
+    read-only view of the message's bytes; its values are exactly what
+    :func:`tensor_to_samples` would return.
+    """
+    raw = tensor.raw
+    if (not _NATIVE_LE or n_features > _FAST_FEATURES or len(raw) != 4 * n_features or tensor.values
+            or tensor.shape != [1, n_features]):
+        return None
+    x = np.frombuffer(raw, np.float32).reshape(1, n_features)
+    for v in x[0].tolist():
+        if not math.isfinite(v):
+            return None  # the full decoder names the sample and feature
+    return x
 
 
 def tensor_to_sequences(tensor: pb.Tensor, n_features: int) -> tuple[np.ndarray, Encoding]:
@@ -111,6 +133,8 @@ def decode_float32(shape: list[int], values: Sequence[float], raw: bytes, n_feat
 
 def array_to_tensor(array: np.ndarray, encoding: Encoding = "raw") -> pb.Tensor:
     """Encode a float array (any shape) as a :class:`Tensor` in ``encoding``."""
+    if encoding == "raw" and _NATIVE_LE and type(array) is np.ndarray and array.dtype == np.float32:
+        return pb.Tensor(shape=array.shape, raw=array.tobytes())  # the answer's hot path: already wire order
     arr = np.asarray(array, dtype=np.float32)
     if encoding == "raw":
         return pb.Tensor(shape=arr.shape, raw=arr.astype(_LE_F32, copy=False).tobytes(order="C"))

@@ -1,0 +1,99 @@
+"""Python work per served one-sample message, without gRPC (issue 12: lean serving path, <= 40 us).
+
+Drives :class:`~eddy.runtime.grpc.stream_handler.StreamHandler` over a real
+:class:`~eddy.runtime.serving.dataplane.DataPlane` (the committed default
+model) with already-parsed ``StreamRequest`` messages, as the servicer does
+after grpc has deserialised them, and prints medians of interleaved repeats
+(us per message) for each part of the path next to the whole:
+
+- ``handler``: decode, validate, push (batcher inline, one stream), answer;
+- ``+ serialize``: the same plus the request parse and response serialisation grpc does;
+- ``model push``: ``DataPlane.push`` alone on a decoded sample (the model's share);
+- ``decode`` / ``answer``: the sample decoder (``one_raw_sample``, else ``tensor_to_samples``) and the
+  response's construction (``array_to_tensor`` in a ``StreamResponse``) alone.
+
+Run: ``.venv/bin/python bench/bench_handler.py [--n 20000] [--repeats 7]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from eddy.runtime.grpc.stream_handler import StreamHandler
+from eddy.runtime.grpc.tensors import array_to_tensor, one_raw_sample, tensor_to_samples
+from eddy.runtime.serving.dataplane import DataPlane
+from eddy.runtime.serving.repository import ModelRepository
+from eddy.v1 import inference_pb2 as pb
+
+MODELS = Path(__file__).resolve().parent.parent / "models"
+
+
+async def _main(n: int, repeats: int) -> None:
+    plane = DataPlane(ModelRepository(MODELS))
+    plane.start()
+    name = plane.repository.names()[0]
+    h = StreamHandler(plane)
+    await h.handle(pb.StreamRequest(open=pb.OpenStream(model=name)))
+    session = h.session
+    assert session is not None
+    f = session.model.n_features
+    rng = np.random.default_rng(0)
+    xs = rng.standard_normal((n, f)).astype(np.float32)
+    requests = [pb.StreamRequest(samples=array_to_tensor(x[None])) for x in xs]
+    wire = [r.SerializeToString() for r in requests]
+    decoded = [tensor_to_samples(r.samples, f)[0] for r in requests]
+    ys = [np.zeros((1, session.model.n_targets), np.float32)] * n
+    parse, handle, push = pb.StreamRequest.FromString, h.handle, plane.push
+
+    async def handler() -> None:
+        for r in requests:
+            await handle(r)
+
+    async def serialized() -> None:
+        for b in wire:
+            (await handle(parse(b))).SerializeToString()
+
+    async def model_push() -> None:
+        for x in decoded:
+            await push(session, x)
+
+    async def decode() -> None:
+        for r in requests:
+            if one_raw_sample(r.samples, f) is None:
+                tensor_to_samples(r.samples, f)
+
+    async def answer() -> None:
+        for y in ys:
+            pb.StreamResponse(predictions=pb.Predictions(offset=1, outputs=array_to_tensor(y, "raw")))
+
+    cases = {"handler": handler, "+ serialize": serialized, "model push": model_push, "decode": decode,
+             "answer": answer}
+    times: dict[str, list[float]] = {k: [] for k in cases}
+    for _ in range(repeats):  # interleaved: load from other processes hits every case alike
+        for k, fn in cases.items():
+            t0 = time.perf_counter()
+            await fn()
+            times[k].append((time.perf_counter() - t0) / n * 1e6)
+    print(f"model {name}/{session.model.version}, {n} one-sample messages x {repeats} repeats, median us/message")
+    for k, v in times.items():
+        print(f"  {k:<12} {statistics.median(v):7.1f}   (min {min(v):.1f})")
+    await h.release()
+    await plane.close()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--n", type=int, default=20000, help="messages per repeat (default 20000)")
+    p.add_argument("--repeats", type=int, default=7, help="interleaved repeats (default 7)")
+    a = p.parse_args()
+    asyncio.run(_main(a.n, a.repeats))
+
+
+if __name__ == "__main__":
+    main()
