@@ -1,4 +1,4 @@
-"""A synchronous Python client for ``eddy serve``.
+"""Python clients for ``eddy serve``: synchronous (:class:`Client`) and asyncio (:class:`AsyncClient`).
 
 ::
 
@@ -7,6 +7,10 @@
         print(client.list_models())                 # {"sunspots": [1]}
         with client.stream("sunspots") as stream:   # same push/close as a local Stream
             y = stream.push(42.0)                   # [1, O] raw-unit predictions
+
+The asyncio client has the same methods, awaited (``async with client.stream(...)
+as s: y = await s.push(42.0)``), on grpc.aio without extra threads; see
+:mod:`eddy.runtime.client.aio`.
 
 Errors come back as the :mod:`eddy.runtime.core.errors` class matching the status
 (INVALID_ARGUMENT -> :class:`InvalidInput`, NOT_FOUND -> :class:`NotFound`,
@@ -18,7 +22,8 @@ ended the RPC with them. Codes without their own class (INTERNAL, ...) raise a p
 from __future__ import annotations
 
 from ..grpc.headers import SESSION_HEADER
+from .aio import AsyncClient, AsyncRemoteStream
 from .client import Client
 from .stream import RemoteStream
 
-__all__ = ["SESSION_HEADER", "Client", "RemoteStream"]
+__all__ = ["SESSION_HEADER", "AsyncClient", "AsyncRemoteStream", "Client", "RemoteStream"]

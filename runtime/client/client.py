@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from ..core.errors import EddyError, InvalidInput
 from ..grpc.headers import RESPONSE_LIMIT_HEADER, SESSION_HEADER
 from ..grpc.tensors import Encoding, array_to_tensor, tensor_to_sequences
 from ..serving.config import ServeConfig
-from ._wire import rpc_error, version_field
+from ._wire import channel_setup, rpc_error, version_field
 from .stream import RemoteStream
 
 __all__ = ["Client"]
@@ -42,22 +41,13 @@ class Client:
                  max_message_bytes: int = ServeConfig.max_message_bytes, tls: bool = False,
                  tls_ca: str | Path | None = None, tls_cert: str | Path | None = None,
                  tls_key: str | Path | None = None, token: str | None = None) -> None:
-        if max_message_bytes < 1:
-            raise ValueError(f"max_message_bytes must be >= 1, got {max_message_bytes}")
         self.target = target
         self.timeout = timeout  # seconds, for unary calls (streams have no deadline)
         self.max_message_bytes = max_message_bytes
-        token = token if token is not None else os.environ.get("EDDY_TOKEN") or None
-        self._metadata: tuple[tuple[str, str], ...] = (("authorization", f"Bearer {token}"),) if token else ()
+        credentials, options, self._metadata = channel_setup(max_message_bytes, tls, tls_ca, tls_cert, tls_key, token)
         self._limit = (*self._metadata, (RESPONSE_LIMIT_HEADER, str(max_message_bytes)))  # advertises the limit
-        options = [("grpc.max_receive_message_length", max_message_bytes),
-                   ("grpc.max_send_message_length", max_message_bytes)]
-        if tls or tls_ca is not None or tls_cert is not None or tls_key is not None:
-            from ..grpc.security import client_credentials
-
-            self._channel = grpc.secure_channel(target, client_credentials(tls_ca, tls_cert, tls_key), options)
-        else:
-            self._channel = grpc.insecure_channel(target, options=options)
+        self._channel = (grpc.secure_channel(target, credentials, options) if credentials is not None
+                         else grpc.insecure_channel(target, options=options))
         self._stub = pb_grpc.InferenceStub(self._channel)
 
     def list_models(self) -> dict[str, list[int]]:
