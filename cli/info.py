@@ -3,7 +3,7 @@
 Reads ``manifest.json`` (checked, hashes verified) and, when present,
 ``report.json`` from a model version directory and prints one aligned table:
 architecture, I/O, state tensors, graphs (ops, sizes, int8 twins),
-normalisation, parity vs tolerance, test error vs the naive baselines,
+normalisation, parity (vs Keras float64, or vs a fixed tolerance in older manifests), test error vs the naive baselines,
 training run, gradient health, creation time and library versions.
 ``--json`` prints the same figures as one JSON object.
 
@@ -239,6 +239,13 @@ def _parity(parity: dict[str, Any]) -> str:
 
 
 def _core_parity(parity: dict[str, Any]) -> str:
+    if isinstance(parity.get("checks"), dict):  # judged against Keras float32's own rounding (trainer.parity)
+        checks = {k: c for k, c in parity["checks"].items() if isinstance(c, dict)}
+        ok = all(_finite(c.get("error")) and _finite(c.get("limit")) and c["error"] <= c["limit"] for c in checks.values())
+        return "; ".join(
+            f"{k} {_num(c.get('error'), '.2e')} (Keras float32 {_num(c.get('keras_float32_error'), '.2e')}, "
+            f"limit {_num(c.get('limit'), '.2e')}, {c.get('steps')} steps, passed by {c.get('rule')})"
+            for k, c in checks.items()) + f"  ({'ok' if ok else 'EXCEEDED'}: {parity.get('rule')})  [model units]"
     tol = parity.get("tolerance")
     checks = {k: v for k, v in parity.items() if k != "tolerance" and isinstance(v, (int, float))}
     if not checks:

@@ -45,12 +45,11 @@ def failed(command: str, e: BaseException) -> int:
 
 
 def parity_line(parity: dict[str, Any]) -> str:
-    checks = ", ".join(f"{k} {v:.2g}" for k, v in parity.items() if k != "tolerance" and isinstance(v, (int, float)))
-    scaled = " x max(1, max |y|)" if "limits" in parity else ""
-    line = f"parity max abs error (tolerance {parity['tolerance']:g}{scaled}): {checks}"
+    checks = ", ".join(f"{k} {c['error']:.2g} ({c['keras_float32_error']:.2g})" for k, c in parity["checks"].items())
+    line = f"parity vs Keras float64, max abs error (Keras float32's own), passed {parity['rule']}: {checks}"
     raw = parity.get("self_contained")
     if isinstance(raw, dict):
-        line += (f"; raw-unit graphs vs float64 transform, error/limit: chained step {raw['chained_step']:.2g}, "
+        line += (f"; raw-unit graphs vs float64 transform, error/allowance: chained step {raw['chained_step']:.2g}, "
                  f"chunked sequence {raw['chunked_sequence']:.2g}")
     return line
 

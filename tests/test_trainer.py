@@ -15,12 +15,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _png import colour_fraction, png_size
 
 import eddy.trainer.train
 from eddy.cli.train import TRAIN_EXTRA_MESSAGE, main
 from eddy.runtime.core.manifest import read_manifest
 from eddy.trainer import publish
 from eddy.trainer.errors import DataError
+from eddy.trainer.parity import RULE
 from eddy.trainer.series import bundled_series, load_csv, synthetic_series
 from eddy.trainer.windows import make_dataset
 
@@ -350,20 +352,20 @@ def test_publish_never_replaces_a_version_claimed_meanwhile(tmp_path: Path) -> N
 
 
 @pytest.fixture(scope="module")
-def two_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """Two runs with the same seed into the same model directory: (CSV file, model directory)."""
+def two_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default recipe on the bundled sunspots (window 10, split 0.7/0.15/0.15), smaller and shorter
+    (8 units, 2 epochs, one target transform), run twice with the same seed into one model directory."""
     pytest.importorskip("tensorflow")
     pytest.importorskip("tf2onnx")
-    root = tmp_path_factory.mktemp("train")
-    csv_path = _write_csv(root / "levels.csv")
-    out_dir = root / "models" / "levels"
+    out_dir = tmp_path_factory.mktemp("train") / "models" / "sunspots"
+    flags = ["--units", "8", "--epochs", "2", "--seed", "3", "--target-transform", "level", "--quiet", "--out", str(out_dir)]
     for _ in range(2):
-        assert main(["--data", str(csv_path), *TINY, "--seed", "3", "--out", str(out_dir)]) == 0
-    return csv_path, out_dir
+        assert main(flags) == 0
+    return out_dir
 
 
-def test_runs_write_numbered_versions(two_runs: tuple[Path, Path]) -> None:
-    _, out_dir = two_runs
+def test_runs_write_numbered_versions(two_runs: Path) -> None:
+    out_dir = two_runs
     assert sorted(p.name for p in out_dir.iterdir()) == ["1", "2"]  # no staging leftovers
     for v in (1, 2):
         assert sorted(p.name for p in (out_dir / str(v)).iterdir()) == [
@@ -371,41 +373,58 @@ def test_runs_write_numbered_versions(two_runs: tuple[Path, Path]) -> None:
         assert read_manifest(out_dir / str(v)).version == v
 
 
-def test_manifest_contents(two_runs: tuple[Path, Path]) -> None:
-    csv_path, out_dir = two_runs
+def test_manifest_contents(two_runs: Path) -> None:
+    out_dir = two_runs
     m = read_manifest(out_dir / "1")  # verifies every listed file's sha256
-    assert (m.name, m.cell, m.layers, m.units, m.window, m.horizon) == ("levels", "simple_rnn", 1, 8, 5, 1)
-    assert (m.features, m.targets) == (["level"], ["level"])
+    assert (m.name, m.cell, m.layers, m.units, m.window, m.horizon) == ("sunspots", "simple_rnn", 1, 8, 10, 1)
+    assert (m.features, m.targets) == (["sunspots"], ["sunspots"])
     assert [(s.name, s.shape) for s in m.state] == [("h0", [8])]
     assert set(m.graphs) == {"step", "sequence"} and m.opset == 17
     assert m.graphs["step"].ops == ["Add", "Div", "MatMul", "Mul", "Sub", "Tanh"]  # normalisation inside the graph
     assert "RNN" in m.graphs["sequence"].ops and m.io == "raw" and m.target_transform == "level"
     assert set(m.files) == {"model.keras"}
-    assert m.parity["tolerance"] == 1e-5
-    assert all(0 <= m.parity[k] <= 1e-5 for k in ("window_vs_predict", "chunked_sequence", "chained_step"))
+    assert [(k, c["steps"]) for k, c in m.parity["checks"].items()] == [
+        ("window_vs_predict", 10), ("chunked_sequence", 309), ("chained_step", 309)]  # the whole series
+    assert all(0 <= c["error"] <= c["limit"] for c in m.parity["checks"].values())
     assert {"tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "eddy"} <= set(m.versions)
-    assert m.created.endswith("+00:00")
+    assert m.versions["eddy"] != "unknown" and m.created.endswith("+00:00")
 
-    # Normalisation: statistics of the training rows only (70% of 160 = 112 rows).
-    level = load_csv(csv_path).inputs[:, 0]
-    assert m.normalization.input_mean == pytest.approx([level[:112].mean()])
-    assert m.normalization.target_std == pytest.approx([level[:112].std()])
+    # Normalisation: statistics of the training rows only (70% of 309 = 216 rows).
+    spots = bundled_series().inputs[:, 0]
+    assert m.normalization.input_mean == pytest.approx([spots[:216].mean()])
+    assert m.normalization.target_std == pytest.approx([spots[:216].std()])
 
-    # Test metrics in raw units, with the persistence baseline.
-    assert m.metrics["windows"] == 24  # 15% of 160 rows
-    assert m.metrics["rmse"] == pytest.approx(m.metrics["mse"] ** 0.5)
-    assert m.metrics["persistence_rmse"] > 0 and m.metrics["per_target"]["level"]["rmse"] == m.metrics["rmse"]
+    # Test metrics in raw units, with the persistence baseline (last year's value) computed here.
+    assert m.metrics["windows"] == 47  # rows 262..308
+    persistence = float(np.sqrt(np.mean((spots[262:] - spots[261:-1]) ** 2)))
+    assert m.metrics["persistence_rmse"] == pytest.approx(persistence)
+    assert m.metrics["per_target"]["sunspots"]["rmse"] == m.metrics["rmse"] == pytest.approx(m.metrics["mse"] ** 0.5)
     assert m.metrics["baselines"]["persistence"]["rmse"] == m.metrics["persistence_rmse"]
 
     t = m.training
     assert (t["seed"], t["epochs"], t["epochs_run"], t["units"], t["batch_size"]) == (3, 2, 2, 8, 32)
-    assert t["data"] == {"source": "csv", "name": "levels", "path": str(csv_path), "rows": 160, "time_column": "date"}
-    assert t["split"] == [0.7, 0.15, 0.15] and t["split_rows"]["test"] == [136, 160]
+    assert t["data"] == {"source": "bundled", "name": "sunspots", "path": "trainer/data/sunspots.csv", "rows": 309,
+                         "time_column": "year"}  # a package-relative path, not this machine's
+    assert t["split"] == [0.7, 0.15, 0.15] and t["split_rows"]["test"] == [262, 309]
     assert len(t["history"]["loss"]) == len(t["history"]["val_loss"]) == 2
 
 
-def test_gradient_norms_are_recorded(two_runs: tuple[Path, Path]) -> None:
-    _, out_dir = two_runs
+def test_default_recipe_rebuilds_the_committed_models_data_side(two_runs: Path) -> None:
+    """Same data, split and window as models/sunspots/1 (``eddy train --out models/sunspots --seed 0``):
+    the columns, normalisation and windows the runtime relies on come out the same (trained figures
+    are not compared: they depend on library versions)."""
+    out_dir = two_runs
+    new, committed = read_manifest(out_dir / "1"), read_manifest(ROOT / "models" / "sunspots" / "1")
+    for field in ("name", "cell", "layers", "features", "targets", "window", "horizon"):
+        assert getattr(new, field) == getattr(committed, field), field
+    for field in ("input_mean", "input_std", "target_mean", "target_std"):
+        assert getattr(new.normalization, field) == pytest.approx(getattr(committed.normalization, field), rel=1e-12)
+    for key in ("data", "split_rows", "windows"):
+        assert new.training[key] == committed.training[key], key
+
+
+def test_gradient_norms_are_recorded(two_runs: Path) -> None:
+    out_dir = two_runs
     t = read_manifest(out_dir / "1").training
     for key in ("grad_norm", "recurrent_grad_norm"):
         assert len(t["history"][key]) == 2 and all(0 < v < 1e3 for v in t["history"][key]), key
@@ -414,27 +433,29 @@ def test_gradient_norms_are_recorded(two_runs: tuple[Path, Path]) -> None:
         "finite norms, no 10x jump over the running median, recurrent norms above 1e-06"]}
 
 
-def test_report_holds_history_baselines_and_labelled_predictions(two_runs: tuple[Path, Path]) -> None:
-    _, out_dir = two_runs
+def test_report_holds_history_baselines_and_labelled_predictions(two_runs: Path) -> None:
+    out_dir = two_runs
     report = json.loads((out_dir / "1" / "report.json").read_text())
     m = read_manifest(out_dir / "1")
-    assert report["model"]["version"] == 1 and report["model"]["targets"] == ["level"]
-    assert report["data"]["time_column"] == "date" and report["data"]["rows"] == 160
+    assert report["model"]["version"] == 1 and report["model"]["targets"] == ["sunspots"]
+    assert report["data"]["time_column"] == "year" and report["data"]["rows"] == 309
     assert report["history"]["epoch"] == [1, 2] and len(report["history"]["grad_norm"]) == 2
     assert report["test"]["rmse"] == pytest.approx(m.metrics["rmse"])
     assert report["baselines"]["persistence"]["rmse"] == pytest.approx(m.metrics["persistence_rmse"])
     assert "seasonal_naive" not in report["baselines"]  # only with --season
     p = report["test_predictions"]
-    assert p["labels"][0] == "2024-05-16" and len(p["labels"]) == len(p["actual"]) == len(p["predicted"]) == 24
+    assert p["labels"][0] == "1962" and len(p["labels"]) == len(p["actual"]) == len(p["predicted"]) == 47
+    np.testing.assert_allclose(np.asarray(p["actual"])[:, 0], bundled_series().outputs[262:, 0])
     assert report["parity"] == m.parity
-    assert (out_dir / "1" / "report.png").stat().st_size > 10_000
+    png = out_dir / "1" / "report.png"
+    assert png_size(png) == (1200, 800) and colour_fraction(png, "tab:orange", rows=(0.5, 1)) > 0.0005  # predictions
 
 
-def test_same_seed_gives_identical_weights(two_runs: tuple[Path, Path]) -> None:
+def test_same_seed_gives_identical_weights(two_runs: Path) -> None:
     import onnx
     from onnx import numpy_helper
 
-    _, out_dir = two_runs
+    out_dir = two_runs
 
     def initializers(path: Path) -> dict[str, np.ndarray]:
         return {i.name: numpy_helper.to_array(i) for i in onnx.load(str(path)).graph.initializer}
@@ -445,19 +466,30 @@ def test_same_seed_gives_identical_weights(two_runs: tuple[Path, Path]) -> None:
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
 
 
-def test_saved_keras_model_matches_the_graphs(two_runs: tuple[Path, Path]) -> None:
+def test_saved_keras_model_matches_the_graphs_and_the_stream(two_runs: Path) -> None:
+    """model.keras is the model the graphs came from; a window pushed into a fresh runtime stream gives,
+    as its last output, what it predicts (raw units)."""
     import keras
     import onnxruntime as ort
 
-    _, out_dir = two_runs
+    import eddy.runtime as runtime
+
+    out_dir = two_runs
     model = keras.saving.load_model(out_dir / "1" / "model.keras")
     norm = read_manifest(out_dir / "1").normalization
-    x = np.random.default_rng(0).normal(size=(4, 5, 1)).astype(np.float32)  # [B, W, F] normalised
+    x = np.random.default_rng(0).normal(size=(4, 10, 1)).astype(np.float32)  # [B, W, F] normalised
     raw = (x * norm.input_std + norm.input_mean).astype(np.float32)  # the graphs take raw units
     seq = ort.InferenceSession(str(out_dir / "1" / "sequence.onnx"), providers=["CPUExecutionProvider"])
     y = seq.run(["y"], {"x": raw, "h0": np.zeros((4, 8), np.float32)})[0]  # [B, W, O] raw
     want = model.predict(x, verbose=0) * norm.target_std + norm.target_mean
     np.testing.assert_allclose(y[:, -1], want, rtol=1e-5, atol=1e-4)
+
+    raw = bundled_series().inputs.astype(np.float32)[-10:]  # [W, F]
+    n = read_manifest(out_dir / "1").normalization
+    z = ((raw - n.input_mean) / n.input_std).astype(np.float32)[None]  # [1, W, F]
+    want = model.predict(z, verbose=0)[0] * n.target_std + n.target_mean
+    got = runtime.load(out_dir / "1").stream().push(raw)[-1]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * n.target_std[0])
 
 
 def test_horizon_multi_feature_lstm_streams_through_the_runtime(
@@ -542,8 +574,8 @@ def test_summary_names_version_rmse_and_parity(tmp_path: Path, capsys: pytest.Ca
     assert lines[2] == "target transform delta:" and lines[4].startswith("target transform auto: validation RMSE level ")
     assert lines[5].startswith(f"wrote {tmp_path / 'sine' / '1'}  (sine v1: simple_rnn 1x8")
     assert lines[6].startswith("test RMSE streamed ") and " window " in lines[6] and " vs persistence " in lines[6]
-    assert lines[7].startswith("parity max abs error (tolerance 1e-05 x max(1, max |y|)): window_vs_predict ")
-    assert lines[8].startswith("gradients healthy: finite norms")
+    assert lines[7].startswith(f"parity vs Keras float64, max abs error (Keras float32's own), passed {RULE}: ")
     m = read_manifest(tmp_path / "sine" / "1")
+    assert all(f"{k} {c['error']:.2g} ({c['keras_float32_error']:.2g})" in lines[7] for k, c in m.parity["checks"].items())
+    assert lines[8].startswith("gradients healthy: finite norms")
     assert m.training["data"]["source"] == "synthetic" and m.name == "sine"
-

@@ -23,16 +23,20 @@ class ExportError(EddyError):
 
 
 class ParityError(ExportError):
-    """An exported graph disagrees with the Keras model beyond the tolerance."""
+    """An exported graph disagrees with the Keras model by more than float32 rounding explains
+    (see :mod:`eddy.trainer.parity` for the rule)."""
 
-    def __init__(self, check: str, max_abs_error: float, tolerance: float) -> None:
-        super().__init__(
-            f"export parity check {check!r} failed: max abs error {max_abs_error:.3g} "
-            f"exceeds its limit {tolerance:.3g} (the tolerance scaled by the outputs' magnitude, model units)"
-        )
-        self.check = check
-        self.max_abs_error = max_abs_error
-        self.tolerance = tolerance
+    def __init__(self, check: str, error: float, limit: float, keras_error: float | None = None,
+                 steps: int | None = None) -> None:
+        against = (f" against Keras in float64 exceeds the limit {limit:.3g} (Keras float32's own error "
+                   f"{keras_error:.3g}; {steps} steps; model units)" if keras_error is not None
+                   else f" exceeds the limit {limit:.3g}")
+        super().__init__(f"export parity check {check!r} failed: max abs error {error:.3g}{against}")
+        self.check = check  # e.g. "chunked_sequence"
+        self.error = error  # the graph's max abs error against the reference
+        self.limit = limit  # what the rule allowed
+        self.keras_error = keras_error  # Keras float32's max abs error against the float64 truth, if judged so
+        self.steps = steps  # sequence length of the check
 
 
 class UnsupportedModelError(ExportError, InvalidInput):

@@ -68,6 +68,31 @@ class RecurrentStack:
         """Inference copies of :attr:`rnn` (no dropout, dynamic time); see :func:`_sequence_twin`."""
         return [_sequence_twin(layer) for layer in self.rnn]
 
+    def runner(self, dtype: str) -> Any:
+        """A ``tf.function`` ``x [B, T, F] -> [y [B, T, O], *final states]`` from zero state in ``dtype``
+        (see :func:`run_stack`), made once per dtype."""
+        if dtype not in self._runners:
+            self._runners[dtype] = self._make_runner(dtype)
+        return self._runners[dtype]
+
+    @cached_property
+    def _runners(self) -> dict[str, Any]:
+        return {}
+
+    def _make_runner(self, dtype: str) -> Any:
+        twins, head = self.twins64 if dtype == "float64" else (self.twins, self.head)
+
+        @tf.function(input_signature=[tf.TensorSpec([None, None, self.n_features], dtype)])
+        def run(x: Any) -> list[Any]:
+            h, finals = x, []
+            zero = [tf.zeros(tf.stack([tf.shape(x)[0], *s.shape]), dtype) for s in self.state]  # [B, U] each
+            for i, twin in enumerate(twins):
+                h, *s = twin(h, initial_state=self.layer_states(zero, i), training=False)  # [B, T, U]
+                finals += s
+            return [head(h), *finals]
+
+        return run
+
     @cached_property
     def twins64(self) -> tuple[list[Any], Any]:
         """Float64 copies of :attr:`twins` and :attr:`head`: the same weights cast up (the parity reference)."""
@@ -200,18 +225,7 @@ def run_stack(stack: RecurrentStack, x: np.ndarray, dtype: str = "float32") -> l
     state, computed in ``dtype`` (``"float32"`` as Keras runs the model, ``"float64"`` as the reference):
     ``[y [B, T, O], *final states [B, U]]`` in :attr:`RecurrentStack.state` order.
 
-    Runs as one ``tf.function`` (a graph while-loop): eagerly, Keras steps the
-    loop in Python, ~8 ms per time step.
+    Runs as one ``tf.function`` per stack and dtype, traced once for any batch and length (a graph
+    while-loop: eagerly, Keras steps the loop in Python, ~8 ms per time step).
     """
-    twins, head = stack.twins64 if dtype == "float64" else (stack.twins, stack.head)
-    zero = [tf.zeros((x.shape[0], *s.shape), dtype) for s in stack.state]
-
-    @tf.function
-    def run(h: Any, states: list[Any]) -> list[Any]:
-        finals = []
-        for i, twin in enumerate(twins):
-            h, *s = twin(h, initial_state=stack.layer_states(states, i), training=False)  # [B, T, U]
-            finals += s
-        return [head(h), *finals]
-
-    return [np.asarray(v) for v in run(tf.constant(np.asarray(x, dtype)), zero)]
+    return [np.asarray(v) for v in stack.runner(dtype)(tf.constant(np.asarray(x, dtype)))]
