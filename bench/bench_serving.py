@@ -412,8 +412,9 @@ def _prepare_models(args: argparse.Namespace, tmp: Path) -> Path:
     large = CACHE / LARGE_MODEL
     if _latest(large) is None:
         _train(large, LARGE_TRAIN)
-    (repo / args.seed_model).symlink_to(seed.resolve(), target_is_directory=True)
-    (repo / args.large_model).symlink_to(large.resolve(), target_is_directory=True)
+    # Copies, not symlinks: the server refuses version directories that resolve outside its repository.
+    shutil.copytree(seed.resolve(), repo / args.seed_model)
+    shutil.copytree(large.resolve(), repo / args.large_model)
     return repo
 
 
