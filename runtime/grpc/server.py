@@ -235,7 +235,10 @@ async def _serve(repository: ModelRepository, host: str, port: int, config: Serv
         loop.add_signal_handler(sig, stop.set)
     if security.tokens is not None:
         loop.add_signal_handler(signal.SIGHUP, security.tokens.reload)
-    print(f"eddy: serving {len(repository)} model(s) on {server.address}", flush=True)
+    # One write per line: --workers processes share this pipe, and print() writes the text and the newline
+    # separately when stdout is unbuffered (PYTHONUNBUFFERED), so their lines could interleave.
+    sys.stdout.write(f"eddy: serving {len(repository)} model(s) on {server.address}\n")
+    sys.stdout.flush()
     if server.metrics_port is not None:
         print(f"eddy: metrics on http://{format_address(config.metrics_host, server.metrics_port)}/metrics",
               flush=True)
