@@ -370,20 +370,27 @@ def main(argv: list[str] | None = None) -> int:
     modes = args.modes.split(",")
     configs: list[tuple[str, int]] = [("eddy", 0)] + [("triton", int(d)) for d in args.triton_delay_us.split(",")]
     rows: list[dict] = []
+    crashes: list[str] = []
     load_before = os.getloadavg()
     for kind, delay in configs:
         server = _eddy(work, models, client) if kind == "eddy" else \
             _tritonserver(work, server_dir, _triton_repo(work, models, delay), client, delay)
+        name = "eddy" if kind == "eddy" else f"triton d={delay}us"
         try:
-            for mode in modes:
-                for n in seqs:
-                    if mode == "mux" and n == 1:
-                        continue  # the same as `stream` with one sequence
+            for mode, n in [(m, n) for m in modes for n in seqs if not (m == "mux" and n == 1)]:  # mux@1 = stream@1
+                try:
                     r = _load(client, server, mode, n, args, record=CHECK_STEPS)
-                    r.update(server=server.name if kind == "eddy" else f"triton d={delay}us", mode=mode,
-                             sequences=n, exact="yes" if _check(r.pop("recorded"), models) else "NO")
-                    rows.append(r)
-                    print(_table([r]).splitlines()[-1], flush=True)
+                except (SystemExit, OSError):  # OSError: its metrics endpoint is gone with it
+                    if server.proc.poll() is None:
+                        raise
+                    crash = f"{name} died during {mode} x{n} (exit {server.proc.returncode}); see {server.log}"
+                    print(f"bench_triton: {crash}", flush=True)
+                    crashes.append(crash)
+                    break
+                r.update(server=name, mode=mode, sequences=n,
+                         exact="yes" if _check(r.pop("recorded"), models) else "NO")
+                rows.append(r)
+                print(_table([r]).splitlines()[-1], flush=True)
         finally:
             server.stop()
     print()
@@ -391,7 +398,9 @@ def main(argv: list[str] | None = None) -> int:
     print()
     for _kind, delay in configs[1:]:
         print("\n".join(_ratios(rows, f"triton d={delay}us")))
-    meta = {"load_avg_before": load_before, "load_avg_after": os.getloadavg(), "cpus": os.cpu_count(),
+    for crash in crashes:
+        print(f"CRASHED: {crash}")
+    meta = {"crashes": crashes, "load_avg_before": load_before, "load_avg_after": os.getloadavg(), "cpus": os.cpu_count(),
             "python": sys.version.split()[0], "time_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
             "args": {k: str(v) for k, v in vars(args).items()}}
     print(f"\nload average before {load_before[0]:.2f}, after {meta['load_avg_after'][0]:.2f} ({os.cpu_count()} cores); "
