@@ -74,3 +74,10 @@ def test_state_setter_and_reset_drive_the_fast_path(model, series):
     a.reset()
     assert a.position == 0 and not a.state["h0"].any()
     assert np.array_equal(a.push(7.5), model.stream().push(7.5))
+
+
+@pytest.mark.parametrize("bad", [1e39, [[-1e39]]])
+def test_beyond_float32_named_as_such(model, bad):
+    """A finite number too large for float32 is not called 'not finite': the message says what is wrong."""
+    with pytest.raises(InvalidInput, match="outside float32's range"):
+        model.stream().push(bad)

@@ -6,6 +6,7 @@ load without onnxruntime.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -42,9 +43,13 @@ def as_samples(samples: Any, n_features: int) -> np.ndarray:
     if arr.shape[1] != n_features:
         hint = " (a 1-D array is one sample; pass [n, F] for several)" if np.ndim(samples) == 1 else ""
         raise InvalidInput(f"expected {n_features} feature(s) per sample, got {arr.shape[1]}{hint}")
-    arr = arr.astype(np.float32, copy=True)
-    bad = ~np.isfinite(arr)
+    with np.errstate(over="ignore"):  # a finite value beyond float32's range becomes inf: reported below
+        f32 = arr.astype(np.float32, copy=True)
+    bad = ~np.isfinite(f32)
     if bad.any():
         row, col = (int(i) for i in np.argwhere(bad)[0])
-        raise InvalidInput(f"sample {row}, feature {col} is {float(arr[row, col])}: values must be finite")
-    return arr
+        value = float(arr[row, col])
+        if math.isfinite(value):
+            raise InvalidInput(f"sample {row}, feature {col} is {value}: outside float32's range (|x| < 3.4e38)")
+        raise InvalidInput(f"sample {row}, feature {col} is {value}: values must be finite")
+    return f32
