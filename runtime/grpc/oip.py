@@ -50,6 +50,7 @@ from .oip_codec import (
 )
 from .security import TENANT
 from .status import to_status
+from .unary import run_unary
 
 __all__ = ["EXTENSIONS", "OIP_SERVICE", "OipServicer", "add_oip_to_server"]
 
@@ -191,18 +192,7 @@ class OipServicer:
         return infer_response_bytes(ran, request.id, y)
 
     async def _unary(self, method: str, context: Any, work: Callable[[], Awaitable[T]]) -> T:
-        """Await ``work`` and record it; abort the RPC with the right status if it raises."""
-        t0 = time.perf_counter()
-        try:
-            result = await work()
-        except Exception as e:
-            code, message = to_status(e, method)
-            self.metrics.rpc(method, code.name)
-            await context.abort(code, message)  # raises
-            raise  # pragma: no cover
-        self.metrics.latency(method)(time.perf_counter() - t0)
-        self.metrics.rpc(method, "OK")
-        return result
+        return await run_unary(method, context, work, self.metrics)
 
 
 def _sequence_key(request: pb.ModelInferRequest) -> str:

@@ -38,6 +38,7 @@ from .security import TENANT
 from .status import code_name, status_code, to_status
 from .stream_handler import StreamHandler
 from .tensors import sample_count, tensor_to_sequences
+from .unary import ended_early, run_unary
 from .wire import RateLimitedLog, is_malformed
 
 __all__ = ["InferenceServicer", "SERVICE_NAME"]
@@ -115,13 +116,13 @@ class InferenceServicer(pb_grpc.InferenceServicer):
                 # its own watcher ~0.1-0.3 ms later (measured): wait that long, so the stream is logged and
                 # counted CANCELLED instead of OK. A half-closed stream pays this once, at its end.
                 await asyncio.sleep(_CANCEL_GRACE)
-            code = _ended_early(context) or code
+            code = ended_early(context) or code
         except asyncio.CancelledError:
             if idle.expired:  # ended by the idle timeout, not by the peer
                 code = grpc.StatusCode.DEADLINE_EXCEEDED
                 await context.abort(code, f"no message for {idle.timeout:g}s (--stream-idle-timeout); the "
                                           "session stays resumable")
-            code = _ended_early(context) or grpc.StatusCode.CANCELLED
+            code = ended_early(context) or grpc.StatusCode.CANCELLED
             raise
         except grpc.aio.AbortError:
             raise  # `code` already says why
@@ -178,33 +179,7 @@ class InferenceServicer(pb_grpc.InferenceServicer):
 
     async def _unary(self, method: str, context: grpc.aio.ServicerContext, work: Callable[[], Awaitable[T]],
                      request: object) -> T:
-        """Await ``work`` and record it; abort the RPC with the right status if it raises."""
-        t0 = time.perf_counter()
-        try:
-            if is_malformed(request):
-                message = request.message  # type: ignore[attr-defined]
-                self._faults.warning("malformed", "%s: %s (peer %s)", method, message, context.peer())
-                raise InvalidInput(message)
-            result = await work()
-        except asyncio.CancelledError:
-            self.metrics.rpc(method, (_ended_early(context) or grpc.StatusCode.CANCELLED).name)
-            raise
-        except Exception as e:
-            code, message = to_status(e, method)
-            self.metrics.rpc(method, code.name)
-            await context.abort(code, message)  # raises
-            raise  # pragma: no cover
-        self.metrics.latency(method)(time.perf_counter() - t0)
-        self.metrics.rpc(method, "OK")
-        return result
-
-
-def _ended_early(context: grpc.aio.ServicerContext) -> grpc.StatusCode | None:
-    """DEADLINE_EXCEEDED if the caller's deadline passed, CANCELLED if the call was cancelled, else None."""
-    remaining = context.time_remaining()
-    if remaining is not None and remaining <= 0:
-        return grpc.StatusCode.DEADLINE_EXCEEDED
-    return grpc.StatusCode.CANCELLED if context.cancelled() else None
+        return await run_unary(method, context, work, self.metrics, request=request, faults=self._faults)
 
 
 def _kv(event: str, **fields: object) -> str:
