@@ -38,11 +38,14 @@ def build_parser() -> argparse.ArgumentParser:
             "scaling given with --input-mean/--input-std/--target-mean/--target-std; it goes inside the graphs. "
             "--data only scores the exported graphs (window and streamed test RMSE next to persistence) and feeds "
             "the parity checks; it never changes the graphs. Exit status: 0 written; 2 bad flags, data or an "
-            "unsupported model (one line on stderr; nothing written); 1 export or parity check failed "
+            "unsupported model or a broken model file (one line on stderr, before tensorflow is imported where the file "
+            "shows it; nothing written); 1 export or parity check failed "
             "(nothing written)."
         ),
     )
-    p.add_argument("model", type=Path, metavar="FILE.keras", help="the Keras model file (required)")
+    p.add_argument("model", type=Path, metavar="FILE.keras",
+                   help="the Keras model file: .keras (model.save('m.keras')) or legacy .h5; a TensorFlow SavedModel "
+                        "directory is not supported (required)")
     p.add_argument("--out", type=Path, required=True, metavar="DIR",
                    help="model directory; writes DIR/<next integer version>/ (required)")
     p.add_argument("--name", help="model name in the manifest (default: the last part of --out)")

@@ -88,12 +88,9 @@ def export_keras_file(
         raise DataError("--norm-identity (the default) says the model takes raw values; drop it to give "
                         "--input-mean/--input-std/--target-mean/--target-std")
     path, out = Path(path), Path(out)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
+    from .keras_file import precheck_model_file
 
-    from .keras_rules import precheck_keras_file
-
-    precheck_keras_file(path)  # refuse from config.json before paying for tensorflow
+    precheck_model_file(path)  # broken files and refused layers, from the file's config before paying for tensorflow
     from .keras_stack import inspect_model, keras  # tensorflow from here on
     from .onnx_export import export_model
     from .self_contained import make_self_contained, make_window_semantics

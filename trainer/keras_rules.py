@@ -1,22 +1,20 @@
 """Which Keras layers eddy can stream, by class name (no tensorflow): one table for both checks.
 
 :func:`eddy.trainer.keras_stack.inspect_model` applies these rules to a loaded
-model; :func:`precheck_keras_file` applies them to a ``.keras`` file's
-``config.json`` before tensorflow is imported, so a refusal takes
-milliseconds instead of the seconds tensorflow takes to start.
+model; :func:`check_config` applies them to a model config read from the file
+(:mod:`eddy.trainer.keras_file`: ``.keras`` or ``.h5``) before tensorflow is
+imported, so a refusal takes milliseconds instead of the seconds tensorflow
+takes to start.
 """
 
 from __future__ import annotations
 
-import json
-import zipfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from .errors import UnsupportedModelError
 
-__all__ = ["CELLS", "IDENTITIES", "UNSUPPORTED", "precheck_keras_file", "refusal"]
+__all__ = ["CELLS", "IDENTITIES", "UNSUPPORTED", "check_config", "refusal"]
 
 # Keras layer class name -> manifest cell name, and the state tensors one layer carries.
 CELLS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -42,6 +40,7 @@ UNSUPPORTED: dict[str, str] = {
     "Sequential": "nested models are not supported; build one flat model",
     "Functional": "nested models are not supported; build one flat model",
 }
+_MODELS = ("Sequential", "Functional", "Model")  # model classes with a layer list (Keras 2's .h5 says "Model")
 _STATEFUL = ("stateful=True; eddy carries the state itself between calls, so rebuild the model with "
              "stateful=False and load the same weights")
 
@@ -58,21 +57,19 @@ def refusal(kind: str, config: dict[str, Any]) -> str | None:
     return UNSUPPORTED.get(kind, "eddy exports only SimpleRNN, LSTM or GRU layers with Dense layers after them")
 
 
-def precheck_keras_file(path: Path) -> None:
-    """Refuse an unsupported ``.keras`` file from its ``config.json`` alone (no tensorflow).
-
-    Files that are not a readable Keras zip (``.h5``, damaged files) pass; Keras itself judges them later.
-    """
-    try:
-        with zipfile.ZipFile(path) as z:
-            config = json.loads(z.read("config.json"))
-    except (zipfile.BadZipFile, KeyError, OSError, ValueError):
-        return
-    for layer in _layers(config):
+def check_config(model_config: dict[str, Any], where: str) -> None:
+    """Raise :class:`~eddy.trainer.errors.UnsupportedModelError` for the first layer of ``model_config`` (a saved
+    model's config: ``{"class_name": ..., "config": {"layers": [...]}}``) eddy cannot export; ``where`` names the
+    file in the message."""
+    kind = str(model_config.get("class_name", ""))
+    if kind not in _MODELS:
+        raise UnsupportedModelError(f"{where}: unsupported model class {kind or '?'!r}: eddy exports Sequential or "
+                                    "Functional Keras models (rebuild a subclassed model as a Functional one)")
+    for layer in _layers(model_config):
         kind, cfg = str(layer.get("class_name", "")), layer.get("config") or {}
         why = refusal(kind, cfg)
         if why:
-            raise UnsupportedModelError(f"unsupported layer {cfg.get('name', '?')!r} ({kind}): {why}")
+            raise UnsupportedModelError(f"{where}: unsupported layer {cfg.get('name', '?')!r} ({kind}): {why}")
 
 
 def _layers(model_config: dict[str, Any]) -> Iterator[dict[str, Any]]:
