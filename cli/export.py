@@ -65,9 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stream: state carried over the whole stream (the recurrent state); window: every answer "
                         "depends only on the last --window samples, exactly model.predict on that window (the "
                         "state is the window buffer; zeros before a stream's first samples) (default: stream)")
-    p.add_argument("--format", choices=("onnx", "ort"), nargs="+", default=["onnx"], dest="formats",
-                   help="graph files to write: onnx (step.onnx, sequence.onnx; always) and ort (also step.ort, "
-                        "sequence.ort: onnxruntime's format for its mobile and minimal builds) (default: onnx)")
+    c.add_format_flag(p)
     p.add_argument("--features", nargs="+", metavar="COL",
                    help="input column names (default: with --data as in eddy train, else x0, x1, ...)")
     p.add_argument("--target", "--targets", nargs="+", dest="targets", metavar="COL",
@@ -100,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             args.model, args.out, features=args.features, targets=args.targets, window=args.window,
             horizon=args.horizon, data=args.data, fill=args.fill, split=args.split,
             norm_identity=args.norm_identity, input_mean=args.input_mean, input_std=args.input_std,
-            target_mean=args.target_mean, target_std=args.target_std, formats=tuple(args.formats),
+            target_mean=args.target_mean, target_std=args.target_std, formats=c.formats(args.formats),
             semantics=args.semantics,
             name=args.name, seed=args.seed,
         )

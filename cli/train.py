@@ -31,8 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Train a recurrent model on a time series, export it to ONNX (step and sequence "
             "graphs with explicit state), verify the export against Keras, and write "
-            "OUT/<next version>/ with manifest.json, step.onnx, sequence.onnx, model.keras, "
-            "report.json and report.png."
+            "OUT/<next version>/ with manifest.json, step.onnx, sequence.onnx (and .ort twins with --format onnx ort), "
+            "model.keras, report.json and report.png."
         ),
         epilog=(
             "CSV files: a header row; a time column (named date, time, datetime, timestamp, year or "
@@ -116,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--quantize", choices=PRECISIONS, default=None,
                      help="also write dynamically quantised graphs (step_int8.onnx, sequence_int8.onnx) and "
                           "measure their size and accuracy change (default: off)")
+    c.add_format_flag(out, quantize=True)
     out.add_argument("--quiet", action="store_true",
                      help="print only the version directory written, no per-epoch lines (default: off)")
     return p
@@ -160,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         out=args.out,
         name=args.name,
         quantize=args.quantize,
+        formats=c.formats(args.formats),
     )
     try:
         config.validate()

@@ -10,10 +10,12 @@ import importlib.util
 from collections.abc import Callable
 from typing import Any
 
+from eddy.runtime.core.layout import GRAPH_FORMATS
+
 from .errors import report
 
-__all__ = ["TRAIN_MODULES", "at_least", "failed", "finite_float", "has_training_extra", "non_negative_float",
-           "parity_line", "positive_float", "print_flush", "rate", "score_line", "seed", "split"]
+__all__ = ["TRAIN_MODULES", "add_format_flag", "at_least", "failed", "finite_float", "formats", "has_training_extra",
+           "non_negative_float", "parity_line", "positive_float", "print_flush", "rate", "score_line", "seed", "split"]
 
 TRAIN_MODULES = ("tensorflow", "keras", "tf2onnx", "onnx")  # what the training extra provides
 
@@ -35,6 +37,21 @@ def score_line(metrics: dict[str, Any], horizon: int, transform: str | None = No
         + f" ({metrics['windows']} test rows, raw units, {horizon} step{'s' if horizon != 1 else ''} ahead"
         + (f", target transform {transform}" if transform else "") + ")"
     )
+
+
+def add_format_flag(parser: argparse.ArgumentParser | Any, quantize: bool = False) -> None:
+    """``--format onnx ort``: the graph files ``eddy train`` and ``eddy export`` write (one flag, one help text);
+    ``quantize``: the command also has ``--quantize``."""
+    int8 = ", and the int8 graphs' twins with --quantize" if quantize else ""
+    parser.add_argument("--format", choices=GRAPH_FORMATS, nargs="+", default=["onnx"], dest="formats",
+                        help="graph files to write: onnx (step.onnx, sequence.onnx; always) and ort (also step.ort, "
+                             f"sequence.ort{int8}: onnxruntime's format for its mobile and minimal builds; "
+                             "eddy.runtime.load(..., graph_format='ort') runs them) (default: onnx)")
+
+
+def formats(given: list[str]) -> tuple[str, ...]:
+    """``--format``'s values as the trainer takes them: onnx first (always written), no repeats."""
+    return tuple(dict.fromkeys(["onnx", *given]))
 
 
 def failed(command: str, e: BaseException) -> int:

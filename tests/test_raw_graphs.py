@@ -45,7 +45,8 @@ def test_ort_graphs_load_and_match_the_onnx_ones(raw_dir: Path, series: np.ndarr
 
 
 def test_missing_ort_graphs_are_named(models_dir: Path) -> None:
-    with pytest.raises(ModelLoadError, match=r"has no float32 .ort step graph \(write it with `eddy.trainer.ort_format"):
+    with pytest.raises(ModelLoadError,
+                       match=r"has no float32 .ort step graph \(write it with `eddy train --format onnx ort` or `eddy export"):
         runtime.load(models_dir / MODEL, graph_format="ort")
 
 

@@ -11,10 +11,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from eddy.runtime.core.layout import CELLS  # the cell types a manifest may name; the trainer builds them all
+from eddy.runtime.core.layout import (
+    CELLS,  # the cell types a manifest may name; the trainer builds them all
+    GRAPH_FORMATS,  # graph file formats: onnx, and ort for onnxruntime's mobile builds
+)
 from eddy.runtime.core.layout import QUANTIZED_PRECISIONS as PRECISIONS  # extra graph precisions --quantize adds
 
-__all__ = ["CELLS", "FILLS", "PRECISIONS", "TARGET_TRANSFORMS", "TrainConfig"]
+__all__ = ["CELLS", "FILLS", "GRAPH_FORMATS", "PRECISIONS", "TARGET_TRANSFORMS", "TrainConfig"]
 
 FILLS = ("ffill", "interpolate", "drop")  # ways to handle missing values in the used CSV columns
 TARGET_TRANSFORMS = ("auto", "level", "delta", "log_delta")  # --target-transform (eddy.trainer.transform)
@@ -59,6 +62,7 @@ class TrainConfig:
     out: Path | None = None  # model directory; None = models/<name>
     name: str | None = None  # model name; None = --out's last component, else the data set's name
     quantize: str | None = None  # also write graphs of this precision ("int8"); None = float32 only
+    formats: tuple[str, ...] = ("onnx",)  # graph files: "onnx" always; "ort" adds onnxruntime-format twins (.ort)
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first invalid field."""
@@ -84,6 +88,8 @@ class TrainConfig:
             raise ValueError(f"season must be at least 1, got {self.season}")
         if self.quantize is not None and self.quantize not in PRECISIONS:
             raise ValueError(f"quantize must be one of {', '.join(PRECISIONS)}, got {self.quantize!r}")
+        if "onnx" not in self.formats or any(f not in GRAPH_FORMATS for f in self.formats):
+            raise ValueError(f"formats must include onnx and be among {', '.join(GRAPH_FORMATS)}, got {list(self.formats)}")
         if self.cell not in CELLS:
             raise ValueError(f"cell must be one of {', '.join(CELLS)}, got {self.cell!r}")
         if not (math.isfinite(self.lr) and self.lr > 0):
@@ -111,4 +117,5 @@ class TrainConfig:
         d["data"] = None if self.data is None else str(self.data)
         d["out"] = None if self.out is None else str(self.out)
         d["split"] = list(self.split)
+        d["formats"] = list(self.formats)
         return d

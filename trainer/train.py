@@ -155,6 +155,10 @@ def train(config: TrainConfig, log: Callable[[str], None] | None = print) -> Tra
             extra, quantization = quantize_graphs(staging.path, exported.graphs, raw, exported.state)
             graphs.update(extra)
             metrics["int8"] = quantization
+        if "ort" in config.formats:  # .ort twins of every graph written (float32, and int8 with --quantize)
+            from .ort_format import write_ort
+
+            graphs.update(write_ort(staging.path, dict(graphs)))
         manifest = staging.manifest(
             exported,
             graphs=graphs,

@@ -237,8 +237,9 @@ class Model:
         key = graph_key(kind, self.precision, self.graph_format)
         spec = self.manifest.graphs.get(key)
         if spec is None:
-            how = ("eddy.trainer.ort_format.write_ort" if self.graph_format == "ort" and self.precision == "float32"
-                   else f"eddy train --quantize {self.precision}")
+            flag = " --format onnx ort" if self.graph_format == "ort" else ""
+            how = (f"eddy train{flag}` or `eddy export{flag}" if self.precision == "float32"
+                   else f"eddy train --quantize {self.precision}{flag}")
             fmt = " .ort" if self.graph_format == "ort" else ""
             raise ModelLoadError(f"{self.path}: has no {self.precision}{fmt} {kind} graph "
                                  f"(write it with `{how}`)")
