@@ -85,10 +85,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="a peer that does not answer a ping within this is gone: its streams end and their "
                         f"sessions become resumable (default: {d.keepalive_timeout:g})")
     s.add_argument("--stream-idle-timeout", type=float, default=d.stream_idle_timeout, metavar="SECONDS",
-                   help="end a stream that sent nothing for this long with DEADLINE_EXCEEDED (its session stays "
-                        f"resumable); 0 never (default: {d.stream_idle_timeout:g})")
+                   help="end a stream (eddy.v1 or OIP) that sent nothing for this long with DEADLINE_EXCEEDED "
+                        f"(its session stays resumable); 0 never (default: {d.stream_idle_timeout:g})")
     s.add_argument("--max-streams", type=int, default=d.max_streams, metavar="N",
-                   help=f"open streams at most; more are RESOURCE_EXHAUSTED (default: {d.max_streams})")
+                   help=f"open streams at most, eddy.v1 and OIP together; more are RESOURCE_EXHAUSTED "
+                        f"(default: {d.max_streams})")
     s.add_argument("--max-streams-per-tenant", type=int, default=d.max_streams_per_tenant, metavar="N",
                    help="open streams per tenant (token) at most; more are RESOURCE_EXHAUSTED "
                         "(default: only --max-streams)")

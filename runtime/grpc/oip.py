@@ -19,13 +19,20 @@ stays open. A rejected request changes no session.
 
 ModelStreamInfer runs each request as soon as it is read, so one stream can
 carry many sequences that batch together; requests of one sequence run in
-order, and answers come back as they complete (match them by ``id``).
+order, and answers come back as they complete (match them by ``id``). The
+stream itself goes through the server's
+:class:`~eddy.runtime.grpc.limits.StreamGate`, like an eddy.v1 ``Stream``:
+``--max-streams``/``--max-streams-per-tenant`` (RESOURCE_EXHAUSTED before
+anything is read), ``--stream-idle-timeout`` (DEADLINE_EXCEEDED), and its
+true close status in the metrics. A request that does not parse ends the
+stream with INVALID_ARGUMENT after the requests before it are answered.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib.metadata import PackageNotFoundError, version
@@ -38,6 +45,7 @@ from eddy.v1 import oip_pb2 as pb
 from ..core.errors import EddyError, NotFound
 from ..serving.dataplane import DataPlane
 from ..serving.sequences import Sequences
+from .limits import StreamGate
 from .oip_codec import (
     infer_input,
     infer_response_bytes,
@@ -50,7 +58,8 @@ from .oip_codec import (
 )
 from .security import TENANT
 from .status import to_status
-from .unary import run_unary
+from .unary import ended_early, run_unary
+from .wire import Malformed, RateLimitedLog, is_malformed, safe_parser
 
 __all__ = ["EXTENSIONS", "OIP_SERVICE", "OipServicer", "add_oip_to_server"]
 
@@ -59,6 +68,8 @@ EXTENSIONS = ["model_configuration", "sequence"]  # ServerMetadata.extensions
 MAX_IN_FLIGHT = 1024  # requests of one ModelStreamInfer running at once; reading pauses past it
 
 T = TypeVar("T")
+
+log = logging.getLogger("eddy.servicer")
 
 
 def _eddy_version() -> str:
@@ -71,11 +82,15 @@ def _eddy_version() -> str:
 class OipServicer:
     """``inference.GRPCInferenceService`` over a :class:`DataPlane`; ``ready()`` says whether the server serves."""
 
-    def __init__(self, plane: DataPlane, ready: Callable[[], bool] = lambda: True) -> None:
+    def __init__(self, plane: DataPlane, ready: Callable[[], bool] = lambda: True,
+                 gate: StreamGate | None = None) -> None:
         self.plane = plane
         self.sequences = Sequences(plane)
         self.metrics = plane.metrics
         self.ready = ready
+        # ModelStreamInfer's limits and idle timeout: the eddy.v1 Stream's own gate when the server passes it
+        self.gate = gate or StreamGate.from_config(plane.config, plane.metrics)
+        self._faults = RateLimitedLog(log)  # malformed stream requests: a short line, never a flood
         self._version = _eddy_version()
 
     # -- health and metadata ------------------------------------------------
@@ -120,13 +135,16 @@ class OipServicer:
     async def ModelInfer(self, request: pb.ModelInferRequest, context: Any) -> bytes:
         return await self._unary("ModelInfer", context, lambda: self._infer(request))  # serialized already
 
-    async def ModelStreamInfer(self, request_iterator: AsyncIterator[pb.ModelInferRequest],
+    async def ModelStreamInfer(self, request_iterator: AsyncIterator[pb.ModelInferRequest | Malformed],
                                context: Any) -> AsyncIterator[pb.ModelStreamInferResponse | bytes]:
+        tenant = TENANT.get()
+        idle = await self.gate.enter("ModelStreamInfer", tenant, context)  # RESOURCE_EXHAUSTED past --max-streams
         answers: asyncio.Queue[pb.ModelStreamInferResponse | bytes | None] = asyncio.Queue()
         slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         last: dict[str, asyncio.Task[None]] = {}  # sequence id -> its latest request's task (per-sequence order)
         tasks: set[asyncio.Task[None]] = set()
-        latency, code = self.metrics.latency("ModelStreamInfer"), "OK"
+        latency, code = self.metrics.latency("ModelStreamInfer"), grpc.StatusCode.OK
+        malformed: list[Malformed] = []  # a request that did not parse: the stream ends after the earlier answers
 
         async def run(request: pb.ModelInferRequest, after: asyncio.Task[None] | None) -> None:
             try:
@@ -147,10 +165,15 @@ class OipServicer:
                 answers.put_nowait(answer)
             finally:
                 slots.release()
+                idle.busy = len(tasks) > 1  # this one is done (discarded from `tasks` just after)
 
         async def read() -> None:
             try:
                 async for request in request_iterator:
+                    idle.last, idle.busy = idle.loop_time(), True
+                    if is_malformed(request):
+                        malformed.append(request)
+                        break
                     await slots.acquire()
                     sid = _sequence_key(request)
                     task = asyncio.get_running_loop().create_task(run(request, last.get(sid) if sid else None))
@@ -159,28 +182,40 @@ class OipServicer:
                     if sid:
                         last[sid] = task
                         task.add_done_callback(lambda t, k=sid: last.pop(k, None) if last.get(k) is t else None)
+                idle.busy = bool(tasks)
                 if tasks:
                     await asyncio.wait(set(tasks))
             finally:
-                answers.put_nowait(None)  # the client half-closed and everything is answered
+                answers.put_nowait(None)  # the client half-closed (or sent garbage) and everything is answered
 
         reader = asyncio.get_running_loop().create_task(read())
         try:
             while (answer := await answers.get()) is not None:
                 yield answer
             await reader  # re-raise a failed read (e.g. a broken request stream)
+            if malformed:
+                self._faults.warning("malformed", "ModelStreamInfer: %s (peer %s)", malformed[0].message,
+                                     context.peer())
+                code = grpc.StatusCode.INVALID_ARGUMENT
+                await context.abort(code, malformed[0].message)
+            code = ended_early(context) or code
         except asyncio.CancelledError:
-            code = "CANCELLED"
+            code = grpc.StatusCode.DEADLINE_EXCEEDED if idle.expired else ended_early(context) or \
+                grpc.StatusCode.CANCELLED
+            if idle.expired:  # ended by the idle timeout, not by the peer
+                await context.abort(code, idle.message)
             raise
-        except Exception:
-            code = "INTERNAL"
-            raise
+        except grpc.aio.AbortError:
+            raise  # `code` already says why
+        except Exception as e:
+            code, message = to_status(e, "ModelStreamInfer")
+            await context.abort(code, message)
         finally:
             for t in (reader, *tasks):
                 t.cancel()
             with contextlib.suppress(BaseException):
                 await asyncio.gather(reader, *tasks, return_exceptions=True)
-            self.metrics.rpc("ModelStreamInfer", code)
+            self.gate.leave("ModelStreamInfer", tenant, idle, code)
 
     async def _infer(self, request: pb.ModelInferRequest) -> bytes:
         """The serialized ``ModelInferResponse`` to one request (EddyError if it is refused)."""
@@ -228,8 +263,8 @@ def add_oip_to_server(servicer: OipServicer, server: grpc.aio.Server) -> None:
                                                   response_serializer=_serialize)
         for name, (req, _resp) in _UNARY.items()
     }
-    handlers["ModelStreamInfer"] = grpc.stream_stream_rpc_method_handler(
-        servicer.ModelStreamInfer, request_deserializer=pb.ModelInferRequest.FromString,
+    handlers["ModelStreamInfer"] = grpc.stream_stream_rpc_method_handler(  # parses to a Malformed marker, never raises
+        servicer.ModelStreamInfer, request_deserializer=safe_parser(pb.ModelInferRequest, "inference.ModelInferRequest"),
         response_serializer=_serialize)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(OIP_SERVICE, handlers),))
     if hasattr(server, "add_registered_method_handlers"):  # grpcio >= 1.65: no per-call lookup by name

@@ -44,6 +44,7 @@ from ..serving.config import DEFAULT_HOST, DEFAULT_PORT, ServeConfig
 from ..serving.dataplane import DataPlane
 from ..serving.metrics import Metrics
 from ..serving.repository import ModelRepository
+from .limits import StreamGate
 from .oip import OIP_SERVICE, OipServicer, add_oip_to_server
 from .security import AuthInterceptor, Security, server_credentials
 from .servicer import SERVICE_NAME, InferenceServicer
@@ -102,8 +103,9 @@ class Server:
             ("grpc.http2.ping_timeout_ms", int(self.config.keepalive_timeout * 1000)),  # else 60 s (measured)
             ("grpc.http2.max_pings_without_data", 0),
         ])
-        add_inference_service(InferenceServicer(self.plane), self._server)  # malformed -> INVALID_ARGUMENT
-        add_oip_to_server(OipServicer(self.plane, ready=lambda: not self._stopping), self._server)
+        gate = StreamGate.from_config(self.config, self.metrics)  # one --max-streams for both protocols' streams
+        add_inference_service(InferenceServicer(self.plane, gate), self._server)  # malformed -> INVALID_ARGUMENT
+        add_oip_to_server(OipServicer(self.plane, ready=lambda: not self._stopping, gate=gate), self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         if self.security.reflection:
             reflection.enable_server_reflection([SERVICE_NAME, _HEALTH_SERVICE, reflection.SERVICE_NAME], self._server)

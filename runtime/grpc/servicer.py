@@ -32,7 +32,7 @@ from eddy.v1 import inference_pb2_grpc as pb_grpc
 from ..core.errors import EddyError, InvalidInput
 from ..serving.dataplane import DataPlane
 from .headers import client_limit
-from .limits import IdleWatch, StreamLimits
+from .limits import StreamGate
 from .responses import list_models_response, model_metadata, predict_response, session_state
 from .security import TENANT
 from .status import code_name, status_code, to_status
@@ -55,11 +55,11 @@ _CANCEL_GRACE = 0.001  # seconds to wait after a stream's input ends for grpc to
 class InferenceServicer(pb_grpc.InferenceServicer):
     """Serves every model of a :class:`DataPlane`'s repository."""
 
-    def __init__(self, plane: DataPlane) -> None:
+    def __init__(self, plane: DataPlane, gate: StreamGate | None = None) -> None:
         self.plane = plane
         self.metrics = plane.metrics
-        c = plane.config
-        self.limits = StreamLimits(c.max_streams, c.max_streams_per_tenant)
+        # Stream limits and idle timeout, shared with the OIP's ModelStreamInfer when the server passes its gate
+        self.gate = gate or StreamGate.from_config(plane.config, plane.metrics)
         self._faults = RateLimitedLog(log)  # client faults worth a line: never a traceback, never a flood
 
     async def Stream(self, request_iterator: AsyncIterator[pb.StreamRequest],
@@ -76,13 +76,7 @@ class InferenceServicer(pb_grpc.InferenceServicer):
         latency = m.latency("Stream")  # looked up once per stream, not per message
         answered_ok = None  # the (model, "OK") message counter, once the stream is open
         code = grpc.StatusCode.OK
-        try:
-            self.limits.enter(tenant)
-        except EddyError as e:
-            m.rpc("Stream", e.code)
-            await context.abort(status_code(e), e.message)
-        m.stream_opened()
-        idle = IdleWatch(self.plane.config.stream_idle_timeout)
+        idle = await self.gate.enter("Stream", tenant, context)  # RESOURCE_EXHAUSTED past --max-streams
         try:
             async for request in request_iterator:
                 idle.last, idle.busy = idle.loop_time(), True
@@ -120,8 +114,7 @@ class InferenceServicer(pb_grpc.InferenceServicer):
         except asyncio.CancelledError:
             if idle.expired:  # ended by the idle timeout, not by the peer
                 code = grpc.StatusCode.DEADLINE_EXCEEDED
-                await context.abort(code, f"no message for {idle.timeout:g}s (--stream-idle-timeout); the "
-                                          "session stays resumable")
+                await context.abort(code, idle.message)
             code = ended_early(context) or grpc.StatusCode.CANCELLED
             raise
         except grpc.aio.AbortError:
@@ -130,11 +123,8 @@ class InferenceServicer(pb_grpc.InferenceServicer):
             code, message = to_status(e, "Stream")
             await context.abort(code, message)
         finally:
-            idle.close()
             await handler.release()
-            self.limits.leave(tenant)
-            m.stream_closed()
-            m.rpc("Stream", code.name)
+            self.gate.leave("Stream", tenant, idle, code)
             stream_log.info("%s", _kv("stream_close", **handler.log_fields(), status=code.name))
 
     async def ListModels(self, request: pb.ListModelsRequest,

@@ -24,7 +24,7 @@ from google.protobuf import message_factory
 
 from eddy.v1 import inference_pb2 as pb
 
-__all__ = ["Malformed", "MalformedGuard", "RateLimitedLog", "add_inference_service", "is_malformed"]
+__all__ = ["Malformed", "MalformedGuard", "RateLimitedLog", "add_inference_service", "is_malformed", "safe_parser"]
 
 _SERVICE = pb.DESCRIPTOR.services_by_name["Inference"]
 
@@ -48,14 +48,21 @@ def is_malformed(request: object) -> bool:
     return type(request) is Malformed
 
 
-def _safe(cls: Any) -> Callable[[bytes], Any]:
-    parse, name = cls.FromString, cls.DESCRIPTOR.full_name
+def safe_parser(cls: Any, name: str = "") -> Callable[[bytes], Any]:
+    """A request deserializer for message class ``cls`` that returns a :class:`Malformed` marker instead of raising.
+
+    ``name``: the message name the marker reports (default: ``cls``'s full name). Handlers registered with
+    it handle the marker themselves; :class:`MalformedGuard` leaves them alone.
+    """
+    parse, name = cls.FromString, name or cls.DESCRIPTOR.full_name
 
     def deserialize(data: bytes) -> Any:
         try:
             return parse(data)
         except Exception:  # DecodeError, RecursionError (deep nesting), anything the parser raises
             return Malformed(name, len(data))
+
+    deserialize.handles_malformed = True  # type: ignore[attr-defined]
 
     return deserialize
 
@@ -70,7 +77,7 @@ def add_inference_service(servicer: object, server: grpc.aio.Server) -> None:
                 (False, True): grpc.unary_stream_rpc_method_handler,
                 (True, False): grpc.stream_unary_rpc_method_handler,
                 (True, True): grpc.stream_stream_rpc_method_handler}[(method.client_streaming, method.server_streaming)]
-        handlers[method.name] = kind(getattr(servicer, method.name), request_deserializer=_safe(request_cls),
+        handlers[method.name] = kind(getattr(servicer, method.name), request_deserializer=safe_parser(request_cls),
                                      response_serializer=response_cls.SerializeToString)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(_SERVICE.full_name, handlers),))
     server.add_registered_method_handlers(_SERVICE.full_name, handlers)
@@ -106,18 +113,20 @@ class MalformedGuard(grpc.aio.ServerInterceptor):
 
     A request whose bytes do not parse ends its RPC with INVALID_ARGUMENT and a
     short message (logged rate-limited, no traceback) instead of grpc's
-    UNKNOWN with the parser's text. eddy.v1.Inference handles the marker
-    itself (:func:`add_inference_service`), so it is left alone here.
+    UNKNOWN with the parser's text. Handlers registered with a
+    :func:`safe_parser` (eddy.v1.Inference, OIP's ModelStreamInfer) handle
+    the marker themselves, so they are left alone here.
     """
 
-    def __init__(self, log: RateLimitedLog, skip: str = "/eddy.v1.Inference/") -> None:
-        self._log, self._skip = log, skip
+    def __init__(self, log: RateLimitedLog) -> None:
+        self._log = log
 
     async def intercept_service(self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
                                 handler_call_details: grpc.HandlerCallDetails) -> Any:
         handler = await continuation(handler_call_details)
         method = handler_call_details.method
-        if handler is None or handler.request_deserializer is None or method.startswith(self._skip):
+        if handler is None or handler.request_deserializer is None or \
+                getattr(handler.request_deserializer, "handles_malformed", False):
             return handler
         parse = handler.request_deserializer
 

@@ -34,7 +34,7 @@ class ServeConfig:
     max_samples_per_message: int = 65_536  # samples per stream message, or B*T per Predict
     grace: float = 5.0  # seconds open streams get to finish on shutdown
     stream_idle_timeout: float | None = 60.0  # end a stream that sent nothing this long (DEADLINE_EXCEEDED); None: never
-    max_streams: int = 10_000  # open Stream RPCs; more are RESOURCE_EXHAUSTED at once
+    max_streams: int = 10_000  # open streams (eddy.v1 Stream + OIP ModelStreamInfer); more are RESOURCE_EXHAUSTED at once
     keepalive_time: float = 10.0  # seconds between HTTP/2 pings on a connection with open streams
     keepalive_timeout: float = 5.0  # seconds without a ping ack before the peer counts as gone (streams end)
     max_streams_per_tenant: int | None = None  # open streams per tenant; None: only max_streams
