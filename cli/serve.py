@@ -58,8 +58,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     s.add_argument("--session-ttl", type=float, default=d.session_ttl, metavar="SECONDS",
                    help=f"evict sessions idle longer than this (default: {d.session_ttl:g})")
     s.add_argument("--max-sessions", type=int, default=d.max_sessions, metavar="N",
-                   help=f"live sessions at most; new ones past it get RESOURCE_EXHAUSTED, live ones are never "
-                        f"evicted for room (default: {d.max_sessions})")
+                   help=f"live sessions at most (with --session-store: in the store, shared by its replicas); new "
+                        f"ones past it get RESOURCE_EXHAUSTED, live ones are never evicted for room "
+                        f"(default: {d.max_sessions})")
     s.add_argument("--max-sessions-per-tenant", type=int, default=d.max_sessions_per_tenant, metavar="N",
                    help="live sessions per tenant (token) at most; more are RESOURCE_EXHAUSTED "
                         "(default: only --max-sessions)")

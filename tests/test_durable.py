@@ -19,7 +19,7 @@ from conftest import MODEL
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from eddy.runtime.client import Client
-from eddy.runtime.core.errors import EddyError, FailedPrecondition, NotFound, Unavailable
+from eddy.runtime.core.errors import AlreadyExists, EddyError, FailedPrecondition, NotFound, Unavailable
 from eddy.runtime.core.model import resolve_version_dir
 from eddy.runtime.grpc.server import health_service
 
@@ -105,8 +105,10 @@ def test_two_replicas_one_writer_and_a_clean_hand_off(tmp_path, models_dir, mode
             Client(a.address) as ca, Client(b.address) as cb:
         with ca.stream(MODEL, session_id="shared") as rs:
             y1 = rs.push(series[:10])
+            with pytest.raises(AlreadyExists):
+                cb.stream(MODEL, session_id="shared")  # the other replica: a known id is never attached to
             with pytest.raises(FailedPrecondition, match="in use by another stream"):
-                cb.stream(MODEL, session_id="shared")  # the other replica: refused while A drives it
+                cb.stream(MODEL, session_id="shared", resume=True)  # refused while A drives it
             with pytest.raises(FailedPrecondition, match="in use"):
                 cb.session_state("shared")
         with cb.stream(MODEL, session_id="shared", resume=True) as rs:  # A let go: B continues exactly

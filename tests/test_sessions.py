@@ -159,7 +159,7 @@ def test_max_sessions_is_resource_exhausted_and_evicts_only_expired_idle(model):
     store = SessionStore(ttl_s=60, max_sessions=3, clock=clock)
     held = [store.acquire(model, f"h{i}") for i in range(2)]
     store.release(store.acquire(model, "idle"))
-    with pytest.raises(ResourceExhausted, match=r"session limit reached: 3 live sessions \(max 3\)"):
+    with pytest.raises(ResourceExhausted, match=r"session limit reached: 3 live sessions \(max 3, --max-sessions\)"):
         store.acquire(model)
     assert len(store) == 3 and store.stats.rejected_full == 1
     clock.t += 30

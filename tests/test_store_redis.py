@@ -15,10 +15,10 @@ from _models import copy_as, default_model_dir
 from _store import Valkey, valkey
 
 import eddy.runtime as runtime
-from eddy.runtime.core.errors import AlreadyExists, FailedPrecondition, NotFound, Unavailable
+from eddy.runtime.core.errors import AlreadyExists, FailedPrecondition, NotFound, ResourceExhausted, Unavailable
 from eddy.runtime.core.statecodec import decode_state
 from eddy.runtime.serving.batcher import Batcher
-from eddy.runtime.serving.store.redis import RedisStore, key_of
+from eddy.runtime.serving.store.redis import LIVE, RedisStore, key_of
 
 
 @pytest.fixture(scope="module")
@@ -142,10 +142,13 @@ def test_open_refusals_match_the_memory_store(store_server, models, model):
     async def main():
         store, other = _store(store_server, models), _store(store_server, models)
         s, _ = await store.open(model, "r1")
+        for where in (store, other):  # held here / on another replica: a known id, never an attach
+            with pytest.raises(AlreadyExists, match="already exists"):
+                await where.open(model, "r1")
         with pytest.raises(FailedPrecondition, match="in use"):
-            await store.open(model, "r1")  # same process
+            await store.open(model, "r1", resume=True)  # same process
         with pytest.raises(FailedPrecondition, match="in use by another stream"):
-            await other.open(model, "r1")  # another replica: the lease
+            await other.open(model, "r1", resume=True)  # another replica: the lease
         await store.end(s)
         with pytest.raises(FailedPrecondition, match=rf"runs on {model.name}/1; the request pinned version 2"):
             await other.open(v2, "r1", pinned=True, resume=True)
@@ -168,10 +171,15 @@ def test_open_refusals_match_the_memory_store(store_server, models, model):
     asyncio.run(main())
 
 
-def test_lease_race_exactly_one_wins(store_server, models, model):
+@pytest.mark.parametrize("resume", [False, True])
+def test_lease_race_exactly_one_wins(store_server, models, model, resume):
     async def main():
         stores = [_store(store_server, models) for _ in range(4)]
-        results = await asyncio.gather(*(s.open(model, "race") for s in stores), return_exceptions=True)
+        if resume:  # an idle session four replicas try to resume; else a new id four try to create
+            s, _ = await stores[0].open(model, "race-resume")
+            await stores[0].end(s)
+        sid = "race-resume" if resume else "race-new"
+        results = await asyncio.gather(*(s.open(model, sid, resume=resume) for s in stores), return_exceptions=True)
         for st in stores:
             await st.shutdown()  # ends what each holds
         return results
@@ -179,7 +187,54 @@ def test_lease_race_exactly_one_wins(store_server, models, model):
     results = asyncio.run(main())
     won = [r for r in results if not isinstance(r, BaseException)]
     lost = [r for r in results if isinstance(r, BaseException)]
-    assert len(won) == 1 and len(lost) == 3 and all(isinstance(e, FailedPrecondition) for e in lost)
+    assert len(won) == 1 and len(lost) == 3
+    assert all(isinstance(e, FailedPrecondition if resume else AlreadyExists) for e in lost), lost
+
+
+def test_replicas_racing_for_the_last_places_never_pass_a_limit(store_server, models, model):
+    tenant = "race-tenant"
+
+    async def main():
+        store_server.client().flushdb()
+        stores = [_store(store_server, models, max_sessions=5, max_per_tenant=3) for _ in range(6)]
+        mine = await asyncio.gather(*(s.open(model, f"t{i}", tenant=tenant) for i, s in enumerate(stores)),
+                                    return_exceptions=True)
+        others = await asyncio.gather(*(s.open(model, f"o{i}", tenant="other") for i, s in enumerate(stores)),
+                                      return_exceptions=True)
+        counts = [await stores[0]._redis.zcard(LIVE), await stores[0]._redis.zcard(f"{LIVE}:{len(tenant)}:{tenant}")]
+        for st in stores:
+            await st.shutdown()
+        return mine, others, counts
+
+    mine, others, counts = asyncio.run(main())
+    for results, won, limit in ((mine, 3, "--max-sessions-per-tenant"), (others, 2, "--max-sessions)")):
+        lost = [r for r in results if isinstance(r, BaseException)]
+        assert len(results) - len(lost) == won and all(isinstance(e, ResourceExhausted) and limit in e.message
+                                                       for e in lost), results
+    assert counts == [5, 3]
+
+
+def test_live_counts_follow_expiry_and_deletion(store_server, models, model):
+    async def main():
+        store_server.client().flushdb()
+        store = _store(store_server, models, ttl_s=0.2, max_sessions=2)
+        for sid in ("e1", "e2"):
+            s, _ = await store.open(model, sid)
+            await store.end(s)
+        with pytest.raises(ResourceExhausted, match="2 live sessions"):
+            await store.open(model, "e3")
+        r = store_server.client()
+        assert r.zcard(LIVE) == 2
+        deadline = time.monotonic() + 10
+        while r.exists(key_of("", "e1"), key_of("", "e2")) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)  # the store expires them (its own clock)
+        s, _ = await store.open(model, "e3")  # settled: the two expired entries are gone, e3 counted
+        assert r.zrange(LIVE, 0, -1) == [key_of("", "e3").encode()]
+        await store.delete(s)
+        assert r.zcard(LIVE) == 0 and r.zcard(f"{LIVE}:0:") == 0
+        await store.shutdown()
+
+    asyncio.run(main())
 
 
 def test_a_stalled_holder_whose_lease_expired_cannot_overwrite(store_server, models, model, series):

@@ -138,10 +138,6 @@ class DataPlane:
         sid, pinned = session_id or "", version not in (None, "")
         if resume and not sid:
             raise InvalidInput("`resume` needs a `session_id`")
-        limit = self.config.max_sessions_per_tenant
-        if not resume and limit is not None and (self._sessions.tenant_count(tenant) or 0) >= limit:
-            raise ResourceExhausted(f"session limit reached for this tenant: {limit} live sessions "
-                                    "(--max-sessions-per-tenant); close finished ones first")
         imported = self.decode_state(state, tenant) if state else None
         if imported is not None and not pinned:
             latest = self.repository.get(model)
@@ -295,8 +291,10 @@ class DataPlane:
     def _make_store(self) -> SessionStore:
         c = self.config
         if not c.session_store:
-            return MemoryStore(c.session_ttl, c.max_sessions, clock=c.clock, on_evict=self.metrics.evicted)
+            return MemoryStore(c.session_ttl, c.max_sessions, clock=c.clock, on_evict=self.metrics.evicted,
+                               max_per_tenant=c.max_sessions_per_tenant)
         from .store.redis import RedisStore  # needs the redis package: only when asked for
 
         return RedisStore(c.session_store, self.repository.session_model, ttl_s=c.session_ttl,
-                          max_sessions=c.max_sessions, lease_s=c.lease_s, timeout_s=c.store_timeout)
+                          max_sessions=c.max_sessions, max_per_tenant=c.max_sessions_per_tenant, lease_s=c.lease_s,
+                          timeout_s=c.store_timeout)

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..core.errors import EddyError, InvalidInput
+from ..core.errors import EddyError, InvalidInput, ResourceExhausted
 from ..core.model import Model
 from ..core.statecodec import ExportedState, encode_state
 from .config import ServeConfig
@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from .slab import Slab
 
 __all__ = ["MAX_SESSION_ID", "Session", "SessionInfo", "SessionRecord", "SessionStats", "SessionStore", "SessionsView",
-           "check_id"]
+           "check_id", "limit_reached"]
 
 MAX_SESSION_ID = 128  # characters; ids come from clients, so they are bounded
 
@@ -130,7 +130,7 @@ class SessionStats:
     closed: int = 0
     evicted: int = 0  # idle longer than the TTL
     rejected_busy: int = 0  # acquire of a session held by another stream (or replica)
-    rejected_full: int = 0  # acquire refused at max_sessions
+    rejected_full: int = 0  # new sessions refused at max_sessions or max_per_tenant
 
 
 class SessionStore(abc.ABC):
@@ -148,9 +148,12 @@ class SessionStore(abc.ABC):
         ``session_id`` None/``""``: a new session under a random id. Unknown id: a
         new session under it (zero state, or ``imported``), unless ``resume``
         (NOT_FOUND). Known id: that session on the version it started with
-        (``pinned``: the versions must match). Raises FAILED_PRECONDITION (busy,
-        other model/version, ``imported`` for a known id), INVALID_ARGUMENT (bad
-        id), RESOURCE_EXHAUSTED (``max_sessions``), UNAVAILABLE (store down).
+        (``pinned``: the versions must match), only with ``resume``: without it
+        ALREADY_EXISTS (held or idle, never a silent attach). Raises
+        FAILED_PRECONDITION (``resume`` of a busy session, other model/version),
+        INVALID_ARGUMENT (bad id), RESOURCE_EXHAUSTED (a new session past
+        ``max_sessions`` live ones, or past ``max_per_tenant`` of its tenant;
+        expired sessions do not count), UNAVAILABLE (store down).
         """
 
     @abc.abstractmethod
@@ -200,10 +203,6 @@ class SessionStore(abc.ABC):
         """Stop background work and let go of connections and leases."""
         return None
 
-    def tenant_count(self, tenant: str) -> int | None:
-        """Sessions of ``tenant``, for ``max_sessions_per_tenant``; None: this store cannot count them cheaply."""
-        return None
-
     @abc.abstractmethod
     def snapshot(self, session_id: str, tenant: str = "") -> SessionInfo | None:
         """A snapshot of a session this process knows (all, for the memory store; held ones otherwise)."""
@@ -243,6 +242,15 @@ class SessionsView:
     def get(self, session_id: str, tenant: str = "") -> SessionInfo | None:
         """A snapshot of session ``session_id``, or None."""
         return self._store.snapshot(session_id, tenant)
+
+
+def limit_reached(live: int, limit: int, *, tenant: bool) -> ResourceExhausted:
+    """The refusal of a new session when ``live`` sessions (of the caller's tenant, or in all) reached ``limit``."""
+    if tenant:
+        return ResourceExhausted(f"session limit reached for this tenant: {live} live sessions (max {limit}, "
+                                 "--max-sessions-per-tenant); close finished ones first")
+    return ResourceExhausted(f"session limit reached: {live} live sessions (max {limit}, --max-sessions); "
+                             "close finished sessions or retry after idle ones expire")
 
 
 def check_id(session_id: str | None) -> str | None:

@@ -3,8 +3,9 @@
 An idle session is its slab row (state, position, last touch) and one entry
 in a per-tenant ``id -> handle`` dict; a :class:`Session` object exists only
 while a stream holds it. Idle sessions are dropped after ``ttl_s`` (a numpy
-sweep over each slab's touch times), at most ``max_sessions`` live at once,
-one stream per session. Nothing survives the process: use
+sweep over each slab's touch times), at most ``max_sessions`` live at once
+(and ``max_per_tenant`` per tenant; expired ones are swept before a new
+session is refused), one stream per session. Nothing survives the process: use
 :class:`~eddy.runtime.serving.store.redis.RedisStore` for that.
 
 The synchronous methods (:meth:`acquire`, :meth:`release`, :meth:`close`,
@@ -23,11 +24,11 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ...core.errors import AlreadyExists, FailedPrecondition, NotFound, ResourceExhausted
+from ...core.errors import AlreadyExists, FailedPrecondition, NotFound
 from ...core.model import Model
 from ...core.statecodec import ExportedState, decode_state
 from ..config import ServeConfig
-from ..sessions import Session, SessionInfo, SessionRecord, SessionStats, SessionStore, check_id
+from ..sessions import Session, SessionInfo, SessionRecord, SessionStats, SessionStore, check_id, limit_reached
 from ..slab import Slab
 
 __all__ = ["MemoryStore"]
@@ -41,15 +42,19 @@ class MemoryStore(SessionStore):
     """Sessions of this process, by ``(tenant, id)``, with a TTL for idle ones and a cap on their number.
 
     ``clock`` is injectable (tests pass a fake one); ``on_evict(n)`` is called
-    after each sweep that evicted ``n > 0`` sessions.
+    after each sweep that evicted ``n > 0`` sessions; ``max_per_tenant`` None:
+    only ``max_sessions``.
     """
 
     def __init__(self, ttl_s: float = ServeConfig.session_ttl, max_sessions: int = ServeConfig.max_sessions,
-                 clock: Callable[[], float] = time.monotonic, on_evict: Callable[[int], None] | None = None) -> None:
-        if ttl_s <= 0 or max_sessions < 1:
-            raise ValueError(f"ttl_s must be > 0 and max_sessions >= 1, got {ttl_s}, {max_sessions}")
+                 clock: Callable[[], float] = time.monotonic, on_evict: Callable[[int], None] | None = None, *,
+                 max_per_tenant: int | None = ServeConfig.max_sessions_per_tenant) -> None:
+        if ttl_s <= 0 or max_sessions < 1 or (max_per_tenant is not None and max_per_tenant < 1):
+            raise ValueError(f"ttl_s must be > 0, max_sessions and max_per_tenant >= 1, got {ttl_s}, {max_sessions}, "
+                             f"{max_per_tenant}")
         self.ttl_s = ttl_s
         self.max_sessions = max_sessions
+        self.max_per_tenant = max_per_tenant
         self.clock = clock
         self.on_evict = on_evict
         self.stats = SessionStats()
@@ -113,13 +118,7 @@ class MemoryStore(SessionStore):
             self.stats.resumed += 1
             return s
         state = None if imported is None else imported.for_model(model)  # name -> [1, *shape]
-        if self._count >= self.max_sessions:
-            self.evict_expired()
-            if self._count >= self.max_sessions:
-                self.stats.rejected_full += 1
-                raise ResourceExhausted(
-                    f"session limit reached: {self._count} live sessions (max {self.max_sessions}); "
-                    "close finished sessions or retry after idle ones expire")
+        self._check_room(tenant)
         while session_id is None or session_id in ids:
             session_id = uuid.uuid4().hex
         slab = self.slab(model)
@@ -252,6 +251,20 @@ class MemoryStore(SessionStore):
         if imported is not None:
             raise FailedPrecondition(f"session {sid} already exists; close it before importing state "
                                      "into it, or import under a new id")
+
+    def _check_room(self, tenant: str) -> None:
+        """RESOURCE_EXHAUSTED if a new session of ``tenant`` would pass a limit (expired ones swept first)."""
+        per = self.max_per_tenant
+        if self._count >= self.max_sessions or (per is not None and self.tenant_count(tenant) >= per):
+            self.evict_expired()
+        error = None
+        if per is not None and self.tenant_count(tenant) >= per:
+            error = limit_reached(self.tenant_count(tenant), per, tenant=True)
+        elif self._count >= self.max_sessions:
+            error = limit_reached(self._count, self.max_sessions, tenant=False)
+        if error is not None:
+            self.stats.rejected_full += 1
+            raise error
 
     def _hold(self, handle: int, sid: str, tenant: str, owner: object | None) -> Session:
         slab, row = self._unpack(handle)

@@ -16,8 +16,11 @@ overwrite a newer holder's state. A crashed replica's leases expire within
 
 In this process only held sessions live in memory (slab rows); an idle
 session is its record in the store, which expires after ``ttl_s`` (the TTL
-maps to the store's expiry). ``max_sessions`` bounds the sessions this
-process holds.
+maps to the store's expiry). ``max_sessions`` and ``max_per_tenant`` bound
+the live sessions in the store (held or idle, every replica's), as the
+memory store bounds its own: the creating script counts them atomically
+(see :mod:`.lua`), so replicas sharing the store share the limits. Opening
+a known id without ``resume`` is ALREADY_EXISTS, held or not.
 
 Needs the ``redis`` package (``pip install 'eddy-rnn[redis]'``).
 """
@@ -38,21 +41,28 @@ from ...core.errors import AlreadyExists, EddyError, FailedPrecondition, NotFoun
 from ...core.model import Model
 from ...core.statecodec import ExportedState, encode_state
 from ..config import ServeConfig
-from ..sessions import Session, SessionInfo, SessionRecord, SessionStats, SessionStore, check_id
+from ..sessions import Session, SessionInfo, SessionRecord, SessionStats, SessionStore, check_id, limit_reached
 from ..slab import Slab
 from . import lua
 
-__all__ = ["RedisStore", "key_of"]
+__all__ = ["LIVE", "RedisStore", "key_of"]
 
 log = logging.getLogger("eddy.store")
 
 T = TypeVar("T")
 KEY_PREFIX = "eddy:s"  # record keys: eddy:s:<len(tenant)>:<tenant>:<session id>; leases add ":lease"
+LIVE = "eddy:live"  # sorted set of every live session's record key; per tenant: eddy:live:<len(tenant)>:<tenant>
 
 
 def key_of(tenant: str, session_id: str) -> str:
     """The record key of a session (the length prefix keeps tenant and id apart whatever they contain)."""
     return f"{KEY_PREFIX}:{len(tenant)}:{tenant}:{session_id}"
+
+
+def _keys(tenant: str, session_id: str) -> list[str]:
+    """KEYS of the OPEN and DELETE scripts: record, lease, live set, the tenant's live set."""
+    key = key_of(tenant, session_id)
+    return [key, key + ":lease", LIVE, f"{LIVE}:{len(tenant)}:{tenant}"]
 
 
 class RedisStore(SessionStore):
@@ -65,7 +75,8 @@ class RedisStore(SessionStore):
     durable = True
 
     def __init__(self, url: str, models: Callable[[str, int], Model], *, ttl_s: float = ServeConfig.session_ttl,
-                 max_sessions: int = ServeConfig.max_sessions, lease_s: float = ServeConfig.lease_s,
+                 max_sessions: int = ServeConfig.max_sessions,
+                 max_per_tenant: int | None = ServeConfig.max_sessions_per_tenant, lease_s: float = ServeConfig.lease_s,
                  timeout_s: float = ServeConfig.store_timeout) -> None:
         try:
             import redis.asyncio as aredis
@@ -73,14 +84,15 @@ class RedisStore(SessionStore):
             from redis.retry import Retry
         except ImportError:
             raise Unavailable("--session-store needs the redis package: pip install 'eddy-rnn[redis]'") from None
-        if ttl_s <= 0 or max_sessions < 1 or lease_s <= 0 or timeout_s <= 0:
-            raise ValueError(f"ttl_s, lease_s and timeout_s must be > 0 and max_sessions >= 1, "
-                             f"got {ttl_s}, {lease_s}, {timeout_s}, {max_sessions}")
+        if ttl_s <= 0 or max_sessions < 1 or lease_s <= 0 or timeout_s <= 0 or (max_per_tenant or 1) < 1:
+            raise ValueError(f"ttl_s, lease_s and timeout_s must be > 0, max_sessions and max_per_tenant >= 1, "
+                             f"got {ttl_s}, {lease_s}, {timeout_s}, {max_sessions}, {max_per_tenant}")
         self.url = url
         self.ttl_ms = str(int(ttl_s * 1000))
         self.lease_s = lease_s
         self.lease_ms = str(int(lease_s * 1000))
         self.max_sessions = max_sessions
+        self.max_per_tenant = max_per_tenant
         self.stats = SessionStats()
         self._models = models
         # No client-side retries: a script that timed out may have run; the caller decides (UNAVAILABLE).
@@ -117,26 +129,25 @@ class RedisStore(SessionStore):
                    tenant: str = "", pinned: bool = False, resume: bool = False,
                    owner: object | None = None) -> tuple[Session, bool]:
         sid = check_id(session_id)
-        if sid is not None and (tenant, sid) in self._held:
+        if sid is not None and (tenant, sid) in self._held:  # known here: no round trip
+            if not resume:
+                raise self._refusal("EXISTS", sid, model, [])
             self.stats.rejected_busy += 1
             raise FailedPrecondition(f"session {sid} is in use by another stream")
-        if len(self._held) >= self.max_sessions:
-            self.stats.rejected_full += 1
-            raise ResourceExhausted(f"session limit reached: this server holds {len(self._held)} sessions "
-                                    f"(max {self.max_sessions}); retry on another replica or later")
         state = None if imported is None else imported.for_model(model)  # name -> [1, *shape], checked
         slab = self._slab(model)
         row = slab.alloc(state, imported.position if imported else 0, 0.0)
         initial = slab.row_to_bytes(row)
         # a named id without resume must not exist yet ("import" mode): ALREADY_EXISTS, never a silent attach
         mode = "resume" if resume else "fresh" if sid is None else "import"
-        token = uuid.uuid4().hex
+        token, per = uuid.uuid4().hex, "" if self.max_per_tenant is None else self.max_per_tenant
         try:
             while True:
-                key = key_of(tenant, sid or (sid := uuid.uuid4().hex))
-                reply = await self._call(self._scripts["OPEN"](keys=[key, key + ":lease"], args=[
-                    token, self.lease_ms, self.ttl_ms, model.name, str(model.version) if pinned else "", mode,
-                    model.version, int(slab.position[row]), initial]))
+                reply = await self._call(self._scripts["OPEN"](keys=_keys(tenant, sid or (sid := uuid.uuid4().hex)),
+                                                               args=[token, self.lease_ms, self.ttl_ms, model.name,
+                                                                     str(model.version) if pinned else "", mode,
+                                                                     model.version, int(slab.position[row]), initial,
+                                                                     self.max_sessions, per]))
                 if reply[0] != b"EXISTS" or mode != "fresh":
                     break
                 sid = None  # a random id that is taken: draw another
@@ -146,7 +157,7 @@ class RedisStore(SessionStore):
         verdict = reply[0].decode()
         if verdict != "CREATED":
             slab.free(row)
-        if verdict in ("BUSY", "EXISTS", "MODEL", "VERSION", "NOTFOUND"):
+        if verdict != "CREATED" and verdict != "RESUMED":
             raise self._refusal(verdict, sid, model, reply)
         session = Session(sid, tenant, slab, row, owner if owner is not None else object())
         session.token = token
@@ -179,8 +190,7 @@ class RedisStore(SessionStore):
             raise NotFound(f"session {sid} does not exist (closed, expired or never opened)")
         if isinstance(session, str) and held is not None:
             raise FailedPrecondition(f"session {sid} is in use by another stream")
-        key = key_of(tenant, sid)
-        verdict = (await self._call(self._scripts["DELETE"](keys=[key, key + ":lease"], args=[token]))).decode()
+        verdict = (await self._call(self._scripts["DELETE"](keys=_keys(tenant, sid), args=[token]))).decode()
         if verdict == "BUSY":
             raise FailedPrecondition(f"session {sid} is in use by another stream")
         if held is not None:
@@ -290,10 +300,15 @@ class RedisStore(SessionStore):
                                       f"a crashed replica's lease expires within {self.lease_s:g} s)")
         if verdict == "NOTFOUND":
             return NotFound(f"session {sid} does not exist (closed, expired or never opened)")
-        has = f"{reply[1].decode()}/{reply[2].decode()}"
         if verdict == "EXISTS":
             return AlreadyExists(f"session {sid} already exists: open it with `resume` to continue it, or pick "
                                  "another id")
+        if verdict in ("FULL", "TENANT_FULL"):
+            self.stats.rejected_full += 1
+            tenant = verdict == "TENANT_FULL"
+            return limit_reached(int(reply[1]), (self.max_per_tenant or 0) if tenant else self.max_sessions,
+                                 tenant=tenant)
+        has = f"{reply[1].decode()}/{reply[2].decode()}"
         if verdict == "MODEL":
             return FailedPrecondition(f"session {sid} belongs to model {reply[1].decode()}, not {model.name}")
         return FailedPrecondition(f"session {sid} runs on {has}; the request pinned version {model.version}")
