@@ -12,7 +12,7 @@ from pathlib import Path
 
 from eddy.runtime.core.errors import EddyError
 from eddy.trainer.config import FILLS, TrainConfig
-from eddy.trainer.evaluate import persistence_warning
+from eddy.trainer.evaluate import baseline_warnings
 
 from . import trainer_common as c
 
@@ -77,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", type=c.split, default=_DEFAULTS.split, metavar="TRAIN,VAL,TEST",
                    help="with --data: time-ordered split; statistics come from the training part "
                         f"(default: {','.join(f'{f:g}' for f in _DEFAULTS.split)})")
+    p.add_argument("--season", type=c.at_least(1), default=None, metavar="N",
+                   help="with --data: also score the seasonal-naive baseline (the target N steps before the predicted "
+                        "one), with a warning line when it beats the streamed test score (default: off)")
     p.add_argument("--fill", choices=FILLS, default=None,
                    help="with --data: handle missing values as in eddy train (default: an error)")
     p.add_argument("--seed", type=c.seed, default=0, metavar="N",
@@ -96,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = export_keras_file(
             args.model, args.out, features=args.features, targets=args.targets, window=args.window,
-            horizon=args.horizon, data=args.data, fill=args.fill, split=args.split,
+            horizon=args.horizon, data=args.data, fill=args.fill, split=args.split, season=args.season,
             norm_identity=args.norm_identity, input_mean=args.input_mean, input_std=args.input_std,
             target_mean=args.target_mean, target_std=args.target_std, formats=c.formats(args.formats),
             semantics=args.semantics,
@@ -111,8 +114,11 @@ def main(argv: list[str] | None = None) -> int:
     if m.metrics:
         print(c.score_line(m.metrics, m.horizon))
     print(c.parity_line(m.parity))
-    warning = persistence_warning(m.metrics, "if the model was trained on scaled data, give its scaling "
-                                                  "(--input-mean/--input-std/--target-mean/--target-std)")
-    if warning:
+    for warning in baseline_warnings(
+            m.metrics, window=m.window,
+            advice="if the model was trained on scaled data, give its scaling "
+                   "(--input-mean/--input-std/--target-mean/--target-std)",
+            seasonal_advice="the network does not use the season: retrain it with windows spanning at least one "
+                            "season, more epochs or more data"):
         print(warning)
     return 0

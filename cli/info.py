@@ -24,7 +24,7 @@ from typing import Any
 from eddy.runtime.core.errors import EddyError, NotFound
 from eddy.runtime.core.layout import REPORT_FILE, resolve_version_dir
 from eddy.runtime.core.manifest import Manifest, read_manifest
-from eddy.trainer.evaluate import persistence_warning  # numpy only (no tensorflow)
+from eddy.trainer.evaluate import baseline_warnings  # numpy only (no tensorflow)
 
 from .errors import UsageError, report
 
@@ -73,7 +73,7 @@ def collect(path: str | Path) -> dict[str, Any]:
         "target_transform": m.target_transform,
         "parity": m.parity,
         "test": test,
-        "warning": persistence_warning(m.metrics),
+        "warnings": baseline_warnings(m.metrics, window=m.window),
         "training": {
             "epochs_run": training.get("epochs_run", len(history.get("epoch") or []) or None),
             "epochs": training.get("epochs"),
@@ -121,8 +121,8 @@ def format_table(info: dict[str, Any]) -> str:
         row("", "; ".join(f"out {c}: mean {v['mean']:.4g}, std {v['std']:.4g}" for c, v in norm["targets"].items()))
     row("parity", _parity(info["parity"]))
     _test_rows(row, info["test"])
-    if info.get("warning"):
-        row("", info["warning"])
+    for warning in info.get("warnings") or []:
+        row("", warning)
     row("training", _training(info["training"]))
     row("gradients", _gradients(info["gradient_health"]))
     if info["int8"]:

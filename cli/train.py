@@ -13,7 +13,7 @@ from pathlib import Path
 
 from eddy.runtime.core.errors import EddyError
 from eddy.trainer.config import CELLS, FILLS, PRECISIONS, TARGET_TRANSFORMS, TrainConfig
-from eddy.trainer.evaluate import persistence_warning
+from eddy.trainer.evaluate import baseline_warnings
 
 from . import trainer_common as c
 
@@ -64,8 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="handle missing values (empty, NA, NaN, null) in the used columns: ffill = last value, "
                            "interpolate = linear, drop = drop the row (default: a missing value is an error)")
     data.add_argument("--season", type=c.at_least(1), default=None, metavar="N",
-                      help="also score the seasonal-naive baseline: the target N steps before the predicted one "
-                           "(default: off)")
+                      help="also score the seasonal-naive baseline: the target N steps before the predicted one, "
+                           "with a warning line when it beats the model's streamed test score (default: off)")
     data.add_argument("--target-transform", choices=TARGET_TRANSFORMS, default=d.target_transform,
                       help="what the network predicts: level = the value; delta = the change from the last observed "
                            "value (inputs become changes too), for trending series; log_delta = the same on a log "
@@ -183,8 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quiet:
         if health.exploded or health.vanished:
             print(f"eddy train: warning: gradients {health.verdict}: {'; '.join(health.notes)}", file=sys.stderr)
-        warning = persistence_warning(result.manifest.metrics)
-        if warning:
+        for warning in baseline_warnings(result.manifest.metrics, window=result.manifest.window):
             print(f"eddy train: {warning}", file=sys.stderr)
         print(result.version_dir)
         return 0
@@ -197,7 +196,6 @@ def main(argv: list[str] | None = None) -> int:
     print(c.score_line(m.metrics, m.horizon, m.target_transform))
     print(c.parity_line(m.parity))
     print(f"gradients {health.verdict}: {'; '.join(health.notes)}")
-    warning = persistence_warning(m.metrics)
-    if warning:
+    for warning in baseline_warnings(m.metrics, window=m.window):
         print(warning)
     return 0

@@ -18,7 +18,7 @@ import numpy as np
 
 from .windows import Dataset
 
-__all__ = ["Predictor", "add_streamed", "evaluate", "persistence_warning", "regression_metrics", "score_test_set",
+__all__ = ["Predictor", "add_streamed", "baseline_warnings", "evaluate", "regression_metrics", "score_test_set",
            "val_rmse"]
 
 
@@ -67,21 +67,59 @@ def add_streamed(metrics: dict[str, Any], dataset: Dataset, y_stream: np.ndarray
     return metrics
 
 
-def persistence_warning(metrics: dict[str, Any], advice: str | None = None) -> str | None:
-    """One line when the model loses to persistence on the test part (streamed score if known), else None.
+def baseline_warnings(metrics: dict[str, Any], *, window: int | None = None, advice: str | None = None,
+                      seasonal_advice: str | None = None) -> list[str]:
+    """One warning line per naive baseline the model loses to on the test part, else an empty list.
 
+    The model's score is the streamed test RMSE (what a served stream returns) when ``metrics`` has it, else
+    the window one. Baselines: persistence (repeating the last value) and, when the run had a season,
+    seasonal naive (the value ``season`` steps before). ``advice``/``seasonal_advice`` replace the default
+    suggestions (those of ``eddy train``; ``window`` is the model's, named when it is shorter than the season).
     Reads only the manifest's ``metrics`` dict, so ``eddy info`` uses it on any model directory.
     """
-    base = (metrics.get("baselines") or {}).get("persistence") or {}
     score = (metrics.get("streamed") or {}).get("rmse", metrics.get("rmse"))
-    naive = base.get("rmse")
-    if not isinstance(score, (int, float)) or not isinstance(naive, (int, float)) or not score > naive:
-        return None
+    if not _is_number(score):
+        return []
     which = "streamed" if "streamed" in metrics else "window"
-    advice = advice or ("try --target-transform delta (or log_delta) for a trending series, more --epochs, "
-                        "another --window, or more data")
-    return (f"warning: the model loses to persistence (repeating the last value) on the test part: {which} RMSE "
-            f"{score:.4g} vs {naive:.4g} ({score / naive:.2f}x); {advice}")
+    kind = (metrics.get("target_transform") or {}).get("kind")
+    baselines = metrics.get("baselines") or {}
+    lines = []
+    persistence = (baselines.get("persistence") or {}).get("rmse", metrics.get("persistence_rmse"))
+    if _is_number(persistence) and score > persistence:
+        lines.append(_lose_line("persistence (repeating the last value)", which, score, persistence,
+                                advice or _persistence_advice(kind)))
+    seasonal = baselines.get("seasonal_naive") or {}
+    season = seasonal.get("season")
+    if _is_number(seasonal.get("rmse")) and score > seasonal["rmse"]:
+        lines.append(_lose_line(f"seasonal naive (repeating the value {season} steps before)", which, score,
+                                seasonal["rmse"], seasonal_advice or _seasonal_advice(season, window, kind)))
+    return lines
+
+
+def _lose_line(baseline: str, which: str, score: float, naive: float, advice: str) -> str:
+    return (f"warning: the model loses to {baseline} on the test part: {which} RMSE {score:.4g} vs {naive:.4g} "
+            f"({score / naive:.2f}x); {advice}")
+
+
+def _persistence_advice(kind: str | None) -> str:
+    if kind in ("delta", "log_delta"):
+        return "try more --epochs, another --window or --units, or more data"
+    return "try --target-transform delta (or log_delta) for a trending series, more --epochs, another --window, or more data"
+
+
+def _seasonal_advice(season: Any, window: int | None, kind: str | None) -> str:
+    """What to try when the value one season back forecasts better than the model."""
+    tries = []
+    if isinstance(window, int) and isinstance(season, int) and window < season:
+        tries.append(f"--window {season} or more, so each training window spans a season (this model's is {window})")
+    if kind not in ("delta", "log_delta"):
+        tries.append("--target-transform delta if the series also trends")
+    tries.append("more --epochs or --units, or more data")
+    return "the network does not use the season: try " + "; ".join(tries)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def score_test_set(dataset: Dataset, y_pred: np.ndarray, season: int | None = None) -> dict[str, Any]:

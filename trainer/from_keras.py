@@ -63,6 +63,7 @@ def export_keras_file(
     horizon: int = 1,
     data: str | Path | None = None,
     fill: str | None = None,
+    season: int | None = None,
     split: tuple[float, float, float] = (0.7, 0.15, 0.15),
     norm_identity: bool = False,
     input_mean: list[float] | None = None,
@@ -84,6 +85,8 @@ def export_keras_file(
     in ``out`` then.
     """
     scaling = (input_mean, input_std, target_mean, target_std)
+    if season is not None and data is None:
+        raise DataError("--season scores the seasonal-naive baseline on --data; give --data too")
     if norm_identity and any(v is not None for v in scaling):
         raise DataError("--norm-identity (the default) says the model takes raw values; drop it to give "
                         "--input-mean/--input-std/--target-mean/--target-std")
@@ -118,7 +121,7 @@ def export_keras_file(
         dataset = make_dataset(series, window, horizon, split, normalization=normalization)
         windows, sequence = dataset.x_test, dataset.normalised_inputs()[:PARITY_STEPS]  # [N, W, F], [T, F]
         raw = series.inputs  # [T, F]
-        metrics: dict[str, Any] = evaluate(predictor or model, dataset)[1]
+        metrics: dict[str, Any] = evaluate(predictor or model, dataset, season)[1]
         features, targets = series.features, series.targets
         source: dict[str, Any] = {"data": str(data), "rows": len(series), "split": list(split),
                                   "split_rows": {k: list(v) for k, v in dataset.rows.items()},

@@ -1,0 +1,121 @@
+"""A model that loses to a naive baseline says so, in `eddy train`, `eddy export --data` and `eddy info` (issue 11).
+
+Persistence always; seasonal naive when the run had `--season N`. The line quotes the streamed test score
+(what a served stream returns), not the window one. Tiny untrained or 1-epoch models on a seasonal series
+lose to seasonal naive by a wide margin, which is all these tests need.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from eddy.trainer.evaluate import baseline_warnings
+
+SEASON = 12
+ROWS = 144
+
+
+def _metrics(window: float, streamed: float | None, persistence: float, seasonal: float | None) -> dict:
+    m: dict = {"rmse": window, "baselines": {"persistence": {"rmse": persistence}}}
+    if streamed is not None:
+        m["streamed"] = {"rmse": streamed}
+    if seasonal is not None:
+        m["baselines"]["seasonal_naive"] = {"season": SEASON, "rmse": seasonal}
+    return m
+
+
+def test_the_warning_follows_the_streamed_score() -> None:
+    # The window score loses to seasonal naive, the streamed one does not: no warning (users get the stream).
+    assert baseline_warnings(_metrics(window=5.0, streamed=2.0, persistence=9.0, seasonal=3.0)) == []
+    # The other way round: warned, quoting the streamed figure.
+    (line,) = baseline_warnings(_metrics(window=2.0, streamed=6.39, persistence=9.0, seasonal=2.97), window=10)
+    assert line.startswith("warning: the model loses to seasonal naive (repeating the value 12 steps before) on the "
+                           "test part: streamed RMSE 6.39 vs 2.97 (2.15x); the network does not use the season: try "
+                           "--window 12 or more, so each training window spans a season (this model's is 10)"), line
+    # Without a streamed score (an old manifest) the window one is used and named.
+    lines = baseline_warnings(_metrics(window=4.0, streamed=None, persistence=3.0, seasonal=None))
+    assert lines == [lines[0]] and "persistence (repeating the last value) on the test part: window RMSE 4 vs 3" in lines[0]
+    assert baseline_warnings({}) == [] and baseline_warnings({"rmse": 1.0}) == []
+
+
+pytest.importorskip("tensorflow")
+pytest.importorskip("tf2onnx")
+
+
+@pytest.fixture(scope="module")
+def seasonal(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A monthly-like series with a strong 12-step season, a 1-epoch trained model and an exported raw model."""
+    import keras
+
+    from eddy.cli.export import main as export_main
+    from eddy.cli.train import main as train_main
+
+    root = tmp_path_factory.mktemp("seasonal")
+    t = np.arange(ROWS)
+    v = 50 + 10 * np.sin(2 * np.pi * t / SEASON) + np.random.default_rng(0).normal(0, 0.3, ROWS)  # [T]
+    (root / "s.csv").write_text("v\n" + "".join(f"{x:.4f}\n" for x in v))
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((6, 1))
+    keras.Model(inp, keras.layers.Dense(1, bias_initializer=keras.initializers.Constant(50.0))(
+        keras.layers.SimpleRNN(3)(inp))).save(root / "raw.keras")
+    return {"root": root, "csv": root / "s.csv", "keras": root / "raw.keras", "train": train_main,
+            "export": export_main}  # type: ignore[dict-item]
+
+
+def _expected(version_dir: Path) -> tuple[str, dict]:
+    from eddy.runtime.core.manifest import read_manifest
+
+    m = read_manifest(version_dir).metrics
+    streamed, naive = m["streamed"]["rmse"], m["baselines"]["seasonal_naive"]["rmse"]
+    assert streamed > naive  # the premise: seasonal naive wins on this series
+    return (f"warning: the model loses to seasonal naive (repeating the value {SEASON} steps before) on the test "
+            f"part: streamed RMSE {streamed:.4g} vs {naive:.4g} ({streamed / naive:.2f}x)"), m
+
+
+def test_train_export_and_info_warn_when_seasonal_naive_wins(seasonal: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    from eddy.cli.info import main as info_main
+
+    root = seasonal["root"]
+    assert seasonal["train"](["--data", str(seasonal["csv"]), "--season", str(SEASON), "--units", "3", "--epochs", "1",
+                              "--window", "6", "--target-transform", "level", "--seed", "0",
+                              "--out", str(root / "trained")]) == 0
+    printed = capsys.readouterr().out
+    want, _ = _expected(root / "trained" / "1")
+    (line,) = [ln for ln in printed.splitlines() if ln.startswith("warning: the model loses to seasonal naive")]
+    assert line.startswith(want + "; the network does not use the season: try --window 12 or more"), line
+
+    assert seasonal["export"]([str(seasonal["keras"]), "--out", str(root / "exported"), "--data", str(seasonal["csv"]),
+                               "--season", str(SEASON)]) == 0
+    printed = capsys.readouterr().out
+    want_export, m = _expected(root / "exported" / "1")
+    assert m["baselines"]["seasonal_naive"]["season"] == SEASON
+    (line,) = [ln for ln in printed.splitlines() if ln.startswith("warning: the model loses to seasonal naive")]
+    assert line.startswith(want_export + "; the network does not use the season: retrain it"), line
+    assert "warning: the model loses to persistence (repeating the last value)" in printed  # an untrained model
+
+    for name, expected in (("trained", want), ("exported", want_export)):
+        assert info_main([str(root / name)]) == 0
+        table = capsys.readouterr().out
+        assert expected in " ".join(table.split()), table  # wrapped in the table
+        assert info_main([str(root / name), "--json"]) == 0
+        warnings = json.loads(capsys.readouterr().out)["warnings"]
+        assert any(w.startswith(expected) for w in warnings), warnings
+
+
+def test_train_quiet_warns_on_stderr(seasonal: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert seasonal["train"](["--data", str(seasonal["csv"]), "--season", str(SEASON), "--units", "3", "--epochs", "1",
+                              "--window", "6", "--target-transform", "level", "--seed", "0", "--quiet",
+                              "--out", str(tmp_path / "q")]) == 0
+    out, err = capsys.readouterr()
+    want, _ = _expected(tmp_path / "q" / "1")
+    assert out.strip() == str(tmp_path / "q" / "1")
+    assert f"eddy train: {want}" in err
+
+
+def test_export_season_needs_data(seasonal: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert seasonal["export"]([str(seasonal["keras"]), "--out", str(tmp_path / "o"), "--season", "12"]) == 2
+    assert "--season scores the seasonal-naive baseline on --data; give --data too" in capsys.readouterr().err
