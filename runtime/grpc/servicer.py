@@ -38,7 +38,7 @@ from .security import TENANT
 from .status import code_name, status_code, to_status
 from .stream_handler import StreamHandler
 from .tensors import sample_count, tensor_to_sequences
-from .unary import ended_early, run_unary
+from .unary import ended_early, run_unary, settle_end_of_input
 from .wire import RateLimitedLog, is_malformed
 
 __all__ = ["InferenceServicer", "SERVICE_NAME"]
@@ -49,7 +49,6 @@ stream_log = logging.getLogger("eddy.streams")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Inference"].full_name  # "eddy.v1.Inference"
 
 T = TypeVar("T")
-_CANCEL_GRACE = 0.001  # seconds to wait after a stream's input ends for grpc to report a cancel
 
 
 class InferenceServicer(pb_grpc.InferenceServicer):
@@ -105,11 +104,8 @@ class InferenceServicer(pb_grpc.InferenceServicer):
                 yield response
                 if handler.finished:
                     break
-            if not handler.finished:
-                # The read also ends (EOF) when the peer cancels or resets, and grpc then cancels this task from
-                # its own watcher ~0.1-0.3 ms later (measured): wait that long, so the stream is logged and
-                # counted CANCELLED instead of OK. A half-closed stream pays this once, at its end.
-                await asyncio.sleep(_CANCEL_GRACE)
+            if not handler.finished:  # the input ended: a half-close, or a peer that vanished (then cancelled here)
+                await settle_end_of_input(context)
             code = ended_early(context) or code
         except asyncio.CancelledError:
             if idle.expired:  # ended by the idle timeout, not by the peer

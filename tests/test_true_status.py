@@ -1,0 +1,61 @@
+"""A client process killed mid-stream is counted and logged CANCELLED, not OK; an honest half-close stays OK.
+
+The client runs in a real subprocess that the test SIGKILLs: its OS closes the
+connections cleanly, which grpc.aio shows the server as the end of the request
+stream, exactly like a half-close.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+
+from _serving import served
+from conftest import MODEL, ROOT
+
+from eddy.runtime.client import Client
+
+KILLED = 3  # streams the killed client holds open, each on its own connection
+
+_CLIENT = f"""
+import sys, threading
+import numpy as np
+from eddy.runtime.client import Client
+
+address = sys.argv[1]
+x = np.array([[40.0], [41.0], [42.0]], np.float32)
+with Client(address) as honest, honest.stream({MODEL!r}, session_id="honest") as s:
+    s.push(x)  # all answers received, then a normal half-close
+clients = [Client(address) for _ in range({KILLED})]  # one channel (connection) each
+streams = [c.stream({MODEL!r}, session_id=f"killed-{{i}}") for i, c in enumerate(clients)]
+for s in streams:
+    s.push(x)
+print("ready", flush=True)
+threading.Event().wait()  # until SIGKILL
+"""
+
+
+def test_a_killed_client_is_cancelled_and_a_half_close_is_ok(models_dir, caplog):
+    caplog.set_level(logging.INFO, logger="eddy.streams")
+    with served(models_dir, metrics_port=0) as s:
+        proc = subprocess.Popen([sys.executable, "-c", _CLIENT, s.address], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        try:
+            line = proc.stdout.readline()
+            assert line == "ready\n", line + proc.stderr.read()
+            s.until(lambda: s.server.plane.sessions.busy_count == KILLED)
+        finally:
+            proc.kill()  # SIGKILL: no cancel, no GOAWAY; the kernel closes the sockets
+            proc.wait()
+            proc.stdout.close()
+            proc.stderr.close()
+        s.until(lambda: s.server.plane.sessions.busy_count == 0)  # every killed stream ended on the server
+        text = s.server.metrics.render().decode()
+        with Client(s.address) as c:  # the killed streams' sessions are idle and resumable where they were
+            assert [c.session_state(f"killed-{i}").position for i in range(KILLED)] == [3] * KILLED
+    assert f'eddy_rpcs_total{{code="CANCELLED",method="Stream"}} {KILLED:.1f}' in text, text
+    assert 'eddy_rpcs_total{code="OK",method="Stream"} 1.0' in text, text  # the honest half-close only
+    closes = {m.split("session=")[1].split()[0]: m.split("status=")[1].split()[0]
+              for m in (r.getMessage() for r in caplog.records) if "event=stream_close" in m}
+    assert closes == {"honest": "OK", **{f"killed-{i}": "CANCELLED" for i in range(KILLED)}}, closes
