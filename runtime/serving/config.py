@@ -46,6 +46,7 @@ class ServeConfig:
     poll_models: float = 0.0  # seconds between scans of the model repository for added/removed versions; 0: off
     precision: str = "float32"  # graphs served: float32, or each version's int8 twins (versions without are skipped)
     metrics_host: str = "127.0.0.1"  # address /metrics binds; loopback unless asked otherwise
+    share_port: bool = False  # let other processes bind the same port (SO_REUSEPORT, what --workers uses); else in use: error
 
     def __post_init__(self) -> None:
         problems = [
