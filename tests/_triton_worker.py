@@ -11,7 +11,8 @@ can be compared bit for bit. Commands (``op``):
   ``sequence_id``/``sequence_start``/``sequence_end``, ``outputs``, ``input_name``);
 - ``stream``: ``start_stream``, then each of ``requests`` sent by
   ``async_stream_infer`` only after the previous one was answered, then ``stop_stream``;
-- ``selftest``: import eddy's generated modules and tritonclient in this one process.
+- ``selftest``: import eddy's generated modules and tritonclient in this one process, and build
+  eddy's reflection pool (which declares ``inference.GRPCInferenceService`` too) next to them.
 
 Errors come back as ``{"ok": false, "status": ..., "message": ...}``.
 """
@@ -89,9 +90,14 @@ def _selftest() -> dict[str, Any]:
     from tritonclient.grpc import service_pb2
 
     from eddy.runtime.grpc import oip  # noqa: F401  (the servicer module imports in the same process)
+    from eddy.runtime.grpc.oip_service import reflection_pool
     from eddy.v1 import inference_pb2, oip_pb2
+    reflected = reflection_pool(["eddy.v1.Inference", "inference.GRPCInferenceService"])  # eddy's own pool
     return {"ok": True, "protobuf": google.protobuf.__version__, "eddy": inference_pb2.DESCRIPTOR.package,
-            "eddy_oip": oip_pb2.DESCRIPTOR.package, "triton": service_pb2.DESCRIPTOR.package}
+            "eddy_oip": oip_pb2.DESCRIPTOR.package, "triton": service_pb2.DESCRIPTOR.package,
+            "reflected": reflected.FindServiceByName("inference.GRPCInferenceService").methods_by_name[
+                "ModelInfer"].input_type.full_name,
+            "triton_service": service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name}
 
 
 def handle(cmd: dict[str, Any]) -> Any:

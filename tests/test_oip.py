@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 
 import grpc
@@ -263,6 +264,8 @@ def test_tritonclient_and_eddy_share_a_process_on_protobuf_6(triton):
     info = triton.send(op="selftest")
     assert info["ok"] and info["protobuf"].startswith("6.")
     assert (info["eddy"], info["eddy_oip"], info["triton"]) == ("eddy.v1", "eddy.v1.oip", "inference")
+    assert (info["reflected"], info["triton_service"]) == ("eddy.v1.oip.ModelInferRequest",
+                                                           "inference.GRPCInferenceService")
 
 
 def test_eddy_serve_runs_on_protobuf_6(compat, models_dir, model, series):
@@ -384,3 +387,75 @@ def test_sequence_continues_on_another_replica_with_a_shared_store(tmp_path, com
             finally:
                 w.close()
     np.testing.assert_array_equal(np.concatenate(got), want)
+
+
+def test_model_statistics_are_eddys_own_figures(compat, models_dir, series):
+    """tritonclient's get_inference_statistics: counts of what ran, on every protocol, nothing invented."""
+    from eddy.runtime.core.errors import ResourceExhausted
+
+    with served(models_dir) as s:
+        w = TritonWorker(s.address, compat)
+        try:
+            before = w.call("get_inference_statistics", MODEL, as_json=True)["model_stats"]
+            assert before == [{"name": MODEL, "version": "1", "inference_stats": _EMPTY_INFER_STATS}]
+            t0 = time.time_ns() // 1_000_000
+            for i in range(4):  # 4 one-sample steps of one sequence: 4 calls
+                assert w.infer(MODEL, series[i:i + 1], sequence_id="st", sequence_start=i == 0)["ok"]
+            assert w.infer(MODEL, series[4:8], sequence_id="st", sequence_end=True)["ok"]  # 4 samples, 1 call
+            assert not w.infer(MODEL, np.array([[np.nan]], np.float32))["ok"]  # refused at the edge: not counted
+            with Client(s.address, max_message_bytes=200) as c, c.stream(MODEL) as rs:
+                rs.push(series[:2])  # eddy.v1 counts too: 2 samples, 1 call
+                with pytest.raises(ResourceExhausted):
+                    rs.push(series[:40])  # the request fits 200 bytes, its answer (224) does not: fails in the plane
+            t1 = time.time_ns() // 1_000_000
+            stats = w.call("get_inference_statistics", MODEL, "1", as_json=True)["model_stats"]
+            everything = w.call("get_inference_statistics", as_json=True)["model_stats"]
+            unknown = w.send(op="call", method="get_inference_statistics", args=["no-such-model"], kwargs={})
+        finally:
+            w.close()
+    assert everything == stats and len(stats) == 1
+    st = stats[0]
+    assert (st["name"], st["version"], st["inference_count"], st["execution_count"]) == (MODEL, "1", "10", "6")
+    assert t0 <= int(st["last_inference"]) <= t1
+    inf = st["inference_stats"]
+    assert (inf["success"]["count"], inf["fail"]["count"], inf["queue"]["count"], inf["compute_infer"]["count"]) \
+        == ("6", "1", "6", "6")
+    assert int(inf["success"]["ns"]) >= int(inf["compute_infer"]["ns"]) > 0 and int(inf["fail"]["ns"]) > 0
+    assert inf["compute_input"] == inf["compute_output"] == {}  # not timed separately by eddy: zero, not made up
+    assert [(b["batch_size"], b["compute_infer"]["count"]) for b in st["batch_stats"]] == [("1", "6")]
+    assert not unknown["ok"] and "NOT_FOUND" in unknown["status"], unknown
+
+
+_EMPTY_INFER_STATS = {k: {} for k in ("success", "fail", "queue", "compute_input", "compute_infer", "compute_output",
+                                      "cache_hit", "cache_miss")}
+
+
+@pytest.mark.parametrize("method", ["RepositoryModelLoad", "RepositoryModelUnload", "SystemSharedMemoryStatus",
+                                    "SystemSharedMemoryRegister", "CudaSharedMemoryStatus", "TraceSetting",
+                                    "LogSettings"])
+def test_rpcs_eddy_does_not_serve_say_so(oip_server, method):
+    with grpc.insecure_channel(oip_server.address) as channel, pytest.raises(grpc.RpcError) as e:
+        channel.unary_unary(f"/{OIP_SERVICE}/{method}")(b"\x0a\x03abc", timeout=30)
+    assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert e.value.details().startswith(f"{OIP_SERVICE}/{method} is not implemented by eddy: ")
+
+
+def test_tritonclient_calls_eddy_does_not_serve_are_unimplemented(triton):
+    for method, args in (("load_model", [MODEL]), ("get_system_shared_memory_status", []),
+                         ("get_trace_settings", [])):
+        answer = triton.send(op="call", method=method, args=args, kwargs={})
+        assert not answer["ok"] and "UNIMPLEMENTED" in answer["status"] and "not implemented by eddy" in \
+            answer["message"], answer
+
+
+def test_reflection_lists_the_oip_service_under_its_wire_name(oip_server):
+    from google.protobuf import descriptor_pool
+    from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+
+    with grpc.insecure_channel(oip_server.address) as channel:
+        db = ProtoReflectionDescriptorDatabase(channel)
+        assert {OIP_SERVICE, "eddy.v1.Inference"} <= set(db.get_services())
+        service = descriptor_pool.DescriptorPool(db).FindServiceByName(OIP_SERVICE)
+        infer = service.methods_by_name["ModelInfer"]
+        assert infer.input_type.fields_by_name["raw_input_contents"].number == 7  # the protocol's field numbers
+        assert service.methods_by_name["ModelStreamInfer"].client_streaming

@@ -9,8 +9,11 @@ cross-stream batching, limits and exactness. Messages convert in
 
 RPCs: ServerLive, ServerReady, ModelReady (ready while the server serves,
 false for an unknown model or version), ServerMetadata, ModelMetadata,
-ModelConfig, RepositoryIndex, ModelInfer and ModelStreamInfer. Others
-(load/unload, statistics, shared memory, trace) are UNIMPLEMENTED.
+ModelConfig, RepositoryIndex, ModelStatistics (eddy's own per-version
+figures, :mod:`~eddy.runtime.serving.stats`), ModelInfer and
+ModelStreamInfer. :mod:`~eddy.runtime.grpc.oip_service` registers them and
+answers the others (load/unload, shared memory, trace, log settings)
+UNIMPLEMENTED with the reason.
 
 Errors: an :class:`~eddy.runtime.core.errors.EddyError` ends a unary call with
 its status (INVALID_ARGUMENT, NOT_FOUND, ...); in ModelStreamInfer it comes
@@ -42,7 +45,7 @@ import grpc
 
 from eddy.v1 import oip_pb2 as pb
 
-from ..core.errors import EddyError, NotFound
+from ..core.errors import EddyError, InvalidInput, NotFound
 from ..serving.dataplane import DataPlane
 from ..serving.sequences import Sequences
 from .limits import StreamGate
@@ -51,6 +54,7 @@ from .oip_codec import (
     infer_response_bytes,
     model_config,
     model_metadata,
+    model_statistics,
     repository_index,
     requested_samples,
     sequence_step,
@@ -59,9 +63,9 @@ from .oip_codec import (
 from .security import TENANT
 from .status import to_status
 from .unary import ended_early, run_unary
-from .wire import Malformed, RateLimitedLog, is_malformed, safe_parser
+from .wire import Malformed, RateLimitedLog, is_malformed
 
-__all__ = ["EXTENSIONS", "OIP_SERVICE", "OipServicer", "add_oip_to_server"]
+__all__ = ["EXTENSIONS", "OIP_SERVICE", "OipServicer"]
 
 OIP_SERVICE = "inference.GRPCInferenceService"  # the wire name; our messages live in package eddy.v1.oip
 EXTENSIONS = ["model_configuration", "sequence"]  # ServerMetadata.extensions
@@ -122,6 +126,21 @@ class OipServicer:
             return model_config(self.plane.model(request.name, request.version), self.plane.config)
 
         return await self._unary("ModelConfig", context, work)
+
+    async def ModelStatistics(self, request: pb.ModelStatisticsRequest, context: Any) -> pb.ModelStatisticsResponse:
+        async def work() -> pb.ModelStatisticsResponse:
+            plane = self.plane
+            if request.name:
+                model = plane.model(request.name, request.version)  # NOT_FOUND for an unknown model or version
+                versions = [(model.name, v) for v in ([model.version] if request.version
+                                                      else plane.versions(model.name))]
+            elif request.version:
+                raise InvalidInput("a version needs a model name")
+            else:
+                versions = [(name, v) for name, vs in sorted(plane.models().items()) for v in vs]
+            return model_statistics([plane.stats.get(name, v) for name, v in versions])
+
+        return await self._unary("ModelStatistics", context, work)
 
     async def RepositoryIndex(self, request: pb.RepositoryIndexRequest, context: Any) -> pb.RepositoryIndexResponse:
         async def work() -> pb.RepositoryIndexResponse:
@@ -237,35 +256,3 @@ def _sequence_key(request: pb.ModelInferRequest) -> str:
         return ""
     kind = p.WhichOneof("parameter_choice")
     return str(getattr(p, kind)) if kind in ("int64_param", "uint64_param", "string_param") else ""
-
-
-_UNARY = {  # method -> (request type, response type)
-    "ServerLive": (pb.ServerLiveRequest, pb.ServerLiveResponse),
-    "ServerReady": (pb.ServerReadyRequest, pb.ServerReadyResponse),
-    "ModelReady": (pb.ModelReadyRequest, pb.ModelReadyResponse),
-    "ServerMetadata": (pb.ServerMetadataRequest, pb.ServerMetadataResponse),
-    "ModelMetadata": (pb.ModelMetadataRequest, pb.ModelMetadataResponse),
-    "ModelConfig": (pb.ModelConfigRequest, pb.ModelConfigResponse),
-    "RepositoryIndex": (pb.RepositoryIndexRequest, pb.RepositoryIndexResponse),
-    "ModelInfer": (pb.ModelInferRequest, pb.ModelInferResponse),
-}
-
-
-def _serialize(message: Any) -> bytes:
-    """Responses are messages, or already serialized on the inference hot path."""
-    return message if isinstance(message, bytes) else message.SerializeToString()
-
-
-def add_oip_to_server(servicer: OipServicer, server: grpc.aio.Server) -> None:
-    """Register ``servicer``'s RPCs under ``/inference.GRPCInferenceService/<Method>``."""
-    handlers = {
-        name: grpc.unary_unary_rpc_method_handler(getattr(servicer, name), request_deserializer=req.FromString,
-                                                  response_serializer=_serialize)
-        for name, (req, _resp) in _UNARY.items()
-    }
-    handlers["ModelStreamInfer"] = grpc.stream_stream_rpc_method_handler(  # parses to a Malformed marker, never raises
-        servicer.ModelStreamInfer, request_deserializer=safe_parser(pb.ModelInferRequest, "inference.ModelInferRequest"),
-        response_serializer=_serialize)
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(OIP_SERVICE, handlers),))
-    if hasattr(server, "add_registered_method_handlers"):  # grpcio >= 1.65: no per-call lookup by name
-        server.add_registered_method_handlers(OIP_SERVICE, handlers)

@@ -23,10 +23,12 @@ from ..core.errors import InvalidInput
 from ..core.model import Model
 from ..serving.config import ServeConfig
 from ..serving.sequences import SequenceStep
+from ..serving.stats import ModelStats
 from .tensors import decode_float32
 
 __all__ = ["INPUT", "OUTPUT", "PLATFORM", "infer_input", "infer_response", "infer_response_bytes", "model_config",
-           "model_metadata", "repository_index", "requested_samples", "sequence_step", "stream_response_bytes"]
+           "model_metadata", "model_statistics", "repository_index", "requested_samples", "sequence_step",
+           "stream_response_bytes"]
 
 INPUT, OUTPUT = "x", "y"  # the step graph's own names
 PLATFORM = "eddy"  # ONNX step graph run by onnxruntime, state kept by eddy's sessions
@@ -184,3 +186,20 @@ def repository_index(index: dict[str, list[int]]) -> pb.RepositoryIndexResponse:
     return pb.RepositoryIndexResponse(models=[
         pb.RepositoryIndexResponse.ModelIndex(name=name, version=str(v), state="READY")
         for name, versions in sorted(index.items()) for v in sorted(versions)])
+
+
+def model_statistics(stats: list[ModelStats]) -> pb.ModelStatisticsResponse:
+    """Triton's statistics message from eddy's counters; what eddy does not time separately stays 0."""
+    d = pb.StatisticDuration
+    return pb.ModelStatisticsResponse(model_stats=[pb.ModelStatistics(
+        name=s.name, version=str(s.version), last_inference=s.last_inference_ms, inference_count=s.inference_count,
+        execution_count=s.execution_count,
+        inference_stats=pb.InferStatistics(
+            success=d(count=s.success_count, ns=s.success_ns), fail=d(count=s.fail_count, ns=s.fail_ns),
+            queue=d(count=s.queue_count, ns=s.queue_ns), compute_input=d(),
+            compute_infer=d(count=s.compute_count, ns=s.compute_ns), compute_output=d(), cache_hit=d(),
+            cache_miss=d()),
+        batch_stats=[pb.InferBatchStatistics(batch_size=size, compute_input=d(), compute_output=d(),
+                                             compute_infer=d(count=calls, ns=ns))
+                     for size, (calls, ns) in sorted(s.batches.items())])
+        for s in stats])

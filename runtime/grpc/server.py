@@ -10,7 +10,7 @@ Python stack, and the batcher sees every pending step). On the same port:
 - ``grpc.health.v1.Health``: SERVING for the overall server (``""``), for
   ``eddy.v1.Inference``, ``inference.GRPCInferenceService`` and for each model as ``eddy.v1.Inference/<model>``;
   all NOT_SERVING as soon as shutdown starts;
-- gRPC server reflection, so ``grpcurl -plaintext HOST:PORT list`` works.
+- gRPC server reflection, so ``grpcurl -plaintext HOST:PORT list`` works (both inference services).
 
 Prometheus metrics (:mod:`~eddy.runtime.serving.prometheus`) are kept and
 served over HTTP on ``ServeConfig.metrics_port`` when it is set; otherwise
@@ -45,7 +45,8 @@ from ..serving.dataplane import DataPlane
 from ..serving.metrics import Metrics
 from ..serving.repository import ModelRepository
 from .limits import StreamGate
-from .oip import OIP_SERVICE, OipServicer, add_oip_to_server
+from .oip import OIP_SERVICE, OipServicer
+from .oip_service import add_oip_to_server, reflection_pool
 from .security import AuthInterceptor, Security, server_credentials
 from .servicer import SERVICE_NAME, InferenceServicer
 from .wire import MalformedGuard, RateLimitedLog, add_inference_service
@@ -110,8 +111,9 @@ class Server:
         add_inference_service(InferenceServicer(self.plane, gate), self._server)  # malformed -> INVALID_ARGUMENT
         add_oip_to_server(OipServicer(self.plane, ready=lambda: not self._stopping, gate=gate), self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
-        if self.security.reflection:
-            reflection.enable_server_reflection([SERVICE_NAME, _HEALTH_SERVICE, reflection.SERVICE_NAME], self._server)
+        if self.security.reflection:  # from a pool of its own, with OIP under its wire name (oip_service.py)
+            services = [SERVICE_NAME, OIP_SERVICE, _HEALTH_SERVICE, reflection.SERVICE_NAME]
+            reflection.enable_server_reflection(services, self._server, pool=reflection_pool(services))
         self._stopping = False
         self._poller: asyncio.Task[None] | None = None
 

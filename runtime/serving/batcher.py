@@ -62,6 +62,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from time import perf_counter_ns
 
 import numpy as np
 
@@ -69,6 +70,7 @@ from ..core.errors import EddyError, InvalidInput
 from .config import ServeConfig
 from .sessions import Session
 from .slab import Slab
+from .stats import Statistics
 
 __all__ = ["OFFLOAD_VALUES", "Batcher"]
 
@@ -91,6 +93,7 @@ class _Request:
     session: Session
     x: np.ndarray  # [n, F] raw
     future: asyncio.Future[np.ndarray]
+    queued_ns: int  # perf_counter_ns() when it joined the queue
 
 
 class Batcher:
@@ -98,19 +101,21 @@ class Batcher:
 
     ``on_batch(size)`` is called once per onnxruntime call with its batch
     size (for a histogram); ``recent_batch_sizes`` keeps the last few
-    thousand sizes.
+    thousand sizes; ``stats`` gets each call's model, size, samples, compute
+    and queue time.
     """
 
     def __init__(self, max_batch: int = ServeConfig.max_batch, max_delay_us: int = ServeConfig.max_delay_us,
                  enabled: bool = ServeConfig.batching, *,
                  offload_values: int = OFFLOAD_VALUES, on_batch: Callable[[int], None] | None = None,
-                 commit: Commit | None = None) -> None:
+                 commit: Commit | None = None, stats: Statistics | None = None) -> None:
         if max_batch < 1 or max_delay_us < 0:
             raise ValueError(f"max_batch must be >= 1 and max_delay_us >= 0, got {max_batch}, {max_delay_us}")
         self.max_batch = max_batch if enabled else 1
         self.max_delay_us = max_delay_us if enabled else 0
         self.enabled = enabled
         self.on_batch = on_batch
+        self.stats = stats or Statistics()  # per model version: calls, samples, compute and queue ns
         self.recent_batch_sizes: deque[int] = deque(maxlen=4096)
         self.batches = 0  # onnxruntime calls made
         self.requests = 0  # requests that succeeded
@@ -142,7 +147,7 @@ class Batcher:
                 and session not in self._flying:
             return await self._run_durable(session, x)  # the same with a durable store: one write, then answer
         loop = asyncio.get_running_loop()
-        request = _Request(session, x, loop.create_future())
+        request = _Request(session, x, loop.create_future(), perf_counter_ns())
         self._pending.append(request)
         if self._drainer is None or self._drainer.done():
             self._drainer = loop.create_task(self._drain())
@@ -156,8 +161,9 @@ class Batcher:
     # -- internals ----------------------------------------------------------
     def _run_now(self, session: Session, x: np.ndarray) -> np.ndarray:
         """Run one small request inline (batching off); the session changes only on success."""
+        t0 = perf_counter_ns()
         y, new = _run(session.slab, [session.row], [x])
-        self._count(1)
+        self._count(session, 1, len(x), perf_counter_ns() - t0)
         session.slab.scatter([session.row], new, len(x))  # only after the run succeeded
         self.requests += 1
         return y[0]  # [n, O]
@@ -239,6 +245,7 @@ class Batcher:
         task.add_done_callback(self._flights.discard)
 
     async def _execute(self, batch: list[_Request]) -> None:
+        t0 = perf_counter_ns()
         try:
             y, new = await self._compute(batch)
         except Exception as e:
@@ -250,7 +257,8 @@ class Batcher:
                 if not r.future.done():
                     await self._execute([r])
             return
-        self._count(len(batch))
+        self._count(batch[0].session, len(batch), len(batch) * len(batch[0].x), perf_counter_ns() - t0,
+                    sum(t0 - r.queued_ns for r in batch))
         keep = [i for i, r in enumerate(batch) if not r.future.done()]  # a cancelled caller's step never happened
         if len(keep) < len(batch):
             batch = [batch[i] for i in keep]
@@ -282,8 +290,9 @@ class Batcher:
 
     async def _run_durable(self, session: Session, x: np.ndarray) -> np.ndarray:
         """A lone request with a durable store: run inline, write, then scatter and answer."""
+        t0 = perf_counter_ns()
         y, new = _run(session.slab, [session.row], [x])
-        self._count(1)
+        self._count(session, 1, len(x), perf_counter_ns() - t0)
         errors = await self.commit([session], new, [len(x)])
         if errors[0] is not None:
             raise errors[0]
@@ -303,7 +312,8 @@ class Batcher:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, _advance, slab, xs, state)
 
-    def _count(self, size: int) -> None:
+    def _count(self, session: Session, size: int, samples: int, compute_ns: int, queue_ns: int = 0) -> None:
+        self.stats.of(session.model).executed(size, samples, compute_ns, queue_ns)
         self.batches += 1
         self.recent_batch_sizes.append(size)
         if self.on_batch is not None:

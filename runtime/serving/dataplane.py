@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from time import perf_counter_ns
 
 import numpy as np
 
@@ -31,6 +32,7 @@ from .lane import Lane
 from .metrics import Metrics
 from .repository import ModelRepository
 from .sessions import Session, SessionStore, SessionsView
+from .stats import Statistics
 from .store.memory import MemoryStore
 
 __all__ = ["FRAMING_BYTES", "DataPlane", "Prediction", "SessionState"]
@@ -74,8 +76,9 @@ class DataPlane:
         self.config = c = config or ServeConfig()
         self.metrics = metrics or Metrics()  # no-op unless the server enabled metrics
         self._sessions = self._make_store()
+        self.stats = Statistics()  # per model version, always kept (the OIP's ModelStatistics)
         self.batcher = Batcher(c.max_batch, c.max_delay_us, c.batching, on_batch=self.metrics.batch,
-                               commit=self._sessions.commit if self._sessions.durable else None)
+                               commit=self._sessions.commit if self._sessions.durable else None, stats=self.stats)
         self.lane = Lane()  # large messages and Predicts: their own thread, never in the batcher's way
         self.metrics.track_sessions(lambda: len(self._sessions))
         self._samples: dict[str, Callable[[int], None]] = {}  # model name -> samples counter
@@ -218,16 +221,24 @@ class DataPlane:
         (same computation, its own thread) so the batcher keeps answering the
         other streams meanwhile.
         """
-        self.check_answer(session.model, len(x), client_limit)
-        if session.position + len(x) > MAX_POSITION:  # positions are bounded (state bytes carry them)
-            raise FailedPrecondition(f"session {session.id} would pass position {MAX_POSITION}; RESET it or "
-                                     "start a new session")
-        if len(x) > 1 and x.size > OFFLOAD_VALUES:
-            y = await self.lane.advance(session, x, self.batcher.commit)
-        else:
-            if alone is None:
-                alone = self._sessions.busy_count <= 1  # 1 stream: no batch to wait for
-            y = await self.batcher.run(session, x, alone=alone)
+        stats, t0 = self.stats.of(session.model), perf_counter_ns()
+        try:
+            self.check_answer(session.model, len(x), client_limit)
+            if session.position + len(x) > MAX_POSITION:  # positions are bounded (state bytes carry them)
+                raise FailedPrecondition(f"session {session.id} would pass position {MAX_POSITION}; RESET it or "
+                                         "start a new session")
+            if len(x) > 1 and x.size > OFFLOAD_VALUES:
+                c0 = perf_counter_ns()
+                y = await self.lane.advance(session, x, self.batcher.commit)
+                stats.executed(1, len(x), perf_counter_ns() - c0)  # the lane's call, its thread hop included
+            else:
+                if alone is None:
+                    alone = self._sessions.busy_count <= 1  # 1 stream: no batch to wait for
+                y = await self.batcher.run(session, x, alone=alone)
+        except BaseException:
+            stats.finished(False, perf_counter_ns() - t0)
+            raise
+        stats.finished(True, perf_counter_ns() - t0)
         self._count(session.model.name, len(x))
         return y
 
@@ -242,24 +253,35 @@ class DataPlane:
         if x.ndim != 3 or x.shape[-1] != model.n_features:
             raise InvalidInput(f"inputs must be shaped [B, T, {model.n_features}], got {list(x.shape)}")
         b, t, _ = x.shape
-        limit = self.response_limit(client_limit)
-        size = b * t * model.n_targets * 4 + b * (self._blob_size(model) + 8) + FRAMING_BYTES + len(model.name)
-        if size > limit:
-            raise ResourceExhausted(f"the answer to {b} sequence(s) of {t} would take {size} bytes (outputs and "
-                                    f"final states), over the {limit}-byte message limit; send fewer sequences")
-        state, positions = self._initial_state(model, list(states), b, tenant)  # [B, *shape]
-        keys = self.state_keys
+        stats, t0 = self.stats.of(model), perf_counter_ns()
+        compute_ns = [0]  # the onnxruntime call's duration, measured where it runs
+        try:
+            limit = self.response_limit(client_limit)
+            size = b * t * model.n_targets * 4 + b * (self._blob_size(model) + 8) + FRAMING_BYTES + len(model.name)
+            if size > limit:
+                raise ResourceExhausted(f"the answer to {b} sequence(s) of {t} would take {size} bytes (outputs "
+                                        f"and final states), over the {limit}-byte message limit; send fewer "
+                                        "sequences")
+            state, positions = self._initial_state(model, list(states), b, tenant)  # [B, *shape]
+            keys = self.state_keys
 
-        def work(options: object = None) -> tuple[np.ndarray, list[bytes]]:
-            y, final = model.run_sequence(x, state, run_options=options)  # [B, T, O]
-            blobs = [encode_state(model, positions[i] + t, {k: v[i] for k, v in final.items()}, keys=keys,
-                                  tenant=tenant) for i in range(b)]
-            return y, blobs
+            def work(options: object = None) -> tuple[np.ndarray, list[bytes]]:
+                c0 = perf_counter_ns()
+                y, final = model.run_sequence(x, state, run_options=options)  # [B, T, O]
+                compute_ns[0] = perf_counter_ns() - c0
+                blobs = [encode_state(model, positions[i] + t, {k: v[i] for k, v in final.items()}, keys=keys,
+                                      tenant=tenant) for i in range(b)]
+                return y, blobs
 
-        if x.size > OFFLOAD_VALUES or b > _INLINE_STATES:  # compute and state encoding off the event loop
-            y, blobs = await self.lane.call(work)
-        else:
-            y, blobs = work()
+            if x.size > OFFLOAD_VALUES or b > _INLINE_STATES:  # compute and state encoding off the event loop
+                y, blobs = await self.lane.call(work)
+            else:
+                y, blobs = work()
+        except BaseException:
+            stats.finished(False, perf_counter_ns() - t0)
+            raise
+        stats.executed(1, b * t, compute_ns[0], batch=b)
+        stats.finished(True, perf_counter_ns() - t0)
         self._count(model.name, b * t)
         return Prediction(model.name, model.version, y, blobs)
 

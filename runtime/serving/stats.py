@@ -1,0 +1,122 @@
+"""Per-model-version inference statistics, always kept (what the OIP's ``ModelStatistics`` reports).
+
+Prometheus metrics (:mod:`~eddy.runtime.serving.metrics`) are off unless
+asked for and are per method or per model name; Triton dashboards and
+perf_analyzer instead ask the server for per-model, per-version counters.
+:class:`Statistics` keeps those, in plain integers (a few additions per
+request), for every model version that ran something. What each figure is,
+measured where eddy does the work:
+
+- ``inference_count``: samples predicted (one step of one sequence is one
+  inference; a chunk of n samples is n); ``execution_count``: onnxruntime
+  calls that ran them (a batch of single steps of B sessions is one call, a
+  chunk is one call of the sequence graph, a ``Predict`` is one call).
+- ``success`` / ``fail``: requests that reached the data plane (a stream
+  message's or OIP request's samples, a ``Predict``) and were answered, or
+  failed there (answer over the size limit, a store error, the caller gone),
+  with their time in the data plane (queue + compute), in ns. Input refused
+  earlier at the protocol edge (bad shape, NaN, an unknown sequence) does
+  not reach a model and is counted only in ``eddy_stream_messages_total`` /
+  ``eddy_rpcs_total``.
+- ``queue``: per request run by the batcher, the time from joining its queue to
+  the start of the call that ran it (0 for a request run at once, alone).
+- ``compute_infer``: per request, the duration of the call that ran it (every
+  request of a batch is charged the whole call, as Triton does); gathering
+  and scattering state rows is part of it. eddy does not time input and output
+  preparation separately: ``compute_input`` / ``compute_output`` stay 0.
+- ``batch_stats``: per batch size (sessions in one call), the calls made and
+  their compute time.
+- ``last_inference``: wall-clock ms since the epoch of the last success.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from ..core.model import Model
+
+__all__ = ["ModelStats", "Statistics"]
+
+
+@dataclass
+class ModelStats:
+    """Counters of one model version (see the module docstring for what each one is)."""
+
+    name: str
+    version: int
+    inference_count: int = 0
+    execution_count: int = 0
+    last_inference_ms: int = 0  # wall clock, ms since the epoch; 0: never
+    success_count: int = 0
+    success_ns: int = 0
+    fail_count: int = 0
+    fail_ns: int = 0
+    queue_count: int = 0
+    queue_ns: int = 0
+    compute_count: int = 0
+    compute_ns: int = 0
+    batches: dict[int, list[int]] = field(default_factory=dict)  # sessions per call -> [calls, compute ns]
+
+    def executed(self, requests: int, samples: int, compute_ns: int, queue_ns: int = 0, batch: int = 0) -> None:
+        """One onnxruntime call ran ``requests`` requests (``samples`` samples in all) in ``compute_ns``.
+
+        ``queue_ns``: their summed wait for the call; ``batch``: sessions (or sequences) in the call, if not
+        ``requests``.
+        """
+        self.execution_count += 1
+        self.inference_count += samples
+        self.queue_count += requests
+        self.queue_ns += queue_ns
+        self.compute_count += requests
+        self.compute_ns += compute_ns * requests
+        batch = batch or requests
+        b = self.batches.get(batch)
+        if b is None:
+            self.batches[batch] = [1, compute_ns]
+        else:
+            b[0] += 1
+            b[1] += compute_ns
+
+    def finished(self, ok: bool, ns: int) -> None:
+        """A request that reached the data plane was answered (``ok``) or failed, after ``ns``."""
+        if ok:
+            self.success_count += 1
+            self.success_ns += ns
+            self.last_inference_ms = time.time_ns() // 1_000_000
+        else:
+            self.fail_count += 1
+            self.fail_ns += ns
+
+
+class Statistics:
+    """:class:`ModelStats` per model version, created on first use (one event loop)."""
+
+    def __init__(self) -> None:
+        self._by_model: dict[Model, ModelStats] = {}
+
+    def of(self, model: Model) -> ModelStats:
+        """The counters of ``model`` (a served version)."""
+        stats = self._by_model.get(model)
+        if stats is None:
+            stats = self._by_model[model] = ModelStats(model.name, model.version)
+        return stats
+
+    def get(self, name: str, version: int) -> ModelStats:
+        """The counters of ``name`` at ``version``, zero if it never ran anything."""
+        found = [s for s in self._by_model.values() if s.name == name and s.version == version]
+        if not found:
+            return ModelStats(name, version)
+        if len(found) == 1:
+            return found[0]
+        merged = ModelStats(name, version)  # the version was reloaded: one Model object per load
+        for s in found:
+            for k in ("inference_count", "execution_count", "success_count", "success_ns", "fail_count", "fail_ns",
+                      "queue_count", "queue_ns", "compute_count", "compute_ns"):
+                setattr(merged, k, getattr(merged, k) + getattr(s, k))
+            merged.last_inference_ms = max(merged.last_inference_ms, s.last_inference_ms)
+            for size, (calls, ns) in s.batches.items():
+                b = merged.batches.setdefault(size, [0, 0])
+                b[0] += calls
+                b[1] += ns
+        return merged
