@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from eddy.runtime.core.errors import EddyError
-from eddy.trainer.config import CELLS, FILLS, PRECISIONS, TARGET_TRANSFORMS, TrainConfig
+from eddy.trainer.config import CELLS, FILLS, PRECISIONS, TARGET_TRANSFORMS, TRAININGS, TrainConfig
 from eddy.trainer.evaluate import baseline_warnings
 
 from . import trainer_common as c
@@ -53,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--target", "--targets", nargs="+", dest="targets", metavar="COL",
                       help="columns to predict (default: the feature column, when there is one)")
     data.add_argument("--window", type=c.at_least(1), default=d.window, metavar="N",
-                      help=f"samples per input window (default: {d.window})")
+                      help="samples per input window; with --training tbptt the truncation length, the steps fed "
+                           f"per gradient step with the state carried on (default: {d.window})")
     data.add_argument("--horizon", type=c.at_least(1), default=d.horizon, metavar="N",
                       help="predict the target N steps after the window's last sample; a stream's output for "
                            f"sample t is then its prediction for t+N (default: {d.horizon})")
@@ -89,8 +90,16 @@ def build_parser() -> argparse.ArgumentParser:
     fit = p.add_argument_group("training")
     fit.add_argument("--epochs", type=c.at_least(1), default=d.epochs, metavar="N",
                      help=f"maximum epochs (default: {d.epochs})")
+    fit.add_argument("--training", choices=TRAININGS, default=d.training,
+                     help="windows = the seed's many-to-one training on shuffled windows, each from zero state; "
+                          "tbptt = truncated backpropagation through time: the training rows cut into parallel "
+                          "streams fed --window steps at a time with the state carried between batches (reset each "
+                          "epoch), every step's target in the loss, validation streamed from the first row; "
+                          f"trains what a served stream does (default: {d.training})")
     fit.add_argument("--batch-size", type=c.at_least(1), default=d.batch_size, metavar="N",
-                     help=f"windows per gradient step (default: {d.batch_size})")
+                     help="windows per gradient step; with --training tbptt the most parallel streams (fewer when "
+                          "each would span under 10 windows: min(N, training rows // (10 x window)), at least 1) "
+                          f"(default: {d.batch_size})")
     fit.add_argument("--lr", type=c.positive_float, default=d.lr, metavar="RATE",
                      help=f"Adam learning rate (default: {d.lr:g})")
     fit.add_argument("--clipnorm", type=c.non_negative_float, default=None, metavar="NORM",
@@ -151,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         recurrent_dropout=args.recurrent_dropout,
         l2=args.l2,
         epochs=args.epochs,
+        training=args.training,
         batch_size=args.batch_size,
         lr=args.lr,
         clipnorm=clipnorm or None,

@@ -254,9 +254,9 @@ def test_help_states_every_default(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = _run(["--help"], capsys)
     assert code == 0
     flags = ["--data", "--synthetic", "--features", "--target", "--window", "--horizon", "--split", "--fill", "--season",
-             "--cell", "--layers", "--units", "--dropout", "--recurrent-dropout", "--l2", "--epochs", "--batch-size",
-             "--lr", "--clipnorm", "--clipvalue", "--patience", "--reduce-lr-patience", "--seed", "--out", "--name",
-             "--quantize", "--quiet"]
+             "--cell", "--layers", "--units", "--dropout", "--recurrent-dropout", "--l2", "--epochs", "--training",
+             "--batch-size", "--lr", "--clipnorm", "--clipvalue", "--patience", "--reduce-lr-patience", "--seed", "--out",
+             "--name", "--quantize", "--quiet"]
     text = " ".join(out.split())
     for flag, nxt in zip(flags, flags[1:] + ["$"]):
         section = text[text.index(f" {flag} ", text.index("options:")):]
@@ -539,8 +539,9 @@ def test_horizon_multi_feature_lstm_streams_through_the_runtime(
     assert report["config"]["dropout"] == 0.2 and report["config"]["season"] == 12
 
 
+@pytest.mark.parametrize("training", ["tbptt", "windows"])
 def test_non_finite_loss_stops_with_a_clear_message(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, training: str
 ) -> None:
     pytest.importorskip("tensorflow")
     import dataclasses
@@ -551,12 +552,14 @@ def test_non_finite_loss_stops_with_a_clear_message(
         ds = real(*args, **kwargs)  # type: ignore[arg-type]
         y = ds.y_train.copy()
         y[5] = np.inf  # one overflowing target: the loss becomes non-finite in the first epoch
-        return dataclasses.replace(ds, y_train=y)
+        rows = ds.row_labels.copy()
+        rows[5] = np.inf  # the same for long-sequence training, which reads every row's label
+        return dataclasses.replace(ds, y_train=y, row_labels=rows)
 
     monkeypatch.setattr(eddy.trainer.train, "make_dataset", poisoned)
     out_dir = tmp_path / "m"
     (out_dir / "1").mkdir(parents=True)
-    code, _, err = _run(["--synthetic", *TINY, "--out", str(out_dir)], capsys)
+    code, _, err = _run(["--synthetic", *TINY, "--training", training, "--out", str(out_dir)], capsys)
     assert code == 1
     assert err == ("eddy train: training diverged: the loss became non-finite in epoch 1 "
                    "(try a lower --lr, --clipnorm or --clipvalue, or check the data's scale)\n")

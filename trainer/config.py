@@ -17,15 +17,18 @@ from eddy.runtime.core.layout import (
 )
 from eddy.runtime.core.layout import QUANTIZED_PRECISIONS as PRECISIONS  # extra graph precisions --quantize adds
 
-__all__ = ["CELLS", "FILLS", "GRAPH_FORMATS", "PRECISIONS", "TARGET_TRANSFORMS", "TrainConfig"]
+__all__ = ["CELLS", "FILLS", "GRAPH_FORMATS", "PRECISIONS", "TARGET_TRANSFORMS", "TRAININGS", "TrainConfig"]
 
 FILLS = ("ffill", "interpolate", "drop")  # ways to handle missing values in the used CSV columns
 TARGET_TRANSFORMS = ("auto", "level", "delta", "log_delta")  # --target-transform (eddy.trainer.transform)
+TRAININGS = ("windows", "tbptt")  # --training: the seed's windows, or long streams with the state carried
 
 
 @dataclass
 class TrainConfig:
-    """Everything a training run depends on. Defaults reproduce the seed model.
+    """Everything a training run depends on. Defaults are the seed model's (SimpleRNN(50), Dense(1), MSE, Adam,
+    10 epochs, batch 32, window 10), trained with the state carried between batches (``training="tbptt"``, so
+    that the served stream is what was trained); ``training="windows"`` is the seed's recipe exactly.
 
     :meth:`validate` raises ``ValueError`` naming the bad field; the CLI turns
     that into a usage error.
@@ -50,6 +53,7 @@ class TrainConfig:
     recurrent_dropout: float = 0.0  # dropout on each recurrent layer's state, training only
     l2: float = 0.0  # L2 penalty on every kernel (input, recurrent, Dense); 0 = off
     # optimisation
+    training: str = "tbptt"  # tbptt: parallel streams, state carried between chunks; windows: the seed's many-to-one
     epochs: int = 10  # maximum training epochs (seed: 10)
     batch_size: int = 32  # windows per gradient step (seed: 32)
     lr: float = 1e-3  # Adam learning rate (Keras default, as in the seed)
@@ -84,6 +88,8 @@ class TrainConfig:
             raise ValueError(f"fill must be one of {', '.join(FILLS)}, got {self.fill!r}")
         if self.target_transform not in TARGET_TRANSFORMS:
             raise ValueError(f"target_transform must be one of {', '.join(TARGET_TRANSFORMS)}, got {self.target_transform!r}")
+        if self.training not in TRAININGS:
+            raise ValueError(f"training must be one of {', '.join(TRAININGS)}, got {self.training!r}")
         if self.season is not None and self.season < 1:
             raise ValueError(f"season must be at least 1, got {self.season}")
         if self.quantize is not None and self.quantize not in PRECISIONS:

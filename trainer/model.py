@@ -16,7 +16,8 @@ from .windows import Dataset
 tf = import_tensorflow()
 import keras  # noqa: E402  (after the quiet tensorflow import)
 
-__all__ = ["GRADIENT_SAMPLE", "RECURRENT_LAYERS", "GradientMonitor", "build_model", "fit", "set_seed"]
+__all__ = ["GRADIENT_SAMPLE", "LR_FACTOR", "MIN_LR", "RECURRENT_LAYERS", "GradientMonitor", "build_model", "epoch_line", "fit",
+           "set_seed"]
 
 GRADIENT_SAMPLE = 256  # training windows the per-epoch gradient measurement uses (a fixed, evenly spaced sample)
 LR_FACTOR = 0.5  # --reduce-lr-patience multiplies the learning rate by this on a plateau
@@ -119,6 +120,17 @@ def fit(
     }
 
 
+def epoch_line(epoch: int, epochs: int, loss: float, val_loss: float, grad: float, recurrent: list[float],
+               lr: list[float]) -> str:
+    """The one-line progress log of ``epoch`` (1-based); ``lr`` is every epoch's rate so far (shown when it changed)."""
+    width = len(str(epochs))
+    line = (f"epoch {epoch:>{width}}/{epochs}  loss {loss:.5f}  val_loss {val_loss:.5f}  grad_norm {grad:.3g}  "
+            f"recurrent {max(recurrent):.3g}")
+    if len(lr) > 1 and lr[-1] != lr[-2]:
+        line += f"  lr {lr[-1]:.3g}"
+    return line
+
+
 class GradientMonitor(keras.callbacks.Callback):
     """Per-epoch gradient norms and learning rate, and the one-line progress log.
 
@@ -175,15 +187,8 @@ class GradientMonitor(keras.callbacks.Callback):
         if self._log is None:
             return
         logs = logs or {}
-        width = len(str(self._epochs))
-        line = (
-            f"epoch {epoch + 1:>{width}}/{self._epochs}  loss {logs.get('loss', math.nan):.5f}  "
-            f"val_loss {logs.get('val_loss', math.nan):.5f}  grad_norm {self._grad[-1]:.3g}  "
-            f"recurrent {max(self._recurrent[-1]):.3g}"
-        )
-        if len(self._lr) > 1 and self._lr[-1] != self._lr[-2]:
-            line += f"  lr {self._lr[-1]:.3g}"
-        self._log(line)
+        self._log(epoch_line(epoch + 1, self._epochs, logs.get("loss", math.nan), logs.get("val_loss", math.nan),
+                             self._grad[-1], self._recurrent[-1], self._lr))
 
     def history(self, epochs: int) -> dict[str, list[Any]]:
         """The recorded series, truncated to ``epochs`` entries."""

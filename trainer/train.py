@@ -111,6 +111,7 @@ def train(config: TrainConfig, log: Callable[[str], None] | None = print) -> Tra
     from .evaluate import add_streamed, evaluate, val_rmse
     from .onnx_export import export_model
     from .self_contained import make_self_contained
+    from .tbptt import fit_streams, streamed_val_rmse
 
     started = time.perf_counter()
     chosen: dict[str, float] = {}  # kind -> validation RMSE (raw units)
@@ -120,8 +121,12 @@ def train(config: TrainConfig, log: Callable[[str], None] | None = print) -> Tra
         if log is not None and len(candidates) > 1:
             log(f"target transform {kind}:")
         m_k = model_mod.build_model(config, len(series.features), len(series.targets))
-        h_k = model_mod.fit(m_k, candidate, config, log)
-        chosen[kind] = val_rmse(m_k, candidate)
+        if config.training == "tbptt":
+            h_k = fit_streams(m_k, candidate, config, log)
+            chosen[kind] = streamed_val_rmse(m_k, candidate)  # what a stream delivers on the validation rows
+        else:
+            h_k = model_mod.fit(m_k, candidate, config, log)
+            chosen[kind] = val_rmse(m_k, candidate)
         if best is None or chosen[kind] < chosen[best[1].kind]:
             best = (m_k, candidate, h_k)
     assert best is not None
@@ -270,6 +275,7 @@ def _training_record(
                  "time_column": series.time_column},
         "split_rows": {k: list(v) for k, v in dataset.rows.items()},
         "windows": {"train": len(dataset.x_train), "val": len(dataset.x_val), "test": len(dataset.x_test)},
+        **({"streams": history["streams"]} if "streams" in history else {}),  # --training tbptt's layout
         "parity_steps": min(len(series), PARITY_STEPS),
         "history": {k: history[k] for k in ("loss", "val_loss", "grad_norm", "recurrent_grad_norm", "lr")},
         "gradient_health": health.to_dict(),

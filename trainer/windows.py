@@ -46,6 +46,8 @@ class Dataset:
     test_rows: np.ndarray  # [n_test] int, the series row each test window predicts
     transform: Transform | None = None  # model space; None = level
     val_rows: np.ndarray | None = None  # [n_val] int, the series row each validation window predicts
+    row_labels: np.ndarray | None = None  # [N, O] float32 normalised label of every row (row t: target at t + horizon;
+    # the last ``horizon`` rows have none and hold 0): what long-sequence training and streamed scoring read
 
     @property
     def kind(self) -> str:
@@ -178,4 +180,5 @@ def make_dataset(
         test_rows=label_rows[te],
         transform=transform,
         val_rows=label_rows[va],
+        row_labels=y.astype(f32),
     )
