@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["Valkey", "free_port", "valkey"]
+__all__ = ["Valkey", "free_port", "reserved_port", "valkey"]
 
 
 def free_port() -> int:
@@ -21,6 +21,20 @@ def free_port() -> int:
 
 class _PortTaken(RuntimeError):
     """The picked port was taken before valkey-server could bind it."""
+
+
+@contextlib.contextmanager
+def reserved_port() -> Iterator[int]:
+    """A port on 127.0.0.1 held for processes that bind it with SO_REUSEPORT (``eddy serve --workers``).
+
+    A socket bound with SO_REUSEPORT but not listening keeps every other process's bind (port 0 included)
+    off the port, takes no connections, and lets same-user SO_REUSEPORT listeners bind it; it is let go at
+    exit. No window in which a free-picked port can be taken.
+    """
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        s.bind(("127.0.0.1", 0))
+        yield s.getsockname()[1]
 
 
 def valkey_server() -> str:

@@ -150,11 +150,10 @@ def test_workers_need_a_shared_store_and_share_one_port(models_dir, store):
     with eddy_process("serve", "--models", str(models_dir), "--port", "0", "--workers", "2") as proc:
         assert proc.wait(timeout=60) == 2
         assert "--workers > 1 needs --session-store" in proc.stderr.read()
-    from _store import free_port
+    from _store import reserved_port
 
-    port = free_port()
-    with eddy_process("serve", "--models", str(models_dir), "--port", str(port), "--workers", "2",
-                      "--session-store", store.url, "--log-level", "WARNING") as proc:
+    with reserved_port() as port, eddy_process("serve", "--models", str(models_dir), "--port", str(port), "--workers",
+                                               "2", "--session-store", store.url, "--log-level", "WARNING") as proc:
         lines = [proc.stdout.readline() for _ in range(2)]  # one per worker, same port
         assert all(line == f"eddy: serving 1 model(s) on 127.0.0.1:{port}\n" for line in lines), lines
         with Client(f"127.0.0.1:{port}") as client:
