@@ -75,6 +75,8 @@ def collect(path: str | Path) -> dict[str, Any]:
         "test": test,
         "warnings": baseline_warnings(m.metrics, window=m.window),
         "training": {
+            "training": training.get("training"),  # windows or tbptt (absent before --training existed)
+            "streams": training.get("streams"),  # tbptt's stream layout
             "epochs_run": training.get("epochs_run", len(history.get("epoch") or []) or None),
             "epochs": training.get("epochs"),
             "best_epoch": training.get("best_epoch"),
@@ -295,6 +297,12 @@ def _compare(model: Any, baseline: Any) -> str:
 
 def _training(t: dict[str, Any]) -> str:
     parts = []
+    streams = t.get("streams")
+    if t.get("training") == "tbptt" and isinstance(streams, dict):  # --training tbptt: the stream layout
+        parts.append(f"tbptt ({streams.get('streams')} streams x {streams.get('stream_rows')} rows, "
+                     f"chunks of {streams.get('chunk')})")
+    elif t.get("training") == "windows":
+        parts.append("windows")
     if t.get("epochs_run") is not None:
         parts.append(f"{t['epochs_run']}" + (f"/{t['epochs']}" if t.get("epochs") else "") + " epochs run")
     if t.get("best_epoch") is not None:

@@ -19,6 +19,8 @@ ROOT = Path(__file__).resolve().parent.parent
 MODELS = Path(os.environ.get("EDDY_TEST_MODELS", ROOT / "models"))  # repository the server tests use
 MODEL = "sunspots"  # the committed default model
 SERIES_CSV = ROOT / "trainer" / "data" / "sunspots.csv"  # year,sunspots; 309 rows
+LEGACY = Path(__file__).resolve().parent / "data" / "legacy_sunspots" / "1"  # the committed model before issue 11:
+# io normalised (the runtime normalises around its tf2onnx core graphs), level, state h0 only, fixed-1e-5 parity
 
 T = TypeVar("T")
 
@@ -28,6 +30,13 @@ def models_dir() -> Path:
     if not (MODELS / MODEL).is_dir():
         pytest.fail(f"no {MODEL} model under {MODELS} (the default model is committed under models/)")
     return MODELS
+
+
+@pytest.fixture(scope="session")
+def legacy_dir() -> Path:
+    """A version directory in the pre-self-contained format (``io: normalised``): its graphs are the core, model-space
+    graphs, and the runtime must keep serving such directories."""
+    return LEGACY
 
 
 @pytest.fixture(scope="session")

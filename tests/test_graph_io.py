@@ -1,6 +1,6 @@
 """Self-contained graphs: normalisation and target transform inside the ONNX graph (no tensorflow).
 
-The core is the committed default model's tf2onnx graphs (the step graph and
+The core is the pre-issue-11 default model's tf2onnx graphs (tests/data/legacy_sunspots: the step graph and
 the sequence graph's ``Loop``); the reference is the float64 transform of
 :mod:`eddy.trainer.transform` around the core run in onnxruntime.
 """
@@ -14,7 +14,6 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from conftest import MODEL
 
 from eddy.runtime.core.manifest import Normalization, read_manifest
 from eddy.trainer.graph_io import metadata, set_metadata, wrap_raw
@@ -25,8 +24,8 @@ CHUNKS = [1, 1, 7, 1, 30, 2, 100, 1, 167]  # sums to 309, the series length
 
 
 @pytest.fixture(scope="module")
-def core_dir(models_dir: Path) -> Path:
-    return models_dir / MODEL / "1"
+def core_dir(legacy_dir: Path) -> Path:
+    return legacy_dir
 
 
 def _session(proto: onnx.ModelProto) -> ort.InferenceSession:

@@ -23,9 +23,11 @@ def test_table_shows_the_key_figures(models_dir: Path, capsys: pytest.CaptureFix
     out = capsys.readouterr().out
     manifest = json.loads((resolve_version_dir(models_dir / "sunspots") / "manifest.json").read_text())
     ops = {op for g in manifest["graphs"].values() for op in g["ops"]}  # whatever the exporter used, not a pinned list
-    for needle in ("sunspots v", "simple_rnn x1 (50 units)", "sunspots -> sunspots", "h0 [B, 50]",
-                   "step.onnx", "sequence.onnx", "tolerance 1e-05: ok", "persistence",
-                   "RMSE", "MAE", "epochs run", "tensorflow", "tf2onnx", "eddy", *ops):
+    state = [f"{s['name']} [B, {', '.join(map(str, s['shape']))}]" for s in manifest["state"]]  # e.g. h0 [B, 50]
+    for needle in ("sunspots v", "simple_rnn x1 (50 units)", "sunspots -> sunspots", ", ".join(state),
+                   "step.onnx", "sequence.onnx", "(ok: error <=", "persistence", "streamed RMSE", "window RMSE",
+                   "RMSE", "MAE", "epochs run", "tensorflow", "tf2onnx", "eddy", *ops,
+                   "tbptt (2 streams x 108 rows, chunks of 10)"):
         assert needle in out, needle
     lines = out.splitlines()
     assert all(len(line) <= 100 for line in lines)  # wrapped, readable in a terminal

@@ -22,7 +22,7 @@ WINDOW = 5
 
 
 @pytest.fixture(scope="module")
-def model_dirs(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def model_dirs(models_dir: Path, legacy_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     import keras
 
     from eddy.cli.export import main as export_main
@@ -35,8 +35,8 @@ def model_dirs(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> di
     keras.utils.set_random_seed(0)
     inp = keras.Input((WINDOW, 1))
     keras.Model(inp, keras.layers.Dense(1)(keras.layers.SimpleRNN(3)(inp))).save(root / "m.keras")
-    dirs = {"committed": resolve_version_dir(models_dir / MODEL),
-            "raw_copy": raw_copy(models_dir / MODEL / "1", root / "raw" / "1")}
+    dirs = {"committed": resolve_version_dir(models_dir / MODEL), "legacy": legacy_dir,
+            "raw_copy": raw_copy(legacy_dir, root / "raw" / "1")}
     for name, flags in (("export", []), ("export_data_ort", ["--data", str(root / "s.csv"), "--format", "onnx", "ort"]),
                         ("export_scaled", ["--input-mean", "20", "--input-std", "3", "--target-mean", "20"])):
         assert export_main([str(root / "m.keras"), "--out", str(root / name), *flags]) == 0
@@ -48,14 +48,14 @@ def model_dirs(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> di
     return dirs
 
 
-@pytest.mark.parametrize("kind", ["committed", "raw_copy", "export", "export_data_ort", "export_scaled",
+@pytest.mark.parametrize("kind", ["committed", "legacy", "raw_copy", "export", "export_data_ort", "export_scaled",
                                   "train_delta_int8"])
 def test_info_on_every_model_dir(model_dirs: dict[str, Path], kind: str, capsys: pytest.CaptureFixture[str]) -> None:
     for flags in ([], ["--json"]):
         assert info_main([str(model_dirs[kind]), *flags]) == 0
     out = capsys.readouterr().out
     assert "io units" in out and '"io":' in out
-    if kind in ("export_data_ort", "train_delta_int8"):
+    if kind in ("committed", "export_data_ort", "train_delta_int8"):
         assert "streamed RMSE" in out and "window RMSE" in out
     if kind == "export":
         assert "not scored (export without --data)" in out

@@ -21,6 +21,7 @@ from eddy.runtime.core.layout import (
 )
 from eddy.runtime.core.manifest import read_manifest
 from eddy.runtime.serving.repository import ModelRepository
+from eddy.trainer.transform import Transform
 
 GOOD = ["1", "2", "12", "1000"]
 BAD = ["07", "0", "00", "٣", "𝟏", "²", "v1", "", " 1", "1 ", "+1", "-1", "1.0", "1e3", "0x1"]
@@ -82,7 +83,8 @@ def test_the_committed_model_follows_the_naming(models_dir):
     version_dir = resolve_version_dir(models_dir / MODEL)
     m = read_manifest(version_dir)
     assert {k: m.graphs[k].file for k in GRAPH_KINDS} == {k: graph_file(k) for k in GRAPH_KINDS}
-    assert [s.name for s in m.state] == state_names(m.cell, m.layers)
+    extra = Transform.for_columns(m.target_transform or "level", m.features, m.targets).extra_state()
+    assert [s.name for s in m.state] == state_names(m.cell, m.layers) + [s.name for s in extra]  # recurrent, transform
     raw = json.loads((version_dir / "manifest.json").read_text())
     assert raw["version"] == int(version_dir.name)
 

@@ -19,16 +19,16 @@ from eddy.trainer.ort_format import write_ort
 
 
 @pytest.fixture(scope="module")
-def raw_dir(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = raw_copy(models_dir / MODEL / "1", tmp_path_factory.mktemp("raw") / "1")  # v1: io normalised
+def raw_dir(legacy_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = raw_copy(legacy_dir, tmp_path_factory.mktemp("raw") / "1")  # the legacy model: io normalised
     m = read_manifest(out)
     write_manifest(out, dataclasses.replace(m, graphs={**m.graphs, **write_ort(out, m.graphs)}))
     return out
 
 
-def test_raw_graphs_serve_what_the_runtime_normalisation_served(raw_dir: Path, models_dir: Path,
+def test_raw_graphs_serve_what_the_runtime_normalisation_served(raw_dir: Path, legacy_dir: Path,
                                                                  series: np.ndarray) -> None:
-    local = runtime.load(models_dir / MODEL / "1").stream().push(series)  # the runtime normalises around v1's graphs
+    local = runtime.load(legacy_dir).stream().push(series)  # the runtime normalises around the legacy graphs
     model = runtime.load(raw_dir)
     assert model.manifest.io == "raw"
     got = np.concatenate([model.stream().push(series[:100]), model.stream().push(series)[100:]])

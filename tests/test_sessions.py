@@ -232,7 +232,9 @@ def test_rejected_state_bytes_change_nothing(model_dirs, model, series):
 
 def test_state_names_and_shapes_must_match_the_manifest(model):
     spec = model.state_spec[0]
-    wrong = ExportedState(model.name, model.version, 0, {spec.name: np.zeros([d + 1 for d in spec.shape], np.float32)})
+    right = {s.name: np.zeros(s.shape, np.float32) for s in model.state_spec}  # every tensor the manifest names
+    wrong = ExportedState(model.name, model.version, 0,
+                          {**right, spec.name: np.zeros([d + 1 for d in spec.shape], np.float32)})
     with pytest.raises(InvalidInput, match="must have shape"):
         wrong.for_model(model)
     renamed = ExportedState(model.name, model.version, 0, {"zz": np.zeros(spec.shape, np.float32)})

@@ -24,6 +24,7 @@ from eddy.trainer import publish
 from eddy.trainer.errors import DataError
 from eddy.trainer.parity import RULE
 from eddy.trainer.series import bundled_series, load_csv, synthetic_series
+from eddy.trainer.transform import Transform
 from eddy.trainer.windows import make_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -411,16 +412,22 @@ def test_manifest_contents(two_runs: Path) -> None:
 
 def test_default_recipe_rebuilds_the_committed_models_data_side(two_runs: Path) -> None:
     """Same data, split and window as models/sunspots/1 (``eddy train --out models/sunspots --seed 0``):
-    the columns, normalisation and windows the runtime relies on come out the same (trained figures
-    are not compared: they depend on library versions)."""
+    the columns, windows and split the runtime relies on come out the same, and the committed normalisation is
+    what the trainer computes today for the committed model's target transform (trained figures are not
+    compared: they depend on library versions)."""
     out_dir = two_runs
     new, committed = read_manifest(out_dir / "1"), read_manifest(ROOT / "models" / "sunspots" / "1")
     for field in ("name", "cell", "layers", "features", "targets", "window", "horizon"):
         assert getattr(new, field) == getattr(committed, field), field
-    for field in ("input_mean", "input_std", "target_mean", "target_std"):
-        assert getattr(new.normalization, field) == pytest.approx(getattr(committed.normalization, field), rel=1e-12)
     for key in ("data", "split_rows", "windows"):
         assert new.training[key] == committed.training[key], key
+    assert (committed.io, committed.training["seed"], committed.training["training"]) == ("raw", 0, "tbptt")
+    s = bundled_series()
+    kind = committed.target_transform
+    transform = None if kind == "level" else Transform.for_columns(kind, s.features, s.targets)
+    norm = make_dataset(s, committed.window, committed.horizon, transform=transform).normalization
+    for field in ("input_mean", "input_std", "target_mean", "target_std"):
+        assert getattr(norm, field) == pytest.approx(getattr(committed.normalization, field), rel=1e-12)
 
 
 def test_gradient_norms_are_recorded(two_runs: Path) -> None:
