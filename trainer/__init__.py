@@ -4,7 +4,9 @@ explicit state, verify the export, and write a model version directory.
 Modules, in the order a run uses them: :mod:`~eddy.trainer.config` (the
 knobs), :mod:`~eddy.trainer.series` (CSV loading, validation, missing values),
 :mod:`~eddy.trainer.windows` (windows, splits, normalisation statistics),
-:mod:`~eddy.trainer.model` (build and fit), :mod:`~eddy.trainer.evaluate` (test
+:mod:`~eddy.trainer.streams` (the same rows as parallel streams for ``--training tbptt``),
+:mod:`~eddy.trainer.model` (build, and fit on windows), :mod:`~eddy.trainer.tbptt` (fit on long sequences
+with the state carried between chunks), :mod:`~eddy.trainer.evaluate` (test
 metrics and naive baselines), :mod:`~eddy.trainer.keras_stack` (what can be
 exported), :mod:`~eddy.trainer.onnx_export` (the two graphs),
 :mod:`~eddy.trainer.parity` (graphs vs Keras), :mod:`~eddy.trainer.quantize`
@@ -13,7 +15,7 @@ version directories); :mod:`~eddy.trainer.train` runs them all and
 :mod:`~eddy.trainer.from_keras` exports an existing ``.keras`` file.
 
 Importing this package is cheap: tensorflow is imported only by the modules
-that need it (``model``, ``keras_stack``, ``onnx_export``), and
+that need it (``model``, ``tbptt``, ``keras_stack``, ``onnx_export``), and
 :mod:`eddy.trainer.train` and the CLI import those lazily.
 """
 
