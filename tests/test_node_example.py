@@ -13,22 +13,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _models import raw_copy
 from conftest import MODEL, ROOT
 
 EXAMPLE = ROOT / "examples" / "node"
 
 
 @pytest.fixture(scope="module")
-def raw_model_dir(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The default model if it is self-contained (io raw), else v1 with its normalisation moved into the graphs."""
+def raw_model_dir(models_dir: Path) -> Path:
+    """The committed default model: self-contained (io raw), the graph alone streams it."""
     from eddy.runtime.core.layout import resolve_version_dir
     from eddy.runtime.core.manifest import read_manifest
 
     latest = resolve_version_dir(models_dir / MODEL)
-    if read_manifest(latest).io == "raw":
-        return latest
-    return raw_copy(models_dir / MODEL / "1", tmp_path_factory.mktemp("raw") / "1")
+    assert read_manifest(latest).io == "raw"
+    return latest
 
 
 @pytest.fixture(scope="module")
