@@ -4,6 +4,7 @@ Not a test (pytest does not collect it). Run from the repository root::
 
     .venv/bin/python bench/bench_triton.py            # `make bench-triton`, ~4 min on 2 cores
     .venv/bin/python bench/bench_triton.py --quick    # smoke run, ~1.5 min
+    .venv/bin/python bench/bench_triton.py --quick --servers eddy,ceiling   # without Triton
 
 What it sets up (cached in ``--workdir``, default ``$TMPDIR/eddy-bench-triton``;
 nothing is written into the repository):
@@ -23,8 +24,8 @@ nothing is written into the repository):
   venv's numpy, which the stub's ``''`` path entry finds first;
 - the client: ``tritonclient[grpc]`` 2.73 in ``.venv-compat`` (tests/_compat_venv.py).
 
-Then, for each server in turn (eddy serve with its defaults, then Triton), one
-process each on 127.0.0.1: ``bench/oip_load.py`` drives it from ``--client-procs``
+Then, for each server in turn (``--servers``: eddy serve with its defaults,
+the ceiling, then Triton), one process each on 127.0.0.1: ``bench/oip_load.py`` drives it from ``--client-procs``
 processes, ``N`` concurrent sequences (one thread, one client and one
 sequence id each), closed loop, one step ``x[1, 64]`` per request, with unary
 ``infer`` (sequence parameters), with ``start_stream`` + ``async_stream_infer``
@@ -36,6 +37,13 @@ machine (other jobs: the machines are shared). Before measuring it checks
 that both servers give sequence 0's first 32 outputs identical to eddy's
 local ``Stream``. Prints a table and the eddy/Triton ratios, and writes JSON
 (``--json``).
+
+The ceiling (``bench/oip_ceiling.py``, not part of eddy) is a minimal grpc.aio
+server answering every ModelInfer / ModelStreamInfer request with a constant
+``y`` of the right shape: requests parsed, answers pre-serialized, nothing
+computed. Driven by the same load generator on the same machine, its steps/s
+bound what any Python grpc.aio server can answer here; the report prints each
+server's steps/s as a fraction of it (Triton's C++ front end is not bound by it).
 """
 
 from __future__ import annotations
@@ -181,8 +189,10 @@ class _Server:
         return sum(_cpu_seconds(p) for p in pids)
 
     def batch_counts(self) -> tuple[float, float]:
-        """(steps run, model calls) so far, from the server's own Prometheus metrics."""
+        """(steps run, model calls) so far, from the server's own Prometheus metrics (none for the ceiling)."""
         import urllib.request
+        if not self.metrics_url:
+            return 0.0, 0.0
         text = urllib.request.urlopen(self.metrics_url, timeout=10).read().decode()
         found = [0.0, 0.0]
         for line in text.splitlines():
@@ -240,6 +250,14 @@ def _eddy(work: Path, models: Path, client: Path) -> _Server:
                    counters=("eddy_batch_size_sum", "eddy_batch_size_count"))
 
 
+def _ceiling(work: Path, client: Path) -> _Server:
+    """bench/oip_ceiling.py: grpc.aio answering constants, the bound for any Python grpc.aio server here."""
+    port = _free_port()
+    argv = [sys.executable, str(ROOT / "bench" / "oip_ceiling.py"), "--port", str(port)]
+    return _Server("ceiling", argv, f"127.0.0.1:{port}", work / "ceiling.log", cwd=ROOT, client=client,
+                   metrics_url="", counters=("", ""))
+
+
 def _tritonserver(work: Path, server_dir: Path, repo: Path, client: Path, delay_us: int) -> _Server:
     port, metrics = _free_port(), _free_port()
     libdir = Path(sys.base_prefix) / "lib"  # libpython3.X.so for the stub
@@ -289,7 +307,7 @@ def _load(client: Path, server: _Server, mode: str, sequences: int, args: argpar
     server_cores = (s1 - s0) / args.duration
     return {"steps_per_s": len(lat) / args.duration, "p50_ms": _pct(lat, 50), "p99_ms": _pct(lat, 99),
             "server_cores": server_cores, "client_cores": client_cores,
-            "mean_batch": (b1[0] - b0[0]) / max(1.0, b1[1] - b0[1]),
+            "mean_batch": (b1[0] - b0[0]) / (b1[1] - b0[1]) if b1[1] > b0[1] else float("nan"),
             "other_cores": max(0.0, (m1 - m0) / args.duration - server_cores - client_cores),
             "recorded": next((r["recorded"] for r in results if r["recorded"]), [])}
 
@@ -339,6 +357,18 @@ def _ratios(rows: list[dict], triton_name: str) -> list[str]:
     return out
 
 
+def _ceiling_fractions(rows: list[dict]) -> list[str]:
+    """Each server's steps/s as a fraction of the ceiling's, same mode and sequences."""
+    ceiling = {(r["mode"], r["sequences"]): r for r in rows if r["server"] == "ceiling"}
+    out = []
+    for (mode, n), c in ceiling.items():
+        others = [r for r in rows if r["server"] != "ceiling" and (r["mode"], r["sequences"]) == (mode, n)]
+        parts = [f"{r['server']} {r['steps_per_s'] / c['steps_per_s']:.2f}" for r in others]
+        out.append(f"{mode:<7} {n:>3} seqs: ceiling {c['steps_per_s']:,.0f} steps/s; fraction of it: "
+                   + (", ".join(parts) or "-"))
+    return out
+
+
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sequences", default="1,32", help="concurrent sequence counts (default 1,32)")
@@ -348,6 +378,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--warmup", type=float, default=2.0, help="seconds before measuring (default 2)")
     p.add_argument("--duration", type=float, default=8.0, help="measured seconds per row (default 8)")
     p.add_argument("--client-procs", type=int, default=2, help="load-generator processes (default 2)")
+    p.add_argument("--servers", default="eddy,ceiling,triton",
+                   help="which servers to measure, in order: eddy, ceiling (bench/oip_ceiling.py: grpc.aio answering "
+                        "constants, the bound for a Python grpc.aio server here), triton (one per --triton-delay-us) "
+                        "(default eddy,ceiling,triton)")
     p.add_argument("--triton-delay-us", default="0,200", help="Triton oldest-strategy max_queue_delay_microseconds, "
                    "one server per value (default 0,200: no wait, and the anchor's 200 us)")
     p.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "eddy-bench-triton",
@@ -365,17 +399,25 @@ def main(argv: list[str] | None = None) -> int:
     work = args.workdir
     work.mkdir(parents=True, exist_ok=True)
     print(f"bench_triton: setting up in {work} (first run downloads Triton and builds two venvs)", flush=True)
-    models, client, server_dir = _model(work), compat_python(), _triton(work)
+    servers = args.servers.split(",")
+    models, client = _model(work), compat_python()
+    server_dir = _triton(work) if "triton" in servers else None
     seqs = [int(s) for s in args.sequences.split(",")]
     modes = args.modes.split(",")
-    configs: list[tuple[str, int]] = [("eddy", 0)] + [("triton", int(d)) for d in args.triton_delay_us.split(",")]
+    configs: list[tuple[str, int]] = []
+    for kind in servers:
+        configs += [("triton", int(d)) for d in args.triton_delay_us.split(",")] if kind == "triton" else [(kind, 0)]
     rows: list[dict] = []
     crashes: list[str] = []
     load_before = os.getloadavg()
     for kind, delay in configs:
-        server = _eddy(work, models, client) if kind == "eddy" else \
-            _tritonserver(work, server_dir, _triton_repo(work, models, delay), client, delay)
-        name = "eddy" if kind == "eddy" else f"triton d={delay}us"
+        if kind == "eddy":
+            server = _eddy(work, models, client)
+        elif kind == "ceiling":
+            server = _ceiling(work, client)
+        else:
+            server = _tritonserver(work, server_dir, _triton_repo(work, models, delay), client, delay)
+        name = f"triton d={delay}us" if kind == "triton" else kind
         try:
             for mode, n in [(m, n) for m in modes for n in seqs if not (m == "mux" and n == 1)]:  # mux@1 = stream@1
                 try:
@@ -387,8 +429,9 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"bench_triton: {crash}", flush=True)
                     crashes.append(crash)
                     break
+                recorded = r.pop("recorded")
                 r.update(server=name, mode=mode, sequences=n,
-                         exact="yes" if _check(r.pop("recorded"), models) else "NO")
+                         exact="-" if kind == "ceiling" else "yes" if _check(recorded, models) else "NO")
                 rows.append(r)
                 print(_table([r]).splitlines()[-1], flush=True)
         finally:
@@ -396,8 +439,10 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(_table(rows))
     print()
-    for _kind, delay in configs[1:]:
-        print("\n".join(_ratios(rows, f"triton d={delay}us")))
+    for kind, delay in configs:
+        if kind == "triton":
+            print("\n".join(_ratios(rows, f"triton d={delay}us")))
+    print("\n".join(_ceiling_fractions(rows)))
     for crash in crashes:
         print(f"CRASHED: {crash}")
     meta = {"crashes": crashes, "load_avg_before": load_before, "load_avg_after": os.getloadavg(), "cpus": os.cpu_count(),

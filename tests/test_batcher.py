@@ -191,3 +191,40 @@ def test_wrong_shape_is_invalid_input(model):
         assert s.position == 0
 
     asyncio.run(main())
+
+
+def _waiting_round(model, *, busy: bool) -> tuple[bool, list[int], list[np.ndarray], list[np.ndarray]]:
+    """Three sessions step together, then `a` steps first: does it wait for `b` and `c`?
+
+    Returns whether `a` was still waiting after a few loop turns, the batch sizes, the answers, the inputs.
+    """
+    xs = [_series(np.random.default_rng(40 + i), 2, model.n_features) for i in range(3)]
+
+    async def main():
+        batcher, store = Batcher(max_delay_us=60_000_000, busy=lambda: busy, active_window_ns=60_000_000_000), \
+            SessionStore()
+        a, b, c = (store.acquire(model) for _ in range(3))
+        first = await asyncio.gather(*(batcher.run(s, x[:1]) for s, x in zip((a, b, c), xs)))  # all three active
+        ta = asyncio.create_task(batcher.run(a, xs[0][1:]))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        waiting = not ta.done()
+        rest = await asyncio.gather(batcher.run(b, xs[1][1:]), batcher.run(c, xs[2][1:]))
+        return waiting, list(batcher.recent_batch_sizes), [*first, await ta, *rest]
+
+    waiting, sizes, ys = asyncio.run(main())
+    return waiting, sizes, ys, xs
+
+
+def test_a_busy_batcher_waits_for_the_other_active_sessions(model):
+    """No time limit in sight (60 s): the round runs as soon as every active session has its step queued."""
+    waiting, sizes, ys, xs = _waiting_round(model, busy=True)
+    assert waiting and sizes == [3, 3]
+    for i, x in enumerate(xs):  # batching is bit-exact: each equals its own stream
+        local = model.stream()
+        assert np.array_equal(ys[i], local.push(x[:1])) and np.array_equal(ys[3 + i], local.push(x[1:]))
+
+
+def test_an_idle_batcher_runs_after_one_loop_turn(model):
+    waiting, sizes, _, _ = _waiting_round(model, busy=False)
+    assert not waiting and sizes == [3, 1, 2]
