@@ -46,7 +46,10 @@ import eddy.runtime as runtime  # noqa: E402
 from eddy.runtime.core.model import session_options  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-SEED = ROOT / "models" / "sunspots" / "1"
+# The seed model as the anchors compute it: SimpleRNN(50) -> Dense(1), level, graphs in normalised units with one
+# state tensor h0 (the committed default before issue 11, kept as a test fixture). Today's default model wraps the
+# delta transform and its x_last/x_seen state around the same kind of cell, which LiteRT/numpy here do not compute.
+SEED = ROOT / "tests" / "data" / "legacy_sunspots" / "1"
 
 
 # -- helpers -----------------------------------------------------------------
