@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             m.metrics, window=m.window,
             advice="if the model was trained on scaled data, give its scaling "
                    "(--input-mean/--input-std/--target-mean/--target-std)",
-            seasonal_advice="the network does not use the season: retrain it with windows spanning at least one "
-                            "season, more epochs or more data"):
+            seasonal_advice="retrain it with windows spanning at least one season, or with eddy train "
+                            "--target-transform seasonal_delta --season N"):
         print(warning)
     return 0

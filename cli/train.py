@@ -65,12 +65,16 @@ def build_parser() -> argparse.ArgumentParser:
                       help="handle missing values (empty, NA, NaN, null) in the used columns: ffill = last value, "
                            "interpolate = linear, drop = drop the row (default: a missing value is an error)")
     data.add_argument("--season", type=c.at_least(1), default=None, metavar="N",
-                      help="also score the seasonal-naive baseline: the target N steps before the predicted one, "
-                           "with a warning line when it beats the model's streamed test score (default: off)")
+                      help="the season in samples: also score the seasonal-naive baseline (the target N steps before the "
+                           "predicted one), with a warning line when it beats the model's streamed test score, and "
+                           "let --target-transform auto try seasonal_delta (default: off)")
     data.add_argument("--target-transform", choices=TARGET_TRANSFORMS, default=d.target_transform,
                       help="what the network predicts: level = the value; delta = the change from the last observed "
                            "value (inputs become changes too), for trending series; log_delta = the same on a log "
-                           "scale (positive data); auto = train each that applies and keep the best validation RMSE. "
+                           "scale (positive data); seasonal_delta (with --season N) = the change from the value one "
+                           "season before the predicted one (inputs become changes over a season), for seasonal series; "
+                           "auto = train each that applies (seasonal_delta when --season is given) and keep the best "
+                           "validation RMSE. "
                            "The transform is inside the exported graphs, which take and return raw units "
                            f"(default: {d.target_transform})")
 

@@ -34,8 +34,14 @@ def test_the_warning_follows_the_streamed_score() -> None:
     # The other way round: warned, quoting the streamed figure.
     (line,) = baseline_warnings(_metrics(window=2.0, streamed=6.39, persistence=9.0, seasonal=2.97), window=10)
     assert line.startswith("warning: the model loses to seasonal naive (repeating the value 12 steps before) on the "
-                           "test part: streamed RMSE 6.39 vs 2.97 (2.15x); the network does not use the season: try "
-                           "--window 12 or more, so each training window spans a season (this model's is 10)"), line
+                           "test part: streamed RMSE 6.39 vs 2.97 (2.15x); try --target-transform seasonal_delta --season 12 "
+                           "(the network then predicts the change from the value one season back); --window 12 or "
+                           "more, so each training window spans a season (this model's is 10)"), line
+    # A seasonal_delta model is not told to use seasonal_delta.
+    seasonal = {**_metrics(window=2.0, streamed=3.1, persistence=9.0, seasonal=2.97),
+                "target_transform": {"kind": "seasonal_delta"}}
+    (line,) = baseline_warnings(seasonal, window=12)
+    assert line.endswith("(1.04x); try more --epochs or --units, or more data"), line
     # Without a streamed score (an old manifest) the window one is used and named.
     lines = baseline_warnings(_metrics(window=4.0, streamed=None, persistence=3.0, seasonal=None))
     assert lines == [lines[0]] and "persistence (repeating the last value) on the test part: window RMSE 4 vs 3" in lines[0]
@@ -86,7 +92,7 @@ def test_train_export_and_info_warn_when_seasonal_naive_wins(seasonal: dict, cap
     printed = capsys.readouterr().out
     want, _ = _expected(root / "trained" / "1")
     (line,) = [ln for ln in printed.splitlines() if ln.startswith("warning: the model loses to seasonal naive")]
-    assert line.startswith(want + "; the network does not use the season: try --window 12 or more"), line
+    assert line.startswith(want + "; try --target-transform seasonal_delta --season 12"), line
 
     assert seasonal["export"]([str(seasonal["keras"]), "--out", str(root / "exported"), "--data", str(seasonal["csv"]),
                                "--season", str(SEASON)]) == 0
@@ -94,7 +100,7 @@ def test_train_export_and_info_warn_when_seasonal_naive_wins(seasonal: dict, cap
     want_export, m = _expected(root / "exported" / "1")
     assert m["baselines"]["seasonal_naive"]["season"] == SEASON
     (line,) = [ln for ln in printed.splitlines() if ln.startswith("warning: the model loses to seasonal naive")]
-    assert line.startswith(want_export + "; the network does not use the season: retrain it"), line
+    assert line.startswith(want_export + "; retrain it"), line
     assert "warning: the model loses to persistence (repeating the last value)" in printed  # an untrained model
 
     for name, expected in (("trained", want), ("exported", want_export)):

@@ -15,7 +15,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from eddy.runtime.core.manifest import Normalization, read_manifest
+from eddy.runtime.core.manifest import Normalization, StateSpec, read_manifest
 from eddy.trainer.graph_io import metadata, set_metadata, wrap_raw
 from eddy.trainer.transform import KINDS, Transform, applicable_kinds
 
@@ -37,12 +37,14 @@ def _reference(core_dir: Path, t: Transform, x: np.ndarray) -> np.ndarray:
     core = _session(onnx.load(core_dir / "sequence.onnx"))
     u = (t.inputs(x) - NORM.input_mean) / NORM.input_std  # [T, F]
     z = core.run(["y"], {"x": u[None].astype(np.float32), "h0": np.zeros((1, 50), np.float32)})[0][0]  # [T, O]
-    return t.predictions(x, z * np.asarray(NORM.target_std) + NORM.target_mean)
+    return t.predictions(x, z * np.asarray(NORM.target_std) + NORM.target_mean, rows=np.arange(len(x)))
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_wrapped_graphs_stream_the_float64_transform_in_any_chunking(core_dir: Path, series: np.ndarray, kind: str) -> None:
-    t = Transform.for_columns(kind, ["sunspots"], ["sunspots"])
+@pytest.mark.parametrize(("kind", "season", "horizon"), [(k, None, 1) for k in KINDS if k != "seasonal_delta"]
+                         + [("seasonal_delta", 11, 1), ("seasonal_delta", 11, 3), ("seasonal_delta", 2, 2)])
+def test_wrapped_graphs_stream_the_float64_transform_in_any_chunking(core_dir: Path, series: np.ndarray, kind: str,
+                                                                     season: int | None, horizon: int) -> None:
+    t = Transform.for_columns(kind, ["sunspots"], ["sunspots"], season=season, horizon=horizon)
     x = series.astype(np.float64) + 1.0  # > 0 for log_delta
     sessions = {k: _session(wrap_raw(onnx.load(core_dir / f"{k}.onnx"), k, t, NORM)) for k in ("step", "sequence")}
     names = [i.name for i in sessions["step"].get_inputs()]
@@ -64,7 +66,9 @@ def test_wrapped_graphs_stream_the_float64_transform_in_any_chunking(core_dir: P
     want = _reference(core_dir, t, x)
     scale = np.maximum(np.abs(want), 1.0)
     assert float(np.max(np.abs(got - want) / scale)) < 1e-5
-    if t.is_delta:
+    if t.is_seasonal:  # the shift buffer holds the last `season` raw samples
+        assert np.array_equal(state["x_season"][0], x[-season:].astype(np.float32)) and state["x_seen"][0, 0] == 1.0
+    elif t.is_delta:
         assert state["x_last"][0, 0] == np.float32(x[-1, 0]) and state["x_seen"][0, 0] == 1.0
 
 
@@ -104,3 +108,21 @@ def test_transform_choices_and_refusals() -> None:
     xs = np.array([[1.0, 2.0], [1.0, 4.0], [1.0, 8.0]])
     assert np.allclose(t.labels(xs, y, 1), np.log(2.0))  # each step doubles
     assert np.allclose(t.predictions(xs[:2], t.labels(xs, y, 1)), y[1:])
+
+
+def test_seasonal_delta_is_seasonal_naive_plus_the_predicted_change() -> None:
+    x = np.array([[1.0], [5.0], [2.0], [6.0], [3.0], [7.0], [4.0]])  # [T, 1], season 2
+    t = Transform.for_columns("seasonal_delta", ["a"], ["a"], season=2, horizon=1)
+    assert t.extra_state() == [StateSpec("x_season", [2, 1]), StateSpec("x_seen", [1])]
+    assert t.inputs(x)[:, 0].tolist() == [0.0, 4.0, 1.0, 1.0, 1.0, 1.0, 1.0]  # x[t] - x[t-2]; row 0 for rows < 0
+    assert t.labels(x, x, 1)[:, 0].tolist() == [4.0, 1.0, 1.0, 1.0, 1.0, 1.0]  # y[t+1] - x[t+1-2]
+    # A zero change is seasonal naive: the value one season before the predicted row t + 1.
+    assert t.predictions(x, np.zeros((6, 1)), rows=np.arange(6))[:, 0].tolist() == [1.0, 1.0, 5.0, 2.0, 6.0, 3.0]
+    with pytest.raises(ValueError, match="need the whole series"):
+        t.predictions(x[:6], np.zeros((6, 1)))
+    with pytest.raises(ValueError, match="needs --season at least the horizon \\(2\\), got 1"):
+        Transform.for_columns("seasonal_delta", ["a"], ["a"], season=1, horizon=2)
+    with pytest.raises(ValueError, match="needs --season at least the horizon \\(1\\), got none"):
+        Transform.for_columns("seasonal_delta", ["a"], ["a"])
+    assert applicable_kinds(["a"], ["a"], x, season=2) == ["level", "delta", "log_delta", "seasonal_delta"]
+    assert applicable_kinds(["a"], ["b"], x, season=2) == ["level"]  # the base is the target's own past

@@ -20,7 +20,7 @@ from eddy.runtime.core.layout import QUANTIZED_PRECISIONS as PRECISIONS  # extra
 __all__ = ["CELLS", "FILLS", "GRAPH_FORMATS", "PRECISIONS", "TARGET_TRANSFORMS", "TRAININGS", "TrainConfig"]
 
 FILLS = ("ffill", "interpolate", "drop")  # ways to handle missing values in the used CSV columns
-TARGET_TRANSFORMS = ("auto", "level", "delta", "log_delta")  # --target-transform (eddy.trainer.transform)
+TARGET_TRANSFORMS = ("auto", "level", "delta", "log_delta", "seasonal_delta")  # --target-transform (trainer/transform.py)
 TRAININGS = ("windows", "tbptt")  # --training: the seed's windows, or long streams with the state carried
 
 
@@ -44,7 +44,7 @@ class TrainConfig:
     split: tuple[float, float, float] = (0.7, 0.15, 0.15)  # train/val/test fractions, time-ordered
     fill: str | None = None  # missing values: None = error, "ffill", "interpolate" or "drop" the row
     season: int | None = None  # seasonal-naive baseline period in samples; None = no seasonal baseline
-    target_transform: str = "auto"  # level, delta (change from the last value), log_delta; auto: best validation RMSE
+    target_transform: str = "auto"  # level, delta, log_delta, seasonal_delta (needs season); auto: best validation RMSE
     # model
     cell: str = "simple_rnn"  # recurrent cell (seed: SimpleRNN)
     layers: int = 1  # stacked recurrent layers (seed: 1)
@@ -92,6 +92,8 @@ class TrainConfig:
             raise ValueError(f"training must be one of {', '.join(TRAININGS)}, got {self.training!r}")
         if self.season is not None and self.season < 1:
             raise ValueError(f"season must be at least 1, got {self.season}")
+        if self.target_transform == "seasonal_delta" and (self.season is None or self.season < self.horizon):
+            raise ValueError(f"target_transform seasonal_delta needs --season N of at least the horizon ({self.horizon})")
         if self.quantize is not None and self.quantize not in PRECISIONS:
             raise ValueError(f"quantize must be one of {', '.join(PRECISIONS)}, got {self.quantize!r}")
         if "onnx" not in self.formats or any(f not in GRAPH_FORMATS for f in self.formats):

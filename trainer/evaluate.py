@@ -102,7 +102,7 @@ def _lose_line(baseline: str, which: str, score: float, naive: float, advice: st
 
 
 def _persistence_advice(kind: str | None) -> str:
-    if kind in ("delta", "log_delta"):
+    if kind in ("delta", "log_delta", "seasonal_delta"):
         return "try more --epochs, another --window or --units, or more data"
     return "try --target-transform delta (or log_delta) for a trending series, more --epochs, another --window, or more data"
 
@@ -110,12 +110,13 @@ def _persistence_advice(kind: str | None) -> str:
 def _seasonal_advice(season: Any, window: int | None, kind: str | None) -> str:
     """What to try when the value one season back forecasts better than the model."""
     tries = []
+    if kind != "seasonal_delta":
+        tries.append(f"--target-transform seasonal_delta --season {season} (the network then predicts the change "
+                     "from the value one season back)")
     if isinstance(window, int) and isinstance(season, int) and window < season:
         tries.append(f"--window {season} or more, so each training window spans a season (this model's is {window})")
-    if kind not in ("delta", "log_delta"):
-        tries.append("--target-transform delta if the series also trends")
     tries.append("more --epochs or --units, or more data")
-    return "the network does not use the season: try " + "; ".join(tries)
+    return "try " + "; ".join(tries)
 
 
 def _is_number(value: Any) -> bool:

@@ -11,7 +11,8 @@ transformed inputs ``x`` and outputs ``y``, plus the recurrent states).
 ``x_last`` (the previous raw sample, ``[B, F]``) and ``x_seen`` (``[B, 1]``,
 0 before the first sample) are extra explicit state tensors of the delta
 kinds, so a zero initial state is still the start of a stream and chunked
-streaming stays exact. Identity statistics (mean 0, std 1) add no node.
+streaming stays exact. ``seasonal_delta`` carries ``x_season`` (the last
+``season`` raw samples, ``[B, S, F]``, a shift buffer) instead of ``x_last``. Identity statistics (mean 0, std 1) add no node.
 
 :func:`set_metadata` writes the essentials into the file's
 ``metadata_props`` so any onnxruntime binding can use the graph with nothing
@@ -31,7 +32,7 @@ from onnx import TensorProto, helper, numpy_helper
 from eddy.runtime.core.layout import STATE_OUT_SUFFIX
 from eddy.runtime.core.manifest import Normalization, StateSpec
 
-from .transform import LAST_STATE, SEEN_STATE, Transform
+from .transform import LAST_STATE, SEASON_STATE, SEEN_STATE, Transform
 
 __all__ = ["CORE_X", "CORE_Y", "WINDOW_STATE", "metadata", "set_metadata", "window_semantics", "wrap_raw"]
 
@@ -70,7 +71,10 @@ def wrap_raw(core: onnx.ModelProto, kind: str, transform: Transform, norm: Norma
     # -- pre: raw -> model space ----------------------------------------------------------
     xs = b.op("Log", ["x"]) if transform.is_log else "x"  # [B, (T,) F]
     u = xs
-    if transform.is_delta:
+    base_rows = ""  # seasonal_delta: the raw rows one season before each predicted one, [B, (T,) F]
+    if transform.is_seasonal:
+        u, base_rows = _season_buffer(b, transform, time_axis)
+    elif transform.is_delta:
         last = b.op("Log", [LAST_STATE]) if transform.is_log else LAST_STATE  # [B, F]
         seen = b.op("Greater", [SEEN_STATE, b.const("zero", np.float32(0))])  # [B, 1] bool
         if time_axis:
@@ -85,7 +89,12 @@ def wrap_raw(core: onnx.ModelProto, kind: str, transform: Transform, norm: Norma
     _affine(b, u, norm.input_mean, norm.input_std, inverse=False, out=CORE_X)
 
     # -- post: model space -> raw ------------------------------------------------------------
-    if transform.is_delta:
+    if transform.is_seasonal:
+        yd = _affine(b, CORE_Y, norm.target_mean, norm.target_std, inverse=True)
+        base = b.op("Gather", [base_rows, b.const("targets", np.asarray(transform.target_index, np.int64))], axis=-1)
+        b.op("Add", [base, yd], out="y")
+        b.op("Max", [SEEN_STATE, b.const("one", np.float32(1))], out=SEEN_STATE + STATE_OUT_SUFFIX)
+    elif transform.is_delta:
         yd = _affine(b, CORE_Y, norm.target_mean, norm.target_std, inverse=True)
         base = b.op("Gather", [xs, b.const("targets", np.asarray(transform.target_index, np.int64))], axis=-1)
         ys = b.op("Add", [base, yd])
@@ -114,6 +123,27 @@ def wrap_raw(core: onnx.ModelProto, kind: str, transform: Transform, norm: Norma
     g.output.extend(outputs)
     onnx.checker.check_model(model)
     return model
+
+
+def _season_buffer(b: _Builder, transform: Transform, time_axis: bool) -> tuple[str, str]:
+    """seasonal_delta's pre-processing: ``(change over one season [B, (T,) F], base rows [B, (T,) F])``; writes the
+    shifted buffer to ``x_season_out``. A stream's first sample fills the buffer (row 0 stands in for rows < 0)."""
+    season, h, end = transform.season, transform.horizon, np.iinfo(np.int64).max
+    x3 = "x" if time_axis else b.op("Unsqueeze", ["x", b.const("sd_ax1", [1])])  # [B, T, F] (T = 1 for a step)
+    seen = b.op("Unsqueeze", [b.op("Greater", [SEEN_STATE, b.const("zero", np.float32(0))]),
+                              b.const("sd_ax2", [2])])  # [B, 1, 1] bool
+    first = b.op("Slice", [x3, b.const("sd_f0", [0]), b.const("sd_f1", [1]), b.const("sd_axf", [1])])  # [B, 1, F]
+    fill = b.op("Expand", [first, b.const("sd_shape", [1, season, 1])])  # [B, S, F]
+    buf = b.op("Where", [seen, SEASON_STATE, fill])  # [B, S, F]: rows t-S .. t-1 before the chunk's first row t
+    cat = b.op("Concat", [buf, x3], axis=1)  # [B, S+T, F]: the chunk's row i at S+i
+    prev = b.op("Slice", [cat, b.const("sd_p0", [0]), b.const("sd_p1", [-season]), b.const("sd_axp", [1])])  # x[t-S]
+    base = b.op("Slice", [cat, b.const("sd_b0", [h]), b.const("sd_b1", [h - season if h < season else end]),
+                          b.const("sd_axb", [1])])  # [B, T, F]: x[t+h-S]
+    b.op("Slice", [cat, b.const("sd_n0", [-season]), b.const("sd_n1", [end]), b.const("sd_axn", [1])],
+         out=SEASON_STATE + STATE_OUT_SUFFIX)  # the last S rows
+    if not time_axis:
+        prev, base = (b.op("Squeeze", [v, b.const(f"sd_sq{i}", [1])]) for i, v in enumerate((prev, base)))
+    return b.op("Sub", ["x", prev]), base
 
 
 def metadata(

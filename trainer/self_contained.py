@@ -69,7 +69,8 @@ def make_self_contained(
     state = core_state + transform.extra_state()
     u = ((transform.inputs(x) - norm.input_mean) / norm.input_std).astype(np.float32)  # [T, F] core inputs
     core_y, _ = _onnx.run_steps(_onnx.session(directory / exported.graphs["step"].file), core_state, u[None])
-    want = transform.predictions(x, core_y[0] * np.asarray(norm.target_std) + norm.target_mean)  # [T, O] float64
+    want = transform.predictions(x, core_y[0] * np.asarray(norm.target_std) + norm.target_mean,
+                                 rows=np.arange(len(x)))  # [T, O] float64
 
     graphs: dict[str, GraphSpec] = dict(exported.graphs)
     for kind in ("step", "sequence"):

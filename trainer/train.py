@@ -65,7 +65,8 @@ def _kinds(config: TrainConfig, series: Series) -> list[str]:
     """The target transforms to train: the one asked for, or every applicable one for ``auto``."""
     if config.target_transform != "auto":
         return [config.target_transform]
-    return applicable_kinds(series.features, series.targets, series.inputs)
+    season = config.season if config.season and config.season >= config.horizon else None
+    return applicable_kinds(series.features, series.targets, series.inputs, season)
 
 
 def _transform(config: TrainConfig, series: Series, kind: str) -> Transform | None:
@@ -73,7 +74,8 @@ def _transform(config: TrainConfig, series: Series, kind: str) -> Transform | No
     if kind == "level":
         return None
     try:
-        return Transform.for_columns(kind, series.features, series.targets)
+        return Transform.for_columns(kind, series.features, series.targets, season=config.season,
+                                     horizon=config.horizon)
     except ValueError as e:
         raise DataError(f"{series.path or series.name}: {e}") from None
 

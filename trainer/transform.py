@@ -17,9 +17,17 @@ Kinds (``--target-transform``):
   a stream has no predecessor, so its change is 0.
 - ``log_delta``: the same on the log scale (relative changes): every used
   column must be positive; ``y[t+h] = x[t, target] * exp(change)``.
+- ``seasonal_delta`` (with a season ``S >= horizon``): the network reads each
+  feature's change over one season, ``x[t] - x[t-S]``, and predicts the
+  target's change from its value one season before the predicted row:
+  ``y[t+h] = x[t+h-S, target] + change`` (so seasonal naive is a zero change).
+  The last ``S`` raw samples are one extra state tensor (:data:`SEASON_STATE`,
+  a shift buffer: ``concat(buf[1:], x[t])``) next to :data:`SEEN_STATE`; a
+  stream's first sample fills the buffer, so before a whole season has been
+  seen ``x[t-S]`` stands for ``x[0]`` (row 0's change is 0, as for ``delta``).
 
-``delta`` kinds need every target among the features (its last observed
-value is the base of the prediction).
+The delta kinds need every target among the features (its observed value is
+the base of the prediction).
 """
 
 from __future__ import annotations
@@ -31,12 +39,13 @@ import numpy as np
 
 from eddy.runtime.core.manifest import StateSpec
 
-__all__ = ["AUTO", "KINDS", "LAST_STATE", "SEEN_STATE", "Transform", "applicable_kinds"]
+__all__ = ["AUTO", "KINDS", "LAST_STATE", "SEASON_STATE", "SEEN_STATE", "Transform", "applicable_kinds"]
 
-KINDS = ("level", "delta", "log_delta")
+KINDS = ("level", "delta", "log_delta", "seasonal_delta")
 AUTO = "auto"  # --target-transform auto: the kind with the lowest validation loss among the applicable ones
 LAST_STATE = "x_last"  # extra state of the delta kinds: the previous raw sample, [F]
 SEEN_STATE = "x_seen"  # extra state of the delta kinds: 0 before the first sample, 1 after, [1]
+SEASON_STATE = "x_season"  # extra state of seasonal_delta: the last `season` raw samples, oldest first, [S, F]
 
 
 @dataclass(frozen=True)
@@ -46,22 +55,30 @@ class Transform:
     kind: str  # one of KINDS
     n_features: int  # F
     target_index: tuple[int, ...] = ()  # feature column of each target (delta kinds), O of them
+    season: int = 0  # seasonal_delta: the season S in samples (0 for the other kinds)
+    horizon: int = 1  # seasonal_delta: steps ahead the model predicts (the base row is t + horizon - season)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"target transform must be one of {', '.join(KINDS)}, got {self.kind!r}")
         if self.kind != "level" and not self.target_index:
             raise ValueError(f"target transform {self.kind!r} needs every target among the features")
+        if self.is_seasonal and not 1 <= self.horizon <= self.season:
+            raise ValueError(f"target transform 'seasonal_delta' needs --season at least the horizon ({self.horizon}), "
+                             f"got {self.season or 'none'}")
 
     @classmethod
-    def for_columns(cls, kind: str, features: Sequence[str], targets: Sequence[str]) -> Transform:
-        """``kind`` for these columns; ``ValueError`` if a delta kind's target is not a feature."""
+    def for_columns(cls, kind: str, features: Sequence[str], targets: Sequence[str], *, season: int | None = None,
+                    horizon: int = 1) -> Transform:
+        """``kind`` for these columns (``season``/``horizon`` for seasonal_delta); ``ValueError`` if a delta kind's
+        target is not a feature or seasonal_delta has no season of at least ``horizon``."""
         if kind != "level":
             missing = [t for t in targets if t not in features]
             if missing:
                 raise ValueError(f"target transform {kind!r} needs every target among the features; "
                                  f"{', '.join(missing)} is not (add it to --features or use level)")
-            return cls(kind, len(features), tuple(list(features).index(t) for t in targets))
+            seasonal = {"season": season or 0, "horizon": horizon} if kind == "seasonal_delta" else {}
+            return cls(kind, len(features), tuple(list(features).index(t) for t in targets), **seasonal)
         return cls(kind, len(features))
 
     @property
@@ -72,11 +89,21 @@ class Transform:
     def is_log(self) -> bool:
         return self.kind == "log_delta"
 
+    @property
+    def is_seasonal(self) -> bool:
+        return self.kind == "seasonal_delta"
+
     def extra_state(self) -> list[StateSpec]:
         """The state tensors the transform adds after the recurrent ones (none for ``level``)."""
+        if self.is_seasonal:
+            return [StateSpec(SEASON_STATE, [self.season, self.n_features]), StateSpec(SEEN_STATE, [1])]
         if not self.is_delta:
             return []
         return [StateSpec(LAST_STATE, [self.n_features]), StateSpec(SEEN_STATE, [1])]
+
+    def _back(self, rows: np.ndarray, lag: int) -> np.ndarray:
+        """The row ``lag`` samples before each of ``rows``; row 0 before a stream's first ``lag`` samples."""
+        return np.maximum(np.asarray(rows) - lag, 0)
 
     def _scale(self, v: np.ndarray) -> np.ndarray:
         return np.log(v) if self.is_log else v
@@ -89,6 +116,8 @@ class Transform:
         x = np.asarray(x, np.float64)  # [T, F]
         if not self.is_delta:
             return x.copy()
+        if self.is_seasonal:
+            return x - x[self._back(np.arange(len(x)), self.season)]  # change over one season
         s = self._scale(x)
         return np.concatenate([np.zeros_like(s[:1]), np.diff(s, axis=0)], axis=0)
 
@@ -101,15 +130,31 @@ class Transform:
         future = y[horizon:]  # [T-h, O]
         if not self.is_delta:
             return future.copy()
+        if self.is_seasonal:
+            if horizon != self.horizon:
+                raise ValueError(f"this seasonal_delta transform predicts {self.horizon} step(s) ahead, not {horizon}")
+            rows = self._back(np.arange(len(future)) + horizon, self.season)  # one season before each target row
+            return future - x[rows][:, list(self.target_index)]
         base = x[: len(x) - horizon][:, list(self.target_index)]  # [T-h, O]
         return self._scale(future) - self._scale(base)
 
-    def predictions(self, x: np.ndarray, z: np.ndarray) -> np.ndarray:
-        """Raw predictions from model-space outputs: ``x`` raw ``[..., F]`` at the input rows, ``z`` ``[..., O]``."""
+    def predictions(self, x: np.ndarray, z: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        """Raw predictions from model-space outputs ``z`` ``[..., O]``.
+
+        ``x`` raw: ``[..., F]`` at the input rows, or with ``rows`` (``[n]``) the whole series ``[T, F]`` and
+        the input row of each of ``z``'s ``n`` rows (seasonal_delta needs the series: its base is a season back).
+        """
         z = np.asarray(z, np.float64)
         if not self.is_delta:
             return z.copy()
-        base = np.asarray(x, np.float64)[..., list(self.target_index)]  # [..., O]
+        x = np.asarray(x, np.float64)
+        if self.is_seasonal:
+            if rows is None:
+                raise ValueError("seasonal_delta predictions need the whole series and the input rows")
+            return x[self._back(np.asarray(rows) + self.horizon, self.season)][:, list(self.target_index)] + z
+        if rows is not None:
+            x = x[np.asarray(rows)]  # [n, F]
+        base = x[..., list(self.target_index)]  # [..., O]
         return base * np.exp(z) if self.is_log else base + z
 
     def check(self, x: np.ndarray, where: str) -> str | None:
@@ -119,11 +164,15 @@ class Transform:
         return None
 
 
-def applicable_kinds(features: Sequence[str], targets: Sequence[str], x: np.ndarray) -> list[str]:
-    """The kinds ``auto`` may choose from for these columns and raw inputs ``x`` ``[T, F]``."""
+def applicable_kinds(features: Sequence[str], targets: Sequence[str], x: np.ndarray,
+                     season: int | None = None) -> list[str]:
+    """The kinds ``auto`` may choose from for these columns and raw inputs ``x`` ``[T, F]``; seasonal_delta
+    when a ``season`` is given (one at least the horizon)."""
     kinds = ["level"]
     if all(t in features for t in targets):
         kinds.append("delta")
         if (np.asarray(x) > 0).all():
             kinds.append("log_delta")
+        if season:
+            kinds.append("seasonal_delta")
     return kinds

@@ -80,7 +80,7 @@ class Dataset:
         y = self.denormalise_targets(z)  # [n, O] model space
         if self.transform is None:
             return y
-        return self.transform.predictions(self.series.inputs[np.asarray(rows) - self.horizon], y)
+        return self.transform.predictions(self.series.inputs, y, rows=np.asarray(rows) - self.horizon)
 
     def denormalise_targets(self, y: np.ndarray) -> np.ndarray:
         """Normalised ``[..., O]`` predictions to raw units (float64)."""
