@@ -67,9 +67,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     s.add_argument("--max-batch", type=int, default=d.max_batch, metavar="N",
                    help=f"sessions per onnxruntime call when batching (default: {d.max_batch})")
     s.add_argument("--max-delay-us", type=int, default=d.max_delay_us, metavar="US",
-                   help="when the server is busy, microseconds a batch waits for the steps of the other active "
-                        "sessions (it runs as soon as all are queued); 0 batches what is queued after one event-loop "
-                        f"turn (default: {d.max_delay_us})")
+                   help="microseconds a batch may keep collecting the other active sessions' steps while the "
+                        "event loop is busy (it runs once all are queued or the loop is idle); 0 batches what is "
+                        f"queued after one loop turn (default: {d.max_delay_us})")
     s.add_argument("--batching", choices=("on", "off"), default="on" if d.batching else "off",
                    help="batch steps of different sessions into one onnxruntime call (default: on)")
     s.add_argument("--no-batching", dest="batching", action="store_const", const="off",

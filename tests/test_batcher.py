@@ -201,8 +201,10 @@ def _waiting_round(model, *, busy: bool) -> tuple[bool, list[int], list[np.ndarr
     xs = [_series(np.random.default_rng(40 + i), 2, model.n_features) for i in range(3)]
 
     async def main():
-        batcher, store = Batcher(max_delay_us=60_000_000, busy=lambda: busy, active_window_ns=60_000_000_000), \
-            SessionStore()
+        # busy: no loop turn counts as idle (the round waits for company); else every turn does
+        batcher = Batcher(max_delay_us=60_000_000, active_window_ns=60_000_000_000,
+                          idle_turn_ns=0 if busy else 60_000_000_000)
+        store = SessionStore()
         a, b, c = (store.acquire(model) for _ in range(3))
         first = await asyncio.gather(*(batcher.run(s, x[:1]) for s, x in zip((a, b, c), xs)))  # all three active
         ta = asyncio.create_task(batcher.run(a, xs[0][1:]))
@@ -217,7 +219,8 @@ def _waiting_round(model, *, busy: bool) -> tuple[bool, list[int], list[np.ndarr
 
 
 def test_a_busy_batcher_waits_for_the_other_active_sessions(model):
-    """No time limit in sight (60 s): the round runs as soon as every active session has its step queued."""
+    """While the loop is busy and no time limit is in sight (60 s), the round runs as soon as every active session
+    has its step queued."""
     waiting, sizes, ys, xs = _waiting_round(model, busy=True)
     assert waiting and sizes == [3, 3]
     for i, x in enumerate(xs):  # batching is bit-exact: each equals its own stream
@@ -225,6 +228,6 @@ def test_a_busy_batcher_waits_for_the_other_active_sessions(model):
         assert np.array_equal(ys[i], local.push(x[:1])) and np.array_equal(ys[3 + i], local.push(x[1:]))
 
 
-def test_an_idle_batcher_runs_after_one_loop_turn(model):
+def test_an_idle_loop_runs_the_batch_at_once(model):
     waiting, sizes, _, _ = _waiting_round(model, busy=False)
     assert not waiting and sizes == [3, 1, 2]

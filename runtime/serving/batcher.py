@@ -30,16 +30,14 @@ Guarantees:
 - a failed batch is retried one request at a time, so a faulty session
   fails alone and its neighbours still get their predictions.
 
-How long a round collects: when the server is busy (the process used at
-least :data:`BUSY_CORES` over the last :data:`ACTIVE_WINDOW_NS`), the drain
-task waits up to ``max_delay_us`` after the oldest queued step for the steps
-of the other recently active sessions, and runs as soon as all of them (or
-``max_batch``) are queued; with closed-loop clients nobody else is coming
-then. Less busy, or with ``max_delay_us`` 0, it runs what is queued after one
-event-loop turn. Why: under load grpc.aio hands requests to the loop one at
-a time, hundreds of microseconds apart, so a round that ran after one turn
-held ~1 step and paid onnxruntime's per-call cost (82 us for one LSTM(256)
-step, 21 us per step at 32) for every step. Disabled, every request runs
+How long a round collects: one event-loop turn (what is already queued);
+then, with ``max_delay_us`` > 0, more turns while the loop is busy admitting
+other requests and fewer steps are queued than sessions were recently active,
+up to ``max_delay_us`` after the oldest queued step (:meth:`Batcher._collect`).
+An idle loop runs the batch at once. Why: under load grpc.aio hands requests
+to the loop one at a time, hundreds of microseconds apart, so a round that ran
+after one turn held ~1 step and paid onnxruntime's per-call cost (82 us for
+one LSTM(256) step, 21 us per step at 32) for every step. Disabled, every request runs
 alone, in submission order: a small one inline in ``run`` itself when
 nothing is queued (no task, no loop turn); enabled, the same happens when
 the caller says no other session is active.
@@ -70,7 +68,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from time import perf_counter_ns, process_time_ns
+from time import perf_counter_ns
 
 import numpy as np
 
@@ -80,7 +78,7 @@ from .sessions import Session
 from .slab import Slab
 from .stats import Statistics
 
-__all__ = ["ACTIVE_WINDOW_NS", "BUSY_CORES", "OFFLOAD_VALUES", "Batcher"]
+__all__ = ["ACTIVE_WINDOW_NS", "IDLE_TURN_NS", "OFFLOAD_VALUES", "Batcher"]
 
 log = logging.getLogger("eddy.batcher")
 
@@ -93,10 +91,8 @@ _MAX_FLIGHTS = 4
 
 # A session that sent a step within the current or the previous window of this many ns counts as active.
 ACTIVE_WINDOW_NS = 20_000_000
-# A batch waits for the other active sessions' steps (up to max_delay_us) only if the server process used at
-# least this many cores in the previous window: then batching saves work the event loop is short of, and the
-# wait hides in queueing that happens anyway; less busy, a step runs after one loop turn.
-BUSY_CORES = 0.5
+# While a batch collects steps: a loop turn shorter than this that brought no new step means the loop is idle.
+IDLE_TURN_NS = 40_000
 
 # Batches carrying more input floats than this (B * n * F) run in a worker
 # thread; below it the ~100 us thread hand-off costs more than it saves.
@@ -124,7 +120,7 @@ class Batcher:
                  enabled: bool = ServeConfig.batching, *,
                  offload_values: int = OFFLOAD_VALUES, on_batch: Callable[[int], None] | None = None,
                  commit: Commit | None = None, stats: Statistics | None = None,
-                 busy: Callable[[], bool] | None = None, active_window_ns: int = ACTIVE_WINDOW_NS) -> None:
+                 active_window_ns: int = ACTIVE_WINDOW_NS, idle_turn_ns: int = IDLE_TURN_NS) -> None:
         if max_batch < 1 or max_delay_us < 0:
             raise ValueError(f"max_batch must be >= 1 and max_delay_us >= 0, got {max_batch}, {max_delay_us}")
         self.max_batch = max_batch if enabled else 1
@@ -140,11 +136,7 @@ class Batcher:
         self._was_active: set[Session] = set()  # ... and in the previous one
         self._window_end = 0  # perf_counter_ns
         self._window_ns = active_window_ns
-        self._busy_fn = busy  # None: judged from this process's CPU time (BUSY_CORES)
-        self._cpu_ns = 0  # process_time_ns() when the current window began
-        self._busy = False  # the process used BUSY_CORES or more in the previous window: batches wait for company
-        self._enough: asyncio.Future[None] | None = None  # set while a round collects: woken when enough are queued
-        self._expect = 0  # ... namely this many pending steps
+        self.idle_turn_ns = idle_turn_ns  # a loop turn shorter than this that brought no step: the loop is idle
         self._drainer: asyncio.Task[None] | None = None
         self.offload_values = offload_values  # batches with more input floats run in the worker thread
         self._executor: ThreadPoolExecutor | None = None  # created on first offload
@@ -166,10 +158,8 @@ class Batcher:
         now = perf_counter_ns()
         if now >= self._window_end:  # sessions that sent a step lately: how many a batch should wait for
             w = self._window_ns
-            cpu, recent = process_time_ns(), now < self._window_end + w
-            self._busy = recent and cpu - self._cpu_ns >= BUSY_CORES * (now - self._window_end + w)
-            self._was_active = self._active if recent else set()
-            self._active, self._window_end, self._cpu_ns = set(), now + w, cpu
+            self._was_active = self._active if now < self._window_end + w else set()
+            self._active, self._window_end = set(), now + w
         self._active.add(session)
         if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] != model.n_features:
             raise InvalidInput(f"samples must be shaped [n >= 1, {model.n_features}], got {list(x.shape)}")
@@ -182,8 +172,6 @@ class Batcher:
         loop = asyncio.get_running_loop()
         request = _Request(session, x, loop.create_future(), now)
         self._pending.append(request)
-        if self._enough is not None and len(self._pending) >= self._expect:
-            _settle(self._enough)  # everyone the collecting round waits for is here
         if self._drainer is None or self._drainer.done():
             self._drainer = loop.create_task(self._drain())
         return await request.future
@@ -235,33 +223,29 @@ class Batcher:
             self._pending.clear()
 
     async def _collect(self) -> None:
-        """Wait (up to ``max_delay_us`` after the oldest queued step) until every recently active session has a
-        step queued, or ``max_batch`` are; 0: one event-loop turn.
+        """Let the steps of the other active sessions queue up, while the event loop is busy admitting them.
 
-        Under load the event loop admits requests one at a time, hundreds of microseconds apart (each costs
-        grpc that much), so running a batch as soon as its first step was queued made batches of ~1 step. A
-        session counts as active if it sent a step in the current or the previous :data:`ACTIVE_WINDOW_NS`;
-        with closed-loop clients, once all of them are queued nobody else is coming, so the batch runs
-        without waiting out the delay. No CPU is spent waiting: :meth:`run` wakes this when enough are queued.
+        Always one loop turn (what is already queued). Then, with ``max_delay_us`` > 0, more turns while fewer
+        steps are queued than sessions were recently active (:data:`ACTIVE_WINDOW_NS`), as long as each turn
+        brings a new step or takes the loop ``idle_turn_ns`` or more (other work ran: grpc admitting requests),
+        and at most ``max_delay_us`` after the oldest queued step. A quick turn that brought nothing means the
+        loop is idle: nobody else is about to arrive, so the batch runs then. Under load grpc.aio hands
+        requests to the loop one at a time, hundreds of microseconds apart; running a batch after one turn
+        made batches of ~1 step and paid onnxruntime's per-call cost for each.
         """
-        busy = self._busy if self._busy_fn is None else self._busy_fn()
-        if not self.max_delay_us or not busy:
-            await asyncio.sleep(0)  # what is queued after one loop turn
+        await asyncio.sleep(0)
+        if not self.max_delay_us or not self._pending:
             return
         expect = min(self.max_batch, max(len(self._active), len(self._was_active)))
-        if not self._pending or len(self._pending) >= expect:
-            return
-        loop = asyncio.get_running_loop()
-        wait_s = self.max_delay_us / 1e6 - (perf_counter_ns() - self._pending[0].queued_ns) / 1e9
-        if wait_s <= 0:
-            return
-        self._expect, self._enough = expect, loop.create_future()
-        timer = loop.call_later(wait_s, _settle, self._enough)
-        try:
-            await self._enough
-        finally:
-            timer.cancel()
-            self._enough = None
+        deadline = self._pending[0].queued_ns + self.max_delay_us * 1000
+        while len(self._pending) < expect:
+            t = perf_counter_ns()
+            if t >= deadline:
+                return
+            seen = len(self._pending)
+            await asyncio.sleep(0)
+            if len(self._pending) == seen and perf_counter_ns() - t < self.idle_turn_ns:
+                return  # the loop had nothing else to do
 
     def _take(self) -> list[_Request]:
         """The next batch: the oldest request, and if it is one sample, other sessions' single samples
@@ -396,11 +380,6 @@ def _advance(slab: Slab, xs: list[np.ndarray], state: _State) -> tuple[np.ndarra
     n, f = xs[0].shape
     x = xs[0][None] if len(xs) == 1 else np.concatenate(xs).reshape(len(xs), n, f)  # [B, n, F] (3x faster than stack)
     return slab.model.advance(x, state)  # y [B, n, O], state [B, *shape]
-
-
-def _settle(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
 
 
 def _fail(r: _Request, e: Exception) -> None:

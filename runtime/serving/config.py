@@ -29,7 +29,7 @@ class ServeConfig:
     eviction_interval: float = 10.0  # seconds between idle-session sweeps (capped at session_ttl)
     batching: bool = True  # run steps of different sessions together (one onnxruntime call)
     max_batch: int = 256  # sessions per onnxruntime call
-    max_delay_us: int = 2000  # a busy server waits up to this long for the other active sessions' steps; 0: one loop turn
+    max_delay_us: int = 2000  # a batch collects steps this long at most while the loop is busy; 0: one loop turn
     max_message_bytes: int = 4 * 1024 * 1024  # gRPC receive/send limit per message
     max_samples_per_message: int = 65_536  # samples per stream message, or B*T per Predict
     grace: float = 5.0  # seconds open streams get to finish on shutdown
