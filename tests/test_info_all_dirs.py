@@ -45,17 +45,23 @@ def model_dirs(models_dir: Path, legacy_dir: Path, tmp_path_factory: pytest.Temp
                        "--target-transform", "delta", "--quantize", "int8", "--quiet", "--seed", "0",
                        "--out", str(root / "trained")]) == 0
     dirs["train_delta_int8"] = root / "trained" / "1"
+    assert train_main(["--data", str(root / "s.csv"), "--units", "3", "--epochs", "1", "--window", str(WINDOW),
+                       "--target-transform", "seasonal_delta", "--season", "6", "--format", "onnx", "ort", "--quiet",
+                       "--seed", "0", "--out", str(root / "seasonal")]) == 0
+    dirs["train_seasonal_ort"] = root / "seasonal" / "1"
     return dirs
 
 
 @pytest.mark.parametrize("kind", ["committed", "legacy", "raw_copy", "export", "export_data_ort", "export_scaled",
-                                  "train_delta_int8"])
+                                  "train_delta_int8", "train_seasonal_ort"])
 def test_info_on_every_model_dir(model_dirs: dict[str, Path], kind: str, capsys: pytest.CaptureFixture[str]) -> None:
     for flags in ([], ["--json"]):
         assert info_main([str(model_dirs[kind]), *flags]) == 0
     out = capsys.readouterr().out
     assert "io units" in out and '"io":' in out
-    if kind in ("committed", "export_data_ort", "train_delta_int8"):
+    if kind in ("committed", "export_data_ort", "train_delta_int8", "train_seasonal_ort"):
         assert "streamed RMSE" in out and "window RMSE" in out
+    if kind == "train_seasonal_ort":
+        assert "x_season [B, 6, 1]" in out and "step_ort" in out and "seasonal naive  RMSE" in out
     if kind == "export":
         assert "not scored (export without --data)" in out
