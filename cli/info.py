@@ -73,7 +73,7 @@ def collect(path: str | Path) -> dict[str, Any]:
         "target_transform": m.target_transform,
         "parity": m.parity,
         "test": test,
-        "warnings": baseline_warnings(m.metrics, window=m.window),
+        "warnings": baseline_warnings(m.metrics, window=m.window, training=training.get("training")),
         "training": {
             "training": training.get("training"),  # windows or tbptt (absent before --training existed)
             "streams": training.get("streams"),  # tbptt's stream layout

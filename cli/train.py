@@ -197,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.quiet:
         if health.exploded or health.vanished:
             print(f"eddy train: warning: gradients {health.verdict}: {'; '.join(health.notes)}", file=sys.stderr)
-        for warning in baseline_warnings(result.manifest.metrics, window=result.manifest.window):
+        for warning in baseline_warnings(result.manifest.metrics, window=result.manifest.window,
+                                         training=config.training):
             print(f"eddy train: {warning}", file=sys.stderr)
         print(result.version_dir)
         return 0
@@ -210,6 +211,6 @@ def main(argv: list[str] | None = None) -> int:
     print(c.score_line(m.metrics, m.horizon, m.target_transform))
     print(c.parity_line(m.parity))
     print(f"gradients {health.verdict}: {'; '.join(health.notes)}")
-    for warning in baseline_warnings(m.metrics, window=m.window):
+    for warning in baseline_warnings(m.metrics, window=m.window, training=config.training):
         print(warning)
     return 0

@@ -48,6 +48,17 @@ def test_the_warning_follows_the_streamed_score() -> None:
     assert baseline_warnings({}) == [] and baseline_warnings({"rmse": 1.0}) == []
 
 
+def test_a_windows_trained_model_is_pointed_to_tbptt() -> None:
+    losing = _metrics(window=2.0, streamed=6.39, persistence=6.0, seasonal=2.97)
+    lines = baseline_warnings(losing, window=10, training="windows")
+    lead = "try --training tbptt (it was trained on windows from zero state but is served over the whole history); "
+    assert len(lines) == 2 and all(lead in line for line in lines), lines
+    assert lead + "--target-transform delta (or log_delta) for a trending series" in lines[0]
+    assert lead + "--target-transform seasonal_delta --season 12" in lines[1]
+    for training in ("tbptt", None):  # already trained on streams, or an export: no such advice
+        assert not any("--training" in line for line in baseline_warnings(losing, window=10, training=training))
+
+
 pytest.importorskip("tensorflow")
 pytest.importorskip("tf2onnx")
 

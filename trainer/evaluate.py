@@ -68,13 +68,14 @@ def add_streamed(metrics: dict[str, Any], dataset: Dataset, y_stream: np.ndarray
 
 
 def baseline_warnings(metrics: dict[str, Any], *, window: int | None = None, advice: str | None = None,
-                      seasonal_advice: str | None = None) -> list[str]:
+                      seasonal_advice: str | None = None, training: str | None = None) -> list[str]:
     """One warning line per naive baseline the model loses to on the test part, else an empty list.
 
     The model's score is the streamed test RMSE (what a served stream returns) when ``metrics`` has it, else
     the window one. Baselines: persistence (repeating the last value) and, when the run had a season,
     seasonal naive (the value ``season`` steps before). ``advice``/``seasonal_advice`` replace the default
-    suggestions (those of ``eddy train``; ``window`` is the model's, named when it is shorter than the season).
+    suggestions (those of ``eddy train``; ``window`` is the model's, named when it is shorter than the season;
+    ``training`` is the manifest's ``training.training``: a ``windows`` model is pointed to ``--training tbptt``).
     Reads only the manifest's ``metrics`` dict, so ``eddy info`` uses it on any model directory.
     """
     score = (metrics.get("streamed") or {}).get("rmse", metrics.get("rmse"))
@@ -87,18 +88,27 @@ def baseline_warnings(metrics: dict[str, Any], *, window: int | None = None, adv
     persistence = (baselines.get("persistence") or {}).get("rmse", metrics.get("persistence_rmse"))
     if _is_number(persistence) and score > persistence:
         lines.append(_lose_line("persistence (repeating the last value)", which, score, persistence,
-                                advice or _persistence_advice(kind)))
+                                advice or _tbptt_first(training, _persistence_advice(kind))))
     seasonal = baselines.get("seasonal_naive") or {}
     season = seasonal.get("season")
     if _is_number(seasonal.get("rmse")) and score > seasonal["rmse"]:
         lines.append(_lose_line(f"seasonal naive (repeating the value {season} steps before)", which, score,
-                                seasonal["rmse"], seasonal_advice or _seasonal_advice(season, window, kind)))
+                                seasonal["rmse"],
+                                seasonal_advice or _tbptt_first(training, _seasonal_advice(season, window, kind))))
     return lines
 
 
 def _lose_line(baseline: str, which: str, score: float, naive: float, advice: str) -> str:
     return (f"warning: the model loses to {baseline} on the test part: {which} RMSE {score:.4g} vs {naive:.4g} "
             f"({score / naive:.2f}x); {advice}")
+
+
+def _tbptt_first(training: str | None, advice: str) -> str:
+    """``advice``, led by ``--training tbptt`` for a model trained on windows (it is served over the whole history)."""
+    if training != "windows":
+        return advice
+    lead = "try --training tbptt (it was trained on windows from zero state but is served over the whole history); "
+    return lead + (advice[len("try "):] if advice.startswith("try ") else advice)
 
 
 def _persistence_advice(kind: str | None) -> str:

@@ -48,7 +48,8 @@ class StreamTrainer:
         self._stack = stack
         self._rnn = [keras.layers.RNN(layer.cell, return_sequences=True, return_state=True) for layer in stack.rnn]
         self._weights = model.trainable_weights
-        model.optimizer.build(self._weights)  # its slots exist before the first traced step
+        if not model.optimizer.built:
+            model.optimizer.build(self._weights)  # its slots exist before the first traced step
         recurrent = [id(layer.cell.recurrent_kernel) for layer in stack.rnn]
         self._recurrent_index = [next(i for i, w in enumerate(self._weights) if id(w) == r) for r in recurrent]
         self.train_chunk = tf.function(self._train_chunk, reduce_retracing=True)
