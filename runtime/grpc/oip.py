@@ -167,7 +167,7 @@ class OipServicer:
 
         async def run(request: pb.ModelInferRequest, after: asyncio.Task[None] | None) -> None:
             try:
-                if after is not None:
+                if after is not None and not after.done():
                     await asyncio.wait((after,))  # its outcome is its own answer's business
                 t0 = time.perf_counter()
                 answer: pb.ModelStreamInferResponse | bytes

@@ -55,10 +55,10 @@ class Metrics:
         """An RPC finished with status ``code``."""
 
     def stream_opened(self) -> None:
-        """A Stream RPC started."""
+        """A streaming RPC (eddy.v1 Stream or OIP ModelStreamInfer) started."""
 
     def stream_closed(self) -> None:
-        """A Stream RPC ended."""
+        """A streaming RPC ended."""
 
     def render(self) -> bytes:
         """The figures in the exposition format (empty when off)."""

@@ -17,7 +17,7 @@ name                                type       labels / meaning
 ``samples_total``                   counter    ``model``: samples predicted (streams and Predict)
 ``request_latency_seconds``         histogram  ``method``: unary RPC time; for ``Stream``, the time
                                                to answer one message
-``open_streams``                    gauge      Stream RPCs in progress
+``open_streams``                    gauge      streams in progress (eddy.v1 Stream + OIP ModelStreamInfer)
 ``live_sessions``                   gauge      sessions held in memory (busy or idle)
 ``batch_size``                      histogram  sessions per onnxruntime call of the batcher
 ``session_evictions_total``         counter    idle sessions dropped after the TTL
@@ -56,7 +56,8 @@ class PrometheusMetrics(Metrics):
         self._samples = Counter("eddy_samples", "Samples predicted, by model.", ["model"], registry=r)
         self._latency = Histogram("eddy_request_latency_seconds", "Unary RPC latency; for Stream, the time to "
                                   "answer one message.", ["method"], buckets=_LATENCY_BUCKETS, registry=r)
-        self._open_streams = Gauge("eddy_open_streams", "Stream RPCs in progress.", registry=r)
+        self._open_streams = Gauge("eddy_open_streams", "Streams in progress (eddy.v1 Stream and OIP "
+                                   "ModelStreamInfer).", registry=r)
         self._live_sessions = Gauge("eddy_live_sessions", "Sessions held in memory (busy or idle).", registry=r)
         self._batch_size = Histogram("eddy_batch_size", "Sessions per onnxruntime call of the batcher.",
                                      buckets=_BATCH_BUCKETS, registry=r)
