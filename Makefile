@@ -49,7 +49,8 @@ bench-core: $(BENCH_STAMP)
 	$(PY) bench/bench_core.py $(BENCH_ARGS)
 
 # eddy against a real Triton 2.51 (python backend) on the same LSTM step graph, both driven by tritonclient
-# (~4 min; first run downloads Triton and builds its venvs under $TMPDIR/eddy-bench-triton; not part of `make test`).
+# and next to a minimal grpc.aio server answering constants (the ceiling) (~5 min; first run downloads Triton and
+# builds its venvs under $TMPDIR/eddy-bench-triton; not part of `make test`).
 bench-triton: $(STAMP)
 	$(PY) bench/bench_triton.py
 

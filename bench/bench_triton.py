@@ -2,8 +2,8 @@
 
 Not a test (pytest does not collect it). Run from the repository root::
 
-    .venv/bin/python bench/bench_triton.py            # `make bench-triton`, ~4 min on 2 cores
-    .venv/bin/python bench/bench_triton.py --quick    # smoke run, ~1.5 min
+    .venv/bin/python bench/bench_triton.py            # `make bench-triton`, ~5 min on 2 cores
+    .venv/bin/python bench/bench_triton.py --quick    # smoke run, ~2.5 min
     .venv/bin/python bench/bench_triton.py --quick --servers eddy,ceiling   # without Triton
 
 What it sets up (cached in ``--workdir``, default ``$TMPDIR/eddy-bench-triton``;
