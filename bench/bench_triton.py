@@ -5,6 +5,7 @@ Not a test (pytest does not collect it). Run from the repository root::
     .venv/bin/python bench/bench_triton.py            # `make bench-triton`, ~5 min on 2 cores
     .venv/bin/python bench/bench_triton.py --quick    # smoke run, ~2.5 min
     .venv/bin/python bench/bench_triton.py --quick --servers eddy,ceiling   # without Triton
+    .venv/bin/python bench/bench_triton.py --rounds 3  # every server 3 times, interleaved: medians
 
 What it sets up (cached in ``--workdir``, default ``$TMPDIR/eddy-bench-triton``;
 nothing is written into the repository):
@@ -357,6 +358,22 @@ def _ratios(rows: list[dict], triton_name: str) -> list[str]:
     return out
 
 
+def _medians(rows: list[dict]) -> list[dict]:
+    """One row per (server, mode, sequences): the median of each figure over the rounds; exact only if every
+    round was."""
+    import statistics
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["server"], r["mode"], r["sequences"]), []).append(r)
+    out = []
+    for (server, mode, n), rs in groups.items():
+        m = {k: statistics.median(r[k] for r in rs) for k in rs[0] if isinstance(rs[0][k], float)}
+        exacts = {r["exact"] for r in rs}
+        out.append({**m, "server": server, "mode": mode, "sequences": n, "rounds": len(rs),
+                    "exact": exacts.pop() if len(exacts) == 1 else "NO"})
+    return out
+
+
 def _ceiling_fractions(rows: list[dict]) -> list[str]:
     """Each server's steps/s as a fraction of the ceiling's, same mode and sequences."""
     ceiling = {(r["mode"], r["sequences"]): r for r in rows if r["server"] == "ceiling"}
@@ -387,6 +404,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "eddy-bench-triton",
                    help="cache for the model, Triton and its venv (default $TMPDIR/eddy-bench-triton)")
     p.add_argument("--json", type=Path, default=None, help="write the figures here (default: the workdir)")
+    p.add_argument("--rounds", type=int, default=1, help="measure every server this many times, interleaved; the "
+                   "table and ratios show medians, the JSON every round too (default 1)")
     p.add_argument("--quick", action="store_true", help="short smoke run (1 s warm-up, 3 s per row)")
     args = p.parse_args(argv)
     if args.quick:
@@ -410,32 +429,37 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict] = []
     crashes: list[str] = []
     load_before = os.getloadavg()
-    for kind, delay in configs:
-        if kind == "eddy":
-            server = _eddy(work, models, client)
-        elif kind == "ceiling":
-            server = _ceiling(work, client)
-        else:
-            server = _tritonserver(work, server_dir, _triton_repo(work, models, delay), client, delay)
-        name = f"triton d={delay}us" if kind == "triton" else kind
-        try:
-            for mode, n in [(m, n) for m in modes for n in seqs if not (m == "mux" and n == 1)]:  # mux@1 = stream@1
-                try:
-                    r = _load(client, server, mode, n, args, record=CHECK_STEPS)
-                except (SystemExit, OSError):  # OSError: its metrics endpoint is gone with it
-                    if server.proc.poll() is None:
-                        raise
-                    crash = f"{name} died during {mode} x{n} (exit {server.proc.returncode}); see {server.log}"
-                    print(f"bench_triton: {crash}", flush=True)
-                    crashes.append(crash)
-                    break
-                recorded = r.pop("recorded")
-                r.update(server=name, mode=mode, sequences=n,
-                         exact="-" if kind == "ceiling" else "yes" if _check(recorded, models) else "NO")
-                rows.append(r)
-                print(_table([r]).splitlines()[-1], flush=True)
-        finally:
-            server.stop()
+    for rnd in range(args.rounds):  # every server once per round: the machine's load drifts over all of them alike
+        for kind, delay in configs:
+            name = f"triton d={delay}us" if kind == "triton" else kind
+            if any(name in c for c in crashes):
+                continue
+            if kind == "eddy":
+                server = _eddy(work, models, client)
+            elif kind == "ceiling":
+                server = _ceiling(work, client)
+            else:
+                server = _tritonserver(work, server_dir, _triton_repo(work, models, delay), client, delay)
+            try:
+                for mode, n in [(m, n) for m in modes for n in seqs if not (m == "mux" and n == 1)]:  # mux@1=stream@1
+                    try:
+                        r = _load(client, server, mode, n, args, record=CHECK_STEPS)
+                    except (SystemExit, OSError):  # OSError: its metrics endpoint is gone with it
+                        if server.proc.poll() is None:
+                            raise
+                        crash = f"{name} died during {mode} x{n} (exit {server.proc.returncode}); see {server.log}"
+                        print(f"bench_triton: {crash}", flush=True)
+                        crashes.append(crash)
+                        break
+                    recorded = r.pop("recorded")
+                    r.update(server=name, mode=mode, sequences=n, round=rnd,
+                             exact="-" if kind == "ceiling" else "yes" if _check(recorded, models) else "NO")
+                    rows.append(r)
+                    print(_table([r]).splitlines()[-1] + (f"  (round {rnd + 1})" if args.rounds > 1 else ""),
+                          flush=True)
+            finally:
+                server.stop()
+    all_rows, rows = rows, _medians(rows)
     print()
     print(_table(rows))
     print()
@@ -451,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nload average before {load_before[0]:.2f}, after {meta['load_avg_after'][0]:.2f} ({os.cpu_count()} cores); "
           "server/client/other columns: cores busy during the measured window")
     out = args.json or work / "bench_triton.json"
-    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    out.write_text(json.dumps({"meta": meta, "rows": rows, "all_rows": all_rows}, indent=1))
     print(f"figures: {out}")
     return 0
 
