@@ -62,7 +62,7 @@ from .oip_codec import (
 )
 from .security import TENANT
 from .status import to_status
-from .unary import ended_early, run_unary
+from .unary import ended_early, run_unary, settle_end_of_input
 from .wire import Malformed, RateLimitedLog, is_malformed
 
 __all__ = ["EXTENSIONS", "OIP_SERVICE", "OipServicer"]
@@ -217,6 +217,7 @@ class OipServicer:
                                      context.peer())
                 code = grpc.StatusCode.INVALID_ARGUMENT
                 await context.abort(code, malformed[0].message)
+            await settle_end_of_input(context)  # a killed peer's clean close looks like a half-close: see there
             code = ended_early(context) or code
         except asyncio.CancelledError:
             code = grpc.StatusCode.DEADLINE_EXCEEDED if idle.expired else ended_early(context) or \
