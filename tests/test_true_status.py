@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
+from collections.abc import Callable
 
 from _serving import served
 from conftest import MODEL, ROOT
@@ -19,6 +20,21 @@ from conftest import MODEL, ROOT
 from eddy.runtime.client import Client
 
 KILLED = 3  # streams the killed client holds open, each on its own connection
+
+def _run_then_kill(source: str, address: str, wait_open: Callable[[], None] = lambda: None) -> None:
+    """Run ``source`` in a subprocess until it prints ``ready`` and ``wait_open()`` returns, then SIGKILL it."""
+    proc = subprocess.Popen([sys.executable, "-c", source, address], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=ROOT)
+    try:
+        line = proc.stdout.readline()
+        assert line == "ready\n", line + proc.stderr.read()
+        wait_open()
+    finally:
+        proc.kill()  # SIGKILL: no cancel, no GOAWAY; the kernel closes the sockets
+        proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+
 
 _CLIENT = f"""
 import sys, threading
@@ -41,17 +57,7 @@ threading.Event().wait()  # until SIGKILL
 def test_a_killed_client_is_cancelled_and_a_half_close_is_ok(models_dir, caplog):
     caplog.set_level(logging.INFO, logger="eddy.streams")
     with served(models_dir, metrics_port=0) as s:
-        proc = subprocess.Popen([sys.executable, "-c", _CLIENT, s.address], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, cwd=ROOT)
-        try:
-            line = proc.stdout.readline()
-            assert line == "ready\n", line + proc.stderr.read()
-            s.until(lambda: s.server.plane.sessions.busy_count == KILLED)
-        finally:
-            proc.kill()  # SIGKILL: no cancel, no GOAWAY; the kernel closes the sockets
-            proc.wait()
-            proc.stdout.close()
-            proc.stderr.close()
+        _run_then_kill(_CLIENT, s.address, lambda: s.until(lambda: s.server.plane.sessions.busy_count == KILLED))
         s.until(lambda: s.server.plane.sessions.busy_count == 0)  # every killed stream ended on the server
         text = s.server.metrics.render().decode()
         with Client(s.address) as c:  # the killed streams' sessions are idle and resumable where they were
@@ -105,17 +111,7 @@ threading.Event().wait()  # until SIGKILL
 
 def test_a_killed_oip_client_is_cancelled_and_a_half_close_is_ok(models_dir, caplog):
     with served(models_dir, metrics_port=0) as s:
-        proc = subprocess.Popen([sys.executable, "-c", _OIP_CLIENT, s.address], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, cwd=ROOT)
-        try:
-            line = proc.stdout.readline()
-            assert line == "ready\n", line + proc.stderr.read()
-            s.until(lambda: s.server.plane.sessions.busy_count == 0)  # OIP holds a sequence only per request
-        finally:
-            proc.kill()  # SIGKILL: no cancel, no GOAWAY; the kernel closes the sockets
-            proc.wait()
-            proc.stdout.close()
-            proc.stderr.close()
+        _run_then_kill(_OIP_CLIENT, s.address)  # "ready" follows each stream's first answer: all are open
         method = 'method="ModelStreamInfer"'
         s.until(lambda: f'eddy_rpcs_total{{code="CANCELLED",{method}}} {KILLED:.1f}' in s.server.metrics.render().decode())
         text = s.server.metrics.render().decode()
