@@ -428,11 +428,12 @@ def main(argv: list[str] | None = None) -> int:
         configs += [("triton", int(d)) for d in args.triton_delay_us.split(",")] if kind == "triton" else [(kind, 0)]
     rows: list[dict] = []
     crashes: list[str] = []
+    crashed: set[str] = set()  # by server name (a substring test matched 'eddy' in the crash log's path)
     load_before = os.getloadavg()
     for rnd in range(args.rounds):  # every server once per round: the machine's load drifts over all of them alike
         for kind, delay in configs:
             name = f"triton d={delay}us" if kind == "triton" else kind
-            if any(name in c for c in crashes):
+            if name in crashed:  # not restarted: its later rounds would measure a fresh process, not this one
                 continue
             if kind == "eddy":
                 server = _eddy(work, models, client)
@@ -450,6 +451,7 @@ def main(argv: list[str] | None = None) -> int:
                         crash = f"{name} died during {mode} x{n} (exit {server.proc.returncode}); see {server.log}"
                         print(f"bench_triton: {crash}", flush=True)
                         crashes.append(crash)
+                        crashed.add(name)
                         break
                     recorded = r.pop("recorded")
                     r.update(server=name, mode=mode, sequences=n, round=rnd,
