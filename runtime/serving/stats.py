@@ -90,33 +90,23 @@ class ModelStats:
 
 
 class Statistics:
-    """:class:`ModelStats` per model version, created on first use (one event loop)."""
+    """:class:`ModelStats` per model name and version, created on first use (one event loop).
+
+    Keyed by name and version, not by the loaded :class:`Model`: a version
+    reloaded from disk keeps counting where it was, and an unloaded model
+    (its onnxruntime sessions) is not kept alive by its counters.
+    """
 
     def __init__(self) -> None:
-        self._by_model: dict[Model, ModelStats] = {}
+        self._by_version: dict[tuple[str, int], ModelStats] = {}
 
     def of(self, model: Model) -> ModelStats:
         """The counters of ``model`` (a served version)."""
-        stats = self._by_model.get(model)
+        stats = self._by_version.get((model.name, model.version))
         if stats is None:
-            stats = self._by_model[model] = ModelStats(model.name, model.version)
+            stats = self._by_version[model.name, model.version] = ModelStats(model.name, model.version)
         return stats
 
     def get(self, name: str, version: int) -> ModelStats:
         """The counters of ``name`` at ``version``, zero if it never ran anything."""
-        found = [s for s in self._by_model.values() if s.name == name and s.version == version]
-        if not found:
-            return ModelStats(name, version)
-        if len(found) == 1:
-            return found[0]
-        merged = ModelStats(name, version)  # the version was reloaded: one Model object per load
-        for s in found:
-            for k in ("inference_count", "execution_count", "success_count", "success_ns", "fail_count", "fail_ns",
-                      "queue_count", "queue_ns", "compute_count", "compute_ns"):
-                setattr(merged, k, getattr(merged, k) + getattr(s, k))
-            merged.last_inference_ms = max(merged.last_inference_ms, s.last_inference_ms)
-            for size, (calls, ns) in s.batches.items():
-                b = merged.batches.setdefault(size, [0, 0])
-                b[0] += calls
-                b[1] += ns
-        return merged
+        return self._by_version.get((name, version)) or ModelStats(name, version)
