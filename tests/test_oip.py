@@ -68,7 +68,7 @@ def test_liveness_and_readiness(triton):
 
 def test_server_and_model_metadata(triton, model):
     server = triton.call("get_server_metadata", as_json=True)
-    assert server["name"] == "eddy" and "sequence" in server["extensions"]
+    assert server["name"] == "eddy" and {"sequence", "statistics"} <= set(server["extensions"])
     meta = triton.call("get_model_metadata", MODEL, as_json=True)
     assert meta["name"] == MODEL and meta["versions"] == ["1"]
     assert meta["inputs"] == [{"name": "x", "datatype": "FP32", "shape": ["-1", str(model.n_features)]}]
@@ -77,8 +77,10 @@ def test_server_and_model_metadata(triton, model):
 
 def test_model_config_and_repository_index(triton, model):
     config = triton.call("get_model_config", MODEL, as_json=True)["config"]
-    assert config["name"] == MODEL and config.get("max_batch_size", 0) == 0
-    assert config["input"][0] == {"name": "x", "data_type": "TYPE_FP32", "dims": ["-1", str(model.n_features)]}
+    # read like a Triton sequence model with a batch dimension: max_batch_size = sessions per onnxruntime call
+    assert config["name"] == MODEL and config["max_batch_size"] == ServeConfig().max_batch
+    assert config["input"][0] == {"name": "x", "data_type": "TYPE_FP32", "dims": [str(model.n_features)]}
+    assert config["output"][0] == {"name": "y", "data_type": "TYPE_FP32", "dims": [str(len(model.targets))]}
     idle_us = int(config["sequence_batching"]["max_sequence_idle_microseconds"])
     assert idle_us == int(ServeConfig().session_ttl * 1e6)  # idle sequences live as long as eddy sessions
     index = triton.call("get_model_repository_index", as_json=True)["models"]
@@ -418,11 +420,13 @@ def test_model_statistics_are_eddys_own_figures(compat, models_dir, series):
     assert (st["name"], st["version"], st["inference_count"], st["execution_count"]) == (MODEL, "1", "10", "6")
     assert t0 <= int(st["last_inference"]) <= t1
     inf = st["inference_stats"]
-    assert (inf["success"]["count"], inf["fail"]["count"], inf["queue"]["count"], inf["compute_infer"]["count"]) \
-        == ("6", "1", "6", "6")
-    assert int(inf["success"]["ns"]) >= int(inf["compute_infer"]["ns"]) > 0 and int(inf["fail"]["ns"]) > 0
-    assert inf["compute_input"] == inf["compute_output"] == {}  # not timed separately by eddy: zero, not made up
-    assert [(b["batch_size"], b["compute_infer"]["count"]) for b in st["batch_stats"]] == [("1", "6")]
+    assert (inf["success"]["count"], inf["fail"]["count"], inf["queue"]["count"]) == ("6", "1", "6")
+    phases = [inf[k] for k in ("compute_input", "compute_infer", "compute_output")]
+    assert [p["count"] for p in phases] == ["6"] * 3  # equal counts: what perf_analyzer requires
+    assert all(int(p["ns"]) > 0 for p in phases) and int(inf["fail"]["ns"]) > 0
+    assert int(inf["success"]["ns"]) >= sum(int(p["ns"]) for p in phases)  # the phases are parts of the request
+    assert [(b["batch_size"], *(b[k]["count"] for k in ("compute_input", "compute_infer", "compute_output")))
+            for b in st["batch_stats"]] == [("1", "6", "6", "6")]
     assert not unknown["ok"] and "NOT_FOUND" in unknown["status"], unknown
 
 

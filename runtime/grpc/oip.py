@@ -68,7 +68,7 @@ from .wire import Malformed, RateLimitedLog, is_malformed
 __all__ = ["EXTENSIONS", "OIP_SERVICE", "OipServicer"]
 
 OIP_SERVICE = "inference.GRPCInferenceService"  # the wire name; our messages live in package eddy.v1.oip
-EXTENSIONS = ["model_configuration", "sequence"]  # ServerMetadata.extensions
+EXTENSIONS = ["model_configuration", "sequence", "statistics"]  # ServerMetadata.extensions
 MAX_IN_FLIGHT = 1024  # requests of one ModelStreamInfer running at once; reading pauses past it
 
 T = TypeVar("T")

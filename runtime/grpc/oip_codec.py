@@ -2,10 +2,13 @@
 
 Pure functions, no I/O; :mod:`~eddy.runtime.grpc.oip` (the servicer) calls
 them. An eddy model appears on this protocol as one FP32 input ``x`` shaped
-``[-1, F]`` (the samples of this request, in order) and one FP32 output ``y``
-shaped ``[-1, O]`` (raw-unit predictions, one row per sample); there is no
-implicit batch dimension (``max_batch_size`` 0): eddy batches steps of
-different sequences itself. Inputs are accepted in ``raw_input_contents``
+``[-1, F]`` and one FP32 output ``y`` shaped ``[-1, O]`` (raw-unit
+predictions, one row per sample). Its configuration reads like a Triton
+sequence model with a batch dimension (``max_batch_size`` = sessions per
+onnxruntime call, dims ``[F]`` and ``[O]``), so tools such as perf_analyzer
+size requests from it; the first dimension of a request is this request's
+samples, in order (Triton's sequence batcher takes exactly 1; eddy also
+takes chunks), never independent rows. Inputs are accepted in ``raw_input_contents``
 (little-endian) or typed ``contents.fp32_contents``; answers always go in
 ``raw_output_contents`` (tritonclient reads only those). The tensor rules are
 eddy.v1's (:func:`~eddy.runtime.grpc.tensors.decode_float32`).
@@ -164,7 +167,11 @@ def model_metadata(model: Model, versions: list[int]) -> pb.ModelMetadataRespons
 
 
 def model_config(model: Model, config: ServeConfig) -> pb.ModelConfigResponse:
-    """A synthesized Triton model configuration: sequence batching with the session TTL as idle time."""
+    """A synthesized Triton model configuration: sequence batching with the session TTL as idle time.
+
+    ``max_batch_size`` is the most sessions one onnxruntime call runs (``--max-batch``; 1 without batching),
+    which is what it means for a Triton sequence model; the dims leave out that first dimension, as Triton's do.
+    """
     m = model.manifest
     params = {"cell": m.cell, "layers": str(m.layers), "units": str(m.units), "features": ",".join(m.features),
               "targets": ",".join(m.targets), "window": str(m.window), "horizon": str(m.horizon),
@@ -174,9 +181,9 @@ def model_config(model: Model, config: ServeConfig) -> pb.ModelConfigResponse:
         oldest=pb.ModelSequenceBatching.StrategyOldest(max_candidate_sequences=config.max_batch,
                                                        max_queue_delay_microseconds=config.max_delay_us))
     return pb.ModelConfigResponse(config=pb.ModelConfig(
-        name=model.name, platform=PLATFORM, backend=PLATFORM, max_batch_size=0,
-        input=[pb.ModelInput(name=INPUT, data_type=pb.TYPE_FP32, dims=[-1, model.n_features])],
-        output=[pb.ModelOutput(name=OUTPUT, data_type=pb.TYPE_FP32, dims=[-1, len(model.targets)])],
+        name=model.name, platform=PLATFORM, backend=PLATFORM, max_batch_size=config.max_batch if config.batching else 1,
+        input=[pb.ModelInput(name=INPUT, data_type=pb.TYPE_FP32, dims=[model.n_features])],
+        output=[pb.ModelOutput(name=OUTPUT, data_type=pb.TYPE_FP32, dims=[len(model.targets)])],
         sequence_batching=batching,
         parameters={k: pb.ModelParameter(string_value=v) for k, v in params.items()}))
 
@@ -189,17 +196,18 @@ def repository_index(index: dict[str, list[int]]) -> pb.RepositoryIndexResponse:
 
 
 def model_statistics(stats: list[ModelStats]) -> pb.ModelStatisticsResponse:
-    """Triton's statistics message from eddy's counters; what eddy does not time separately stays 0."""
+    """Triton's statistics message from eddy's counters (eddy has no response cache: those stay 0)."""
     d = pb.StatisticDuration
     return pb.ModelStatisticsResponse(model_stats=[pb.ModelStatistics(
         name=s.name, version=str(s.version), last_inference=s.last_inference_ms, inference_count=s.inference_count,
         execution_count=s.execution_count,
         inference_stats=pb.InferStatistics(
             success=d(count=s.success_count, ns=s.success_ns), fail=d(count=s.fail_count, ns=s.fail_ns),
-            queue=d(count=s.queue_count, ns=s.queue_ns), compute_input=d(),
-            compute_infer=d(count=s.compute_count, ns=s.compute_ns), compute_output=d(), cache_hit=d(),
-            cache_miss=d()),
-        batch_stats=[pb.InferBatchStatistics(batch_size=size, compute_input=d(), compute_output=d(),
-                                             compute_infer=d(count=calls, ns=ns))
-                     for size, (calls, ns) in sorted(s.batches.items())])
+            queue=d(count=s.queue_count, ns=s.queue_ns), compute_input=d(count=s.compute_count, ns=s.input_ns),
+            compute_infer=d(count=s.compute_count, ns=s.infer_ns),
+            compute_output=d(count=s.compute_count, ns=s.output_ns), cache_hit=d(), cache_miss=d()),
+        batch_stats=[pb.InferBatchStatistics(batch_size=size, compute_input=d(count=calls, ns=input_ns),
+                                             compute_infer=d(count=calls, ns=infer_ns),
+                                             compute_output=d(count=calls, ns=output_ns))
+                     for size, (calls, input_ns, infer_ns, output_ns) in sorted(s.batches.items())])
         for s in stats])

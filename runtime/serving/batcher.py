@@ -185,9 +185,10 @@ class Batcher:
     def _run_now(self, session: Session, x: np.ndarray) -> np.ndarray:
         """Run one small request inline (batching off); the session changes only on success."""
         t0 = perf_counter_ns()
-        y, new = _run(session.slab, [session.row], [x])
-        self._count(session, 1, len(x), perf_counter_ns() - t0)
+        y, new, t1 = _run(session.slab, [session.row], [x])
+        t2 = perf_counter_ns()
         session.slab.scatter([session.row], new, len(x))  # only after the run succeeded
+        self._count(session, 1, len(x), t1 - t0, t2 - t1, perf_counter_ns() - t2)
         self.requests += 1
         return y[0]  # [n, O]
 
@@ -295,7 +296,7 @@ class Batcher:
     async def _execute(self, batch: list[_Request]) -> None:
         t0 = perf_counter_ns()
         try:
-            y, new = await self._compute(batch)
+            y, new, t1 = await self._compute(batch)  # t1: the call's inputs were ready
         except Exception as e:
             if len(batch) == 1:
                 _fail(batch[0], e)
@@ -305,22 +306,32 @@ class Batcher:
                 if not r.future.done():
                     await self._execute([r])
             return
-        self._count(batch[0].session, len(batch), len(batch) * len(batch[0].x), perf_counter_ns() - t0,
-                    sum(t0 - r.queued_ns for r in batch))
-        keep = [i for i, r in enumerate(batch) if not r.future.done()]  # a cancelled caller's step never happened
-        if len(keep) < len(batch):
-            batch = [batch[i] for i in keep]
-            y, new = y[keep], {k: v[keep] for k, v in new.items()}
-        if not batch:
-            return
+        t2 = perf_counter_ns()
+        call = (batch[0].session, len(batch), len(batch) * len(batch[0].x), t1 - t0, t2 - t1)
+        queue_ns, store_ns = sum(t0 - r.queued_ns for r in batch), 0  # store_ns: a durable write, not output work
+        try:
+            keep = [i for i, r in enumerate(batch) if not r.future.done()]  # a cancelled caller's step never happened
+            if len(keep) < len(batch):
+                batch = [batch[i] for i in keep]
+                y, new = y[keep], {k: v[keep] for k, v in new.items()}
+            if batch:
+                store_ns = await self._settle(batch, y, new)
+        finally:
+            self._count(*call, perf_counter_ns() - t2 - store_ns, queue_ns)
+
+    async def _settle(self, batch: list[_Request], y: np.ndarray, new: _State) -> int:
+        """Write a computed batch back (after a durable store took it) and answer its callers; the store's ns."""
         errors: list[EddyError | None] = [None] * len(batch)
+        store_ns = 0
         if self.commit is not None:  # durable: written before anyone is answered, or nobody is
+            s0 = perf_counter_ns()
             try:
                 errors = await self.commit([r.session for r in batch], new, [len(r.x) for r in batch])
             except Exception as e:
                 for r in batch:
                     _fail(r, e)
-                return
+                return perf_counter_ns() - s0
+            store_ns = perf_counter_ns() - s0
             if any(errors):
                 ok = [i for i, e in enumerate(errors) if e is None]
                 for r, e in zip(batch, errors):
@@ -329,26 +340,34 @@ class Batcher:
                 batch, errors = [batch[i] for i in ok], [None] * len(ok)
                 y, new = y[ok], {k: v[ok] for k, v in new.items()}
                 if not batch:
-                    return
+                    return store_ns
         batch[0].session.slab.scatter([r.session.row for r in batch], new, len(batch[0].x))  # one n per batch
         for i, r in enumerate(batch):
             if not r.future.done():  # a durable write stands even if the caller left during it
                 r.future.set_result(y[i])  # [n, O]
             self.requests += 1
+        return store_ns
 
     async def _run_durable(self, session: Session, x: np.ndarray) -> np.ndarray:
         """A lone request with a durable store: run inline, write, then scatter and answer."""
         t0 = perf_counter_ns()
-        y, new = _run(session.slab, [session.row], [x])
-        self._count(session, 1, len(x), perf_counter_ns() - t0)
-        errors = await self.commit([session], new, [len(x)])
-        if errors[0] is not None:
-            raise errors[0]
-        session.slab.scatter([session.row], new, len(x))
+        y, new, t1 = _run(session.slab, [session.row], [x])
+        t2 = perf_counter_ns()
+        output_ns = 0
+        try:
+            errors = await self.commit([session], new, [len(x)])
+            if errors[0] is not None:
+                raise errors[0]
+            t3 = perf_counter_ns()
+            session.slab.scatter([session.row], new, len(x))
+            output_ns = perf_counter_ns() - t3
+        finally:
+            self._count(session, 1, len(x), t1 - t0, t2 - t1, output_ns)
         self.requests += 1
         return y[0]  # [n, O]
 
-    async def _compute(self, batch: list[_Request]) -> tuple[np.ndarray, _State]:
+    async def _compute(self, batch: list[_Request]) -> tuple[np.ndarray, _State, int]:
+        """y[B, n, O], the new state [B, *shape], and perf_counter_ns() when the call's inputs were ready."""
         slab = batch[0].session.slab
         rows = [r.session.row for r in batch]
         xs = [r.x for r in batch]
@@ -357,11 +376,15 @@ class Batcher:
         if self._executor is None:
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="eddy-batcher")
         state = slab.gather(rows) if len(rows) > 1 else slab.read(rows[0])  # on the loop thread: a copy
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, _advance, slab, xs, state)
+        x = _stack(xs)
+        t1 = perf_counter_ns()
+        y, new = await asyncio.get_running_loop().run_in_executor(self._executor, slab.model.advance, x, state)
+        return y, new, t1
 
-    def _count(self, session: Session, size: int, samples: int, compute_ns: int, queue_ns: int = 0) -> None:
-        self.stats.of(session.model).executed(size, samples, compute_ns, queue_ns)
+    def _count(self, session: Session, size: int, samples: int, input_ns: int, infer_ns: int, output_ns: int,
+               queue_ns: int = 0) -> None:
+        self.stats.of(session.model).executed(size, samples, input_ns=input_ns, infer_ns=infer_ns,
+                                              output_ns=output_ns, queue_ns=queue_ns)
         self.batches += 1
         self.recent_batch_sizes.append(size)
         if self.on_batch is not None:
@@ -371,15 +394,21 @@ class Batcher:
                 log.exception("on_batch hook failed")
 
 
-def _run(slab: Slab, rows: list[int], xs: list[np.ndarray]) -> tuple[np.ndarray, _State]:
-    """One onnxruntime call for B sessions' rows of one slab: one gather per state tensor, y[B, n, O]."""
-    return _advance(slab, xs, slab.gather(rows))  # gather: [B, *shape] (a view of the row when B == 1)
+def _run(slab: Slab, rows: list[int], xs: list[np.ndarray]) -> tuple[np.ndarray, _State, int]:
+    """One onnxruntime call for B sessions' rows of one slab: one gather per state tensor, y[B, n, O].
+
+    Also returns perf_counter_ns() when the inputs were ready (the end of the call's input phase).
+    """
+    state, x = slab.gather(rows), _stack(xs)  # gather: [B, *shape] (a view of the row when B == 1)
+    t1 = perf_counter_ns()
+    y, new = slab.model.advance(x, state)  # y [B, n, O], state [B, *shape]
+    return y, new, t1
 
 
-def _advance(slab: Slab, xs: list[np.ndarray], state: _State) -> tuple[np.ndarray, _State]:
+def _stack(xs: list[np.ndarray]) -> np.ndarray:
+    """B requests' ``x[n, F]`` as ``x[B, n, F]`` (3x faster than np.stack)."""
     n, f = xs[0].shape
-    x = xs[0][None] if len(xs) == 1 else np.concatenate(xs).reshape(len(xs), n, f)  # [B, n, F] (3x faster than stack)
-    return slab.model.advance(x, state)  # y [B, n, O], state [B, *shape]
+    return xs[0][None] if len(xs) == 1 else np.concatenate(xs).reshape(len(xs), n, f)
 
 
 def _fail(r: _Request, e: Exception) -> None:

@@ -228,9 +228,7 @@ class DataPlane:
                 raise FailedPrecondition(f"session {session.id} would pass position {MAX_POSITION}; RESET it or "
                                          "start a new session")
             if len(x) > 1 and x.size > OFFLOAD_VALUES:
-                c0 = perf_counter_ns()
-                y = await self.lane.advance(session, x, self.batcher.commit)
-                stats.executed(1, len(x), perf_counter_ns() - c0)  # the lane's call, its thread hop included
+                y = await self.lane.advance(session, x, self.batcher.commit, stats)
             else:
                 if alone is None:
                     alone = self._sessions.busy_count <= 1  # 1 stream: no batch to wait for
@@ -254,7 +252,7 @@ class DataPlane:
             raise InvalidInput(f"inputs must be shaped [B, T, {model.n_features}], got {list(x.shape)}")
         b, t, _ = x.shape
         stats, t0 = self.stats.of(model), perf_counter_ns()
-        compute_ns = [0]  # the onnxruntime call's duration, measured where it runs
+        phases = [0, 0, 0]  # the call's input, infer and output ns (see stats.py), measured where each runs
         try:
             limit = self.response_limit(client_limit)
             size = b * t * model.n_targets * 4 + b * (self._blob_size(model) + 8) + FRAMING_BYTES + len(model.name)
@@ -262,15 +260,18 @@ class DataPlane:
                 raise ResourceExhausted(f"the answer to {b} sequence(s) of {t} would take {size} bytes (outputs "
                                         f"and final states), over the {limit}-byte message limit; send fewer "
                                         "sequences")
+            i0 = perf_counter_ns()
             state, positions = self._initial_state(model, list(states), b, tenant)  # [B, *shape]
+            phases[0] = perf_counter_ns() - i0
             keys = self.state_keys
 
             def work(options: object = None) -> tuple[np.ndarray, list[bytes]]:
                 c0 = perf_counter_ns()
                 y, final = model.run_sequence(x, state, run_options=options)  # [B, T, O]
-                compute_ns[0] = perf_counter_ns() - c0
+                c1 = perf_counter_ns()
                 blobs = [encode_state(model, positions[i] + t, {k: v[i] for k, v in final.items()}, keys=keys,
                                       tenant=tenant) for i in range(b)]
+                phases[1:] = c1 - c0, perf_counter_ns() - c1
                 return y, blobs
 
             if x.size > OFFLOAD_VALUES or b > _INLINE_STATES:  # compute and state encoding off the event loop
@@ -280,7 +281,7 @@ class DataPlane:
         except BaseException:
             stats.finished(False, perf_counter_ns() - t0)
             raise
-        stats.executed(1, b * t, compute_ns[0], batch=b)
+        stats.executed(1, b * t, input_ns=phases[0], infer_ns=phases[1], output_ns=phases[2], batch=b)
         stats.finished(True, perf_counter_ns() - t0)
         self._count(model.name, b * t)
         return Prediction(model.name, model.version, y, blobs)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from time import perf_counter_ns
 from typing import TypeVar
 
 import numpy as np
@@ -28,6 +29,7 @@ import onnxruntime as ort
 
 from .batcher import Commit
 from .sessions import Session
+from .stats import ModelStats
 
 __all__ = ["Lane"]
 
@@ -54,20 +56,32 @@ class Lane:
             self.terminated += 1
             raise
 
-    async def advance(self, session: Session, x: np.ndarray, commit: Commit | None = None) -> np.ndarray:
+    async def advance(self, session: Session, x: np.ndarray, commit: Commit | None = None,
+                      stats: ModelStats | None = None) -> np.ndarray:
         """Advance ``session`` by raw ``x[n, F]`` (alone, batch 1, sequence graph); returns raw ``y[n, O]``.
 
         The session changes only if the call succeeded and its caller is
         still waiting; with a durable store, ``commit`` writes the new state
         first (as the batcher does) and a write that succeeded stands.
+        ``stats`` gets the call (its infer phase includes the thread hop).
         """
+        t0 = perf_counter_ns()
         model, state = session.model, session.state  # state: a copy taken on the loop thread, [1, *shape]
+        t1 = perf_counter_ns()
         y, new = await self.call(lambda options: model.run_sequence(x[None], state, run_options=options))
-        if commit is not None:
-            errors = await commit([session], new, [len(x)])
-            if errors[0] is not None:
-                raise errors[0]
-        session.slab.scatter([session.row], new, len(x))
+        t2 = perf_counter_ns()
+        output_ns = 0
+        try:
+            if commit is not None:
+                errors = await commit([session], new, [len(x)])
+                if errors[0] is not None:
+                    raise errors[0]
+            t3 = perf_counter_ns()
+            session.slab.scatter([session.row], new, len(x))
+            output_ns = perf_counter_ns() - t3
+        finally:
+            if stats is not None:
+                stats.executed(1, len(x), input_ns=t1 - t0, infer_ns=t2 - t1, output_ns=output_ns)
         return y[0]  # [n, O]
 
     def close(self) -> None:

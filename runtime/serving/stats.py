@@ -20,12 +20,16 @@ measured where eddy does the work:
   ``eddy_rpcs_total``.
 - ``queue``: per request run by the batcher, the time from joining its queue to
   the start of the call that ran it (0 for a request run at once, alone).
-- ``compute_infer``: per request, the duration of the call that ran it (every
-  request of a batch is charged the whole call, as Triton does); gathering
-  and scattering state rows is part of it. eddy does not time input and output
-  preparation separately: ``compute_input`` / ``compute_output`` stay 0.
+- ``compute_input`` / ``compute_infer`` / ``compute_output``: per request,
+  the three phases of the call that ran it (every request of a batch is
+  charged the whole call, as Triton does): preparing the call's inputs
+  (gathering the sessions' state rows, stacking their samples), the
+  onnxruntime call (with the model's normalisation), and handing back its
+  results (writing the new state rows, splitting the answers). Their counts
+  are always equal (perf_analyzer refuses statistics where they are not).
+  A durable store's write is in none of them (it is in ``success``).
 - ``batch_stats``: per batch size (sessions in one call), the calls made and
-  their compute time.
+  the time of each phase.
 - ``last_inference``: wall-clock ms since the epoch of the last success.
 """
 
@@ -54,29 +58,37 @@ class ModelStats:
     fail_ns: int = 0
     queue_count: int = 0
     queue_ns: int = 0
-    compute_count: int = 0
-    compute_ns: int = 0
-    batches: dict[int, list[int]] = field(default_factory=dict)  # sessions per call -> [calls, compute ns]
+    compute_count: int = 0  # requests charged a call (the same count for the three phases)
+    input_ns: int = 0
+    infer_ns: int = 0
+    output_ns: int = 0
+    batches: dict[int, list[int]] = field(default_factory=dict)  # sessions per call -> [calls, input, infer, output ns]
 
-    def executed(self, requests: int, samples: int, compute_ns: int, queue_ns: int = 0, batch: int = 0) -> None:
-        """One onnxruntime call ran ``requests`` requests (``samples`` samples in all) in ``compute_ns``.
+    def executed(self, requests: int, samples: int, *, input_ns: int = 0, infer_ns: int, output_ns: int = 0,
+                 queue_ns: int = 0, batch: int = 0) -> None:
+        """One onnxruntime call ran ``requests`` requests (``samples`` samples in all).
 
-        ``queue_ns``: their summed wait for the call; ``batch``: sessions (or sequences) in the call, if not
-        ``requests``.
+        ``input_ns`` / ``infer_ns`` / ``output_ns``: the call's three phases (see the module docstring);
+        ``queue_ns``: the requests' summed wait for the call; ``batch``: sessions (or sequences) in the call,
+        if not ``requests``.
         """
         self.execution_count += 1
         self.inference_count += samples
         self.queue_count += requests
         self.queue_ns += queue_ns
         self.compute_count += requests
-        self.compute_ns += compute_ns * requests
+        self.input_ns += input_ns * requests
+        self.infer_ns += infer_ns * requests
+        self.output_ns += output_ns * requests
         batch = batch or requests
         b = self.batches.get(batch)
         if b is None:
-            self.batches[batch] = [1, compute_ns]
+            self.batches[batch] = [1, input_ns, infer_ns, output_ns]
         else:
             b[0] += 1
-            b[1] += compute_ns
+            b[1] += input_ns
+            b[2] += infer_ns
+            b[3] += output_ns
 
     def finished(self, ok: bool, ns: int) -> None:
         """A request that reached the data plane was answered (``ok``) or failed, after ``ns``."""
