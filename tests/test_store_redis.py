@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -57,6 +58,17 @@ def _store(server: Valkey, models, **kw) -> RedisStore:
 
 async def _push_all(batcher: Batcher, session, xs: np.ndarray) -> np.ndarray:
     return np.concatenate([await batcher.run(session, xs[i:i + 1]) for i in range(len(xs))])  # [n, O]
+
+
+def test_the_store_client_starts_without_a_warning(store_server, models):
+    async def main():
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # redis warns when handed its synchronous Retry
+            store = _store(store_server, models)
+            await store.check()
+            await store.shutdown()
+
+    asyncio.run(main())
 
 
 def test_a_session_continues_bit_for_bit_on_another_store(store_server, models, model, series):

@@ -80,8 +80,8 @@ class RedisStore(SessionStore):
                  timeout_s: float = ServeConfig.store_timeout) -> None:
         try:
             import redis.asyncio as aredis
+            from redis.asyncio.retry import Retry
             from redis.backoff import NoBackoff
-            from redis.retry import Retry
         except ImportError:
             raise Unavailable("--session-store needs the redis package: pip install 'eddy-rnn[redis]'") from None
         if ttl_s <= 0 or max_sessions < 1 or lease_s <= 0 or timeout_s <= 0 or (max_per_tenant or 1) < 1:
