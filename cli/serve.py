@@ -109,8 +109,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="with --session-store: a stream's lease on its session; a crashed replica's sessions "
                         f"can be resumed elsewhere after this (default: {d.lease_s:g})")
     s.add_argument("--store-timeout", type=float, default=d.store_timeout, metavar="SECONDS",
-                   help=f"with --session-store: wait this long for the store, then UNAVAILABLE "
-                        f"(default: {d.store_timeout:g})")
+                   help=f"with --session-store: wait this long for the store, then UNAVAILABLE; a write the "
+                        f"store runs later changes nothing (default: {d.store_timeout:g})")
     s.add_argument("--workers", type=int, default=1, metavar="N",
                    help="serve from N processes sharing the port (SO_REUSEPORT), to use N cores; needs "
                         "--session-store, since each process has its own memory (default: 1)")

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import selectors
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["Valkey", "free_port", "reserved_port", "valkey"]
+__all__ = ["ReplyDropper", "Valkey", "free_port", "reserved_port", "valkey"]
 
 
 def free_port() -> int:
@@ -130,3 +132,65 @@ def valkey(workdir: Path) -> Iterator[Valkey]:
         yield server
     finally:
         server.stop()
+
+
+class ReplyDropper:
+    """A TCP relay on 127.0.0.1:<port> in front of ``target_port`` that can lose the server's answers.
+
+    While :attr:`drop_after` is set (bytes, e.g. ``b"EVALSHA"``), a connection that sends a command holding it
+    gets nothing more back: the server runs the command, the client never hears of it (an answer lost on the
+    way, as a partition right after the write would lose it). Connections opened meanwhile work until they send
+    such a command. ``with ReplyDropper(port) as relay:`` relays in a thread until the block ends.
+    """
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.drop_after: bytes | None = None
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self._listener, selectors.EVENT_READ)
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name="reply-dropper", daemon=True)
+
+    def __enter__(self) -> ReplyDropper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop = True
+        self._thread.join(timeout=10)
+        for key in list(self._selector.get_map().values()):
+            key.fileobj.close()  # type: ignore[union-attr]
+        self._selector.close()
+
+    def _run(self) -> None:
+        peers: dict[socket.socket, tuple[socket.socket, bool]] = {}  # socket -> (its peer, whether it is upstream)
+        muted: set[socket.socket] = set()  # upstream sockets whose answers are dropped
+        while not self._stop:
+            for key, _ in self._selector.select(timeout=0.05):
+                sock = key.fileobj
+                if sock is self._listener:
+                    client, _ = self._listener.accept()
+                    upstream = socket.create_connection(("127.0.0.1", self.target_port))
+                    peers[client], peers[upstream] = (upstream, False), (client, True)
+                    for s in (client, upstream):
+                        self._selector.register(s, selectors.EVENT_READ)
+                    continue
+                if sock not in peers:  # closed with its peer earlier in this round
+                    continue
+                peer, is_upstream = peers[sock]  # type: ignore[index]
+                try:
+                    data = sock.recv(65536)  # type: ignore[union-attr]
+                    if not is_upstream and self.drop_after is not None and self.drop_after in data:
+                        muted.add(peer)
+                    if data and sock not in muted:
+                        peer.sendall(data)
+                except OSError:
+                    data = b""
+                if not data:  # one side closed: close both
+                    for s in (sock, peer):
+                        peers.pop(s, None)  # type: ignore[arg-type]
+                        muted.discard(s)  # type: ignore[arg-type]
+                        self._selector.unregister(s)
+                        s.close()  # type: ignore[union-attr]

@@ -42,7 +42,7 @@ class ServeConfig:
     clock: Callable[[], float] = field(default=time.monotonic, compare=False)  # seconds, for session TTLs
     session_store: str = ""  # "": this process's memory; redis://HOST:PORT/DB or unix:///PATH: a shared Redis/Valkey
     lease_s: float = 5.0  # shared store: a session's lease; a crashed replica's sessions are free again after it
-    store_timeout: float = 2.0  # shared store: seconds to wait for an answer before UNAVAILABLE
+    store_timeout: float = 2.0  # shared store: seconds to wait for an answer before UNAVAILABLE (a later write: void)
     poll_models: float = 0.0  # seconds between scans of the model repository for added/removed versions; 0: off
     precision: str = "float32"  # graphs served: float32, or each version's int8 twins (versions without are skipped)
     metrics_host: str = "127.0.0.1"  # address /metrics binds; loopback unless asked otherwise

@@ -9,10 +9,22 @@ Each runs atomically in the store (one round trip). A session is two keys:
 - the lease, a string: the holder's random token, set with ``PX`` (expires
   unless the holder renews it by writing or by the renewal sweep).
 
-A write is admitted when the lease holds the writer's token, or when no lease
-exists and the record's write count is still the one the writer last saw (its
-lease expired while it stalled, but nobody else wrote meanwhile); it then
-takes the lease again. So two holders can never both advance a session.
+Every script that writes carries a deadline in the store's clock (ms, the
+``TIME`` it runs at): the moment the sender stops waiting for the answer. A
+script that runs later changes nothing and returns ``LATE``: a write queued
+in a store that stalled (paused, swapping, a partition) never lands after
+its sender answered UNAVAILABLE.
+
+A batch write (:data:`COMMIT`) names, per session, the write count it read
+(``seq``) and the position and state it writes. It is admitted when the
+record's write count is still ``seq`` and the lease holds the writer's token
+or nobody's (its lease expired while it stalled, but nobody else wrote
+meanwhile; it then takes the lease again). A retry of the same write, whose
+first attempt was stored but whose answer never arrived, finds the record
+one write ahead holding exactly its position and state: it is acknowledged,
+not applied again. Anything else is refused: another holder (or a gone
+record), or a record that moved elsewhere (its position is returned). So two
+holders can never both advance a session, and a write is stored at most once.
 
 Live sessions are counted for ``--max-sessions`` and
 ``--max-sessions-per-tenant`` in two sorted sets: ``eddy:live`` (every
@@ -30,12 +42,21 @@ the session: two replicas cannot both pass the check for the last place.
 
 from __future__ import annotations
 
-__all__ = ["COMMIT", "DELETE", "END", "INFO", "OPEN", "RECORD", "RENEW"]
+__all__ = ["COMMIT", "DELETE", "END", "GONE", "INFO", "LATE", "OPEN", "RECORD", "RENEW", "TAKEN", "WRITTEN"]
+
+LATE = b"LATE"  # what a write script returns when it ran after its deadline (nothing changed)
+
+# The store's clock in ms, and the refusal of a write that runs after its deadline (the last argument).
+_NOW = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+if now > tonumber(ARGV[#ARGV]) then return 'LATE' end
+"""
 
 # KEYS: record, lease, live set, tenant's live set. ARGV: token, lease_ms, ttl_ms, model, pinned version or '',
-# mode, version, position, state, max sessions, max sessions of the tenant or ''.
+# mode, version, position, state, max sessions, max sessions of the tenant or '', deadline.
 # mode: 'resume' (must exist), 'import' / 'fresh' (must not exist: ALREADY_EXISTS even while held).
-OPEN = """
+OPEN = _NOW + """
 local rec = redis.call('HMGET', KEYS[1], 'm', 'v', 'p', 'q', 's')
 local mode = ARGV[6]
 if rec[1] and mode ~= 'resume' then return {'EXISTS', rec[1], rec[2]} end
@@ -48,8 +69,7 @@ if rec[1] then
   return {'RESUMED', rec[1], rec[2], rec[3], rec[4], rec[5]}
 end
 if mode == 'resume' then return {'NOTFOUND'} end
-local t = redis.call('TIME')
-local now, ttl = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), tonumber(ARGV[3])
+local ttl = tonumber(ARGV[3])
 local function settle(set, n)  -- re-score (or drop) up to n entries whose score has passed; n nil: all
   local due
   if n then due = redis.call('ZRANGEBYSCORE', set, '-inf', now, 'LIMIT', 0, n)
@@ -83,11 +103,12 @@ return {'CREATED'}
 """
 
 # ARGV: ttl_ms, lease_ms, n, state bytes per session, then ONE packed argument (the same n records of
-# :data:`RECORD`: key, token, write count, new position, state): a batch of 256 sessions as a few thousand
-# separate arguments costs the client ~10 ms to encode, the packed one microseconds. The keys are read from
-# it (not declared in KEYS): a single Redis/Valkey (or one shard), not a Redis Cluster.
-# Returns one 1 (written) or 0 (fenced: another holder, or the record is gone) per session.
-COMMIT = """
+# :data:`RECORD`: key, token, write count read, new position, state), then the deadline. A batch of 256 sessions
+# as a few thousand separate arguments costs the client ~10 ms to encode, the packed one microseconds. The keys are
+# read from it (not declared in KEYS): a single Redis/Valkey (or one shard), not a Redis Cluster.
+# Returns 'LATE', or per session: WRITTEN (stored now, or by an earlier attempt of this same write), TAKEN
+# (another holder has the lease), GONE (no record), or the record's position (>= 0) when it moved elsewhere.
+COMMIT = _NOW + """
 local ttl, lease_ms, n, size = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local blob, at, out = ARGV[5], 1, {}
 for i = 1, n do
@@ -97,30 +118,37 @@ for i = 1, n do
   local state = string.sub(blob, at + klen, at + klen + size - 1)
   at = at + klen + size
   local lease = rec .. ':lease'
-  local holder, q = redis.call('GET', lease), redis.call('HGET', rec, 'q')
-  if q and (holder == token or (not holder and q == string.format('%.0f', seq))) then
-    redis.call('HSET', rec, 'p', string.format('%.0f', pos), 's', state, 'q', string.format('%.0f', seq + 1))
+  local holder, has = redis.call('GET', lease), redis.call('HMGET', rec, 'q', 'p', 's')
+  local q, p, seen, position = has[1], has[2], string.format('%.0f', seq), string.format('%.0f', pos)
+  local again = q == string.format('%.0f', seq + 1) and p == position and has[3] == state  -- stored already
+  if not q then
+    out[i] = -3
+  elseif holder and holder ~= token then
+    out[i] = -2
+  elseif q == seen or again then
+    if q == seen then redis.call('HSET', rec, 'p', position, 's', state, 'q', string.format('%.0f', seq + 1)) end
     redis.call('PEXPIRE', rec, ttl)
     redis.call('SET', lease, token, 'PX', lease_ms)
-    out[i] = 1
+    out[i] = -1
   else
-    out[i] = 0
+    out[i] = tonumber(p)
   end
 end
 return out
 """
+WRITTEN, TAKEN, GONE = -1, -2, -3  # COMMIT's answers per session besides a position
 RECORD = "<H32sdd"  # struct layout of one COMMIT record before its key and state: key length, token, seq, position
 
-# KEYS: record, lease. ARGV: token, ttl_ms. The holder lets go; the TTL starts again.
-END = """
+# KEYS: record, lease. ARGV: token, ttl_ms, deadline. The holder lets go; the TTL starts again.
+END = _NOW + """
 if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 """
 
 # KEYS: record, lease, live set, tenant's live set. ARGV: the caller's token ('' when deleting an idle session
-# by id).
-DELETE = """
+# by id), deadline.
+DELETE = _NOW + """
 local holder = redis.call('GET', KEYS[2])
 if holder and holder ~= ARGV[1] then return 'BUSY' end
 redis.call('ZREM', KEYS[3], KEYS[1])
@@ -138,9 +166,9 @@ if not rec[1] then return {'NOTFOUND'} end
 return {'OK', rec[1], rec[2], rec[3], rec[4]}
 """
 
-# ARGV: lease_ms, ttl_ms, then one packed argument: n records of key length (u16), token (32 bytes), key.
-# Extends the leases still held (1) or not (0); keys read from the argument, as in COMMIT.
-RENEW = """
+# ARGV: lease_ms, ttl_ms, then one packed argument: n records of key length (u16), token (32 bytes), key, then the
+# deadline. Extends the leases still held (1) or not (0); keys read from the argument, as in COMMIT.
+RENEW = _NOW + """
 local blob, at, out, i = ARGV[3], 1, {}, 0
 while at <= #blob do
   local klen, token

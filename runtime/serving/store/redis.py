@@ -14,6 +14,16 @@ One writer per session: opening a session takes a lease (set-if-absent with
 overwrite a newer holder's state. A crashed replica's leases expire within
 ``lease_s``; until then a stream elsewhere gets FAILED_PRECONDITION.
 
+No late writes: every write script carries a deadline in the store's clock,
+``timeout_s`` after it is sent, and changes nothing if it runs later. So a
+write this process answered UNAVAILABLE (no answer within ``timeout_s``)
+either ran in time or never will; a retry of the same samples then is
+stored once (a retry whose first attempt was stored is acknowledged without
+being applied again, see :mod:`.lua`). The store's clock is learnt from its
+``TIME`` against this process's monotonic clock (:meth:`RedisStore.sync_clock`,
+at :meth:`check` and every renewal sweep), and never read ahead of its true
+value, so a deadline is never later than the moment this process gives up.
+
 In this process only held sessions live in memory (slab rows); an idle
 session is its record in the store, which expires after ``ttl_s`` (the TTL
 maps to the store's expiry). ``max_sessions`` and ``max_per_tenant`` bound
@@ -29,11 +39,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import re
 import struct
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -91,6 +103,8 @@ class RedisStore(SessionStore):
         self.ttl_ms = str(int(ttl_s * 1000))
         self.lease_s = lease_s
         self.lease_ms = str(int(lease_s * 1000))
+        self.timeout_s = timeout_s
+        self._offset_ms: int | None = None  # the store's clock (ms) minus this process's monotonic clock (ms)
         self.max_sessions = max_sessions
         self.max_per_tenant = max_per_tenant
         self.stats = SessionStats()
@@ -122,7 +136,20 @@ class RedisStore(SessionStore):
         return self._held.get((tenant, session_id))
 
     async def check(self) -> None:
-        await self._call(self._redis.ping())
+        await self.sync_clock()
+
+    async def sync_clock(self) -> None:
+        """Learn the store's clock: its ``TIME`` minus this process's monotonic clock, as of the answer.
+
+        ``TIME`` ran before the answer arrived, so the offset is never over-estimated (a write's deadline is
+        never later than the moment this process stops waiting); an answer slower than half the timeout is
+        not used, unless there is nothing better yet.
+        """
+        sent = time.monotonic()
+        seconds, micros = await self._call(self._redis.time())
+        got = time.monotonic()
+        if self._offset_ms is None or got - sent < self.timeout_s / 2:
+            self._offset_ms = seconds * 1000 + micros // 1000 - math.ceil(got * 1000)
 
     # -- the SessionStore interface ----------------------------------------------
     async def open(self, model: Model, session_id: str | None = None, imported: ExportedState | None = None, *,
@@ -143,11 +170,10 @@ class RedisStore(SessionStore):
         token, per = uuid.uuid4().hex, "" if self.max_per_tenant is None else self.max_per_tenant
         try:
             while True:
-                reply = await self._call(self._scripts["OPEN"](keys=_keys(tenant, sid or (sid := uuid.uuid4().hex)),
-                                                               args=[token, self.lease_ms, self.ttl_ms, model.name,
-                                                                     str(model.version) if pinned else "", mode,
-                                                                     model.version, int(slab.position[row]), initial,
-                                                                     self.max_sessions, per]))
+                reply = await self._write("OPEN", _keys(tenant, sid or (sid := uuid.uuid4().hex)),
+                                          [token, self.lease_ms, self.ttl_ms, model.name,
+                                           str(model.version) if pinned else "", mode, model.version,
+                                           int(slab.position[row]), initial, self.max_sessions, per])
                 if reply[0] != b"EXISTS" or mode != "fresh":
                     break
                 sid = None  # a random id that is taken: draw another
@@ -178,7 +204,7 @@ class RedisStore(SessionStore):
         session.owner = None
         key = key_of(session.tenant, session.id)
         try:
-            await self._call(self._scripts["END"](keys=[key, key + ":lease"], args=[session.token, self.ttl_ms]))
+            await self._write("END", [key, key + ":lease"], [session.token, self.ttl_ms])
         except Unavailable as e:  # the lease expires by itself within lease_s
             log.warning("could not release the lease of session %s: %s", session.id, e.message)
 
@@ -190,7 +216,7 @@ class RedisStore(SessionStore):
             raise NotFound(f"session {sid} does not exist (closed, expired or never opened)")
         if isinstance(session, str) and held is not None:
             raise FailedPrecondition(f"session {sid} is in use by another stream")
-        verdict = (await self._call(self._scripts["DELETE"](keys=_keys(tenant, sid), args=[token]))).decode()
+        verdict = (await self._write("DELETE", _keys(tenant, sid), [token])).decode()
         if verdict == "BUSY":
             raise FailedPrecondition(f"session {sid} is in use by another stream")
         if held is not None:
@@ -241,16 +267,24 @@ class RedisStore(SessionStore):
             key = key_of(s.tenant, s.id).encode()
             packed += (head.pack(len(key), s.token.encode(), s.seq, s.position + n), key, blob)
         args = [self.ttl_ms, self.lease_ms, len(sessions), len(blobs[0]), b"".join(packed)]
-        written = await self._call(self._scripts["COMMIT"](args=args))  # one round trip for the batch
+        written = await self._write("COMMIT", [], args)  # one round trip for the batch
         errors: list[EddyError | None] = []
-        for s, ok in zip(sessions, written):
-            if ok:
+        for s, verdict in zip(sessions, written):
+            if verdict == lua.WRITTEN:
                 s.seq += 1
                 errors.append(None)
-            else:
+            elif verdict == lua.TAKEN:
                 errors.append(FailedPrecondition(
                     f"session {s.id} was taken over by another stream or replica (this server's lease expired); "
                     "reopen the stream to continue from the stored state"))
+            elif verdict == lua.GONE:
+                errors.append(FailedPrecondition(f"session {s.id} is no longer in the session store (expired or "
+                                                 "deleted); open a new session"))
+            else:  # an earlier write was stored though its answer never came back; this one is not the same
+                errors.append(FailedPrecondition(
+                    f"session {s.id} is at position {verdict} in the session store, not {s.position}: a message "
+                    f"answered UNAVAILABLE was stored after all, and this one differs from it (resend that "
+                    f"message, or reopen the stream with resume to continue from position {verdict})"))
         return errors
 
     def start(self, interval_s: float = ServeConfig.eviction_interval) -> None:
@@ -287,7 +321,7 @@ class RedisStore(SessionStore):
                 raise FailedPrecondition(f"session {sid}: {e}") from None
         except EddyError:
             key = key_of(tenant, sid)
-            await self._call(self._scripts["END"](keys=[key, key + ":lease"], args=[token, self.ttl_ms]))
+            await self._write("END", [key, key + ":lease"], [token, self.ttl_ms])
             raise
         resumed = Session(sid, tenant, slab, row, session.owner)
         resumed.token, resumed.seq = token, int(seq)
@@ -313,6 +347,17 @@ class RedisStore(SessionStore):
             return FailedPrecondition(f"session {sid} belongs to model {reply[1].decode()}, not {model.name}")
         return FailedPrecondition(f"session {sid} runs on {has}; the request pinned version {model.version}")
 
+    async def _write(self, script: str, keys: list[str], args: list[object]) -> Any:
+        """Run a write script with its deadline (the last argument): UNAVAILABLE if it ran after it, unchanged."""
+        if self._offset_ms is None:
+            await self.sync_clock()
+        deadline = int(time.monotonic() * 1000) + (self._offset_ms or 0) + int(self.timeout_s * 1000)  # store ms
+        reply = await self._call(self._scripts[script](keys=keys, args=[*args, deadline]))
+        if reply == lua.LATE:
+            raise Unavailable(f"session store {self._where()} ran a write after this server's {self.timeout_s:g} s "
+                              "timeout; nothing was written: retry")
+        return reply
+
     async def _call(self, call: Awaitable[T]) -> T:
         try:
             return await call
@@ -334,13 +379,14 @@ class RedisStore(SessionStore):
             return []
         packed = b"".join(struct.pack("<H32s", len(k := key_of(s.tenant, s.id).encode()), s.token.encode()) + k
                           for s in held)
-        kept = await self._call(self._scripts["RENEW"](args=[self.lease_ms, self.ttl_ms, packed]))
+        kept = await self._write("RENEW", [], [self.lease_ms, self.ttl_ms, packed])
         return [s.id for s, ok in zip(held, kept) if not ok and self._held.get((s.tenant, s.id)) is s]
 
     async def _renew_forever(self) -> None:
         while True:
             await asyncio.sleep(self.lease_s / 3)
             try:
+                await self.sync_clock()  # follows the store's clock (and a fail-over to another one)
                 lost = await self.renew()
             except Exception as e:  # the store is down: writes will say so; keep trying
                 log.warning("lease renewal failed: %s", e)
