@@ -48,9 +48,10 @@ cluster: $(STAMP)
 bench-core: $(BENCH_STAMP)
 	$(PY) bench/bench_core.py $(BENCH_ARGS)
 
-# eddy against a real Triton 2.51 (python backend) on the same LSTM step graph, both driven by tritonclient
-# and next to a minimal grpc.aio server answering constants (the ceiling) (~5 min; first run downloads Triton and
-# builds its venvs under $TMPDIR/eddy-bench-triton; not part of `make test`).
+# eddy against a real Triton 2.51 (python backend) on the same LSTM step graph and a minimal grpc.aio server
+# answering constants (the ceiling), all driven by perf_analyzer (~15 min: 3 interleaved rounds; first run downloads
+# Triton and builds its venvs under $TMPDIR/eddy-bench-triton and .venv-perf-analyzer, which needs the system's
+# libb64-0d; not part of `make test`).
 bench-triton: $(STAMP)
 	$(PY) bench/bench_triton.py
 

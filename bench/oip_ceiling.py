@@ -1,11 +1,14 @@
 """The ceiling: a minimal grpc.aio Open Inference Protocol server that computes nothing.
 
 Not part of eddy (``bench/bench_triton.py`` starts it as a third server).
-It answers ``ServerReady``, ``ModelInfer`` and ``ModelStreamInfer`` under
+It answers ``ModelInfer`` and ``ModelStreamInfer`` under
 ``inference.GRPCInferenceService`` with a constant output of the right shape
 (``y`` FP32 ``[1, 1]``, carrying the request's ``id``): the requests are
 parsed (any server must) and the answers are pre-serialized bytes, so what is
-left is grpc.aio's own cost per call on this machine. Driven by the same load
+left is grpc.aio's own cost per call on this machine. ``ServerReady``,
+``ServerMetadata``, ``ModelMetadata`` and ``ModelConfig`` (a sequence model
+with ``--features`` inputs, the shapes eddy reports) let tritonclient and
+perf_analyzer drive it; it keeps no statistics (and does not list them). Driven by the same load
 generator as eddy and Triton, its steps/s bound what any Python grpc.aio
 server can answer here; eddy's fraction of it is its overhead.
 
@@ -43,7 +46,7 @@ def _varint(n: int) -> bytes:
     return bytes(out)
 
 
-def handlers(model: str) -> grpc.GenericRpcHandler:
+def handlers(model: str, features: int = 64) -> grpc.GenericRpcHandler:
     template = _template(model)
 
     def answer(request: pb.ModelInferRequest) -> bytes:
@@ -66,10 +69,29 @@ def handlers(model: str) -> grpc.GenericRpcHandler:
     def same(b: bytes) -> bytes:
         return b
 
+    def constant(request_type: type, answer: object) -> grpc.RpcMethodHandler:
+        async def handler(request: object, context: object) -> object:
+            return answer
+
+        return grpc.unary_unary_rpc_method_handler(handler, request_deserializer=request_type.FromString,
+                                                   response_serializer=type(answer).SerializeToString)
+
+    tensor = pb.ModelMetadataResponse.TensorMetadata
     return grpc.method_handlers_generic_handler(SERVICE, {
         "ServerReady": grpc.unary_unary_rpc_method_handler(
             ready, request_deserializer=pb.ServerReadyRequest.FromString,
             response_serializer=pb.ServerReadyResponse.SerializeToString),
+        "ServerMetadata": constant(pb.ServerMetadataRequest, pb.ServerMetadataResponse(
+            name="ceiling", version="0", extensions=["model_configuration", "sequence"])),
+        "ModelMetadata": constant(pb.ModelMetadataRequest, pb.ModelMetadataResponse(
+            name=model, versions=["1"], platform="ceiling", inputs=[tensor(name="x", datatype="FP32",
+                                                                           shape=[-1, features])],
+            outputs=[tensor(name="y", datatype="FP32", shape=[-1, 1])])),
+        "ModelConfig": constant(pb.ModelConfigRequest, pb.ModelConfigResponse(config=pb.ModelConfig(
+            name=model, platform="ceiling", max_batch_size=256,
+            input=[pb.ModelInput(name="x", data_type=pb.TYPE_FP32, dims=[features])],
+            output=[pb.ModelOutput(name="y", data_type=pb.TYPE_FP32, dims=[1])],
+            sequence_batching=pb.ModelSequenceBatching()))),
         "ModelInfer": grpc.unary_unary_rpc_method_handler(
             infer, request_deserializer=pb.ModelInferRequest.FromString, response_serializer=same),
         "ModelStreamInfer": grpc.stream_stream_rpc_method_handler(
@@ -82,9 +104,9 @@ class _PassThrough(grpc.aio.ServerInterceptor):
         return await continuation(details)
 
 
-async def main(port: int, model: str, interceptor: bool = False) -> None:
+async def main(port: int, model: str, features: int, interceptor: bool = False) -> None:
     server = grpc.aio.server(interceptors=[_PassThrough()] if interceptor else None)
-    server.add_generic_rpc_handlers((handlers(model),))
+    server.add_generic_rpc_handlers((handlers(model, features),))
     server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
     await server.wait_for_termination()
@@ -94,6 +116,7 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--model", default="lstm")
+    p.add_argument("--features", type=int, default=64, help="input width its ModelConfig reports (default 64)")
     p.add_argument("--interceptor", action="store_true", help="with a pass-through server interceptor (what one costs)")
     a = p.parse_args()
-    asyncio.run(main(a.port, a.model, a.interceptor))
+    asyncio.run(main(a.port, a.model, a.features, a.interceptor))
