@@ -61,8 +61,8 @@ QUANTIZED_PRECISIONS = PRECISIONS[1:]  # the ones exported as extra graphs next 
 GRAPH_KINDS = ("step", "sequence")
 GRAPH_FORMATS = ("onnx", "ort")  # ort: onnxruntime's own format (mobile and minimal builds)
 
-INPUT = "x"  # graph input: samples, normalised
-OUTPUT = "y"  # graph output: predictions, normalised
+INPUT = "x"  # graph input: samples (also the name the Open Inference Protocol serves)
+OUTPUT = "y"  # graph output: predictions (likewise)
 STATE_OUT_SUFFIX = "_out"  # state output name = state input name + this
 
 _VERSION = re.compile(r"[1-9][0-9]*")  # re.ASCII is implied: [0-9] is a character range

@@ -13,7 +13,9 @@ import numpy as np
 
 from .errors import InvalidInput
 
-__all__ = ["as_samples"]
+__all__ = ["FLOAT32_LE", "as_samples"]
+
+FLOAT32_LE = np.dtype("<f4")  # float32, little-endian: every byte encoding of floats (wire tensors, state bytes)
 
 
 def as_samples(samples: Any, n_features: int) -> np.ndarray:

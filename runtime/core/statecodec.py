@@ -49,6 +49,7 @@ import numpy as np
 
 from .errors import FailedPrecondition, InvalidInput, PermissionDenied, Unauthenticated
 from .model import Model
+from .samples import FLOAT32_LE
 
 __all__ = ["FORMAT_VERSION", "MAGIC", "MAX_POSITION", "ExportedState", "StateKeys", "decode_state", "encode_state",
            "reseal"]
@@ -135,11 +136,11 @@ def encode_state(model: Model, position: int, state: Mapping[str, np.ndarray], *
         raise InvalidInput(f"position {position} is outside 0..{MAX_POSITION}")
     specs, chunks = [], []
     for s in model.state_spec:
-        a = np.asarray(state[s.name], dtype="<f4").reshape(s.shape)  # [*shape]
+        a = np.asarray(state[s.name], dtype=FLOAT32_LE).reshape(s.shape)  # [*shape]
         specs.append({"name": s.name, "shape": list(s.shape)})
         chunks.append(np.ascontiguousarray(a).tobytes())
     header = json.dumps({"model": model.name, "version": model.version, "position": int(position),
-                         "tenant": tenant, "state": specs, "dtype": "<f4"}, separators=(",", ":")).encode()
+                         "tenant": tenant, "state": specs, "dtype": FLOAT32_LE.str}, separators=(",", ":")).encode()
     body = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(header)) + header + b"".join(chunks)
     return body + (keys or _PROCESS_KEYS).sign(body)
 
@@ -174,7 +175,7 @@ def decode_state(data: bytes, *, keys: StateKeys | None = None, tenant: str | No
                            f"header describes {sum(sizes)})")
     state, offset = {}, 0
     for (sname, shape), size in zip(specs, sizes):
-        state[sname] = np.frombuffer(payload[offset:offset + size], dtype="<f4").reshape(shape).astype(np.float32)
+        state[sname] = np.frombuffer(payload[offset:offset + size], dtype=FLOAT32_LE).reshape(shape).astype(np.float32)
         offset += size
     return ExportedState(model=name, version=version, position=position, state=state, tenant=owner)
 
@@ -208,7 +209,7 @@ def _header(raw: bytes) -> tuple[str, int, int, str, Sequence[tuple[str, tuple[i
     if not isinstance(h, dict):
         raise bad("not an object")
     name, version, position, owner = h.get("model"), h.get("version"), h.get("position"), h.get("tenant", "")
-    if not isinstance(name, str) or not isinstance(owner, str) or h.get("dtype") != "<f4":
+    if not isinstance(name, str) or not isinstance(owner, str) or h.get("dtype") != FLOAT32_LE.str:
         raise bad("model, tenant and dtype must be strings, dtype '<f4'")
     for label, v, hi in (("version", version, 2**31), ("position", position, MAX_POSITION)):
         if type(v) is not int or not 0 <= v <= hi:

@@ -5,8 +5,9 @@ refuses one past ``max_streams`` or past ``max_streams_per_tenant`` with
 RESOURCE_EXHAUSTED before anything is read. :class:`IdleWatch` ends a stream
 that has sent nothing for ``timeout`` seconds while not being answered: one
 timer per stream, re-armed only when it fires (the per-message cost is one
-float store), which cancels the handler's task; the servicer then ends the
-RPC with DEADLINE_EXCEEDED and the session stays resumable.
+float store), which cancels the handler's task; the stream's lifecycle
+(:mod:`~eddy.runtime.grpc.lifecycle`) then ends the RPC with
+DEADLINE_EXCEEDED and the session stays resumable.
 
 :class:`StreamGate` puts both together for every streaming RPC on the port:
 the server builds one and hands it to the eddy.v1 ``Stream`` and the Open
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Callable
 
 import grpc
 
@@ -66,6 +68,7 @@ class IdleWatch:
         self.timeout = timeout
         self.expired = False  # True once it cancelled the task
         self.busy = False  # a message is being answered: not idle
+        self.busy_fn: Callable[[], bool] | None = None  # if set, judges busyness instead of `busy`
         self._loop = asyncio.get_running_loop()
         self.last = self._loop.time()  # when the last message arrived
         self._task = task or asyncio.current_task()
@@ -74,8 +77,9 @@ class IdleWatch:
     def _check(self) -> None:
         now = self._loop.time()
         idle_for = now - self.last
-        if self.busy or idle_for < self.timeout:  # type: ignore[operator]
-            self._timer = self._loop.call_later(self.timeout - (0 if self.busy else idle_for), self._check)  # type: ignore[operator]
+        busy = self.busy if self.busy_fn is None else self.busy_fn()
+        if busy or idle_for < self.timeout:  # type: ignore[operator]
+            self._timer = self._loop.call_later(self.timeout - (0 if busy else idle_for), self._check)  # type: ignore[operator]
             return
         self.expired = True
         self._timer = None

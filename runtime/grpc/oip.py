@@ -22,13 +22,15 @@ stays open. A rejected request changes no session.
 
 ModelStreamInfer runs each request as soon as it is read, so one stream can
 carry many sequences that batch together; requests of one sequence run in
-order, and answers come back as they complete (match them by ``id``). The
-stream itself goes through the server's
-:class:`~eddy.runtime.grpc.limits.StreamGate`, like an eddy.v1 ``Stream``:
+order, and answers come back as they complete (match them by ``id``): the
+protocol is :class:`~eddy.runtime.grpc.oip_stream.OipStreamHandler`, which a
+test drives without a socket. The call itself lives in the one stream
+lifecycle (:mod:`~eddy.runtime.grpc.lifecycle`), like an eddy.v1 ``Stream``:
 ``--max-streams``/``--max-streams-per-tenant`` (RESOURCE_EXHAUSTED before
-anything is read), ``--stream-idle-timeout`` (DEADLINE_EXCEEDED), and its
-true close status in the metrics. A request that does not parse ends the
-stream with INVALID_ARGUMENT after the requests before it are answered.
+anything is read), ``--stream-idle-timeout`` (DEADLINE_EXCEEDED), its true
+close status in the metrics and its open/close log lines. A request that
+does not parse ends the stream with INVALID_ARGUMENT after the requests
+before it are answered.
 """
 
 from __future__ import annotations
@@ -36,7 +38,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, TypeVar
@@ -47,7 +48,8 @@ from eddy.v1 import oip_pb2 as pb
 
 from ..core.errors import EddyError, InvalidInput, NotFound
 from ..serving.dataplane import DataPlane
-from ..serving.sequences import Sequences
+from ..serving.sequences import Sequences, SequenceStep
+from .lifecycle import StreamCall
 from .limits import StreamGate
 from .oip_codec import (
     infer_input,
@@ -56,20 +58,17 @@ from .oip_codec import (
     model_metadata,
     model_statistics,
     repository_index,
-    requested_samples,
     sequence_step,
-    stream_response_bytes,
 )
+from .oip_stream import Answer, OipStreamHandler
 from .security import TENANT
-from .status import to_status
-from .unary import ended_early, run_unary, settle_end_of_input
+from .unary import run_unary
 from .wire import Malformed, RateLimitedLog, is_malformed
 
 __all__ = ["EXTENSIONS", "OIP_SERVICE", "OipServicer"]
 
 OIP_SERVICE = "inference.GRPCInferenceService"  # the wire name; our messages live in package eddy.v1.oip
 EXTENSIONS = ["model_configuration", "sequence", "statistics"]  # ServerMetadata.extensions
-MAX_IN_FLIGHT = 1024  # requests of one ModelStreamInfer running at once; reading pauses past it
 
 T = TypeVar("T")
 
@@ -152,97 +151,50 @@ class OipServicer:
 
     # -- inference ----------------------------------------------------------
     async def ModelInfer(self, request: pb.ModelInferRequest, context: Any) -> bytes:
-        return await self._unary("ModelInfer", context, lambda: self._infer(request))  # serialized already
+        return await self._unary("ModelInfer", context, lambda: self.infer(request))  # serialized already
 
     async def ModelStreamInfer(self, request_iterator: AsyncIterator[pb.ModelInferRequest | Malformed],
-                               context: Any) -> AsyncIterator[pb.ModelStreamInferResponse | bytes]:
+                               context: Any) -> AsyncIterator[Answer]:
         tenant = TENANT.get()
-        idle = await self.gate.enter("ModelStreamInfer", tenant, context)  # RESOURCE_EXHAUSTED past --max-streams
-        answers: asyncio.Queue[pb.ModelStreamInferResponse | bytes | None] = asyncio.Queue()
-        slots = asyncio.Semaphore(MAX_IN_FLIGHT)
-        last: dict[str, asyncio.Task[None]] = {}  # sequence id -> its latest request's task (per-sequence order)
-        tasks: set[asyncio.Task[None]] = set()
-        latency, code = self.metrics.latency("ModelStreamInfer"), grpc.StatusCode.OK
-        malformed: list[Malformed] = []  # a request that did not parse: the stream ends after the earlier answers
+        handler = OipStreamHandler(self.infer)
+        async with StreamCall(self.gate, "ModelStreamInfer", context, tenant, fields=handler.log_fields) as call:
+            call.opened(rpc="ModelStreamInfer")
+            handler.record = call.answered
+            call.busy_while(lambda: handler.running > 0)  # idle: nothing sent and nothing being computed
+            call.closing(handler.close)
+            malformed: list[Malformed] = []  # a request that did not parse: the stream ends after the earlier answers
 
-        async def run(request: pb.ModelInferRequest, after: asyncio.Task[None] | None) -> None:
-            try:
-                if after is not None and not after.done():
-                    await asyncio.wait((after,))  # its outcome is its own answer's business
-                t0 = time.perf_counter()
-                answer: pb.ModelStreamInferResponse | bytes
+            async def read() -> None:
                 try:
-                    answer = stream_response_bytes(await self._infer(request))
-                    outcome = "OK"
-                except Exception as e:
-                    status, message = to_status(e, "ModelStreamInfer")
-                    answer = pb.ModelStreamInferResponse(error_message=message, infer_response=pb.ModelInferResponse(
-                        model_name=request.model_name, model_version=request.model_version, id=request.id))
-                    outcome = status.name
-                latency(time.perf_counter() - t0)
-                self.metrics.stream_messages(request.model_name, outcome)()
-                answers.put_nowait(answer)
-            finally:
-                slots.release()
-                idle.busy = len(tasks) > 1  # this one is done (discarded from `tasks` just after)
+                    async for request in request_iterator:
+                        call.received()
+                        if is_malformed(request):
+                            malformed.append(request)
+                            break
+                        await handler.submit(request)
+                finally:
+                    handler.end_input()  # the client half-closed (or sent garbage)
 
-        async def read() -> None:
-            try:
-                async for request in request_iterator:
-                    idle.last, idle.busy = idle.loop_time(), True
-                    if is_malformed(request):
-                        malformed.append(request)
-                        break
-                    await slots.acquire()
-                    sid = _sequence_key(request)
-                    task = asyncio.get_running_loop().create_task(run(request, last.get(sid) if sid else None))
-                    tasks.add(task)
-                    task.add_done_callback(tasks.discard)
-                    if sid:
-                        last[sid] = task
-                        task.add_done_callback(lambda t, k=sid: last.pop(k, None) if last.get(k) is t else None)
-                idle.busy = bool(tasks)
-                if tasks:
-                    await asyncio.wait(set(tasks))
-            finally:
-                answers.put_nowait(None)  # the client half-closed (or sent garbage) and everything is answered
-
-        reader = asyncio.get_running_loop().create_task(read())
-        try:
-            while (answer := await answers.get()) is not None:
+            reader = asyncio.get_running_loop().create_task(read())
+            call.closing(lambda: _cancel(reader))
+            async for answer in handler.answers():
                 yield answer
             await reader  # re-raise a failed read (e.g. a broken request stream)
             if malformed:
                 self._faults.warning("malformed", "ModelStreamInfer: %s (peer %s)", malformed[0].message,
                                      context.peer())
-                code = grpc.StatusCode.INVALID_ARGUMENT
-                await context.abort(code, malformed[0].message)
-            await settle_end_of_input(context)  # a killed peer's clean close looks like a half-close: see there
-            code = ended_early(context) or code
-        except asyncio.CancelledError:
-            code = grpc.StatusCode.DEADLINE_EXCEEDED if idle.expired else ended_early(context) or \
-                grpc.StatusCode.CANCELLED
-            if idle.expired:  # ended by the idle timeout, not by the peer
-                await context.abort(code, idle.message)
-            raise
-        except grpc.aio.AbortError:
-            raise  # `code` already says why
-        except Exception as e:
-            code, message = to_status(e, "ModelStreamInfer")
-            await context.abort(code, message)
-        finally:
-            for t in (reader, *tasks):
-                t.cancel()
-            with contextlib.suppress(BaseException):
-                await asyncio.gather(reader, *tasks, return_exceptions=True)
-            self.gate.leave("ModelStreamInfer", tenant, idle, code)
+                await call.fail(grpc.StatusCode.INVALID_ARGUMENT, malformed[0].message)
+            await call.end_of_input()  # a killed peer's clean close looks like a half-close: see there
 
-    async def _infer(self, request: pb.ModelInferRequest) -> bytes:
-        """The serialized ``ModelInferResponse`` to one request (EddyError if it is refused)."""
-        step = sequence_step(request.parameters)  # InvalidInput for malformed sequence parameters
+    async def infer(self, request: pb.ModelInferRequest, step: SequenceStep | None = None) -> bytes:
+        """The serialized ``ModelInferResponse`` to one request (EddyError if it is refused).
+
+        ``step``: the request's sequence parameters, if the caller parsed them already.
+        """
+        if step is None:
+            step = sequence_step(request.parameters)  # InvalidInput for malformed sequence parameters
         model = self.plane.model(request.model_name, request.model_version)
-        self.plane.check_samples(requested_samples(request))  # before decoding
-        x = infer_input(request, model)  # [n, F], validated
+        x = infer_input(request, model, check=self.plane.check_samples)  # [n, F], validated
         ran, y = await self.sequences.infer(request.model_name, request.model_version, step, x, TENANT.get())
         return infer_response_bytes(ran, request.id, y)
 
@@ -250,10 +202,8 @@ class OipServicer:
         return await run_unary(method, context, work, self.metrics)
 
 
-def _sequence_key(request: pb.ModelInferRequest) -> str:
-    """The sequence a streamed request belongs to ("" = none), for ordering only (validation happens later)."""
-    p = request.parameters.get("sequence_id") if "sequence_id" in request.parameters else None
-    if p is None:
-        return ""
-    kind = p.WhichOneof("parameter_choice")
-    return str(getattr(p, kind)) if kind in ("int64_param", "uint64_param", "string_param") else ""
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(BaseException):
+        await task

@@ -23,20 +23,20 @@ import numpy as np
 from eddy.v1 import oip_pb2 as pb
 
 from ..core.errors import InvalidInput
+from ..core.layout import INPUT, OUTPUT  # the step graph's own names, served as they are
 from ..core.model import Model
+from ..core.samples import FLOAT32_LE
 from ..serving.config import ServeConfig
 from ..serving.sequences import SequenceStep
 from ..serving.stats import ModelStats
-from .tensors import decode_float32
+from .tensors import SampleCheck, decode_float32
 
 __all__ = ["INPUT", "OUTPUT", "PLATFORM", "infer_input", "infer_response", "infer_response_bytes", "model_config",
-           "model_metadata", "model_statistics", "repository_index", "requested_samples", "sequence_step",
+           "model_metadata", "model_statistics", "repository_index", "sequence_step",
            "stream_response_bytes"]
 
-INPUT, OUTPUT = "x", "y"  # the step graph's own names
 PLATFORM = "eddy"  # ONNX step graph run by onnxruntime, state kept by eddy's sessions
 _FP32 = "FP32"
-_LE_F32 = np.dtype("<f4")
 
 
 def sequence_step(parameters: dict[str, pb.InferParameter]) -> SequenceStep:
@@ -75,16 +75,11 @@ def _flag(key: str, p: pb.InferParameter) -> bool:
     return p.bool_param
 
 
-def requested_samples(request: pb.ModelInferRequest) -> int:
-    """Samples the request claims to carry (first dimension of its first input), before decoding it."""
-    inputs = request.inputs
-    if not inputs or not inputs[0].shape:
-        return 0
-    return max(int(inputs[0].shape[0]), 0)
+def infer_input(request: pb.ModelInferRequest, model: Model, *, check: SampleCheck | None = None) -> np.ndarray:
+    """The request's samples as validated raw float32 ``x[n, F]`` (InvalidInput naming the problem).
 
-
-def infer_input(request: pb.ModelInferRequest, model: Model) -> np.ndarray:
-    """The request's samples as validated raw float32 ``x[n, F]`` (InvalidInput naming the problem)."""
+    ``check``: called with the sample count the shape claims before decoding (:func:`decode_float32`).
+    """
     inputs = request.inputs
     if len(inputs) != 1 or inputs[0].name != INPUT:
         got = [i.name for i in inputs]
@@ -105,7 +100,7 @@ def infer_input(request: pb.ModelInferRequest, model: Model) -> np.ndarray:
     else:
         values, raw = inp.contents.fp32_contents, b""
     x, _ = decode_float32(list(inp.shape), values, raw, model.n_features,
-                          fields=("`contents.fp32_contents`", "`raw_input_contents`"))
+                          fields=("`contents.fp32_contents`", "`raw_input_contents`"), check=check)
     return x  # [n, F]
 
 
@@ -114,7 +109,7 @@ def infer_response(model: Model, request_id: str, y: np.ndarray) -> pb.ModelInfe
     return pb.ModelInferResponse(
         model_name=model.name, model_version=str(model.version), id=request_id,
         outputs=[pb.ModelInferResponse.InferOutputTensor(name=OUTPUT, datatype=_FP32, shape=y.shape)],
-        raw_output_contents=[y.astype(_LE_F32, copy=False).tobytes()])
+        raw_output_contents=[y.astype(FLOAT32_LE, copy=False).tobytes()])
 
 
 def infer_response_bytes(model: Model, request_id: str, y: np.ndarray) -> bytes:
@@ -129,7 +124,7 @@ def infer_response_bytes(model: Model, request_id: str, y: np.ndarray) -> bytes:
     if request_id:
         rid = request_id.encode()
         out += b"\x1a" + _varint(len(rid)) + rid  # field 3, length-delimited
-    raw = y.astype(_LE_F32, copy=False).tobytes()
+    raw = y.astype(FLOAT32_LE, copy=False).tobytes()
     return out + b"\x32" + _varint(len(raw)) + raw  # field 6, length-delimited
 
 

@@ -35,7 +35,7 @@ from ..core.errors import EddyError, FailedPrecondition, InvalidInput
 from ..serving.dataplane import DataPlane
 from ..serving.sessions import Session
 from .status import error_to_proto
-from .tensors import array_to_tensor, one_raw_sample, sample_count, tensor_to_samples
+from .tensors import array_to_tensor, one_raw_sample, tensor_to_samples
 
 __all__ = ["StreamHandler"]
 
@@ -47,7 +47,7 @@ class StreamHandler:
 
     def __init__(self, plane: DataPlane, *, client_limit: int | None = None, tenant: str = "") -> None:
         self._plane = plane
-        self._client_limit = client_limit  # bytes the client receives at most (None: the server's limit)
+        self.client_limit = client_limit  # bytes the client receives at most (None: the server's limit)
         self.tenant = tenant  # the authenticated caller ("" without authentication)
         self.session: Session | None = None
         self.finished = False  # the session was closed: the RPC should end
@@ -129,12 +129,11 @@ class StreamHandler:
             tensor = request.samples
             x = one_raw_sample(tensor, self._features)  # the common case: [1, F], no copy
             if x is None:
-                self._plane.check_samples(sample_count(tensor))  # before decoding
-                x, encoding = tensor_to_samples(tensor, self._features)  # [n, F]
+                x, encoding = tensor_to_samples(tensor, self._features, check=self._plane.check_samples)  # [n, F]
             else:
                 encoding = "raw"
             offset = session.position
-            y = await self._plane.push(session, x, client_limit=self._client_limit)  # [n, O]; advances on success
+            y = await self._plane.push(session, x, client_limit=self.client_limit)  # [n, O]; advances on success
             self.samples += len(x)
             return pb.StreamResponse(predictions=pb.Predictions(offset=offset, outputs=array_to_tensor(y, encoding)))
         if kind == "control":

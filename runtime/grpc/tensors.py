@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import numpy as np
@@ -21,26 +21,29 @@ import numpy as np
 from eddy.v1 import inference_pb2 as pb
 
 from ..core.errors import InvalidInput
+from ..core.samples import FLOAT32_LE
 
-__all__ = ["ENCODINGS", "Encoding", "array_to_tensor", "decode_float32", "one_raw_sample", "sample_count",
+__all__ = ["ENCODINGS", "Encoding", "SampleCheck", "array_to_tensor", "decode_float32", "one_raw_sample",
            "tensor_to_samples", "tensor_to_sequences"]
 
 Encoding = Literal["raw", "values"]
 ENCODINGS: tuple[Encoding, ...] = ("raw", "values")
+SampleCheck = Callable[[int], None]  # raises (e.g. RESOURCE_EXHAUSTED) for a sample count it refuses
 
-_LE_F32 = np.dtype("<f4")  # wire dtype of Tensor.raw
 _NATIVE_LE = sys.byteorder == "little"  # raw bytes are then float32 as they are (no byte swap, no copy)
 _FAST_FEATURES = 64  # one sample of up to this many features is checked with Python floats
 
 
-def tensor_to_samples(tensor: pb.Tensor, n_features: int) -> tuple[np.ndarray, Encoding]:
+def tensor_to_samples(tensor: pb.Tensor, n_features: int, *,
+                      check: SampleCheck | None = None) -> tuple[np.ndarray, Encoding]:
     """Decode and validate a samples tensor: float32 ``[n, F]`` and its encoding.
 
     Raises :class:`InvalidInput` naming the problem: not 2-D, ``n < 1``, wrong
     feature count, data length not matching the shape, both or neither
-    encoding used, NaN or infinity.
+    encoding used, NaN or infinity. ``check``: called with the sample count
+    the shape claims before anything is decoded (see :func:`decode_float32`).
     """
-    return _decode(tensor, n_features, ("n",), "samples")
+    return _decode(tensor, n_features, ("n",), "samples", check)
 
 
 def one_raw_sample(tensor: pb.Tensor, n_features: int) -> np.ndarray | None:
@@ -62,42 +65,40 @@ def one_raw_sample(tensor: pb.Tensor, n_features: int) -> np.ndarray | None:
     return x
 
 
-def tensor_to_sequences(tensor: pb.Tensor, n_features: int) -> tuple[np.ndarray, Encoding]:
+def tensor_to_sequences(tensor: pb.Tensor, n_features: int, *,
+                        check: SampleCheck | None = None) -> tuple[np.ndarray, Encoding]:
     """Decode and validate whole sequences: float32 ``[B, T, F]`` and its encoding.
 
-    Same rules as :func:`tensor_to_samples`, with ``B`` and ``T`` at least 1.
+    Same rules as :func:`tensor_to_samples`, with ``B`` and ``T`` at least 1 (``check`` gets ``B * T``).
     """
-    return _decode(tensor, n_features, ("B", "T"), "inputs")
+    return _decode(tensor, n_features, ("B", "T"), "inputs", check)
 
 
-def sample_count(tensor: pb.Tensor) -> int:
-    """Samples a tensor claims to hold (product of all but the last dimension), before decoding it.
-
-    Lets a limit be enforced before a large payload is converted.
-    """
-    count = 1
-    for d in list(tensor.shape)[:-1]:
-        count *= max(int(d), 0)
-    return count if len(tensor.shape) >= 2 else 0
-
-
-def _decode(tensor: pb.Tensor, n_features: int, lead: tuple[str, ...], what: str) -> tuple[np.ndarray, Encoding]:
-    return decode_float32(list(tensor.shape), tensor.values, tensor.raw, n_features, lead=lead, what=what)
+def _decode(tensor: pb.Tensor, n_features: int, lead: tuple[str, ...], what: str,
+            check: SampleCheck | None) -> tuple[np.ndarray, Encoding]:
+    return decode_float32(list(tensor.shape), tensor.values, tensor.raw, n_features, lead=lead, what=what,
+                          check=check)
 
 
 def decode_float32(shape: list[int], values: Sequence[float], raw: bytes, n_features: int, *,
                    lead: tuple[str, ...] = ("n",), what: str = "samples",
-                   fields: tuple[str, str] = ("`values`", "`raw`")) -> tuple[np.ndarray, Encoding]:
+                   fields: tuple[str, str] = ("`values`", "`raw`"),
+                   check: SampleCheck | None = None) -> tuple[np.ndarray, Encoding]:
     """The tensor rules on plain parts: float32 ``[*lead, F]`` from packed ``values`` or little-endian ``raw``.
 
     Shared by every protocol (eddy.v1 ``Tensor``, the Open Inference
     Protocol's ``fp32_contents`` / ``raw_input_contents``); ``fields`` names
-    the two encodings in messages. Raises :class:`InvalidInput` naming the
-    problem: wrong rank, an empty leading dimension, wrong feature count,
-    data length not matching the shape, both or neither encoding used, NaN
-    or infinity.
+    the two encodings in messages. ``check`` (e.g. the server's
+    ``--max-samples-per-message``) is called first with the samples the
+    shape claims (the product of all but the last dimension), so a limit is
+    enforced before a large payload is converted. Raises
+    :class:`InvalidInput` naming the problem: wrong rank, an empty leading
+    dimension, wrong feature count, data length not matching the shape, both
+    or neither encoding used, NaN or infinity.
     """
     # On the per-message hot path: plain Python checks first, numpy only on the data.
+    if check is not None:
+        check(math.prod(max(int(d), 0) for d in shape[:-1]) if len(shape) >= 2 else 0)
     has_values, has_raw = len(values) > 0, len(raw) > 0
     if has_values and has_raw:
         raise InvalidInput(f"tensor sets both {fields[0]} and {fields[1]}; use exactly one encoding")
@@ -111,10 +112,10 @@ def decode_float32(shape: list[int], values: Sequence[float], raw: bytes, n_feat
         raise InvalidInput(f"expected {n_features} feature(s) per sample, got shape {shape}")
     expected = math.prod(shape)
     if has_raw:
-        if len(raw) != expected * _LE_F32.itemsize:
+        if len(raw) != expected * FLOAT32_LE.itemsize:
             raise InvalidInput(f"{fields[1]} holds {len(raw)} bytes; shape {shape} needs "
-                               f"{expected * _LE_F32.itemsize} (little-endian float32)")
-        arr = np.frombuffer(raw, dtype=_LE_F32).astype(np.float32)  # copy, native order
+                               f"{expected * FLOAT32_LE.itemsize} (little-endian float32)")
+        arr = np.frombuffer(raw, dtype=FLOAT32_LE).astype(np.float32)  # copy, native order
         encoding: Encoding = "raw"
     elif has_values:
         if len(values) != expected:
@@ -137,7 +138,7 @@ def array_to_tensor(array: np.ndarray, encoding: Encoding = "raw") -> pb.Tensor:
         return pb.Tensor(shape=array.shape, raw=array.tobytes())  # the answer's hot path: already wire order
     arr = np.asarray(array, dtype=np.float32)
     if encoding == "raw":
-        return pb.Tensor(shape=arr.shape, raw=arr.astype(_LE_F32, copy=False).tobytes(order="C"))
+        return pb.Tensor(shape=arr.shape, raw=arr.astype(FLOAT32_LE, copy=False).tobytes(order="C"))
     if encoding == "values":
         return pb.Tensor(shape=arr.shape, values=arr.ravel().tolist())
     raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")

@@ -3,8 +3,8 @@
 ``run_unary`` awaits the work, records the RPC's true status in the metrics
 (OK, the error's own status, CANCELLED or DEADLINE_EXCEEDED when the caller
 left) and its latency, and aborts with the mapped status when the work raises
-(see :mod:`~eddy.runtime.grpc.status`). ``ended_early`` and
-``settle_end_of_input`` tell a streaming RPC's true end (see there).
+(see :mod:`~eddy.runtime.grpc.status`). ``ended_early`` tells how a call
+ended when the caller left (streams: :mod:`~eddy.runtime.grpc.lifecycle`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from ..core.errors import InvalidInput
 from .status import to_status
 from .wire import RateLimitedLog, is_malformed
 
-__all__ = ["ended_early", "run_unary", "settle_end_of_input"]
+__all__ = ["ended_early", "run_unary"]
 
 T = TypeVar("T")
 
@@ -60,23 +60,3 @@ def ended_early(context: grpc.aio.ServicerContext) -> grpc.StatusCode | None:
         return grpc.StatusCode.DEADLINE_EXCEEDED
     return grpc.StatusCode.CANCELLED if context.cancelled() else None
 
-
-async def settle_end_of_input(context: grpc.aio.ServicerContext) -> None:
-    """Call when a streaming RPC's request iterator ended: raises CancelledError if the peer vanished.
-
-    grpc.aio ends the request iterator the same way when the client half-closes
-    and when its connection is gone (a killed process: the kernel closes the
-    socket cleanly), so the end of input alone would count a killed client OK.
-    Only the second also completes the call's close-on-server operation as
-    cancelled, upon which grpc cancels the handler task; that completion is
-    queued in grpc's completion queue with (or just after) the end of input.
-    One more read, issued now, completes behind it: by the time the read
-    returns, a vanished peer's cancellation has been delivered (this await
-    raises CancelledError) or there was none (a half-close; it costs one read,
-    ~0.1 ms). No timing guess: it follows the queue's order (before, a fixed
-    1 ms wait missed the cancellation whenever grpc's poller thread was late).
-    """
-    try:
-        await context.read()  # EOF again at once for a half-closed call
-    except grpc.aio.BaseError:  # the RPC already finished or the server stopped: nothing more to learn
-        pass

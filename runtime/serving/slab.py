@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from ..core.model import Model
+from ..core.samples import FLOAT32_LE
 
 __all__ = ["Slab"]
 
@@ -83,7 +84,7 @@ class Slab:
 
     def load_bytes(self, row: int, data: bytes) -> None:
         """Fill one row from :meth:`row_to_bytes` output (float32 LE, tensors in manifest order)."""
-        flat = np.frombuffer(data, "<f4")
+        flat = np.frombuffer(data, FLOAT32_LE)
         if flat.size * 4 != self.row_bytes:
             raise ValueError(f"state record holds {len(data)} bytes; {self.model.name}/{self.model.version} "
                              f"needs {self.row_bytes}")
@@ -95,7 +96,7 @@ class Slab:
 
     def row_to_bytes(self, row: int) -> bytes:
         """One row's state as float32 LE bytes, tensors in manifest order."""
-        return b"".join(self.state[n][row].astype("<f4", copy=False).tobytes() for n in self.names)
+        return b"".join(self.state[n][row].astype(FLOAT32_LE, copy=False).tobytes() for n in self.names)
 
     # -- batches ---------------------------------------------------------------
     def gather(self, rows: Sequence[int]) -> dict[str, np.ndarray]:
@@ -122,7 +123,7 @@ class Slab:
     def batch_to_bytes(new: Mapping[str, np.ndarray], names: Sequence[str]) -> list[bytes]:
         """Per-session state bytes for a batch ``new`` (name -> ``[B, *shape]``), as :meth:`row_to_bytes`."""
         b = len(next(iter(new.values())))
-        flat = np.concatenate([np.asarray(new[n], "<f4").reshape(b, -1) for n in names], axis=1)  # [B, S]
+        flat = np.concatenate([np.asarray(new[n], FLOAT32_LE).reshape(b, -1) for n in names], axis=1)  # [B, S]
         return [flat[i].tobytes() for i in range(b)]
 
     # -- internals -------------------------------------------------------------
