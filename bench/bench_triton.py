@@ -367,7 +367,7 @@ def _perf_analyzer_row(pa: PerfAnalyzer, server: _Server, mode: str, n: int, win
         f.unlink(missing_ok=True)
     argv = ["-m", "lstm", "-u", server.url, "-i", "grpc", "--input-data", str(steps_path),
             "--sequence-length", str(SEQUENCE_LENGTH), "--sequence-length-variation", "0",
-            "--sequence-id-range", str(next(_ids)), "--concurrency-range", f"{n}:{n}",
+            "--sequence-id-range", str(next(_ids)), "--concurrency-range", f"{n}:{n}", "--serial-sequences",
             "--measurement-interval", str(window_ms), "-s", "999", "--max-trials", "3",
             "-f", str(csv_path), "--profile-export-file", str(export), *(["--streaming"] if mode == "stream" else [])]
     log = work / "pa.out"

@@ -208,7 +208,7 @@ def _waiting_round(model, *, busy: bool) -> tuple[bool, list[int], list[np.ndarr
         a, b, c = (store.acquire(model) for _ in range(3))
         first = await asyncio.gather(*(batcher.run(s, x[:1]) for s, x in zip((a, b, c), xs)))  # all three active
         ta = asyncio.create_task(batcher.run(a, xs[0][1:]))
-        for _ in range(5):
+        for _ in range(10):  # a few loop turns: an idle loop is seen within IDLE_TURNS of them
             await asyncio.sleep(0)
         waiting = not ta.done()
         rest = await asyncio.gather(batcher.run(b, xs[1][1:]), batcher.run(c, xs[2][1:]))

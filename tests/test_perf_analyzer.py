@@ -44,7 +44,7 @@ def test_perf_analyzer_runs_sequences_against_eddy_and_shows_its_server_side_tab
     first_id = 1_000_000 if streaming else 2_000_000  # fresh ids, never reused (no end to the range)
     r = perf_analyzer.run("-m", MODEL, "-u", eddy_serve, "-i", "grpc", "--input-data", str(steps),
                           "--sequence-length", "20", "--sequence-length-variation", "0",
-                          "--sequence-id-range", str(first_id), "--concurrency-range", "2:2",
+                          "--sequence-id-range", str(first_id), "--concurrency-range", "2:2", "--serial-sequences",
                           "--measurement-interval", "500", "-s", "999", "--max-trials", "3",
                           *(["--streaming"] if streaming else []))
     assert r.returncode == 0 and not errors(r.stdout + r.stderr), r.stdout + r.stderr

@@ -91,8 +91,11 @@ _MAX_FLIGHTS = 4
 
 # A session that sent a step within the current or the previous window of this many ns counts as active.
 ACTIVE_WINDOW_NS = 20_000_000
-# While a batch collects steps: a loop turn shorter than this that brought no new step means the loop is idle.
-IDLE_TURN_NS = 40_000
+# While a batch collects steps: IDLE_TURNS loop turns in a row, each shorter than IDLE_TURN_NS and bringing no new
+# step, mean the loop is idle (a turn with nothing else to run takes ~2.5 us here; one that ran other work, e.g. grpc
+# admitting a request, 11 us or more).
+IDLE_TURN_NS = 10_000
+IDLE_TURNS = 2
 
 # Batches carrying more input floats than this (B * n * F) run in a worker
 # thread; below it the ~100 us thread hand-off costs more than it saves.
@@ -136,7 +139,7 @@ class Batcher:
         self._was_active: set[Session] = set()  # ... and in the previous one
         self._window_end = 0  # perf_counter_ns
         self._window_ns = active_window_ns
-        self.idle_turn_ns = idle_turn_ns  # a loop turn shorter than this that brought no step: the loop is idle
+        self.idle_turn_ns = idle_turn_ns  # IDLE_TURNS loop turns shorter than this that brought no step: idle
         self._drainer: asyncio.Task[None] | None = None
         self.offload_values = offload_values  # batches with more input floats run in the worker thread
         self._executor: ThreadPoolExecutor | None = None  # created on first offload
@@ -229,24 +232,29 @@ class Batcher:
         Always one loop turn (what is already queued). Then, with ``max_delay_us`` > 0, more turns while fewer
         steps are queued than sessions were recently active (:data:`ACTIVE_WINDOW_NS`), as long as each turn
         brings a new step or takes the loop ``idle_turn_ns`` or more (other work ran: grpc admitting requests),
-        and at most ``max_delay_us`` after the oldest queued step. A quick turn that brought nothing means the
-        loop is idle: nobody else is about to arrive, so the batch runs then. Under load grpc.aio hands
-        requests to the loop one at a time, hundreds of microseconds apart; running a batch after one turn
-        made batches of ~1 step and paid onnxruntime's per-call cost for each.
+        and at most ``max_delay_us`` after the oldest queued step. :data:`IDLE_TURNS` quick turns in a row that
+        brought nothing mean the loop is idle: nobody else is about to arrive, so the batch runs then. Under
+        load grpc.aio hands requests to the loop one at a time, hundreds of microseconds apart, over several
+        turns each (most of them bring no step); running a batch after one turn made batches of ~1 step and
+        paid onnxruntime's per-call cost for each, and so did a 40 us threshold, which most of grpc's own
+        turns stay under (unary requests of 32 sequences: 1.0 steps per call; 10 us, two turns: 3-4 on a
+        loaded machine).
         """
         await asyncio.sleep(0)
         if not self.max_delay_us or not self._pending:
             return
         expect = min(self.max_batch, max(len(self._active), len(self._was_active)))
         deadline = self._pending[0].queued_ns + self.max_delay_us * 1000
+        quick = 0  # turns in a row that ran nothing else and brought no step
         while len(self._pending) < expect:
             t = perf_counter_ns()
             if t >= deadline:
                 return
             seen = len(self._pending)
             await asyncio.sleep(0)
-            if len(self._pending) == seen and perf_counter_ns() - t < self.idle_turn_ns:
-                return  # the loop had nothing else to do
+            quick = quick + 1 if len(self._pending) == seen and perf_counter_ns() - t < self.idle_turn_ns else 0
+            if quick >= IDLE_TURNS:
+                return  # the loop has nothing else to do
 
     def _take(self) -> list[_Request]:
         """The next batch: the oldest request, and if it is one sample, other sessions' single samples
