@@ -13,7 +13,7 @@ import numpy as np
 
 from .errors import InvalidInput
 
-__all__ = ["FLOAT32_LE", "as_samples"]
+__all__ = ["FLOAT32_LE", "as_fleet_samples", "as_samples", "not_finite"]
 
 FLOAT32_LE = np.dtype("<f4")  # float32, little-endian: every byte encoding of floats (wire tensors, state bytes)
 
@@ -55,3 +55,35 @@ def as_samples(samples: Any, n_features: int) -> np.ndarray:
             raise InvalidInput(f"sample {row}, feature {col} is {value}: outside float32's range (|x| < 3.4e38)")
         raise InvalidInput(f"sample {row}, feature {col} is {value}: values must be finite")
     return f32
+
+
+def as_fleet_samples(samples: Any, sessions: int, n_features: int) -> np.ndarray:
+    """Raw samples of a fleet message as float32 ``[N, k, F]`` for ``sessions`` (N) sessions.
+
+    Accepts ``[N, k, F]``, ``[N, F]`` (one sample per session) or, when
+    ``F == 1``, ``[N]``. Shapes and types are checked here; values are not:
+    a non-finite row fails only its session's entry, which the server judges.
+    """
+    if isinstance(samples, (str, bytes, bool)):
+        raise InvalidInput(f"samples must be numbers, got {type(samples).__name__}")
+    try:
+        arr = np.asarray(samples)
+    except (ValueError, TypeError) as e:  # ragged nested lists
+        raise InvalidInput(f"samples must be a rectangular array of numbers: {e}") from None
+    if arr.dtype == np.bool_ or not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+        raise InvalidInput(f"samples must be numbers, got dtype {arr.dtype}")
+    if arr.ndim == 1 and n_features == 1:
+        arr = arr.reshape(-1, 1, 1)  # [N]: one sample of one feature each
+    elif arr.ndim == 2:
+        arr = arr.reshape(arr.shape[0], 1, arr.shape[1])  # [N, F]: one sample each
+    if arr.ndim != 3 or arr.shape[0] != sessions or arr.shape[1] < 1 or arr.shape[2] != n_features:
+        raise InvalidInput(f"samples must be shaped [N={sessions}, k >= 1, {n_features}] (or [N, {n_features}] for "
+                           f"one sample each) for {sessions} session(s), got {list(np.shape(samples))}")
+    with np.errstate(over="ignore"):  # past float32's range: inf, refused by the server for that session
+        return arr.astype(np.float32, copy=False)
+
+
+def not_finite(x: np.ndarray) -> InvalidInput:
+    """The error naming the first non-finite value of float samples ``x[n, F]`` (which must hold one)."""
+    row, col = (int(i) for i in np.argwhere(~np.isfinite(x))[0])
+    return InvalidInput(f"sample {row}, feature {col} is {float(x[row, col])}: values must be finite")

@@ -73,6 +73,7 @@ from time import perf_counter_ns
 import numpy as np
 
 from ..core.errors import EddyError, InvalidInput
+from ..core.model import Model
 from .config import ServeConfig
 from .sessions import Session
 from .slab import Slab
@@ -127,6 +128,7 @@ class Batcher:
         if max_batch < 1 or max_delay_us < 0:
             raise ValueError(f"max_batch must be >= 1 and max_delay_us >= 0, got {max_batch}, {max_delay_us}")
         self.max_batch = max_batch if enabled else 1
+        self.row_batch = max_batch  # rows per call of a fleet's step (its sessions came together: batched anyway)
         self.max_delay_us = max_delay_us if enabled else 0
         self.enabled = enabled
         self.on_batch = on_batch
@@ -146,6 +148,7 @@ class Batcher:
         self.commit = commit  # durable store: awaited with each batch's new state before anyone is answered
         self._flights: set[asyncio.Task[None]] = set()  # durable: batches whose store write is in flight
         self._flying: set[Session] = set()  # ... and their sessions (none of them may join another batch)
+        self._writes: set[asyncio.Future[dict[int, EddyError]]] = set()  # run_rows' durable writes in progress
 
     async def run(self, session: Session, x: np.ndarray, *, alone: bool = False) -> np.ndarray:
         """Advance ``session`` by raw samples ``x[n, F]``; returns raw ``y[n, O]``.
@@ -178,6 +181,54 @@ class Batcher:
         if self._drainer is None or self._drainer.done():
             self._drainer = loop.create_task(self._drain())
         return await request.future
+
+    async def run_rows(self, sessions: Sequence[Session], rows: np.ndarray | slice,
+                       x: np.ndarray) -> tuple[np.ndarray, dict[int, EddyError]]:
+        """A fleet's step: advance ``sessions`` (rows ``rows`` of their one slab) by raw ``x[B, k, F]``.
+
+        The caller holds every session (each once; ``rows`` an ``intp``
+        array or a slice of consecutive rows, in the order of ``sessions``)
+        and validated ``x`` (float32, finite). Runs sample by sample through
+        the step graph at batch B (k calls; B past ``max_batch`` in several
+        calls), so each row gets exactly what it gets alone, one sample per
+        message; on the event loop, or in the worker thread past
+        ``offload_values`` inputs. It does not join the queue: it neither
+        waits for other sessions' steps nor holds them up. Durable stores:
+        one write for the B sessions before anything changes in memory.
+
+        Returns raw ``y[B, k, O]`` and the sessions (by index) whose durable
+        write the store refused; the others advanced by k (one
+        :meth:`Slab.scatter <eddy.runtime.serving.slab.Slab.scatter>`).
+        Cancelled before the write, nothing changed; a write that started is
+        finished and applied (it stands): :meth:`settled` waits for it.
+        """
+        slab = sessions[0].slab
+        t0 = perf_counter_ns()
+        state = slab.gather(rows)  # a copy, or views of rows only this caller writes (safe in the worker thread)
+        t1 = perf_counter_ns()
+        if x.size <= self.offload_values:
+            y, new = _steps(slab.model, x, state, self.row_batch)
+        else:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(1, thread_name_prefix="eddy-batcher")
+            y, new = await asyncio.get_running_loop().run_in_executor(self._executor, _steps, slab.model, x, state,
+                                                                      self.row_batch)
+        phases = (t1 - t0, perf_counter_ns() - t1)
+        if self.commit is None:
+            t2 = perf_counter_ns()
+            slab.scatter(rows, new, x.shape[1])
+            self._count_rows(sessions[0], x.shape, *phases, perf_counter_ns() - t2)
+            self.requests += len(sessions)
+            return y, {}
+        write = asyncio.ensure_future(self._write_rows(sessions, rows, new, x.shape, phases))
+        self._writes.add(write)
+        write.add_done_callback(self._writes.discard)
+        return y, await asyncio.shield(write)
+
+    async def settled(self) -> None:
+        """Wait until the durable writes :meth:`run_rows` started are applied (their callers may have left)."""
+        if self._writes:
+            await asyncio.gather(*self._writes, return_exceptions=True)
 
     def close(self) -> None:
         """Stop the worker thread (after the server stopped calling :meth:`run`)."""
@@ -389,6 +440,32 @@ class Batcher:
         y, new = await asyncio.get_running_loop().run_in_executor(self._executor, slab.model.advance, x, state)
         return y, new, t1
 
+    async def _write_rows(self, sessions: Sequence[Session], rows: np.ndarray | slice, new: _State,
+                          shape: tuple[int, ...], phases: tuple[int, int]) -> dict[int, EddyError]:
+        """Durable: write the new state of ``sessions``, then scatter the rows the store took."""
+        b, k, _ = shape
+        errors = await self.commit(sessions, new, [k] * b)  # type: ignore[misc]
+        t2 = perf_counter_ns()
+        failed = {i: e for i, e in enumerate(errors) if e is not None}
+        if failed:
+            keep = np.array([i not in failed for i in range(b)], np.bool_)
+            index = np.arange(rows.start, rows.stop) if isinstance(rows, slice) else rows
+            rows, new = index[keep], {n: v[keep] for n, v in new.items()}
+        if len(failed) < b:
+            sessions[0].slab.scatter(rows, new, k)
+        self._count_rows(sessions[0], shape, *phases, perf_counter_ns() - t2)
+        self.requests += b - len(failed)
+        return failed
+
+    def _count_rows(self, session: Session, shape: tuple[int, ...], input_ns: int, infer_ns: int,
+                    output_ns: int) -> None:
+        """A fleet step's onnxruntime calls (k per group of at most ``row_batch`` rows), phases shared evenly."""
+        b, k, _ = shape
+        sizes = [min(self.row_batch, b - i) for i in range(0, b, self.row_batch)] * k
+        n = len(sizes)
+        for size in sizes:
+            self._count(session, size, size, input_ns // n, infer_ns // n, output_ns // n)
+
     def _count(self, session: Session, size: int, samples: int, input_ns: int, infer_ns: int, output_ns: int,
                queue_ns: int = 0) -> None:
         self.stats.of(session.model).executed(size, samples, input_ns=input_ns, infer_ns=infer_ns,
@@ -411,6 +488,22 @@ def _run(slab: Slab, rows: list[int], xs: list[np.ndarray]) -> tuple[np.ndarray,
     t1 = perf_counter_ns()
     y, new = slab.model.advance(x, state)  # y [B, n, O], state [B, *shape]
     return y, new, t1
+
+
+def _steps(model: Model, x: np.ndarray, state: _State, max_batch: int) -> tuple[np.ndarray, _State]:
+    """``x[B, k, F]`` sample by sample through the step graph, in calls of at most ``max_batch`` rows: y[B, k, O]."""
+    b, k, _ = x.shape
+    if b > max_batch:  # rows are independent: each part is what it would be alone
+        parts = [_steps(model, x[i:i + max_batch], {n: v[i:i + max_batch] for n, v in state.items()}, max_batch)
+                 for i in range(0, b, max_batch)]
+        return np.concatenate([y for y, _ in parts]), {n: np.concatenate([p[n] for _, p in parts]) for n in state}
+    if k == 1:
+        y, new = model.run_step(x[:, 0], state)  # [B, O]
+        return y[:, None], new
+    ys = np.empty((b, k, model.n_targets), np.float32)
+    for j in range(k):
+        ys[:, j], state = model.run_step(x[:, j], state)
+    return ys, state
 
 
 def _stack(xs: list[np.ndarray]) -> np.ndarray:

@@ -28,6 +28,7 @@ from ..core.model import Model
 from ..core.statecodec import MAX_POSITION, ExportedState, StateKeys, decode_state, encode_state, reseal
 from .batcher import OFFLOAD_VALUES, Batcher
 from .config import ServeConfig
+from .fleet import Fleet
 from .lane import Lane
 from .metrics import Metrics
 from .repository import ModelRepository
@@ -35,7 +36,7 @@ from .sessions import Session, SessionStore, SessionsView
 from .stats import Statistics
 from .store.memory import MemoryStore
 
-__all__ = ["FRAMING_BYTES", "DataPlane", "Prediction", "SessionState"]
+__all__ = ["FRAMING_BYTES", "DataPlane", "Fleet", "Prediction", "SessionState"]
 
 # Room kept for a wire's framing around an answer's float payload (field tags, lengths, shape, offset):
 # eddy.v1 needs under 48 bytes for a predictions message. An answer is refused when payload + this
@@ -186,24 +187,31 @@ class DataPlane:
         return final
 
     # -- predictions --------------------------------------------------------
-    def check_samples(self, n: int) -> None:
-        """RESOURCE_EXHAUSTED past ``max_samples_per_message`` (call it before decoding ``n`` samples)."""
+    def check_samples(self, n: int, *, per_session: bool = False) -> None:
+        """RESOURCE_EXHAUSTED past ``max_samples_per_message`` (call it before decoding ``n`` samples).
+
+        ``per_session``: ``n`` is what a fleet message carries for each of its sessions.
+        """
         limit = self.config.max_samples_per_message
         if n > limit:
-            raise ResourceExhausted(f"message holds {n} samples; the limit is {limit} per message "
-                                    "(split it into several messages)")
+            each = " for each session" if per_session else ""
+            raise ResourceExhausted(f"message holds {n} samples{each}; the limit is {limit} per message "
+                                    f"{'and session ' if per_session else ''}(split it into several messages)")
 
     def response_limit(self, client_limit: int | None = None) -> int:
         """Bytes an answer may take: the server's ``max_message_bytes``, or less if the client said so."""
         limit = self.config.max_message_bytes
         return min(limit, client_limit) if client_limit else limit
 
-    def check_answer(self, model: Model, n: int, client_limit: int | None = None) -> None:
-        """RESOURCE_EXHAUSTED if the answer to ``n`` samples could not be delivered (checked before any step)."""
+    def check_answer(self, model: Model, n: int, client_limit: int | None = None, *, extra: int = 0) -> None:
+        """RESOURCE_EXHAUSTED if the answer to ``n`` samples could not be delivered (checked before any step).
+
+        ``extra``: bytes the answer carries besides the outputs (a fleet's per-session offsets).
+        """
         limit = self.response_limit(client_limit)
-        size = n * model.n_targets * 4 + FRAMING_BYTES  # float32 outputs
+        size = n * model.n_targets * 4 + FRAMING_BYTES + extra  # float32 outputs
         if size > limit:
-            most = max(0, (limit - FRAMING_BYTES) // (model.n_targets * 4))
+            most = max(0, (limit - FRAMING_BYTES - extra) // (model.n_targets * 4))
             raise ResourceExhausted(f"the answer to {n} samples would take {size} bytes, over the {limit}-byte "
                                     f"message limit; send at most {most} samples per message")
 
@@ -239,6 +247,16 @@ class DataPlane:
         stats.finished(True, perf_counter_ns() - t0)
         self._count(session.model.name, len(x))
         return y
+
+    def open_fleet(self, model: str, version: str | int | None = None, *, tenant: str = "",
+                   client_limit: int | None = None) -> Fleet:
+        """A :class:`~eddy.runtime.serving.fleet.Fleet` on ``model`` at ``version`` (latest if omitted or empty):
+        many sessions per message; ``await fleet.release()`` when its stream ends."""
+        return Fleet(self, self.repository.get(model, version), name=model, tenant=tenant, client_limit=client_limit)
+
+    def record_samples(self, model: str, n: int) -> None:
+        """Count ``n`` samples predicted by ``model`` (the samples metric)."""
+        self._count(model, n)
 
     async def predict(self, model: Model, x: np.ndarray, states: Sequence[bytes] = (), *,
                       client_limit: int | None = None, tenant: str = "") -> Prediction:

@@ -11,7 +11,8 @@ last time it was touched (``float64``), so an idle session costs its state
 bytes plus 16 and the id-map entry of the store that owns the slab.
 
 Single-threaded: use a slab from one event-loop thread. A gathered array is a
-copy, so a worker thread may read it while the loop grows the slab.
+copy or a view of rows the caller holds, so a worker thread may read it while
+the loop grows the slab.
 """
 
 from __future__ import annotations
@@ -23,9 +24,19 @@ import numpy as np
 from ..core.model import Model
 from ..core.samples import FLOAT32_LE
 
-__all__ = ["Slab"]
+__all__ = ["Rows", "Slab", "as_rows"]
 
 _MIN_ROWS = 16  # first allocation; doubled whenever the free list runs dry
+
+Rows = Sequence[int] | np.ndarray | slice  # a batch's rows: ints, an intp array, or a slice of consecutive rows
+
+
+def as_rows(rows: Sequence[int]) -> np.ndarray | slice:
+    """``rows`` as a slice when they are consecutive and ascending (gathered as views), else an ``intp`` array."""
+    index = np.array(rows, np.intp)
+    if len(index) > 1 and index[-1] - index[0] == len(index) - 1 and (np.diff(index) == 1).all():
+        return slice(int(index[0]), int(index[-1]) + 1)
+    return index
 
 
 class Slab:
@@ -99,22 +110,35 @@ class Slab:
         return b"".join(self.state[n][row].astype(FLOAT32_LE, copy=False).tobytes() for n in self.names)
 
     # -- batches ---------------------------------------------------------------
-    def gather(self, rows: Sequence[int]) -> dict[str, np.ndarray]:
-        """The state of ``rows``: name -> ``[B, *shape]`` (one fancy-index copy per tensor)."""
-        if len(rows) == 1:
+    def gather(self, rows: Rows) -> dict[str, np.ndarray]:
+        """The state of ``rows``: name -> ``[B, *shape]``.
+
+        Rows as ints or an ``intp`` array: one fancy-index copy per tensor; a
+        lone row given as a list, or a ``slice`` of consecutive rows: zero-copy
+        views (they stay valid while the slab grows: growing allocates new
+        arrays and leaves these as they were).
+        """
+        if isinstance(rows, slice):
+            return {n: a[rows] for n, a in self.state.items()}
+        if len(rows) == 1 and not isinstance(rows, np.ndarray):
             return self.view(rows[0])  # no copy for a lone session
-        index = np.fromiter(rows, np.intp, len(rows))
+        index = rows if isinstance(rows, np.ndarray) else np.fromiter(rows, np.intp, len(rows))
         return {n: a[index] for n, a in self.state.items()}
 
-    def scatter(self, rows: Sequence[int], new: Mapping[str, np.ndarray], advance: int) -> None:
+    def scatter(self, rows: Rows, new: Mapping[str, np.ndarray], advance: int) -> None:
         """Write back ``new`` (name -> ``[B, *shape]``) and advance each row's position by ``advance`` samples."""
+        if isinstance(rows, slice):  # consecutive rows: one block copy per tensor
+            for n in self.names:
+                self.state[n][rows] = new[n]
+            self.position[rows] += advance
+            return
         if len(rows) == 1:
-            r = rows[0]
+            r = int(rows[0])
             for n in self.names:
                 self.state[n][r] = new[n][0]
             self.position[r] += advance
             return
-        index = np.fromiter(rows, np.intp, len(rows))
+        index = rows if isinstance(rows, np.ndarray) else np.fromiter(rows, np.intp, len(rows))
         for n in self.names:
             self.state[n][index] = new[n]
         self.position[index] += advance
