@@ -36,8 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
             "The model is used as it was trained: by default the graphs take and return what the Keras model "
             "takes and returns (raw in, raw out, no normalisation added). A model trained on scaled data needs its "
             "scaling given with --input-mean/--input-std/--target-mean/--target-std; it goes inside the graphs. "
-            "--data only scores the exported graphs (window and streamed test RMSE next to persistence) and feeds "
-            "the parity checks; it never changes the graphs. Exit status: 0 written; 2 bad flags, data or an "
+            "--data only scores the exported graphs (window and streamed test RMSE next to persistence), calibrates "
+            "prediction intervals on its validation part (--intervals) and feeds the parity checks; it never changes "
+            "the graphs; without --data the version has no intervals. Exit status: 0 written; 2 bad flags, data or an "
             "unsupported model or a broken model file (one line on stderr, before tensorflow is imported where the file "
             "shows it; nothing written); 1 export or parity check failed "
             "(nothing written)."
@@ -82,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "one), with a warning line when it beats the streamed test score (default: off)")
     p.add_argument("--fill", choices=FILLS, default=None,
                    help="with --data: handle missing values as in eddy train (default: an error)")
+    c.add_intervals_flag(p, _DEFAULTS.intervals)
     p.add_argument("--seed", type=c.seed, default=0, metavar="N",
                    help="seed of the parity checks' random chunks and inputs (default: 0)")
     return p
@@ -102,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
             horizon=args.horizon, data=args.data, fill=args.fill, split=args.split, season=args.season,
             norm_identity=args.norm_identity, input_mean=args.input_mean, input_std=args.input_std,
             target_mean=args.target_mean, target_std=args.target_std, formats=c.formats(args.formats),
-            semantics=args.semantics,
+            semantics=args.semantics, intervals=tuple(sorted(set(args.intervals))),
             name=args.name, seed=args.seed,
         )
     except (EddyError, OSError, KeyboardInterrupt) as e:
@@ -113,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{m.training.get('normalization')})")
     if m.metrics:
         print(c.score_line(m.metrics, m.horizon))
+    for line in c.interval_lines(m.metrics, m.calibration):
+        print(line)
     print(c.parity_line(m.parity))
     for warning in baseline_warnings(
             m.metrics, window=m.window,

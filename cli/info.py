@@ -73,6 +73,7 @@ def collect(path: str | Path) -> dict[str, Any]:
         "target_transform": m.target_transform,
         "parity": m.parity,
         "test": test,
+        "intervals": {"calibration": m.calibration or None, "test": m.metrics.get("intervals")},
         "warnings": baseline_warnings(m.metrics, window=m.window, training=training.get("training")),
         "training": {
             "training": training.get("training"),  # windows or tbptt (absent before --training existed)
@@ -123,6 +124,7 @@ def format_table(info: dict[str, Any]) -> str:
         row("", "; ".join(f"out {c}: mean {v['mean']:.4g}, std {v['std']:.4g}" for c, v in norm["targets"].items()))
     row("parity", _parity(info["parity"]))
     _test_rows(row, info["test"])
+    _interval_rows(row, info.get("intervals") or {}, info["targets"])
     for warning in info.get("warnings") or []:
         row("", warning)
     row("training", _training(info["training"]))
@@ -286,6 +288,32 @@ def _test_rows(row: Any, test: dict[str, Any]) -> None:
                                           f"{_compare(rmse, b.get('rmse'))}")
     for col, v in (test.get("per_target") or {}).items():
         row("", f"{col}: RMSE {_num(v.get('rmse'))}  MAE {_num(v.get('mae'))}")
+
+
+def _interval_rows(row: Any, intervals: dict[str, Any], targets: list[str]) -> None:
+    """The calibration and what it covers on the test part (or how to get one)."""
+    cal = intervals.get("calibration")
+    if not cal:
+        row("intervals", "none: made before eddy calibrated intervals (retrain with eddy train, or calibrate the Keras "
+                         "model with eddy export model.keras --data FILE.csv --out DIR)")
+        return
+    levels = cal.get("levels") or []
+    sign = "+-" if cal.get("space") == "absolute" else "x/ 1+"
+    widths = "; ".join(f"{t}: " + ", ".join(f"{_pct(lv)} {sign}{_num(q)}" for lv, q in zip(levels, qs))
+                       for t, qs in (cal.get("quantiles") or {}).items())
+    online = cal.get("online") or {}
+    row("intervals", f"split conformal on {cal.get('rows')} streamed validation residuals, {cal.get('space')} space: "
+                     f"{widths}; recalibrated online per session (gamma {online.get('gamma')}, live window "
+                     f"{online.get('window')} samples)")
+    test = intervals.get("test") or {}
+    for name, f in (test.get("levels") or {}).items():
+        row("", f"{name}%: covers {_pct(f.get('coverage'))} of the {test.get('rows')} test rows (served, recalibrated "
+                f"online: {_pct(f.get('served_coverage'))}), width {_num(f.get('width'))} vs persistence "
+                f"{_num(f.get('persistence_width'))} at the same coverage")
+
+
+def _pct(value: Any) -> str:
+    return f"{value:.1%}" if _finite(value) else "n/a"
 
 
 def _compare(model: Any, baseline: Any) -> str:

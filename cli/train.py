@@ -130,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="also write dynamically quantised graphs (step_int8.onnx, sequence_int8.onnx) and "
                           "measure their size and accuracy change (default: off)")
     c.add_format_flag(out, quantize=True)
+    c.add_intervals_flag(out, d.intervals)
     out.add_argument("--quiet", action="store_true",
                      help="print only the version directory written, no per-epoch lines (default: off)")
     return p
@@ -176,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         name=args.name,
         quantize=args.quantize,
         formats=c.formats(args.formats),
+        intervals=tuple(sorted(set(args.intervals))),
     )
     try:
         config.validate()
@@ -200,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
         for warning in baseline_warnings(result.manifest.metrics, window=result.manifest.window,
                                          training=config.training):
             print(f"eddy train: {warning}", file=sys.stderr)
+        for line in c.interval_lines(result.manifest.metrics, {}):  # without a calibration: the warnings only
+            print(f"eddy train: {line}", file=sys.stderr)
         print(result.version_dir)
         return 0
     m, t = result.manifest, result.manifest.training
@@ -209,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
         f"export+verify {result.export_seconds:.1f} s)"
     )
     print(c.score_line(m.metrics, m.horizon, m.target_transform))
+    for line in c.interval_lines(m.metrics, m.calibration):
+        print(line)
     print(c.parity_line(m.parity))
     print(f"gradients {health.verdict}: {'; '.join(health.notes)}")
     for warning in baseline_warnings(m.metrics, window=m.window, training=config.training):

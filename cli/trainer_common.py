@@ -14,7 +14,8 @@ from eddy.runtime.core.layout import GRAPH_FORMATS
 
 from .errors import report
 
-__all__ = ["TRAIN_MODULES", "add_format_flag", "at_least", "failed", "finite_float", "formats", "has_training_extra",
+__all__ = ["TRAIN_MODULES", "add_format_flag", "add_intervals_flag", "at_least", "failed", "finite_float", "formats",
+           "has_training_extra", "interval_lines", "level",
            "non_negative_float", "parity_line", "positive_float", "print_flush", "rate", "score_line", "seed", "split"]
 
 TRAIN_MODULES = ("tensorflow", "keras", "tf2onnx", "onnx")  # what the training extra provides
@@ -37,6 +38,28 @@ def score_line(metrics: dict[str, Any], horizon: int, transform: str | None = No
         + f" ({metrics['windows']} test rows, raw units, {horizon} step{'s' if horizon != 1 else ''} ahead"
         + (f", target transform {transform}" if transform else "") + ")"
     )
+
+
+def add_intervals_flag(parser: argparse.ArgumentParser | Any, default: tuple[float, ...]) -> None:
+    """``--intervals L [L ...]``: the levels ``eddy train`` and ``eddy export --data`` calibrate (one help text)."""
+    parser.add_argument("--intervals", type=level, nargs="+", default=list(default), metavar="LEVEL",
+                        help="prediction-interval levels to calibrate, each in (0, 1): split conformal on the streamed "
+                             "validation residuals, recorded in the manifest with the test part's coverage; a served "
+                             "or local stream returns them on request, recalibrated online "
+                             f"(default: {' '.join(f'{v:g}' for v in default)})")
+
+
+def interval_lines(metrics: dict[str, Any], calibration: dict[str, Any]) -> list[str]:
+    """Each level's calibrated interval and its coverage of the test part, and a warning per level left out."""
+    intervals = metrics.get("intervals") or {}
+    figures = intervals.get("levels") or {}
+    notes = [f"warning: {note}" for note in intervals.get("notes") or []]
+    if not calibration or not figures:
+        return notes
+    parts = [f"{name}% covers {f['coverage']:.1%} (served {f['served_coverage']:.1%}), width {f['width']:.4g} vs "
+             f"persistence's {f['persistence_width']:.4g}" for name, f in figures.items()]
+    return [f"intervals (split conformal, {calibration.get('rows')} validation residuals, {calibration.get('space')}) "
+            f"on the {intervals['rows']} test rows: " + "; ".join(parts), *notes]
 
 
 def add_format_flag(parser: argparse.ArgumentParser | Any, quantize: bool = False) -> None:
@@ -102,6 +125,13 @@ def finite_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
     if value != value or value in (float("inf"), float("-inf")):
         raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def level(text: str) -> float:
+    value = finite_float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"an interval level is a coverage in (0, 1), e.g. 0.8, got {text}")
     return value
 
 

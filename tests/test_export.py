@@ -274,7 +274,13 @@ def test_export_serves_what_keras_predicts_on_raw_values(tmp_path: Path, capsys:
         assert export_main([str(tmp_path / "raw.keras"), "--out", str(tmp_path / out), *extra]) == 0
     printed = capsys.readouterr().out
     assert "test RMSE streamed " in printed and " window " in printed and " vs persistence " in printed
+    # 120 rows: 18 validation rows calibrate 80 % intervals (16 needed) but not 95 % (19): that level is left out
+    assert "intervals (split conformal, 18 validation residuals, absolute) on the 18 test rows: 80% covers" in printed
+    assert "warning: no 95% interval: it needs at least 19 validation rows, the validation part has 18" in printed
     with_data, without = runtime.load(tmp_path / "with_data"), runtime.load(tmp_path / "without")
+    assert with_data.interval_levels == (0.8,) and without.manifest.calibration == {}
+    with pytest.raises(runtime.FailedPrecondition, match="--data FILE.csv"):
+        without.stream().push(20.0, intervals=True)  # an export without data has nothing to calibrate on
     for kind in ("step", "sequence"):  # --data changes nothing in the graphs (tf2onnx's doc_string aside)
         a, b = (onnx.load(d.path / f"{kind}.onnx").graph for d in (with_data, without))
         assert [list(g.node) + list(g.initializer) + list(g.input) + list(g.output) for g in (a, b)] == \

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from _png import colour_fraction, png_size
 
+import eddy.runtime as runtime
 import eddy.trainer.train
 from eddy.cli.train import TRAIN_EXTRA_MESSAGE, main
 from eddy.runtime.core.manifest import read_manifest
@@ -238,6 +239,7 @@ BAD_FLAGS = [
     (["--season", "0"], "argument --season: must be at least 1"),
     (["--reduce-lr-patience", "-1"], "argument --reduce-lr-patience: must be at least 0"),
     (["--quantize", "int4"], "argument --quantize: invalid choice: 'int4'"),
+    (["--intervals", "0.8", "95"], "argument --intervals: an interval level is a coverage in (0, 1), e.g. 0.8, got 95"),
 ]
 
 
@@ -257,7 +259,7 @@ def test_help_states_every_default(capsys: pytest.CaptureFixture[str]) -> None:
     flags = ["--data", "--synthetic", "--features", "--target", "--window", "--horizon", "--split", "--fill", "--season",
              "--cell", "--layers", "--units", "--dropout", "--recurrent-dropout", "--l2", "--epochs", "--training",
              "--batch-size", "--lr", "--clipnorm", "--clipvalue", "--patience", "--reduce-lr-patience", "--seed", "--out",
-             "--name", "--quantize", "--quiet"]
+             "--name", "--quantize", "--intervals", "--quiet"]
     text = " ".join(out.split())
     for flag, nxt in zip(flags, flags[1:] + ["$"]):
         section = text[text.index(f" {flag} ", text.index("options:")):]
@@ -402,6 +404,17 @@ def test_manifest_contents(two_runs: Path) -> None:
     assert m.metrics["per_target"]["sunspots"]["rmse"] == m.metrics["rmse"] == pytest.approx(m.metrics["mse"] ** 0.5)
     assert m.metrics["baselines"]["persistence"]["rmse"] == m.metrics["persistence_rmse"]
 
+    # Intervals: split conformal on the streamed validation residuals, recomputed here from a local stream.
+    cal = m.intervals
+    assert cal is not None and (cal.levels, cal.space, cal.rows, cal.season) == ((0.8, 0.95), "absolute", 46, None)
+    y = runtime.load(out_dir / "1").stream().push(spots[:, None].astype(np.float32))[:, 0]  # row t predicts t + 1
+    residuals = np.abs(spots[216:262] - y[215:261].astype(np.float64))
+    assert cal.quantiles["sunspots"] == pytest.approx([np.sort(residuals)[37], np.sort(residuals)[44]], rel=1e-6)
+    lo, hi = y[261:308] - np.float32(cal.quantiles["sunspots"][0]), y[261:308] + np.float32(cal.quantiles["sunspots"][0])
+    assert m.metrics["intervals"]["levels"]["80"]["coverage"] == pytest.approx(
+        np.mean((lo <= spots[262:]) & (spots[262:] <= hi)), abs=1 / 47 + 1e-9)
+    assert m.metrics["intervals"]["rows"] == 47 and m.metrics["intervals"]["notes"] == []
+
     t = m.training
     assert (t["seed"], t["epochs"], t["epochs_run"], t["units"], t["batch_size"]) == (3, 2, 2, 8, 32)
     assert t["data"] == {"source": "bundled", "name": "sunspots", "path": "trainer/data/sunspots.csv", "rows": 309,
@@ -454,8 +467,14 @@ def test_report_holds_history_baselines_and_labelled_predictions(two_runs: Path)
     assert p["labels"][0] == "1962" and len(p["labels"]) == len(p["actual"]) == len(p["predicted"]) == 47
     np.testing.assert_allclose(np.asarray(p["actual"])[:, 0], bundled_series().outputs[262:, 0])
     assert report["parity"] == m.parity
+    bands = p["intervals"]["80"]  # what a served stream returned for the test rows, drawn as a band
+    assert len(bands["lower"]) == len(bands["upper"]) == 47 and set(p["intervals"]) == {"80", "95"}
+    assert all(lo <= y <= hi for lo, y, hi in zip(np.asarray(bands["lower"])[:, 0], np.asarray(p["streamed"])[:, 0],
+                                                    np.asarray(bands["upper"])[:, 0]))
+    assert report["test"]["intervals"] == m.metrics["intervals"]
     png = out_dir / "1" / "report.png"
     assert png_size(png) == (1200, 800) and colour_fraction(png, "tab:orange", rows=(0.5, 1)) > 0.0005  # predictions
+    assert colour_fraction(png, "#ddeaf3", rows=(0.5, 1), tol=0.02) > 0.02  # the 80 % band (tab:blue, alpha 0.15)
 
 
 def test_same_seed_gives_identical_weights(two_runs: Path) -> None:
@@ -584,8 +603,10 @@ def test_summary_names_version_rmse_and_parity(tmp_path: Path, capsys: pytest.Ca
     assert lines[2] == "target transform delta:" and lines[4].startswith("target transform auto: validation RMSE level ")
     assert lines[5].startswith(f"wrote {tmp_path / 'sine' / '1'}  (sine v1: simple_rnn 1x8")
     assert lines[6].startswith("test RMSE streamed ") and " window " in lines[6] and " vs persistence " in lines[6]
-    assert lines[7].startswith(f"parity vs Keras float64, max abs error (Keras float32's own), passed {RULE}: ")
+    assert lines[7].startswith("intervals (split conformal, 150 validation residuals, absolute) on the 150 test rows: "
+                               "80% covers ") and " vs persistence's " in lines[7] and "; 95% covers " in lines[7]
+    assert lines[8].startswith(f"parity vs Keras float64, max abs error (Keras float32's own), passed {RULE}: ")
     m = read_manifest(tmp_path / "sine" / "1")
-    assert all(f"{k} {c['error']:.2g} ({c['keras_float32_error']:.2g})" in lines[7] for k, c in m.parity["checks"].items())
-    assert lines[8].startswith("gradients healthy: finite norms")
+    assert all(f"{k} {c['error']:.2g} ({c['keras_float32_error']:.2g})" in lines[8] for k, c in m.parity["checks"].items())
+    assert lines[9].startswith("gradients healthy: finite norms")
     assert m.training["data"]["source"] == "synthetic" and m.name == "sine"

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from eddy.runtime.core.calibration import LEVELS, MAX_LEVELS
 from eddy.runtime.core.layout import (
     CELLS,  # the cell types a manifest may name; the trainer builds them all
     GRAPH_FORMATS,  # graph file formats: onnx, and ort for onnxruntime's mobile builds
@@ -67,6 +68,7 @@ class TrainConfig:
     name: str | None = None  # model name; None = --out's last component, else the data set's name
     quantize: str | None = None  # also write graphs of this precision ("int8"); None = float32 only
     formats: tuple[str, ...] = ("onnx",)  # graph files: "onnx" always; "ort" adds onnxruntime-format twins (.ort)
+    intervals: tuple[float, ...] = LEVELS  # prediction-interval levels calibrated on the validation part
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first invalid field."""
@@ -114,6 +116,10 @@ class TrainConfig:
             raise ValueError(f"split fractions must sum to 1, got {sum(self.split):g}")
         if self.seed is not None and not (0 <= self.seed < 2**32):
             raise ValueError(f"seed must be in [0, 2**32), got {self.seed}")
+        levels = list(self.intervals)
+        if not 1 <= len(levels) <= MAX_LEVELS or any(not (math.isfinite(v) and 0 < v < 1) for v in levels) \
+                or len(set(levels)) != len(levels):
+            raise ValueError(f"intervals must be 1-{MAX_LEVELS} distinct levels in (0, 1), e.g. 0.8 0.95, got {levels}")
         for name in ("features", "targets"):
             cols = getattr(self, name)
             if cols is not None and (not cols or len(set(cols)) != len(cols)):
@@ -126,4 +132,5 @@ class TrainConfig:
         d["out"] = None if self.out is None else str(self.out)
         d["split"] = list(self.split)
         d["formats"] = list(self.formats)
+        d["intervals"] = list(self.intervals)
         return d

@@ -14,8 +14,10 @@ statistics (``input_mean``/``input_std``/``target_mean``/``target_std``),
 which are put inside the graphs, so clients still send raw values.
 
 ``data`` (a CSV) never changes the graphs: it scores them on its test part
-(window and streamed RMSE next to persistence) and the parity checks run on
-its values; without it they run on seeded random inputs.
+(window and streamed RMSE next to persistence), calibrates prediction
+intervals on its validation part (:mod:`eddy.trainer.calibrate`) and the
+parity checks run on its values; without it they run on seeded random inputs
+and the version has no intervals.
 """
 
 from __future__ import annotations
@@ -28,9 +30,11 @@ from typing import Any
 
 import numpy as np
 
+from eddy.runtime.core.calibration import LEVELS
 from eddy.runtime.core.manifest import Manifest, Normalization
 
 from . import publish
+from .calibrate import calibrate
 from .errors import DataError, UnsupportedModelError
 from .evaluate import add_streamed, evaluate
 from .parity import PARITY_STEPS
@@ -72,6 +76,7 @@ def export_keras_file(
     target_std: list[float] | None = None,
     formats: tuple[str, ...] = ("onnx",),
     semantics: str = "stream",
+    intervals: tuple[float, ...] = LEVELS,
     name: str | None = None,
     seed: int = 0,
     log: Callable[[str], None] | None = None,
@@ -152,8 +157,13 @@ def export_keras_file(
             contained = make_window_semantics(staging.path, contained, raw, reference, features=features,
                                               targets=targets, horizon=horizon, window=window, transform="level")
             source["semantics"] = f"window: each answer depends only on the last {window} samples"
+        calibration: dict[str, Any] = {}
         if dataset is not None:
             add_streamed(metrics, dataset, contained.y_stream)
+            cal, metrics["intervals"], _ = calibrate(
+                dataset, contained.y_stream, intervals, name=name or out.resolve().name, features=list(features),
+                targets=list(targets), season=season, metrics=metrics)
+            calibration = cal.to_dict() if cal is not None else {}
         graphs = dict(contained.exported.graphs)
         if "ort" in formats:
             from .ort_format import write_ort
@@ -179,6 +189,7 @@ def export_keras_file(
             metrics=metrics,
             training={"exported_by": "eddy export", "keras_file": str(path), "seed": seed, **source},
             io="raw",
+            calibration=calibration,
         )
         version_dir = staging.publish(manifest)
     if log is not None:

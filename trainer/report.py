@@ -10,8 +10,9 @@ quantisation figures) and writes:
 - ``report.png``: three panels, readable at a glance: (a) train/val loss per
   epoch, (b) global and recurrent-kernel gradient norms per epoch with
   explosion/vanishing flagged, (c) predicted vs actual on the test part per
-  target, titled with the test RMSE next to the persistence (and seasonal
-  naive) baseline.
+  target, with the 80 % interval a served stream returned as a band (or the
+  lowest calibrated level when 0.8 is not one), titled with the test RMSE next
+  to the persistence (and seasonal naive) baseline.
 
 matplotlib is imported inside :func:`write_report` with the headless Agg
 backend, so importing this module stays cheap.
@@ -186,10 +187,22 @@ def _prediction_panel(ax: Any, report: dict[str, Any], j: int, target: str, n_pa
         s_rmse = (((report.get("test") or {}).get("streamed") or {}).get("per_target") or {}).get(target, {}).get("rmse")
         ax.plot(xs[: len(streamed)], streamed, color="tab:blue", linewidth=1.2, linestyle=":",
                 label=f"streamed (served): RMSE {_num(s_rmse)}")
+    band, band_values = _band(report), []
+    if band is not None:  # the interval a served stream returned for the same rows
+        name, bounds, figures = band
+        lower = [_at(row, j) for row in bounds.get("lower") or []]
+        upper = [_at(row, j) for row in bounds.get("upper") or []]
+        pts = [(x, lo, hi) for x, lo, hi in zip(xs, lower, upper) if lo is not None and hi is not None]
+        if pts:
+            bx, blo, bhi = zip(*pts)
+            ax.fill_between(bx, blo, bhi, color="tab:blue", alpha=0.15, linewidth=0,
+                            label=f"{name}% interval (served): covers {_pct(figures.get('served_coverage'))} "
+                                  f"of the test part")
+            band_values = list(blo + bhi)  # inside the y range below
     persistence = _baseline_text(report, target)
     if persistence:
         ax.plot([], [], " ", label=persistence)  # baselines in the legend, no line
-    values = [v for v in actual + predicted + streamed if v is not None]
+    values = [v for v in actual + predicted + streamed + band_values if v is not None]
     if values:  # headroom above the data for the legend
         low, high = min(values), max(values)
         ax.set_ylim(low - 0.05 * (high - low or 1.0), high + 0.45 * (high - low or 1.0))
@@ -202,6 +215,20 @@ def _prediction_panel(ax: Any, report: dict[str, Any], j: int, target: str, n_pa
     ax.set_xlabel(x_label)
     ax.set_ylabel(f"{target} (raw units)")
     _legend_or_empty(ax, "no test predictions")
+
+
+def _band(report: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any]] | None:
+    """The interval band to draw: level 80 if calibrated, else the lowest; (name, bounds, test figures)."""
+    bands = (report.get("test_predictions") or {}).get("intervals") or {}
+    if not bands:
+        return None
+    name = "80" if "80" in bands else min(bands, key=float)
+    figures = ((((report.get("test") or {}).get("intervals") or {}).get("levels") or {}).get(name)) or {}
+    return name, bands[name], figures
+
+
+def _pct(value: Any) -> str:
+    return f"{value:.0%}" if isinstance(value, (int, float)) and math.isfinite(value) else "n/a"
 
 
 def _verdict(report: dict[str, Any], target: str) -> str:

@@ -19,10 +19,12 @@ from typing import Any
 
 import numpy as np
 
+from eddy.runtime.core.calibration import level_name
 from eddy.runtime.core.errors import InvalidInput
 from eddy.runtime.core.manifest import Manifest
 
 from . import publish
+from .calibrate import calibrate
 from .config import TrainConfig
 from .errors import DataError
 from .gradients import GradientHealth, assess
@@ -151,6 +153,9 @@ def train(config: TrainConfig, log: Callable[[str], None] | None = print) -> Tra
         exported = contained.exported
         add_streamed(metrics, dataset, contained.y_stream)
         metrics["target_transform"] = {"kind": dataset.kind, "validation_rmse": chosen}
+        calibration, metrics["intervals"], bands = calibrate(
+            dataset, contained.y_stream, config.intervals, name=name, features=list(series.features),
+            targets=list(series.targets), season=config.season, metrics=metrics)
         export_seconds = time.perf_counter() - started
         model.save(staging.path / publish.KERAS_FILE)
         graphs = dict(exported.graphs)
@@ -183,8 +188,10 @@ def train(config: TrainConfig, log: Callable[[str], None] | None = print) -> Tra
             training=_training_record(config, dataset, seed, history, health, train_seconds, export_seconds),
             io="raw",
             target_transform=dataset.kind,
+            calibration=calibration.to_dict() if calibration is not None else {},
         )
-        report = build_report(manifest, config, dataset, history, health, y_pred, quantization, contained.y_stream)
+        report = build_report(manifest, config, dataset, history, health, y_pred, quantization, contained.y_stream,
+                              bands)
 
         def write_report(directory: Path, manifest: Manifest) -> None:
             report["model"]["version"] = manifest.version
@@ -203,11 +210,15 @@ def build_report(
     y_pred: np.ndarray,
     quantization: dict[str, Any] | None = None,
     y_stream: np.ndarray | None = None,
+    bands: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """The dict :func:`eddy.trainer.report.write_report` renders (``report.json``, ``report.png``).
 
-    ``y_stream`` ``[N, O]``: the streamed predictions over the whole series (row t predicts t + horizon)."""
+    ``y_stream`` ``[N, O]``: the streamed predictions over the whole series (row t predicts t + horizon);
+    ``bands``: the served interval bounds over the series, ``{"lower"|"upper": [L, N, O]}``."""
     series, m = dataset.series, manifest.metrics
+    served_rows = dataset.test_rows - dataset.horizon  # the output rows predicting the test rows
+    levels = list(manifest.calibration.get("levels") or []) if bands is not None else []
     return {
         "model": {
             "name": manifest.name,
@@ -236,7 +247,8 @@ def build_report(
         "best_epoch": history["best_epoch"],
         "gradient_health": health.to_dict(),
         "test": {**{k: m[k] for k in ("windows", "rmse", "mae", "per_target")},
-                 **({"streamed": m["streamed"]} if "streamed" in m else {})},
+                 **({"streamed": m["streamed"]} if "streamed" in m else {}),
+                 **({"intervals": m["intervals"]} if "intervals" in m else {})},
         "baselines": m["baselines"],
         "test_predictions": {
             "labels": [series.label(int(r)) for r in dataset.test_rows],
@@ -245,6 +257,10 @@ def build_report(
             "predicted": np.asarray(y_pred, np.float64).tolist(),  # [n_test, O] window predictions
             **({"streamed": np.asarray(y_stream, np.float64)[dataset.test_rows - dataset.horizon].tolist()}
                if y_stream is not None else {}),  # [n_test, O] what a served stream returned for the same rows
+            **({"intervals": {level_name(lv): {"lower": np.asarray(bands["lower"][i], np.float64)[served_rows].tolist(),
+                                               "upper": np.asarray(bands["upper"][i], np.float64)[served_rows].tolist()}
+                              for i, lv in enumerate(levels)}}
+               if bands is not None else {}),  # level -> [n_test, O] bounds a served stream returned for the same rows
         },
         "parity": dict(manifest.parity),
         "quantization": quantization,

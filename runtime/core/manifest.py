@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .calibration import Calibration
 from .errors import ModelLoadError
 from .layout import CELLS, GRAPH_KINDS, MANIFEST_FILE
 
@@ -96,6 +97,7 @@ class Manifest:
     layer_units: list[int] = field(default_factory=list)  # units of each recurrent layer; empty = all `units`
     io: str = "normalised"  # "raw": graphs take/return raw units (normalisation inside); see the module docstring
     target_transform: str = "level"  # what the network predicts: level, delta, log_delta, seasonal_delta (in the graphs)
+    calibration: dict[str, Any] = field(default_factory=dict)  # prediction intervals (core/calibration.py); {}: none
     format: str = FORMAT
 
     @property
@@ -105,6 +107,11 @@ class Manifest:
     @property
     def n_targets(self) -> int:
         return len(self.targets)
+
+    @property
+    def intervals(self) -> Calibration | None:
+        """The interval calibration, or None for a model without one (made before intervals existed)."""
+        return Calibration.from_dict(self.calibration, self.targets) if self.calibration else None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -144,6 +151,7 @@ class Manifest:
                 layer_units=[int(u) for u in d.get("layer_units", [])],
                 io=str(d.get("io", "normalised")),
                 target_transform=str(d.get("target_transform", "level")),
+                calibration=dict(d.get("calibration") or {}),
             )
         except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as e:
             missing = f"missing field {e}" if isinstance(e, KeyError) else str(e)[:200]
@@ -184,6 +192,11 @@ class Manifest:
         for required in GRAPH_KINDS:
             if required not in self.graphs:
                 raise bad(f"graphs.{required} is missing")
+        if self.calibration:
+            try:
+                Calibration.from_dict(self.calibration, self.targets)
+            except (KeyError, TypeError, ValueError) as e:
+                raise bad(f"invalid calibration: {f'missing field {e}' if isinstance(e, KeyError) else e}") from None
 
 
 _MAX_MANIFEST = 1 << 20  # bytes; a manifest is a few KB

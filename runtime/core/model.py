@@ -7,6 +7,8 @@ This is the on-device API. It needs onnxruntime and numpy only::
     stream = model.stream()                       # zero state
     stream.push(42.0)                             # -> array([[y]]), raw units
     stream.push([[40.1], [38.7], [35.0]])         # -> [3, O], one per sample
+    f = stream.push(37.5, intervals=True)         # -> Forecast: f.y, f.lower[0.8], f.upper[0.8], ...
+    stream.live                                   # this stream's live accuracy (LiveFigures)
 
 A stream's outputs depend only on the samples pushed since it started (or
 was reset), never on how they were chunked.
@@ -23,12 +25,15 @@ import numpy as np
 import onnxruntime as ort
 
 from .binding import SCALAR_TYPES, StepBinding
-from .errors import InvalidInput, ModelLoadError
+from .calibration import level_name
+from .errors import FailedPrecondition, InvalidInput, ModelLoadError
 from .layout import GRAPH_FORMATS, INPUT, OUTPUT, PRECISIONS, graph_key, resolve_version_dir, state_output
+from .live import LiveFigures, LivePool, reference_figures, session_figures
 from .manifest import Manifest, StateSpec, read_manifest
+from .monitor import Forecast, Monitor
 from .samples import as_samples
 
-__all__ = ["Model", "Stream", "load", "session_options"]
+__all__ = ["Forecast", "Model", "Stream", "load", "session_options"]
 
 State = dict[str, np.ndarray]
 
@@ -97,6 +102,8 @@ class Model:
         self._sequence: ort.InferenceSession | None = None if lazy_sequence else self._open("sequence", x_rank=3)
         self._state_names = [s.name for s in manifest.state]
         self._outputs = [OUTPUT, *map(state_output, self._state_names)]
+        self.monitor = Monitor(manifest)  # intervals and live accuracy per stream (core/monitor.py)
+        self.live = LivePool(self.monitor, reference_figures(manifest.metrics))  # pooled over this model's streams
         self._probe("step", self._step, (2,))
         if self._sequence is not None:  # a lazily opened sequence graph is probed when it is opened
             self._probe("sequence", self._sequence, (2, 3))
@@ -135,9 +142,59 @@ class Model:
     def state_spec(self) -> list[StateSpec]:
         return list(self.manifest.state)
 
+    @property
+    def interval_levels(self) -> tuple[float, ...]:
+        """The levels the model's calibration holds (empty for a model without one)."""
+        return self.monitor.levels
+
     def stream(self) -> Stream:
         """A new stream starting from zero state."""
         return Stream(self)
+
+    def interval_index(self, levels: Any) -> tuple[int, ...]:
+        """Positions of the wanted ``levels`` among :attr:`interval_levels` (``True``: all of them).
+
+        Raises :class:`FailedPrecondition` for a model without a calibration (naming how to add one) and
+        :class:`InvalidInput` for a level it does not hold.
+        """
+        have = self.monitor.levels
+        if not have:
+            raise FailedPrecondition(
+                f"model {self.name}/{self.version} has no interval calibration (it was made before eddy calibrated "
+                "intervals): retrain it with `eddy train`, or calibrate its Keras model with `eddy export "
+                f"{self.path / 'model.keras'} --data FILE.csv --out DIR`, which writes a new version with one")
+        if levels is True:
+            return tuple(range(len(have)))
+        wanted = [levels] if isinstance(levels, (int, float)) else list(levels)
+        index = []
+        for level in wanted:
+            try:
+                value = float(level)
+            except (TypeError, ValueError):
+                raise InvalidInput(f"interval level {level!r} is not a number") from None
+            match = [i for i, h in enumerate(have) if abs(h - value) < 1e-9]
+            if not match:
+                raise InvalidInput(f"model {self.name}/{self.version} has intervals at levels "
+                                   f"{', '.join(f'{h:g}' for h in have)} (calibrated at training), not {value:g}")
+            if match[0] not in index:
+                index.append(match[0])
+        if not index:
+            raise InvalidInput("no interval level given")
+        return tuple(index)
+
+    def forecast(self, answer: np.ndarray, index: tuple[int, ...]) -> Forecast:
+        """Split an answer ``[n, O * (1 + 2L)]`` (what the monitor returns) into predictions and the levels
+        at ``index`` (from :meth:`interval_index`)."""
+        o = self.n_targets
+        levels = self.monitor.levels
+        lower = {levels[i]: answer[:, o * (1 + 2 * i): o * (2 + 2 * i)] for i in index}
+        upper = {levels[i]: answer[:, o * (2 + 2 * i): o * (3 + 2 * i)] for i in index}
+        return Forecast(answer[:, :o], lower, upper)
+
+    def output_names(self, index: tuple[int, ...]) -> list[str]:
+        """``y_lower_80``, ``y_upper_80``, ... for the levels at ``index`` (OIP output names)."""
+        levels = self.monitor.levels
+        return [f"{OUTPUT}_{side}_{level_name(levels[i])}" for i in index for side in ("lower", "upper")]
 
     def zero_state(self, batch: int = 1) -> State:
         """Zero state for ``batch`` streams: name -> ``[batch, *shape]``."""
@@ -299,12 +356,16 @@ class Stream:
     Single samples run the step graph through pre-bound buffers
     (:class:`~eddy.runtime.core.binding.StepBinding`); chunks run the
     sequence graph. Both give what the batched primitives give at batch 1.
+    Every sample also goes through the model's monitor (intervals, online
+    recalibration, live accuracy: :mod:`eddy.runtime.core.monitor`), exactly
+    as a served session's does, so intervals are bit-identical to served ones.
     """
 
     def __init__(self, model: Model) -> None:
         self.model = model
         self._bound = model.step_binding()  # holds the state: two buffer sets, [1, *shape] each
         self._position = 0
+        self._monitor = model.monitor.fresh(1)  # [1, K] float64
 
     @property
     def position(self) -> int:
@@ -320,31 +381,53 @@ class Stream:
     def state(self, value: Mapping[str, Any]) -> None:
         self._bound.set_state(self.model.check_state(value))  # validated first: a bad value changes nothing
 
+    @property
+    def monitor_state(self) -> np.ndarray:
+        """A copy of the stream's monitor row ``[K]`` (online widths, live accuracy; :mod:`~eddy.runtime.core.monitor`)."""
+        return self._monitor[0].copy()
+
+    @property
+    def live(self) -> LiveFigures:
+        """This stream's live accuracy: its errors against the actuals it was sent, next to the naive baselines."""
+        return session_figures(self.model.monitor, self._monitor[0], self.model.live.reference)
+
     def reset(self) -> None:
-        """Back to zero state and position 0."""
+        """Back to zero state and position 0 (the monitor starts afresh too)."""
         self._bound.zero()
         self._position = 0
+        self._monitor = self.model.monitor.fresh(1)
 
-    def push(self, samples: Any) -> np.ndarray:
+    def push(self, samples: Any, *, intervals: Any = None) -> Any:
         """Feed raw samples; returns raw predictions ``[n, O]``, one per sample.
 
-        Invalid input raises :class:`~eddy.runtime.core.errors.InvalidInput` (a
-        ``ValueError``) and leaves the state untouched.
+        ``intervals``: ``True`` (every calibrated level), a level (``0.8``) or several: returns a
+        :class:`~eddy.runtime.core.monitor.Forecast` with the predictions and each level's lower and upper
+        bounds instead. Invalid input raises :class:`~eddy.runtime.core.errors.InvalidInput` (a ``ValueError``)
+        and leaves the state untouched; so does a level the model has no calibration for.
         """
+        index = self.model.interval_index(intervals) if intervals is not None and intervals is not False else ()
+        x = None
+        y = None
         if type(samples) in SCALAR_TYPES:  # one plain number: Python floats, no numpy on the way
             y = self._bound.push_scalar(samples)
             if y is not None:
-                self._position += 1
-                return y  # [1, O]
-        x = as_samples(samples, self.model.n_features)  # [n, F]
-        if len(x) == 1:
-            y = self._bound.push_row(x)  # [1, O]
-        else:
-            bound = self._bound
-            y3, new = self.model.run_sequence(x[None], dict(zip(bound.names, bound.state())))  # [1, n, O]
-            bound.set_state(new)  # only after the run succeeded
-            y = y3[0]
+                x = np.array([[samples]], np.float32)  # the value the graph read (push_scalar rounds alike)
+        if y is None:
+            x = as_samples(samples, self.model.n_features)  # [n, F]
+            if len(x) == 1:
+                y = self._bound.push_row(x)  # [1, O]
+            else:
+                bound = self._bound
+                y3, new = self.model.run_sequence(x[None], dict(zip(bound.names, bound.state())))  # [1, n, O]
+                bound.set_state(new)  # only after the run succeeded
+                y = y3[0]
+        assert x is not None
+        advanced = self.model.monitor.advance(self._monitor, (self._position,), x[None], y[None])
+        self._monitor = advanced.block
+        self.model.live.add(advanced.observed)
         self._position += len(x)
+        if index:
+            return self.model.forecast(advanced.answer[0], index)
         return y
 
     def __repr__(self) -> str:

@@ -1,0 +1,523 @@
+"""A session's intervals and live accuracy: online recalibration, scores against the naive baselines, drift.
+
+A streaming forecaster gets the truth for free: a sample pushed at row ``t``
+carries the actual value of every target that is also a feature, which is
+what the forecast made ``horizon`` rows earlier predicted. :class:`Monitor`
+uses it, per session and per step, vectorised over a batch of sessions:
+
+1. **Score the forecast made ``h`` steps ago** (``h`` = the horizon): the
+   interval issued then covered the actual or not; the model's, persistence's
+   (the actual ``h`` rows back) and seasonal naive's (``season`` rows back)
+   errors go into the session's live accuracy (exponentially weighted, see
+   :data:`~eddy.runtime.core.calibration.WINDOW`).
+2. **Recalibrate online** by quantile tracking (Angelopoulos, Candès and
+   Tibshirani, *Conformal PID control for time series prediction*, 2023) on
+   the logarithm of the half-width: a miss multiplies the level's width by
+   ``exp(gamma * level)``, a hit by ``exp(-gamma * (1 - level))``, so the
+   long-run miss rate is ``1 - level`` whatever the series does (for bounded
+   scores), and a jump in the error's scale is followed geometrically. Why
+   not adaptive conformal inference (Gibbs and Candès 2021), which moves the
+   miscoverage rate over the fixed calibration scores: once a change is
+   larger than every calibration residual, ACI can only issue an infinite
+   interval (its rate goes below 0), and it needs the sorted residuals in
+   every session; quantile tracking moves the width itself, one number per
+   target and level, always finite.
+3. **Issue** this step's intervals from the current widths, and remember the
+   forecast and its intervals until their actual arrives.
+
+Steps 1-3 use only elementwise float64 arithmetic (no reductions across
+sessions, no transcendental function: the widths' factors are precomputed
+constants), so a session's answers and state are bit-identical at any batch
+size, in the server or in a local :class:`~eddy.runtime.core.model.Stream`.
+Chunks loop over their samples in order, so a chunk gives what the same
+samples pushed one by one give (up to the graphs' own differences).
+
+The state of one session is one float64 row (:attr:`Monitor.width` values;
+layout :data:`LAYOUT`), carried next to the graph state under the key
+:data:`MONITOR`: in the server's slab, in exported state bytes, in the
+Redis/Valkey record.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .calibration import FLOOR, GAMMA, WINDOW, Calibration
+from .manifest import Manifest
+
+__all__ = ["CUSUM_CAP", "CUSUM_K", "CUSUM_LIMIT", "LAYOUT", "MONITOR", "PREDICTORS", "Monitor", "Advanced",
+           "Reference"]
+
+MONITOR = "#monitor"  # a session's monitor row in a state mapping ('#' is never in a graph input's name)
+LAYOUT = "eddy.monitor/1"  # the row's layout; state bytes carry it, another layout starts a fresh row
+PREDICTORS = ("model", "persistence", "seasonal_naive")  # whose live errors are kept (seasonal naive with a season)
+
+# The drift test: one-sided CUSUM (Page 1954) on two standardised error streams of known in-control mean (the
+# test part's): the model's absolute error over its test MAE, and the model's absolute error minus the best
+# baseline's, over the same MAE (see Reference). Each observation adds clip(x - mean, -CAP, CAP) - K; an alarm
+# when the sum passes LIMIT (it drains back to 0 at K per observation once errors are back in control).
+CUSUM_K = 0.5  # allowance per observation, in units of the test MAE: a doubling of the error is detected
+CUSUM_CAP = 4.0  # one observation moves the sum by at most this (one outlier alone never raises the alarm)
+CUSUM_LIMIT = 20.0  # alarm threshold, in units of the test MAE
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The test part's figures the drift test compares live errors with (from the manifest's metrics)."""
+
+    mae: np.ndarray  # [O'] the model's test MAE per observed target (the standardising unit)
+    baseline: str  # the naive baseline with the lowest test MAE: persistence or seasonal_naive
+    gap: float  # mean over targets of (model MAE - that baseline's MAE) / model MAE: negative when the model wins
+
+    @classmethod
+    def from_metrics(cls, metrics: Mapping[str, Any], targets: list[str], observed: list[int],
+                     seasonal: bool) -> Reference | None:
+        """From ``metrics`` (streamed figures when present, else the window ones); None when they are missing."""
+        streamed = metrics.get("streamed") or {}
+        per = streamed.get("per_target") or metrics.get("per_target") or {}
+        baselines = metrics.get("baselines") or {}
+        try:
+            mae = np.array([float(per[targets[j]]["mae"]) if targets[j] in per
+                            else float(streamed.get("mae", metrics["mae"])) for j in observed], np.float64)
+            options = {"persistence": baselines.get("persistence") or {"mae": metrics["persistence_mae"],
+                                                                      "per_target": {}}}
+            if seasonal and baselines.get("seasonal_naive"):
+                options["seasonal_naive"] = baselines["seasonal_naive"]
+            naive = {k: np.array([float(((b.get("per_target") or {}).get(targets[j]) or b)["mae"]) for j in observed])
+                     for k, b in options.items()}
+        except (KeyError, TypeError, ValueError):
+            return None
+        if not len(mae) or not (np.isfinite(mae).all() and (mae > 0).all()):
+            return None
+        best = min(naive, key=lambda k: float(naive[k].mean()))
+        return cls(mae, best, float(np.mean((mae - naive[best]) / mae)))
+
+
+@dataclass(frozen=True)
+class Advanced:
+    """What :meth:`Monitor.advance` returns for ``B`` sessions and ``n`` samples each."""
+
+    block: np.ndarray  # [B, K] float64: the sessions' new monitor rows
+    answer: np.ndarray  # [B, n, O * (1 + 2L)] float32: predictions, then lower and upper per level
+    observed: np.ndarray | None  # [B, n, E] float64: this step's scored errors (NaN where nothing was scored)
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """Predictions with their intervals (what ``Stream.push(..., intervals=...)`` returns)."""
+
+    y: np.ndarray  # [n, O] float32, raw units
+    lower: dict[float, np.ndarray]  # level -> [n, O] float32
+    upper: dict[float, np.ndarray]  # level -> [n, O] float32
+
+
+class _Columns:
+    """Column access on ``array[B, m]`` for the batch lane: ``c[i]`` is ``array[:, i]`` (or, for an index per row,
+    ``array[rows, i]``); assignment writes it."""
+
+    __slots__ = ("array", "rows")
+
+    def __init__(self, array: np.ndarray) -> None:
+        self.array = array
+        self.rows = np.arange(len(array))
+
+    def __getitem__(self, i: Any) -> np.ndarray:
+        return self.array[:, i] if isinstance(i, int) else self.array[self.rows, i]
+
+    def __setitem__(self, i: Any, value: Any) -> None:
+        if isinstance(i, int):
+            self.array[:, i] = value
+        else:
+            self.array[self.rows, i] = value
+
+
+class _ArrayOps:
+    """The kernel's operations on ``[B]`` arrays (one lane = B sessions)."""
+
+    where = staticmethod(np.where)
+    isfinite = staticmethod(np.isfinite)
+    maximum = staticmethod(np.maximum)
+    minimum = staticmethod(np.minimum)
+
+    @staticmethod
+    def f32(v: np.ndarray) -> np.ndarray:
+        return v.astype(np.float32)
+
+
+_F32 = memoryview(bytearray(4)).cast("f")
+
+
+class _FloatOps:
+    """The same operations on Python floats (one lane = one session): the same IEEE results, much less overhead.
+    Inputs reaching maximum/minimum are finite, where numpy's and these agree."""
+
+    @staticmethod
+    def where(c: bool, a: float, b: float) -> float:
+        return a if c else b
+
+    isfinite = staticmethod(math.isfinite)
+
+    @staticmethod
+    def maximum(a: float, b: float) -> float:
+        return a if a > b else b
+
+    @staticmethod
+    def minimum(a: float, b: float) -> float:
+        return a if a < b else b
+
+    @staticmethod
+    def f32(v: float) -> float:
+        """Rounded to float32 as numpy's cast rounds (to nearest; past float32's range: infinity)."""
+        try:
+            _F32[0] = v
+        except OverflowError:
+            return math.copysign(math.inf, v)
+        return _F32[0]
+
+
+_SMALL_BATCH = 16  # up to this many sessions run one by one on Python floats (cheaper than numpy's per-call cost)
+
+
+class Monitor:
+    """The per-session monitor of one model version (see the module docstring); immutable, shared."""
+
+    def __init__(self, manifest: Manifest) -> None:
+        self._setup(f"{manifest.name}/{manifest.version}", list(manifest.targets), list(manifest.features),
+                    manifest.horizon, manifest.intervals, manifest.metrics)
+
+    @classmethod
+    def of(cls, name: str, targets: list[str], features: list[str], horizon: int, calibration: Calibration | None,
+           metrics: Mapping[str, Any]) -> Monitor:
+        """A monitor from a model's parts (the trainer's, before its manifest exists)."""
+        monitor = cls.__new__(cls)
+        monitor._setup(name, targets, features, horizon, calibration, metrics)
+        return monitor
+
+    def _setup(self, name: str, targets: list[str], features: list[str], h: int, cal: Calibration | None,
+               metrics: Mapping[str, Any]) -> None:
+        self.calibration: Calibration | None = cal
+        self.levels: tuple[float, ...] = cal.levels if cal else ()
+        self.space = cal.space if cal else "absolute"
+        self.model = name
+        self.targets = targets
+        self.observed = [j for j, t in enumerate(self.targets) if t in features]  # targets whose actual arrives
+        self._features = [features.index(self.targets[j]) for j in self.observed]  # their feature columns
+        self.horizon = h
+        season = cal.season if cal else ((metrics.get("baselines") or {}).get("seasonal_naive") or {}).get("season")
+        self.season: int | None = season if isinstance(season, int) and season >= h else None
+        self.window = cal.window if cal else WINDOW
+        self.reference = Reference.from_metrics(metrics, self.targets, self.observed, self.season is not None)
+        o, lv, ob = len(self.targets), len(self.levels), len(self.observed)
+        self._o, self._l, self._ob = o, lv, ob
+        self._r = max(h, self.season or 0)  # actuals remembered: for persistence (h back) and seasonal naive
+        self._p = 3 if self.season else 2  # predictors scored
+        sizes = {"w": lv * o}
+        if ob:
+            sizes |= {"pred": h * ob, "lo": h * lv * ob, "hi": h * lv * ob, "hist": self._r * ob, "count": 2,
+                      "sq": self._p * ob, "ab": self._p * ob, "cov": lv * ob, "cusum": 2}
+        self._at: dict[str, int] = {}
+        k = 0
+        for name, size in sizes.items():
+            self._at[name] = k
+            k += size
+        self.width = k if (lv or ob) else 0  # float64 values per session; 0: nothing to keep
+        at = self._at
+        self._w_at, self._pred_at = at["w"], at.get("pred", 0)
+        self._lo_at, self._hi_at, self._hist_at = at.get("lo", 0), at.get("hi", 0), at.get("hist", 0)
+        self._count_at, self._sq_at, self._ab_at = at.get("count", 0), at.get("sq", 0), at.get("ab", 0)
+        self._cov_at, self._cusum_at = at.get("cov", 0), at.get("cusum", 0)
+        self._slot_of = {j: jo for jo, j in enumerate(self.observed)}  # target -> its place among the observed
+        self.n_observed = ob * self._p + lv * ob + 2 if ob else 0  # E: values per scored sample
+        gamma = cal.gamma if cal else GAMMA
+        floor = cal.floor if cal else FLOOR
+        q = cal.quantile_matrix(self.targets) if cal else np.zeros((0, o))  # [L, O]
+        self._fresh = np.zeros(self.width, np.float64)
+        if lv:
+            self._fresh[self._at["w"]:self._at["w"] + lv * o] = q.ravel()
+        self._floor = [[float(q[li, j]) * floor for j in self.observed] for li in range(lv)]  # [L][O']
+        self._up = [math.exp(gamma * lvl) for lvl in self.levels]  # a miss widens
+        self._down = [math.exp(-gamma * (1.0 - lvl)) for lvl in self.levels]  # a hit narrows
+        ref = self.reference
+        self._mae = [float(v) for v in ref.mae] if ref is not None else None
+        self._base = PREDICTORS.index(ref.baseline) if ref is not None else 1
+        self._gap = ref.gap if ref is not None else 0.0
+        self.layout = f"{LAYOUT};O={o};L={lv};obs={ob};h={h};season={self.season or 0}"
+
+    @property
+    def live(self) -> bool:
+        """True when some target is also a feature: the session sees actuals and keeps live accuracy."""
+        return bool(self._ob)
+
+    def fresh(self, batch: int = 1) -> np.ndarray:
+        """Monitor rows of new sessions: the calibrated widths, nothing scored yet; ``[batch, K]`` float64."""
+        return np.tile(self._fresh, (batch, 1))
+
+    def advance(self, block: np.ndarray, position: Any, x: np.ndarray, y: np.ndarray) -> Advanced:
+        """``B`` sessions take ``n`` samples each: monitor rows ``block [B, K]`` at ``position [B]`` (samples
+        seen before), raw inputs ``x [B, n, F]`` and the graph's predictions ``y [B, n, O]``.
+
+        Pure: ``block`` is not written to. Returns the new rows, the answer (predictions and every level's
+        bounds) and the scored errors (for the model version's pooled figures).
+        """
+        b, n, _ = x.shape
+        if not self.width:
+            return Advanced(np.zeros((b, 0)), y, None)
+        o, lv = self._o, self._l
+        if b == 1 and n == 1:  # the commonest call (one sample of one stream): Python floats throughout
+            row = block.reshape(-1).tolist()
+            a, out = [0.0] * (o * (1 + 2 * lv)), [math.nan] * self.n_observed
+            self._sample_floats(row, int(np.reshape(position, -1)[0]), x[0, 0].tolist(), y[0, 0].tolist(), a, out)
+            return Advanced(np.array([row]), np.array([[a]], np.float32) if lv else y,
+                            np.array([[out]]) if self._ob else None)
+        new = np.array(block, np.float64).reshape(b, self.width)  # a copy
+        answer = np.empty((b, n, o * (1 + 2 * lv)), np.float32) if lv else y
+        observed = np.full((b, n, self.n_observed), np.nan) if self._ob else None
+        pos = np.asarray(position, np.int64).reshape(b)
+        if b <= _SMALL_BATCH:
+            width, e = answer.shape[2], self.n_observed
+            for i in range(b):
+                row, p = new[i].tolist(), int(pos[i])
+                xs, ys = x[i].tolist(), y[i].tolist()
+                a_rows, o_rows = [], []
+                for k in range(n):
+                    a, out = [0.0] * width, [math.nan] * e
+                    self._sample_floats(row, p + k, xs[k], ys[k], a, out)
+                    a_rows.append(a)
+                    o_rows.append(out)
+                new[i] = row
+                if lv:
+                    answer[i] = a_rows
+                if observed is not None:
+                    observed[i] = o_rows
+        else:
+            state, a_cols = _Columns(new), None
+            for k in range(n):
+                if lv:
+                    a_cols = _Columns(answer[:, k])
+                out = _Columns(observed[:, k]) if observed is not None else None
+                self._sample(_ArrayOps, state, pos + k, _Columns(x[:, k]), _Columns(y[:, k]), a_cols, out)
+        return Advanced(new, answer, observed)
+
+    # -- the kernel: one sample of one lane -------------------------------------------------------------------------
+    def _sample(self, ops: Any, s: Any, p: Any, xk: Any, yk: Any, answer: Any, out: Any) -> None:
+        """One sample for one lane (one session on floats, or B sessions on arrays); see the module docstring.
+
+        ``s[i]`` reads and writes the lane's state, ``p`` is its position, ``xk[f]``/``yk[j]`` the sample's features
+        and predictions, ``answer[k]`` and ``out[k]`` receive the answer and the scored errors.
+        """
+        o, lv, ob, h, r = self._o, self._l, self._ob, self.horizon, self._r
+        at = self._at
+        where = ops.where
+        slot = 0 if h == 1 else p % h
+        if ob:
+            pred, hist = at["pred"], at["hist"]
+            valid = p >= h  # a forecast for this row was made h rows ago
+            made = []
+            for jo in range(ob):
+                m = s[pred + slot * ob + jo]
+                made.append(m)
+                valid = valid & ops.isfinite(m)
+            actual = [xk[f] for f in self._features]
+            back = 0 if r == 1 else (p - h) % r  # persistence: the actual h rows back
+            errors = [[actual[jo] - made[jo] for jo in range(ob)],
+                      [actual[jo] - s[hist + back * ob + jo] for jo in range(ob)]]
+            ok = [valid, valid]
+            count = at["count"]
+            n0 = where(valid, s[count] + 1.0, s[count])
+            s[count] = n0
+            rate = 1.0 / ops.minimum(ops.maximum(n0, 1.0), self.window)  # plain mean, then exponential
+            rates = [rate, rate]
+            if self.season:
+                seasonal = p >= self.season
+                back_s = (p - self.season) % r
+                errors.append([actual[jo] - s[hist + back_s * ob + jo] for jo in range(ob)])
+                ok.append(seasonal)
+                n1 = where(seasonal, s[count + 1] + 1.0, s[count + 1])
+                s[count + 1] = n1
+                rates.append(1.0 / ops.minimum(ops.maximum(n1, 1.0), self.window))
+            sq, ab = at["sq"], at["ab"]
+            for pi in range(self._p):
+                for jo in range(ob):
+                    e, k = errors[pi][jo], pi * ob + jo
+                    v = s[sq + k]
+                    s[sq + k] = where(ok[pi], v + (e * e - v) * rates[pi], v)
+                    v = s[ab + k]
+                    s[ab + k] = where(ok[pi], v + (abs(e) - v) * rates[pi], v)
+                    out[k] = where(ok[pi], e, math.nan)
+            if lv:
+                lo_at, hi_at, w_at, cov = at["lo"], at["hi"], at["w"], at["cov"]
+                for li in range(lv):
+                    up, down = self._up[li], self._down[li]
+                    for jo, j in enumerate(self.observed):
+                        a = actual[jo]
+                        covered = (s[lo_at + (slot * lv + li) * ob + jo] <= a) & (a <= s[hi_at + (slot * lv + li) * ob + jo])
+                        wi = w_at + li * o + j
+                        w = s[wi]
+                        s[wi] = where(valid, ops.maximum(w * where(covered, down, up), self._floor[li][jo]), w)
+                        hit = where(covered, 1.0, 0.0)
+                        ci = cov + li * ob + jo
+                        c = s[ci]
+                        s[ci] = where(valid, c + (hit - c) * rate, c)
+                        out[self._p * ob + li * ob + jo] = where(valid, hit, math.nan)
+            if self._mae is not None:  # the drift test: two standardised errors and the session's own CUSUM
+                base = self._base
+                base_ok = valid & ok[base]
+                x1 = x2 = 0.0
+                for jo in range(ob):
+                    u = abs(errors[0][jo]) / self._mae[jo]
+                    x1 = u if jo == 0 else x1 + u
+                    d = u - abs(errors[base][jo]) / self._mae[jo]
+                    x2 = d if jo == 0 else x2 + d
+                x1 = x1 / ob - 1.0
+                x2 = x2 / ob - self._gap
+                cu = at["cusum"]
+                c = s[cu]
+                s[cu] = where(valid, ops.maximum(c + (ops.minimum(ops.maximum(x1, -CUSUM_CAP), CUSUM_CAP) - CUSUM_K),
+                                                 0.0), c)
+                c = s[cu + 1]
+                s[cu + 1] = where(base_ok, ops.maximum(
+                    c + (ops.minimum(ops.maximum(x2, -CUSUM_CAP), CUSUM_CAP) - CUSUM_K), 0.0), c)
+                out[self.n_observed - 2] = where(valid, x1, math.nan)
+                out[self.n_observed - 1] = where(base_ok, x2, math.nan)
+            now = 0 if r == 1 else p % r
+            for jo in range(ob):
+                s[hist + now * ob + jo] = actual[jo]  # after persistence and seasonal naive read the older ones
+        if answer is not None:
+            for j in range(o):
+                answer[j] = yk[j]
+        if lv:
+            w_at = at["w"]
+            for li in range(lv):
+                for j in range(o):
+                    w, yj = s[w_at + li * o + j], yk[j]
+                    if self.space == "absolute":
+                        lo, hi = yj - w, yj + w
+                    else:
+                        grow = 1.0 + w
+                        lo, hi = yj / grow, yj * grow
+                    lo, hi = ops.f32(lo), ops.f32(hi)
+                    answer[o + 2 * li * o + j] = lo
+                    answer[o + (2 * li + 1) * o + j] = hi
+                    jo = self.observed.index(j) if j in self.observed else -1
+                    if jo >= 0:
+                        s[at["lo"] + (slot * lv + li) * ob + jo] = lo
+                        s[at["hi"] + (slot * lv + li) * ob + jo] = hi
+        if ob:
+            for jo, j in enumerate(self.observed):
+                s[at["pred"] + slot * ob + jo] = yk[j]
+
+    def _sample_floats(self, s: list[float], p: int, xk: list[float], yk: list[float], answer: list[float],
+                       out: list[float]) -> None:
+        """:meth:`_sample` for one session on Python floats, written out (no lane operations): the same IEEE
+        operations in the same order, so the same bits (a test compares the two on random lanes)."""
+        o, lv, ob, h, r = self._o, self._l, self._ob, self.horizon, self._r
+        slot = p % h
+        if ob:
+            pred, hist, nan = self._pred_at, self._hist_at, math.nan
+            valid = p >= h
+            made = s[pred + slot * ob: pred + slot * ob + ob]
+            if valid:
+                for m in made:
+                    if not math.isfinite(m):
+                        valid = False
+            actual = [xk[f] for f in self._features]
+            back = (p - h) % r
+            errors = [[actual[jo] - made[jo] for jo in range(ob)],
+                      [actual[jo] - s[hist + back * ob + jo] for jo in range(ob)]]
+            ok = [valid, valid]
+            count, window = self._count_at, self.window
+            if valid:
+                s[count] += 1.0
+            n0 = s[count]
+            rate = 1.0 / min(max(n0, 1.0), window)
+            rates = [rate, rate]
+            if self.season:
+                seasonal = p >= self.season
+                back_s = (p - self.season) % r
+                errors.append([actual[jo] - s[hist + back_s * ob + jo] for jo in range(ob)])
+                ok.append(seasonal)
+                if seasonal:
+                    s[count + 1] += 1.0
+                rates.append(1.0 / min(max(s[count + 1], 1.0), window))
+            sq, ab = self._sq_at, self._ab_at
+            for pi in range(self._p):
+                if not ok[pi]:
+                    continue
+                rt, row = rates[pi], errors[pi]
+                for jo in range(ob):
+                    e, k = row[jo], pi * ob + jo
+                    v = s[sq + k]
+                    s[sq + k] = v + (e * e - v) * rt
+                    v = s[ab + k]
+                    s[ab + k] = v + (abs(e) - v) * rt
+                    out[k] = e
+            if lv and valid:
+                lo_at, hi_at, w_at, cov, base = self._lo_at, self._hi_at, self._w_at, self._cov_at, self._p * ob
+                for li in range(lv):
+                    up, down, floor = self._up[li], self._down[li], self._floor[li]
+                    for jo, j in enumerate(self.observed):
+                        a = actual[jo]
+                        at = (slot * lv + li) * ob + jo
+                        covered = s[lo_at + at] <= a <= s[hi_at + at]
+                        wi = w_at + li * o + j
+                        w = s[wi] * (down if covered else up)
+                        s[wi] = w if w > floor[jo] else floor[jo]
+                        hit = 1.0 if covered else 0.0
+                        ci = cov + li * ob + jo
+                        c = s[ci]
+                        s[ci] = c + (hit - c) * rate
+                        out[base + li * ob + jo] = hit
+            if self._mae is not None:
+                base_ok = valid and ok[self._base]
+                if valid:
+                    mae, bi = self._mae, self._base
+                    x1 = x2 = 0.0
+                    for jo in range(ob):
+                        u = abs(errors[0][jo]) / mae[jo]
+                        d = u - abs(errors[bi][jo]) / mae[jo]
+                        if jo == 0:
+                            x1, x2 = u, d
+                        else:
+                            x1, x2 = x1 + u, x2 + d
+                    x1 = x1 / ob - 1.0
+                    x2 = x2 / ob - self._gap
+                    cu = self._cusum_at
+                    c = s[cu] + (min(max(x1, -CUSUM_CAP), CUSUM_CAP) - CUSUM_K)
+                    s[cu] = c if c > 0.0 else 0.0
+                    out[self.n_observed - 2] = x1
+                    if base_ok:
+                        c = s[cu + 1] + (min(max(x2, -CUSUM_CAP), CUSUM_CAP) - CUSUM_K)
+                        s[cu + 1] = c if c > 0.0 else 0.0
+                        out[self.n_observed - 1] = x2
+            now = p % r
+            for jo in range(ob):
+                s[hist + now * ob + jo] = actual[jo]
+            del nan
+        answer[:o] = yk
+        if lv:
+            w_at, lo_at, hi_at, f32, relative = self._w_at, self._lo_at, self._hi_at, _FloatOps.f32, \
+                self.space != "absolute"
+            for li in range(lv):
+                for j in range(o):
+                    w, yj = s[w_at + li * o + j], yk[j]
+                    if relative:
+                        grow = 1.0 + w
+                        lo, hi = f32(yj / grow), f32(yj * grow)
+                    else:
+                        lo, hi = f32(yj - w), f32(yj + w)
+                    answer[o + 2 * li * o + j] = lo
+                    answer[o + (2 * li + 1) * o + j] = hi
+                    jo = self._slot_of.get(j, -1)
+                    if jo >= 0:
+                        at = (slot * lv + li) * ob + jo
+                        s[lo_at + at] = lo
+                        s[hi_at + at] = hi
+        if ob:
+            pred = self._pred_at + slot * ob
+            for jo, j in enumerate(self.observed):
+                s[pred + jo] = yk[j]

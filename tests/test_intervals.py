@@ -1,0 +1,258 @@
+"""Prediction intervals and live accuracy in the core runtime: the calibration, the per-session monitor, local streams.
+
+The monitor runs one kernel two ways (Python floats for a few sessions, numpy lanes for many); every test that
+compares bits compares them with ``np.array_equal``. Models here are the committed default (calibrated at training)
+and the pre-intervals legacy directory, plus manifests built in memory for the monitor's corner cases.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import itertools
+import json
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import ROOT
+
+import eddy.runtime as runtime
+import eddy.runtime.core.monitor as monitor_module
+from eddy.runtime.core.calibration import Calibration, bounds, conformal_quantile, scores
+from eddy.runtime.core.errors import FailedPrecondition, InvalidInput, ModelLoadError
+from eddy.runtime.core.live import session_figures
+from eddy.runtime.core.manifest import Manifest, read_manifest
+from eddy.runtime.core.monitor import CUSUM_LIMIT, Monitor
+
+COMMITTED = ROOT / "models" / "sunspots" / "1"
+
+
+def test_conformal_quantile_is_the_ceil_n_plus_1_order_statistic() -> None:
+    s = np.arange(1.0, 47.0)  # 46 residuals 1..46
+    assert conformal_quantile(s, 0.8) == 38.0  # ceil(47 * 0.8) = 38
+    assert conformal_quantile(s[::-1], 0.95) == 45.0  # ceil(47 * 0.95) = 45, order does not matter
+    assert conformal_quantile(np.arange(1.0, 10.0), 0.95) == math.inf  # 9 residuals cannot make 95 %
+    assert conformal_quantile(np.arange(1.0, 20.0), 0.95) == 19.0  # 19 can
+
+
+def test_relative_scores_and_bounds_are_one_definition() -> None:
+    y, yhat = np.array([110.0, 90.0, -1.0]), np.array([100.0, 100.0, 100.0])
+    np.testing.assert_allclose(scores("relative", y, yhat)[:2], [0.1, 100 / 90 - 1])
+    assert scores("relative", y, yhat)[2] == math.inf  # a non-positive value fits no ratio interval
+    lo, hi = bounds("relative", np.float64(100.0), np.float64(0.25))
+    assert (lo, hi) == (80.0, 125.0)  # [yhat / (1 + w), yhat * (1 + w)]: asymmetric in raw units
+    assert bounds("absolute", np.float64(100.0), np.float64(5.0)) == (95.0, 105.0)
+
+
+def test_bad_calibrations_are_refused_at_load() -> None:
+    d = json.loads((COMMITTED / "manifest.json").read_text())
+    for change, message in (({"levels": [0.95, 0.8]}, "ascending"), ({"levels": [0.8, 1.0]}, "in (0, 1)"),
+                            ({"space": "log"}, "space"), ({"quantiles": {"other": [1, 2]}}, "one entry per target"),
+                            ({"quantiles": {"sunspots": [3.0, 1.0]}}, "must not shrink"),
+                            ({"online": {"gamma": -1}}, "gamma")):
+        bad = copy.deepcopy(d)
+        bad["calibration"].update(change)
+        with pytest.raises(ModelLoadError, match="invalid calibration") as e:
+            Manifest.from_dict(bad)
+        assert message in str(e.value)
+
+
+def test_the_committed_model_is_calibrated_and_its_figures_reproduce(model: runtime.Model,
+                                                                      series: np.ndarray) -> None:
+    """The manifest's quantiles are split conformal on the validation rows of what a local stream returns, and its
+    served coverage is what a local stream's intervals cover on the test rows."""
+    m = model.manifest
+    cal = m.intervals
+    assert cal is not None and cal.levels == (0.8, 0.95) and cal.space == "absolute"  # delta: absolute residuals
+    (v0, v1), (t0, t1) = m.training["split_rows"]["val"], m.training["split_rows"]["test"]
+    stream = model.stream()
+    f = stream.push(series, intervals=True)  # [N, O]: row t predicts t + 1
+    residuals = np.abs(series[v0:v1, 0].astype(np.float64) - f.y[v0 - 1:v1 - 1, 0])
+    assert cal.rows == v1 - v0 == 46
+    for i, level in enumerate(cal.levels):
+        assert cal.quantiles["sunspots"][i] == pytest.approx(conformal_quantile(residuals, level), rel=1e-6)
+        figures = m.metrics["intervals"]["levels"][f"{level * 100:g}"]
+        actual = series[t0:t1, 0]
+        inside = (f.lower[level][t0 - 1:t1 - 1, 0] <= actual) & (actual <= f.upper[level][t0 - 1:t1 - 1, 0])
+        assert figures["served_coverage"] == pytest.approx(float(inside.mean()), abs=1 / (t1 - t0) + 1e-9)
+        assert figures["width"] < figures["persistence_width"]  # narrower than persistence's at the same coverage
+
+
+def test_local_stream_intervals_on_request(model: runtime.Model, series: np.ndarray) -> None:
+    a, b = model.stream(), model.stream()
+    first = a.push(series[:1], intervals=True)
+    q = model.manifest.intervals.quantile_matrix(model.targets)  # [L, O]
+    for i, level in enumerate(model.interval_levels):  # a new stream starts from the calibrated widths
+        np.testing.assert_array_equal(first.lower[level], (first.y - q[i]).astype(np.float32))
+        np.testing.assert_array_equal(first.upper[level], (first.y + q[i]).astype(np.float32))
+    assert np.array_equal(b.push(series[:1]), first.y)  # without intervals: the plain array, same bits
+    one = a.push(float(series[1, 0]), intervals=0.95)
+    assert set(one.lower) == {0.95} and one.y.shape == (1, 1)
+    assert np.array_equal(b.push(float(series[1, 0]), intervals=[0.95, 0.8]).lower[0.95], one.lower[0.95])
+    with pytest.raises(InvalidInput, match="levels 0.8, 0.95 .* not 0.9"):
+        a.push(series[2:3], intervals=0.9)  # refused before anything runs
+    assert np.array_equal(a.push(series[2:5], intervals=True).lower[0.8], b.push(series[2:5], intervals=0.8).lower[0.8])
+    assert np.array_equal(a.monitor_state, b.monitor_state) and a.position == b.position == 5
+
+
+def test_chunked_intervals_follow_the_same_recalibration(model: runtime.Model, series: np.ndarray) -> None:
+    """Chunks run the sequence graph, single samples the step graph: the intervals agree within the parity rule."""
+    ones = model.stream()
+    single = [ones.push(float(v), intervals=True) for v in series[:, 0]]
+    chunked, rng, i, out = model.stream(), np.random.default_rng(5), 0, []
+    while i < len(series):
+        n = int(rng.integers(1, 30))
+        out.append(chunked.push(series[i:i + n], intervals=True))
+        i += n
+    scale = float(np.abs(series).max())
+    for level in model.interval_levels:
+        for side in ("lower", "upper"):
+            got = np.concatenate([getattr(f, side)[level] for f in out])
+            want = np.concatenate([getattr(f, side)[level] for f in single])
+            assert float(np.abs(got - want).max()) / scale <= 1e-5
+
+
+def test_a_model_without_calibration_serves_and_says_how_to_get_one(legacy_dir: Path, series: np.ndarray) -> None:
+    model = runtime.load(legacy_dir)
+    assert model.manifest.intervals is None and model.interval_levels == ()
+    stream = model.stream()
+    y = stream.push(series[:3])
+    with pytest.raises(FailedPrecondition, match=r"no interval calibration.*eddy train.*eddy export .*--data"):
+        stream.push(series[3:4], intervals=True)
+    assert stream.position == 3
+    twin = model.stream()
+    twin.push(series[:3])
+    assert np.array_equal(stream.push(series[3:6]), twin.push(series[3:6])) and y.shape == (3, 1)
+    assert stream.live.actuals == 5  # live accuracy needs no calibration (the target is a feature)
+
+
+def test_reset_starts_the_monitor_afresh(model: runtime.Model, series: np.ndarray) -> None:
+    s = model.stream()
+    s.push(series[:40])
+    s.reset()
+    assert np.array_equal(s.monitor_state, model.monitor.fresh(1)[0]) and s.live.actuals == 0
+
+
+# -- the monitor on manifests built in memory --------------------------------------------------------------------
+
+def _manifest(targets: int, observed: tuple[bool, ...], extra_features: int, levels: int, horizon: int,
+              season: int | None, space: str, seed: int = 0) -> Manifest:
+    rng = np.random.default_rng(seed)
+    m = read_manifest(COMMITTED)
+    names = [f"t{j}" for j in range(targets)]
+    features = [t for t, ok in zip(names, observed) if ok] + [f"f{i}" for i in range(extra_features)]
+    level_values = [0.5, 0.8, 0.95][:levels]
+    cal = {"levels": level_values, "space": space, "rows": 40, "season": season,
+           "quantiles": {t: sorted(rng.uniform(0.1, 3.0, levels).tolist()) for t in names}} if levels else {}
+    metrics = {"mae": 1.0, "persistence_mae": 1.5,
+               "streamed": {"mae": 1.3, "per_target": {t: {"mae": 1.0 + j} for j, t in enumerate(names)}},
+               "baselines": {"persistence": {"mae": 1.5},
+                             **({"seasonal_naive": {"season": season, "mae": 1.2}} if season else {})}}
+    norm = dataclasses.replace(m.normalization, input_mean=[0.0] * len(features), input_std=[1.0] * len(features),
+                               target_mean=[0.0] * targets, target_std=[1.0] * targets)
+    return dataclasses.replace(m, targets=names, features=features, horizon=horizon, normalization=norm,
+                               calibration=cal, metrics=metrics)
+
+
+CONFIGS = [(o, obs, extra, lv, h, season, space)
+           for o, lv, h, season, space in itertools.product((1, 2), (0, 2), (1, 3), (None, 4), ("absolute", "relative"))
+           for obs, extra in ((tuple([True] * o), 0), ((True,) + (False,) * (o - 1), 1), ((False,) * o, 1))
+           if lv or any(obs)]
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: "-".join(map(str, c)))
+def test_the_kernels_agree_bit_for_bit_at_any_batch_size(config: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Python floats (a few sessions) and numpy lanes (many) give the same bits, and a session's bits never
+    depend on the others in its batch: non-finite predictions, chunks, horizons, seasons, unobserved targets."""
+    o, observed, extra, levels, h, season, space = config
+    mon = Monitor(_manifest(o, observed, extra, levels, h, season, space))
+    rng = np.random.default_rng(1)
+    f = len(observed) - observed.count(False) + extra
+    b = 24
+    block, pos = mon.fresh(b), rng.integers(0, 6, b)
+    for _ in range(8):
+        n = 1 if rng.random() < 0.6 else 3
+        x = rng.uniform(0.5, 3.0, (b, n, f)).astype(np.float32)
+        y = (x[:, :, :1].repeat(o, axis=2) + rng.normal(0, 0.6, (b, n, o))).astype(np.float32)
+        y[rng.integers(0, b), 0, 0] = np.nan if rng.random() < 0.3 else y[0, 0, 0]
+        monkeypatch.setattr(monitor_module, "_SMALL_BATCH", 10**9)
+        floats = mon.advance(block, pos, x, y)
+        monkeypatch.setattr(monitor_module, "_SMALL_BATCH", 0)
+        lanes = mon.advance(block, pos, x, y)
+        assert np.array_equal(floats.block, lanes.block, equal_nan=True)
+        assert np.array_equal(floats.answer, lanes.answer, equal_nan=True)
+        assert (floats.observed is None) == (lanes.observed is None)
+        if floats.observed is not None:
+            assert np.array_equal(floats.observed, lanes.observed, equal_nan=True)
+        for i in (0, b // 2, b - 1):  # alone in its batch
+            alone = mon.advance(block[i:i + 1], pos[i:i + 1], x[i:i + 1], y[i:i + 1])
+            assert np.array_equal(alone.block[0], lanes.block[i], equal_nan=True)
+            assert np.array_equal(alone.answer[0], lanes.answer[i], equal_nan=True)
+        block, pos = lanes.block, pos + n
+
+
+def test_scores_wait_for_the_horizon() -> None:
+    """With horizon 2 the actual at row t scores the forecast made at t - 2; persistence is the actual at t - 2."""
+    mon = Monitor(_manifest(1, (True,), 0, 1, 2, None, "absolute"))
+    x = np.array([[[10.0], [11.0], [13.0], [12.0]]], np.float32)  # [1, 4, 1]
+    y = np.array([[[20.0], [21.0], [22.0], [23.0]]], np.float32)  # forecasts for rows 2, 3, 4, 5
+    got = mon.advance(mon.fresh(1), 0, x, y).observed[0]  # [4, E]
+    assert np.isnan(got[:2]).all()  # rows 0 and 1: nothing forecast for them yet
+    assert got[2, :2].tolist() == [13.0 - 20.0, 13.0 - 10.0] and got[3, :2].tolist() == [12.0 - 21.0, 12.0 - 11.0]
+
+
+def test_session_live_accuracy_is_the_plain_mean_before_its_window(model: runtime.Model, series: np.ndarray) -> None:
+    s = model.stream()
+    y = s.push(series[:60])[:, 0].astype(np.float64)
+    actual = series[:60, 0].astype(np.float64)
+    e_model, e_naive = actual[1:] - y[:-1], actual[1:] - actual[:-1]
+    live = s.live
+    assert live.actuals == 59 and live.window == 100
+    assert live.rmse["model"] == pytest.approx(math.sqrt(np.mean(e_model**2)), rel=1e-12)
+    assert live.mae["persistence"] == pytest.approx(np.mean(np.abs(e_naive)), rel=1e-12)
+    assert live.error_ratio == pytest.approx(live.rmse["model"] / live.rmse["persistence"])
+
+
+def test_online_recalibration_holds_coverage_through_a_variance_jump() -> None:
+    """Errors three times larger from row 500 on: the calibrated width covers ~30 % at 80 %, the online one ~80 %."""
+    rng = np.random.default_rng(3)
+    n = 3000
+    noise = rng.normal(0, 1, n) * np.where(np.arange(n) < 500, 1.0, 3.0)
+    truth = 100 + np.cumsum(rng.normal(0, 0.1, n))
+    x = truth[:, None].astype(np.float32)[None]  # [1, N, 1]
+    y = np.roll(truth - noise, -1)[:, None].astype(np.float32)[None]  # row t forecasts row t + 1, error noise[t + 1]
+    cal = Calibration.from_dict({"levels": [0.5, 0.8], "space": "absolute", "rows": 100,
+                                 "quantiles": {"t0": [0.674, 1.2816]}}, ["t0"])
+    mon = Monitor(dataclasses.replace(_manifest(1, (True,), 0, 2, 1, None, "absolute"), targets=["t0"], features=["t0"],
+                                      calibration=cal.to_dict()))
+    answer = mon.advance(mon.fresh(1), 0, x, y).answer[0]  # [N, 5]
+    after = np.arange(700, n - 1)
+    hit = (answer[after, 3] <= truth[after + 1]) & (truth[after + 1] <= answer[after, 4])
+    assert abs(hit.mean() - 0.8) < 0.03
+    fixed = np.abs(truth[after + 1] - y[0, after, 0]) <= 1.2816
+    assert fixed.mean() < 0.5
+
+
+def test_drift_alarm_on_a_frozen_sensor_one_log_line(model: runtime.Model, series: np.ndarray,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    """A sensor stuck at its last value: persistence becomes perfect, the model does not, the alarm rises within a
+    bounded number of samples, once, and the session's own statistic is the pool's (one session)."""
+    fresh = runtime.load(COMMITTED)  # its own pool
+    s = fresh.stream()
+    s.push(series)
+    assert not fresh.live.figures().drift and not s.live.drift  # the series itself raises nothing
+    caplog.set_level(logging.WARNING, logger="eddy.drift")
+    frozen = np.full((300, 1), series[-1, 0], np.float32)
+    for k in range(len(frozen)):
+        s.push(frozen[k:k + 1])
+        if s.live.drift:
+            break
+    assert s.live.drift and k < 200, k
+    pool = fresh.live.figures()
+    assert pool.drift and pool.cusum == pytest.approx(s.live.cusum)
+    lines = [r.getMessage() for r in caplog.records if r.name == "eddy.drift"]
+    assert len(lines) == 1 and lines[0].startswith("drift model=sunspots/1 ") and f"limit={CUSUM_LIMIT:g}" in lines[0]
+    assert session_figures(fresh.monitor, s.monitor_state).drift
