@@ -14,6 +14,7 @@ import numpy as np
 
 from eddy.runtime.core.errors import NotFound
 
+from . import wide
 from .errors import UsageError
 
 __all__ = ["add_parser", "run"]
@@ -46,7 +47,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     t = sub.add_parser("stream", help="stream a CSV row by row through a model, print predictions as CSV",
                        description="Send each CSV row as one message (as it is read) to a served or local "
                                    "model and write one prediction per row as CSV to stdout.",
-                       epilog=_STREAM_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       epilog=_STREAM_EPILOG + "\n" + wide.EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     where = t.add_mutually_exclusive_group(required=True)
     where.add_argument("--server", metavar="HOST:PORT", help="eddy server to stream to (default: none)")
     where.add_argument("--local", metavar="PATH", type=Path,
@@ -66,6 +67,16 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     t.add_argument("--fill", choices=("ffill",), default=None,
                    help="missing cells: ffill = the column's last value, as in eddy train (default: a missing "
                         "cell is a bad row)")
+    t.add_argument("--fleet", action="store_true",
+                   help="a wide CSV, one column per sensor: each column is one session of a one-feature model and "
+                        "each row one message carrying all of them (see below) (default: off)")
+    t.add_argument("--columns", nargs="+", metavar="COL",
+                   help="with --fleet: the sensor columns (default: every column but the first)")
+    t.add_argument("--session-prefix", default="", metavar="PREFIX",
+                   help="with --fleet --server: session ids are PREFIX + column name (default: none)")
+    t.add_argument("--resume", action="store_true",
+                   help="with --fleet --server: continue the sessions of an earlier replay (they must exist) "
+                        "instead of creating them (default: off)")
     t.add_argument("--tls", action="store_true",
                    help="connect with TLS, trusting the system's CAs (implied by --tls-ca/--tls-cert) (default: off)")
     t.add_argument("--tls-ca", type=Path, metavar="PEM", help="CA that signed the server's certificate (default: none)")
@@ -81,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
     """Run ``eddy stream``; returns the exit status (errors propagate to :func:`eddy.cli.errors.report`)."""
     if args.server and not args.model:
         raise UsageError("--model is required with --server")
+    if not args.fleet and (args.columns or args.session_prefix or args.resume):
+        raise UsageError("--columns, --session-prefix and --resume go with --fleet")
     if str(args.csv) == "-":
         f = open(sys.stdin.fileno(), newline="", encoding="utf-8", closefd=False)  # rows as they arrive
     else:
@@ -100,11 +113,17 @@ def run(args: argparse.Namespace) -> int:
                 model = load(args.local)
             except NotFound as e:  # the directory named by --local
                 raise UsageError(e.message) from None
+            if args.fleet:
+                return wide.run_fleet(args, header, reader, wide.LocalFleet(model), model.features, model.targets,
+                                      model.name, _number)
             return _run(args, header, reader, model.stream(), model.features, model.targets)
         from eddy.runtime.client import Client
 
         client = Client(args.server, tls=args.tls, tls_ca=args.tls_ca, tls_cert=args.tls_cert, tls_key=args.tls_key,
                         token=args.token)
+        if args.fleet:
+            with client, client.fleet(args.model, args.version, encoding=args.encoding) as rf:
+                return wide.run_fleet(args, header, reader, rf, rf.features, rf.targets, args.model, _number)
         with client, client.stream(args.model, args.version, encoding=args.encoding) as rs:
             return _run(args, header, reader, rs, rs.features, rs.targets)
 

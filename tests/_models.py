@@ -15,7 +15,7 @@ from pathlib import Path
 
 from eddy.runtime.core.manifest import GraphSpec, Manifest, Normalization, StateSpec, read_manifest, sha256_file, write_manifest
 
-__all__ = ["copy_as", "default_model_dir", "make_tiny", "raw_copy"]
+__all__ = ["copy_as", "default_model_dir", "make_onnx_rnn", "make_tiny", "raw_copy"]
 
 
 def make_tiny(out: str | Path, units: int = 8, features: int = 1, name: str = "tiny", version: int = 1) -> Path:
@@ -58,6 +58,55 @@ def make_tiny(out: str | Path, units: int = 8, features: int = 1, name: str = "t
         graphs={k: GraphSpec(f"{k}.onnx", sha256_file(out / f"{k}.onnx")) for k in ("step", "sequence")},
         opset=17, parity={}, metrics={}, created=datetime.datetime.now(datetime.timezone.utc).isoformat(),
         versions={}))
+    return out
+
+
+def make_onnx_rnn(out: str | Path, features: int = 3, units: int = 4, name: str = "wide", version: int = 1) -> Path:
+    """A seeded Elman RNN over ``features`` inputs written with onnx.helper (no tensorflow, well under a second).
+
+    Step graph ``h' = tanh(x W + h U + b)``, ``y = h' V + c``; the sequence graph runs the same step in a
+    ``Scan`` over the time axis. Raw units in and out (``io: raw``); state ``h0 [units]``.
+    """
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    weights = {"W": rng.normal(0, 0.02, (features, units)), "U": rng.normal(0, 0.3, (units, units)),
+               "b": rng.normal(0, 0.1, (units,)), "V": rng.normal(0, 1.0, (units, 1)), "c": np.array([0.5])}
+    inits = [numpy_helper.from_array(v.astype(np.float32), k) for k, v in weights.items()]
+
+    def cell(x: str, h: str, h_out: str, y: str) -> list:
+        return [helper.make_node("MatMul", [x, "W"], ["xw"]), helper.make_node("MatMul", [h, "U"], ["hu"]),
+                helper.make_node("Add", ["xw", "hu"], ["s"]), helper.make_node("Add", ["s", "b"], ["sb"]),
+                helper.make_node("Tanh", ["sb"], [h_out]), helper.make_node("MatMul", [h_out, "V"], ["hv"]),
+                helper.make_node("Add", ["hv", "c"], [y])]
+
+    def value(n: str, shape: list) -> onnx.ValueInfoProto:
+        return helper.make_tensor_value_info(n, TensorProto.FLOAT, shape)
+
+    step = helper.make_graph(cell("x", "h0", "h0_out", "y"), "step", [value("x", ["B", features]),
+                             value("h0", ["B", units])], [value("y", ["B", 1]), value("h0_out", ["B", units])], inits)
+    body = helper.make_graph(cell("xt", "h", "h_next", "yt"), "body", [value("h", ["B", units]),
+                             value("xt", ["B", features])], [value("h_next", ["B", units]), value("yt", ["B", 1])])
+    scan = helper.make_node("Scan", ["h0", "x"], ["h0_out", "y"], body=body, num_scan_inputs=1,
+                            scan_input_axes=[1], scan_output_axes=[1])
+    sequence = helper.make_graph([scan], "sequence", [value("x", ["B", "T", features]), value("h0", ["B", units])],
+                                 [value("y", ["B", "T", 1]), value("h0_out", ["B", units])], inits)
+    for kind, graph in (("step", step), ("sequence", sequence)):
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        model.ir_version = 8
+        onnx.save(model, out / f"{kind}.onnx")
+    cols = [f"v{i}" for i in range(features)]
+    write_manifest(out, Manifest(
+        name=name, version=version, cell="simple_rnn", layers=1, units=units, features=cols, targets=["v0"],
+        window=10, horizon=1, state=[StateSpec("h0", [units])],
+        normalization=Normalization([0.0] * features, [1.0] * features, [0.0], [1.0]),
+        graphs={k: GraphSpec(f"{k}.onnx", sha256_file(out / f"{k}.onnx")) for k in ("step", "sequence")},
+        opset=17, parity={}, metrics={}, created=datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        versions={}, io="raw"))
     return out
 
 

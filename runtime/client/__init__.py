@@ -8,7 +8,8 @@
         with client.stream("sunspots") as stream:   # same push/close as a local Stream
             y = stream.push(42.0)                   # [1, O] raw-unit predictions
 
-The asyncio client has the same methods, awaited (``async with client.stream(...)
+``client.fleet(name)`` drives many sessions per message (``fleet.push(ids, x[N, k, F])``,
+see :mod:`eddy.runtime.client.fleet`). The asyncio client has the same methods, awaited (``async with client.stream(...)
 as s: y = await s.push(42.0)``), on grpc.aio without extra threads; see
 :mod:`eddy.runtime.client.aio`.
 
@@ -24,6 +25,8 @@ from __future__ import annotations
 from ..grpc.headers import SESSION_HEADER
 from .aio import AsyncClient, AsyncRemoteStream
 from .client import Client
+from .fleet import AsyncRemoteFleet, FleetResult, RemoteFleet
 from .stream import RemoteStream
 
-__all__ = ["SESSION_HEADER", "AsyncClient", "AsyncRemoteStream", "Client", "RemoteStream"]
+__all__ = ["SESSION_HEADER", "AsyncClient", "AsyncRemoteFleet", "AsyncRemoteStream", "Client", "FleetResult",
+           "RemoteFleet", "RemoteStream"]

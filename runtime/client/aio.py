@@ -34,6 +34,7 @@ from ..grpc.status import error_from_status
 from ..grpc.tensors import Encoding, array_to_tensor, tensor_to_samples, tensor_to_sequences
 from ..serving.config import ServeConfig
 from ._wire import channel_setup, rpc_error, version_field
+from .fleet import AsyncRemoteFleet
 
 __all__ = ["AsyncClient", "AsyncRemoteStream"]
 
@@ -77,6 +78,16 @@ class AsyncClient:
                     (RESPONSE_LIMIT_HEADER, str(self.max_message_bytes)))
         return _Opening(AsyncRemoteStream(self._stub.Stream(timeout=timeout, metadata=metadata), encoding), open_)
 
+    def fleet(self, name: str, version: str | int | None = None, *, encoding: Encoding = "raw",
+              timeout: float | None = None) -> _Opening:
+        """Open a fleet on ``name``: ``async with client.fleet(...) as f`` or ``f = await client.fleet(...)``.
+
+        Arguments as :meth:`Client.fleet <eddy.runtime.client.Client.fleet>`; ``await f.push(ids, x)``.
+        """
+        metadata = (*self._metadata, (RESPONSE_LIMIT_HEADER, str(self.max_message_bytes)))
+        fleet = AsyncRemoteFleet(self._stub.Fleet(timeout=timeout, metadata=metadata), encoding)
+        return _Opening(fleet, pb.FleetOpen(model=name, version=version_field(version)))
+
     async def predict(self, name: str, x: Any, version: str | int | None = None, *,
                       states: list[bytes] | None = None, encoding: Encoding = "raw") -> tuple[np.ndarray, list[bytes]]:
         """Whole sequences ``x[B, T, F]`` -> (``y[B, T, O]``, B final-state blobs)."""
@@ -105,15 +116,16 @@ class AsyncClient:
 
 
 class _Opening:
-    """What :meth:`AsyncClient.stream` returns: awaitable, or an async context manager closing the stream."""
+    """What :meth:`AsyncClient.stream` and :meth:`AsyncClient.fleet` return: awaitable, or an async context manager
+    closing the stream."""
 
-    def __init__(self, stream: AsyncRemoteStream, request: pb.OpenStream) -> None:
+    def __init__(self, stream: Any, request: pb.OpenStream | pb.FleetOpen) -> None:
         self._stream, self._request = stream, request
 
-    def __await__(self) -> Generator[Any, None, AsyncRemoteStream]:
+    def __await__(self) -> Generator[Any, None, Any]:
         return self._stream._open(self._request).__await__()
 
-    async def __aenter__(self) -> AsyncRemoteStream:
+    async def __aenter__(self) -> Any:
         return await self._stream._open(self._request)
 
     async def __aexit__(self, *exc: object) -> None:

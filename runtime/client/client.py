@@ -17,6 +17,7 @@ from ..grpc.headers import RESPONSE_LIMIT_HEADER, SESSION_HEADER
 from ..grpc.tensors import Encoding, array_to_tensor, tensor_to_sequences
 from ..serving.config import ServeConfig
 from ._wire import channel_setup, rpc_error, version_field
+from .fleet import RemoteFleet
 from .stream import RemoteStream
 
 __all__ = ["Client"]
@@ -81,6 +82,19 @@ class Client:
         return RemoteStream(self._stub, name, version, encoding=encoding, timeout=timeout,
                             session_id=session_id or uuid.uuid4().hex, state=state, resume=resume,
                             max_response_bytes=self.max_message_bytes, metadata=self._metadata)
+
+    def fleet(self, name: str, version: str | int | None = None, *, encoding: Encoding = "raw",
+              timeout: float | None = None) -> RemoteFleet:
+        """Open a fleet on ``name`` (latest version unless given): many sessions per message.
+
+        ``fleet.push(ids, x)`` steps the sessions ``ids`` by ``x[N, k, F]``
+        in one message (see :mod:`eddy.runtime.client.fleet`). ``encoding``
+        and ``timeout`` as for :meth:`stream`.
+        """
+        request = pb.FleetOpen(model=name, version=version_field(version))
+        metadata = [*self._metadata, (RESPONSE_LIMIT_HEADER, str(self.max_message_bytes))]
+        return RemoteFleet(lambda requests: self._stub.Fleet(requests, timeout=timeout, metadata=metadata), request,
+                           encoding=encoding)
 
     def predict(self, name: str, x: Any, version: str | int | None = None, *, states: list[bytes] | None = None,
                 encoding: Encoding = "raw") -> tuple[np.ndarray, list[bytes]]:

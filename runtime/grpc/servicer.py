@@ -31,6 +31,7 @@ from eddy.v1 import inference_pb2_grpc as pb_grpc
 
 from ..core.errors import InvalidInput
 from ..serving.dataplane import DataPlane
+from .fleet_handler import FleetHandler
 from .headers import client_limit
 from .lifecycle import StreamCall
 from .limits import StreamGate
@@ -88,6 +89,30 @@ class InferenceServicer(pb_grpc.InferenceServicer):
                     break
             if not handler.finished:  # the input ended: a half-close, or a peer that vanished (then cancelled here)
                 await call.end_of_input()
+
+    async def Fleet(self, request_iterator: AsyncIterator[pb.FleetRequest],
+                    context: grpc.aio.ServicerContext) -> AsyncIterator[pb.FleetResponse]:
+        tenant = TENANT.get()
+        handler = FleetHandler(self.plane, tenant=tenant)
+        async with StreamCall(self.gate, "Fleet", context, tenant, fields=handler.log_fields) as call:
+            call.closing(handler.release)  # every session it held stays idle and resumable, whatever happened
+            handler.client_limit = client_limit(context.invocation_metadata())  # INVALID_ARGUMENT if malformed
+            async for request in request_iterator:
+                call.received()
+                was_open, t0 = handler.opened, time.perf_counter()
+                if is_malformed(request):
+                    self._faults.warning("malformed", "Fleet: %s (peer %s)", request.message, context.peer())
+                    raise InvalidInput(request.message)
+                response = await handler.handle(request)  # an EddyError here ends the RPC with its status
+                if not was_open:
+                    call.answered(None, "OK", time.perf_counter() - t0)
+                    call.opened(fleet=True, model=handler.model_name, version=handler.model_version)
+                elif response.WhichOneof("kind") == "error":
+                    call.answered(handler.model_name, code_name(response.error.code), time.perf_counter() - t0)
+                else:
+                    call.answered(handler.model_name, "OK", time.perf_counter() - t0)
+                yield response
+            await call.end_of_input()  # a half-close, or a peer that vanished (then cancelled here)
 
     async def ListModels(self, request: pb.ListModelsRequest,
                          context: grpc.aio.ServicerContext) -> pb.ListModelsResponse:

@@ -21,10 +21,10 @@ import numpy as np
 from eddy.v1 import inference_pb2 as pb
 
 from ..core.errors import InvalidInput
-from ..core.samples import FLOAT32_LE
+from ..core.samples import FLOAT32_LE, not_finite
 
 __all__ = ["ENCODINGS", "Encoding", "SampleCheck", "array_to_tensor", "decode_float32", "one_raw_sample",
-           "tensor_to_samples", "tensor_to_sequences"]
+           "tensor_to_fleet", "tensor_to_samples", "tensor_to_sequences"]
 
 Encoding = Literal["raw", "values"]
 ENCODINGS: tuple[Encoding, ...] = ("raw", "values")
@@ -74,6 +74,26 @@ def tensor_to_sequences(tensor: pb.Tensor, n_features: int, *,
     return _decode(tensor, n_features, ("B", "T"), "inputs", check)
 
 
+def tensor_to_fleet(tensor: pb.Tensor, n_features: int, *,
+                    check: SampleCheck | None = None) -> tuple[np.ndarray, Encoding]:
+    """Decode a fleet message's samples: float32 ``[N, k, F]`` and its encoding.
+
+    Same rules as :func:`tensor_to_samples` but for finiteness: a non-finite
+    value fails only its session's entry, which the data plane judges.
+    ``check`` gets k, the samples per session the shape claims, before
+    anything is decoded. Raw little-endian data of the right size comes back
+    as a read-only view of the message's bytes (no copy).
+    """
+    shape, raw = tensor.shape, tensor.raw
+    if check is not None and len(shape) == 3:
+        check(max(int(shape[1]), 0))
+    if _NATIVE_LE and len(shape) == 3 and shape[0] > 0 and shape[1] > 0 and shape[2] == n_features \
+            and len(raw) == 4 * shape[0] * shape[1] * n_features and not tensor.values:
+        return np.frombuffer(raw, np.float32).reshape(shape[0], shape[1], n_features), "raw"  # the hot path
+    return decode_float32(list(shape), tensor.values, raw, n_features, lead=("N", "k"), what="samples",
+                          finite=False)
+
+
 def _decode(tensor: pb.Tensor, n_features: int, lead: tuple[str, ...], what: str,
             check: SampleCheck | None) -> tuple[np.ndarray, Encoding]:
     return decode_float32(list(tensor.shape), tensor.values, tensor.raw, n_features, lead=lead, what=what,
@@ -83,7 +103,7 @@ def _decode(tensor: pb.Tensor, n_features: int, lead: tuple[str, ...], what: str
 def decode_float32(shape: list[int], values: Sequence[float], raw: bytes, n_features: int, *,
                    lead: tuple[str, ...] = ("n",), what: str = "samples",
                    fields: tuple[str, str] = ("`values`", "`raw`"),
-                   check: SampleCheck | None = None) -> tuple[np.ndarray, Encoding]:
+                   check: SampleCheck | None = None, finite: bool = True) -> tuple[np.ndarray, Encoding]:
     """The tensor rules on plain parts: float32 ``[*lead, F]`` from packed ``values`` or little-endian ``raw``.
 
     Shared by every protocol (eddy.v1 ``Tensor``, the Open Inference
@@ -94,7 +114,8 @@ def decode_float32(shape: list[int], values: Sequence[float], raw: bytes, n_feat
     enforced before a large payload is converted. Raises
     :class:`InvalidInput` naming the problem: wrong rank, an empty leading
     dimension, wrong feature count, data length not matching the shape, both
-    or neither encoding used, NaN or infinity.
+    or neither encoding used, NaN or infinity (unless ``finite`` is False:
+    the caller judges values row by row, as a fleet does per session).
     """
     # On the per-message hot path: plain Python checks first, numpy only on the data.
     if check is not None:
@@ -126,9 +147,8 @@ def decode_float32(shape: list[int], values: Sequence[float], raw: bytes, n_feat
         raise InvalidInput(f"tensor has no data: shape {shape} needs {expected} float(s) in "
                            f"{fields[0]} or {fields[1]}")
     flat = arr.reshape(-1, n_features)  # [n, F]
-    if not np.isfinite(flat).all():
-        row, col = (int(i) for i in np.argwhere(~np.isfinite(flat))[0])
-        raise InvalidInput(f"sample {row}, feature {col} is {float(flat[row, col])}: values must be finite")
+    if finite and not np.isfinite(flat).all():
+        raise not_finite(flat)
     return arr.reshape(shape), encoding
 
 

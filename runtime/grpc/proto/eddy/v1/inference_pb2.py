@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x65\x64\x64y/v1/inference.proto\x12\x07\x65\x64\x64y.v1\"4\n\x06Tensor\x12\r\n\x05shape\x18\x01 \x03(\x03\x12\x0e\n\x06values\x18\x02 \x03(\x02\x12\x0b\n\x03raw\x18\x03 \x01(\x0c\"\x85\x01\n\rStreamRequest\x12#\n\x04open\x18\x01 \x01(\x0b\x32\x13.eddy.v1.OpenStreamH\x00\x12\"\n\x07samples\x18\x02 \x01(\x0b\x32\x0f.eddy.v1.TensorH\x00\x12#\n\x07\x63ontrol\x18\x03 \x01(\x0b\x32\x10.eddy.v1.ControlH\x00\x42\x06\n\x04kind\"|\n\x07\x43ontrol\x12\'\n\x06\x61\x63tion\x18\x01 \x01(\x0e\x32\x17.eddy.v1.Control.Action\"H\n\x06\x41\x63tion\x12\x16\n\x12\x41\x43TION_UNSPECIFIED\x10\x00\x12\t\n\x05RESET\x10\x01\x12\t\n\x05\x43LOSE\x10\x02\x12\x10\n\x0c\x45XPORT_STATE\x10\x03\"_\n\nOpenStream\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x12\n\nsession_id\x18\x03 \x01(\t\x12\r\n\x05state\x18\x04 \x01(\x0c\x12\x0e\n\x06resume\x18\x05 \x01(\x08\"\xbd\x01\n\x0eStreamResponse\x12\'\n\x06opened\x18\x01 \x01(\x0b\x32\x15.eddy.v1.StreamOpenedH\x00\x12+\n\x0bpredictions\x18\x02 \x01(\x0b\x32\x14.eddy.v1.PredictionsH\x00\x12\x1f\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x0e.eddy.v1.ErrorH\x00\x12,\n\x0c\x63ontrol_done\x18\x04 \x01(\x0b\x32\x14.eddy.v1.ControlDoneH\x00\x42\x06\n\x04kind\"\x88\x01\n\x0cStreamOpened\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x10\n\x08\x66\x65\x61tures\x18\x03 \x03(\t\x12\x0f\n\x07targets\x18\x04 \x03(\t\x12\x12\n\nsession_id\x18\x05 \x01(\t\x12\x10\n\x08position\x18\x06 \x01(\x04\x12\x0f\n\x07resumed\x18\x07 \x01(\x08\"W\n\x0b\x43ontrolDone\x12\'\n\x06\x61\x63tion\x18\x01 \x01(\x0e\x32\x17.eddy.v1.Control.Action\x12\x10\n\x08position\x18\x02 \x01(\x04\x12\r\n\x05state\x18\x03 \x01(\x0c\"?\n\x0bPredictions\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12 \n\x07outputs\x18\x02 \x01(\x0b\x32\x0f.eddy.v1.Tensor\"&\n\x05\x45rror\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x13\n\x11ListModelsRequest\"<\n\x12ListModelsResponse\x12&\n\x06models\x18\x01 \x03(\x0b\x32\x16.eddy.v1.ModelVersions\"?\n\rModelVersions\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08versions\x18\x02 \x03(\x03\x12\x0e\n\x06latest\x18\x03 \x01(\x03\"6\n\x14ModelMetadataRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"*\n\x0bStateTensor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\"\xb6\x03\n\rModelMetadata\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x10\n\x08versions\x18\x03 \x03(\x03\x12\x0c\n\x04\x63\x65ll\x18\x04 \x01(\t\x12\x0e\n\x06layers\x18\x05 \x01(\x05\x12\r\n\x05units\x18\x06 \x01(\x05\x12\x10\n\x08\x66\x65\x61tures\x18\x07 \x03(\t\x12\x0f\n\x07targets\x18\x08 \x03(\t\x12\x0e\n\x06window\x18\t \x01(\x05\x12\x0f\n\x07horizon\x18\n \x01(\x05\x12#\n\x05state\x18\x0b \x03(\x0b\x32\x14.eddy.v1.StateTensor\x12\x15\n\rmanifest_json\x18\x0c \x01(\t\x12\x34\n\x07metrics\x18\r \x03(\x0b\x32#.eddy.v1.ModelMetadata.MetricsEntry\x12\x32\n\x06parity\x18\x0e \x03(\x0b\x32\".eddy.v1.ModelMetadata.ParityEntry\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a-\n\x0bParityEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"a\n\x0ePredictRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x1f\n\x06inputs\x18\x03 \x01(\x0b\x32\x0f.eddy.v1.Tensor\x12\x0e\n\x06states\x18\x04 \x03(\x0c\"c\n\x0fPredictResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12 \n\x07outputs\x18\x03 \x01(\x0b\x32\x0f.eddy.v1.Tensor\x12\x0e\n\x06states\x18\x04 \x03(\x0c\"$\n\x0eSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"c\n\x0cSessionState\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x03\x12\x10\n\x08position\x18\x04 \x01(\x04\x12\r\n\x05state\x18\x05 \x01(\x0c\x32\x9e\x03\n\tInference\x12=\n\x06Stream\x12\x16.eddy.v1.StreamRequest\x1a\x17.eddy.v1.StreamResponse(\x01\x30\x01\x12\x45\n\nListModels\x12\x1a.eddy.v1.ListModelsRequest\x1a\x1b.eddy.v1.ListModelsResponse\x12I\n\x10GetModelMetadata\x12\x1d.eddy.v1.ModelMetadataRequest\x1a\x16.eddy.v1.ModelMetadata\x12<\n\x07Predict\x12\x17.eddy.v1.PredictRequest\x1a\x18.eddy.v1.PredictResponse\x12\x41\n\x0fGetSessionState\x12\x17.eddy.v1.SessionRequest\x1a\x15.eddy.v1.SessionState\x12?\n\rDeleteSession\x12\x17.eddy.v1.SessionRequest\x1a\x15.eddy.v1.SessionStateb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x65\x64\x64y/v1/inference.proto\x12\x07\x65\x64\x64y.v1\"4\n\x06Tensor\x12\r\n\x05shape\x18\x01 \x03(\x03\x12\x0e\n\x06values\x18\x02 \x03(\x02\x12\x0b\n\x03raw\x18\x03 \x01(\x0c\"\x85\x01\n\rStreamRequest\x12#\n\x04open\x18\x01 \x01(\x0b\x32\x13.eddy.v1.OpenStreamH\x00\x12\"\n\x07samples\x18\x02 \x01(\x0b\x32\x0f.eddy.v1.TensorH\x00\x12#\n\x07\x63ontrol\x18\x03 \x01(\x0b\x32\x10.eddy.v1.ControlH\x00\x42\x06\n\x04kind\"|\n\x07\x43ontrol\x12\'\n\x06\x61\x63tion\x18\x01 \x01(\x0e\x32\x17.eddy.v1.Control.Action\"H\n\x06\x41\x63tion\x12\x16\n\x12\x41\x43TION_UNSPECIFIED\x10\x00\x12\t\n\x05RESET\x10\x01\x12\t\n\x05\x43LOSE\x10\x02\x12\x10\n\x0c\x45XPORT_STATE\x10\x03\"_\n\nOpenStream\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x12\n\nsession_id\x18\x03 \x01(\t\x12\r\n\x05state\x18\x04 \x01(\x0c\x12\x0e\n\x06resume\x18\x05 \x01(\x08\"\xbd\x01\n\x0eStreamResponse\x12\'\n\x06opened\x18\x01 \x01(\x0b\x32\x15.eddy.v1.StreamOpenedH\x00\x12+\n\x0bpredictions\x18\x02 \x01(\x0b\x32\x14.eddy.v1.PredictionsH\x00\x12\x1f\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x0e.eddy.v1.ErrorH\x00\x12,\n\x0c\x63ontrol_done\x18\x04 \x01(\x0b\x32\x14.eddy.v1.ControlDoneH\x00\x42\x06\n\x04kind\"\x88\x01\n\x0cStreamOpened\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x10\n\x08\x66\x65\x61tures\x18\x03 \x03(\t\x12\x0f\n\x07targets\x18\x04 \x03(\t\x12\x12\n\nsession_id\x18\x05 \x01(\t\x12\x10\n\x08position\x18\x06 \x01(\x04\x12\x0f\n\x07resumed\x18\x07 \x01(\x08\"W\n\x0b\x43ontrolDone\x12\'\n\x06\x61\x63tion\x18\x01 \x01(\x0e\x32\x17.eddy.v1.Control.Action\x12\x10\n\x08position\x18\x02 \x01(\x04\x12\r\n\x05state\x18\x03 \x01(\x0c\"?\n\x0bPredictions\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12 \n\x07outputs\x18\x02 \x01(\x0b\x32\x0f.eddy.v1.Tensor\"&\n\x05\x45rror\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"d\n\x0c\x46leetRequest\x12\"\n\x04open\x18\x01 \x01(\x0b\x32\x12.eddy.v1.FleetOpenH\x00\x12(\n\x07samples\x18\x02 \x01(\x0b\x32\x15.eddy.v1.FleetSamplesH\x00\x42\x06\n\x04kind\"+\n\tFleetOpen\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"U\n\x0c\x46leetSamples\x12\x13\n\x0bsession_ids\x18\x01 \x03(\t\x12 \n\x07samples\x18\x02 \x01(\x0b\x32\x0f.eddy.v1.Tensor\x12\x0e\n\x06resume\x18\x03 \x01(\x08\"\x92\x01\n\rFleetResponse\x12&\n\x06opened\x18\x01 \x01(\x0b\x32\x14.eddy.v1.FleetOpenedH\x00\x12\x30\n\x0bpredictions\x18\x02 \x01(\x0b\x32\x19.eddy.v1.FleetPredictionsH\x00\x12\x1f\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x0e.eddy.v1.ErrorH\x00\x42\x06\n\x04kind\"P\n\x0b\x46leetOpened\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x10\n\x08\x66\x65\x61tures\x18\x03 \x03(\t\x12\x0f\n\x07targets\x18\x04 \x03(\t\"j\n\x10\x46leetPredictions\x12\x0f\n\x07offsets\x18\x01 \x01(\x0c\x12 \n\x07outputs\x18\x02 \x01(\x0b\x32\x0f.eddy.v1.Tensor\x12#\n\x06\x65rrors\x18\x03 \x03(\x0b\x32\x13.eddy.v1.FleetError\":\n\nFleetError\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0c\n\x04\x63ode\x18\x02 \x01(\x05\x12\x0f\n\x07message\x18\x03 \x01(\t\"\x13\n\x11ListModelsRequest\"<\n\x12ListModelsResponse\x12&\n\x06models\x18\x01 \x03(\x0b\x32\x16.eddy.v1.ModelVersions\"?\n\rModelVersions\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08versions\x18\x02 \x03(\x03\x12\x0e\n\x06latest\x18\x03 \x01(\x03\"6\n\x14ModelMetadataRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"*\n\x0bStateTensor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\"\xb6\x03\n\rModelMetadata\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x10\n\x08versions\x18\x03 \x03(\x03\x12\x0c\n\x04\x63\x65ll\x18\x04 \x01(\t\x12\x0e\n\x06layers\x18\x05 \x01(\x05\x12\r\n\x05units\x18\x06 \x01(\x05\x12\x10\n\x08\x66\x65\x61tures\x18\x07 \x03(\t\x12\x0f\n\x07targets\x18\x08 \x03(\t\x12\x0e\n\x06window\x18\t \x01(\x05\x12\x0f\n\x07horizon\x18\n \x01(\x05\x12#\n\x05state\x18\x0b \x03(\x0b\x32\x14.eddy.v1.StateTensor\x12\x15\n\rmanifest_json\x18\x0c \x01(\t\x12\x34\n\x07metrics\x18\r \x03(\x0b\x32#.eddy.v1.ModelMetadata.MetricsEntry\x12\x32\n\x06parity\x18\x0e \x03(\x0b\x32\".eddy.v1.ModelMetadata.ParityEntry\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a-\n\x0bParityEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"a\n\x0ePredictRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x1f\n\x06inputs\x18\x03 \x01(\x0b\x32\x0f.eddy.v1.Tensor\x12\x0e\n\x06states\x18\x04 \x03(\x0c\"c\n\x0fPredictResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12 \n\x07outputs\x18\x03 \x01(\x0b\x32\x0f.eddy.v1.Tensor\x12\x0e\n\x06states\x18\x04 \x03(\x0c\"$\n\x0eSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"c\n\x0cSessionState\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x03\x12\x10\n\x08position\x18\x04 \x01(\x04\x12\r\n\x05state\x18\x05 \x01(\x0c\x32\xda\x03\n\tInference\x12=\n\x06Stream\x12\x16.eddy.v1.StreamRequest\x1a\x17.eddy.v1.StreamResponse(\x01\x30\x01\x12:\n\x05\x46leet\x12\x15.eddy.v1.FleetRequest\x1a\x16.eddy.v1.FleetResponse(\x01\x30\x01\x12\x45\n\nListModels\x12\x1a.eddy.v1.ListModelsRequest\x1a\x1b.eddy.v1.ListModelsResponse\x12I\n\x10GetModelMetadata\x12\x1d.eddy.v1.ModelMetadataRequest\x1a\x16.eddy.v1.ModelMetadata\x12<\n\x07Predict\x12\x17.eddy.v1.PredictRequest\x1a\x18.eddy.v1.PredictResponse\x12\x41\n\x0fGetSessionState\x12\x17.eddy.v1.SessionRequest\x1a\x15.eddy.v1.SessionState\x12?\n\rDeleteSession\x12\x17.eddy.v1.SessionRequest\x1a\x15.eddy.v1.SessionStateb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -55,30 +55,44 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PREDICTIONS']._serialized_end=932
   _globals['_ERROR']._serialized_start=934
   _globals['_ERROR']._serialized_end=972
-  _globals['_LISTMODELSREQUEST']._serialized_start=974
-  _globals['_LISTMODELSREQUEST']._serialized_end=993
-  _globals['_LISTMODELSRESPONSE']._serialized_start=995
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1055
-  _globals['_MODELVERSIONS']._serialized_start=1057
-  _globals['_MODELVERSIONS']._serialized_end=1120
-  _globals['_MODELMETADATAREQUEST']._serialized_start=1122
-  _globals['_MODELMETADATAREQUEST']._serialized_end=1176
-  _globals['_STATETENSOR']._serialized_start=1178
-  _globals['_STATETENSOR']._serialized_end=1220
-  _globals['_MODELMETADATA']._serialized_start=1223
-  _globals['_MODELMETADATA']._serialized_end=1661
-  _globals['_MODELMETADATA_METRICSENTRY']._serialized_start=1568
-  _globals['_MODELMETADATA_METRICSENTRY']._serialized_end=1614
-  _globals['_MODELMETADATA_PARITYENTRY']._serialized_start=1616
-  _globals['_MODELMETADATA_PARITYENTRY']._serialized_end=1661
-  _globals['_PREDICTREQUEST']._serialized_start=1663
-  _globals['_PREDICTREQUEST']._serialized_end=1760
-  _globals['_PREDICTRESPONSE']._serialized_start=1762
-  _globals['_PREDICTRESPONSE']._serialized_end=1861
-  _globals['_SESSIONREQUEST']._serialized_start=1863
-  _globals['_SESSIONREQUEST']._serialized_end=1899
-  _globals['_SESSIONSTATE']._serialized_start=1901
-  _globals['_SESSIONSTATE']._serialized_end=2000
-  _globals['_INFERENCE']._serialized_start=2003
-  _globals['_INFERENCE']._serialized_end=2417
+  _globals['_FLEETREQUEST']._serialized_start=974
+  _globals['_FLEETREQUEST']._serialized_end=1074
+  _globals['_FLEETOPEN']._serialized_start=1076
+  _globals['_FLEETOPEN']._serialized_end=1119
+  _globals['_FLEETSAMPLES']._serialized_start=1121
+  _globals['_FLEETSAMPLES']._serialized_end=1206
+  _globals['_FLEETRESPONSE']._serialized_start=1209
+  _globals['_FLEETRESPONSE']._serialized_end=1355
+  _globals['_FLEETOPENED']._serialized_start=1357
+  _globals['_FLEETOPENED']._serialized_end=1437
+  _globals['_FLEETPREDICTIONS']._serialized_start=1439
+  _globals['_FLEETPREDICTIONS']._serialized_end=1545
+  _globals['_FLEETERROR']._serialized_start=1547
+  _globals['_FLEETERROR']._serialized_end=1605
+  _globals['_LISTMODELSREQUEST']._serialized_start=1607
+  _globals['_LISTMODELSREQUEST']._serialized_end=1626
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1628
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1688
+  _globals['_MODELVERSIONS']._serialized_start=1690
+  _globals['_MODELVERSIONS']._serialized_end=1753
+  _globals['_MODELMETADATAREQUEST']._serialized_start=1755
+  _globals['_MODELMETADATAREQUEST']._serialized_end=1809
+  _globals['_STATETENSOR']._serialized_start=1811
+  _globals['_STATETENSOR']._serialized_end=1853
+  _globals['_MODELMETADATA']._serialized_start=1856
+  _globals['_MODELMETADATA']._serialized_end=2294
+  _globals['_MODELMETADATA_METRICSENTRY']._serialized_start=2201
+  _globals['_MODELMETADATA_METRICSENTRY']._serialized_end=2247
+  _globals['_MODELMETADATA_PARITYENTRY']._serialized_start=2249
+  _globals['_MODELMETADATA_PARITYENTRY']._serialized_end=2294
+  _globals['_PREDICTREQUEST']._serialized_start=2296
+  _globals['_PREDICTREQUEST']._serialized_end=2393
+  _globals['_PREDICTRESPONSE']._serialized_start=2395
+  _globals['_PREDICTRESPONSE']._serialized_end=2494
+  _globals['_SESSIONREQUEST']._serialized_start=2496
+  _globals['_SESSIONREQUEST']._serialized_end=2532
+  _globals['_SESSIONSTATE']._serialized_start=2534
+  _globals['_SESSIONSTATE']._serialized_end=2633
+  _globals['_INFERENCE']._serialized_start=2636
+  _globals['_INFERENCE']._serialized_end=3110
 # @@protoc_insertion_point(module_scope)

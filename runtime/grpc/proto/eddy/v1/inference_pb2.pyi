@@ -113,6 +113,74 @@ class Error(_message.Message):
     message: str
     def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
 
+class FleetRequest(_message.Message):
+    __slots__ = ("open", "samples")
+    OPEN_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    open: FleetOpen
+    samples: FleetSamples
+    def __init__(self, open: _Optional[_Union[FleetOpen, _Mapping]] = ..., samples: _Optional[_Union[FleetSamples, _Mapping]] = ...) -> None: ...
+
+class FleetOpen(_message.Message):
+    __slots__ = ("model", "version")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    version: str
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
+
+class FleetSamples(_message.Message):
+    __slots__ = ("session_ids", "samples", "resume")
+    SESSION_IDS_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    RESUME_FIELD_NUMBER: _ClassVar[int]
+    session_ids: _containers.RepeatedScalarFieldContainer[str]
+    samples: Tensor
+    resume: bool
+    def __init__(self, session_ids: _Optional[_Iterable[str]] = ..., samples: _Optional[_Union[Tensor, _Mapping]] = ..., resume: bool = ...) -> None: ...
+
+class FleetResponse(_message.Message):
+    __slots__ = ("opened", "predictions", "error")
+    OPENED_FIELD_NUMBER: _ClassVar[int]
+    PREDICTIONS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    opened: FleetOpened
+    predictions: FleetPredictions
+    error: Error
+    def __init__(self, opened: _Optional[_Union[FleetOpened, _Mapping]] = ..., predictions: _Optional[_Union[FleetPredictions, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ...) -> None: ...
+
+class FleetOpened(_message.Message):
+    __slots__ = ("model", "version", "features", "targets")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    FEATURES_FIELD_NUMBER: _ClassVar[int]
+    TARGETS_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    version: int
+    features: _containers.RepeatedScalarFieldContainer[str]
+    targets: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., features: _Optional[_Iterable[str]] = ..., targets: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class FleetPredictions(_message.Message):
+    __slots__ = ("offsets", "outputs", "errors")
+    OFFSETS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    offsets: bytes
+    outputs: Tensor
+    errors: _containers.RepeatedCompositeFieldContainer[FleetError]
+    def __init__(self, offsets: _Optional[bytes] = ..., outputs: _Optional[_Union[Tensor, _Mapping]] = ..., errors: _Optional[_Iterable[_Union[FleetError, _Mapping]]] = ...) -> None: ...
+
+class FleetError(_message.Message):
+    __slots__ = ("index", "code", "message")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    code: int
+    message: str
+    def __init__(self, index: _Optional[int] = ..., code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+
 class ListModelsRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

@@ -40,6 +40,11 @@ class InferenceStub(object):
                 request_serializer=eddy_dot_v1_dot_inference__pb2.StreamRequest.SerializeToString,
                 response_deserializer=eddy_dot_v1_dot_inference__pb2.StreamResponse.FromString,
                 _registered_method=True)
+        self.Fleet = channel.stream_stream(
+                '/eddy.v1.Inference/Fleet',
+                request_serializer=eddy_dot_v1_dot_inference__pb2.FleetRequest.SerializeToString,
+                response_deserializer=eddy_dot_v1_dot_inference__pb2.FleetResponse.FromString,
+                _registered_method=True)
         self.ListModels = channel.unary_unary(
                 '/eddy.v1.Inference/ListModels',
                 request_serializer=eddy_dot_v1_dot_inference__pb2.ListModelsRequest.SerializeToString,
@@ -73,6 +78,13 @@ class InferenceServicer(object):
 
     def Stream(self, request_iterator, context):
         """Bidirectional stateful stream (see above).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Fleet(self, request_iterator, context):
+        """Many sessions per message, one model version (see "Fleets" above).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -122,6 +134,11 @@ def add_InferenceServicer_to_server(servicer, server):
                     servicer.Stream,
                     request_deserializer=eddy_dot_v1_dot_inference__pb2.StreamRequest.FromString,
                     response_serializer=eddy_dot_v1_dot_inference__pb2.StreamResponse.SerializeToString,
+            ),
+            'Fleet': grpc.stream_stream_rpc_method_handler(
+                    servicer.Fleet,
+                    request_deserializer=eddy_dot_v1_dot_inference__pb2.FleetRequest.FromString,
+                    response_serializer=eddy_dot_v1_dot_inference__pb2.FleetResponse.SerializeToString,
             ),
             'ListModels': grpc.unary_unary_rpc_method_handler(
                     servicer.ListModels,
@@ -177,6 +194,33 @@ class Inference(object):
             '/eddy.v1.Inference/Stream',
             eddy_dot_v1_dot_inference__pb2.StreamRequest.SerializeToString,
             eddy_dot_v1_dot_inference__pb2.StreamResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Fleet(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/eddy.v1.Inference/Fleet',
+            eddy_dot_v1_dot_inference__pb2.FleetRequest.SerializeToString,
+            eddy_dot_v1_dot_inference__pb2.FleetResponse.FromString,
             options,
             channel_credentials,
             insecure,
