@@ -49,8 +49,7 @@ from eddy.v1 import oip_pb2 as pb
 from ..core.errors import EddyError, InvalidInput, NotFound
 from ..serving.dataplane import DataPlane
 from ..serving.sequences import Sequences, SequenceStep
-from .lifecycle import StreamCall
-from .limits import StreamGate
+from .lifecycle import StreamCall, StreamGate
 from .oip_codec import (
     infer_input,
     infer_response_bytes,
@@ -60,7 +59,7 @@ from .oip_codec import (
     repository_index,
     sequence_step,
 )
-from .oip_stream import Answer, OipStreamHandler
+from .oip_stream import OipStreamHandler
 from .security import TENANT
 from .unary import run_unary
 from .wire import Malformed, RateLimitedLog, is_malformed
@@ -154,7 +153,7 @@ class OipServicer:
         return await self._unary("ModelInfer", context, lambda: self.infer(request))  # serialized already
 
     async def ModelStreamInfer(self, request_iterator: AsyncIterator[pb.ModelInferRequest | Malformed],
-                               context: Any) -> AsyncIterator[Answer]:
+                               context: Any) -> None:
         tenant = TENANT.get()
         handler = OipStreamHandler(self.infer)
         async with StreamCall(self.gate, "ModelStreamInfer", context, tenant, fields=handler.log_fields) as call:
@@ -178,7 +177,7 @@ class OipServicer:
             reader = asyncio.get_running_loop().create_task(read())
             call.closing(lambda: _cancel(reader))
             async for answer in handler.answers():
-                yield answer
+                await call.write(answer)
             await reader  # re-raise a failed read (e.g. a broken request stream)
             if malformed:
                 self._faults.warning("malformed", "ModelStreamInfer: %s (peer %s)", malformed[0].message,

@@ -45,7 +45,7 @@ from ..serving.config import DEFAULT_HOST, DEFAULT_PORT, ServeConfig
 from ..serving.dataplane import DataPlane
 from ..serving.metrics import Metrics
 from ..serving.repository import ModelRepository
-from .limits import StreamGate
+from .lifecycle import StreamGate
 from .oip import OIP_SERVICE, OipServicer
 from .oip_service import add_oip_to_server, reflection_pool
 from .security import AuthInterceptor, Security, server_credentials
@@ -107,7 +107,8 @@ class Server:
             # take part of its connections. Only --workers processes share a port on purpose.
             ("grpc.so_reuseport", int(self.config.share_port)),
         ])
-        gate = StreamGate.from_config(self.config, self.metrics)  # one --max-streams for both protocols' streams
+        # Every streaming call on the port, both protocols: one --max-streams, idle timeout, list of open calls
+        self.gate = gate = StreamGate.from_config(self.config, self.metrics)
         add_inference_service(InferenceServicer(self.plane, gate), self._server)  # malformed -> INVALID_ARGUMENT
         guarded = MalformedGuard(RateLimitedLog(log)).registrar(self._server)  # the others: malformed -> same
         add_oip_to_server(OipServicer(self.plane, ready=lambda: not self._stopping, gate=gate), guarded)

@@ -33,8 +33,7 @@ from ..core.errors import InvalidInput
 from ..serving.dataplane import DataPlane
 from .fleet_handler import FleetHandler
 from .headers import client_limit
-from .lifecycle import StreamCall
-from .limits import StreamGate
+from .lifecycle import StreamCall, StreamGate
 from .responses import list_models_response, model_metadata, predict_response, session_state
 from .security import TENANT
 from .status import code_name
@@ -63,7 +62,7 @@ class InferenceServicer(pb_grpc.InferenceServicer):
         self._faults = RateLimitedLog(log)  # client faults worth a line: never a traceback, never a flood
 
     async def Stream(self, request_iterator: AsyncIterator[pb.StreamRequest],
-                     context: grpc.aio.ServicerContext) -> AsyncIterator[pb.StreamResponse]:
+                     context: grpc.aio.ServicerContext) -> None:
         tenant = TENANT.get()
         handler = StreamHandler(self.plane, tenant=tenant)
         async with StreamCall(self.gate, "Stream", context, tenant, fields=handler.log_fields) as call:
@@ -84,7 +83,7 @@ class InferenceServicer(pb_grpc.InferenceServicer):
                     call.answered(handler.model_name, code_name(response.error.code), time.perf_counter() - t0)
                 else:
                     call.answered(handler.model_name, "OK", time.perf_counter() - t0)
-                yield response
+                await call.write(response)
                 if handler.finished:
                     break
             if not handler.finished:  # the input ended: a half-close, or a peer that vanished (then cancelled here)
