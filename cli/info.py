@@ -3,7 +3,8 @@
 Reads ``manifest.json`` (checked, hashes verified) and, when present,
 ``report.json`` from a model version directory and prints one aligned table:
 architecture, I/O, state tensors, graphs (ops, sizes, int8 twins),
-normalisation, parity (vs Keras float64, or vs a fixed tolerance in older manifests), test error vs the naive baselines,
+normalisation, parity (vs Keras float64, or vs a fixed tolerance in older manifests), test error vs the naive and
+classical baselines,
 training run, gradient health, creation time and library versions.
 ``--json`` prints the same figures as one JSON object.
 
@@ -24,6 +25,7 @@ from typing import Any
 from eddy.runtime.core.errors import EddyError, NotFound
 from eddy.runtime.core.layout import REPORT_FILE, resolve_version_dir
 from eddy.runtime.core.manifest import Manifest, read_manifest
+from eddy.trainer.classical import LABELS as CLASSICAL_LABELS  # numpy only (no statsforecast)
 from eddy.trainer.evaluate import baseline_warnings  # numpy only (no tensorflow)
 
 from .errors import UsageError, report
@@ -201,6 +203,10 @@ def _test_figures(m: Manifest, report: dict[str, Any]) -> dict[str, Any]:
     seasonal = baselines.get("seasonal_naive") or {}
     if seasonal.get("rmse") is not None:
         out["baselines"]["seasonal_naive"] = {k: seasonal.get(k) for k in ("season", "rmse", "mae")}
+    for key in CLASSICAL_LABELS:  # AutoETS, AutoARIMA, AutoTheta: absent from manifests written before them
+        b = baselines.get(key) or (metrics.get("baselines") or {}).get(key)
+        if isinstance(b, dict):
+            out["baselines"][key] = {k: b.get(k) for k in ("model", "rmse", "mae", "error") if k in b}
     per_target = test.get("per_target") or metrics.get("per_target")
     if per_target and len(per_target) > 1:
         out["per_target"] = {c: {"rmse": v.get("rmse"), "mae": v.get("mae")} for c, v in per_target.items()}
@@ -279,13 +285,18 @@ def _test_rows(row: Any, test: dict[str, Any]) -> None:
                     "streamed score not recorded)")
     else:
         row("test", "not scored (export without --data)")
-    for key, label in (("persistence", "persistence"), ("seasonal_naive", "seasonal naive")):
+    for key, label in (("persistence", "persistence"), ("seasonal_naive", "seasonal naive"),
+                       *CLASSICAL_LABELS.items()):
         b = test["baselines"].get(key)
         if not b:
             continue
+        if b.get("error"):
+            row(label, f"not scored: {b['error']}")
+            continue
         season = f" (season {b['season']})" if b.get("season") else ""
-        row(label, f"RMSE {_num(b.get('rmse'))}  MAE {_num(b.get('mae'))}{season}  "
-                                          f"{_compare(rmse, b.get('rmse'))}")
+        fitted = f" ({b['model']})" if b.get("model") else ""
+        row(label, f"RMSE {_num(b.get('rmse'))}  MAE {_num(b.get('mae'))}{season}{fitted}  "
+                   f"{_compare(rmse, b.get('rmse'))}")
     for col, v in (test.get("per_target") or {}).items():
         row("", f"{col}: RMSE {_num(v.get('rmse'))}  MAE {_num(v.get('mae'))}")
 

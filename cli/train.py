@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from eddy.runtime.core.errors import EddyError
-from eddy.trainer.config import CELLS, FILLS, PRECISIONS, TARGET_TRANSFORMS, TRAININGS, TrainConfig
+from eddy.trainer.config import BASELINES, CELLS, FILLS, PRECISIONS, TARGET_TRANSFORMS, TRAININGS, TrainConfig
 from eddy.trainer.evaluate import baseline_warnings
 
 from . import trainer_common as c
@@ -77,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
                            "validation RMSE. "
                            "The transform is inside the exported graphs, which take and return raw units "
                            f"(default: {d.target_transform})")
+    data.add_argument("--baselines", choices=BASELINES, default=d.baselines,
+                      help="what the test score is compared with: naive = persistence (and seasonal naive with "
+                           "--season); classical = also statsforecast's AutoETS, AutoARIMA and AutoTheta (season "
+                           "length --season), each fitted once on the rows before the test part and run over each "
+                           "test row's past with fixed parameters, like the streamed score; AutoARIMA takes seconds "
+                           f"to minutes on long seasonal series (default: {d.baselines})")
 
     model = p.add_argument_group("model")
     model.add_argument("--cell", choices=CELLS, default=d.cell, help=f"recurrent cell (default: {d.cell})")
@@ -158,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         fill=args.fill,
         season=args.season,
         target_transform=args.target_transform,
+        baselines=args.baselines,
         cell=args.cell,
         layers=args.layers,
         units=args.units,

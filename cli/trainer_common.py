@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from eddy.runtime.core.layout import GRAPH_FORMATS
+from eddy.trainer.classical import LABELS as CLASSICAL_LABELS  # numpy only (statsforecast is imported when fitting)
 
 from .errors import report
 
@@ -18,7 +19,7 @@ __all__ = ["TRAIN_MODULES", "add_format_flag", "add_intervals_flag", "at_least",
            "has_training_extra", "interval_lines", "level",
            "non_negative_float", "parity_line", "positive_float", "print_flush", "rate", "score_line", "seed", "split"]
 
-TRAIN_MODULES = ("tensorflow", "keras", "tf2onnx", "onnx")  # what the training extra provides
+TRAIN_MODULES = ("tensorflow", "keras", "tf2onnx", "onnx", "statsforecast")  # what the training extra provides
 
 
 def has_training_extra() -> bool:
@@ -32,9 +33,12 @@ def score_line(metrics: dict[str, Any], horizon: int, transform: str | None = No
     streamed = metrics.get("streamed")
     lead = (f"test RMSE streamed {streamed['rmse']:.4g} (what a served stream returns), window {metrics['rmse']:.4g}"
             if streamed else f"test RMSE {metrics['rmse']:.4g} (windows)")
+    classical = [f"{label} {b['rmse']:.4g}" if "rmse" in b else f"{label} failed"
+                 for key, label in CLASSICAL_LABELS.items() if isinstance(b := metrics["baselines"].get(key), dict)]
     return (
         lead + f" vs persistence {metrics['persistence_rmse']:.4g}"
-        + (f" and seasonal naive {seasonal['rmse']:.4g} (season {seasonal['season']})" if seasonal else "")
+        + (f", seasonal naive {seasonal['rmse']:.4g} (season {seasonal['season']})" if seasonal else "")
+        + (", " + ", ".join(classical) if classical else "")
         + f" ({metrics['windows']} test rows, raw units, {horizon} step{'s' if horizon != 1 else ''} ahead"
         + (f", target transform {transform}" if transform else "") + ")"
     )

@@ -101,9 +101,18 @@ def test_train_export_and_info_warn_when_seasonal_naive_wins(seasonal: dict, cap
                               "--window", "6", "--target-transform", "level", "--seed", "0",
                               "--out", str(root / "trained")]) == 0
     printed = capsys.readouterr().out
-    want, _ = _expected(root / "trained" / "1")
+    want, trained = _expected(root / "trained" / "1")
     (line,) = [ln for ln in printed.splitlines() if ln.startswith("warning: the model loses to seasonal naive")]
     assert line.startswith(want + "; try --target-transform seasonal_delta --season 12"), line
+    # The classical baselines (the default --baselines classical) sit next to the naive ones, season length 12.
+    classical = {k: trained["baselines"][k] for k in ("auto_ets", "auto_arima", "auto_theta")}
+    assert all(b["rmse"] > 0 and b["model"] and "season_length 12" in b["how"] for b in classical.values()), classical
+    best = min(classical, key=lambda k: classical[k]["rmse"])
+    label = {"auto_ets": "AutoETS", "auto_arima": "AutoARIMA", "auto_theta": "AutoTheta"}[best]
+    (line,) = [ln for ln in printed.splitlines() if ln.startswith(f"warning: the model loses to {label} (")]
+    assert "the best classical baseline, by more than 5% on the test part" in line, line
+    report = json.loads((root / "trained" / "1" / "report.json").read_text())
+    assert set(report["test_predictions"]["classical"]) == set(classical)
 
     assert seasonal["export"]([str(seasonal["keras"]), "--out", str(root / "exported"), "--data", str(seasonal["csv"]),
                                "--season", str(SEASON)]) == 0
@@ -118,6 +127,7 @@ def test_train_export_and_info_warn_when_seasonal_naive_wins(seasonal: dict, cap
         assert info_main([str(root / name)]) == 0
         table = capsys.readouterr().out
         assert expected in " ".join(table.split()), table  # wrapped in the table
+        assert ("AutoETS" in table) == (name == "trained"), table  # eddy export scores no classical baselines
         assert info_main([str(root / name), "--json"]) == 0
         warnings = json.loads(capsys.readouterr().out)["warnings"]
         assert any(w.startswith(expected) for w in warnings), warnings

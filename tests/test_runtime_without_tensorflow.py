@@ -43,7 +43,8 @@ SCRIPT = textwrap.dedent("""
     if np.abs(local - remote).max() > 1e-5 * np.abs(local).max():
         raise SystemExit(f"served {remote.ravel()} != local {local.ravel()}")
     heavy = sorted(m for m in sys.modules
-                   if m.split(".")[0] in {"tensorflow", "keras", "tf2onnx"} or m.startswith("eddy.trainer"))
+                   if m.split(".")[0] in {"tensorflow", "keras", "tf2onnx", "statsforecast"}
+                   or m.startswith("eddy.trainer"))
     if heavy:
         raise SystemExit(f"runtime imported {heavy}")
     print("ok", local.shape)

@@ -547,7 +547,7 @@ def test_horizon_multi_feature_lstm_streams_through_the_runtime(
     assert (m.horizon, m.features, m.targets, m.cell, m.layers) == (3, ["a", "b"], ["b"], "lstm", 2)
     assert [(s.name, s.shape) for s in m.state] == [("h0", [6]), ("c0", [6]), ("h1", [6]), ("c1", [6])]
     assert "LSTM" in m.graphs["sequence"].ops
-    assert set(m.metrics["baselines"]) == {"persistence", "seasonal_naive"}
+    assert set(m.metrics["baselines"]) == {"persistence", "seasonal_naive", "auto_ets", "auto_arima", "auto_theta"}
     assert m.metrics["baselines"]["seasonal_naive"]["season"] == 12
 
     raw = np.stack([a, b], axis=1).astype(np.float32)  # [N, 2]
@@ -598,6 +598,9 @@ def test_summary_names_version_rmse_and_parity(tmp_path: Path, capsys: pytest.Ca
     code, out, err = _run(flags, capsys)
     assert code == 0, err
     lines = out.splitlines()
+    assert lines[0] == "fitting the classical baselines (AutoETS, AutoARIMA, AutoTheta) on the rows before the test part"
+    assert [ln.split(":")[0] for ln in lines[1:4]] == ["baseline AutoETS", "baseline AutoARIMA", "baseline AutoTheta"]
+    lines = lines[4:]
     assert lines[:2] == ["target transform level:", lines[1]]  # auto: one fit per applicable transform
     assert lines[1].startswith("epoch 1/1  loss ") and " val_loss " in lines[1] and " grad_norm " in lines[1]
     assert lines[2] == "target transform delta:" and lines[4].startswith("target transform auto: validation RMSE level ")

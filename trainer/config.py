@@ -18,11 +18,12 @@ from eddy.runtime.core.layout import (
 )
 from eddy.runtime.core.layout import QUANTIZED_PRECISIONS as PRECISIONS  # extra graph precisions --quantize adds
 
-__all__ = ["CELLS", "FILLS", "GRAPH_FORMATS", "PRECISIONS", "TARGET_TRANSFORMS", "TRAININGS", "TrainConfig"]
+__all__ = ["BASELINES", "CELLS", "FILLS", "GRAPH_FORMATS", "PRECISIONS", "TARGET_TRANSFORMS", "TRAININGS", "TrainConfig"]
 
 FILLS = ("ffill", "interpolate", "drop")  # ways to handle missing values in the used CSV columns
 TARGET_TRANSFORMS = ("auto", "level", "delta", "log_delta", "seasonal_delta")  # --target-transform (trainer/transform.py)
 TRAININGS = ("windows", "tbptt")  # --training: the seed's windows, or long streams with the state carried
+BASELINES = ("naive", "classical")  # --baselines: persistence/seasonal naive only, or also AutoETS/AutoARIMA/AutoTheta
 
 
 @dataclass
@@ -46,6 +47,7 @@ class TrainConfig:
     fill: str | None = None  # missing values: None = error, "ffill", "interpolate" or "drop" the row
     season: int | None = None  # seasonal-naive baseline period in samples; None = no seasonal baseline
     target_transform: str = "auto"  # level, delta, log_delta, seasonal_delta (needs season); auto: best validation RMSE
+    baselines: str = "classical"  # naive: persistence (+ seasonal naive); classical: also AutoETS, AutoARIMA, AutoTheta
     # model
     cell: str = "simple_rnn"  # recurrent cell (seed: SimpleRNN)
     layers: int = 1  # stacked recurrent layers (seed: 1)
@@ -90,6 +92,8 @@ class TrainConfig:
             raise ValueError(f"fill must be one of {', '.join(FILLS)}, got {self.fill!r}")
         if self.target_transform not in TARGET_TRANSFORMS:
             raise ValueError(f"target_transform must be one of {', '.join(TARGET_TRANSFORMS)}, got {self.target_transform!r}")
+        if self.baselines not in BASELINES:
+            raise ValueError(f"baselines must be one of {', '.join(BASELINES)}, got {self.baselines!r}")
         if self.training not in TRAININGS:
             raise ValueError(f"training must be one of {', '.join(TRAININGS)}, got {self.training!r}")
         if self.season is not None and self.season < 1:

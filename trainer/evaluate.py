@@ -1,5 +1,6 @@
 """Test-set evaluation shared by ``eddy train`` and ``eddy export --data``: the model's error in raw
-units next to the naive baselines (persistence, and seasonal naive when a season is given).
+units next to the naive baselines (persistence, and seasonal naive when a season is given) and, when the
+run computed them (:mod:`eddy.trainer.classical`), the classical ones (AutoETS, AutoARIMA, AutoTheta).
 
 Two scores of the same test rows: the *window* score (each test window run from
 zero state, as Keras' ``predict`` sees it) and the *streamed* score (the
@@ -16,10 +17,15 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from .classical import LABELS as CLASSICAL_LABELS
+from .classical import score_classical
 from .windows import Dataset
 
-__all__ = ["Predictor", "add_streamed", "baseline_warnings", "evaluate", "regression_metrics", "score_test_set",
-           "val_rmse"]
+__all__ = ["CLASSICAL_MARGIN", "RANDOM_WALK_MARGIN", "Predictor", "add_streamed", "baseline_warnings", "best_classical",
+           "evaluate", "regression_metrics", "score_test_set", "val_rmse"]
+
+CLASSICAL_MARGIN = 0.05  # warn when the model's test RMSE is more than 5 % above the best classical baseline's
+RANDOM_WALK_MARGIN = 0.02  # no classical model beats persistence by more than 2 %: the series behaves like a random walk
 
 
 class Predictor(Protocol):
@@ -35,11 +41,12 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, floa
     return {"mse": mse, "mae": float(np.mean(np.abs(err))), "rmse": float(np.sqrt(mse))}
 
 
-def evaluate(model: Predictor, dataset: Dataset, season: int | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+def evaluate(model: Predictor, dataset: Dataset, season: int | None = None,
+             classical: dict[str, dict[str, Any]] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
     """Predict ``dataset``'s test windows and score them: ``(y_pred [n_test, O] raw, metrics)``
     (see :func:`score_test_set`)."""
     y_pred = dataset.raw_predictions(model.predict(dataset.x_test, verbose=0), dataset.test_rows)  # [n_test, O]
-    return y_pred, score_test_set(dataset, y_pred, season)
+    return y_pred, score_test_set(dataset, y_pred, season, classical)
 
 
 def val_rmse(model: Predictor, dataset: Dataset) -> float:
@@ -69,13 +76,17 @@ def add_streamed(metrics: dict[str, Any], dataset: Dataset, y_stream: np.ndarray
 
 def baseline_warnings(metrics: dict[str, Any], *, window: int | None = None, advice: str | None = None,
                       seasonal_advice: str | None = None, training: str | None = None) -> list[str]:
-    """One warning line per naive baseline the model loses to on the test part, else an empty list.
+    """One warning line per baseline the model loses to on the test part, else an empty list.
 
     The model's score is the streamed test RMSE (what a served stream returns) when ``metrics`` has it, else
     the window one. Baselines: persistence (repeating the last value) and, when the run had a season,
-    seasonal naive (the value ``season`` steps before). ``advice``/``seasonal_advice`` replace the default
-    suggestions (those of ``eddy train``; ``window`` is the model's, named when it is shorter than the season;
-    ``training`` is the manifest's ``training.training``: a ``windows`` model is pointed to ``--training tbptt``).
+    seasonal naive (the value ``season`` steps before), each when the model's RMSE is above theirs; the best
+    classical model (AutoETS, AutoARIMA, AutoTheta, when the run scored them) when the model's RMSE is more than
+    :data:`CLASSICAL_MARGIN` above its. When no classical model beats persistence by more than
+    :data:`RANDOM_WALK_MARGIN`, the persistence line says the series behaves like a random walk instead of
+    suggesting changes. ``advice``/``seasonal_advice`` replace the default suggestions (those of ``eddy train``;
+    ``window`` is the model's, named when it is shorter than the season; ``training`` is the manifest's
+    ``training.training``: a ``windows`` model is pointed to ``--training tbptt``).
     Reads only the manifest's ``metrics`` dict, so ``eddy info`` uses it on any model directory.
     """
     score = (metrics.get("streamed") or {}).get("rmse", metrics.get("rmse"))
@@ -86,16 +97,52 @@ def baseline_warnings(metrics: dict[str, Any], *, window: int | None = None, adv
     baselines = metrics.get("baselines") or {}
     lines = []
     persistence = (baselines.get("persistence") or {}).get("rmse", metrics.get("persistence_rmse"))
+    best = best_classical(metrics)
+    walk = (best is not None and _is_number(persistence) and persistence > 0
+            and best[1] >= persistence * (1 - RANDOM_WALK_MARGIN))
     if _is_number(persistence) and score > persistence:
-        lines.append(_lose_line("persistence (repeating the last value)", which, score, persistence,
-                                advice or _tbptt_first(training, _persistence_advice(kind))))
+        if walk:
+            assert best is not None
+            persistence_advice = (f"no classical model beats it by more than {RANDOM_WALK_MARGIN:.0%} either (best: "
+                                  f"{CLASSICAL_LABELS[best[0]]} {best[1]:.4g}, {best[1] / persistence:.3f}x): the "
+                                  "series behaves like a random walk, whose best one-step forecast is the last value")
+        else:
+            persistence_advice = advice or _tbptt_first(training, _persistence_advice(kind))
+        lines.append(_lose_line("persistence (repeating the last value)", which, score, persistence, persistence_advice))
     seasonal = baselines.get("seasonal_naive") or {}
     season = seasonal.get("season")
     if _is_number(seasonal.get("rmse")) and score > seasonal["rmse"]:
         lines.append(_lose_line(f"seasonal naive (repeating the value {season} steps before)", which, score,
                                 seasonal["rmse"],
                                 seasonal_advice or _tbptt_first(training, _seasonal_advice(season, window, kind))))
+    if best is not None and score > best[1] * (1 + CLASSICAL_MARGIN) and not walk:
+        key, rmse = best
+        fitted = baselines[key].get("model")
+        name = f"{CLASSICAL_LABELS[key]}" + (f" ({fitted})" if fitted else "")
+        lines.append(_lose_line(f"{name}, the best classical baseline, by more than {CLASSICAL_MARGIN:.0%}", which,
+                                score, rmse, advice or _tbptt_first(training, _classical_advice(key, season, training))))
     return lines
+
+
+def best_classical(metrics: dict[str, Any]) -> tuple[str, float] | None:
+    """``(key, test RMSE)`` of the classical baseline with the lowest test RMSE in ``metrics``, if any was scored."""
+    baselines = metrics.get("baselines") or {}
+    scored = [(b["rmse"], key) for key in CLASSICAL_LABELS
+              if isinstance(b := baselines.get(key), dict) and _is_number(b.get("rmse"))]
+    if not scored:
+        return None
+    rmse, key = min(scored)
+    return key, float(rmse)
+
+
+def _classical_advice(key: str, season: Any, training: str | None) -> str:
+    """What to try when a classical model forecasts better than the network."""
+    tries = []
+    if season is None:
+        tries.append("--season N if the series has a season (the classical models and seasonal_delta then use it)")
+    tries.append("more --epochs, another --window or --units, or more data")
+    return ("try " + "; ".join(tries) + f"; or forecast this series with {CLASSICAL_LABELS[key]} itself "
+            "(statsforecast): on these test rows it is the better one-step forecaster")
 
 
 def _lose_line(baseline: str, which: str, score: float, naive: float, advice: str) -> str:
@@ -133,13 +180,16 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def score_test_set(dataset: Dataset, y_pred: np.ndarray, season: int | None = None) -> dict[str, Any]:
-    """Test-set metrics in raw units, next to the naive baselines.
+def score_test_set(dataset: Dataset, y_pred: np.ndarray, season: int | None = None,
+                   classical: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Test-set metrics in raw units, next to the naive baselines and the classical ones.
 
     ``y_pred`` is ``[n_test, O]`` raw. Persistence predicts the target's value
     at each window's last row (``horizon`` rows before the predicted one);
     seasonal naive (with ``season``) the value ``season`` rows before the
-    predicted one. Top-level ``rmse``/``mae``/``mse`` and ``persistence_*``
+    predicted one; ``classical`` is :func:`eddy.trainer.classical.classical_forecasts`'
+    output for the test rows (scored as ``auto_ets``, ``auto_arima``, ``auto_theta``).
+    Top-level ``rmse``/``mae``/``mse`` and ``persistence_*``
     keep the skeleton's manifest keys. Raises
     :class:`~eddy.trainer.errors.DataError` if ``season`` does not fit the data.
     """
@@ -154,6 +204,8 @@ def score_test_set(dataset: Dataset, y_pred: np.ndarray, season: int | None = No
     baselines: dict[str, Any] = {"persistence": persistence}
     if season is not None:
         baselines["seasonal_naive"] = {"season": season, **scored(dataset.seasonal_test_raw(season))}
+    if classical:
+        baselines.update(score_classical(classical, scored, season))
     return {
         "split": "test",
         "windows": int(len(y)),

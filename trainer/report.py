@@ -12,7 +12,9 @@ quantisation figures) and writes:
   explosion/vanishing flagged, (c) predicted vs actual on the test part per
   target, with the 80 % interval a served stream returned as a band (or the
   lowest calibrated level when 0.8 is not one), titled with the test RMSE next
-  to the persistence (and seasonal naive) baseline.
+  to the persistence (and seasonal naive) baseline, with the best classical
+  baseline's forecasts (AutoETS, AutoARIMA or AutoTheta, when the run scored
+  them) drawn and every baseline's RMSE in the legend.
 
 matplotlib is imported inside :func:`write_report` with the headless Agg
 backend, so importing this module stays cheap.
@@ -25,6 +27,8 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from .classical import LABELS as _CLASSICAL  # baseline key -> legend name (numpy only)
 
 __all__ = ["REPORT_JSON", "REPORT_PNG", "json_safe", "write_report"]
 
@@ -199,6 +203,13 @@ def _prediction_panel(ax: Any, report: dict[str, Any], j: int, target: str, n_pa
                             label=f"{name}% interval (served): covers {_pct(figures.get('served_coverage'))} "
                                   f"of the test part")
             band_values = list(blo + bhi)  # inside the y range below
+    best = _best_classical(report, target)
+    if best is not None:  # the classical baseline with the lowest test RMSE for this target
+        key, rmse = best
+        forecast = [_at(row, j) for row in (predictions.get("classical") or {}).get(key) or []]
+        if forecast:
+            ax.plot(xs[: len(forecast)], forecast, color="tab:green", linewidth=1.0, linestyle="-.", alpha=0.8,
+                    label=f"{_CLASSICAL[key]} (best classical): RMSE {_num(rmse)}")
     persistence = _baseline_text(report, target)
     if persistence:
         ax.plot([], [], " ", label=persistence)  # baselines in the legend, no line
@@ -232,17 +243,25 @@ def _pct(value: Any) -> str:
 
 
 def _verdict(report: dict[str, Any], target: str) -> str:
-    """'RMSE 18.3 vs persistence 29.1: beats it' for the panel title."""
+    """'streamed RMSE 18.3 vs persistence 29.1: beats it; vs AutoARIMA 18.97: 0.96x' for the panel title
+    (the streamed score when the report has it, what a served stream returns; else the window one)."""
     test = report.get("test") or {}
-    rmse = ((test.get("per_target") or {}).get(target) or {}).get("rmse", test.get("rmse"))
+    streamed = test.get("streamed") or {}
+    source = streamed if streamed else test
+    rmse = ((source.get("per_target") or {}).get(target) or {}).get("rmse", source.get("rmse"))
+    which = "streamed RMSE" if streamed else "test RMSE"
     base = (report.get("baselines") or {}).get("persistence")
     base_rmse = ((base.get("per_target") or {}).get(target) or base).get("rmse") if isinstance(base, dict) else None
     if not isinstance(rmse, (int, float)):
         return "test RMSE n/a"
     if not isinstance(base_rmse, (int, float)):
-        return f"test RMSE {_num(rmse)}"
+        return f"{which} {_num(rmse)}"
     verdict = "beats persistence" if rmse < base_rmse else "does NOT beat persistence"
-    return f"test RMSE {_num(rmse)} vs persistence {_num(base_rmse)}: {verdict}"
+    line = f"{which} {_num(rmse)} vs persistence {_num(base_rmse)}: {verdict}"
+    best = _best_classical(report, target)
+    if best is not None and best[1] > 0:
+        line += f"; vs {_CLASSICAL[best[0]]} {_num(best[1])}: {rmse / best[1]:.2f}x"
+    return line
 
 
 def _model_label(report: dict[str, Any], target: str) -> str:
@@ -256,14 +275,30 @@ def _baseline_text(report: dict[str, Any], target: str) -> str:
     """Baseline figures for the legend; per-target when given, else overall."""
     lines = []
     baselines = report.get("baselines") or {}
-    for key, label in (("persistence", "persistence (last value)"), ("seasonal_naive", "seasonal naive")):
+    for key, label in (("persistence", "persistence (last value)"), ("seasonal_naive", "seasonal naive"),
+                       *_CLASSICAL.items()):
         b = baselines.get(key)
         if not isinstance(b, dict):
+            continue
+        if b.get("error"):
+            lines.append(f"{label}: not scored ({_shorten(str(b['error']), 40)})")
             continue
         per = (b.get("per_target") or {}).get(target) or b
         season = f", season {b['season']}" if key == "seasonal_naive" and b.get("season") else ""
         lines.append(f"{label}{season}: RMSE {_num(per.get('rmse'))}, MAE {_num(per.get('mae'))}")
     return "\n".join(lines)
+
+
+def _best_classical(report: dict[str, Any], target: str) -> tuple[str, float] | None:
+    """``(key, RMSE)`` of the classical baseline with the lowest test RMSE for ``target``, if any was scored."""
+    baselines = report.get("baselines") or {}
+    scored = []
+    for key in _CLASSICAL:
+        b = baselines.get(key)
+        rmse = ((b.get("per_target") or {}).get(target) or b).get("rmse") if isinstance(b, dict) else None
+        if isinstance(rmse, (int, float)) and math.isfinite(rmse):
+            scored.append((rmse, key))
+    return (min(scored)[1], min(scored)[0]) if scored else None
 
 
 def _x_axis(labels: list[Any], n: int, time_column: str | None) -> tuple[list[Any], str, bool]:

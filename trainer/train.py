@@ -82,6 +82,18 @@ def _transform(config: TrainConfig, series: Series, kind: str) -> Transform | No
         raise DataError(f"{series.path or series.name}: {e}") from None
 
 
+def _classical(config: TrainConfig, dataset: Dataset, log: Callable[[str], None] | None) -> dict[str, Any] | None:
+    """The classical baselines' test forecasts (:mod:`eddy.trainer.classical`), or None with ``--baselines naive``."""
+    if config.baselines != "classical":
+        return None
+    from .classical import classical_forecasts
+
+    if log is not None:
+        log("fitting the classical baselines (AutoETS, AutoARIMA, AutoTheta) on the rows before the test part")
+    return classical_forecasts(dataset.series.outputs, dataset.rows["test"][0], dataset.test_rows, dataset.horizon,
+                               config.season, log)
+
+
 def resolve_output(config: TrainConfig, series: Series) -> tuple[str, Path]:
     """Model name and model directory: ``--name``/``--out`` if given, else from each other or the data set."""
     if config.out is not None:
@@ -110,6 +122,7 @@ def train(config: TrainConfig, log: Callable[[str], None] | None = print) -> Tra
     if model_dir.exists() and not model_dir.is_dir():
         raise InvalidInput(f"{model_dir}: the output path exists and is not a directory")
     seed = config.seed if config.seed is not None else secrets.randbelow(2**31)
+    classical = _classical(config, dataset, log)
 
     from . import model as model_mod  # tensorflow from here on
     from .evaluate import add_streamed, evaluate, val_rmse
@@ -118,19 +131,23 @@ def train(config: TrainConfig, log: Callable[[str], None] | None = print) -> Tra
     from .tbptt import fit_streams, streamed_val_rmse
 
     started = time.perf_counter()
+
+    def fit_one(dataset: Dataset, member_seed: int) -> tuple[Any, dict[str, Any], float]:
+        """One network from ``member_seed`` on ``dataset``: (model, history, validation RMSE in raw units)."""
+        model_mod.set_seed(member_seed)
+        m = model_mod.build_model(config, len(series.features), len(series.targets))
+        if config.training == "tbptt":
+            h = fit_streams(m, dataset, config, log)
+            return m, h, streamed_val_rmse(m, dataset)  # what a stream delivers on the validation rows
+        h = model_mod.fit(m, dataset, config, log)
+        return m, h, val_rmse(m, dataset)
+
     chosen: dict[str, float] = {}  # kind -> validation RMSE (raw units)
     best: tuple[Any, Dataset, dict[str, Any]] | None = None
-    for kind, candidate in candidates.items():
-        model_mod.set_seed(seed)  # every candidate starts from the same weights
+    for kind, candidate in candidates.items():  # every candidate starts from the same weights
         if log is not None and len(candidates) > 1:
             log(f"target transform {kind}:")
-        m_k = model_mod.build_model(config, len(series.features), len(series.targets))
-        if config.training == "tbptt":
-            h_k = fit_streams(m_k, candidate, config, log)
-            chosen[kind] = streamed_val_rmse(m_k, candidate)  # what a stream delivers on the validation rows
-        else:
-            h_k = model_mod.fit(m_k, candidate, config, log)
-            chosen[kind] = val_rmse(m_k, candidate)
+        m_k, h_k, chosen[kind] = fit_one(candidate, seed)
         if best is None or chosen[kind] < chosen[best[1].kind]:
             best = (m_k, candidate, h_k)
     assert best is not None
@@ -140,7 +157,7 @@ def train(config: TrainConfig, log: Callable[[str], None] | None = print) -> Tra
             + f" -> {dataset.kind}")
     train_seconds = time.perf_counter() - started
     health = assess(history["loss"], history["grad_norm"], history["recurrent_grad_norm_per_layer"])
-    y_pred, metrics = evaluate(model, dataset, config.season)  # [n_test, O] raw, window metrics
+    y_pred, metrics = evaluate(model, dataset, config.season, classical)  # [n_test, O] raw, window metrics
     transform = dataset.transform or Transform("level", len(series.features))
 
     with publish.stage(model_dir) as staging:
@@ -191,7 +208,7 @@ def train(config: TrainConfig, log: Callable[[str], None] | None = print) -> Tra
             calibration=calibration.to_dict() if calibration is not None else {},
         )
         report = build_report(manifest, config, dataset, history, health, y_pred, quantization, contained.y_stream,
-                              bands)
+                              bands, classical)
 
         def write_report(directory: Path, manifest: Manifest) -> None:
             report["model"]["version"] = manifest.version
@@ -211,11 +228,13 @@ def build_report(
     quantization: dict[str, Any] | None = None,
     y_stream: np.ndarray | None = None,
     bands: dict[str, np.ndarray] | None = None,
+    classical: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The dict :func:`eddy.trainer.report.write_report` renders (``report.json``, ``report.png``).
 
     ``y_stream`` ``[N, O]``: the streamed predictions over the whole series (row t predicts t + horizon);
-    ``bands``: the served interval bounds over the series, ``{"lower"|"upper": [L, N, O]}``."""
+    ``bands``: the served interval bounds over the series, ``{"lower"|"upper": [L, N, O]}``;
+    ``classical``: :func:`eddy.trainer.classical.classical_forecasts`' output for the test rows."""
     series, m = dataset.series, manifest.metrics
     served_rows = dataset.test_rows - dataset.horizon  # the output rows predicting the test rows
     levels = list(manifest.calibration.get("levels") or []) if bands is not None else []
@@ -261,6 +280,9 @@ def build_report(
                                                "upper": np.asarray(bands["upper"][i], np.float64)[served_rows].tolist()}
                               for i, lv in enumerate(levels)}}
                if bands is not None else {}),  # level -> [n_test, O] bounds a served stream returned for the same rows
+            **({"classical": {k: np.asarray(f["predictions"], np.float64).tolist()
+                              for k, f in classical.items() if "predictions" in f}}
+               if classical else {}),  # model key -> [n_test, O] the classical baselines' forecasts
         },
         "parity": dict(manifest.parity),
         "quantization": quantization,
