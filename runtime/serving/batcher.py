@@ -461,6 +461,9 @@ class Batcher:
                     output_ns: int) -> None:
         """A fleet step's onnxruntime calls (k per group of at most ``row_batch`` rows), phases shared evenly."""
         b, k, _ = shape
+        if b <= self.row_batch and k == 1:  # one call
+            self._count(session, b, b, input_ns, infer_ns, output_ns)
+            return
         sizes = [min(self.row_batch, b - i) for i in range(0, b, self.row_batch)] * k
         n = len(sizes)
         for size in sizes:
