@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import queue
 from collections.abc import Iterator
 
 import grpc
@@ -485,3 +486,39 @@ def test_a_fleet_is_one_stream_and_its_end_releases_every_session(models_dir, mo
     for i in range(3):
         np.testing.assert_array_equal(np.concatenate([first.y[i], second.y[i]]),
                                       _local(model, np.stack([series[i], series[3 + i]])))
+
+
+def test_a_fleet_whose_client_does_not_read_ends_at_the_idle_timeout(models_dir, model):
+    """Blocked writing to a client that reads nothing: DEADLINE_EXCEEDED after the idle timeout, sessions free."""
+    n, messages = 2048, 10  # 24 KiB per answer (outputs and offsets): far past a 64 KiB receive window
+    ids = [f"unread-{i}" for i in range(n)]
+    x = np.full((n, 1, 1), 50.0, np.float32)
+    more: queue.SimpleQueue[None] = queue.SimpleQueue()
+
+    def requests() -> Iterator[pb.FleetRequest]:
+        yield pb.FleetRequest(open=pb.FleetOpen(model=MODEL))
+        yield _samples(ids, x)
+        for _ in range(messages - 1):
+            yield _samples([], x)
+        more.get()  # stays open (no half-close) until the test lets go
+
+    with served(models_dir, stream_idle_timeout=0.5, metrics_port=0) as s:
+        channel = grpc.insecure_channel(s.address, options=[("grpc.http2.bdp_probe", 0)])  # the window stays 64 KiB
+        call = pb_grpc.InferenceStub(channel).Fleet(requests(), timeout=60)
+
+        def ended() -> bool:
+            text = s.server.metrics.render().decode()
+            return any(line.startswith("eddy_rpcs_total{") and 'method="Fleet"' in line and
+                       'code="DEADLINE_EXCEEDED"' in line and line.endswith(" 1.0") for line in text.splitlines())
+
+        s.until(ended)
+        s.until(lambda: s.server.plane.sessions.busy_count == 0)  # released at once, not when the client reads
+        answered = 0
+        with pytest.raises(grpc.RpcError) as e:
+            for r in call:
+                answered += r.WhichOneof("kind") == "predictions"
+        more.put(None)
+        channel.close()
+        assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED and 0 < answered < messages
+        positions = {s.server.plane.sessions.get(sid).position for sid in ids}
+        assert len(positions) == 1 and answered <= positions.pop() <= messages  # every answer read was applied

@@ -90,7 +90,7 @@ class InferenceServicer(pb_grpc.InferenceServicer):
                 await call.end_of_input()
 
     async def Fleet(self, request_iterator: AsyncIterator[pb.FleetRequest],
-                    context: grpc.aio.ServicerContext) -> AsyncIterator[pb.FleetResponse]:
+                    context: grpc.aio.ServicerContext) -> None:
         tenant = TENANT.get()
         handler = FleetHandler(self.plane, tenant=tenant)
         async with StreamCall(self.gate, "Fleet", context, tenant, fields=handler.log_fields) as call:
@@ -110,7 +110,7 @@ class InferenceServicer(pb_grpc.InferenceServicer):
                     call.answered(handler.model_name, code_name(response.error.code), time.perf_counter() - t0)
                 else:
                     call.answered(handler.model_name, "OK", time.perf_counter() - t0)
-                yield response
+                await call.write(response)
             await call.end_of_input()  # a half-close, or a peer that vanished (then cancelled here)
 
     async def ListModels(self, request: pb.ListModelsRequest,
