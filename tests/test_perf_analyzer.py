@@ -50,6 +50,8 @@ def test_perf_analyzer_runs_sequences_against_eddy_and_shows_its_server_side_tab
     assert r.returncode == 0 and not errors(r.stdout + r.stderr), r.stdout + r.stderr
     server = server_side(r.stdout)
     assert server is not None, r.stdout  # ServerMetadata lists `statistics`; perf_analyzer accepted the counts
-    assert server["inference_count"] == server["success_count"] > 0  # one sample per request
+    # one sample per request: the counts differ only by requests in flight when perf_analyzer took its two
+    # snapshots (computed, not answered yet), at most one per sequence at each
+    assert server["success_count"] > 0 and abs(server["inference_count"] - server["success_count"]) <= 2
     assert 0 < server["execution_count"] <= server["inference_count"]  # steps of both sequences may share a call
     assert server["compute_infer_us"] > 0 and server["request_us"] >= server["compute_infer_us"], r.stdout
