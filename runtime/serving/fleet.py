@@ -101,11 +101,6 @@ class Fleet:
         """Sessions this fleet holds."""
         return len(self._held)
 
-    @property
-    def roster(self) -> list[str]:
-        """The ids of the last message (a copy)."""
-        return list(self._ids or ())
-
     async def step(self, session_ids: Sequence[str] | None, x: np.ndarray, *, resume: bool = False) -> FleetAnswer:
         """Advance the sessions ``session_ids`` (None or empty: the previous message's) by raw ``x[N, k, F]``.
 
