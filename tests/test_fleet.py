@@ -522,3 +522,23 @@ def test_a_fleet_whose_client_does_not_read_ends_at_the_idle_timeout(models_dir,
         assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED and 0 < answered < messages
         positions = {s.server.plane.sessions.get(sid).position for sid in ids}
         assert len(positions) == 1 and answered <= positions.pop() <= messages  # every answer read was applied
+
+
+def test_one_store_write_per_message_with_valkey(models_dir, store, model, series):
+    """With the Valkey store, a fleet message of N sessions is one write (one COMMIT script call), then the answer."""
+    store.client().flushdb()
+    ids = [f"w-{i}" for i in range(8)]
+    x = _sensors(series, 8, 6)
+
+    def scripts() -> int:  # Lua script calls the store has served (EVALSHA; the first call of a script: EVAL)
+        stats = store.client().info("commandstats")
+        return sum(int(stats.get(f"cmdstat_{c}", {}).get("calls", 0)) for c in ("evalsha", "eval"))
+
+    with served(models_dir, session_store=store.url, lease_s=60) as s, Client(s.address) as c:  # no renewal
+        with c.fleet(MODEL) as fleet:                                                           # sweep meanwhile
+            first = fleet.push(ids, x[:, :1])  # opens the 8 sessions (one script each), then writes them once
+            before = scripts()
+            rest = [fleet.push(ids, x[:, j:j + 1]) for j in range(1, 6)]
+            assert scripts() - before == 5
+    for i in range(8):
+        np.testing.assert_array_equal(np.concatenate([first.y[i], *(r.y[i] for r in rest)]), _local(model, x[i]))
