@@ -17,9 +17,11 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m eddy.cli.demo
 
+# The test modules run in parallel, one worker per core (pytest-xdist; a module's tests stay on one worker, so
+# its module-scoped fixtures are built once). `$(PY) -m pytest tests/test_x.py -q` runs one module serially.
 test: $(STAMP)
 	$(PY) -m ruff check .
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --dist loadfile
 
 # Regenerate runtime/grpc/proto/ from protos/ (a test fails when they are stale).
 proto: $(STAMP)

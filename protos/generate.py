@@ -29,7 +29,9 @@ could not be built (e.g. pip cannot reach the package index).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
+import fcntl
 import os
 import shutil
 import subprocess
@@ -61,7 +63,26 @@ def _protos() -> list[Path]:
 
 
 def generator_python(venv_dir: Path = GENERATOR_VENV) -> Path:
-    """The pinned generator's interpreter, creating its virtualenv on first use."""
+    """The pinned generator's interpreter, creating its virtualenv on first use.
+
+    Processes that ask at once (parallel test workers) wait on a lock file beside the venv: one builds, the
+    others reuse it.
+    """
+    with _locked(venv_dir.with_name(venv_dir.name + ".lock")):
+        return _generator_python(venv_dir)
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _generator_python(venv_dir: Path) -> Path:
     python = venv_dir / "bin" / "python"
     stamp = venv_dir / ".eddy-generator"
     wanted = "\n".join(GENERATOR)

@@ -11,6 +11,8 @@ use it too.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import shutil
@@ -18,7 +20,7 @@ import subprocess
 import venv
 from pathlib import Path
 
-__all__ = ["COMPAT_VENV", "REQUIREMENTS", "CompatVenvUnavailable", "compat_python"]
+__all__ = ["COMPAT_VENV", "REQUIREMENTS", "CompatVenvUnavailable", "compat_python", "locked"]
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPAT_VENV = Path(os.environ.get("EDDY_COMPAT_VENV", ROOT / ".venv-compat"))
@@ -40,7 +42,25 @@ def compat_python(venv_dir: Path = COMPAT_VENV) -> Path:
     Raises :class:`CompatVenvUnavailable` if pip cannot reach the package
     index, and ``RuntimeError`` (with pip's output) if the install fails
     for another reason (e.g. the requirements do not resolve together).
+    Processes that ask at once (parallel test workers, a benchmark) wait on a
+    lock file beside the venv: one builds, the others reuse it.
     """
+    with locked(venv_dir.with_name(venv_dir.name + ".lock")):
+        return _compat_python(venv_dir)
+
+
+@contextlib.contextmanager
+def locked(path: Path):
+    """Hold an exclusive ``flock`` on ``path`` (created if missing) for the ``with`` block."""
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _compat_python(venv_dir: Path) -> Path:
     python, stamp = venv_dir / "bin" / "python", venv_dir / ".eddy-compat"
     if python.exists() and stamp.exists() and stamp.read_text() == _stamp_text():
         return python

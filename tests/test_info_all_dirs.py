@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _fitted import DELTA_FLAGS, SEASON, fitted, seasonal_csv, seasonal_flags, trend_csv
 from _models import raw_copy
 from conftest import MODEL
 
@@ -26,7 +27,6 @@ def model_dirs(models_dir: Path, legacy_dir: Path, tmp_path_factory: pytest.Temp
     import keras
 
     from eddy.cli.export import main as export_main
-    from eddy.cli.train import main as train_main
 
     root = tmp_path_factory.mktemp("dirs")
     t = np.arange(90)
@@ -41,14 +41,8 @@ def model_dirs(models_dir: Path, legacy_dir: Path, tmp_path_factory: pytest.Temp
                         ("export_scaled", ["--input-mean", "20", "--input-std", "3", "--target-mean", "20"])):
         assert export_main([str(root / "m.keras"), "--out", str(root / name), *flags]) == 0
         dirs[name] = root / name / "1"
-    assert train_main(["--data", str(root / "s.csv"), "--units", "3", "--epochs", "1", "--window", str(WINDOW),
-                       "--target-transform", "delta", "--quantize", "int8", "--quiet", "--seed", "0",
-                       "--out", str(root / "trained")]) == 0
-    dirs["train_delta_int8"] = root / "trained" / "1"
-    assert train_main(["--data", str(root / "s.csv"), "--units", "3", "--epochs", "1", "--window", str(WINDOW),
-                       "--target-transform", "seasonal_delta", "--season", "6", "--format", "onnx", "ort", "--quiet",
-                       "--seed", "0", "--out", str(root / "seasonal")]) == 0
-    dirs["train_seasonal_ort"] = root / "seasonal" / "1"
+    dirs["train_delta_int8"], _ = fitted(tmp_path_factory, trend_csv(), DELTA_FLAGS)  # shared with other modules
+    dirs["train_seasonal_ort"], _ = fitted(tmp_path_factory, seasonal_csv(), seasonal_flags(1))
     return dirs
 
 
@@ -62,6 +56,6 @@ def test_info_on_every_model_dir(model_dirs: dict[str, Path], kind: str, capsys:
     if kind in ("committed", "export_data_ort", "train_delta_int8", "train_seasonal_ort"):
         assert "streamed RMSE" in out and "window RMSE" in out
     if kind == "train_seasonal_ort":
-        assert "x_season [B, 6, 1]" in out and "step_ort" in out and "seasonal naive  RMSE" in out
+        assert f"x_season [B, {SEASON}, 1]" in out and "step_ort" in out and "seasonal naive  RMSE" in out
     if kind == "export":
         assert "not scored (export without --data)" in out

@@ -1,18 +1,21 @@
 """examples/node streams a model with onnxruntime-node and matches the Python runtime.
 
 The first run installs onnxruntime-node from npm into examples/node/node_modules
-(kept as a cache for later runs); the test skips, saying why, only when node or
-npm is missing or the npm registry cannot be reached.
+(kept as a cache for later runs, rebuilt when package.json or package-lock.json
+change: a stamp file holds their hash); the test skips, saying why, only when node
+or npm is missing or the npm registry cannot be reached.
 """
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _compat_venv import locked
 from conftest import MODEL, ROOT
 
 EXAMPLE = ROOT / "examples" / "node"
@@ -34,7 +37,11 @@ def node_example() -> Path:
     node, npm = shutil.which("node"), shutil.which("npm")
     if node is None or npm is None:
         pytest.skip("node and npm are needed for the Node example (apt-get install nodejs npm)")
-    if not (EXAMPLE / "node_modules" / "onnxruntime-node").is_dir():
+    inputs = hashlib.sha256(b"".join((EXAMPLE / f).read_bytes() for f in ("package.json", "package-lock.json")))
+    stamp = EXAMPLE / "node_modules" / ".eddy-inputs"
+    with locked(EXAMPLE / "node_modules.lock"):  # parallel test workers: one installs, the others wait
+        if stamp.is_file() and stamp.read_text() == inputs.hexdigest():
+            return EXAMPLE
         done = subprocess.run([npm, "install", "--no-audit", "--no-fund"], cwd=EXAMPLE, capture_output=True,
                               text=True, timeout=600, check=False)
         if done.returncode != 0:
@@ -42,6 +49,7 @@ def node_example() -> Path:
             if any(s in done.stderr for s in ("ENOTFOUND", "EAI_AGAIN", "ECONNREFUSED", "ETIMEDOUT", "ENETUNREACH")):
                 pytest.skip(f"npm registry unreachable, cannot install onnxruntime-node: {tail}")
             pytest.fail(f"npm install failed in {EXAMPLE}: {tail}")
+        stamp.write_text(inputs.hexdigest())
     return EXAMPLE
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _fitted import SEASON, fitted, seasonal_csv, seasonal_flags
 
 pytest.importorskip("tensorflow")
 pytest.importorskip("tf2onnx")
@@ -17,29 +18,25 @@ import eddy.runtime as runtime  # noqa: E402
 from eddy.cli.train import main as train_main  # noqa: E402
 from eddy.runtime.core.manifest import read_manifest  # noqa: E402
 
-SEASON = 12
 ROWS = 144
 TINY = ["--units", "3", "--epochs", "1", "--window", "6", "--seed", "0", "--quiet"]
 
 
 @pytest.fixture(scope="module")
 def csv(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]:
-    t = np.arange(ROWS)
-    v = 50 + 0.2 * t + 10 * np.sin(2 * np.pi * t / SEASON) + np.random.default_rng(0).normal(0, 0.3, ROWS)  # [T]
     path = tmp_path_factory.mktemp("seasonal") / "s.csv"
-    path.write_text("v\n" + "".join(f"{x:.4f}\n" for x in v))
+    path.write_text(seasonal_csv())
     return path, np.loadtxt(path, skiprows=1, dtype=np.float32)[:, None]  # [T, 1] as written
 
 
 @pytest.mark.parametrize("horizon", [1, 3])
-def test_seasonal_delta_streams_what_train_reports(csv: tuple[Path, np.ndarray], tmp_path: Path, horizon: int) -> None:
-    path, x = csv
-    assert train_main(["--data", str(path), "--target-transform", "seasonal_delta", "--season", str(SEASON),
-                       "--horizon", str(horizon), *TINY, "--out", str(tmp_path / "m")]) == 0
-    m = read_manifest(tmp_path / "m" / "1")
+def test_seasonal_delta_streams_what_train_reports(tmp_path_factory: pytest.TempPathFactory, horizon: int) -> None:
+    version_dir, path = fitted(tmp_path_factory, seasonal_csv(), seasonal_flags(horizon))  # shared with eddy info's test
+    x = np.loadtxt(path, skiprows=1, dtype=np.float32)[:, None]  # [T, 1] as written
+    m = read_manifest(version_dir)
     assert m.target_transform == "seasonal_delta" and m.io == "raw"
     assert [(s.name, s.shape) for s in m.state][-2:] == [("x_season", [SEASON, 1]), ("x_seen", [1])]
-    model = runtime.load(tmp_path / "m" / "1")
+    model = runtime.load(version_dir)
     whole = model.stream().push(x)  # [T, 1] raw: row t predicts t + horizon
     s = model.stream()
     chunked = np.concatenate([s.push(x[a:b]) for a, b in ((0, 1), (1, 5), (5, 30), (30, 31), (31, ROWS))])

@@ -7,27 +7,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _fitted import DELTA_FLAGS, fitted, trend_csv
 
 pytest.importorskip("tensorflow")
 pytest.importorskip("tf2onnx")
 
 import eddy.runtime as runtime  # noqa: E402
-from eddy.cli.train import main as train_main  # noqa: E402
 from eddy.runtime.core.manifest import read_manifest  # noqa: E402
-
-ROWS = 90
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]:
-    root = tmp_path_factory.mktemp("ort")
-    t = np.arange(ROWS)
-    values = 20 + 0.1 * t + np.sin(t / 3)  # [T] a trend: the delta transform adds x_last/x_seen state in the graphs
-    (root / "s.csv").write_text("v\n" + "".join(f"{v:.4f}\n" for v in values))
-    assert train_main(["--data", str(root / "s.csv"), "--units", "3", "--epochs", "1", "--window", "5",
-                       "--target-transform", "delta", "--quantize", "int8", "--format", "onnx", "ort",
-                       "--quiet", "--seed", "0", "--out", str(root / "m")]) == 0
-    return root / "m" / "1", values[:, None].astype(np.float32)  # [T, 1]
+    version_dir, csv = fitted(tmp_path_factory, trend_csv(), DELTA_FLAGS)  # a trend: x_last/x_seen state too
+    return version_dir, np.loadtxt(csv, skiprows=1, dtype=np.float32)[:, None]  # [T, 1] as written
 
 
 def test_trained_dir_lists_ort_twins_of_every_graph(trained: tuple[Path, np.ndarray]) -> None:
