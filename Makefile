@@ -1,12 +1,13 @@
 # eddy: two commands from a fresh clone.
 #   make demo   train the default model, serve it, stream the bundled series through it
-#   make test   the whole test suite
+#   make test   the whole test suite (ruff, pytest, the strict docs build)
+#   make docs   the documentation site on http://127.0.0.1:8000
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.eddy-installed
 
-.PHONY: demo test proto bench bench-core bench-triton cluster clean
+.PHONY: demo test docs proto bench bench-core bench-triton cluster clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +23,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q -n auto --dist loadfile
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet
+
+# The site from docs/ (MkDocs, Material theme, mkdocstrings), rebuilt as you edit; `mkdocs build` writes build/site.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs serve --dev-addr 127.0.0.1:8000
 
 # Regenerate runtime/grpc/proto/ from protos/ (a test fails when they are stale).
 proto: $(STAMP)
@@ -42,7 +48,7 @@ bench: bench-core
 	$(PY) bench/bench_slab.py
 	$(PY) bench/bench_store.py
 
-# Valkey + two `eddy serve` replicas sharing it + Envoy in front, on loopback, until Ctrl-C (README: "Several
+# Valkey + two `eddy serve` replicas sharing it + Envoy in front, on loopback, until Ctrl-C (docs/guides/sessions.md: "Several
 # processes and replicas"). Needs the dev extra (valkey-server and Envoy binaries).
 cluster: $(STAMP)
 	$(PY) deploy/cluster.py

@@ -1,6 +1,6 @@
 """Core benchmark: eddy's in-process and graph paths next to their anchors, measured in the same run.
 
-One table per goal of issue 12, each row eddy or an anchor, with the median
+One table per goal, each row eddy or an anchor, with the median
 of interleaved repeats (every variant runs once per repeat, in turn, so load
 from other processes hits them alike) and eddy's ratio to each anchor:
 
@@ -47,7 +47,7 @@ from eddy.runtime.core.model import session_options  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 # The seed model as the anchors compute it: SimpleRNN(50) -> Dense(1), level, graphs in normalised units with one
-# state tensor h0 (the committed default before issue 11, kept as a test fixture). Today's default model wraps the
+# state tensor h0 (an older default model, kept as a test fixture). Today's default model wraps the
 # delta transform and its x_last/x_seen state around the same kind of cell, which LiteRT/numpy here do not compute.
 SEED = ROOT / "tests" / "data" / "legacy_sunspots" / "1"
 

@@ -1,4 +1,4 @@
-"""Python work per served one-sample message, without gRPC (issue 12: lean serving path, <= 40 us).
+"""Python work per served one-sample message, without gRPC (the lean serving path: goal <= 40 us).
 
 Drives :class:`~eddy.runtime.grpc.stream_handler.StreamHandler` over a real
 :class:`~eddy.runtime.serving.dataplane.DataPlane` (the committed default

@@ -28,7 +28,7 @@ separate load-generator processes and stops it before the next one:
   the server's own time per message from its Prometheus endpoint.
 
 Prints a plain-text table with each row's throughput relative to the echo
-ceiling at the same stream count, then the ratios the README quotes, and
+ceiling at the same stream count, then the ratios docs/benchmarks.md quotes, and
 writes everything as JSON (``--json FILE``, default a file in the temp dir).
 Models: ``--models DIR`` serves an existing repository holding both models;
 by default the committed ``models/sunspots`` (or one trained with

@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
           "   (goal <= 3x)")
     print(f"  batcher path: join B inputs, gather, normalise,   {t['eddy']:8.1f} us   {t['eddy'] / t['bare']:.2f}x")
     print("    run, de-normalise, scatter")
-    print(f"  before the slab: dict of arrays per session       {t['old']:8.1f} us   {t['old'] / t['bare']:.2f}x")
+    print(f"  a dict of arrays per session (no slab)            {t['old']:8.1f} us   {t['old'] / t['bare']:.2f}x")
     print("    (concatenate B, run, copy each row back)")
     state_bytes = sum(int(np.prod(s.shape)) * 4 for s in model.state_spec)
     print(f"idle session bytes (tracemalloc; state {state_bytes} B, 32-char ids included; goal <= 400 B)")

@@ -1,4 +1,4 @@
-"""Parity sweep (issue 13): does the float32-aware rule accept every correct export and refuse every broken one?
+"""Parity sweep: does the float32-aware rule accept every correct export and refuse every broken one?
 
 1. ``eddy train --data trainer/data/co2_weekly.csv --fill interpolate --epochs 1 --window 10 --units 8
    --target-transform level``
@@ -87,7 +87,7 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, default=20, help="training seeds for the weekly run (default: 20)")
     ap.add_argument("--no-cells", action="store_true", help="skip the bundled-data run over every cell type")
     ap.add_argument("--target-transform", default="level",
-                    help="the weekly runs' --target-transform (default: level, the model issue 13 was found with)")
+                    help="the weekly runs' --target-transform (default: level, a model a fixed tolerance refused)")
     args = ap.parse_args()
     started = time.monotonic()
     print(f"rule: error <= {FACTOR:g} x keras_float32_error + {FLOOR:g} x max(1, max|truth|); "

@@ -1,4 +1,4 @@
-"""Streamed vs window test RMSE on every bundled series, for each --training mode (issue 11's table).
+"""Streamed vs window test RMSE on every bundled series, for each --training mode (docs/benchmarks.md's accuracy table).
 
 For each bundled series and mode, runs ``eddy train --seed S --out DIR <flags> --training MODE`` (other
 flags at their defaults) for every seed and prints the test RMSE in raw units: streamed (what a served
@@ -21,7 +21,7 @@ from eddy.cli.train import main as train_main
 from eddy.runtime.core.manifest import read_manifest
 from eddy.trainer.config import TRAININGS
 
-SERIES: dict[str, list[str]] = {  # name -> eddy train flags (README's table)
+SERIES: dict[str, list[str]] = {  # name -> eddy train flags (docs/benchmarks.md's accuracy table)
     "sunspots": ["--season", "11"],
     "co2_weekly": ["--data", "trainer/data/co2_weekly.csv", "--fill", "ffill", "--season", "52"],
     "elec_equip": ["--data", "trainer/data/elec_equip.csv", "--season", "12"],

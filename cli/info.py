@@ -30,7 +30,7 @@ from eddy.trainer.evaluate import baseline_warnings  # numpy only (no tensorflow
 
 from .errors import UsageError, report
 
-__all__ = ["collect", "format_table", "main"]
+__all__ = ["build_parser", "collect", "format_table", "main"]
 
 _KEY_WIDTH = 14  # width of the left column
 _WRAP = 100  # total line width for wrapped values
@@ -145,14 +145,19 @@ def format_table(info: dict[str, Any]) -> str:
     return "\n".join(_render(rows))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``eddy info PATH [--json]``; returns the exit status (2 for a missing or broken model, as everywhere)."""
+def build_parser() -> argparse.ArgumentParser:
+    """The ``eddy info`` argument parser."""
     p = argparse.ArgumentParser(prog="eddy info", description="Show a model version's manifest and report figures.",
                                 epilog="exit status: 0 ok; 2 the directory is missing, holds no version, or its "
                                        "manifest is broken or does not match its files.")
     p.add_argument("path", type=Path, help="models/NAME (highest version) or models/NAME/VERSION")
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object (default: a table)")
-    args = p.parse_args(list(sys.argv[1:] if argv is None else argv))
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``eddy info PATH [--json]``; returns the exit status (2 for a missing or broken model, as everywhere)."""
+    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     try:
         info = collect(args.path)
     except NotFound as e:  # the directory the user named

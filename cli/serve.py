@@ -23,11 +23,11 @@ __all__ = ["add_parser", "run"]
 _SERVE_EPILOG = """\
 sessions: a stream may name a session id and resume it later (also from
 another connection); idle sessions live --session-ttl seconds. One stream at
-a time per session. See README.md, "Serving in production".
+a time per session. See docs/guides/serving.md.
 
 security: a non-loopback --host needs --tls-cert/--tls-key and --auth-tokens
 (or --insecure). Tokens: `eddy token TENANT` prints one and the line for the
-tokens file; SIGHUP re-reads the file. See README.md, "Security".
+tokens file; SIGHUP re-reads the file. See docs/guides/security.md.
 
 shutdown: SIGINT/SIGTERM turns health NOT_SERVING, refuses new RPCs, answers
 open streams for up to --grace seconds, then cancels what is left.

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MODELS = Path(os.environ.get("EDDY_TEST_MODELS", ROOT / "models"))  # repository the server tests use
 MODEL = "sunspots"  # the committed default model
 SERIES_CSV = ROOT / "trainer" / "data" / "sunspots.csv"  # year,sunspots; 309 rows
-LEGACY = Path(__file__).resolve().parent / "data" / "legacy_sunspots" / "1"  # the committed model before issue 11:
+LEGACY = Path(__file__).resolve().parent / "data" / "legacy_sunspots" / "1"  # an older default model:
 # io normalised (the runtime normalises around its tf2onnx core graphs), level, state h0 only, fixed-1e-5 parity
 
 T = TypeVar("T")

@@ -1,4 +1,4 @@
-"""Bad input, nothing lost: every rejected case of README's table, over a real server.
+"""Bad input, nothing lost: every rejected case of docs/reference/errors.md's table, over a real server.
 
 Each case runs against a live "victim" session that has consumed 3 samples.
 After the rejection, the victim continues (on the same stream if it is still

@@ -1,4 +1,4 @@
-"""A model that loses to a naive baseline says so, in `eddy train`, `eddy export --data` and `eddy info` (issue 11).
+"""A model that loses to a naive baseline says so, in `eddy train`, `eddy export --data` and `eddy info`.
 
 Persistence always; seasonal naive when the run had `--season N`. The line quotes the streamed test score
 (what a served stream returns), not the window one. Tiny untrained or 1-epoch models on a seasonal series

@@ -307,7 +307,7 @@ def test_export_puts_the_given_scaling_inside_the_graphs(tmp_path: Path) -> None
         np.testing.assert_allclose(loaded.stream().push(raw)[-1], want, rtol=1e-5)
 
 
-# --- Keras coverage (issue 11): Dense stacks, unequal units, Normalization, stateful, .h5 --------------------
+# --- Keras coverage: Dense stacks, unequal units, Normalization, stateful, .h5 --------------------
 
 
 def _dense_stack(inp: keras.KerasTensor) -> keras.KerasTensor:

@@ -1,4 +1,4 @@
-"""`eddy info` works on every model directory eddy can write (issue 11: it crashed on `eddy export --data`).
+"""`eddy info` works on every model directory eddy can write, `eddy export --data`'s included.
 
 Tiny untrained or 1-epoch models: what matters is the directory layout each command writes.
 """

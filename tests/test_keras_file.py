@@ -1,4 +1,4 @@
-"""`eddy export` judges a model file from its config before tensorflow is imported (issue 11).
+"""`eddy export` judges a model file from its config before tensorflow is imported.
 
 ``.keras`` (config.json in the zip) and legacy ``.h5`` (the root group's ``model_config``
 attribute, read with h5py) alike: refused layers and flags, broken or truncated files,

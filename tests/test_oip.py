@@ -126,7 +126,7 @@ def test_stream_200_samples_one_by_one_bit_for_bit(triton, model, series, local)
 ])
 def test_rejections_carry_their_code_and_leave_the_sequence_unchanged(triton, model, series, x, params, status,
                                                                       words):
-    """Each rejected request of sequence `rej` (README's OIP rows), then its next step is still exact."""
+    """Each rejected request of sequence `rej` (docs/reference/errors.md's OIP rows), then its next step is still exact."""
     want = steps(model, series[:2])
     np.testing.assert_array_equal(decode(triton.infer(MODEL, series[:1], sequence_id="rej", sequence_start=True)),
                                   want[0])

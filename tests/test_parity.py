@@ -1,4 +1,4 @@
-"""Parity judged against float32's own rounding (issue 13): a correct export passes with its figures
+"""Parity judged against float32's own rounding: a correct export passes with its figures
 recorded, and exports broken on purpose (wrong weights, state wiring, activation, normalisation applied
 twice) are refused by orders of magnitude.
 
@@ -120,7 +120,7 @@ def test_long_weekly_series_with_gaps_exports(tmp_path: Path, capsys: pytest.Cap
     csv_path = BUNDLED_CSV.parent / "co2_weekly.csv"
     out = tmp_path / "weekly"
     flags = ["--data", str(csv_path), "--fill", "interpolate", "--epochs", "1", "--window", "10", "--units", "8",
-             "--target-transform", "level", "--seed", "1", "--quiet", "--out", str(out)]  # the model as issue 13 had it
+             "--target-transform", "level", "--seed", "1", "--quiet", "--out", str(out)]  # a model a fixed tolerance refused
     assert train_main(flags) == 0, capsys.readouterr().err
     checks = read_manifest(out / "1").parity["checks"]
     assert checks["chunked_sequence"]["steps"] == checks["chained_step"]["steps"] == 2284  # the whole series

@@ -1,6 +1,6 @@
 """`--target-transform seasonal_delta --season N`: the network predicts the change from the value one season
 before the target; the last N raw samples ride in the graphs as one more state tensor, so a stream stays exact
-in any chunking and the graphs stay raw in, raw out (issue 11). Tiny 1-epoch models: the mechanics, not accuracy.
+in any chunking and the graphs stay raw in, raw out. Tiny 1-epoch models: the mechanics, not accuracy.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The accuracy eddy train prints is the accuracy eddy stream delivers, on the same rows (issue 11).
+"""The accuracy eddy train prints is the accuracy eddy stream delivers, on the same rows.
 
 For both --training modes, a tiny model on a trending series with the delta transform (inside the graphs,
 with its x_last/x_seen state): the streamed test RMSE that `eddy train` prints and records must be what

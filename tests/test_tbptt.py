@@ -162,7 +162,7 @@ def test_early_stopping_restores_the_best_streamed_validation_epoch() -> None:
 @tf_needed
 def test_streamed_output_lines_up_with_the_horizon_on_a_clean_series() -> None:
     """Trained with --horizon 3 on a noise-free two-tone series (where the shift is identifiable), the streamed
-    output at row t is closest to the target at t + 3, not t + 2 or t + 4 (issue 11 saw t + 2 on us_macro: there
+    output at row t is closest to the target at t + 3, not t + 2 or t + 4 (on us_macro t + 1 scores best: there
     a random-walk-like series makes even a perfect-on-average 3-step forecast closest, in RMSE, to t + 1)."""
     from eddy.trainer import model as model_mod
     from eddy.trainer.config import TrainConfig

@@ -1,5 +1,5 @@
 """`eddy train --format onnx ort` writes the .ort twins of every graph it writes, and the runtime streams them
-exactly as the .onnx ones (issue 11: `.ort` was only an option of `eddy export`)."""
+exactly as the .onnx ones."""
 
 from __future__ import annotations
 

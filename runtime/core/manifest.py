@@ -57,7 +57,7 @@ class GraphSpec:
     """One ONNX file of the model."""
 
     file: str  # relative to the version directory
-    sha256: str
+    sha256: str  # hex digest of the file, checked at load
     ops: list[str] = field(default_factory=list)  # sorted ONNX op types used
 
 
@@ -65,30 +65,30 @@ class GraphSpec:
 class Normalization:
     """z = (raw - mean) / std, per column; the runtime applies it both ways."""
 
-    input_mean: list[float]
-    input_std: list[float]
-    target_mean: list[float]
-    target_std: list[float]
+    input_mean: list[float]  # per feature, training rows only
+    input_std: list[float]  # per feature
+    target_mean: list[float]  # per target
+    target_std: list[float]  # per target
 
 
 @dataclass
 class Manifest:
     """Schema of ``manifest.json`` (format ``eddy.model/1``)."""
 
-    name: str
-    version: int
-    cell: str  # one of CELLS
+    name: str  # the model's name, the repository folder models/<name>/
+    version: int  # the version folder's number
+    cell: str  # simple_rnn, lstm or gru (layout.CELLS)
     layers: int  # stacked recurrent layers
     units: int  # units per recurrent layer
     features: list[str]  # input column names, F of them
     targets: list[str]  # output column names, O of them
     window: int  # training window length (samples)
     horizon: int  # predicts the target this many steps after the last input
-    state: list[StateSpec]
-    normalization: Normalization
+    state: list[StateSpec]  # the graphs' state tensors, in graph order
+    normalization: Normalization  # the training rows' statistics (inside the graphs when io is raw)
     graphs: dict[str, GraphSpec]  # "step" and "sequence" at least
-    opset: int
-    parity: dict[str, Any]  # export self-check figures (max abs error, tolerance)
+    opset: int  # ONNX opset of the graphs
+    parity: dict[str, Any]  # export checks against Keras in float64: error, Keras float32's error, limit, rule
     metrics: dict[str, Any]  # test-set metrics in raw units
     created: str  # ISO 8601 UTC
     versions: dict[str, str]  # producing library versions
@@ -98,7 +98,7 @@ class Manifest:
     io: str = "normalised"  # "raw": graphs take/return raw units (normalisation inside); see the module docstring
     target_transform: str = "level"  # what the network predicts: level, delta, log_delta, seasonal_delta (in the graphs)
     calibration: dict[str, Any] = field(default_factory=dict)  # prediction intervals (core/calibration.py); {}: none
-    format: str = FORMAT
+    format: str = FORMAT  # "eddy.model/1"
 
     @property
     def n_features(self) -> int:

@@ -1,6 +1,6 @@
 """The Redis/Valkey session store: sessions that survive a crash and move between replicas.
 
-Durability contract (README, "Sessions that survive a crash"): a prediction
+Durability contract (docs/guides/sessions.md, "Sessions that survive a crash"): a prediction
 is answered only after the state that produced it is in the store. The
 batcher calls :meth:`RedisStore.commit` once per batch, one atomic script for
 every session of the batch (one round trip), then scatters the new state into
