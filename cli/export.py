@@ -38,10 +38,13 @@ def build_parser() -> argparse.ArgumentParser:
             "scaling given with --input-mean/--input-std/--target-mean/--target-std; it goes inside the graphs. "
             "--data only scores the exported graphs (window and streamed test RMSE next to persistence), calibrates "
             "prediction intervals on its validation part (--intervals) and feeds the parity checks; it never changes "
-            "the graphs; without --data the version has no intervals. Exit status: 0 written; 2 bad flags, data or an "
-            "unsupported model or a broken model file (one line on stderr, before tensorflow is imported where the file "
-            "shows it; nothing written); 1 export or parity check failed "
-            "(nothing written)."
+            "the graphs; without --data the version has no intervals. A model.keras written by eddy train or eddy "
+            "export carries what its served model puts around the network (normalisation, target transform, window, "
+            "horizon; or the manifest.json next to it says so): exporting it rebuilds that served model, the same "
+            "predictions bit for bit, and flags that would change it are refused. "
+            "Exit status: 0 written; 2 bad flags, data or an unsupported model or a broken model file (one line "
+            "on stderr, before tensorflow is imported where the file shows it; nothing written); 1 export or "
+            "parity check failed (nothing written)."
         ),
     )
     p.add_argument("model", type=Path, metavar="FILE.keras",
@@ -62,10 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(flag, type=float, nargs="+", metavar="V",
                        help=f"the model's own scaling, {what}: one value per column or one for all; put inside "
                             f"the graphs (default: {default}, nothing added)")
-    p.add_argument("--semantics", choices=("stream", "window"), default="stream",
+    p.add_argument("--semantics", choices=("stream", "window"), default=None,
                    help="stream: state carried over the whole stream (the recurrent state); window: every answer "
                         "depends only on the last --window samples, exactly model.predict on that window (the "
-                        "state is the window buffer; zeros before a stream's first samples) (default: stream)")
+                        "state is the window buffer; zeros before a stream's first samples) (default: an eddy-written "
+                        "file's record, else stream)")
     c.add_format_flag(p)
     p.add_argument("--features", nargs="+", metavar="COL",
                    help="input column names (default: with --data as in eddy train, else x0, x1, ...)")
@@ -73,11 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output column names (default: with --data as in eddy train, else y0, y1, ...)")
     p.add_argument("--window", type=c.at_least(1), default=None, metavar="N",
                    help="window length recorded in the manifest (default: the model's input length, else 10)")
-    p.add_argument("--horizon", type=c.at_least(1), default=1, metavar="N",
-                   help="steps ahead the model predicts, recorded in the manifest (default: 1)")
-    p.add_argument("--split", type=c.split, default=_DEFAULTS.split, metavar="TRAIN,VAL,TEST",
-                   help="with --data: time-ordered split; statistics come from the training part "
-                        f"(default: {','.join(f'{f:g}' for f in _DEFAULTS.split)})")
+    p.add_argument("--horizon", type=c.at_least(1), default=None, metavar="N",
+                   help="steps ahead the model predicts, recorded in the manifest (default: an eddy-written file's "
+                        "record, else 1)")
+    p.add_argument("--split", type=c.split, default=None, metavar="TRAIN,VAL,TEST",
+                   help="with --data: the time-ordered split whose test part is scored (default: an eddy-written "
+                        f"file's record, else {','.join(f'{f:g}' for f in _DEFAULTS.split)})")
     p.add_argument("--season", type=c.at_least(1), default=None, metavar="N",
                    help="with --data: also score the seasonal-naive baseline (the target N steps before the predicted "
                         "one), with a warning line when it beats the streamed test score (default: off)")

@@ -18,6 +18,14 @@ which are put inside the graphs, so clients still send raw values.
 intervals on its validation part (:mod:`eddy.trainer.calibrate`) and the
 parity checks run on its values; without it they run on seeded random inputs
 and the version has no intervals.
+
+A ``model.keras`` that eddy wrote (``eddy train``, ``eddy export``) holds a network that may read normalised
+changes, not raw values. Its record (:mod:`eddy.trainer.keras_record`: inside the file, or the manifest next to
+it) says what the served graphs put around it; the export rebuilds exactly those graphs (the same ONNX
+computation, so the same predictions bit for bit with the same tf2onnx/onnx/onnxruntime versions; versions
+whose graphs took normalised values, ``io: normalised``, come back with the normalisation inside the graphs,
+equal within the parity rule). Flags that would change the served model (scaling, columns, window, horizon,
+semantics) must agree with the record or are refused; an eddy-trained network without a record is refused.
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ from eddy.runtime.core.manifest import Manifest, Normalization
 
 from . import publish
 from .calibrate import calibrate
+from .config import TrainConfig
 from .errors import DataError, UnsupportedModelError
 from .evaluate import add_streamed, evaluate
 from .parity import PARITY_STEPS
@@ -42,9 +51,10 @@ from .series import load_csv
 from .transform import Transform
 from .windows import make_dataset
 
-__all__ = ["DEFAULT_WINDOW", "ExportOutcome", "export_keras_file"]
+__all__ = ["DEFAULT_SPLIT", "DEFAULT_WINDOW", "ExportOutcome", "export_keras_file"]
 
 DEFAULT_WINDOW = 10  # window recorded for models with a dynamic time axis when --window is not given
+DEFAULT_SPLIT = TrainConfig().split  # train/val/test fractions of --data when the file's record names none
 _RANDOM_WINDOWS = 64  # parity windows drawn without --data
 _RANDOM_STEPS = 500  # parity sequence length drawn without --data
 
@@ -64,18 +74,18 @@ def export_keras_file(
     features: list[str] | None = None,
     targets: list[str] | None = None,
     window: int | None = None,
-    horizon: int = 1,
+    horizon: int | None = None,
     data: str | Path | None = None,
     fill: str | None = None,
     season: int | None = None,
-    split: tuple[float, float, float] = (0.7, 0.15, 0.15),
+    split: tuple[float, float, float] | None = None,
     norm_identity: bool = False,
     input_mean: list[float] | None = None,
     input_std: list[float] | None = None,
     target_mean: list[float] | None = None,
     target_std: list[float] | None = None,
     formats: tuple[str, ...] = ("onnx",),
-    semantics: str = "stream",
+    semantics: str | None = None,
     intervals: tuple[float, ...] = LEVELS,
     name: str | None = None,
     seed: int = 0,
@@ -97,8 +107,19 @@ def export_keras_file(
                         "--input-mean/--input-std/--target-mean/--target-std")
     path, out = Path(path), Path(out)
     from .keras_file import precheck_model_file
+    from .keras_record import read_record
 
     precheck_model_file(path)  # broken files and refused layers, from the file's config before paying for tensorflow
+    found = read_record(path)
+    record, rebuilt_from = found if found is not None else (None, "")
+    if record is not None:
+        _agree(path, record, rebuilt_from, {"--features": features, "--target": targets, "--window": window,
+                                            "--horizon": horizon, "--semantics": semantics},
+               scaling_given=norm_identity or any(v is not None for v in scaling))
+        features, targets, horizon, semantics = record.features, record.targets, record.horizon, record.semantics
+        split = split or (tuple(record.split) if record.split else None)  # type: ignore[assignment]
+        season = season if season is not None or data is None else record.season  # scored as when trained
+    horizon, semantics, split = horizon or 1, semantics or "stream", split or DEFAULT_SPLIT
     from .keras_stack import inspect_model, keras  # tensorflow from here on
     from .onnx_export import export_model
     from .self_contained import make_self_contained, make_window_semantics
@@ -108,14 +129,29 @@ def export_keras_file(
     except Exception as e:  # Keras raises ValueError, OSError, zipfile errors, ...
         raise DataError(f"{path}: cannot load it as a Keras model: {type(e).__name__}: {_first_line(e)}") from None
     stack = inspect_model(model)
-    window = _window(path, model, window)
-    if stack.input_norm is not None:
-        if input_mean is not None or input_std is not None:
-            raise DataError(f"{path}: the model has its own Normalization layer; drop --input-mean/--input-std")
-        input_mean, input_std = stack.input_norm  # the layer's statistics go into the graphs
-    normalization = _normalization(stack.n_features, stack.n_targets, input_mean, input_std, target_mean, target_std)
+    window = _window(path, model, window if record is None else record.window)
+    if record is not None:
+        normalization = record.normalization
+        try:
+            transform = Transform.for_columns(record.target_transform, record.features, record.targets,
+                                              season=record.season, horizon=record.horizon)
+        except ValueError as e:
+            raise DataError(f"{path}: {rebuilt_from}: {e}") from None
+        for kind, cols, n in (("feature", record.features, stack.n_features), ("target", record.targets, stack.n_targets)):
+            if len(cols) != n:
+                raise DataError(f"{path}: the network takes {n} {kind} column(s), {rebuilt_from} names {len(cols)}")
+    else:
+        if stack.input_norm is not None:
+            if input_mean is not None or input_std is not None:
+                raise DataError(f"{path}: the model has its own Normalization layer; drop --input-mean/--input-std")
+            input_mean, input_std = stack.input_norm  # the layer's statistics go into the graphs
+        normalization = _normalization(stack.n_features, stack.n_targets, input_mean, input_std, target_mean,
+                                       target_std)
+        transform = Transform("level", stack.n_features)
+    if semantics == "window" and transform.is_delta:
+        raise UnsupportedModelError(f"{path}: window semantics need the level target transform, "
+                                    f"{rebuilt_from} says {transform.kind}")
     predictor = _ScaledInputs(model, normalization) if stack.input_norm is not None else None
-    transform = Transform("level", stack.n_features)
     dataset: Any = None
     if data is not None:
         series = load_csv(data, features, targets, fill=fill)
@@ -123,12 +159,16 @@ def export_keras_file(
             if len(cols) != n:
                 raise DataError(f"{data}: the model takes {n} {kind} column(s), the data gives {len(cols)} "
                                 f"({', '.join(cols)}); choose with --features and --target")
-        dataset = make_dataset(series, window, horizon, split, normalization=normalization)
+        reason = transform.check(series.inputs, str(data))
+        if reason:
+            raise DataError(reason)
+        dataset = make_dataset(series, window, horizon, split, transform if transform.is_delta else None,
+                               normalization=normalization)
         windows, sequence = dataset.x_test, dataset.normalised_inputs()[:PARITY_STEPS]  # [N, W, F], [T, F]
         raw = series.inputs  # [T, F]
         metrics: dict[str, Any] = evaluate(predictor or model, dataset, season)[1]
         features, targets = series.features, series.targets
-        source: dict[str, Any] = {"data": str(data), "rows": len(series), "split": list(split),
+        source: dict[str, Any] = {"data": str(data), "rows": len(series),
                                   "split_rows": {k: list(v) for k, v in dataset.rows.items()},
                                   "parity_data": "the data's test windows and whole series"}
     else:
@@ -137,12 +177,21 @@ def export_keras_file(
         rng = np.random.default_rng(seed)
         windows = rng.standard_normal((_RANDOM_WINDOWS, window, stack.n_features)).astype(np.float32)  # [N, W, F]
         sequence = rng.standard_normal((_RANDOM_STEPS, stack.n_features)).astype(np.float32)  # [T, F]
-        raw = sequence * np.asarray(normalization.input_std) + normalization.input_mean  # [T, F] raw units
+        raw = transform.series_from_inputs(sequence * np.asarray(normalization.input_std)
+                                           + normalization.input_mean)  # [T, F] raw units
         metrics, source = {}, {"parity_data": "seeded standard normal (in the model's input units)"}
     scaled = any(v is not None for v in scaling)
-    source["normalization"] = ("the model's Normalization layer (inside the graphs)" if stack.input_norm is not None
+    rebuilt = (f"rebuilt from {rebuilt_from}: target transform {transform.kind}, the network's normalisation "
+               "(inside the graphs" + (")" if record is None or record.io == "raw" else
+                                       "; the version's graphs took normalised values: the same predictions within "
+                                       "the parity rule, not bit for bit)"))
+    source["normalization"] = (rebuilt if record is not None
+                               else "the model's Normalization layer (inside the graphs)" if stack.input_norm is not None
                                else "given (inside the graphs)" if scaled
                                else "none: the model takes and returns raw values")
+    source["split"] = list(split)
+    if season is not None:
+        source["season"] = season
 
     with publish.stage(out) as staging:
         core = export_model(model, staging.path, windows, sequence, seed=seed, predictor=predictor)
@@ -155,7 +204,7 @@ def export_keras_file(
                 return np.asarray(y, np.float64) * normalization.target_std + normalization.target_mean
 
             contained = make_window_semantics(staging.path, contained, raw, reference, features=features,
-                                              targets=targets, horizon=horizon, window=window, transform="level")
+                                              targets=targets, horizon=horizon, window=window, transform=transform.kind)
             source["semantics"] = f"window: each answer depends only on the last {window} samples"
         calibration: dict[str, Any] = {}
         if dataset is not None:
@@ -190,6 +239,7 @@ def export_keras_file(
             training={"exported_by": "eddy export", "keras_file": str(path), "seed": seed, **source},
             io="raw",
             calibration=calibration,
+            target_transform=transform.kind,
         )
         version_dir = staging.publish(manifest)
     if log is not None:
@@ -224,6 +274,21 @@ def _normalization(n_features: int, n_targets: int, input_mean: list[float] | No
                          column(input_std, n_features, "--input-std", 1.0),
                          column(target_mean, n_targets, "--target-mean", 0.0),
                          column(target_std, n_targets, "--target-std", 1.0))
+
+
+def _agree(path: Path, record: Any, where: str, given: dict[str, Any], *, scaling_given: bool) -> None:
+    """Refuse flags that would change the served model an eddy-written file's record describes."""
+    if scaling_given:
+        raise DataError(f"{path}: its scaling and target transform come from {where}; drop --norm-identity, "
+                        "--input-mean, --input-std, --target-mean and --target-std")
+    recorded = {"--features": record.features, "--target": record.targets, "--window": record.window,
+                "--horizon": record.horizon, "--semantics": record.semantics}
+    for flag, value in given.items():
+        if value is not None and value != recorded[flag]:
+            shown = " ".join(map(str, value)) if isinstance(value, list) else value
+            want = recorded[flag]
+            raise DataError(f"{path}: {flag} {shown} differs from {where}, which says "
+                            f"{' '.join(map(str, want)) if isinstance(want, list) else want}; drop {flag}")
 
 
 def _window(path: Path, model: Any, window: int | None) -> int:

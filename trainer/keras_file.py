@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import DataError, UnsupportedModelError
+from .keras_record import require_record
 from .keras_rules import check_config
 
 __all__ = ["H5_SUFFIXES", "KERAS_SUFFIX", "SUPPORTED", "precheck_model_file", "read_model_config"]
@@ -35,9 +36,12 @@ def precheck_model_file(path: str | Path) -> None:
 
     Raises :class:`~eddy.trainer.errors.DataError` (not a readable Keras model file) or
     :class:`~eddy.trainer.errors.UnsupportedModelError` (a layer or flag eddy cannot stream), each with a
-    one-line message naming the file and the problem. Never imports tensorflow.
+    one-line message naming the file and the problem; also an eddy-trained network without what rebuilds its
+    served model (:func:`eddy.trainer.keras_record.require_record`). Never imports tensorflow.
     """
-    check_config(read_model_config(path), str(path))
+    config = read_model_config(path)
+    check_config(config, str(path))
+    require_record(Path(path), config)
 
 
 def read_model_config(path: str | Path) -> dict[str, Any]:

@@ -32,6 +32,8 @@ from typing import TYPE_CHECKING, Any
 from eddy.runtime.core.layout import version_dirs
 from eddy.runtime.core.manifest import Manifest, sha256_file, write_manifest
 
+from .keras_record import embed_record
+
 if TYPE_CHECKING:
     from .onnx_export import ExportResult
 
@@ -53,11 +55,12 @@ class Staging:
 
     def manifest(self, exported: ExportResult, *, graphs: dict[str, Any] | None = None, **fields: Any) -> Manifest:
         """A manifest for ``exported`` (state, graphs, opset, parity), stamped with the time, the library
-        versions and the sha256 of ``model.keras``; ``fields`` give the rest (name, cell, columns, ...).
+        versions and the sha256 of ``model.keras``, into which it first writes the manifest's record
+        (:mod:`eddy.trainer.keras_record`); ``fields`` give the rest (name, cell, columns, ...).
         ``graphs`` replaces ``exported.graphs`` (e.g. with int8 graphs added). The version is set by
         :meth:`publish`."""
         keras_file = self.path / KERAS_FILE
-        return Manifest(
+        manifest = Manifest(
             version=0,
             state=exported.state,
             graphs=dict(graphs if graphs is not None else exported.graphs),
@@ -65,9 +68,12 @@ class Staging:
             parity=exported.parity,
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             versions=library_versions(),
-            files={KERAS_FILE: sha256_file(keras_file)} if keras_file.is_file() else {},
             **fields,
         )
+        if keras_file.is_file():
+            embed_record(keras_file, manifest)  # what rebuilds the served graphs travels with the network
+            manifest.files = {**manifest.files, KERAS_FILE: sha256_file(keras_file)}
+        return manifest
 
     def publish(self, manifest: Manifest, before: Callable[[Path, Manifest], None] | None = None) -> Path:
         """Claim the next version, set ``manifest.version``, run ``before(directory, manifest)`` (files that

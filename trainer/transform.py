@@ -121,6 +121,21 @@ class Transform:
         s = self._scale(x)
         return np.concatenate([np.zeros_like(s[:1]), np.diff(s, axis=0)], axis=0)
 
+    def series_from_inputs(self, u: np.ndarray) -> np.ndarray:
+        """A raw series ``[T, F]`` whose model-space inputs (:meth:`inputs`) are ``u`` ``[T, F]`` from row 1 on
+        (from row ``season`` on for seasonal_delta): the inverse of :meth:`inputs`, e.g. to draw valid raw
+        inputs for checks (positive for log_delta)."""
+        u = np.asarray(u, np.float64)  # [T, F]
+        if not self.is_delta:
+            return u.copy()
+        if self.is_seasonal:
+            x = np.empty_like(u)
+            for r in range(min(self.season, len(u))):  # each residue mod S is a running sum of its changes
+                x[r :: self.season] = np.cumsum(u[r :: self.season], axis=0)
+            return x
+        s = np.cumsum(u, axis=0)
+        return np.exp(s) if self.is_log else s
+
     def labels(self, x: np.ndarray, y: np.ndarray, horizon: int) -> np.ndarray:
         """Model-space label of every input row that has one: row t is labelled with the target at ``t + horizon``.
 
