@@ -49,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--synthetic", action="store_true",
                         help="train on a generated noisy sine instead of a CSV file (default: off)")
     data.add_argument("--features", nargs="+", metavar="COL",
-                      help="input columns (default: the target columns if --target is given, else the single numeric column)")
+                      help="input columns (default: the target columns if --target is given, else the single "
+                           "numeric column: the one whose cells are mostly numbers)")
     data.add_argument("--target", "--targets", nargs="+", dest="targets", metavar="COL",
                       help="columns to predict (default: the feature column, when there is one)")
     data.add_argument("--window", type=c.at_least(1), default=d.window, metavar="N",

@@ -113,6 +113,12 @@ BAD_CSVS = [
     ("ambiguous_dated.csv", "date,a,b\n2024-01-01,1,2\n", [],
      "found numeric columns a, b besides the time column 'date'"),
     ("no_numeric.csv", "a\nx\n", [], "found no numeric column"),
+    # A numeric column with a bad cell is still the one column to use: the same line-numbered error as with
+    # --features, and with another numeric column eddy asks which, rather than silently taking the clean one.
+    ("text_one_column.csv", "h\n1\n2\nthree\n4\n", [], "line 4: column 'h': 'three' is not a number"),
+    ("text_dated.csv", "date,h\n2024-01-01,1\n2024-01-02,x\n2024-01-03,3\n", [], "line 3: column 'h': 'x' is not a number"),
+    ("inf_one_column.csv", "a\n1\n2\n-inf\n", [], "line 4: column 'a': '-inf' is not a finite number"),
+    ("ambiguous_bad_cell.csv", "a,b\n1,2\n3,x\n4,5\n", [], "found numeric columns a, b; choose with --features"),
     ("multi.csv", "a,b\n1,2\n", ["--features", "a", "b"], "2 feature columns; choose the predicted one(s) with --target"),
     ("short.csv", "a\n" + "".join(f"{i}\n" for i in range(6)), [], "6 rows are too few for window 5"),
     ("flat.csv", "a\n" + "3\n" * 60, [], "column 'a' is constant in the training part (std 0)"),

@@ -16,7 +16,9 @@ CSV rules (:func:`load_csv`):
   ``ffill`` (the last observed value; a gap at the start is an error),
   ``interpolate`` (linear in the row index; gaps at either end take the
   nearest observed value) or ``drop`` (drop the row).
-- Other non-numeric or non-finite cells in a used column are always errors.
+- Other non-numeric or non-finite cells in a used column are always errors,
+  named by line. Without ``--features``, a column counts as numeric when most
+  of its present cells are numbers, so a bad cell gets that same error.
 """
 
 from __future__ import annotations
@@ -271,9 +273,11 @@ def _interpolate(path: Path, values: np.ndarray, columns: list[str]) -> np.ndarr
 
 
 def _is_numeric_column(rows: list[tuple[int, list[str]]], j: int) -> bool:
-    """Every cell a finite number or missing, and at least one number."""
-    cells = [r[j].strip() for _, r in rows]
-    return any(_is_number(c) for c in cells) and all(_is_number(c) or c.lower() in MISSING for c in cells)
+    """More numbers than other present cells: a numeric column, perhaps with a bad cell that reading it names
+    by its line (a column of numbers with one typo is still the column the user means)."""
+    cells = [c for c in (r[j].strip() for _, r in rows) if c.lower() not in MISSING]
+    numbers = sum(_is_number(c) for c in cells)
+    return numbers > len(cells) - numbers
 
 
 def _is_number(cell: str) -> bool:
