@@ -175,6 +175,12 @@ def run(args: argparse.Namespace) -> int:
         return serve(args.models, args.host, args.port, config=config, security=security)
     except NotFound as e:  # the repository directory named by --models
         raise UsageError(e.message) from None
+    except OSError as e:
+        if not str(e).startswith("cannot listen on"):
+            raise
+        from .connect import explain_bind_failure
+
+        raise explain_bind_failure(e, args.host, args.port) from None
 
 
 def _workers(args: argparse.Namespace) -> int:
@@ -234,6 +240,10 @@ def _security(args: argparse.Namespace) -> Security:
         raise UsageError("--tls-cert and --tls-key go together")
     if args.tls_client_ca is not None and args.tls_cert is None:
         raise UsageError("--tls-client-ca needs --tls-cert and --tls-key")
+    if args.tls_cert is not None:
+        from .connect import check_server_tls
+
+        check_server_tls(args.tls_cert, args.tls_key, args.tls_client_ca)  # gRPC would only say "Failed to bind"
     try:
         tokens = TokenTable(args.auth_tokens) if args.auth_tokens is not None else None
     except (ValueError, UnicodeDecodeError) as e:

@@ -12,7 +12,7 @@ from typing import Protocol
 
 import numpy as np
 
-from eddy.runtime.core.errors import NotFound
+from eddy.runtime.core.errors import EddyError, NotFound
 
 from . import wide
 from .errors import UsageError
@@ -32,9 +32,15 @@ on stderr and answered with empty prediction columns while the stream goes
 on with its state unchanged. --fill ffill replaces a missing cell (empty, NA,
 NaN, null, None) by the column's last value, as `eddy train --fill ffill` does.
 
+connection: a failed connection is explained in one line (nothing listens
+there; TLS against plaintext: pass or drop --tls; a certificate that does not
+verify: pass --tls-ca; a client certificate required or refused), found by
+probing the address once; the TLS files are checked before dialing.
+
 exit status: 0 ok; 2 bad usage, a bad CSV (missing column, a bad row with
---on-bad stop) or a missing or broken --local model directory; 1 the
-server or the model failed; 130 interrupted. Errors: one line on stderr.
+--on-bad stop), TLS flags that do not fit the server, or a missing or broken
+--local model directory; 1 the server or the model failed, or nothing
+listens at --server; 130 interrupted. Errors: one line on stderr.
 """
 
 
@@ -49,7 +55,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                                    "model and write one prediction per row as CSV to stdout.",
                        epilog=_STREAM_EPILOG + "\n" + wide.EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     where = t.add_mutually_exclusive_group(required=True)
-    where.add_argument("--server", metavar="HOST:PORT", help="eddy server to stream to (default: none)")
+    where.add_argument("--server", metavar="HOST:PORT",
+                       help="eddy server to stream to; the port is required ([V6]:PORT for IPv6) (default: none)")
     where.add_argument("--local", metavar="PATH", type=Path,
                        help="run in-process instead: models/NAME or models/NAME/VERSION (default: none)")
     t.add_argument("--model", help="model name on the server; required with --server (default: none)")
@@ -119,13 +126,22 @@ def run(args: argparse.Namespace) -> int:
             return _run(args, header, reader, model.stream(), model.features, model.targets)
         from eddy.runtime.client import Client
 
-        client = Client(args.server, tls=args.tls, tls_ca=args.tls_ca, tls_cert=args.tls_cert, tls_key=args.tls_key,
-                        token=args.token)
-        if args.fleet:
-            with client, client.fleet(args.model, args.version, encoding=args.encoding) as rf:
-                return wide.run_fleet(args, header, reader, rf, rf.features, rf.targets, args.model, _number)
-        with client, client.stream(args.model, args.version, encoding=args.encoding) as rs:
-            return _run(args, header, reader, rs, rs.features, rs.targets)
+        from .connect import check_client_tls, explain_connect_failure, server_address
+
+        server_address(args.server)  # a missing port would dial 443
+        check_client_tls(args.tls_ca, args.tls_cert, args.tls_key)
+        tls = args.tls or any(f is not None for f in (args.tls_ca, args.tls_cert, args.tls_key))
+        try:
+            client = Client(args.server, tls=args.tls, tls_ca=args.tls_ca, tls_cert=args.tls_cert,
+                            tls_key=args.tls_key, token=args.token)
+            if args.fleet:
+                with client, client.fleet(args.model, args.version, encoding=args.encoding) as rf:
+                    return wide.run_fleet(args, header, reader, rf, rf.features, rf.targets, args.model, _number)
+            with client, client.stream(args.model, args.version, encoding=args.encoding) as rs:
+                return _run(args, header, reader, rs, rs.features, rs.targets)
+        except EddyError as e:
+            raise explain_connect_failure(e, args.server, tls=tls, ca=args.tls_ca, cert=args.tls_cert,
+                                          key=args.tls_key) from None
 
 
 def _run(args: argparse.Namespace, header: list[str], rows: Iterator[list[str]], stream: _Pushable,
