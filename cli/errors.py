@@ -1,24 +1,35 @@
 """The one table from error to exit status, and the one message format: ``eddy <command>: <message>``.
 
 Every ``eddy`` command ends through :func:`report`, so the same problem
-exits the same way from every command:
+exits the same way from every command, whether a local check or a server
+found it:
 
 ====  ==========================================================================
 2     bad usage or bad input: flags, a CSV, a file or model directory that is
-      missing, unreadable, broken or tampered, data the trainer refuses
-1     the server or the model failed (unknown model on a server, UNAVAILABLE,
+      missing, unreadable, broken or tampered, data the trainer refuses, TLS
+      flags that do not fit the server; from a server, the statuses that say
+      the request was wrong (:data:`CLIENT_STATUSES`: INVALID_ARGUMENT,
+      NOT_FOUND, ALREADY_EXISTS, OUT_OF_RANGE, UNAUTHENTICATED,
+      PERMISSION_DENIED)
+1     the server or the model failed (every other status: UNAVAILABLE,
+      RESOURCE_EXHAUSTED, FAILED_PRECONDITION, DEADLINE_EXCEEDED, INTERNAL, ...;
       training diverged, export failed, cannot bind a port)
 130   interrupted (Ctrl-C)
 ====  ==========================================================================
+
+An :class:`~eddy.runtime.core.errors.EddyError` carries its gRPC status name
+(``error.code``) whether it was raised here or came back from a server, so
+an unknown model is NOT_FOUND, exit 2, over ``--server`` and ``--local`` alike.
 """
 
 from __future__ import annotations
 
 import sys
 
-from eddy.runtime.core.errors import EddyError, InvalidInput, ModelLoadError
+from eddy.runtime.core.errors import EddyError, ModelLoadError
 
-__all__ = ["FAILED", "INTERRUPTED", "USAGE", "UsageError", "exit_status", "message", "report"]
+__all__ = ["CLIENT_STATUSES", "FAILED", "INTERRUPTED", "STATUS_EXIT", "USAGE", "UsageError", "exit_status", "message",
+           "report"]
 
 USAGE = 2  # bad flags, data or input files (nothing was done)
 FAILED = 1  # the server, the model or the run failed
@@ -29,20 +40,44 @@ class UsageError(Exception):
     """Bad arguments or input named by the user (a missing file, a bad CSV cell)."""
 
 
-_STATUS: tuple[tuple[type[BaseException], int], ...] = (  # first match wins
+# Every gRPC status name -> exit status (an EddyError's code, raised here or sent by a server).
+STATUS_EXIT: dict[str, int] = {
+    "INVALID_ARGUMENT": USAGE,  # malformed input, a bad CSV, a model eddy cannot export
+    "NOT_FOUND": USAGE,  # an unknown model, version or session
+    "ALREADY_EXISTS": USAGE,  # a session id that is taken
+    "OUT_OF_RANGE": USAGE,
+    "UNAUTHENTICATED": USAGE,  # a missing or wrong token, forged state bytes
+    "PERMISSION_DENIED": USAGE,  # another tenant's state bytes
+    "CANCELLED": FAILED,
+    "UNKNOWN": FAILED,
+    "DEADLINE_EXCEEDED": FAILED,
+    "RESOURCE_EXHAUSTED": FAILED,  # a server limit (sessions, streams, message size)
+    "FAILED_PRECONDITION": FAILED,  # the server's state (a session busy or taken over); a broken local directory: 2
+    "ABORTED": FAILED,
+    "UNIMPLEMENTED": FAILED,
+    "INTERNAL": FAILED,  # training diverged, export failed, a server bug
+    "UNAVAILABLE": FAILED,  # no server there, a store down
+    "DATA_LOSS": FAILED,
+}
+CLIENT_STATUSES = frozenset(code for code, status in STATUS_EXIT.items() if status == USAGE)  # the request was wrong
+
+_BY_CLASS: tuple[tuple[type[BaseException], int], ...] = (  # first match wins, before the status table
     (KeyboardInterrupt, INTERRUPTED),
     (UsageError, USAGE),
-    (InvalidInput, USAGE),  # malformed input; the trainer's DataError and UnsupportedModelError are ones
-    (ModelLoadError, USAGE),  # a model directory the user named is broken or tampered
+    (ModelLoadError, USAGE),  # a model directory the user named is broken or tampered (FAILED_PRECONDITION)
     (FileNotFoundError, USAGE),
-    (EddyError, FAILED),
-    (OSError, FAILED),
 )
 
 
 def exit_status(error: BaseException) -> int:
-    """The exit status for ``error`` (:data:`FAILED` for anything the table does not name)."""
-    return next((status for cls, status in _STATUS if isinstance(error, cls)), FAILED)
+    """The exit status for ``error``: its class in the table above, else its status in :data:`STATUS_EXIT`
+    (EddyErrors; the trainer's DataError and UnsupportedModelError are INVALID_ARGUMENT), else :data:`FAILED`."""
+    for cls, status in _BY_CLASS:
+        if isinstance(error, cls):
+            return status
+    if isinstance(error, EddyError):
+        return STATUS_EXIT.get(error.code, FAILED)
+    return FAILED
 
 
 def message(error: BaseException) -> str:

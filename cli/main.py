@@ -27,8 +27,10 @@ _TRAINER = {  # subcommand (= module eddy.cli.<subcommand>, run by its main()) -
 }
 _EPILOG = """\
 exit status (every command): 0 ok; 2 bad usage or input (flags, CSV, a
-missing or broken file or model directory, data the trainer refuses); 1 the
-server or the model failed; 130 interrupted. Errors are one line on stderr:
+missing or broken file or model directory, data the trainer refuses, or a
+server's INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS, OUT_OF_RANGE,
+UNAUTHENTICATED, PERMISSION_DENIED); 1 the server or the model failed (any
+other status); 130 interrupted. Errors are one line on stderr:
 eddy COMMAND: MESSAGE. `eddy COMMAND --help` for each command's flags.
 gRPC's own log lines are off unless GRPC_VERBOSITY is set (e.g. debug).
 """

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from eddy.runtime.core.errors import NotFound
 from eddy.runtime.core.layout import PRECISIONS
 from eddy.runtime.serving.config import DEFAULT_HOST, DEFAULT_PORT, ServeConfig
 
@@ -173,8 +172,6 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return serve(args.models, args.host, args.port, config=config, security=security)
-    except NotFound as e:  # the repository directory named by --models
-        raise UsageError(e.message) from None
     except OSError as e:
         if not str(e).startswith("cannot listen on"):
             raise

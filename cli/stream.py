@@ -12,7 +12,7 @@ from typing import Protocol
 
 import numpy as np
 
-from eddy.runtime.core.errors import EddyError, NotFound
+from eddy.runtime.core.errors import EddyError
 
 from . import wide
 from .errors import UsageError
@@ -38,8 +38,10 @@ verify: pass --tls-ca; a client certificate required or refused), found by
 probing the address once; the TLS files are checked before dialing.
 
 exit status: 0 ok; 2 bad usage, a bad CSV (missing column, a bad row with
---on-bad stop), TLS flags that do not fit the server, or a missing or broken
---local model directory; 1 the server or the model failed, or nothing
+--on-bad stop), TLS flags that do not fit the server, a missing or broken
+--local model directory, or a request the server calls wrong (an unknown
+model or version: NOT_FOUND; INVALID_ARGUMENT; a bad token); 1 the server or
+the model failed (UNAVAILABLE, RESOURCE_EXHAUSTED, INTERNAL, ...) or nothing
 listens at --server; 130 interrupted. Errors: one line on stderr.
 """
 
@@ -116,10 +118,7 @@ def run(args: argparse.Namespace) -> int:
         if args.local is not None:
             from eddy.runtime.core.model import load
 
-            try:
-                model = load(args.local)
-            except NotFound as e:  # the directory named by --local
-                raise UsageError(e.message) from None
+            model = load(args.local)  # a missing directory is NOT_FOUND: exit 2, as over --server
             if args.fleet:
                 return wide.run_fleet(args, header, reader, wide.LocalFleet(model), model.features, model.targets,
                                       model.name, _number)

@@ -71,8 +71,41 @@ def test_bad_csv_is_one_line_and_exit_2(models_dir, tmp_path, capsys, content, e
 def test_stream_usage_errors(server, capsys):
     assert main(["stream", "--server", server.address, "--csv", str(SERIES_CSV)]) == 2
     assert "--model is required" in capsys.readouterr().err
-    assert main(["stream", "--server", server.address, "--model", "nope", "--csv", str(SERIES_CSV)]) == 1
+    assert main(["stream", "--server", server.address, "--model", "nope", "--csv", str(SERIES_CSV)]) == 2
     assert capsys.readouterr().err.startswith("eddy stream: model 'nope' not found")
+
+
+@pytest.mark.parametrize(("where", "words"), [
+    (["--server", "{address}", "--model", "nope"], "model 'nope' not found"),
+    (["--server", "{address}", "--model", MODEL, "--version", "9"], f"model '{MODEL}' has no version 9"),
+    (["--local", "{models}/nope"], "nope: no such model directory"),
+    (["--local", "{models}/" + MODEL + "/9"], "9"),
+], ids=["server-model", "server-version", "local-model", "local-version"])
+def test_an_unknown_model_or_version_is_the_users_input_over_the_server_and_locally(
+        server, models_dir, capsys, where, words):
+    """NOT_FOUND is the user's input wherever it is found: exit 2, one line."""
+    argv = [a.format(address=server.address, models=models_dir) for a in where]
+    assert main(["stream", *argv, "--csv", str(SERIES_CSV)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("eddy stream: ") and words in err and err.count("\n") == 1, err
+
+
+def test_one_table_from_status_to_exit_status():
+    """Every gRPC status has its exit status; the ones that say the request was wrong are the user's (2)."""
+    import grpc
+
+    from eddy.cli.errors import CLIENT_STATUSES, STATUS_EXIT, exit_status
+    from eddy.runtime.core.errors import ModelLoadError, error_for_code
+    from eddy.trainer.errors import DataError, ExportError, TrainingError, UnsupportedModelError
+
+    assert set(STATUS_EXIT) == {c.name for c in grpc.StatusCode} - {"OK"}
+    assert CLIENT_STATUSES == {"INVALID_ARGUMENT", "NOT_FOUND", "ALREADY_EXISTS", "OUT_OF_RANGE", "UNAUTHENTICATED",
+                               "PERMISSION_DENIED"}
+    for name, status in STATUS_EXIT.items():  # as a server's status comes back through the client
+        assert exit_status(error_for_code(name, "x")) == status == (2 if name in CLIENT_STATUSES else 1), name
+    for error, status in ((DataError("x"), 2), (UnsupportedModelError("x"), 2), (ModelLoadError("x"), 2),
+                          (TrainingError("x"), 1), (ExportError("x"), 1), (KeyboardInterrupt(), 130)):
+        assert exit_status(error) == status, error
 
 
 def test_serve_subprocess_port_0_and_sigterm(models_dir):

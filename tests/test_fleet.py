@@ -437,7 +437,7 @@ def test_wide_csv_replays_as_one_fleet(server, model, series, tmp_path, three_fe
         assert [r[f"pred_{name}"] for r in table] == [f"{v:.9g}" for v in want]
     with Client(server.address) as c:
         assert c.session_state("csv-east").position == 10  # the sessions stay, resumable by name
-    assert main(on_server) == 1  # a second replay must say --resume
+    assert main(on_server) == 2  # a second replay must say --resume (ALREADY_EXISTS: the user's input)
     assert "session csv-north already exists" in capsys.readouterr().err
     assert main([*on_server, "--resume", "--columns", "east"]) == 0
     again = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))

@@ -189,7 +189,7 @@ def test_eddy_stream_over_mtls_with_token_from_env(models_dir, pki, tokens, tmp_
         np.testing.assert_allclose(preds, local[:5, 0], rtol=1e-6)
         with eddy_process(*args, "--token", "nope") as bad:
             _, err = bad.communicate(timeout=60)
-        assert bad.returncode == 1 and "invalid token" in err
+        assert bad.returncode == 2 and "invalid token" in err  # UNAUTHENTICATED: the user's token is wrong
 
 
 def test_sighup_rereads_the_tokens_file(models_dir, tmp_path):
