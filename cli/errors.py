@@ -15,6 +15,8 @@ found it:
       RESOURCE_EXHAUSTED, FAILED_PRECONDITION, DEADLINE_EXCEEDED, INTERNAL, ...;
       training diverged, export failed, cannot bind a port)
 130   interrupted (Ctrl-C)
+141   standard output closed by its reader (``eddy info --json | head``): the
+      command stops quietly, as a shell reports a process ended by SIGPIPE
 ====  ==========================================================================
 
 An :class:`~eddy.runtime.core.errors.EddyError` carries its gRPC status name
@@ -24,16 +26,19 @@ an unknown model is NOT_FOUND, exit 2, over ``--server`` and ``--local`` alike.
 
 from __future__ import annotations
 
+import os
+import select
 import sys
 
 from eddy.runtime.core.errors import EddyError, ModelLoadError
 
-__all__ = ["CLIENT_STATUSES", "FAILED", "INTERRUPTED", "STATUS_EXIT", "USAGE", "UsageError", "exit_status", "message",
-           "report"]
+__all__ = ["BROKEN_PIPE", "CLIENT_STATUSES", "FAILED", "INTERRUPTED", "STATUS_EXIT", "USAGE", "UsageError",
+           "exit_status", "message", "report", "stdout_closed"]
 
 USAGE = 2  # bad flags, data or input files (nothing was done)
 FAILED = 1  # the server, the model or the run failed
 INTERRUPTED = 130  # SIGINT, as a shell reports it
+BROKEN_PIPE = 141  # stdout's reader went away (| head): 128 + SIGPIPE, as a shell reports `cat` ended by it
 
 
 class UsageError(Exception):
@@ -92,6 +97,24 @@ def message(error: BaseException) -> str:
 
 
 def report(command: str, error: BaseException) -> int:
-    """Print ``eddy <command>: <message>`` on stderr; returns the exit status."""
+    """Print ``eddy <command>: <message>`` on stderr; returns the exit status. A write to a standard output whose
+    reader went away (``| head``) ends quietly instead: :data:`BROKEN_PIPE`, nothing printed."""
+    if isinstance(error, BrokenPipeError) and stdout_closed():
+        return BROKEN_PIPE
     print(f"eddy {command}: {message(error)}", file=sys.stderr, flush=True)
     return exit_status(error)
+
+
+def stdout_closed() -> bool:
+    """True if standard output is a pipe whose reader has gone; then it is pointed at /dev/null, so what is still
+    buffered (flushed at exit) goes nowhere instead of raising again (the recipe of Python's ``signal`` docs)."""
+    try:
+        fd = sys.stdout.fileno()
+        poll = select.poll()
+        poll.register(fd, select.POLLOUT)
+        gone = any(events & select.POLLERR for _, events in poll.poll(0))  # a pipe's write end, readers gone
+    except (AttributeError, OSError, ValueError):  # no real file descriptor (e.g. captured output)
+        return False
+    if gone:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), fd)
+    return gone

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 from collections.abc import Sequence
 
@@ -30,8 +29,9 @@ exit status (every command): 0 ok; 2 bad usage or input (flags, CSV, a
 missing or broken file or model directory, data the trainer refuses, or a
 server's INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS, OUT_OF_RANGE,
 UNAUTHENTICATED, PERMISSION_DENIED); 1 the server or the model failed (any
-other status); 130 interrupted. Errors are one line on stderr:
-eddy COMMAND: MESSAGE. `eddy COMMAND --help` for each command's flags.
+other status); 130 interrupted; 141 stdout closed by its reader (| head).
+Errors are one line on stderr: eddy COMMAND: MESSAGE.
+`eddy COMMAND --help` for each command's flags.
 gRPC's own log lines are off unless GRPC_VERBOSITY is set (e.g. debug).
 """
 
@@ -52,6 +52,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``eddy`` command line; returns the exit status."""
+    try:
+        try:
+            return _main(argv)
+        finally:
+            sys.stdout.flush()  # here, not at interpreter exit, so a reader gone (| head) is handled below
+    except BrokenPipeError as e:  # e.g. `eddy info --json ... | head`: stop quietly (report: BROKEN_PIPE)
+        return report("", e)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list and args_list[0] in _TRAINER:
         return _trainer(args_list[0], args_list[1:])
@@ -63,9 +73,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.argv = args_list  # as given, for --workers to pass on
     try:
         return {"serve": serve.run, "stream": stream.run, "token": token.run}[args.command](args)
-    except BrokenPipeError:  # e.g. `eddy stream ... | head`: stop quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
     except (EddyError, UsageError, OSError, KeyboardInterrupt) as e:  # anything else is a bug: traceback
         return report(args.command, e)
 

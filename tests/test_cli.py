@@ -240,3 +240,23 @@ def test_stream_on_bad_skip_and_fill_ffill(models_dir, tmp_path, capsys):
     assert [float(r[2]) for r in (rows[1], rows[3], rows[4])] == pytest.approx(want[:, 0].tolist(), rel=1e-6)
     assert main(["stream", "--local", str(models_dir / MODEL), "--csv", str(path), "--fill", "ffill"]) == 2
     assert "line 3: column 'sunspots' is not a number: 'abc'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [
+    ["info", "{models}/sunspots"],
+    ["info", "--json", "{models}/sunspots"],
+    ["stream", "--local", "{models}/sunspots", "--csv", str(SERIES_CSV)],
+    ["export", "--help"],
+], ids=["info", "info-json", "stream", "help"])
+def test_a_reader_that_goes_away_ends_the_command_quietly(models_dir, argv):
+    """`eddy info --json ... | head`: no BrokenPipeError traceback; 141 as a shell reports SIGPIPE (help: 0)."""
+    import os
+
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the command writes anything
+    try:
+        r = subprocess.run([*EDDY, *(a.format(models=models_dir) for a in argv)], stdout=write,
+                           stderr=subprocess.PIPE, text=True, cwd=ROOT, timeout=120)
+    finally:
+        os.close(write)
+    assert (r.returncode, r.stderr) == (0 if "--help" in argv else 141, "")
