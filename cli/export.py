@@ -124,10 +124,21 @@ def main(argv: list[str] | None = None) -> int:
         print(line)
     print(c.parity_line(m.parity))
     for warning in baseline_warnings(
-            m.metrics, window=m.window,
-            advice="if the model was trained on scaled data, give its scaling "
-                   "(--input-mean/--input-std/--target-mean/--target-std)",
+            m.metrics, window=m.window, advice=_advice(result.unscaled, rebuilt=result.rebuilt_from is not None),
             seasonal_advice="retrain it with windows spanning at least one season, or with eddy train "
                             "--target-transform seasonal_delta --season N"):
         print(warning)
     return 0
+
+
+def _advice(unscaled: tuple[str, ...], rebuilt: bool) -> str | None:
+    """What to try when the export loses to persistence: the scaling flags still missing, if any (None: eddy
+    train's advice, for a model eddy trained and rebuilt from its record)."""
+    if rebuilt:
+        return None
+    if len(unscaled) == 4:
+        return "if the model was trained on scaled data, give its scaling (" + "/".join(unscaled) + ")"
+    if unscaled:
+        return "if the model was trained on scaled data, give the rest of its scaling (" + "/".join(unscaled) + ")"
+    return ("its scaling is inside the graphs as given: check that it is the scaling the model was trained with, "
+            "or train the model longer")

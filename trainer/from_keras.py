@@ -55,6 +55,7 @@ __all__ = ["DEFAULT_SPLIT", "DEFAULT_WINDOW", "ExportOutcome", "export_keras_fil
 
 DEFAULT_WINDOW = 10  # window recorded for models with a dynamic time axis when --window is not given
 DEFAULT_SPLIT = TrainConfig().split  # train/val/test fractions of --data when the file's record names none
+_SCALING_FLAGS = ("--input-mean", "--input-std", "--target-mean", "--target-std")
 _RANDOM_WINDOWS = 64  # parity windows drawn without --data
 _RANDOM_STEPS = 500  # parity sequence length drawn without --data
 
@@ -65,6 +66,8 @@ class ExportOutcome:
 
     version_dir: Path
     manifest: Manifest
+    unscaled: tuple[str, ...] = ()  # scaling flags neither given nor taken from the model or its record
+    rebuilt_from: str | None = None  # where an eddy-written file's record came from (None: a model of the user's)
 
 
 def export_keras_file(
@@ -148,6 +151,8 @@ def export_keras_file(
         normalization = _normalization(stack.n_features, stack.n_targets, input_mean, input_std, target_mean,
                                        target_std)
         transform = Transform("level", stack.n_features)
+    unscaled = () if record is not None else tuple(flag for flag, v in zip(_SCALING_FLAGS, (
+        input_mean, input_std, target_mean, target_std), strict=True) if v is None)
     if semantics == "window" and transform.is_delta:
         raise UnsupportedModelError(f"{path}: window semantics need the level target transform, "
                                     f"{rebuilt_from} says {transform.kind}")
@@ -244,7 +249,7 @@ def export_keras_file(
         version_dir = staging.publish(manifest)
     if log is not None:
         log(f"exported {path} as {manifest.cell} {manifest.layers}x{manifest.units}")
-    return ExportOutcome(version_dir, manifest)
+    return ExportOutcome(version_dir, manifest, unscaled, rebuilt_from or None)
 
 
 class _ScaledInputs:

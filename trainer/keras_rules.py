@@ -33,7 +33,8 @@ UNSUPPORTED: dict[str, str] = {
     "Attention": "attention looks at the whole window at once; eddy streams recurrent state only",
     "MultiHeadAttention": "attention looks at the whole window at once; eddy streams recurrent state only",
     "AdditiveAttention": "attention looks at the whole window at once; eddy streams recurrent state only",
-    "TimeDistributed": "wrap the head as a plain Dense layer after the last recurrent layer",
+    "TimeDistributed": ("use a plain Dense layer after the last recurrent layer and build that recurrent layer with "
+                        "return_sequences=False (a stream still answers every time step, one prediction per sample)"),
     "RNN": "generic RNN layers with custom cells are not supported; use SimpleRNN, LSTM or GRU",
     "ConvLSTM1D": "convolutional recurrent cells are not supported; use SimpleRNN, LSTM or GRU",
     "Masking": "masking changes the state update per sample; stream only the samples you have instead",
@@ -43,6 +44,8 @@ UNSUPPORTED: dict[str, str] = {
 _MODELS = ("Sequential", "Functional", "Model")  # model classes with a layer list (Keras 2's .h5 says "Model")
 _STATEFUL = ("stateful=True; eddy carries the state itself between calls, so rebuild the model with "
              "stateful=False and load the same weights")
+_BACKWARDS = ("go_backwards=True: it reads each window from its last sample to its first, which a stream fed one "
+              "sample at a time cannot do; rebuild it with go_backwards=False and train it again")
 
 
 def refusal(kind: str, config: dict[str, Any]) -> str | None:
@@ -52,6 +55,8 @@ def refusal(kind: str, config: dict[str, Any]) -> str | None:
     """
     if kind in CELLS and config.get("stateful"):
         return _STATEFUL
+    if kind in CELLS and config.get("go_backwards"):
+        return _BACKWARDS
     if kind in _ALLOWED:
         return None
     return UNSUPPORTED.get(kind, "eddy exports only SimpleRNN, LSTM or GRU layers with Dense layers after them")

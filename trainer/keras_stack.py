@@ -122,7 +122,8 @@ def inspect_model(model: keras.Model) -> RecurrentStack:
         if isinstance(layer, keras.layers.Normalization) and not layers and input_norm is None:
             input_norm = _normalization_stats(layer)  # the model's input scaling: it goes into the graphs
             continue
-        why = refusal(kind, {"stateful": getattr(layer, "stateful", False)})
+        why = refusal(kind, {"stateful": getattr(layer, "stateful", False),
+                             "go_backwards": getattr(layer, "go_backwards", False)})
         if kind == "Normalization":  # allowed only as the first layer, taken above
             why = "only a Normalization layer on the inputs, before every other layer, is supported"
         if why:
@@ -133,9 +134,11 @@ def inspect_model(model: keras.Model) -> RecurrentStack:
         raise UnsupportedModelError("unsupported model: expected recurrent layers followed by Dense layers")
     rnn, dense = layers[:n_rnn], layers[n_rnn:]
     head = dense[0] if len(dense) == 1 else DenseStack(dense)
-    for layer in rnn:
+    first_rnn = next(i for i, layer in enumerate(rnn) if type(layer).__name__ in _CELLS)
+    for i, layer in enumerate(rnn):
         if isinstance(layer, keras.layers.Dense):
-            raise UnsupportedModelError(f"unsupported model: Dense layer {layer.name!r} sits between recurrent layers; "
+            where = "before the first recurrent layer" if i < first_rnn else "between recurrent layers"
+            raise UnsupportedModelError(f"unsupported model: Dense layer {layer.name!r} sits {where}; "
                                         "Dense layers are supported after the last recurrent layer only")
     kinds = {type(layer).__name__ for layer in rnn}
     if len(kinds) != 1:
@@ -145,12 +148,18 @@ def inspect_model(model: keras.Model) -> RecurrentStack:
     cell, state_kinds = _CELLS[kinds.pop()]
     for i, layer in enumerate(rnn):
         last = i == len(rnn) - 1
-        if layer.go_backwards or layer.return_state or layer.return_sequences == last:
+        if layer.return_state:
+            raise UnsupportedModelError(f"unsupported model: layer {layer.name!r} has return_state=True; eddy carries "
+                                        "the state itself, so rebuild it with return_state=False and load the same "
+                                        "weights")
+        if last and layer.return_sequences:
             raise UnsupportedModelError(
-                f"unsupported model: layer {layer.name!r} must run forwards and return "
-                f"{'its last output' if last else 'its whole sequence'}, without its state"
-                + (" (a Dense head over every time step is not supported)" if last and layer.return_sequences else "")
-            )
+                f"unsupported model: the last recurrent layer {layer.name!r} has return_sequences=True, so the head runs "
+                "over every time step of a window; rebuild it with return_sequences=False and load the same weights "
+                "(a stream still answers every time step, one prediction per sample)")
+        if not last and not layer.return_sequences:
+            raise UnsupportedModelError(f"unsupported model: layer {layer.name!r} feeds another recurrent layer but has "
+                                        "return_sequences=False; it must return its whole sequence")
     return RecurrentStack(
         cell=cell,
         units=int(rnn[0].units),
