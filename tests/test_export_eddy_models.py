@@ -71,6 +71,7 @@ def _same_served_model(a: Path, b: Path, x: np.ndarray) -> None:
     assert (mb.target_transform, mb.window, mb.horizon, mb.features, mb.targets, mb.io) == (
         ma.target_transform, ma.window, ma.horizon, ma.features, ma.targets, ma.io)
     assert mb.normalization == ma.normalization
+    assert mb.calibration == ma.calibration  # the same intervals: carried, or calibrated on the same data
     assert [(s.name, s.shape) for s in mb.state] == [(s.name, s.shape) for s in ma.state]
     for got, want in zip(_served(b, x), _served(a, x), strict=True):
         assert np.array_equal(got, want)  # bit for bit: the same ONNX computation

@@ -26,6 +26,8 @@ computation, so the same predictions bit for bit with the same tf2onnx/onnx/onnx
 whose graphs took normalised values, ``io: normalised``, come back with the normalisation inside the graphs,
 equal within the parity rule). Flags that would change the served model (scaling, columns, window, horizon,
 semantics) must agree with the record or are refused; an eddy-trained network without a record is refused.
+Without ``data`` the record's interval calibration is kept; with it, the intervals are calibrated on ``data``
+(the same as the version's when it is the data and split the model was trained on).
 """
 
 from __future__ import annotations
@@ -218,6 +220,8 @@ def export_keras_file(
                 dataset, contained.y_stream, intervals, name=name or out.resolve().name, features=list(features),
                 targets=list(targets), season=season, metrics=metrics)
             calibration = cal.to_dict() if cal is not None else {}
+        elif record is not None:
+            calibration = dict(record.calibration)  # the served model's intervals, as calibrated when it was made
         graphs = dict(contained.exported.graphs)
         if "ort" in formats:
             from .ort_format import write_ort

@@ -10,6 +10,8 @@ zip member, :data:`MEMBER`, written from the version's manifest when it is publi
 file rebuilds the same graphs from it; for a file written before the record existed, the ``manifest.json``
 next to it (whose sha256 of the file must match) gives the same record. An eddy-written file with neither is
 refused (:func:`require_record`). Keras ignores zip members it does not know, so the file still loads anywhere.
+The record also carries the version's interval calibration, so an export without ``--data`` serves the same
+intervals.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import json
 import os
 import tempfile
 import zipfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +55,7 @@ class Record:
     semantics: str  # stream (the recurrent state) or window (each answer from the last `window` samples only)
     split: list[float] | None  # the train/val/test fractions the model was trained and scored with
     io: str = "raw"  # the manifest's io: raw (normalisation in the graphs) or normalised (older versions)
+    calibration: dict[str, Any] = field(default_factory=dict)  # the manifest's prediction intervals ({}: none)
 
     def to_json(self) -> dict[str, Any]:
         return {"format": FORMAT, **asdict(self)}
@@ -74,6 +77,7 @@ def record_of(manifest: Manifest) -> Record:
         semantics="window" if list(state) == [WINDOW_STATE] else "stream",
         split=[float(f) for f in split] if isinstance(split, list | tuple) and len(split) == 3 else None,
         io=manifest.io,
+        calibration=dict(manifest.calibration),
     )
 
 
@@ -162,6 +166,7 @@ def _parse(path: Path, text: bytes) -> Record:
             semantics=str(d["semantics"]),
             split=[float(f) for f in d["split"]] if d.get("split") is not None else None,
             io=str(d.get("io", "raw")),
+            calibration=dict(d.get("calibration") or {}),
         )
     except (KeyError, TypeError, ValueError) as e:
         raise damaged(f"{type(e).__name__}: {e}") from None
