@@ -181,3 +181,19 @@ def test_a_version_with_normalised_graphs_exports_within_the_parity_rule(tmp_pat
     got, want = _served(tmp_path / "x" / "1", series)[1], _served(LEGACY, series)[1]
     limit = RTOL * max(float(np.max(np.abs(want))), m.normalization.target_std[0])
     assert float(np.max(np.abs(got.astype(np.float64) - want))) <= limit
+
+
+def test_a_model_keras_written_by_eddy_export_carries_its_scaling_and_semantics(tmp_path: Path) -> None:
+    """eddy export's own model.keras (here from a legacy .h5 with given scaling and window semantics) exports again
+    as the same served model: no flags needed, the same numbers bit for bit."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((6, 1))
+    keras.Model(inp, keras.layers.Dense(1)(keras.layers.SimpleRNN(4)(inp))).save(tmp_path / "user.h5")
+    assert export_main([str(tmp_path / "user.h5"), "--out", str(tmp_path / "a"), "--semantics", "window",
+                        "--input-mean", "3", "--input-std", "2", "--target-mean", "1", "--target-std", "4"]) == 0
+    assert export_main([str(tmp_path / "a" / "1" / "model.keras"), "--out", str(tmp_path / "b")]) == 0
+    x = np.random.default_rng(0).normal(3, 2, size=(50, 1)).astype(np.float32)  # [T, F] raw
+    _same_served_model(tmp_path / "a" / "1", tmp_path / "b" / "1", x)
+    assert [s.name for s in read_manifest(tmp_path / "b" / "1").state] == ["window"]
