@@ -248,7 +248,7 @@ def bench_batch(calls: int, repeats: int, sessions: int = 256) -> None:
 
     def batch_path() -> None:
         x3 = np.concatenate(xs).reshape(sessions, 1, 1)  # [B, n, F], as the batcher stacks inputs
-        y, new = model.advance(x3, slab.gather(rows))  # [B, 1, O]
+        y, new = model._advance(x3, slab.gather(rows))  # [B, 1, O]
         slab.scatter(rows, new, advance)
 
     res = interleaved({

@@ -14,7 +14,7 @@ after grpc has deserialised them, and prints medians of interleaved repeats
 - ``oip infer``: the Open Inference Protocol's request path (``OipServicer.infer``: sequence parameters,
   decode, the sequence's session resumed and released, push, serialized answer) on parsed
   ``ModelInferRequest`` messages of one sequence, and ``+ parse`` with grpc's parse;
-- ``model.run_step``: the step graph's call at batch 1 with the model's normalisation, nothing else.
+- ``model._run_step``: the step graph's call at batch 1 with the model's normalisation, nothing else.
 
 Run: ``.venv/bin/python bench/bench_handler.py [--n 20000] [--repeats 7] [--models DIR]`` (e.g. the
 LSTM 64->256 of ``bench_triton.py``: ``--models $TMPDIR/eddy-bench-triton/models``).
@@ -95,10 +95,10 @@ async def _main(n: int, repeats: int, models: Path) -> None:
 
     async def run_step() -> None:
         for x in decoded:
-            model.run_step(x, state)
+            model._run_step(x, state)
 
     cases = {"handler": handler, "+ serialize": serialized, "model push": model_push, "decode": decode,
-             "answer": answer, "oip infer": oip_infer, "+ parse": oip_parsed, "model.run_step": run_step}
+             "answer": answer, "oip infer": oip_infer, "+ parse": oip_parsed, "model._run_step": run_step}
     times: dict[str, list[float]] = {k: [] for k in cases}
     for _ in range(repeats):  # interleaved: load from other processes hits every case alike
         for k, fn in cases.items():

@@ -66,7 +66,7 @@ def _batch_path(model, b: int, calls: int, repeat: int) -> dict[str, float]:
 
     def old() -> None:
         stacked = {k: np.concatenate([s[k] for s in old_states]) for k in names}
-        _, new = model.advance(x, stacked)
+        _, new = model._advance(x, stacked)
         for i, s in enumerate(old_states):
             for k in names:
                 s[k] = new[k][i:i + 1].copy()

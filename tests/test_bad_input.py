@@ -71,7 +71,7 @@ class _Rejected(Exception):
 
 def _in_band(request: pb.StreamRequest) -> Case:
     def case(c, rs, sid, blobs):
-        r = rs.send_raw(request)
+        r = rs._send_raw(request)
         assert r.WhichOneof("kind") == "error"
         raise _Rejected(r.error.code, r.error.message)
     return case

@@ -88,10 +88,10 @@ POISON = -12345.0  # a sample value the faulty model below fails on
 class _Faulty(runtime.Model):
     """The real model, except that a call carrying POISON fails (as an onnxruntime error would)."""
 
-    def advance(self, x, state):
+    def _advance(self, x, state):
         if (x == POISON).any():
             raise RuntimeError("injected onnxruntime failure")
-        return super().advance(x, state)
+        return super()._advance(x, state)
 
 
 @pytest.fixture(scope="module")

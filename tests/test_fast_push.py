@@ -1,6 +1,6 @@
 """Stream.push's per-sample fast path (pre-bound buffers, Python-float normalisation) is bit-exact.
 
-The reference is the batched primitive the server uses, ``Model.run_step``
+The reference is the batched primitive the server uses, ``Model._run_step``
 (``InferenceSession.run`` with numpy normalisation), chained sample by sample.
 """
 
@@ -15,7 +15,7 @@ from eddy.runtime import InvalidInput
 def _reference(model, xs: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     state, ys = model.zero_state(1), []
     for x in xs:  # [F]
-        y, state = model.run_step(x[None].astype(np.float32), state)  # [1, O]
+        y, state = model._run_step(x[None].astype(np.float32), state)  # [1, O]
         ys.append(y)
     return np.concatenate(ys), state
 
@@ -40,7 +40,7 @@ def test_fast_and_chunked_pushes_interleave(model, series):
     stream, state = model.stream(), model.zero_state(1)
     for chunk in chunks:
         x = np.asarray(chunk, np.float32).reshape(1, -1, 1)  # [1, n, F]
-        want, state = model.advance(x, state)
+        want, state = model._advance(x, state)
         assert np.array_equal(stream.push(chunk), want[0])
     assert all(np.array_equal(stream.state[k], state[k][0]) for k in state)  # every tensor the manifest names
 

@@ -84,7 +84,7 @@ def test_unknown_model_or_version_is_not_found(client):
 def test_bad_message_answered_in_band_and_state_unchanged(client, series, local, bad, code, words):
     with client.stream(MODEL) as rs:
         _assert_close(rs.push(series[:3]), local[:3])
-        response = rs.send_raw(bad)
+        response = rs._send_raw(bad)
         assert response.WhichOneof("kind") == "error"
         assert response.error.code == code.value[0] and words in response.error.message
         _assert_close(rs.push(series[3:6]), local[3:6])  # as if the bad message never came
@@ -103,7 +103,7 @@ def test_client_push_rejects_like_a_local_stream(client, series, local):
 
 def test_offsets_count_samples(client, series):
     with client.stream(MODEL) as rs:
-        offsets = [rs.send_raw(pb.StreamRequest(samples=array_to_tensor(series[i:i + 3]))).predictions.offset
+        offsets = [rs._send_raw(pb.StreamRequest(samples=array_to_tensor(series[i:i + 3]))).predictions.offset
                    for i in (0, 3, 6)]
     assert offsets == [0, 3, 6]
 

@@ -95,7 +95,7 @@ def test_local_stream_intervals_on_request(model: runtime.Model, series: np.ndar
     with pytest.raises(InvalidInput, match="levels 0.8, 0.95 .* not 0.9"):
         a.push(series[2:3], intervals=0.9)  # refused before anything runs
     assert np.array_equal(a.push(series[2:5], intervals=True).lower[0.8], b.push(series[2:5], intervals=0.8).lower[0.8])
-    assert np.array_equal(a.monitor_state, b.monitor_state) and a.position == b.position == 5
+    assert np.array_equal(a._monitor_state, b._monitor_state) and a.position == b.position == 5
 
 
 def test_chunked_intervals_follow_the_same_recalibration(model: runtime.Model, series: np.ndarray) -> None:
@@ -133,7 +133,7 @@ def test_reset_starts_the_monitor_afresh(model: runtime.Model, series: np.ndarra
     s = model.stream()
     s.push(series[:40])
     s.reset()
-    assert np.array_equal(s.monitor_state, model.monitor.fresh(1)[0]) and s.live.actuals == 0
+    assert np.array_equal(s._monitor_state, model.monitor.fresh(1)[0]) and s.live.actuals == 0
 
 
 # -- the monitor on manifests built in memory --------------------------------------------------------------------
@@ -255,4 +255,4 @@ def test_drift_alarm_on_a_frozen_sensor_one_log_line(model: runtime.Model, serie
     assert pool.drift and pool.cusum == pytest.approx(s.live.cusum)
     lines = [r.getMessage() for r in caplog.records if r.name == "eddy.drift"]
     assert len(lines) == 1 and lines[0].startswith("drift model=sunspots/1 ") and f"limit={CUSUM_LIMIT:g}" in lines[0]
-    assert session_figures(fresh.monitor, s.monitor_state).drift
+    assert session_figures(fresh.monitor, s._monitor_state).drift

@@ -63,7 +63,7 @@ def test_metrics_endpoint(repo, series):
         assert port and port != live.port
         with client.stream(MODEL, session_id="m1") as rs:
             rs.push(series[:3])
-            rs.send_raw(pb.StreamRequest(samples=pb.Tensor(shape=[1, 1], values=[float("nan")])))
+            rs._send_raw(pb.StreamRequest(samples=pb.Tensor(shape=[1, 1], values=[float("nan")])))
         client.predict(MODEL, series[None, :10])
         with pytest.raises(EddyError):
             client.metadata("nope")

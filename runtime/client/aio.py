@@ -40,10 +40,11 @@ __all__ = ["AsyncClient", "AsyncRemoteStream"]
 
 
 class AsyncClient:
-    """A grpc.aio connection to an eddy server at ``target``; same options as :class:`~eddy.runtime.client.Client`.
+    """An asyncio connection to an eddy server (grpc.aio, no threads of its own): `Client`'s methods, awaited.
 
-    Create it inside the event loop that will use it (grpc.aio channels belong
-    to one loop); ``async with`` closes it.
+    Same arguments and errors as `Client`. Create it inside the event loop that will use it (grpc.aio channels
+    belong to one loop); `async with AsyncClient(...) as client:` closes it. `stream(...)` can be awaited or
+    used as `async with client.stream(...) as s:`.
     """
 
     def __init__(self, target: str, *, timeout: float | None = 30.0,
@@ -133,7 +134,10 @@ class _Opening:
 
 
 class AsyncRemoteStream:
-    """One open ``Stream`` RPC on grpc.aio; one message in flight at a time (await each push)."""
+    """One open `Stream` RPC on grpc.aio: `RemoteStream`'s attributes and methods, awaited.
+
+    One message in flight at a time (await each `push`).
+    """
 
     def __init__(self, call: grpc.aio.StreamStreamCall, encoding: Encoding) -> None:
         self._call, self.encoding = call, encoding
@@ -153,7 +157,10 @@ class AsyncRemoteStream:
         return self._closed
 
     async def push(self, samples: Any) -> np.ndarray:
-        """Send raw samples (``[n, F]``, ``[F]`` or a float); returns raw ``[n, O]`` float32 (see ``RemoteStream.push``)."""
+        """Send raw samples (`[n, F]`, `[F]`, or a number when F = 1); returns raw `float32 [n, O]`.
+
+        Same checks, answers and errors as `RemoteStream.push`.
+        """
         if self._closed:
             raise FailedPrecondition("stream is closed")
         x = as_samples(samples, len(self.features))  # [n, F] float32

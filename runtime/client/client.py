@@ -24,18 +24,23 @@ __all__ = ["Client"]
 
 
 class Client:
-    """A connection to an eddy server at ``target`` (``"host:port"``).
+    """A synchronous connection to an eddy server (eddy.v1); `with Client(...) as client:` closes it.
 
-    ``max_message_bytes`` bounds every message sent and received (default:
-    the server's default, 4 MiB). It is also told to the server, which then
-    refuses with RESOURCE_EXHAUSTED, before running anything and with the
-    session unchanged, a request whose answer would be larger.
+    Every method raises the `eddy.runtime` error class of the status the server answered (`InvalidInput` for
+    INVALID_ARGUMENT, `NotFound`, `AlreadyExists`, `FailedPrecondition`, `ResourceExhausted`, `Unauthenticated`,
+    `PermissionDenied`, `Unavailable`; a plain `EddyError` whose `code` is the status name otherwise).
 
-    TLS is used when ``tls`` is true or any of ``tls_ca`` (PEM file of the CA
-    that signed the server's certificate; default: the system's roots),
-    ``tls_cert``/``tls_key`` (this client's certificate, for servers that
-    require one) is given. ``token`` is sent as ``authorization: Bearer``
-    on every call (default: ``$EDDY_TOKEN`` if set).
+    Args:
+        target: `"host:port"`.
+        timeout: seconds for each unary call (streams have no deadline unless `stream(timeout=...)`).
+        max_message_bytes: the largest message sent or received (default: the server's default, 4 MiB). It is
+            also told to the server, which refuses with RESOURCE_EXHAUSTED, before running anything and with
+            the session unchanged, a request whose answer would be larger.
+        tls: use TLS with the system's root certificates (implied by any of the three below).
+        tls_ca: PEM file of the CA that signed the server's certificate.
+        tls_cert: this client's certificate (PEM), for servers that require one (mTLS); with `tls_key`.
+        tls_key: the key of `tls_cert` (PEM).
+        token: sent as `authorization: Bearer TOKEN` on every call (default: `$EDDY_TOKEN` if set).
     """
 
     def __init__(self, target: str, *, timeout: float | None = 30.0,
@@ -52,7 +57,7 @@ class Client:
         self._stub = pb_grpc.InferenceStub(self._channel)
 
     def list_models(self) -> dict[str, list[int]]:
-        """``{name: [versions, ascending]}``."""
+        """The served models: `{name: [versions, ascending]}`."""
         try:
             response = self._stub.ListModels(pb.ListModelsRequest(), timeout=self.timeout, metadata=self._metadata)
         except grpc.RpcError as e:
@@ -60,7 +65,12 @@ class Client:
         return {m.name: list(m.versions) for m in response.models}
 
     def metadata(self, name: str, version: str | int | None = None) -> pb.ModelMetadata:
-        """A model version's ``ModelMetadata`` (latest if ``version`` is omitted)."""
+        """A model version's `eddy.v1.ModelMetadata` message (latest if `version` is omitted): columns, window,
+        horizon, state shapes, versions, test metrics, parity figures and the manifest as JSON.
+
+        Raises:
+            NotFound: no such model or version.
+        """
         request = pb.ModelMetadataRequest(model=name, version=version_field(version))
         try:
             return self._stub.GetModelMetadata(request, timeout=self.timeout, metadata=self._metadata)
@@ -70,14 +80,25 @@ class Client:
     def stream(self, name: str, version: str | int | None = None, *, encoding: Encoding = "raw",
                timeout: float | None = None, session_id: str | None = None, state: bytes | None = None,
                resume: bool = False) -> RemoteStream:
-        """Open a stream on ``name`` (latest version unless given).
+        """Open a `Stream` RPC driving one session of model `name`; returns a `RemoteStream` once it is open.
 
-        ``session_id`` names the session to create or resume (``None``: a new
-        random one, see ``.session_id``; it is made here so that the
-        ``x-eddy-session`` header can carry it); ``state`` starts a new
-        session from exported bytes; ``resume=True`` requires the session to
-        exist. ``encoding`` is how samples travel (``"raw"`` bytes or packed
-        ``"values"``); ``timeout`` is a deadline for the whole stream (none by default).
+        Args:
+            name: the model.
+            version: a version to pin (default: the latest; a resumed session keeps its own).
+            encoding: how samples travel: `"raw"` little-endian float32 bytes or packed `"values"`.
+            timeout: a deadline in seconds for the whole stream (default: none).
+            session_id: the session to create or resume (default: a new random id, made here so that the
+                `x-eddy-session` header can carry it; read it back as `.session_id`).
+            state: exported state bytes (`export_state`) a new session starts from.
+            resume: the session must exist already (else NotFound), instead of being created.
+
+        Raises:
+            NotFound: unknown model or version, or `resume` of a session that does not exist.
+            AlreadyExists: `session_id` exists and `resume` is false.
+            FailedPrecondition: the session is driven by another stream, or is on another model or version.
+            ResourceExhausted: a session or stream limit of the server was reached.
+            Unauthenticated: a missing or unknown token, or state bytes whose signature does not verify.
+            PermissionDenied: state bytes exported by another tenant.
         """
         return RemoteStream(self._stub, name, version, encoding=encoding, timeout=timeout,
                             session_id=session_id or uuid.uuid4().hex, state=state, resume=resume,
@@ -98,9 +119,22 @@ class Client:
 
     def predict(self, name: str, x: Any, version: str | int | None = None, *, states: list[bytes] | None = None,
                 encoding: Encoding = "raw") -> tuple[np.ndarray, list[bytes]]:
-        """Whole sequences ``x[B, T, F]`` -> (``y[B, T, O]``, B final-state blobs).
+        """Run whole sequences on the server without a session (`Predict`).
 
-        ``states``: none (zero state) or one exported-state blob per sequence.
+        Args:
+            name: the model.
+            x: raw samples `[B, T, F]`.
+            version: a version to pin (default: the latest).
+            states: none (zero state) or one exported-state blob per sequence (B of them).
+            encoding: as for `stream`.
+
+        Returns:
+            `(y, states)`: raw predictions `float32 [B, T, O]` and B state blobs after the last sample, which a
+            later `predict` or a stream (`state=`) continues from.
+
+        Raises:
+            InvalidInput: `x` is not `[B, T, F]` finite numbers, or `states` is neither empty nor B blobs.
+            ResourceExhausted: more than the server's samples per message, or an answer over the message limit.
         """
         arr = np.asarray(x, np.float32)
         request = pb.PredictRequest(model=name, version=version_field(version),
@@ -117,7 +151,12 @@ class Client:
         return y, list(response.states)
 
     def session_state(self, session_id: str) -> pb.SessionState:
-        """An idle session's model, version, position and exported state."""
+        """An idle session's model, version, position and exported state (`eddy.v1.SessionState`).
+
+        Raises:
+            NotFound: no such session (in this tenant).
+            FailedPrecondition: a stream is driving the session.
+        """
         try:
             return self._stub.GetSessionState(pb.SessionRequest(session_id=session_id), timeout=self.timeout,
                                               metadata=(*self._metadata, (SESSION_HEADER, session_id)))
@@ -125,7 +164,7 @@ class Client:
             raise rpc_error(e) from None
 
     def delete_session(self, session_id: str) -> pb.SessionState:
-        """Delete an idle session; returns its final state."""
+        """Delete an idle session; returns its final `eddy.v1.SessionState`. Raises as `session_state`."""
         try:
             return self._stub.DeleteSession(pb.SessionRequest(session_id=session_id), timeout=self.timeout,
                                             metadata=(*self._metadata, (SESSION_HEADER, session_id)))

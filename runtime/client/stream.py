@@ -26,11 +26,20 @@ _END = object()  # request-queue sentinel: half-close the stream
 
 
 class RemoteStream:
-    """One open ``Stream`` RPC. Use :meth:`Client.stream` to create it.
+    """One open `Stream` RPC driving one session on the server. Made by `Client.stream`.
 
-    :meth:`push` sends one message and waits for its response, so calls are
-    strictly in order; not thread-safe (one caller at a time, like a local
-    :class:`~eddy.runtime.core.model.Stream`).
+    `push` sends one message and waits for its answer, so calls are strictly in order; not thread-safe (one
+    caller at a time, like a local `eddy.runtime.Stream`). `with client.stream(...) as s:` closes it; the
+    session stays on the server, resumable, until it is closed or idle past the server's session TTL.
+
+    Attributes:
+        model: the model's name.
+        version: the model version the session runs.
+        features: input column names (F of them).
+        targets: predicted column names (O of them).
+        session_id: the session's id (to resume it later).
+        resumed: the session existed already.
+        position: samples the session has consumed (the next sample's index).
     """
 
     def __init__(self, stub: pb_grpc.InferenceStub, model: str, version: str | int | None = None,
@@ -90,6 +99,7 @@ class RemoteStream:
 
     @property
     def n_features(self) -> int:
+        """F, the number of input columns."""
         return len(self.features)
 
     @property
@@ -98,11 +108,23 @@ class RemoteStream:
         return self._closed
 
     def push(self, samples: Any) -> np.ndarray:
-        """Send raw samples (``[n, F]``, ``[F]`` or a float); returns raw ``[n, O]`` float32.
+        """Send raw samples as one message; returns one raw prediction per sample.
 
-        Input is checked locally first (same rules and errors as a local
-        stream); the server's verdict is raised as the matching error class.
-        A rejected message leaves the remote state unchanged.
+        A rejected message leaves the session exactly as it was and the stream open.
+
+        Args:
+            samples: `[n, F]` (a chunk), `[F]` (one sample) or a plain number when F = 1, in raw units.
+
+        Returns:
+            `float32 [n, O]`: row i predicts the targets `horizon` samples after sample i; bit for bit what a
+            local `Stream` fed the same messages returns.
+
+        Raises:
+            InvalidInput: checked here first with a local stream's rules (not numbers, wrong feature count, no
+                samples, NaN or infinity), or refused by the server.
+            ResourceExhausted: more samples than the server takes per message, or an answer over a message limit.
+            FailedPrecondition: the stream is closed.
+            Unavailable: the server's session store cannot be reached (retry the same samples).
         """
         with self._lock:
             if self._closed:
@@ -127,7 +149,8 @@ class RemoteStream:
         self._control(pb.Control.RESET)
 
     def export_state(self) -> bytes:
-        """The session's state as portable bytes (open a stream from them with ``state=``)."""
+        """The session's state as signed, portable bytes: open a stream from them with `Client.stream(state=...)`,
+        here or on a replica serving the same model version (and sharing its `--state-key`)."""
         return self._control(pb.Control.EXPORT_STATE).state
 
     def close_session(self) -> None:
@@ -144,7 +167,7 @@ class RemoteStream:
             self.position = done.position
             return done
 
-    def send_raw(self, request: pb.StreamRequest) -> pb.StreamResponse:
+    def _send_raw(self, request: pb.StreamRequest) -> pb.StreamResponse:
         """Send any request as is and return the response unchecked (for tests and tools)."""
         with self._lock:
             if self._closed:

@@ -10,8 +10,11 @@ This is the on-device API. It needs onnxruntime and numpy only::
     f = stream.push(37.5, intervals=True)         # -> Forecast: f.y, f.lower[0.8], f.upper[0.8], ...
     stream.live                                   # this stream's live accuracy (LiveFigures)
 
-A stream's outputs depend only on the samples pushed since it started (or
-was reset), never on how they were chunked.
+A stream's outputs depend only on the samples pushed since it started (or was
+reset) and on how they were chunked: one sample runs the step graph, a chunk of
+two or more the sequence graph. The same samples in the same chunks give the
+same bits wherever they run (a served session, a resumed one, batched or not);
+cut differently they agree within the parity rule (docs/reference/exactness.md).
 """
 
 from __future__ import annotations
@@ -40,16 +43,22 @@ State = dict[str, np.ndarray]
 
 def load(path: str | Path, *, precision: str = "float32", graph_format: str = "onnx",
          lazy_sequence: bool = False) -> Model:
-    """Load a model version directory, checking its manifest and file hashes.
+    """Load a model version directory, checking its manifest, every file's sha256 and the graphs' inputs and outputs.
 
-    ``path`` is ``models/NAME`` (highest version) or ``models/NAME/<version>``.
-    ``precision`` picks the float32 graphs or, when exported, the int8 ones;
-    ``graph_format="ort"`` the ``.ort`` files (``step_ort``/``sequence_ort`` in the manifest).
-    ``lazy_sequence`` defers the sequence graph's onnxruntime session to the
-    first chunk (the server does: one-sample traffic never needs it; for an
-    LSTM 2x256 it is ~5 MB and ~17 ms of start-up).
-    Raises :class:`~eddy.runtime.core.errors.ModelLoadError` for a broken or tampered
-    directory and :class:`~eddy.runtime.core.errors.NotFound` for a missing one.
+    Args:
+        path: `models/NAME` (its highest version) or `models/NAME/VERSION`.
+        precision: `"float32"`, or `"int8"` for the int8 twins `eddy train --quantize int8` wrote.
+        graph_format: `"onnx"`, or `"ort"` for the `.ort` files (`--format onnx ort`).
+        lazy_sequence: open the sequence graph's onnxruntime session only at the first chunk (the server does:
+            one-sample traffic never needs it; for an LSTM 2x256 it is ~5 MB and ~17 ms of start-up).
+
+    Returns:
+        The loaded `Model`.
+
+    Raises:
+        NotFound: `path` does not exist or holds no version.
+        ModelLoadError: the directory is broken or tampered with (the message names the file and the problem).
+        ValueError: an unknown `precision` or `graph_format`.
     """
     version_dir = resolve_version_dir(path)
     return Model(version_dir, read_manifest(version_dir), precision=precision, graph_format=graph_format,
@@ -72,7 +81,18 @@ def session_options() -> ort.SessionOptions:
 
 
 class Model:
-    """One loaded model version: its manifest and two onnxruntime sessions."""
+    """One loaded model version: its manifest and its onnxruntime sessions. Made by `load`.
+
+    Each `Stream` it makes is for one caller at a time; many streams may share one model.
+
+    Attributes:
+        path: the version directory.
+        manifest: the parsed `manifest.json` (`eddy.runtime.core.manifest.Manifest`).
+        precision: `"float32"` or `"int8"`.
+        graph_format: `"onnx"` or `"ort"`.
+        monitor: the per-stream interval and live-accuracy arithmetic (`eddy.runtime.core.monitor.Monitor`).
+        live: live accuracy pooled over every stream of this model in the process (`live.figures()`).
+    """
 
     def __init__(self, version_dir: Path, manifest: Manifest, *, precision: str = "float32",
                  graph_format: str = "onnx", lazy_sequence: bool = False) -> None:
@@ -92,7 +112,7 @@ class Model:
         if manifest.io == "raw":  # the graphs normalise themselves: identity constants here, which are exact
             self._in_mean, self._in_std = np.zeros_like(self._in_mean), np.ones_like(self._in_std)
             self._out_mean, self._out_std = np.zeros_like(self._out_mean), np.ones_like(self._out_std)
-        self._raw_in = manifest.io == "raw"  # (x - 0) / 1 is x itself, bit for bit: run_step skips it
+        self._raw_in = manifest.io == "raw"  # (x - 0) / 1 is x itself, bit for bit: _run_step skips it
         self._step = self._open("step", x_rank=2)
         # The step graph's C-level run (skips the Python wrapper's per-call checks, ~1.5 us of a served
         # message); the public run if a release renames it.
@@ -108,7 +128,7 @@ class Model:
         if self._sequence is not None:  # a lazily opened sequence graph is probed when it is opened
             self._probe("sequence", self._sequence, (2, 3))
 
-    def step_binding(self) -> StepBinding:
+    def _step_binding(self) -> StepBinding:
         """A batch-1 step graph with its own pre-bound buffers (one per :class:`Stream`)."""
         norm = (self._in_mean, self._in_std, self._out_mean, self._out_std)
         return StepBinding(self._step, self._state_names, [s.shape for s in self.manifest.state], norm)
@@ -116,30 +136,37 @@ class Model:
     # -- public surface -------------------------------------------------
     @property
     def name(self) -> str:
+        """The model's name (its folder under the repository)."""
         return self.manifest.name
 
     @property
     def version(self) -> int:
+        """The version number (its folder's name)."""
         return self.manifest.version
 
     @property
     def features(self) -> list[str]:
+        """Input column names, in the order of `x`'s last axis (F of them)."""
         return list(self.manifest.features)
 
     @property
     def targets(self) -> list[str]:
+        """Predicted column names, in the order of `y`'s last axis (O of them)."""
         return list(self.manifest.targets)
 
     @property
     def n_features(self) -> int:
+        """F, the number of input columns."""
         return self.manifest.n_features
 
     @property
     def n_targets(self) -> int:
+        """O, the number of predicted columns."""
         return self.manifest.n_targets
 
     @property
     def state_spec(self) -> list[StateSpec]:
+        """The state tensors a stream carries: name and shape without the batch axis (e.g. `h0 [50]`)."""
         return list(self.manifest.state)
 
     @property
@@ -148,10 +175,10 @@ class Model:
         return self.monitor.levels
 
     def stream(self) -> Stream:
-        """A new stream starting from zero state."""
+        """A new `Stream` on this model, starting from zero state at position 0."""
         return Stream(self)
 
-    def interval_index(self, levels: Any) -> tuple[int, ...]:
+    def _interval_index(self, levels: Any) -> tuple[int, ...]:
         """Positions of the wanted ``levels`` among :attr:`interval_levels` (``True``: all of them).
 
         Raises :class:`FailedPrecondition` for a model without a calibration (naming how to add one) and
@@ -182,41 +209,52 @@ class Model:
             raise InvalidInput("no interval level given")
         return tuple(index)
 
-    def forecast(self, answer: np.ndarray, index: tuple[int, ...]) -> Forecast:
+    def _forecast(self, answer: np.ndarray, index: tuple[int, ...]) -> Forecast:
         """Split an answer ``[n, O * (1 + 2L)]`` (what the monitor returns) into predictions and the levels
-        at ``index`` (from :meth:`interval_index`)."""
+        at ``index`` (from :meth:`_interval_index`)."""
         o = self.n_targets
         levels = self.monitor.levels
         lower = {levels[i]: answer[:, o * (1 + 2 * i): o * (2 + 2 * i)] for i in index}
         upper = {levels[i]: answer[:, o * (2 + 2 * i): o * (3 + 2 * i)] for i in index}
         return Forecast(answer[:, :o], lower, upper)
 
-    def output_names(self, index: tuple[int, ...]) -> list[str]:
+    def _output_names(self, index: tuple[int, ...]) -> list[str]:
         """``y_lower_80``, ``y_upper_80``, ... for the levels at ``index`` (OIP output names)."""
         levels = self.monitor.levels
         return [f"{OUTPUT}_{side}_{level_name(levels[i])}" for i in index for side in ("lower", "upper")]
 
     def zero_state(self, batch: int = 1) -> State:
-        """Zero state for ``batch`` streams: name -> ``[batch, *shape]``."""
+        """Zero state for `batch` streams: `{name: float32 [batch, *shape]}` (what a new stream starts from)."""
         return {s.name: np.zeros((batch, *s.shape), np.float32) for s in self.manifest.state}
 
     def predict(self, x: Any, state: Mapping[str, Any] | None = None, return_state: bool = False) -> Any:
-        """Run whole sequences: raw ``x[B, T, F]`` -> raw ``y[B, T, O]``.
+        """Run whole sequences through the sequence graph, independently of any stream.
 
-        Starts from zero state unless ``state`` (name -> ``[B, *shape]``) is
-        given; with ``return_state`` returns ``(y, final_state)``.
+        Args:
+            x: raw samples `[B, T, F]` (B sequences of T samples).
+            state: `{name: [B, *shape]}` to start from (e.g. `zero_state(B)` or saved `Stream.state`s stacked);
+                default: zero state.
+            return_state: also return the state after the last sample.
+
+        Returns:
+            Raw predictions `y` `float32 [B, T, O]` (row t predicts the targets `horizon` samples after sample t),
+            or `(y, final_state)` with `return_state`.
+
+        Raises:
+            InvalidInput: `x` is not `[B, T, F]` numbers, holds NaN or infinity, or `state` does not match
+                `state_spec`.
         """
         arr = np.asarray(x)
         if arr.ndim != 3:
             raise InvalidInput(f"predict takes x shaped [B, T, {self.n_features}], got shape {list(arr.shape)}")
         b, t, f = arr.shape
         flat = as_samples(arr.reshape(b * t, f) if b * t else arr.reshape(0, f), self.n_features)
-        st = self.zero_state(b) if state is None else self.check_state(state, batch=b)
-        y, new = self.run_sequence(flat.reshape(b, t, f), st)
+        st = self.zero_state(b) if state is None else self._check_state(state, batch=b)
+        y, new = self._run_sequence(flat.reshape(b, t, f), st)
         return (y, new) if return_state else y
 
     # -- batched primitives (raw units in and out; used by the server) ----
-    def run_step(self, x: np.ndarray, state: State) -> tuple[np.ndarray, State]:
+    def _run_step(self, x: np.ndarray, state: State) -> tuple[np.ndarray, State]:
         """One step for B streams: ``x[B, F]`` raw, state ``[B, *shape]``."""
         if self._raw_in:
             xn = x if x.flags.c_contiguous and x.dtype == np.float32 else np.ascontiguousarray(x, np.float32)
@@ -225,7 +263,7 @@ class Model:
         y, *new = self._step_run(self._outputs, {INPUT: xn, **state}, None)
         return self._denormalise(y), dict(zip(self._state_names, new))
 
-    def run_sequence(self, x: np.ndarray, state: State, *,
+    def _run_sequence(self, x: np.ndarray, state: State, *,
                      run_options: ort.RunOptions | None = None) -> tuple[np.ndarray, State]:
         """T steps for B streams: ``x[B, T, F]`` raw, state ``[B, *shape]``.
 
@@ -236,15 +274,15 @@ class Model:
         return self._run(self._sequence or self._open_sequence(), (x - self._in_mean) / self._in_std, state,
                          run_options)
 
-    def advance(self, x: np.ndarray, state: State) -> tuple[np.ndarray, State]:
+    def _advance(self, x: np.ndarray, state: State) -> tuple[np.ndarray, State]:
         """``n`` steps for B streams, ``x[B, n, F]`` raw -> ``y[B, n, O]``: the step
         graph for ``n == 1`` (no Loop to enter), the sequence graph otherwise."""
         if x.shape[1] == 1:
-            y, new = self.run_step(x[:, 0], state)  # [B, O]
+            y, new = self._run_step(x[:, 0], state)  # [B, O]
             return y[:, None], new  # [B, 1, O]
-        return self.run_sequence(x, state)  # [B, n, O]
+        return self._run_sequence(x, state)  # [B, n, O]
 
-    def check_state(self, state: Mapping[str, Any], batch: int | None = None) -> State:
+    def _check_state(self, state: Mapping[str, Any], batch: int | None = None) -> State:
         """Validate a state mapping; returns float32 copies ``[B, *shape]``.
 
         Without ``batch`` the arrays are per-stream, shaped ``[*shape]``.
@@ -351,44 +389,50 @@ class Model:
 
 
 class Stream:
-    """A stateful stream over one model. Not thread-safe: one caller at a time.
+    """A stateful stream over one model: the state of one sequence, advanced by each `push`. Made by `Model.stream`.
 
-    Single samples run the step graph through pre-bound buffers
-    (:class:`~eddy.runtime.core.binding.StepBinding`); chunks run the
-    sequence graph. Both give what the batched primitives give at batch 1.
-    Every sample also goes through the model's monitor (intervals, online
-    recalibration, live accuracy: :mod:`eddy.runtime.core.monitor`), exactly
-    as a served session's does, so intervals are bit-identical to served ones.
+    Not thread-safe: one caller at a time. A single sample runs the step graph through buffers bound once per
+    stream; a chunk runs the sequence graph. Every sample also goes through the model's monitor (intervals,
+    online recalibration, live accuracy), exactly as a served session's does, so a served session fed the same
+    samples in the same chunks answers the same bits, intervals included.
+
+    Attributes:
+        model: the `Model` it runs.
     """
 
     def __init__(self, model: Model) -> None:
-        self.model = model
-        self._bound = model.step_binding()  # holds the state: two buffer sets, [1, *shape] each
+        self.model = model  # the Model it runs
+        self._bound = model._step_binding()  # holds the state: two buffer sets, [1, *shape] each
         self._position = 0
         self._monitor = model.monitor.fresh(1)  # [1, K] float64
 
     @property
     def position(self) -> int:
-        """Samples consumed since the stream started or was last reset."""
+        """Samples pushed since the stream started or was last reset (the next sample's index)."""
         return self._position
 
     @property
     def state(self) -> State:
-        """A copy of the hidden state: name -> ``[*shape]``."""
+        """A copy of the state: `{name: float32 [*shape]}` for every tensor of `Model.state_spec`.
+
+        Assigning a mapping of the same names and shapes restores it (the position is kept); a wrong name,
+        shape or a non-finite value raises `InvalidInput` and changes nothing.
+        """
         return {k: v[0].copy() for k, v in zip(self._bound.names, self._bound.state())}
 
     @state.setter
     def state(self, value: Mapping[str, Any]) -> None:
-        self._bound.set_state(self.model.check_state(value))  # validated first: a bad value changes nothing
+        self._bound.set_state(self.model._check_state(value))  # validated first: a bad value changes nothing
 
     @property
-    def monitor_state(self) -> np.ndarray:
+    def _monitor_state(self) -> np.ndarray:
         """A copy of the stream's monitor row ``[K]`` (online widths, live accuracy; :mod:`~eddy.runtime.core.monitor`)."""
         return self._monitor[0].copy()
 
     @property
     def live(self) -> LiveFigures:
-        """This stream's live accuracy: its errors against the actuals it was sent, next to the naive baselines."""
+        """This stream's live accuracy (`LiveFigures`): its errors against the actuals it was sent (a target that
+        is also a feature brings its actual with each sample), next to the naive baselines, and the drift alarm."""
         return session_figures(self.model.monitor, self._monitor[0], self.model.live.reference)
 
     def reset(self) -> None:
@@ -398,14 +442,25 @@ class Stream:
         self._monitor = self.model.monitor.fresh(1)
 
     def push(self, samples: Any, *, intervals: Any = None) -> Any:
-        """Feed raw samples; returns raw predictions ``[n, O]``, one per sample.
+        """Feed raw samples in order; returns one raw prediction per sample.
 
-        ``intervals``: ``True`` (every calibrated level), a level (``0.8``) or several: returns a
-        :class:`~eddy.runtime.core.monitor.Forecast` with the predictions and each level's lower and upper
-        bounds instead. Invalid input raises :class:`~eddy.runtime.core.errors.InvalidInput` (a ``ValueError``)
-        and leaves the state untouched; so does a level the model has no calibration for.
+        Args:
+            samples: n samples of the model's F features in raw units, as `[n, F]` (a chunk), `[F]` (one
+                sample), or a plain number when F = 1 (one sample; the fastest path). Anything array-like of
+                numbers; converted to float32.
+            intervals: `True` (every calibrated level), one level (`0.8`) or several (`[0.8, 0.95]`): return a
+                `Forecast` with the predictions and each level's bounds instead of the bare predictions.
+
+        Returns:
+            `float32 [n, O]` raw predictions: row i predicts the targets `horizon` samples after sample i. With
+            `intervals`, a `Forecast` (`y [n, O]`, `lower[level]` and `upper[level]`, each `[n, O]`).
+
+        Raises:
+            InvalidInput: (a `ValueError`) not numbers, a wrong feature count, no samples, NaN or infinity, or a
+                level the model's calibration does not hold. The stream is left exactly as it was.
+            FailedPrecondition: `intervals` asked of a model without a calibration.
         """
-        index = self.model.interval_index(intervals) if intervals is not None and intervals is not False else ()
+        index = self.model._interval_index(intervals) if intervals is not None and intervals is not False else ()
         x = None
         y = None
         if type(samples) in SCALAR_TYPES:  # one plain number: Python floats, no numpy on the way
@@ -418,7 +473,7 @@ class Stream:
                 y = self._bound.push_row(x)  # [1, O]
             else:
                 bound = self._bound
-                y3, new = self.model.run_sequence(x[None], dict(zip(bound.names, bound.state())))  # [1, n, O]
+                y3, new = self.model._run_sequence(x[None], dict(zip(bound.names, bound.state())))  # [1, n, O]
                 bound.set_state(new)  # only after the run succeeded
                 y = y3[0]
         assert x is not None
@@ -427,7 +482,7 @@ class Stream:
         self.model.live.add(advanced.observed)
         self._position += len(x)
         if index:
-            return self.model.forecast(advanced.answer[0], index)
+            return self.model._forecast(advanced.answer[0], index)
         return y
 
     def __repr__(self) -> str:

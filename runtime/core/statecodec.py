@@ -125,7 +125,7 @@ class ExportedState:
             raise FailedPrecondition(
                 f"state bytes are for model {self.model}/{self.version}, "
                 f"but this session uses {model.name}/{model.version}")
-        checked = model.check_state(self.state)  # names, shapes, finiteness
+        checked = model._check_state(self.state)  # names, shapes, finiteness
         return {k: v[None] for k, v in checked.items()}  # [1, *shape]
 
 

@@ -39,13 +39,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any, TypeVar
 
 import grpc
 
 from eddy.v1 import oip_pb2 as pb
 
+from .. import __version__
 from ..core.errors import EddyError, InvalidInput, NotFound
 from ..serving.dataplane import DataPlane
 from ..serving.sequences import Sequences, SequenceStep
@@ -74,13 +74,6 @@ T = TypeVar("T")
 log = logging.getLogger("eddy.servicer")
 
 
-def _eddy_version() -> str:
-    try:
-        return version("eddy-rnn")
-    except PackageNotFoundError:
-        return "unknown"
-
-
 class OipServicer:
     """``inference.GRPCInferenceService`` over a :class:`DataPlane`; ``ready()`` says whether the server serves."""
 
@@ -93,7 +86,7 @@ class OipServicer:
         # ModelStreamInfer's limits and idle timeout: the eddy.v1 Stream's own gate when the server passes it
         self.gate = gate or StreamGate.from_config(plane.config, plane.metrics)
         self._faults = RateLimitedLog(log)  # malformed stream requests: a short line, never a flood
-        self._version = _eddy_version()
+        self._version = __version__  # the installed distribution's
 
     # -- health and metadata ------------------------------------------------
     async def ServerLive(self, request: pb.ServerLiveRequest, context: Any) -> pb.ServerLiveResponse:

@@ -437,7 +437,7 @@ class Batcher:
         state = slab.gather(rows) if len(rows) > 1 else slab.read(rows[0])  # on the loop thread: a copy
         x = _stack(xs)
         t1 = perf_counter_ns()
-        y, new = await asyncio.get_running_loop().run_in_executor(self._executor, slab.model.advance, x, state)
+        y, new = await asyncio.get_running_loop().run_in_executor(self._executor, slab.model._advance, x, state)
         return y, new, t1
 
     async def _write_rows(self, sessions: Sequence[Session], rows: np.ndarray | slice, new: _State,
@@ -489,7 +489,7 @@ def _run(slab: Slab, rows: list[int], xs: list[np.ndarray]) -> tuple[np.ndarray,
     """
     state, x = slab.gather(rows), _stack(xs)  # gather: [B, *shape] (a view of the row when B == 1)
     t1 = perf_counter_ns()
-    y, new = slab.model.advance(x, state)  # y [B, n, O], state [B, *shape]
+    y, new = slab.model._advance(x, state)  # y [B, n, O], state [B, *shape]
     return y, new, t1
 
 
@@ -501,11 +501,11 @@ def _steps(model: Model, x: np.ndarray, state: _State, max_batch: int) -> tuple[
                  for i in range(0, b, max_batch)]
         return np.concatenate([y for y, _ in parts]), {n: np.concatenate([p[n] for _, p in parts]) for n in state}
     if k == 1:
-        y, new = model.run_step(x[:, 0], state)  # [B, O]
+        y, new = model._run_step(x[:, 0], state)  # [B, O]
         return y[:, None], new
     ys = np.empty((b, k, model.n_targets), np.float32)
     for j in range(k):
-        ys[:, j], state = model.run_step(x[:, j], state)
+        ys[:, j], state = model._run_step(x[:, j], state)
     return ys, state
 
 

@@ -285,7 +285,7 @@ class DataPlane:
 
             def work(options: object = None) -> tuple[np.ndarray, list[bytes]]:
                 c0 = perf_counter_ns()
-                y, final = model.run_sequence(x, state, run_options=options)  # [B, T, O]
+                y, final = model._run_sequence(x, state, run_options=options)  # [B, T, O]
                 c1 = perf_counter_ns()
                 blobs = [encode_state(model, positions[i] + t, {k: v[i] for k, v in final.items()}, keys=keys,
                                       tenant=tenant) for i in range(b)]

@@ -68,7 +68,7 @@ class Lane:
         t0 = perf_counter_ns()
         model, state = session.model, session.state  # state: a copy taken on the loop thread, [1, *shape]
         t1 = perf_counter_ns()
-        y, new = await self.call(lambda options: model.run_sequence(x[None], state, run_options=options))
+        y, new = await self.call(lambda options: model._run_sequence(x[None], state, run_options=options))
         t2 = perf_counter_ns()
         output_ns = 0
         try:

@@ -89,7 +89,7 @@ class Session:
 
     @state.setter
     def state(self, value: dict[str, np.ndarray]) -> None:
-        checked = self.model.check_state({k: np.asarray(v).reshape(v.shape[1:]) for k, v in value.items()})
+        checked = self.model._check_state({k: np.asarray(v).reshape(v.shape[1:]) for k, v in value.items()})
         self.slab.write(self.row, checked, self.position, float(self.slab.touched[self.row]))
 
     def __repr__(self) -> str:
