@@ -56,3 +56,35 @@ def test_sequences_run_in_order_concurrently_and_refusals_come_back_in_band(mode
     assert np.array_equal(np.frombuffer(answers["zero"].infer_response.raw_output_contents[0], "<f4"),
                           model.stream().push(series[:1]).ravel())
     assert position_b == 18 and handler.requests == 14 and handler.rejected == 1 and handler.running == 0
+
+
+def test_a_stream_holds_a_bounded_amount_until_its_answers_are_taken(models_dir, series):
+    async def run() -> None:
+        plane = DataPlane(ModelRepository(models_dir))
+        x = np.full((256, 1), 50.0, np.float32)  # ~1 KiB requests and answers
+        handler = OipStreamHandler(OipServicer(plane).infer, max_bytes=8 * 1024, max_held=100)
+        try:
+            submitted = 0
+
+            async def submit_all() -> None:
+                nonlocal submitted
+                for i in range(20):
+                    await handler.submit(_request(x, f"s{i}", f"r{i}", start=True))
+                    submitted += 1
+
+            feeder = asyncio.get_running_loop().create_task(submit_all())
+            while not (handler.held().full and handler.running == 0):  # everything it took is computed
+                await asyncio.sleep(0)
+            held = handler.held()
+            assert 0 < submitted < 20 and held.messages == submitted and held.bytes <= 8 * 1024, (submitted, held)
+            before = submitted
+            await anext(handler.answers())  # one answer taken (handed to gRPC): room for another request
+            while submitted == before:
+                await asyncio.sleep(0)
+            assert handler.held().peak_bytes <= 8 * 1024
+            feeder.cancel()
+        finally:
+            await handler.close()
+            await plane.close()
+
+    asyncio.run(run())

@@ -8,7 +8,10 @@ read that does not come. In that state:
   written before and then DEADLINE_EXCEEDED (before, the server logged the
   stream OK and the client never got a final status), the server counts and
   logs DEADLINE_EXCEEDED, and the session is resumable where it stopped;
-- a client that cancels is counted and logged CANCELLED (before: OK).
+- a client that cancels is counted and logged CANCELLED (before: OK);
+- an OIP stream holds a bounded number of requests and unsent answers (before,
+  every request was read into an unbounded queue of answers): past the bound
+  it stops reading, and flow control stops the client.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ class Unread:
         self.protocol, self.session = protocol, session
         self._channel = grpc.insecure_channel(address, options=SMALL_WINDOW)
         self._more: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self.sent = 0  # requests gRPC took from the client's iterator (it takes the next once one is sent)
         if protocol == "eddy.v1":
             first = pb.StreamRequest(open=pb.OpenStream(model=MODEL, session_id=session)).SerializeToString()
             chunk = pb.StreamRequest(samples=array_to_tensor(x)).SerializeToString()
@@ -56,7 +60,9 @@ class Unread:
                                                           timeout=60)
 
     def _requests(self, messages: list[bytes]) -> Iterator[bytes]:
-        yield from messages
+        for m in messages:
+            self.sent += 1
+            yield m
         while self._more.get() is not None:  # stays open (no half-close) until the test lets go
             pass
 
@@ -131,3 +137,30 @@ def test_a_client_cancel_while_blocked_writing_is_cancelled(models_dir, protocol
     assert _metric(text, _method(protocol), "OK") == 0 and "eddy_open_streams 0.0" in text
     closes = [r.getMessage() for r in stream_logs.records if "event=stream_close" in r.getMessage()]
     assert len(closes) == 1 and closes[0].endswith("status=CANCELLED"), closes
+
+
+def test_an_oip_client_that_never_reads_holds_a_bounded_amount_and_is_pushed_back(models_dir):
+    x = np.full((CHUNK, 1), 50.0, np.float32)
+    limit = 256 * 1024  # --max-message-bytes: a stream holds at most twice that
+    n = 4000  # 64 MiB of requests: more than every HTTP/2 window between the client and eddy
+    with served(models_dir, max_message_bytes=limit, stream_idle_timeout=1.0, max_streams=1, metrics_port=0) as s:
+        unread = Unread(s.address, "OIP", "hoard", x, n=n)
+        held = None
+
+        def full() -> bool:
+            nonlocal held
+            calls = s.server.gate.calls
+            held = calls[0].held() if calls else None
+            return held is not None and held.full
+
+        s.until(full)  # it stopped reading: the bound, not the client, decides
+        assert 0 < held.bytes <= 2 * limit and held.peak_bytes <= 2 * limit and held.messages < 40, held
+        assert unread.sent < n / 2, unread.sent  # flow control held the client back
+        refused = Unread(s.address, "OIP", "second", x, n=1)  # --max-streams still counts it
+        assert refused.read_all()[1].code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        s.until(lambda: _metric(s.server.metrics.render().decode(), "ModelStreamInfer", "DEADLINE_EXCEEDED") == 1)
+        assert not s.server.gate.calls  # --stream-idle-timeout ended it: nothing held any more
+        answered, e = unread.read_all()
+        assert e.code() == grpc.StatusCode.DEADLINE_EXCEEDED and answered < 40
+        with Client(s.address) as c, c.stream(MODEL, session_id="hoard", resume=True) as rs:  # the slot is free
+            assert rs.position > 0

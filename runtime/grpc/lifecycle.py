@@ -54,7 +54,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 import grpc
 
@@ -65,11 +65,20 @@ from .limits import IdleWatch, StreamLimits
 from .status import status_code, to_status
 from .unary import ended_early
 
-__all__ = ["StreamCall", "StreamGate", "kv", "settle_end_of_input"]
+__all__ = ["Held", "StreamCall", "StreamGate", "kv", "settle_end_of_input"]
 
 stream_log = logging.getLogger("eddy.streams")
 
 _SENDING: set[asyncio.Task[None]] = set()  # final statuses handed to gRPC, until gRPC is done with them
+
+
+class Held(NamedTuple):
+    """What one stream holds in eddy: requests received and answers not yet handed to gRPC."""
+
+    messages: int = 0  # requests running, and answers waiting to be sent
+    bytes: int = 0  # their size (requests by their wire size, answers by theirs)
+    peak_bytes: int = 0  # the most bytes held at once so far
+    full: bool = False  # reading has stopped until it holds less: the client's sends wait on flow control
 
 
 class StreamGate:
@@ -136,6 +145,7 @@ class StreamCall:
         self._idle: IdleWatch | None = None
         self._latency = gate.metrics.latency(method)  # looked up once per stream, not per message
         self._counters: dict[tuple[str, str], Callable[[], None]] = {}
+        self._held: Callable[[], Held] = Held
 
     async def __aenter__(self) -> StreamCall:
         await self.gate._admit(self)  # aborts past --max-streams / --max-streams-per-tenant
@@ -168,6 +178,14 @@ class StreamCall:
         self.writing = True
         await self.context.write(message)
         self.writing = False
+
+    def holding(self, held: Callable[[], Held]) -> None:
+        """Say what the stream holds (:meth:`held`); by default nothing beyond the message being answered."""
+        self._held = held
+
+    def held(self) -> Held:
+        """What the stream holds now (e.g. an OIP stream's unsent answers)."""
+        return self._held()
 
     def busy_while(self, busy: Callable[[], bool]) -> None:
         """Judge idleness by ``busy()`` instead of :meth:`received`/:meth:`answered` (concurrent protocols)."""

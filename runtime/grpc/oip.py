@@ -148,11 +148,12 @@ class OipServicer:
     async def ModelStreamInfer(self, request_iterator: AsyncIterator[pb.ModelInferRequest | Malformed],
                                context: Any) -> None:
         tenant = TENANT.get()
-        handler = OipStreamHandler(self.infer)
+        handler = OipStreamHandler(self.infer, max_bytes=2 * self.plane.config.max_message_bytes)
         async with StreamCall(self.gate, "ModelStreamInfer", context, tenant, fields=handler.log_fields) as call:
             call.opened(rpc="ModelStreamInfer")
             handler.record = call.answered
             call.busy_while(lambda: handler.running > 0)  # idle: nothing sent and nothing being computed
+            call.holding(handler.held)
             call.closing(handler.close)
             malformed: list[Malformed] = []  # a request that did not parse: the stream ends after the earlier answers
 
