@@ -26,7 +26,8 @@ a time per session. See docs/guides/serving.md.
 
 security: a non-loopback --host needs --tls-cert/--tls-key and --auth-tokens
 (or --insecure). Tokens: `eddy token TENANT` prints one and the line for the
-tokens file; SIGHUP re-reads the file. See docs/guides/security.md.
+tokens file; SIGHUP re-reads the file and ends the open streams of tokens it
+no longer lists (UNAUTHENTICATED). See docs/guides/security.md.
 
 shutdown: SIGINT/SIGTERM turns health NOT_SERVING, refuses new RPCs, answers
 open streams for up to --grace seconds, then cancels what is left.
@@ -128,7 +129,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="require client certificates signed by this CA (mTLS; needs --tls-cert) (default: none)")
     s.add_argument("--auth-tokens", type=Path, metavar="FILE",
                    help="require `authorization: Bearer TOKEN`; FILE has lines `TENANT SHA256-HEX-OF-TOKEN`, "
-                        "re-read on SIGHUP (default: no authentication)")
+                        "re-read on SIGHUP, which ends the open streams of removed tokens (default: no "
+                        "authentication)")
     s.add_argument("--state-key", type=Path, metavar="FILE",
                    help="HMAC-SHA256 keys for exported state bytes, one per line (>= 32 characters; the first "
                         "signs, all verify); replicas that exchange state share it (default: a random key per "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import queue
+
 import grpc
 import numpy as np
 import pytest
@@ -345,3 +347,60 @@ def test_oip_sequences_are_per_tenant_and_need_a_token(models_dir, tokens, serie
         assert np.array_equal(y, reference(model, [series[:3], series[3:5]])[1])
     finally:
         s.stop()
+
+
+def test_sighup_ends_the_open_streams_of_a_removed_token(models_dir, tmp_path, series, model):
+    """Both protocols: a removed token's open streams end UNAUTHENTICATED at once; other tokens' go on."""
+    import signal
+
+    from eddy.runtime.grpc.oip import OIP_SERVICE
+    from eddy.v1 import oip_pb2 as oip
+
+    removed, kept, fresh = new_token(), new_token(), new_token()
+    path = tmp_path / "tokens"
+    path.write_text(f"acme {token_digest(removed)}\nbeta {token_digest(kept)}\n")
+    path.chmod(0o600)
+
+    def oip_request(x: np.ndarray, start: bool) -> oip.ModelInferRequest:
+        inp = oip.ModelInferRequest.InferInputTensor(name="x", datatype="FP32", shape=x.shape)
+        return oip.ModelInferRequest(model_name=MODEL, inputs=[inp], raw_input_contents=[x.tobytes()], parameters={
+            "sequence_id": oip.InferParameter(string_param="oip-acme"),
+            "sequence_start": oip.InferParameter(bool_param=start)})
+
+    with eddy_process("serve", "--models", str(models_dir), "--port", "0", "--auth-tokens", str(path)) as server:
+        address = server.stdout.readline().split()[-1]
+        with Client(address, token=removed, timeout=30) as a, Client(address, token=kept, timeout=30) as b, \
+                grpc.insecure_channel(address) as channel:
+            stream_a, stream_b = a.stream(MODEL, session_id="acme-1"), b.stream(MODEL, session_id="beta-1")
+            stream_a.push(series[:2])
+            stream_b.push(series[:2])
+            requests: queue.SimpleQueue[oip.ModelInferRequest | None] = queue.SimpleQueue()
+            requests.put(oip_request(series[:1], True))
+            oip_a = channel.stream_stream(f"/{OIP_SERVICE}/ModelStreamInfer",
+                                          request_serializer=oip.ModelInferRequest.SerializeToString,
+                                          response_deserializer=oip.ModelStreamInferResponse.FromString)(
+                iter(requests.get, None), metadata=[("authorization", f"Bearer {removed}")], timeout=30)
+            assert not next(oip_a).error_message
+
+            path.write_text(f"acme {token_digest(fresh)}\nbeta {token_digest(kept)}\n")  # acme's old token out
+            server.send_signal(signal.SIGHUP)
+            while "tokens file" not in (line := server.stderr.readline()):  # the streams are ended in the same step
+                assert line, "server ended before reloading"
+            assert "reloaded" in line
+
+            with pytest.raises(EddyError) as e:
+                stream_a.push(series[2:3])
+            assert e.value.code == "UNAUTHENTICATED" and "revoked" in e.value.message
+            requests.put(oip_request(series[1:2], False))
+            with pytest.raises(grpc.RpcError) as oe:
+                next(oip_a)
+            assert oe.value.code() == grpc.StatusCode.UNAUTHENTICATED and "revoked" in oe.value.details()
+            requests.put(None)
+            assert np.array_equal(stream_b.push(series[2:3]), reference(model, [series[:2], series[2:3]])[1])
+            stream_b.close()
+            with pytest.raises(EddyError) as e:
+                a.stream(MODEL, session_id="acme-2")
+            assert e.value.code == "UNAUTHENTICATED"
+        with Client(address, token=fresh, timeout=30) as c, c.stream(MODEL, session_id="acme-1", resume=True) as rs:
+            assert rs.position == 2  # the tenant's session, released at once and resumable with its new token
+            assert np.array_equal(rs.push(series[2:3]), reference(model, [series[:2], series[2:3]])[1])

@@ -62,6 +62,7 @@ from ..core.errors import EddyError
 from ..serving.config import ServeConfig
 from ..serving.metrics import Metrics
 from .limits import IdleWatch, StreamLimits
+from .security import CREDENTIAL
 from .status import status_code, to_status
 from .unary import ended_early
 
@@ -70,6 +71,10 @@ __all__ = ["Held", "StreamCall", "StreamGate", "kv", "settle_end_of_input"]
 stream_log = logging.getLogger("eddy.streams")
 
 _SENDING: set[asyncio.Task[None]] = set()  # final statuses handed to gRPC, until gRPC is done with them
+# How long a call ended from outside waits for its final status to leave before it lets go (its slot, session and
+# queues): at once when nothing is queued before it; never, for a client that stopped reading an answer being
+# written, whose status stays queued in gRPC behind that answer.
+FINAL_STATUS_WAIT_S = 1.0
 
 
 class Held(NamedTuple):
@@ -133,6 +138,7 @@ class StreamCall:
         self.method = method  # RPC name in metrics and logs, e.g. "Stream"
         self.context = context
         self.tenant = tenant  # the authenticated caller ("" without tokens)
+        self.credential = CREDENTIAL.get()  # the digest of the caller's token ("" without tokens)
         self.code = grpc.StatusCode.OK  # the status the RPC ends with, as far as known
         self.writing = False  # a write is waiting for gRPC (e.g. for a client that does not read)
         self._fields = fields  # the close log line's fields, read when the stream ends
@@ -149,6 +155,14 @@ class StreamCall:
 
     async def __aenter__(self) -> StreamCall:
         await self.gate._admit(self)  # aborts past --max-streams / --max-streams-per-tenant
+        try:
+            # The headers now, not with the first answer: a final status sent while that answer's write was
+            # interrupted would send them again, which gRPC refuses (TOO_MANY_OPERATIONS) and the status is lost.
+            await self.context.send_initial_metadata(())
+        except BaseException:
+            self.code = ended_early(self.context) or grpc.StatusCode.CANCELLED
+            self.gate._leave(self)
+            raise
         self._task = asyncio.current_task()
         idle = self._idle = IdleWatch(self.gate.idle_timeout, self._idle_for_too_long, lambda: self._busy_fn())
         self._loop_time = idle.loop_time
@@ -255,7 +269,7 @@ class StreamCall:
         task = asyncio.get_running_loop().create_task(_abort(self.context, code, message))
         _SENDING.add(task)
         task.add_done_callback(_SENDING.discard)
-        await asyncio.sleep(0)  # let its first step run: the status is queued from here on
+        await asyncio.wait((task,), timeout=FINAL_STATUS_WAIT_S)
 
     async def _close(self) -> None:
         try:
@@ -264,8 +278,7 @@ class StreamCall:
                 if result is not None:
                     await result
         finally:
-            if self._task is not None:  # admitted
-                self.gate._leave(self)
+            self.gate._leave(self)
             stream_log.info("%s", kv("stream_close", **self._fields(), status=self.code.name))
 
 

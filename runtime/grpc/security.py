@@ -33,12 +33,13 @@ import grpc
 if TYPE_CHECKING:  # the client imports this module for TLS credentials: no onnxruntime through statecodec
     from ..core.statecodec import StateKeys
 
-__all__ = ["TENANT", "AuthInterceptor", "InsecureBind", "Security", "TlsFiles", "TokenTable", "client_credentials",
-           "is_loopback", "new_token", "server_credentials", "token_digest", "valid_tenant"]
+__all__ = ["CREDENTIAL", "TENANT", "AuthInterceptor", "InsecureBind", "Security", "TlsFiles", "TokenTable",
+           "client_credentials", "is_loopback", "new_token", "server_credentials", "token_digest", "valid_tenant"]
 
 log = logging.getLogger("eddy.security")
 
 TENANT: contextvars.ContextVar[str] = contextvars.ContextVar("eddy_tenant", default="")
+CREDENTIAL: contextvars.ContextVar[str] = contextvars.ContextVar("eddy_credential", default="")  # token digest
 _TENANT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # tenant names: short, printable, no spaces
 _DIGEST_RE = re.compile(r"[0-9a-f]{64}")
 _OPEN_PREFIXES = ("/grpc.health.v1.Health/",)  # load balancers probe health without credentials
@@ -95,12 +96,19 @@ class TokenTable:
         """The tenant a token belongs to, or None."""
         return self._tenants.get(token_digest(token))  # a digest reveals nothing about the stored tokens
 
+    def tenant_of(self, digest: str) -> str | None:
+        """The tenant a token digest is listed under now, or None (e.g. removed since: see ``Server.reload_tokens``)."""
+        return self._tenants.get(digest)
+
     def __len__(self) -> int:
         return len(self._tenants)
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):
-    """UNAUTHENTICATED unless ``authorization: Bearer <token>`` names a token of ``tokens``; sets :data:`TENANT`."""
+    """UNAUTHENTICATED unless ``authorization: Bearer <token>`` names a token of ``tokens``.
+
+    Sets :data:`TENANT` and :data:`CREDENTIAL` (the token's digest, so a stream can be ended when its token is removed).
+    """
 
     def __init__(self, tokens: TokenTable, on_reject: Callable[[str], None] | None = None) -> None:
         self.tokens = tokens
@@ -112,25 +120,27 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         method = handler_call_details.method
         if method.startswith(_OPEN_PREFIXES):
             return await continuation(handler_call_details)
-        tenant, why = self._tenant(handler_call_details.invocation_metadata or ())
+        tenant, why, digest = self._tenant(handler_call_details.invocation_metadata or ())
         if tenant is None:
             if self.on_reject is not None:
                 self.on_reject(method)
             handler = await continuation(handler_call_details)
             return _refusal(handler, why)
         TENANT.set(tenant)
+        CREDENTIAL.set(digest)
         return await continuation(handler_call_details)
 
-    def _tenant(self, metadata: object) -> tuple[str | None, str]:
+    def _tenant(self, metadata: object) -> tuple[str | None, str, str]:
         values = [v for k, v in metadata if k == "authorization"]  # type: ignore[attr-defined]
         if not values:
-            return None, "no `authorization: Bearer <token>` metadata (this server requires a token)"
+            return None, "no `authorization: Bearer <token>` metadata (this server requires a token)", ""
         value = values[0] if isinstance(values[0], str) else ""
         scheme, _, token = value.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            return None, "`authorization` metadata must be `Bearer <token>`"
-        tenant = self.tokens.tenant(token.strip())
-        return (tenant, "") if tenant is not None else (None, "invalid token")
+            return None, "`authorization` metadata must be `Bearer <token>`", ""
+        digest = token_digest(token.strip())
+        tenant = self.tokens.tenant_of(digest)
+        return (tenant, "", digest) if tenant is not None else (None, "invalid token", "")
 
 
 def _refusal(handler: grpc.RpcMethodHandler | None, why: str) -> grpc.RpcMethodHandler:

@@ -170,6 +170,24 @@ class Server:
         await self.plane.close()
         self.metrics.close()
 
+    def reload_tokens(self) -> bool:
+        """Re-read the tokens file (``eddy serve`` does on SIGHUP); True if it was reloaded.
+
+        Every open stream whose token is no longer listed (or now names another
+        tenant) ends at once with UNAUTHENTICATED, both protocols; its sessions
+        stay resumable by a token of their tenant. New calls with the token are
+        refused by the interceptor.
+        """
+        tokens = self.security.tokens
+        if tokens is None or not tokens.reload():
+            return False
+        ended = self.gate.stop_where(lambda c: bool(c.credential) and tokens.tenant_of(c.credential) != c.tenant,
+                                     grpc.StatusCode.UNAUTHENTICATED, "the token this stream was opened with was "
+                                     "revoked (tokens file reloaded); reconnect with a valid token")
+        if ended:
+            log.info("ended %d open stream(s) whose token is no longer listed", ended)
+        return True
+
     async def reload_models(self) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
         """Rescan the repository now (``--poll-models`` does it periodically); returns (added, removed).
 
@@ -225,7 +243,7 @@ def serve(models_dir: str | Path, host: str = DEFAULT_HOST, port: int = DEFAULT_
     Prints ``eddy: serving N model(s) on HOST:PORT`` on stdout once the
     server accepts connections, with the bound port (so ``--port 0`` can be
     read by scripts), then ``eddy: metrics on http://HOST:PORT/metrics`` if
-    enabled. SIGHUP re-reads the tokens file. Raises
+    enabled. SIGHUP re-reads the tokens file (:meth:`Server.reload_tokens`). Raises
     :class:`~eddy.runtime.core.errors.NotFound` if ``models_dir`` does not exist and
     ``OSError`` if a port cannot be bound (:class:`InsecureBind` for a
     non-loopback address without TLS and tokens).
@@ -244,7 +262,7 @@ async def _serve(repository: ModelRepository, host: str, port: int, config: Serv
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     if security.tokens is not None:
-        loop.add_signal_handler(signal.SIGHUP, security.tokens.reload)
+        loop.add_signal_handler(signal.SIGHUP, server.reload_tokens)
     # One write per line: --workers processes share this pipe, and print() writes the text and the newline
     # separately when stdout is unbuffered (PYTHONUNBUFFERED), so their lines could interleave.
     sys.stdout.write(f"eddy: serving {len(repository)} model(s) on {server.address}\n")
