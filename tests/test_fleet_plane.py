@@ -19,7 +19,7 @@ from eddy.runtime.core.errors import EddyError
 from eddy.runtime.serving.config import ServeConfig
 from eddy.runtime.serving.dataplane import DataPlane
 from eddy.runtime.serving.repository import ModelRepository
-from eddy.runtime.serving.slab import Slab, as_rows
+from eddy.runtime.serving.slab import POSITION, Slab, as_rows
 
 
 @pytest.fixture(scope="module")
@@ -150,8 +150,9 @@ def test_consecutive_rows_gather_as_views(model):
     rows = [slab.alloc() for _ in range(6)]
     assert as_rows(rows[1:5]) == slice(1, 5) and isinstance(as_rows([4, 2]), np.ndarray)
     view = slab.gather(slice(1, 5))
-    assert all(np.shares_memory(v, slab.state[k]) for k, v in view.items())
-    new = {k: np.full_like(v, 2.0) for k, v in view.items()}
+    assert all(np.shares_memory(view[k], a) for k, a in slab.state.items())  # graph state and monitor rows
+    assert view[POSITION].tolist() == [0] * 4  # the positions, a copy
+    new = {k: np.full_like(view[k], 2.0) for k in slab.state}
     slab.scatter(slice(1, 5), new, 3)
     assert slab.position.tolist()[:6] == [0, 3, 3, 3, 3, 0]
     assert all((slab.state[k][1:5] == 2.0).all() and (slab.state[k][0] == 0).all() for k in slab.names)

@@ -12,6 +12,7 @@ from _models import copy_as, default_model_dir
 
 import eddy.runtime as runtime
 from eddy.runtime.core.errors import FailedPrecondition, InvalidInput, NotFound, ResourceExhausted, Unauthenticated
+from eddy.runtime.core.monitor import MONITOR
 from eddy.runtime.core.statecodec import ExportedState, decode_state
 from eddy.runtime.serving.batcher import Batcher
 from eddy.runtime.serving.store import MemoryStore as SessionStore
@@ -176,7 +177,8 @@ def test_close_and_reset(model, series):
     s = store.acquire(model, "s")
     _push(s, series[:7])
     store.reset(s)
-    assert s.position == 0 and not any(v.any() for v in s.state.values())
+    assert s.position == 0 and not any(s.state[k].any() for k in s.slab.names)  # zero graph state
+    assert np.array_equal(s.state[MONITOR], model.monitor.fresh(1))  # and a fresh monitor row
     _push(s, series[:3])
     store.close(s)  # the holder closes its own session
     store.release(s)  # harmless after close: not re-inserted
@@ -248,4 +250,4 @@ def test_decode_reads_the_header_without_a_model(model, series):
     _push(s, series[:4])
     info = decode_state(store.export_state(s))
     assert (info.model, info.version, info.position) == (model.name, model.version, 4)
-    assert info.state.keys() == s.state.keys()
+    assert info.state.keys() == set(s.slab.names) and np.array_equal(info.monitor, s.state[MONITOR][0])

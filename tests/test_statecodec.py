@@ -18,17 +18,19 @@ ALLOWED = (InvalidInput, Unauthenticated, PermissionDenied)  # what decode_state
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-def signed(header: object, payload: bytes = b"", keys: StateKeys = KEYS, raw_header: bytes | None = None) -> bytes:
+def signed(header: object, payload: bytes = b"", keys: StateKeys = KEYS, raw_header: bytes | None = None,
+           fmt: int = FORMAT_VERSION) -> bytes:
     """Bytes a key holder could make: any header and payload, framed and MAC'd correctly."""
     h = raw_header if raw_header is not None else json.dumps(header).encode()
-    body = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(h)) + h + payload
+    body = _PREFIX.pack(MAGIC, fmt, len(h)) + h + payload
     return body + keys.sign(body)
 
 
 def _header(m, **over: object) -> dict:
     spec = m.state_spec[0]
     h = {"model": m.name, "version": m.version, "position": 5, "tenant": "",
-         "state": [{"name": spec.name, "shape": list(spec.shape)}], "dtype": "<f4"}
+         "state": [{"name": spec.name, "shape": list(spec.shape)}], "dtype": "<f4",
+         "monitor": {"layout": m.monitor.layout, "values": 0}}
     return {**h, **over}
 
 
@@ -55,7 +57,9 @@ def test_forged_other_tenant_and_unbounded_blobs_are_refused(model):
     for over, words in (({"position": 2**64}, "position"), ({"position": MAX_POSITION + 1}, "position"),
                         ({"position": -1}, "position"), ({"position": 1.5}, "position"),
                         ({"version": 2**40}, "version"), ({"state": [{"name": "h0", "shape": [2**40, 2**40]}]}, "shape"),
-                        ({"state": []}, "state"), ({"dtype": "<f8"}, "dtype")):
+                        ({"state": []}, "state"), ({"dtype": "<f8"}, "dtype"),
+                        ({"monitor": {"layout": "x", "values": -1}}, "monitor"), ({"monitor": None}, "monitor"),
+                        ({"monitor": {"layout": "x" * 300, "values": 1}}, "monitor")):
         with pytest.raises(InvalidInput, match=words):
             decode_state(signed(_header(model, **over), payload), keys=KEYS)
     for raw in (b'{"position": Infinity}', b"[" * 100_000 + b"]" * 100_000, b"\xff\xfe", b"[1, 2]"):
@@ -79,7 +83,7 @@ def test_fuzz_random_bytes(data):
 @given(header=st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
                            lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
                                                                                         max_size=6), max_leaves=30),
-       fields=st.dictionaries(st.sampled_from(["model", "version", "position", "tenant", "state", "dtype"]),
+       fields=st.dictionaries(st.sampled_from(["model", "version", "position", "tenant", "state", "dtype", "monitor"]),
                               st.integers(-2**70, 2**70) | st.text(max_size=4) | st.lists(
                                   st.fixed_dictionaries({"name": st.text(max_size=3),
                                                          "shape": st.lists(st.integers(-3, 2**40), max_size=3)}),
@@ -117,3 +121,30 @@ def test_fuzz_mutated_blob(model, flips, cut):
         with pytest.raises(EddyError) as e:
             decode_state(data, keys=KEYS)
         assert isinstance(e.value, ALLOWED)
+
+
+def test_the_monitor_row_travels_and_format_2_still_reads(model, series):
+    """Format 3 carries the session's monitor row (online widths, live accuracy) bit for bit; format 2 bytes (no row)
+    and bytes of another monitor layout still resume, with a fresh row."""
+    from eddy.runtime.core.monitor import MONITOR
+
+    stream = model.stream()
+    stream.push(series[:50])
+    state = {k: v[None] for k, v in stream.state.items()} | {MONITOR: stream._monitor_state[None]}
+    d = decode_state(encode_state(model, 50, state, keys=KEYS), keys=KEYS)
+    assert np.array_equal(d.monitor, stream._monitor_state) and d.monitor_layout == model.monitor.layout
+    assert np.array_equal(d.for_model(model)[MONITOR][0], stream._monitor_state)
+    assert np.array_equal(decode_state(encode_state(model, 0, model.zero_state(1), keys=KEYS), keys=KEYS).monitor,
+                          model.monitor.fresh(1)[0])  # no row given: a fresh one
+    graph = b"".join(np.asarray(state[s.name], "<f4").tobytes() for s in model.state_spec)
+    v2 = {k: v for k, v in _header(model, position=50).items() if k != "monitor"}
+    v2["state"] = [{"name": s.name, "shape": list(s.shape)} for s in model.state_spec]
+    old = decode_state(signed(v2, graph, fmt=2), keys=KEYS)
+    assert old.monitor is None and old.position == 50
+    assert np.array_equal(old.for_model(model)[MONITOR][0], model.monitor.fresh(1)[0])
+    assert np.array_equal(old.for_model(model)["h0"], state["h0"])
+    other = {**v2, "monitor": {"layout": "eddy.monitor/0", "values": 2}}
+    moved = decode_state(signed(other, graph + np.zeros(2, "<f8").tobytes()), keys=KEYS)
+    assert np.array_equal(moved.for_model(model)[MONITOR][0], model.monitor.fresh(1)[0])
+    with pytest.raises(InvalidInput, match="format 1; this server reads formats 2, 3"):
+        decode_state(signed(v2, graph, fmt=1), keys=KEYS)

@@ -33,7 +33,7 @@ from .errors import FailedPrecondition, InvalidInput, ModelLoadError
 from .layout import GRAPH_FORMATS, INPUT, OUTPUT, PRECISIONS, graph_key, resolve_version_dir, state_output
 from .live import LiveFigures, LivePool, reference_figures, session_figures
 from .manifest import Manifest, StateSpec, read_manifest
-from .monitor import Forecast, Monitor
+from .monitor import MONITOR, Forecast, Monitor
 from .samples import as_samples
 
 __all__ = ["Forecast", "Model", "Stream", "load", "session_options"]
@@ -281,6 +281,38 @@ class Model:
             y, new = self._run_step(x[:, 0], state)  # [B, O]
             return y[:, None], new  # [B, 1, O]
         return self._run_sequence(x, state)  # [B, n, O]
+
+    def _run_sessions(self, x: np.ndarray, state: Mapping[str, np.ndarray], position: Any, *, sequence: bool = False,
+                     run_options: ort.RunOptions | None = None) -> tuple[np.ndarray, State, np.ndarray | None]:
+        """Advance ``B`` sessions (the graph, then their monitor): raw ``x[B, n, F]``, ``state`` the graph state
+        ``[B, *shape]`` and the monitor rows under :data:`~eddy.runtime.core.monitor.MONITOR` (fresh if absent),
+        ``position [B]`` the samples each has seen.
+
+        Returns ``(answer [B, n, O * (1 + 2L)], new state with the new monitor rows, scored errors or None)``;
+        the predictions are ``answer[..., :O]``. ``sequence`` (or ``run_options``, which makes the call stoppable
+        from another thread) runs the sequence graph, else :meth:`_advance` picks the graph. Pure: nothing given is
+        written to.
+        """
+        graph = {n: state[n] for n in self._state_names}
+        if not sequence and run_options is None:
+            y, new = self._advance(x, graph)
+        else:
+            y, new = self._run_sequence(x, graph, run_options=run_options)
+        answer, monitor, observed = self._observe(x, state, position, y)
+        if monitor is not None:
+            new[MONITOR] = monitor
+        return answer, new, observed
+
+    def _observe(self, x: np.ndarray, state: Mapping[str, np.ndarray], position: Any,
+                y: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """The monitor's part of :meth:`_run_sessions`, for predictions ``y [B, n, O]`` computed elsewhere:
+        ``(answer, new monitor rows or None, scored errors or None)``."""
+        monitor = self.monitor
+        if not monitor.width:
+            return y, None, None
+        rows = state[MONITOR] if MONITOR in state else monitor.fresh(len(x))
+        advanced = monitor.advance(rows, position, x, y)
+        return advanced.answer, advanced.block, advanced.observed
 
     def _check_state(self, state: Mapping[str, Any], batch: int | None = None) -> State:
         """Validate a state mapping; returns float32 copies ``[B, *shape]``.

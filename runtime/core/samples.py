@@ -13,9 +13,10 @@ import numpy as np
 
 from .errors import InvalidInput
 
-__all__ = ["FLOAT32_LE", "as_fleet_samples", "as_samples", "not_finite"]
+__all__ = ["FLOAT32_LE", "FLOAT64_LE", "as_fleet_samples", "as_samples", "not_finite"]
 
 FLOAT32_LE = np.dtype("<f4")  # float32, little-endian: every byte encoding of floats (wire tensors, state bytes)
+FLOAT64_LE = np.dtype("<f8")  # float64, little-endian: a session's monitor row in state bytes and store records
 
 
 def as_samples(samples: Any, n_features: int) -> np.ndarray:

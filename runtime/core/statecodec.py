@@ -4,13 +4,21 @@ Exported state lets a session move between replicas serving the same model
 version (or survive a restart). Layout, all integers little-endian::
 
     magic     4 bytes   b"EDDY"
-    format    u16       FORMAT_VERSION (2)
+    format    u16       FORMAT_VERSION (3)
     hlen      u32       length of the header
     header    hlen      UTF-8 JSON: {"model", "version", "position", "tenant",
-                        "state": [{"name", "shape"}, ...], "dtype": "<f4"}
+                        "state": [{"name", "shape"}, ...], "dtype": "<f4",
+                        "monitor": {"layout", "values"}}
     payload   ...       the state tensors in header order, float32 LE,
-                        each C-ordered with its per-stream shape
+                        each C-ordered with its per-stream shape, then the
+                        session's monitor row: ``values`` float64 LE
     mac       32 bytes  HMAC-SHA256 over everything before it
+
+The monitor row is the session's online recalibration and live accuracy
+(:mod:`eddy.runtime.core.monitor`), so a resumed session issues the intervals
+it would have issued without the move. Format 2 (no monitor row) is still
+read: such a session's monitor starts afresh, as it does when the bytes carry
+another layout than the model's.
 
 The MAC key is the server's (:class:`StateKeys`, ``eddy serve --state-key
 FILE``): only a process holding the key makes bytes another one accepts, so a
@@ -49,18 +57,21 @@ import numpy as np
 
 from .errors import FailedPrecondition, InvalidInput, PermissionDenied, Unauthenticated
 from .model import Model
-from .samples import FLOAT32_LE
+from .monitor import MONITOR
+from .samples import FLOAT32_LE, FLOAT64_LE
 
-__all__ = ["FORMAT_VERSION", "MAGIC", "MAX_POSITION", "ExportedState", "StateKeys", "decode_state", "encode_state",
-           "reseal"]
+__all__ = ["FORMAT_VERSION", "MAGIC", "MAX_POSITION", "READ_FORMATS", "ExportedState", "StateKeys", "decode_state",
+           "encode_state", "reseal"]
 
 MAGIC = b"EDDY"
-FORMAT_VERSION = 2  # 1 carried a plain sha256 (forgeable); 2 an HMAC-SHA256
+FORMAT_VERSION = 3  # 1 carried a plain sha256 (forgeable); 2 an HMAC-SHA256; 3 adds the monitor row
+READ_FORMATS = (2, 3)  # formats decode_state accepts (2: no monitor row)
 MAX_POSITION = 2**53  # samples; far past any real stream, exact in JSON and float64, far from int64 overflow
 _PREFIX = struct.Struct("<4sHI")  # magic, format version, header length
 _DIGEST = 32  # HMAC-SHA256
 _MAX_HEADER = 1 << 16  # a header is a few hundred bytes; refuse absurd lengths early
 _MIN_KEY = 32  # bytes of key material at least
+_MAX_MONITOR = 1 << 20  # values in a monitor row; a real one holds tens to hundreds
 
 
 @dataclass(frozen=True)
@@ -113,9 +124,13 @@ class ExportedState:
     position: int  # samples consumed when exported, 0..MAX_POSITION
     state: dict[str, np.ndarray]  # name -> float32 [*shape] (no batch dimension)
     tenant: str = ""  # the tenant whose session the bytes were exported from ("" without authentication)
+    monitor: np.ndarray | None = None  # float64 [K]: the session's monitor row (None: format 2)
+    monitor_layout: str = ""  # the row's layout tag (:attr:`Monitor.layout <eddy.runtime.core.monitor.Monitor.layout>`)
 
     def for_model(self, model: Model) -> dict[str, np.ndarray]:
-        """The state as ``name -> [1, *shape]`` for ``model``, after checking it fits.
+        """The state as ``name -> [1, *shape]`` for ``model``, after checking it fits, with the monitor row
+        under :data:`~eddy.runtime.core.monitor.MONITOR` (``[1, K]``; a fresh one when the bytes carry none or
+        another layout).
 
         Raises :class:`FailedPrecondition` when the bytes are for another model
         name or version, :class:`InvalidInput` when names/shapes disagree
@@ -126,12 +141,19 @@ class ExportedState:
                 f"state bytes are for model {self.model}/{self.version}, "
                 f"but this session uses {model.name}/{model.version}")
         checked = model._check_state(self.state)  # names, shapes, finiteness
-        return {k: v[None] for k, v in checked.items()}  # [1, *shape]
+        out = {k: v[None] for k, v in checked.items()}  # [1, *shape]
+        monitor = model.monitor
+        if monitor.width:
+            same = self.monitor is not None and self.monitor_layout == monitor.layout and \
+                len(self.monitor) == monitor.width
+            out[MONITOR] = self.monitor[None].copy() if same else monitor.fresh(1)  # type: ignore[index]
+        return out
 
 
 def encode_state(model: Model, position: int, state: Mapping[str, np.ndarray], *, keys: StateKeys | None = None,
                  tenant: str = "") -> bytes:
-    """Serialise and sign one stream's state (``name -> [1, *shape]`` or ``[*shape]``)."""
+    """Serialise and sign one stream's state (``name -> [1, *shape]`` or ``[*shape]``), with its monitor row
+    under :data:`~eddy.runtime.core.monitor.MONITOR` (``[1, K]`` or ``[K]``; a fresh row when absent)."""
     if not 0 <= position <= MAX_POSITION:
         raise InvalidInput(f"position {position} is outside 0..{MAX_POSITION}")
     specs, chunks = [], []
@@ -139,8 +161,13 @@ def encode_state(model: Model, position: int, state: Mapping[str, np.ndarray], *
         a = np.asarray(state[s.name], dtype=FLOAT32_LE).reshape(s.shape)  # [*shape]
         specs.append({"name": s.name, "shape": list(s.shape)})
         chunks.append(np.ascontiguousarray(a).tobytes())
+    monitor = model.monitor
+    row = state[MONITOR] if MONITOR in state else monitor.fresh(1)
+    chunks.append(np.ascontiguousarray(np.asarray(row, FLOAT64_LE).reshape(monitor.width)).tobytes())
     header = json.dumps({"model": model.name, "version": model.version, "position": int(position),
-                         "tenant": tenant, "state": specs, "dtype": FLOAT32_LE.str}, separators=(",", ":")).encode()
+                         "tenant": tenant, "state": specs, "dtype": FLOAT32_LE.str,
+                         "monitor": {"layout": monitor.layout, "values": monitor.width}},
+                        separators=(",", ":")).encode()
     body = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(header)) + header + b"".join(chunks)
     return body + (keys or _PROCESS_KEYS).sign(body)
 
@@ -158,26 +185,29 @@ def decode_state(data: bytes, *, keys: StateKeys | None = None, tenant: str | No
         raise InvalidInput("state bytes are not eddy session state (bad magic or too short)")
     body, mac = data[:-_DIGEST], data[-_DIGEST:]
     _, fmt, hlen = _PREFIX.unpack_from(body)
-    if fmt != FORMAT_VERSION:
-        raise InvalidInput(f"state bytes use format {fmt}; this server reads format {FORMAT_VERSION}")
+    if fmt not in READ_FORMATS:
+        raise InvalidInput(f"state bytes use format {fmt}; this server reads formats "
+                           f"{', '.join(map(str, READ_FORMATS))}")
     if not (keys or _PROCESS_KEYS).verify(body, mac):
         raise Unauthenticated("state bytes are not signed by this server's state key (forged, altered, "
                               "corrupted, or made by a server with another --state-key)")
     if hlen > _MAX_HEADER or _PREFIX.size + hlen > len(body):
         raise InvalidInput("state bytes are malformed (header length out of range)")
-    name, version, position, owner, specs = _header(body[_PREFIX.size:_PREFIX.size + hlen])
+    name, version, position, owner, specs, layout, values = _header(body[_PREFIX.size:_PREFIX.size + hlen], fmt)
     if tenant is not None and owner != tenant:
         raise PermissionDenied("state bytes belong to another tenant")
     payload = memoryview(body)[_PREFIX.size + hlen:]
     sizes = [math.prod(shape) * 4 for _, shape in specs]
-    if sum(sizes) != len(payload):
+    if sum(sizes) + 8 * values != len(payload):
         raise InvalidInput(f"state bytes are malformed (payload is {len(payload)} bytes, "
-                           f"header describes {sum(sizes)})")
+                           f"header describes {sum(sizes) + 8 * values})")
     state, offset = {}, 0
     for (sname, shape), size in zip(specs, sizes):
         state[sname] = np.frombuffer(payload[offset:offset + size], dtype=FLOAT32_LE).reshape(shape).astype(np.float32)
         offset += size
-    return ExportedState(model=name, version=version, position=position, state=state, tenant=owner)
+    monitor = np.frombuffer(payload[offset:], dtype=FLOAT64_LE).astype(np.float64) if fmt >= 3 else None
+    return ExportedState(model=name, version=version, position=position, state=state, tenant=owner, monitor=monitor,
+                         monitor_layout=layout)
 
 
 def reseal(data: bytes, *, keys: StateKeys | None = None, tenant: str = "") -> bytes:
@@ -186,16 +216,16 @@ def reseal(data: bytes, *, keys: StateKeys | None = None, tenant: str = "") -> b
     Raises like :func:`decode_state` if ``data`` is not this process's bytes.
     """
     decode_state(data)  # verifies the process key and every field
-    _, _, hlen = _PREFIX.unpack_from(data)
+    _, fmt, hlen = _PREFIX.unpack_from(data)
     header = json.loads(data[_PREFIX.size:_PREFIX.size + hlen])
     header["tenant"] = tenant
     raw = json.dumps(header, separators=(",", ":")).encode()
-    body = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(raw)) + raw + data[_PREFIX.size + hlen:-_DIGEST]
+    body = _PREFIX.pack(MAGIC, fmt, len(raw)) + raw + data[_PREFIX.size + hlen:-_DIGEST]  # the format it was in
     return body + (keys or _PROCESS_KEYS).sign(body)
 
 
-def _header(raw: bytes) -> tuple[str, int, int, str, Sequence[tuple[str, tuple[int, ...]]]]:
-    """The header's fields, every one type- and range-checked (InvalidInput otherwise)."""
+def _header(raw: bytes, fmt: int) -> tuple[str, int, int, str, Sequence[tuple[str, tuple[int, ...]]], str, int]:
+    """The header's fields, every one type- and range-checked (InvalidInput otherwise); format 2 has no monitor."""
     def bad(why: str) -> InvalidInput:
         return InvalidInput(f"state bytes are malformed (header: {why})")
 
@@ -226,4 +256,11 @@ def _header(raw: bytes) -> tuple[str, int, int, str, Sequence[tuple[str, tuple[i
         specs.append((sp["name"], tuple(shape)))
     if len({n for n, _ in specs}) != len(specs):
         raise bad("duplicate state names")
-    return name, version, position, owner, specs  # type: ignore[return-value]
+    layout, values = "", 0
+    if fmt >= 3:
+        mon = h.get("monitor")
+        if not isinstance(mon, dict) or not isinstance(mon.get("layout"), str) or len(mon["layout"]) > 256 \
+                or type(mon.get("values")) is not int or not 0 <= mon["values"] <= _MAX_MONITOR:
+            raise bad(f"monitor must be {{layout: text, values: 0..{_MAX_MONITOR}}}")
+        layout, values = mon["layout"], mon["values"]
+    return name, version, position, owner, specs, layout, values  # type: ignore[return-value]

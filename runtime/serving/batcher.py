@@ -150,8 +150,10 @@ class Batcher:
         self._flying: set[Session] = set()  # ... and their sessions (none of them may join another batch)
         self._writes: set[asyncio.Future[dict[int, EddyError]]] = set()  # run_rows' durable writes in progress
 
-    async def run(self, session: Session, x: np.ndarray, *, alone: bool = False) -> np.ndarray:
-        """Advance ``session`` by raw samples ``x[n, F]``; returns raw ``y[n, O]``.
+    async def run(self, session: Session, x: np.ndarray, *, alone: bool = False, bounds: bool = False) -> np.ndarray:
+        """Advance ``session`` by raw samples ``x[n, F]``; returns raw ``y[n, O]`` or, with ``bounds``, the whole
+        answer ``[n, O * (1 + 2L)]``: the predictions, then each calibrated level's lower and upper bounds
+        (:meth:`Slab.advance <eddy.runtime.serving.slab.Slab.advance>`).
 
         ``x`` must already be validated (finite float32, see
         :func:`eddy.runtime.core.samples.as_samples`); a wrong shape raises
@@ -171,16 +173,18 @@ class Batcher:
             raise InvalidInput(f"samples must be shaped [n >= 1, {model.n_features}], got {list(x.shape)}")
         x = x.astype(np.float32, copy=False)
         if (alone or not self.enabled) and not self._pending and x.size <= self.offload_values and self.commit is None:
-            return self._run_now(session, x)  # nothing queued, nobody to batch with: no task, no loop turn
-        if (alone or not self.enabled) and not self._pending and x.size <= self.offload_values \
+            answer = self._run_now(session, x)  # nothing queued, nobody to batch with: no task, no loop turn
+        elif (alone or not self.enabled) and not self._pending and x.size <= self.offload_values \
                 and session not in self._flying:
-            return await self._run_durable(session, x)  # the same with a durable store: one write, then answer
-        loop = asyncio.get_running_loop()
-        request = _Request(session, x, loop.create_future(), now)
-        self._pending.append(request)
-        if self._drainer is None or self._drainer.done():
-            self._drainer = loop.create_task(self._drain())
-        return await request.future
+            answer = await self._run_durable(session, x)  # the same with a durable store: one write, then answer
+        else:
+            loop = asyncio.get_running_loop()
+            request = _Request(session, x, loop.create_future(), now)
+            self._pending.append(request)
+            if self._drainer is None or self._drainer.done():
+                self._drainer = loop.create_task(self._drain())
+            answer = await request.future
+        return answer if bounds else answer[:, :model.n_targets]
 
     async def run_rows(self, sessions: Sequence[Session], rows: np.ndarray | slice,
                        x: np.ndarray) -> tuple[np.ndarray, dict[int, EddyError]]:
@@ -196,8 +200,11 @@ class Batcher:
         waits for other sessions' steps nor holds them up. Durable stores:
         one write for the B sessions before anything changes in memory.
 
-        Returns raw ``y[B, k, O]`` and the sessions (by index) whose durable
-        write the store refused; the others advanced by k (one
+        Returns the answer ``[B, k, O * (1 + 2L)]`` (raw predictions
+        ``[..., :O]``, then each calibrated level's bounds, as
+        :meth:`Slab.advance <eddy.runtime.serving.slab.Slab.advance>`) and
+        the sessions (by index) whose durable write the store refused; the
+        others advanced by k (one
         :meth:`Slab.scatter <eddy.runtime.serving.slab.Slab.scatter>`).
         Cancelled before the write, nothing changed; a write that started is
         finished and applied (it stands): :meth:`settled` waits for it.
@@ -207,11 +214,11 @@ class Batcher:
         state = slab.gather(rows)  # a copy, or views of rows only this caller writes (safe in the worker thread)
         t1 = perf_counter_ns()
         if x.size <= self.offload_values:
-            y, new = _steps(slab.model, x, state, self.row_batch)
+            y, new = _fleet_step(slab, x, state, self.row_batch)
         else:
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(1, thread_name_prefix="eddy-batcher")
-            y, new = await asyncio.get_running_loop().run_in_executor(self._executor, _steps, slab.model, x, state,
+            y, new = await asyncio.get_running_loop().run_in_executor(self._executor, _fleet_step, slab, x, state,
                                                                       self.row_batch)
         phases = (t1 - t0, perf_counter_ns() - t1)
         if self.commit is None:
@@ -434,10 +441,10 @@ class Batcher:
             return _run(slab, rows, xs)
         if self._executor is None:
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="eddy-batcher")
-        state = slab.gather(rows) if len(rows) > 1 else slab.read(rows[0])  # on the loop thread: a copy
+        state = slab.gather(rows, copy=True)  # on the loop thread: a copy
         x = _stack(xs)
         t1 = perf_counter_ns()
-        y, new = await asyncio.get_running_loop().run_in_executor(self._executor, slab.model._advance, x, state)
+        y, new = await asyncio.get_running_loop().run_in_executor(self._executor, slab.advance, x, state)
         return y, new, t1
 
     async def _write_rows(self, sessions: Sequence[Session], rows: np.ndarray | slice, new: _State,
@@ -489,8 +496,14 @@ def _run(slab: Slab, rows: list[int], xs: list[np.ndarray]) -> tuple[np.ndarray,
     """
     state, x = slab.gather(rows), _stack(xs)  # gather: [B, *shape] (a view of the row when B == 1)
     t1 = perf_counter_ns()
-    y, new = slab.model._advance(x, state)  # y [B, n, O], state [B, *shape]
+    y, new = slab.advance(x, state)  # the answer [B, n, O * (1 + 2L)] (predictions, bounds), the new state
     return y, new, t1
+
+
+def _fleet_step(slab: Slab, x: np.ndarray, gathered: _State, max_batch: int) -> tuple[np.ndarray, _State]:
+    """A fleet's k samples as k step-graph calls (:func:`_steps`), then the sessions' monitor: (answer, new)."""
+    y, new = _steps(slab.model, x, {n: gathered[n] for n in slab.names}, max_batch)
+    return slab.observe(x, gathered, y, new)
 
 
 def _steps(model: Model, x: np.ndarray, state: _State, max_batch: int) -> tuple[np.ndarray, _State]:

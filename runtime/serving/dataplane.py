@@ -24,7 +24,7 @@ from time import perf_counter_ns
 import numpy as np
 
 from ..core.errors import FailedPrecondition, InvalidInput, ResourceExhausted
-from ..core.model import Model
+from ..core.model import Forecast, Model
 from ..core.statecodec import MAX_POSITION, ExportedState, StateKeys, decode_state, encode_state, reseal
 from .batcher import OFFLOAD_VALUES, Batcher
 from .config import ServeConfig
@@ -203,21 +203,42 @@ class DataPlane:
         limit = self.config.max_message_bytes
         return min(limit, client_limit) if client_limit else limit
 
-    def check_answer(self, model: Model, n: int, client_limit: int | None = None, *, extra: int = 0) -> None:
+    def check_answer(self, model: Model, n: int, client_limit: int | None = None, *, extra: int = 0,
+                     levels: int = 0) -> None:
         """RESOURCE_EXHAUSTED if the answer to ``n`` samples could not be delivered (checked before any step).
 
-        ``extra``: bytes the answer carries besides the outputs (a fleet's per-session offsets).
+        ``extra``: bytes the answer carries besides the outputs (a fleet's per-session offsets); ``levels``:
+        intervals it carries (a lower and an upper bound per output each, and their framing).
         """
         limit = self.response_limit(client_limit)
-        size = n * model.n_targets * 4 + FRAMING_BYTES + extra  # float32 outputs
+        per_sample = model.n_targets * 4 * (1 + 2 * levels)  # float32 outputs, then lower and upper per level
+        framing = FRAMING_BYTES * (1 + levels) + extra
+        size = n * per_sample + framing
         if size > limit:
-            most = max(0, (limit - FRAMING_BYTES - extra) // (model.n_targets * 4))
+            most = max(0, (limit - framing) // per_sample)
             raise ResourceExhausted(f"the answer to {n} samples would take {size} bytes, over the {limit}-byte "
                                     f"message limit; send at most {most} samples per message")
 
     async def push(self, session: Session, x: np.ndarray, *, client_limit: int | None = None,
                    alone: bool | None = None) -> np.ndarray:
         """Advance ``session`` by validated raw samples ``x[n, F]``; returns raw ``y[n, O]``.
+
+        :meth:`forecast` is the same step answered with intervals.
+        """
+        answer = await self.advance(session, x, client_limit=client_limit, alone=alone)
+        return answer[:, :session.model.n_targets]
+
+    async def forecast(self, session: Session, x: np.ndarray, index: tuple[int, ...], *,
+                       client_limit: int | None = None, alone: bool | None = None) -> Forecast:
+        """:meth:`push`, answered with the intervals of the calibrated levels at ``index``
+        (:meth:`Model._interval_index <eddy.runtime.core.model.Model._interval_index>`, checked before anything runs)."""
+        answer = await self.advance(session, x, client_limit=client_limit, alone=alone, levels=len(index))
+        return session.model._forecast(answer, index)
+
+    async def advance(self, session: Session, x: np.ndarray, *, client_limit: int | None = None,
+                      alone: bool | None = None, levels: int = 0) -> np.ndarray:
+        """The step under :meth:`push` and :meth:`forecast`: returns the answer ``[n, O * (1 + 2L)]`` (raw
+        predictions ``[:, :O]``, then each calibrated level's lower and upper bounds).
 
         An answer larger than :meth:`response_limit` is refused before the
         step runs, so the session never advances past an answer the caller
@@ -231,16 +252,16 @@ class DataPlane:
         """
         stats, t0 = self.stats.of(session.model), perf_counter_ns()
         try:
-            self.check_answer(session.model, len(x), client_limit)
+            self.check_answer(session.model, len(x), client_limit, levels=levels)
             if session.position + len(x) > MAX_POSITION:  # positions are bounded (state bytes carry them)
                 raise FailedPrecondition(f"session {session.id} would pass position {MAX_POSITION}; RESET it or "
                                          "start a new session")
             if len(x) > 1 and x.size > OFFLOAD_VALUES:
-                y = await self.lane.advance(session, x, self.batcher.commit, stats)
+                y = await self.lane.advance(session, x, self.batcher.commit, stats, bounds=True)
             else:
                 if alone is None:
                     alone = self._sessions.busy_count <= 1  # 1 stream: no batch to wait for
-                y = await self.batcher.run(session, x, alone=alone)
+                y = await self.batcher.run(session, x, alone=alone, bounds=True)
         except BaseException:
             stats.finished(False, perf_counter_ns() - t0)
             raise
@@ -285,7 +306,10 @@ class DataPlane:
 
             def work(options: object = None) -> tuple[np.ndarray, list[bytes]]:
                 c0 = perf_counter_ns()
-                y, final = model._run_sequence(x, state, run_options=options)  # [B, T, O]
+                answer, final, observed = model._run_sessions(x, state, positions, sequence=True,
+                                                             run_options=options)  # [B, T, W]
+                y = answer[:, :, :model.n_targets]  # [B, T, O]
+                model.live.add(observed)
                 c1 = perf_counter_ns()
                 blobs = [encode_state(model, positions[i] + t, {k: v[i] for k, v in final.items()}, keys=keys,
                                       tenant=tenant) for i in range(b)]

@@ -75,6 +75,8 @@ class FleetAnswer:
     y: np.ndarray  # [N, k, O] float32, raw units; NaN rows for failed entries
     offsets: np.ndarray  # [N] int64: each session's position before the message (0 for one never opened)
     errors: dict[int, EddyError]  # row -> why it failed, ascending rows; its session is unchanged
+    bounds: np.ndarray | None = None  # [N, k, 2 * L * O] float32: per calibrated level, lower [O] then upper [O]
+    # (Model.forecast splits them); None when the model has no calibration; NaN rows for failed entries
 
 
 class Fleet:
@@ -171,7 +173,8 @@ class Fleet:
             if offsets.max() <= MAX_POSITION - k:
                 y, failed = await batcher.run_rows(sessions, rows, x)
                 if not failed:
-                    return FleetAnswer(y, offsets, {})
+                    o = self.model.n_targets
+                    return FleetAnswer(y[..., :o], offsets, {}, y[..., o:] if y.shape[-1] > o else None)
                 return self._answer(n, k, [(np.arange(n), offsets, y, failed)], {})
         errors: dict[int, EddyError] = {}
         runs = []
@@ -193,8 +196,9 @@ class Fleet:
 
     def _answer(self, n: int, k: int, runs: list[tuple[np.ndarray, np.ndarray, np.ndarray, dict[int, EddyError]]],
                 errors: dict[int, EddyError]) -> FleetAnswer:
-        """Assemble the answer of ``runs`` (message rows, positions before, y, failed) and entry ``errors``."""
-        y = np.full((n, k, self.model.n_targets), np.nan, np.float32)  # [N, k, O]
+        """Assemble the answer of ``runs`` (message rows, positions before, answers, failed) and entry ``errors``."""
+        o, width = self.model.n_targets, self.model.n_targets * (1 + 2 * len(self.model.interval_levels))
+        y = np.full((n, k, width), np.nan, np.float32)  # [N, k, W]: predictions, then bounds
         offsets = np.zeros(n, np.int64)
         for where, position, out, failed in runs:
             for i, e in failed.items():
@@ -206,7 +210,7 @@ class Fleet:
             s = self._sessions[i]
             if s is not None:
                 offsets[i] = s.position
-        return FleetAnswer(y, offsets, dict(sorted(errors.items())))
+        return FleetAnswer(y[..., :o], offsets, dict(sorted(errors.items())), y[..., o:] if width > o else None)
 
     def _checked_roster(self, session_ids: Sequence[str]) -> list[str]:
         """The message's ids (the roster itself when unchanged); an id named twice refuses the message."""

@@ -57,8 +57,9 @@ class Lane:
             raise
 
     async def advance(self, session: Session, x: np.ndarray, commit: Commit | None = None,
-                      stats: ModelStats | None = None) -> np.ndarray:
-        """Advance ``session`` by raw ``x[n, F]`` (alone, batch 1, sequence graph); returns raw ``y[n, O]``.
+                      stats: ModelStats | None = None, *, bounds: bool = False) -> np.ndarray:
+        """Advance ``session`` by raw ``x[n, F]`` (alone, batch 1, sequence graph); returns raw ``y[n, O]`` or, with
+        ``bounds``, the whole answer (:meth:`Batcher.run <eddy.runtime.serving.batcher.Batcher.run>`).
 
         The session changes only if the call succeeded and its caller is
         still waiting; with a durable store, ``commit`` writes the new state
@@ -66,9 +67,10 @@ class Lane:
         ``stats`` gets the call (its infer phase includes the thread hop).
         """
         t0 = perf_counter_ns()
-        model, state = session.model, session.state  # state: a copy taken on the loop thread, [1, *shape]
+        slab = session.slab
+        state = slab.gather([session.row], copy=True)  # a copy taken on the loop thread, [1, *shape]
         t1 = perf_counter_ns()
-        y, new = await self.call(lambda options: model._run_sequence(x[None], state, run_options=options))
+        y, new = await self.call(lambda options: slab.advance(x[None], state, options))
         t2 = perf_counter_ns()
         output_ns = 0
         try:
@@ -82,7 +84,7 @@ class Lane:
         finally:
             if stats is not None:
                 stats.executed(1, len(x), input_ns=t1 - t0, infer_ns=t2 - t1, output_ns=output_ns)
-        return y[0]  # [n, O]
+        return y[0] if bounds else y[0][:, :session.model.n_targets]  # [n, O]
 
     def close(self) -> None:
         """Stop the thread (after the server stopped serving)."""

@@ -39,6 +39,7 @@ import numpy as np
 
 from ..core.errors import EddyError, InvalidInput, ResourceExhausted
 from ..core.model import Model
+from ..core.monitor import MONITOR
 from ..core.statecodec import ExportedState, encode_state
 from .config import ServeConfig
 
@@ -84,12 +85,19 @@ class Session:
 
     @property
     def state(self) -> dict[str, np.ndarray]:
-        """A copy of the state: name -> ``[1, *shape]`` float32."""
+        """A copy of the state: name -> ``[1, *shape]`` float32, and the monitor row under ``MONITOR`` (float64)."""
         return self.slab.read(self.row)
 
     @state.setter
     def state(self, value: dict[str, np.ndarray]) -> None:
-        checked = self.model._check_state({k: np.asarray(v).reshape(v.shape[1:]) for k, v in value.items()})
+        """Set the graph state (checked); the monitor row too when ``value`` has one under ``MONITOR``."""
+        monitor = value.get(MONITOR)
+        checked: dict[str, np.ndarray] = self.model._check_state(
+            {k: np.asarray(v).reshape(v.shape[1:]) for k, v in value.items() if k != MONITOR})
+        if monitor is None:
+            monitor = self.slab.state[MONITOR][self.row] if MONITOR in self.slab.state else None
+        if monitor is not None:
+            checked[MONITOR] = np.array(monitor, np.float64)
         self.slab.write(self.row, checked, self.position, float(self.slab.touched[self.row]))
 
     def __repr__(self) -> str:

@@ -228,8 +228,7 @@ class RedisStore(SessionStore):
         self.stats.closed += 1
 
     async def restart(self, session: Session) -> None:
-        zero = {n: np.zeros((1, *a.shape[1:]), np.float32) for n, a in session.slab.view(session.row).items()}
-        errors = await self.commit([session], zero, [-session.position])
+        errors = await self.commit([session], session.slab.fresh(1), [-session.position])
         if errors[0] is not None:
             raise errors[0]
         session.slab.write(session.row, None, 0, 0.0)
@@ -260,7 +259,7 @@ class RedisStore(SessionStore):
 
     async def commit(self, sessions: Sequence[Session], new: dict[str, np.ndarray],
                      advance: Sequence[int]) -> list[EddyError | None]:
-        blobs = Slab.batch_to_bytes(new, sessions[0].slab.names)
+        blobs = sessions[0].slab.batch_to_bytes(new)
         head = struct.Struct(lua.RECORD)
         packed = []
         for s, blob, n in zip(sessions, blobs, advance):
