@@ -179,19 +179,28 @@ def test_the_kernels_agree_bit_for_bit_at_any_batch_size(config: tuple, monkeypa
         y = (x[:, :, :1].repeat(o, axis=2) + rng.normal(0, 0.6, (b, n, o))).astype(np.float32)
         y[rng.integers(0, b), 0, 0] = np.nan if rng.random() < 0.3 else y[0, 0, 0]
         monkeypatch.setattr(monitor_module, "_SMALL_BATCH", 10**9)
-        floats = mon.advance(block, pos, x, y)
+        floats = mon.advance(block, pos, x, y)  # one by one on floats (a chunk: the chunk path)
         monkeypatch.setattr(monitor_module, "_SMALL_BATCH", 0)
-        lanes = mon.advance(block, pos, x, y)
-        assert np.array_equal(floats.block, lanes.block, equal_nan=True)
+        lanes = mon.advance(block, pos, x, y)  # numpy lanes, sample by sample
+        same = _equal if n == 1 else _close  # chunks: the same intervals; figures up to summation order
         assert np.array_equal(floats.answer, lanes.answer, equal_nan=True)
+        assert same(floats.block, lanes.block)
         assert (floats.observed is None) == (lanes.observed is None)
         if floats.observed is not None:
-            assert np.array_equal(floats.observed, lanes.observed, equal_nan=True)
+            assert same(floats.observed, lanes.observed)
         for i in (0, b // 2, b - 1):  # alone in its batch
             alone = mon.advance(block[i:i + 1], pos[i:i + 1], x[i:i + 1], y[i:i + 1])
-            assert np.array_equal(alone.block[0], lanes.block[i], equal_nan=True)
+            assert same(alone.block[0], lanes.block[i])
             assert np.array_equal(alone.answer[0], lanes.answer[i], equal_nan=True)
         block, pos = lanes.block, pos + n
+
+
+def _equal(a: np.ndarray, b: np.ndarray) -> bool:
+    return bool(np.array_equal(a, b, equal_nan=True))
+
+
+def _close(a: np.ndarray, b: np.ndarray) -> bool:
+    return bool(np.allclose(a, b, rtol=1e-10, atol=1e-12, equal_nan=True))
 
 
 def test_scores_wait_for_the_horizon() -> None:
@@ -256,3 +265,32 @@ def test_drift_alarm_on_a_frozen_sensor_one_log_line(model: runtime.Model, serie
     lines = [r.getMessage() for r in caplog.records if r.name == "eddy.drift"]
     assert len(lines) == 1 and lines[0].startswith("drift model=sunspots/1 ") and f"limit={CUSUM_LIMIT:g}" in lines[0]
     assert session_figures(fresh.monitor, s._monitor_state).drift
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: "-".join(map(str, c)))
+def test_a_chunk_issues_the_intervals_of_its_samples_one_by_one(config: tuple) -> None:
+    """A chunk moves the widths sample by sample with the same operations (same bits for the same predictions) and
+    computes the live figures over the chunk at once (the same up to summation order)."""
+    o, observed, extra, levels, h, season, space = config
+    mon = Monitor(_manifest(o, observed, extra, levels, h, season, space))
+    rng = np.random.default_rng(2)
+    f = len(observed) - observed.count(False) + extra
+    n = 40
+    x = rng.uniform(0.5, 3.0, (1, n, f)).astype(np.float32)
+    y = (x[:, :, :1].repeat(o, axis=2) + rng.normal(0, 0.6, (1, n, o))).astype(np.float32)
+    y[0, 7, 0] = np.nan  # a non-finite prediction is never scored
+    for p0 in (0, 3):
+        block = mon.fresh(1)
+        for k in range(5):
+            block = mon.advance(block, p0 + k, x[:, k:k + 1], y[:, k:k + 1]).block
+        one, answers, scored = block, [], []
+        for k in range(5, n):
+            a = mon.advance(one, p0 + k, x[:, k:k + 1], y[:, k:k + 1])
+            one = a.block
+            answers.append(a.answer[0, 0])
+            scored.append(None if a.observed is None else a.observed[0, 0])
+        chunk = mon.advance(block, p0 + 5, x[:, 5:], y[:, 5:])
+        assert np.array_equal(chunk.answer[0], np.array(answers), equal_nan=True)
+        np.testing.assert_allclose(chunk.block[0], one[0], rtol=1e-10, atol=1e-12)
+        if chunk.observed is not None:
+            np.testing.assert_allclose(chunk.observed[0], np.array(scored), rtol=1e-10, atol=1e-12)

@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from .calibration import FLOOR, GAMMA, WINDOW, Calibration
+from .calibration import FLOOR, GAMMA, WINDOW, Calibration, bounds
 from .manifest import Manifest
 
 __all__ = ["CUSUM_CAP", "CUSUM_K", "CUSUM_LIMIT", "LAYOUT", "MONITOR", "PREDICTORS", "Monitor", "Advanced",
@@ -143,41 +143,6 @@ class _ArrayOps:
     isfinite = staticmethod(np.isfinite)
     maximum = staticmethod(np.maximum)
     minimum = staticmethod(np.minimum)
-
-    @staticmethod
-    def f32(v: np.ndarray) -> np.ndarray:
-        return v.astype(np.float32)
-
-
-_F32 = memoryview(bytearray(4)).cast("f")
-
-
-class _FloatOps:
-    """The same operations on Python floats (one lane = one session): the same IEEE results, much less overhead.
-    Inputs reaching maximum/minimum are finite, where numpy's and these agree."""
-
-    @staticmethod
-    def where(c: bool, a: float, b: float) -> float:
-        return a if c else b
-
-    isfinite = staticmethod(math.isfinite)
-
-    @staticmethod
-    def maximum(a: float, b: float) -> float:
-        return a if a > b else b
-
-    @staticmethod
-    def minimum(a: float, b: float) -> float:
-        return a if a < b else b
-
-    @staticmethod
-    def f32(v: float) -> float:
-        """Rounded to float32 as numpy's cast rounds (to nearest; past float32's range: infinity)."""
-        try:
-            _F32[0] = v
-        except OverflowError:
-            return math.copysign(math.inf, v)
-        return _F32[0]
 
 
 _SMALL_BATCH = 16  # up to this many sessions run one by one on Python floats (cheaper than numpy's per-call cost)
@@ -281,19 +246,19 @@ class Monitor:
         if b <= _SMALL_BATCH:
             width, e = answer.shape[2], self.n_observed
             for i in range(b):
+                if n > 1:  # a chunk: the widths sample by sample, the rest over the whole chunk at once
+                    new[i], answer[i], out_i = self._chunk(new[i], int(pos[i]), x[i], y[i])
+                    if observed is not None:
+                        observed[i] = out_i
+                    continue
                 row, p = new[i].tolist(), int(pos[i])
-                xs, ys = x[i].tolist(), y[i].tolist()
-                a_rows, o_rows = [], []
-                for k in range(n):
-                    a, out = [0.0] * width, [math.nan] * e
-                    self._sample_floats(row, p + k, xs[k], ys[k], a, out)
-                    a_rows.append(a)
-                    o_rows.append(out)
+                a, out = [0.0] * width, [math.nan] * e
+                self._sample_floats(row, p, x[i, 0].tolist(), y[i, 0].tolist(), a, out)
                 new[i] = row
                 if lv:
-                    answer[i] = a_rows
+                    answer[i, 0] = a
                 if observed is not None:
-                    observed[i] = o_rows
+                    observed[i, 0] = out
         else:
             state, a_cols = _Columns(new), None
             for k in range(n):
@@ -400,8 +365,7 @@ class Monitor:
                     else:
                         grow = 1.0 + w
                         lo, hi = yj / grow, yj * grow
-                    lo, hi = ops.f32(lo), ops.f32(hi)
-                    answer[o + 2 * li * o + j] = lo
+                    answer[o + 2 * li * o + j] = lo  # the answer is float32: rounded there, as numpy casts
                     answer[o + (2 * li + 1) * o + j] = hi
                     jo = self.observed.index(j) if j in self.observed else -1
                     if jo >= 0:
@@ -500,16 +464,15 @@ class Monitor:
             del nan
         answer[:o] = yk
         if lv:
-            w_at, lo_at, hi_at, f32, relative = self._w_at, self._lo_at, self._hi_at, _FloatOps.f32, \
-                self.space != "absolute"
+            w_at, lo_at, hi_at, relative = self._w_at, self._lo_at, self._hi_at, self.space != "absolute"
             for li in range(lv):
                 for j in range(o):
                     w, yj = s[w_at + li * o + j], yk[j]
                     if relative:
                         grow = 1.0 + w
-                        lo, hi = f32(yj / grow), f32(yj * grow)
+                        lo, hi = yj / grow, yj * grow
                     else:
-                        lo, hi = f32(yj - w), f32(yj + w)
+                        lo, hi = yj - w, yj + w
                     answer[o + 2 * li * o + j] = lo
                     answer[o + (2 * li + 1) * o + j] = hi
                     jo = self._slot_of.get(j, -1)
@@ -521,3 +484,150 @@ class Monitor:
             pred = self._pred_at + slot * ob
             for jo, j in enumerate(self.observed):
                 s[pred + jo] = yk[j]
+
+    def _chunk(self, row: np.ndarray, p0: int, x: np.ndarray,
+               y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """One session takes ``n`` samples at once (``x [n, F]``, ``y [n, O]``): ``(new row, answer [n, W],
+        observed [n, E])``.
+
+        The widths move sample by sample on Python floats, with exactly the operations of :meth:`_sample_floats`,
+        so the intervals are bit for bit those of the same samples pushed one by one (given the same
+        predictions). The errors, their exponentially weighted means and the drift statistics are computed over
+        the whole chunk at once in numpy: the same figures, up to the last bits (summation order).
+        """
+        o, lv, ob, h, r, pp, season = self._o, self._l, self._ob, self.horizon, self._r, self._p, self.season
+        n = len(x)
+        s = np.array(row, np.float64)
+        w = s[self._w_at:self._w_at + lv * o].reshape(lv, o).tolist()  # [L][O]
+        w_used = np.empty((n, lv, o))  # the widths each sample's intervals are issued with
+        yall = y.astype(np.float64)  # [n, O]
+        if not ob:
+            w_used[:] = np.asarray(w).reshape(lv, o)
+            return s, self._answer(y, yall, w_used), None
+        pos = p0 + np.arange(n)  # [n]
+        actual = x[:, self._features].astype(np.float64)  # [n, O']
+        yo = yall[:, self.observed]  # [n, O'] the forecasts of the observed targets
+        pred = s[self._pred_at:self._pred_at + h * ob].reshape(h, ob)
+        hist = s[self._hist_at:self._hist_at + r * ob].reshape(r, ob)
+        made = np.concatenate([pred[(p0 + np.arange(min(h, n))) % h], yo[:max(n - h, 0)]])  # [n, O'] forecast of t
+
+        def back(lag: int) -> np.ndarray:  # the actual lag samples before each one, from the chunk or the history
+            early = hist[(p0 + np.arange(min(lag, n)) - lag) % r]
+            return np.concatenate([early, actual[:max(n - lag, 0)]])
+
+        valid = (pos >= h) & np.isfinite(made).all(axis=1)  # [n]
+        errors = [actual - made, actual - back(h)]  # [n, O'] each
+        ok = [valid, valid]
+        if season:
+            errors.append(actual - back(season))
+            ok.append(pos >= season)
+        # the widths, sample by sample (see _sample_floats)
+        lo_ring = s[self._lo_at:self._lo_at + h * lv * ob].reshape(h, lv, ob).tolist()
+        hi_ring = s[self._hi_at:self._hi_at + h * lv * ob].reshape(h, lv, ob).tolist()
+        relative = self.space != "absolute"
+        valid_list, actual_list, yo_list = valid.tolist(), actual.tolist(), yo.tolist()
+        nan, observed_ = math.nan, list(enumerate(self.observed))
+        hit_list: list[float] = []  # [n * L * O'] flat: 1 covered, 0 missed, NaN not scored
+        w_list: list[float] = []  # [n * L * O] flat: the widths each sample's intervals are issued with
+        for t in range(n):
+            slot = (p0 + t) % h
+            if lv and valid_list[t]:
+                a_t, lo_s, hi_s = actual_list[t], lo_ring[slot], hi_ring[slot]
+                for li in range(lv):
+                    up, down, floor, wl, lo_l, hi_l = self._up[li], self._down[li], self._floor[li], w[li], \
+                        lo_s[li], hi_s[li]
+                    for jo, j in observed_:
+                        covered = lo_l[jo] <= a_t[jo] <= hi_l[jo]
+                        hit_list.append(1.0 if covered else 0.0)
+                        v = wl[j] * (down if covered else up)
+                        wl[j] = v if v > floor[jo] else floor[jo]
+            elif lv:
+                hit_list.extend([nan] * (lv * ob))
+            if lv:
+                y_t, lo_s, hi_s = yo_list[t], lo_ring[slot], hi_ring[slot]
+                for li in range(lv):
+                    wl, lo_l, hi_l = w[li], lo_s[li], hi_s[li]
+                    w_list.extend(wl)
+                    for jo, j in observed_:
+                        wj, yj = wl[j], y_t[jo]
+                        if relative:
+                            grow = 1.0 + wj
+                            lo_l[jo], hi_l[jo] = yj / grow, yj * grow
+                        else:
+                            lo_l[jo], hi_l[jo] = yj - wj, yj + wj
+        hits = np.array(hit_list).reshape(n, lv, ob) if lv else np.zeros((n, 0, ob))
+        if lv:
+            w_used = np.array(w_list).reshape(n, lv, o)
+        # the rest, over the chunk at once
+        count = self._count_at
+        n_model, n_season = s[count], s[count + 1]
+        groups = [(valid, n_model), (valid, n_model), (ok[2] if season else valid, n_season)]
+        sq, ab, cov = self._sq_at, self._ab_at, self._cov_at
+        for pi in range(pp):
+            mask, n0 = groups[pi]
+            e = errors[pi][mask]
+            for at, v in ((sq, e * e), (ab, np.abs(e))):
+                s[at + pi * ob:at + (pi + 1) * ob] = _weighted(s[at + pi * ob:at + (pi + 1) * ob], n0, v, self.window)
+        if lv:
+            s[cov:cov + lv * ob] = _weighted(s[cov:cov + lv * ob], n_model, hits[valid].reshape(-1, lv * ob),
+                                             self.window)
+        s[count] = n_model + float(valid.sum())
+        if season:
+            s[count + 1] = n_season + float(ok[2].sum())
+        out = np.full((n, self.n_observed), np.nan)
+        for pi in range(pp):
+            out[:, pi * ob:(pi + 1) * ob] = np.where(ok[pi][:, None], errors[pi], np.nan)
+        out[:, pp * ob:(pp + lv) * ob] = hits.reshape(n, lv * ob)
+        if self._mae is not None:
+            mae = np.asarray(self._mae)
+            u = np.abs(errors[0]) / mae
+            x1 = u.mean(axis=1) - 1.0
+            x2 = (u - np.abs(errors[self._base]) / mae).mean(axis=1) - self._gap
+            base_ok = valid & ok[self._base]
+            cu = self._cusum_at
+            s[cu] = _cusum(s[cu], x1[valid])
+            s[cu + 1] = _cusum(s[cu + 1], x2[base_ok])
+            out[:, -2] = np.where(valid, x1, np.nan)
+            out[:, -1] = np.where(base_ok, x2, np.nan)
+        # the memory: forecasts and intervals awaiting their actual, the last actuals, the widths
+        for t in range(max(n - h, 0), n):
+            pred[(p0 + t) % h] = yo[t]
+        for t in range(max(n - r, 0), n):
+            hist[(p0 + t) % r] = actual[t]
+        s[self._pred_at:self._pred_at + h * ob] = pred.ravel()
+        s[self._hist_at:self._hist_at + r * ob] = hist.ravel()
+        if lv:
+            s[self._lo_at:self._lo_at + h * lv * ob] = np.ravel(lo_ring)
+            s[self._hi_at:self._hi_at + h * lv * ob] = np.ravel(hi_ring)
+            s[self._w_at:self._w_at + lv * o] = np.ravel(w)
+        return s, self._answer(y, yall, w_used), out
+
+    def _answer(self, y: np.ndarray, yall: np.ndarray, w_used: np.ndarray) -> np.ndarray:
+        """``[n, O * (1 + 2L)]``: the predictions, then each level's bounds around them (float32)."""
+        n, o, lv = len(y), self._o, self._l
+        if not lv:
+            return y
+        lo, hi = bounds(self.space, yall[:, None, :], w_used)  # [n, L, O]
+        answer = np.empty((n, o * (1 + 2 * lv)), np.float32)
+        answer[:, :o] = y
+        answer[:, o:] = np.stack([lo, hi], axis=2).reshape(n, 2 * lv * o)
+        return answer
+
+
+def _weighted(m0: np.ndarray, n0: float, v: np.ndarray, window: int) -> np.ndarray:
+    """The exponentially weighted means ``m0 [C]`` after the values ``v [K, C]``, ``n0`` values seen before:
+    ``m <- m + (v - m) / min(count, window)`` applied K times, in closed form."""
+    if not len(v):
+        return m0
+    rate = 1.0 / np.minimum(np.maximum(n0 + np.arange(1, len(v) + 1), 1.0), window)  # [K]
+    tail = np.cumprod((1.0 - rate)[::-1])[::-1]  # [K]: prod of (1 - rate) from each value on
+    after = np.append(tail[1:], 1.0)  # [K]: ... from the next value on
+    return m0 * tail[0] + (rate * after) @ v
+
+
+def _cusum(s0: float, x: np.ndarray) -> float:
+    """The one-sided CUSUM ``s <- max(0, s + clip(x) - K)`` after the values ``x``, vectorised (Lindley)."""
+    if not len(x):
+        return s0
+    c = s0 + np.cumsum(np.clip(x, -CUSUM_CAP, CUSUM_CAP) - CUSUM_K)
+    return float(c[-1] - min(0.0, float(c.min())))
