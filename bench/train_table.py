@@ -1,7 +1,7 @@
 """Streamed vs window test RMSE on every bundled series, for each --training mode (docs/benchmarks.md's accuracy table).
 
-For each bundled series and mode, runs ``eddy train --seed S --out DIR <flags> --training MODE`` (other
-flags at their defaults) for every seed and prints the test RMSE in raw units: streamed (what a served
+For each bundled series and mode, runs ``eddy train --preset seed --seed S --out DIR <flags> --training MODE``
+(one network; other flags at their defaults) for every seed and prints the test RMSE in raw units: streamed (what a served
 stream returns), window (each test window from zero state), persistence and seasonal naive, with the
 median over seeds; a markdown table at the end. Not part of ``make test`` (~1 min per series, mode and
 seed on 2 cores). Run: ``.venv/bin/python bench/train_table.py [--seeds 0 1 2] [--modes windows tbptt]
@@ -34,7 +34,8 @@ def run(flags: list[str], seed: int, mode: str) -> dict[str, Any]:
     """One ``eddy train`` run through the CLI (so the flags mean what they mean there)."""
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
-        code = train_main([*flags, "--seed", str(seed), "--training", mode, "--quiet", "--out", f"{tmp}/m"])
+        code = train_main([*flags, "--preset", "seed", "--seed", str(seed), "--training", mode, "--quiet",
+                           "--out", f"{tmp}/m"])
         if code != 0:
             raise SystemExit(f"eddy train {' '.join(flags)} --seed {seed} --training {mode}: exit status {code}")
         m = read_manifest(Path(tmp) / "m" / "1").metrics

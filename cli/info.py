@@ -73,6 +73,7 @@ def collect(path: str | Path) -> dict[str, Any]:
         },
         "io": m.io,
         "target_transform": m.target_transform,
+        "ensemble": m.metrics.get("ensemble"),  # --members N > 1: the averaged networks
         "parity": m.parity,
         "test": test,
         "intervals": {"calibration": m.calibration or None, "test": m.metrics.get("intervals")},
@@ -104,7 +105,8 @@ def format_table(info: dict[str, Any]) -> str:
         rows.append((key, value))
 
     row("model", f"{info['name']} v{info['version']}  ({info['path']})")
-    row("architecture", f"{info['cell']} x{info['layers']} ({info['units']} units) -> Dense({len(info['targets'])})")
+    row("architecture", f"{info['cell']} x{info['layers']} ({info['units']} units) -> Dense({len(info['targets'])})"
+                        + _ensemble(info.get("ensemble")))
     row("io", f"{', '.join(info['features'])} -> {', '.join(info['targets'])}  "
               f"(F={len(info['features'])}, O={len(info['targets'])})")
     row("window", f"{info['window']} samples, predicts {info['horizon']} step{'s' if info['horizon'] != 1 else ''} "
@@ -241,6 +243,17 @@ def _finite(value: Any) -> bool:
 
 def _kib(n: int | None) -> str:
     return "missing" if n is None else f"{n / 1024:.1f} KiB"
+
+
+def _ensemble(ensemble: Any) -> str:
+    """'' or ': the average of 5 networks of 50 units (validation RMSE 18.4; members 18.7-19.9)'."""
+    if not isinstance(ensemble, dict) or not _finite(ensemble.get("members")):
+        return ""
+    val = ensemble.get("validation_rmse") or {}
+    members = [v for v in val.get("members") or [] if _finite(v)]
+    spread = f"; members {_num(min(members))}-{_num(max(members))}" if members else ""
+    return (f": the average of {ensemble['members']} networks of {ensemble.get('member_units')} units, block-diagonal "
+            f"(validation RMSE {_num(val.get('average'))}{spread})")
 
 
 def _parity(parity: dict[str, Any]) -> str:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from eddy.runtime.core.errors import EddyError
-from eddy.trainer.config import BASELINES, CELLS, FILLS, PRECISIONS, TARGET_TRANSFORMS, TRAININGS, TrainConfig
+from eddy.trainer.config import BASELINES, CELLS, FILLS, PRECISIONS, PRESETS, TARGET_TRANSFORMS, TRAININGS, TrainConfig
 from eddy.trainer.evaluate import baseline_warnings
 
 from . import trainer_common as c
@@ -21,6 +21,7 @@ __all__ = ["TRAIN_EXTRA_MESSAGE", "build_parser", "main"]
 
 TRAIN_EXTRA_MESSAGE = "eddy train needs the training extra: pip install 'eddy-rnn[train]'"
 _DEFAULTS = TrainConfig()
+_SEED = TrainConfig.for_preset("seed")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,6 +92,16 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"stacked recurrent layers (default: {d.layers})")
     model.add_argument("--units", type=c.at_least(1), default=d.units, metavar="N",
                        help=f"units per recurrent layer (default: {d.units})")
+    model.add_argument("--preset", choices=list(PRESETS), default=d.preset,
+                       help="the recipe the other flags' defaults come from (flags given win): default = "
+                            f"{d.members} networks averaged (--members); seed = the seed article's network as it was, "
+                            "SimpleRNN(50), window 10, Dense(1), MSE, Adam, 10 epochs, batch 32, one network "
+                            f"(default: {d.preset})")
+    model.add_argument("--members", type=c.at_least(1), default=None, metavar="N",
+                       help="train N networks from seeds S, S+1, ... (the target transform chosen on the first) and "
+                            "average them inside one exported graph: one recurrent stack of N x --units units with "
+                            "block-diagonal weights, state the members' states side by side "
+                            f"(default: {d.members}; --preset seed: {_SEED.members})")
     model.add_argument("--dropout", type=c.rate, default=d.dropout, metavar="RATE",
                        help=f"dropout on each recurrent layer's inputs, training only (default: {d.dropout:g})")
     model.add_argument("--recurrent-dropout", type=c.rate, default=d.recurrent_dropout, metavar="RATE",
@@ -154,7 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.clipnorm and args.clipvalue:
         parser.error("give either --clipnorm or --clipvalue, not both (Keras applies one kind of clipping)")
     clipnorm = _DEFAULTS.clipnorm if args.clipnorm is None and not args.clipvalue else args.clipnorm
+    preset = TrainConfig.for_preset(args.preset)
     config = TrainConfig(
+        preset=args.preset,
         data=args.data,
         synthetic=args.synthetic,
         features=args.features,
@@ -169,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         cell=args.cell,
         layers=args.layers,
         units=args.units,
+        members=preset.members if args.members is None else args.members,
         dropout=args.dropout,
         recurrent_dropout=args.recurrent_dropout,
         l2=args.l2,

@@ -97,7 +97,8 @@ def test_train_export_and_info_warn_when_seasonal_naive_wins(seasonal: dict, cap
     from eddy.cli.info import main as info_main
 
     root = seasonal["root"]
-    assert seasonal["train"](["--data", str(seasonal["csv"]), "--season", str(SEASON), "--units", "3", "--epochs", "1",
+    assert seasonal["train"](["--data", str(seasonal["csv"]), "--season", str(SEASON), "--units", "3", "--members", "1",
+                              "--epochs", "1",
                               "--window", "6", "--target-transform", "level", "--seed", "0",
                               "--out", str(root / "trained")]) == 0
     printed = capsys.readouterr().out
@@ -134,7 +135,8 @@ def test_train_export_and_info_warn_when_seasonal_naive_wins(seasonal: dict, cap
 
 
 def test_train_quiet_warns_on_stderr(seasonal: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert seasonal["train"](["--data", str(seasonal["csv"]), "--season", str(SEASON), "--units", "3", "--epochs", "1",
+    assert seasonal["train"](["--data", str(seasonal["csv"]), "--season", str(SEASON), "--units", "3", "--members", "1",
+                              "--epochs", "1",
                               "--window", "6", "--target-transform", "level", "--seed", "0", "--quiet",
                               "--out", str(tmp_path / "q")]) == 0
     out, err = capsys.readouterr()

@@ -30,7 +30,7 @@ from eddy.trainer.windows import make_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
 BLOCK_TF = Path(__file__).resolve().parent / "block_tensorflow"
-TINY = ["--units", "8", "--epochs", "2", "--window", "5", "--quiet",  # fast flags for end-to-end runs
+TINY = ["--units", "8", "--members", "1", "--epochs", "2", "--window", "5", "--quiet",  # fast flags for end-to-end runs
         "--target-transform", "level"]  # one candidate (auto trains one per applicable transform)
 
 
@@ -541,7 +541,7 @@ def test_horizon_multi_feature_lstm_streams_through_the_runtime(
                                                 for i, x, y in zip(t, a, b)))
     out_dir = tmp_path / "m"
     flags = ["--data", str(path), "--features", "a", "b", "--target", "b", "--horizon", "3", "--season", "12",
-             "--cell", "lstm", "--layers", "2", "--units", "6", "--epochs", "2", "--window", "8",
+             "--cell", "lstm", "--layers", "2", "--units", "6", "--members", "1", "--epochs", "2", "--window", "8",
              "--dropout", "0.2", "--l2", "1e-4", "--reduce-lr-patience", "1", "--target-transform", "level",
              "--seed", "1", "--out", str(out_dir)]
     code, out, err = _run(flags, capsys)
@@ -600,7 +600,7 @@ def test_non_finite_loss_stops_with_a_clear_message(
 
 def test_summary_names_version_rmse_and_parity(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("tensorflow")
-    flags = ["--synthetic", "--units", "8", "--epochs", "1", "--seed", "0", "--out", str(tmp_path / "sine")]
+    flags = ["--synthetic", "--units", "8", "--members", "1", "--epochs", "1", "--seed", "0", "--out", str(tmp_path / "sine")]
     code, out, err = _run(flags, capsys)
     assert code == 0, err
     lines = out.splitlines()

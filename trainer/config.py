@@ -18,19 +18,26 @@ from eddy.runtime.core.layout import (
 )
 from eddy.runtime.core.layout import QUANTIZED_PRECISIONS as PRECISIONS  # extra graph precisions --quantize adds
 
-__all__ = ["BASELINES", "CELLS", "FILLS", "GRAPH_FORMATS", "PRECISIONS", "TARGET_TRANSFORMS", "TRAININGS", "TrainConfig"]
+__all__ = ["BASELINES", "CELLS", "FILLS", "GRAPH_FORMATS", "PRECISIONS", "PRESETS", "TARGET_TRANSFORMS", "TRAININGS",
+           "TrainConfig"]
 
 FILLS = ("ffill", "interpolate", "drop")  # ways to handle missing values in the used CSV columns
 TARGET_TRANSFORMS = ("auto", "level", "delta", "log_delta", "seasonal_delta")  # --target-transform (trainer/transform.py)
 TRAININGS = ("windows", "tbptt")  # --training: the seed's windows, or long streams with the state carried
+# --preset NAME -> the fields it sets (flags given explicitly win). default: the dataclass defaults below;
+# seed: the seed article's network as it was, SimpleRNN(50), window 10, Dense(1), MSE, Adam, 10 epochs, batch 32,
+# one network (trained with the state carried, tbptt, and the target transform auto chooses, like the default)
+PRESETS: dict[str, dict[str, Any]] = {"default": {}, "seed": {"members": 1}}
 BASELINES = ("naive", "classical")  # --baselines: persistence/seasonal naive only, or also AutoETS/AutoARIMA/AutoTheta
 
 
 @dataclass
 class TrainConfig:
-    """Everything a training run depends on. Defaults are the seed model's (SimpleRNN(50), Dense(1), MSE, Adam,
-    10 epochs, batch 32, window 10), trained with the state carried between batches (``training="tbptt"``, so
-    that the served stream is what was trained); ``training="windows"`` is the seed's recipe exactly.
+    """Everything a training run depends on. Defaults are the seed model's architecture (SimpleRNN(50), Dense(1),
+    MSE, Adam, 10 epochs, batch 32, window 10), trained with the state carried between batches
+    (``training="tbptt"``, so that the served stream is what was trained), five of them from consecutive seeds
+    averaged inside one graph (``members``); :meth:`for_preset` ``("seed")`` is one such network, and with
+    ``training="windows"`` the seed's recipe exactly.
 
     :meth:`validate` raises ``ValueError`` naming the bad field; the CLI turns
     that into a usage error.
@@ -52,6 +59,7 @@ class TrainConfig:
     cell: str = "simple_rnn"  # recurrent cell (seed: SimpleRNN)
     layers: int = 1  # stacked recurrent layers (seed: 1)
     units: int = 50  # units per recurrent layer (seed: 50)
+    members: int = 5  # networks from seeds seed, seed+1, ... averaged inside one exported graph (seed: 1)
     dropout: float = 0.0  # dropout on each recurrent layer's inputs, training only
     recurrent_dropout: float = 0.0  # dropout on each recurrent layer's state, training only
     l2: float = 0.0  # L2 penalty on every kernel (input, recurrent, Dense); 0 = off
@@ -65,6 +73,7 @@ class TrainConfig:
     patience: int = 5  # early stopping: epochs without val-loss improvement before stopping
     reduce_lr_patience: int = 0  # halve the lr after this many epochs without val-loss improvement; 0 = off
     seed: int | None = None  # random seed; None = draw one (it is recorded, so any run can be repeated)
+    preset: str = "default"  # the recipe the fields above came from (PRESETS), recorded in the manifest
     # output
     out: Path | None = None  # model directory; None = models/<name>
     name: str | None = None  # model name; None = --out's last component, else the data set's name
@@ -72,11 +81,18 @@ class TrainConfig:
     formats: tuple[str, ...] = ("onnx",)  # graph files: "onnx" always; "ort" adds onnxruntime-format twins (.ort)
     intervals: tuple[float, ...] = LEVELS  # prediction-interval levels calibrated on the validation part
 
+    @classmethod
+    def for_preset(cls, preset: str, **fields: Any) -> TrainConfig:
+        """The config of ``preset`` (:data:`PRESETS`) with ``fields`` on top; ``ValueError`` for an unknown preset."""
+        if preset not in PRESETS:
+            raise ValueError(f"preset must be one of {', '.join(PRESETS)}, got {preset!r}")
+        return cls(**{**PRESETS[preset], **fields, "preset": preset})
+
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first invalid field."""
         if self.data is not None and self.synthetic:
             raise ValueError("give either a CSV file or synthetic data, not both")
-        for name in ("window", "horizon", "layers", "units", "epochs", "batch_size"):
+        for name in ("window", "horizon", "layers", "units", "members", "epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         for name in ("patience", "reduce_lr_patience"):
@@ -92,6 +108,8 @@ class TrainConfig:
             raise ValueError(f"fill must be one of {', '.join(FILLS)}, got {self.fill!r}")
         if self.target_transform not in TARGET_TRANSFORMS:
             raise ValueError(f"target_transform must be one of {', '.join(TARGET_TRANSFORMS)}, got {self.target_transform!r}")
+        if self.preset not in PRESETS:
+            raise ValueError(f"preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")
         if self.baselines not in BASELINES:
             raise ValueError(f"baselines must be one of {', '.join(BASELINES)}, got {self.baselines!r}")
         if self.training not in TRAININGS:

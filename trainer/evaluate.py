@@ -120,7 +120,8 @@ def baseline_warnings(metrics: dict[str, Any], *, window: int | None = None, adv
         fitted = baselines[key].get("model")
         name = f"{CLASSICAL_LABELS[key]}" + (f" ({fitted})" if fitted else "")
         lines.append(_lose_line(f"{name}, the best classical baseline, by more than {CLASSICAL_MARGIN:.0%}", which,
-                                score, rmse, advice or _tbptt_first(training, _classical_advice(key, season, training))))
+                                score, rmse, advice or _tbptt_first(training, _classical_advice(
+                                    key, season, averaged="ensemble" in metrics))))
     return lines
 
 
@@ -135,11 +136,13 @@ def best_classical(metrics: dict[str, Any]) -> tuple[str, float] | None:
     return key, float(rmse)
 
 
-def _classical_advice(key: str, season: Any, training: str | None) -> str:
-    """What to try when a classical model forecasts better than the network."""
+def _classical_advice(key: str, season: Any, averaged: bool) -> str:
+    """What to try when a classical model forecasts better than the network (``averaged``: --members > 1)."""
     tries = []
     if season is None:
         tries.append("--season N if the series has a season (the classical models and seasonal_delta then use it)")
+    if not averaged:
+        tries.append("--members 5 (the default: an average of networks from several seeds)")
     tries.append("more --epochs, another --window or --units, or more data")
     return ("try " + "; ".join(tries) + f"; or forecast this series with {CLASSICAL_LABELS[key]} itself "
             "(statsforecast): on these test rows it is the better one-step forecaster")

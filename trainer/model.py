@@ -120,12 +120,14 @@ def fit(
     }
 
 
-def epoch_line(epoch: int, epochs: int, loss: float, val_loss: float, grad: float, recurrent: list[float],
+def epoch_line(epoch: int, epochs: int, loss: float, val_loss: float, grad: float | None, recurrent: list[float],
                lr: list[float]) -> str:
-    """The one-line progress log of ``epoch`` (1-based); ``lr`` is every epoch's rate so far (shown when it changed)."""
+    """The one-line progress log of ``epoch`` (1-based); ``lr`` is every epoch's rate so far (shown when it changed);
+    ``grad`` None: the gradients were not measured (an averaged model's later members), no norms shown."""
     width = len(str(epochs))
-    line = (f"epoch {epoch:>{width}}/{epochs}  loss {loss:.5f}  val_loss {val_loss:.5f}  grad_norm {grad:.3g}  "
-            f"recurrent {max(recurrent):.3g}")
+    line = f"epoch {epoch:>{width}}/{epochs}  loss {loss:.5f}  val_loss {val_loss:.5f}"
+    if grad is not None:
+        line += f"  grad_norm {grad:.3g}  recurrent {max(recurrent):.3g}"
     if len(lr) > 1 and lr[-1] != lr[-2]:
         line += f"  lr {lr[-1]:.3g}"
     return line

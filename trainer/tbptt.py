@@ -129,11 +129,14 @@ def fit_streams(
     dataset: Dataset,
     config: TrainConfig,
     log: Callable[[str], None] | None = None,
+    *,
+    gradients: bool = True,
 ) -> dict[str, Any]:
     """Train ``model`` (built by :func:`eddy.trainer.model.build_model`) with truncated BPTT; see the module docstring.
 
     Returns the history in :func:`eddy.trainer.model.fit`'s form plus ``streams`` (the layout, for the
-    manifest). ``val_loss`` is the streamed validation MSE in normalised units. Raises
+    manifest). ``val_loss`` is the streamed validation MSE in normalised units. ``gradients=False`` skips the
+    per-epoch gradient measurement (a pass over the chunks; the norms are then NaN). Raises
     :class:`~eddy.trainer.errors.TrainingError` if the loss became non-finite.
     """
     streams = make_streams(dataset, config.batch_size)
@@ -152,11 +155,11 @@ def fit_streams(
         if not (math.isfinite(loss[-1]) and math.isfinite(val_loss[-1])):
             raise TrainingError(f"training diverged: the loss became non-finite in epoch {epoch} "
                                 "(try a lower --lr, --clipnorm or --clipvalue, or check the data's scale)")
-        g, r = trainer.gradient_norms(streams)
+        g, r = trainer.gradient_norms(streams) if gradients else (math.nan, [math.nan] * config.layers)
         grad.append(g)
         recurrent.append(r)
         if log is not None:
-            log(epoch_line(epoch, config.epochs, loss[-1], val_loss[-1], g, r, lrs))
+            log(epoch_line(epoch, config.epochs, loss[-1], val_loss[-1], g if gradients else None, r, lrs))
         if val_loss[-1] < best:
             best, best_epoch, best_weights, wait = val_loss[-1], epoch, model.get_weights(), 0
         else:

@@ -10,6 +10,7 @@ is renamed into place only when complete (:mod:`eddy.trainer.publish`).
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import time
 from collections.abc import Callable
@@ -132,12 +133,13 @@ def train(config: TrainConfig, log: Callable[[str], None] | None = print) -> Tra
 
     started = time.perf_counter()
 
-    def fit_one(dataset: Dataset, member_seed: int) -> tuple[Any, dict[str, Any], float]:
-        """One network from ``member_seed`` on ``dataset``: (model, history, validation RMSE in raw units)."""
+    def fit_one(dataset: Dataset, member_seed: int, gradients: bool = True) -> tuple[Any, dict[str, Any], float]:
+        """One network from ``member_seed`` on ``dataset``: (model, history, validation RMSE in raw units);
+        ``gradients=False``: tbptt skips measuring the gradient norms (only the first member's are reported)."""
         model_mod.set_seed(member_seed)
         m = model_mod.build_model(config, len(series.features), len(series.targets))
         if config.training == "tbptt":
-            h = fit_streams(m, dataset, config, log)
+            h = fit_streams(m, dataset, config, log, gradients=gradients)
             return m, h, streamed_val_rmse(m, dataset)  # what a stream delivers on the validation rows
         h = model_mod.fit(m, dataset, config, log)
         return m, h, val_rmse(m, dataset)
@@ -146,7 +148,7 @@ def train(config: TrainConfig, log: Callable[[str], None] | None = print) -> Tra
     best: tuple[Any, Dataset, dict[str, Any]] | None = None
     for kind, candidate in candidates.items():  # every candidate starts from the same weights
         if log is not None and len(candidates) > 1:
-            log(f"target transform {kind}:")
+            log(f"target transform {kind}" + (f" (member 1 of {config.members})" if config.members > 1 else "") + ":")
         m_k, h_k, chosen[kind] = fit_one(candidate, seed)
         if best is None or chosen[kind] < chosen[best[1].kind]:
             best = (m_k, candidate, h_k)
@@ -155,6 +157,27 @@ def train(config: TrainConfig, log: Callable[[str], None] | None = print) -> Tra
     if log is not None and len(candidates) > 1:
         log("target transform auto: validation RMSE " + ", ".join(f"{k} {v:.4g}" for k, v in chosen.items())
             + f" -> {dataset.kind}")
+    ensemble: dict[str, Any] | None = None
+    if config.members > 1:
+        from .ensemble import describe, merge_weights
+
+        models, member_val = [model], [chosen[dataset.kind]]
+        for i in range(1, config.members):
+            member_seed = (seed + i) % 2**32
+            if log is not None:
+                log(f"member {i + 1} of {config.members} (seed {member_seed}, target transform {dataset.kind}):")
+            m_i, _, v_i = fit_one(dataset, member_seed, gradients=False)
+            models.append(m_i)
+            member_val.append(v_i)
+        model = model_mod.build_model(dataclasses.replace(config, units=config.units * config.members),
+                                      len(series.features), len(series.targets))
+        model.set_weights(merge_weights([m.get_weights() for m in models], config.layers))
+        merged_val = streamed_val_rmse(model, dataset) if config.training == "tbptt" else val_rmse(model, dataset)
+        ensemble = {**describe(config.members, config.units, config.layers, config.cell),
+                    "validation_rmse": {"members": member_val, "average": merged_val}}
+        if log is not None:
+            log(f"average of {config.members} members: validation RMSE {merged_val:.4g} (members "
+                + ", ".join(f"{v:.4g}" for v in member_val) + ")")
     train_seconds = time.perf_counter() - started
     health = assess(history["loss"], history["grad_norm"], history["recurrent_grad_norm_per_layer"])
     y_pred, metrics = evaluate(model, dataset, config.season, classical)  # [n_test, O] raw, window metrics
@@ -170,6 +193,8 @@ def train(config: TrainConfig, log: Callable[[str], None] | None = print) -> Tra
         exported = contained.exported
         add_streamed(metrics, dataset, contained.y_stream)
         metrics["target_transform"] = {"kind": dataset.kind, "validation_rmse": chosen}
+        if ensemble is not None:
+            metrics["ensemble"] = ensemble
         calibration, metrics["intervals"], bands = calibrate(
             dataset, contained.y_stream, config.intervals, name=name, features=list(series.features),
             targets=list(series.targets), season=config.season, metrics=metrics)
@@ -194,8 +219,8 @@ def train(config: TrainConfig, log: Callable[[str], None] | None = print) -> Tra
             name=name,
             cell=config.cell,
             layers=config.layers,
-            units=config.units,
-            layer_units=[config.units] * config.layers,
+            units=config.units * config.members,  # an average of members is one wider stack (trainer/ensemble.py)
+            layer_units=[config.units * config.members] * config.layers,
             features=list(series.features),
             targets=list(series.targets),
             window=config.window,
