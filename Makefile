@@ -7,7 +7,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.eddy-installed
 
-.PHONY: demo test docs proto bench bench-core bench-triton cluster clean
+.PHONY: demo test docs proto bench bench-core bench-triton bench-forecast cluster clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -55,6 +55,12 @@ cluster: $(STAMP)
 
 bench-core: $(BENCH_STAMP)
 	$(PY) bench/bench_core.py $(BENCH_ARGS)
+
+# eddy (default and --preset seed) against persistence, seasonal naive, AutoETS, AutoARIMA and AutoTheta, one step
+# ahead, on the bundled series and seven public ones the pmdarima wheel ships (the bench extra): the README's
+# forecasting table (tens of minutes on 2 cores; not part of `make test`).
+bench-forecast: $(BENCH_STAMP)
+	$(PY) bench/forecast_table.py $(BENCH_ARGS)
 
 # eddy against a real Triton 2.51 (python backend) on the same LSTM step graph and a minimal grpc.aio server
 # answering constants (the ceiling), all driven by perf_analyzer (~15 min: 3 interleaved rounds; first run downloads
