@@ -107,6 +107,12 @@ def test_a_random_walk_gets_an_honest_warning() -> None:
                     "RMSE 10.1 vs 10 (1.01x); no classical model beats it by more than 2% either (best: AutoARIMA "
                     "10, 1.000x): the series behaves like a random walk, whose best one-step forecast is the last "
                     "value"), line
+    # The model ties with persistence by a hair: still told that the series behaves like a random walk.
+    (line,) = baseline_warnings(_metrics(9.99, 10.0, {"auto_ets": 10.02, "auto_arima": 10.0, "auto_theta": 9.96}))
+    assert line == ("warning: the series behaves like a random walk on the test part: no classical model beats "
+                    "persistence (repeating the last value) by more than 2% (best: AutoTheta 9.96, 0.996x) and the "
+                    "model's streamed RMSE is 9.99 (0.999x): repeating the last value forecasts as well; take a small "
+                    "edge over it for noise"), line
     # When a classical model does beat persistence clearly, the usual advice stays.
     (line, classical) = baseline_warnings(_metrics(10.1, 10.0, {"auto_ets": 8.0}))
     assert "random walk" not in line and "try --target-transform delta" in line

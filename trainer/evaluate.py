@@ -84,8 +84,9 @@ def baseline_warnings(metrics: dict[str, Any], *, window: int | None = None, adv
     classical model (AutoETS, AutoARIMA, AutoTheta, when the run scored them) when the model's RMSE is more than
     :data:`CLASSICAL_MARGIN` above its. When no classical model beats persistence by more than
     :data:`RANDOM_WALK_MARGIN`, the persistence line says the series behaves like a random walk instead of
-    suggesting changes. ``advice``/``seasonal_advice`` replace the default suggestions (those of ``eddy train``;
-    ``window`` is the model's, named when it is shorter than the season; ``training`` is the manifest's
+    suggesting changes, and a model that beats persistence there gets a line saying so too (its edge is noise).
+    ``advice``/``seasonal_advice`` replace the default suggestions (those of ``eddy train``; ``window`` is the
+    model's, named when it is shorter than the season; ``training`` is the manifest's
     ``training.training``: a ``windows`` model is pointed to ``--training tbptt``).
     Reads only the manifest's ``metrics`` dict, so ``eddy info`` uses it on any model directory.
     """
@@ -109,6 +110,13 @@ def baseline_warnings(metrics: dict[str, Any], *, window: int | None = None, adv
         else:
             persistence_advice = advice or _tbptt_first(training, _persistence_advice(kind))
         lines.append(_lose_line("persistence (repeating the last value)", which, score, persistence, persistence_advice))
+    elif walk:
+        assert best is not None and _is_number(persistence)
+        lines.append(f"warning: the series behaves like a random walk on the test part: no classical model beats "
+                     f"persistence (repeating the last value) by more than {RANDOM_WALK_MARGIN:.0%} (best: "
+                     f"{CLASSICAL_LABELS[best[0]]} {best[1]:.4g}, {best[1] / persistence:.3f}x) and the model's {which} "
+                     f"RMSE is {score:.4g} ({score / persistence:.3f}x): repeating the last value forecasts as well; "
+                     "take a small edge over it for noise")
     seasonal = baselines.get("seasonal_naive") or {}
     season = seasonal.get("season")
     if _is_number(seasonal.get("rmse")) and score > seasonal["rmse"]:
