@@ -1,7 +1,7 @@
 """``make demo``: the whole path on the bundled data set, end to end.
 
-1. ``eddy train`` fits the seed model on the sunspot series and exports it
-   (into ``.demo/models``, so the committed default model is left alone);
+1. ``eddy train`` fits the default model (five seed-architecture networks, averaged) on the sunspot series
+   and exports it (into ``.demo/models``, so the committed default model is left alone);
 2. ``eddy serve`` starts on 127.0.0.1 with a free port;
 3. ``eddy stream`` sends the series to it one row per message;
 4. the served predictions are printed next to the actual values and checked
