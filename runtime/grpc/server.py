@@ -195,7 +195,7 @@ class Server:
         version was removed is NOT_SERVING (its open sessions still run).
         """
         before = set(self.repository.names())
-        added, removed = await asyncio.to_thread(self.repository.refresh)  # loading runs off the loop
+        added, removed = await self.plane.reload()  # loading runs off the loop; unused removed versions unloaded
         after = set(self.repository.names())
         for name in sorted(after - before):
             await self.health.set(health_service(name), _SERVING)

@@ -137,8 +137,8 @@ class Batcher:
         self.batches = 0  # onnxruntime calls made
         self.requests = 0  # requests that succeeded
         self._pending: deque[_Request] = deque()
-        self._active: set[Session] = set()  # sessions with a step in the current window ...
-        self._was_active: set[Session] = set()  # ... and in the previous one
+        self._active: set[tuple[str, str]] = set()  # (tenant, id) of sessions with a step in the current window ...
+        self._was_active: set[tuple[str, str]] = set()  # ... and in the previous one (ids: no model kept alive)
         self._window_end = 0  # perf_counter_ns
         self._window_ns = active_window_ns
         self.idle_turn_ns = idle_turn_ns  # IDLE_TURNS loop turns shorter than this that brought no step: idle
@@ -168,7 +168,7 @@ class Batcher:
             w = self._window_ns
             self._was_active = self._active if now < self._window_end + w else set()
             self._active, self._window_end = set(), now + w
-        self._active.add(session)
+        self._active.add((session.tenant, session.id))
         if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] != model.n_features:
             raise InvalidInput(f"samples must be shaped [n >= 1, {model.n_features}], got {list(x.shape)}")
         x = x.astype(np.float32, copy=False)

@@ -17,6 +17,8 @@ batcher are single-loop structures.
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from time import perf_counter_ns
@@ -83,7 +85,7 @@ class DataPlane:
         self.lane = Lane()  # large messages and Predicts: their own thread, never in the batcher's way
         self.metrics.track_sessions(lambda: len(self._sessions))
         self._samples: dict[str, Callable[[int], None]] = {}  # model name -> samples counter
-        self._blob_sizes: dict[Model, int] = {}  # model -> exported-state blob size bound
+        self._blob_sizes: weakref.WeakKeyDictionary[Model, int] = weakref.WeakKeyDictionary()  # state blob bound
 
     @property
     def sessions(self) -> SessionsView:
@@ -129,6 +131,30 @@ class DataPlane:
         """The versions served under ``name``, ascending."""
         return self.repository.versions(name)
 
+    async def reload(self) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+        """Rescan the repository (loading off the loop); returns ``(added, removed)`` as ``(name, version)``.
+
+        A removed version takes no new sessions; the sessions on it keep running and stay resumable until
+        they are closed or expire, then it is unloaded (:meth:`free_unused`).
+        """
+        added, removed = await asyncio.to_thread(self.repository.refresh)
+        for model in self.repository.retired():
+            if (model.name, model.version) in removed:
+                self._sessions.retire(model)
+        self.free_unused()
+        return added, removed
+
+    def free_unused(self) -> list[tuple[str, int]]:
+        """Unload the removed versions no session can use any more (they and their onnxruntime sessions are
+        freed); returns them as ``(name, version)``. Runs after every reload and whenever a session ends."""
+        freed = []
+        for model in self.repository.retired():  # usually none
+            if not self._sessions.in_use(model):
+                self._sessions.forget(model)
+                self.repository.forget(model)
+                freed.append((model.name, model.version))
+        return freed
+
     # -- sessions -----------------------------------------------------------
     async def open_session(self, model: str, version: str | int | None = None, session_id: str | None = None,
                            state: bytes | None = None, *, resume: bool = False, owner: object | None = None,
@@ -156,6 +182,7 @@ class DataPlane:
     async def release(self, session: Session) -> None:
         """The stream driving ``session`` ended: keep it resumable (and let go of its lease)."""
         await self._sessions.end(session)
+        self.free_unused()
 
     async def reset(self, session: Session) -> None:
         """Back to zero state and position 0 (same id, same model version); stored before it returns."""
@@ -172,6 +199,7 @@ class DataPlane:
     async def close_session(self, session: Session) -> None:
         """Delete the session the caller holds."""
         await self._sessions.delete(session)
+        self.free_unused()
 
     async def session_state(self, session_id: str, tenant: str = "") -> SessionState:
         """An idle session's position and exported state (signed for ``tenant``)."""
@@ -184,6 +212,7 @@ class DataPlane:
         """Delete an idle session; returns its final state."""
         final = await self.session_state(session_id, tenant)
         await self._sessions.delete(session_id, tenant)
+        self.free_unused()
         return final
 
     # -- predictions --------------------------------------------------------
@@ -353,10 +382,14 @@ class DataPlane:
         per = [d.for_model(model) for d in decoded]  # name -> [1, *shape]
         return {k: np.concatenate([p[k] for p in per]) for k in per[0]}, [d.position for d in decoded]
 
+    def _evicted(self, n: int) -> None:
+        self.metrics.evicted(n)
+        self.free_unused()
+
     def _make_store(self) -> SessionStore:
         c = self.config
         if not c.session_store:
-            return MemoryStore(c.session_ttl, c.max_sessions, clock=c.clock, on_evict=self.metrics.evicted,
+            return MemoryStore(c.session_ttl, c.max_sessions, clock=c.clock, on_evict=self._evicted,
                                max_per_tenant=c.max_sessions_per_tenant)
         from .store.redis import RedisStore  # needs the redis package: only when asked for
 

@@ -39,7 +39,7 @@ class ModelRepository:
             raise NotFound(f"{self.root}: model repository directory does not exist")
         self.precision = precision
         self._models: dict[str, dict[int, Model]] = {}  # name -> version -> model; replaced, never mutated
-        self._retired: dict[tuple[str, int], Model] = {}  # removed versions, kept for the sessions still on them
+        self._retired: list[Model] = []  # removed versions (replaced ones too), kept while sessions may use them
         self.skipped: dict[Path, str] = {}  # version dir -> why it was not loaded
         self.refresh()
         if not self._models:
@@ -50,9 +50,10 @@ class ModelRepository:
 
         Returns ``(added, removed)`` as ``(name, version)`` pairs. A retired
         version takes no new sessions; sessions already on it keep running
-        (:meth:`session_model`). A directory that failed to load is retried on
-        each refresh (it may have been half copied). Safe to run in a worker
-        thread while the loop reads: the index is swapped in one assignment.
+        (:meth:`session_model`) until the data plane lets go of it
+        (:meth:`forget`). A directory that failed to load is retried on each
+        refresh (it may have been half copied). Safe to run in a worker thread
+        while the loop reads: the index is swapped in one assignment.
         """
         found: dict[tuple[str, int], Path] = {}
         for name_dir in sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")):
@@ -69,11 +70,10 @@ class ModelRepository:
                 model = self._load(name, version, version_dir)
                 if model is not None:
                     models.setdefault(name, {})[version] = model
-                    self._retired.pop((name, version), None)
                     added.append((name, version))
         removed = [(name, v) for name, vs in models.items() for v in vs if (name, v) not in found]
         for name, version in removed:
-            self._retired[(name, version)] = models[name].pop(version)
+            self._retired.append(models[name].pop(version))
             log.warning("%s/%d was removed from %s: it takes no new sessions", name, version, self.root)
         self._models = {name: vs for name, vs in models.items() if vs}
         self.skipped = {d: r for d, r in self.skipped.items() if d.is_dir() and d not in
@@ -112,10 +112,21 @@ class ModelRepository:
 
     def session_model(self, name: str, version: int) -> Model:
         """The model a stored session runs on: a served version, or a removed one still loaded."""
-        model = self._models.get(name, {}).get(version) or self._retired.get((name, version))
+        model = self._models.get(name, {}).get(version) or next(
+            (m for m in reversed(self._retired) if (m.name, m.version) == (name, version)), None)
         if model is None:
             raise NotFound(f"model {name!r} version {version} is no longer served; the session cannot continue")
         return model
+
+    def retired(self) -> list[Model]:
+        """The removed versions still loaded (for the sessions on them)."""
+        return list(self._retired)
+
+    def forget(self, model: Model) -> None:
+        """Let go of a removed version no session uses any more (it and its onnxruntime sessions are freed)."""
+        if any(m is model for m in self._retired):
+            self._retired.remove(model)  # one call: safe beside a refresh appending in its thread
+            log.info("%s/%d unloaded: no session uses it any more", model.name, model.version)
 
     def unavailable(self) -> list[str]:
         """Model names that have a skipped version directory and no loaded version (health: NOT_SERVING)."""

@@ -203,6 +203,18 @@ class SessionStore(abc.ABC):
         """Drop idle sessions past their TTL now; returns how many (stores that expire by themselves: 0)."""
         return 0
 
+    @abc.abstractmethod
+    def retire(self, model: Model) -> None:
+        """``model`` was removed from the repository: it takes no new sessions (see :meth:`in_use`)."""
+
+    @abc.abstractmethod
+    def in_use(self, model: Model) -> bool:
+        """Whether a session on ``model`` is held here, or may still be resumed here."""
+
+    @abc.abstractmethod
+    def forget(self, model: Model) -> None:
+        """Let go of everything kept for ``model`` (call only once :meth:`in_use` is False)."""
+
     def start(self, interval_s: float = ServeConfig.eviction_interval) -> None:
         """Start background work (TTL sweeps every ``interval_s``, lease renewal) in the running loop."""
         return None

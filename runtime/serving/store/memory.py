@@ -58,7 +58,7 @@ class MemoryStore(SessionStore):
         self.clock = clock
         self.on_evict = on_evict
         self.stats = SessionStats()
-        self._slabs: list[Slab] = []
+        self._slabs: dict[int, Slab] = {}  # slab number (the high bits of a handle) -> slab
         self._slab_no: dict[Model, int] = {}
         self._ids: dict[str, dict[str, int]] = {}  # tenant -> session id -> handle
         self._held: dict[int, Session] = {}  # handle -> the session object of its holder
@@ -83,8 +83,8 @@ class MemoryStore(SessionStore):
         """The slab holding ``model``'s sessions (created on first use)."""
         no = self._slab_no.get(model)
         if no is None:
-            no = self._slab_no[model] = len(self._slabs)
-            self._slabs.append(Slab(model))
+            no = self._slab_no[model] = max(self._slabs, default=-1) + 1
+            self._slabs[no] = Slab(model)
         return self._slabs[no]
 
     def snapshot(self, session_id: str, tenant: str = "") -> SessionInfo | None:
@@ -169,7 +169,7 @@ class MemoryStore(SessionStore):
     def evict_expired(self) -> int:
         """Drop sessions idle longer than ``ttl_s`` (never held ones); returns how many."""
         cutoff, expired = self.clock() - self.ttl_s, set()
-        for no, slab in enumerate(self._slabs):  # one numpy comparison per slab finds them ...
+        for no, slab in self._slabs.items():  # one numpy comparison per slab finds them ...
             expired.update(no << _ROW_BITS | row for row in np.nonzero(slab.used & (slab.touched < cutoff))[0].tolist())
         expired.difference_update(self._held)
         victims = [(tenant, sid, h) for tenant, ids in self._ids.items() for sid, h in ids.items() if h in expired] \
@@ -223,6 +223,18 @@ class MemoryStore(SessionStore):
             raise FailedPrecondition(f"session {session_id} is in use by a stream; "
                                      "use EXPORT_STATE / CLOSE inside that stream")
         return SessionRecord(s.id, s.model.name, s.model.version, s.position, self.export_state(s))
+
+    def retire(self, model: Model) -> None:
+        return None  # its sessions are its slab's rows: in use while any is left
+
+    def in_use(self, model: Model) -> bool:
+        no = self._slab_no.get(model)
+        return no is not None and len(self._slabs[no]) > 0
+
+    def forget(self, model: Model) -> None:
+        no = self._slab_no.get(model)
+        if no is not None and not self.in_use(model):
+            del self._slab_no[model], self._slabs[no]
 
     def start(self, interval_s: float = ServeConfig.eviction_interval) -> None:
         if self._evictor is None:

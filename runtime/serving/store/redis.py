@@ -8,8 +8,9 @@ the slab and answers. If the store cannot be reached the whole batch gets
 UNAVAILABLE and nothing changes in memory.
 
 One writer per session: opening a session takes a lease (set-if-absent with
-``lease_s`` expiry) that every write renews, and a sweep renews it every
-``lease_s / 3`` while a stream holds the session. Writes are fenced (see
+``lease_s`` expiry) that every write renews, and a sweep renews it (and the
+record's TTL) every third of ``lease_s`` or ``ttl_s``, whichever is shorter,
+while a stream holds the session. Writes are fenced (see
 :mod:`.lua`), so a holder whose lease expired while it stalled cannot
 overwrite a newer holder's state. A crashed replica's leases expire within
 ``lease_s``; until then a stream elsewhere gets FAILED_PRECONDITION.
@@ -100,6 +101,7 @@ class RedisStore(SessionStore):
             raise ValueError(f"ttl_s, lease_s and timeout_s must be > 0, max_sessions and max_per_tenant >= 1, "
                              f"got {ttl_s}, {lease_s}, {timeout_s}, {max_sessions}, {max_per_tenant}")
         self.url = url
+        self.ttl_s = ttl_s
         self.ttl_ms = str(int(ttl_s * 1000))
         self.lease_s = lease_s
         self.lease_ms = str(int(lease_s * 1000))
@@ -116,7 +118,8 @@ class RedisStore(SessionStore):
         self._response_error: type[BaseException] = aredis.ResponseError
         self._scripts = {name: self._redis.register_script(getattr(lua, name))
                          for name in ("OPEN", "COMMIT", "END", "DELETE", "INFO", "RENEW")}
-        self._slabs: dict[Model, Slab] = {}
+        self._slabs: dict[Model, Slab] = {}  # held sessions' rows, per model version
+        self._kept_until: dict[Model, float] = {}  # removed versions: monotonic time their idle sessions may expire by
         self._held: dict[tuple[str, str], Session] = {}
         self._renewer: asyncio.Task[None] | None = None
 
@@ -200,6 +203,8 @@ class RedisStore(SessionStore):
         if self._held.get((session.tenant, session.id)) is not session:
             return
         del self._held[(session.tenant, session.id)]
+        if session.model in self._kept_until:  # a removed version: resumable until its record expires
+            self._kept_until[session.model] = time.monotonic() + self.ttl_s
         session.slab.free(session.row)
         session.owner = None
         key = key_of(session.tenant, session.id)
@@ -285,6 +290,19 @@ class RedisStore(SessionStore):
                     f"answered UNAVAILABLE was stored after all, and this one differs from it (resend that "
                     f"message, or reopen the stream with resume to continue from position {verdict})"))
         return errors
+
+    def retire(self, model: Model) -> None:
+        """Idle sessions on ``model`` live in the store: resumable here until the TTL after the last one ended."""
+        self._kept_until[model] = max(self._kept_until.get(model, 0.0), time.monotonic() + self.ttl_s)
+
+    def in_use(self, model: Model) -> bool:
+        slab = self._slabs.get(model)
+        return (slab is not None and len(slab) > 0) or time.monotonic() < self._kept_until.get(model, 0.0)
+
+    def forget(self, model: Model) -> None:
+        if not self.in_use(model):
+            self._slabs.pop(model, None)
+            self._kept_until.pop(model, None)
 
     def start(self, interval_s: float = ServeConfig.eviction_interval) -> None:
         if self._renewer is None:
@@ -383,7 +401,7 @@ class RedisStore(SessionStore):
 
     async def _renew_forever(self) -> None:
         while True:
-            await asyncio.sleep(self.lease_s / 3)
+            await asyncio.sleep(min(self.lease_s, self.ttl_s) / 3)  # a held record outlives a short TTL too
             try:
                 await self.sync_clock()  # follows the store's clock (and a fail-over to another one)
                 lost = await self.renew()
