@@ -15,8 +15,9 @@ every message across threads and costs about twice the client CPU).
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -33,7 +34,7 @@ from ..grpc.headers import RESPONSE_LIMIT_HEADER, SESSION_HEADER
 from ..grpc.status import error_from_status
 from ..grpc.tensors import Encoding, array_to_tensor, tensor_to_samples, tensor_to_sequences
 from ..serving.config import ServeConfig
-from ._wire import channel_setup, rpc_error, version_field
+from ._wire import ResumeRetry, channel_setup, rpc_error, status_error, version_field
 from .fleet import AsyncRemoteFleet
 
 __all__ = ["AsyncClient", "AsyncRemoteStream"]
@@ -71,13 +72,15 @@ class AsyncClient:
                resume: bool = False) -> _Opening:
         """Open a stream on ``name``: ``async with client.stream(...) as s`` or ``s = await client.stream(...)``.
 
-        Arguments as :meth:`Client.stream <eddy.runtime.client.Client.stream>`.
+        Arguments, and the retries of a refused resume, as :meth:`Client.stream
+        <eddy.runtime.client.Client.stream>`.
         """
         open_ = pb.OpenStream(model=name, version=version_field(version), session_id=session_id or uuid.uuid4().hex,
                               state=state or b"", resume=resume)
         metadata = (*self._metadata, (SESSION_HEADER, open_.session_id),
                     (RESPONSE_LIMIT_HEADER, str(self.max_message_bytes)))
-        return _Opening(AsyncRemoteStream(self._stub.Stream(timeout=timeout, metadata=metadata), encoding), open_)
+        return _Opening(lambda: AsyncRemoteStream(self._stub.Stream(timeout=timeout, metadata=metadata), encoding),
+                        open_)
 
     def fleet(self, name: str, version: str | int | None = None, *, encoding: Encoding = "raw",
               timeout: float | None = None) -> _Opening:
@@ -86,8 +89,8 @@ class AsyncClient:
         Arguments as :meth:`Client.fleet <eddy.runtime.client.Client.fleet>`; ``await f.push(ids, x)``.
         """
         metadata = (*self._metadata, (RESPONSE_LIMIT_HEADER, str(self.max_message_bytes)))
-        fleet = AsyncRemoteFleet(self._stub.Fleet(timeout=timeout, metadata=metadata), encoding)
-        return _Opening(fleet, pb.FleetOpen(model=name, version=version_field(version)))
+        return _Opening(lambda: AsyncRemoteFleet(self._stub.Fleet(timeout=timeout, metadata=metadata), encoding),
+                        pb.FleetOpen(model=name, version=version_field(version)))
 
     async def predict(self, name: str, x: Any, version: str | int | None = None, *,
                       states: list[bytes] | None = None, encoding: Encoding = "raw") -> tuple[np.ndarray, list[bytes]]:
@@ -120,17 +123,31 @@ class _Opening:
     """What :meth:`AsyncClient.stream` and :meth:`AsyncClient.fleet` return: awaitable, or an async context manager
     closing the stream."""
 
-    def __init__(self, stream: Any, request: pb.OpenStream | pb.FleetOpen) -> None:
-        self._stream, self._request = stream, request
+    def __init__(self, call: Callable[[], Any], request: pb.OpenStream | pb.FleetOpen) -> None:
+        self._call, self._request = call, request  # call: a new AsyncRemoteStream / AsyncRemoteFleet, not opened
+        self._stream: Any = None
 
     def __await__(self) -> Generator[Any, None, Any]:
-        return self._stream._open(self._request).__await__()
+        return self._open().__await__()
 
     async def __aenter__(self) -> Any:
-        return await self._stream._open(self._request)
+        return await self._open()
 
     async def __aexit__(self, *exc: object) -> None:
-        await self._stream.close(cancel=exc[0] is not None)
+        if self._stream is not None:
+            await self._stream.close(cancel=exc[0] is not None)
+
+    async def _open(self) -> Any:
+        retry, resume = ResumeRetry(), isinstance(self._request, pb.OpenStream) and self._request.resume
+        while True:
+            try:
+                self._stream = await self._call()._open(self._request)
+                return self._stream
+            except EddyError as e:
+                pause = retry.pause(e) if resume else None
+                if pause is None:
+                    raise
+                await asyncio.sleep(pause)
 
 
 class AsyncRemoteStream:
@@ -230,14 +247,14 @@ class AsyncRemoteStream:
         except grpc.RpcError as e:
             self._closed = True
             raise rpc_error(e) from None
-        except grpc.aio.UsageError:  # the RPC already ended (write after the server's status)
+        except (grpc.aio.UsageError, asyncio.InvalidStateError):  # the RPC already ended: its status says why
             self._closed = True
             response = grpc.aio.EOF
         if response is grpc.aio.EOF:
             self._closed = True
             code = await self._call.code()
             if code != grpc.StatusCode.OK:
-                raise error_from_status(code, await self._call.details())
+                raise status_error(code, await self._call.details())
             raise EddyError("the server ended the stream without answering")
         kind = response.WhichOneof("kind")
         if kind == "error":

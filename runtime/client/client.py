@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from ..core.errors import EddyError, InvalidInput
 from ..grpc.headers import RESPONSE_LIMIT_HEADER, SESSION_HEADER
 from ..grpc.tensors import Encoding, array_to_tensor, tensor_to_sequences
 from ..serving.config import ServeConfig
-from ._wire import channel_setup, rpc_error, version_field
+from ._wire import ResumeRetry, channel_setup, rpc_error, version_field
 from .fleet import RemoteFleet
 from .stream import RemoteStream
 
@@ -90,19 +91,32 @@ class Client:
             session_id: the session to create or resume (default: a new random id, made here so that the
                 `x-eddy-session` header can carry it; read it back as `.session_id`).
             state: exported state bytes (`export_state`) a new session starts from.
-            resume: the session must exist already (else NotFound), instead of being created.
+            resume: the session must exist already (else NotFound), instead of being created. A resume refused
+                because another replica's lease still holds the session (its replica may have died) or because no
+                server answers (UNAVAILABLE) is tried again, for as long as the lease the server names at most
+                (`ResumeRetry`).
 
         Raises:
             NotFound: unknown model or version, or `resume` of a session that does not exist.
             AlreadyExists: `session_id` exists and `resume` is false.
-            FailedPrecondition: the session is driven by another stream, or is on another model or version.
+            FailedPrecondition: the session is driven by another stream (after waiting out its lease), or is on
+                another model or version.
             ResourceExhausted: a session or stream limit of the server was reached.
             Unauthenticated: a missing or unknown token, or state bytes whose signature does not verify.
             PermissionDenied: state bytes exported by another tenant.
         """
-        return RemoteStream(self._stub, name, version, encoding=encoding, timeout=timeout,
-                            session_id=session_id or uuid.uuid4().hex, state=state, resume=resume,
-                            max_response_bytes=self.max_message_bytes, metadata=self._metadata)
+        session_id = session_id or uuid.uuid4().hex
+        retry = ResumeRetry()
+        while True:
+            try:
+                return RemoteStream(self._stub, name, version, encoding=encoding, timeout=timeout,
+                                    session_id=session_id, state=state, resume=resume,
+                                    max_response_bytes=self.max_message_bytes, metadata=self._metadata)
+            except EddyError as e:
+                pause = retry.pause(e) if resume else None
+                if pause is None:
+                    raise
+                time.sleep(pause)
 
     def fleet(self, name: str, version: str | int | None = None, *, encoding: Encoding = "raw",
               timeout: float | None = None) -> RemoteFleet:

@@ -7,6 +7,8 @@ turns it into ``grpc.StatusCode[name]``.
 
 from __future__ import annotations
 
+import re
+
 __all__ = [
     "EddyError",
     "error_for_code",
@@ -19,6 +21,8 @@ __all__ = [
     "AlreadyExists",
     "Unauthenticated",
     "PermissionDenied",
+    "busy_lease",
+    "session_busy",
 ]
 
 
@@ -102,3 +106,30 @@ def error_for_code(code: str, message: str) -> EddyError:
     err = EddyError(message)
     err.code = code
     return err
+
+
+def session_busy(session_id: str, lease_s: float | None = None) -> FailedPrecondition:
+    """The refusal of a session another stream drives.
+
+    ``lease_s``: the holder may be a crashed replica, whose lease lets go of the session within that many seconds
+    (a session store's ``--lease-s``); None: the holder is a stream of the refusing server itself.
+    """
+    where = "" if lease_s is None else \
+        f" (here or on another replica; a crashed replica's lease expires within {lease_s:g} s)"
+    return FailedPrecondition(f"session {session_id} is in use by another stream{where}")
+
+
+_BUSY = re.compile(r"session .+ is in use by another stream(?: \(here or on another replica; a crashed replica's "
+                   r"lease expires within ([0-9.e+-]+) s\))?")
+
+
+def busy_lease(message: str) -> float | None:
+    """For a :func:`session_busy` refusal: the seconds its holder's lease may still last (0.0: a stream of the
+    refusing server holds it); None for any other message."""
+    m = _BUSY.fullmatch(message)
+    if m is None:
+        return None
+    try:
+        return float(m[1]) if m[1] else 0.0
+    except ValueError:
+        return None

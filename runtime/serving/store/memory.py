@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ...core.errors import AlreadyExists, FailedPrecondition, NotFound
+from ...core.errors import AlreadyExists, FailedPrecondition, NotFound, session_busy
 from ...core.model import Model
 from ...core.statecodec import ExportedState, decode_state
 from ..config import ServeConfig
@@ -254,7 +254,7 @@ class MemoryStore(SessionStore):
                       imported: ExportedState | None) -> None:
         if handle in self._held:
             self.stats.rejected_busy += 1
-            raise FailedPrecondition(f"session {sid} is in use by another stream")
+            raise session_busy(sid)
         if has.name != model.name:
             raise FailedPrecondition(f"session {sid} belongs to model {has.name}, not {model.name}")
         if pinned and has.version != model.version:

@@ -50,7 +50,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from ...core.errors import AlreadyExists, EddyError, FailedPrecondition, NotFound, ResourceExhausted, Unavailable
+from ...core.errors import AlreadyExists, EddyError, FailedPrecondition, NotFound, ResourceExhausted, Unavailable, session_busy
 from ...core.model import Model
 from ...core.statecodec import ExportedState, encode_state
 from ..config import ServeConfig
@@ -163,7 +163,7 @@ class RedisStore(SessionStore):
             if not resume:
                 raise self._refusal("EXISTS", sid, model, [])
             self.stats.rejected_busy += 1
-            raise FailedPrecondition(f"session {sid} is in use by another stream")
+            raise session_busy(sid)
         state = None if imported is None else imported.for_model(model)  # name -> [1, *shape], checked
         slab = self._slab(model)
         row = slab.alloc(state, imported.position if imported else 0, 0.0)
@@ -347,8 +347,7 @@ class RedisStore(SessionStore):
     def _refusal(self, verdict: str, sid: str, model: Model, reply: list[bytes]) -> EddyError:
         if verdict == "BUSY":
             self.stats.rejected_busy += 1
-            return FailedPrecondition(f"session {sid} is in use by another stream (here or on another replica; "
-                                      f"a crashed replica's lease expires within {self.lease_s:g} s)")
+            return session_busy(sid, self.lease_s)
         if verdict == "NOTFOUND":
             return NotFound(f"session {sid} does not exist (closed, expired or never opened)")
         if verdict == "EXISTS":
