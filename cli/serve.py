@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from eddy.runtime.core.layout import PRECISIONS
-from eddy.runtime.serving.config import DEFAULT_HOST, DEFAULT_PORT, ServeConfig
+from eddy.runtime.serving.config import DEFAULT_HOST, DEFAULT_PORT, TENANT_STREAM_SHARE, ServeConfig
 
 from .errors import UsageError
 
@@ -25,9 +25,11 @@ another connection); idle sessions live --session-ttl seconds. One stream at
 a time per session. See docs/guides/serving.md.
 
 security: a non-loopback --host needs --tls-cert/--tls-key and --auth-tokens
-(or --insecure). Tokens: `eddy token TENANT` prints one and the line for the
-tokens file; SIGHUP re-reads the file and ends the open streams of tokens it
-no longer lists (UNAUTHENTICATED). See docs/guides/security.md.
+(or --insecure), a non-loopback --metrics-host --insecure. Tokens: `eddy token
+TENANT` prints one and the line for the tokens file (which others must not
+be able to write); SIGHUP re-reads the file and ends the open streams of
+tokens it no longer lists (UNAUTHENTICATED). A --state-key file must not be
+open to other users (chmod 600). See docs/guides/security.md.
 
 shutdown: SIGINT/SIGTERM turns health NOT_SERVING, refuses new RPCs, answers
 open streams for up to --grace seconds, then cancels what is left.
@@ -93,8 +95,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help=f"open streams at most, eddy.v1 and OIP together; more are RESOURCE_EXHAUSTED "
                         f"(default: {d.max_streams})")
     s.add_argument("--max-streams-per-tenant", type=int, default=d.max_streams_per_tenant, metavar="N",
-                   help="open streams per tenant (token) at most; more are RESOURCE_EXHAUSTED "
-                        "(default: only --max-streams)")
+                   help="open streams per tenant (token) at most; more are RESOURCE_EXHAUSTED (default: "
+                        f"--max-streams / {TENANT_STREAM_SHARE} per token's tenant, so no tenant takes every slot; "
+                        "without --auth-tokens every caller is one tenant, held only to --max-streams)")
     s.add_argument("--grace", type=float, default=d.grace, metavar="SECONDS",
                    help=f"seconds open streams get to finish on SIGINT/SIGTERM (default: {d.grace:g})")
     s.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
@@ -121,7 +124,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="rescan --models this often: new versions are served without a restart, removed ones "
                         "take no new sessions (their open sessions carry on) (default: 0, off)")
     s.add_argument("--metrics-host", default=d.metrics_host, metavar="ADDR",
-                   help=f"address the metrics endpoint binds (default: {d.metrics_host}, loopback only)")
+                   help=f"address the metrics endpoint binds; non-loopback needs --insecure, as /metrics has no "
+                        f"TLS or tokens (default: {d.metrics_host}, loopback only)")
     s.add_argument("--tls-cert", type=Path, metavar="PEM",
                    help="server certificate chain; with --tls-key serves TLS only (default: plaintext)")
     s.add_argument("--tls-key", type=Path, metavar="PEM", help="private key of --tls-cert (default: none)")
@@ -138,7 +142,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     s.add_argument("--no-reflection", dest="reflection", action="store_false",
                    help="do not serve gRPC server reflection (default: served)")
     s.add_argument("--insecure", action="store_true",
-                   help="allow a non-loopback --host without TLS and tokens (default: refuse to start)")
+                   help="allow a non-loopback --host without TLS and tokens, and a non-loopback --metrics-host "
+                        "(/metrics has neither) (default: refuse to start)")
     s.add_argument("--log-level", default="INFO", help="logging level on stderr (default: INFO)")
     return s
 
@@ -164,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(str(e)) from None
     security = _security(args)
     try:
-        security.check_bind(args.host)  # before any worker starts: the refusal is the first thing said
+        security.check_bind(args.host, config.metrics_bind)  # before any worker starts: the refusal comes first
     except InsecureBind as e:
         raise UsageError(str(e)) from None
     if args.workers > 1:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import queue
+import subprocess
 
 import grpc
 import numpy as np
@@ -200,6 +201,7 @@ def test_sighup_rereads_the_tokens_file(models_dir, tmp_path):
     old, new = new_token(), new_token()
     path = tmp_path / "tokens"
     path.write_text(f"acme {token_digest(old)}\n")
+    path.chmod(0o600)
     with eddy_process("serve", "--models", str(models_dir), "--port", "0", "--auth-tokens", str(path)) as server:
         address = server.stdout.readline().split()[-1]
         with Client(address, token=old, timeout=10) as c:
@@ -221,6 +223,7 @@ def test_replicas_sharing_a_state_key_accept_each_others_bytes(models_dir, tmp_p
 
     key = tmp_path / "state.key"
     key.write_text("# shared by the replicas\n" + "ab" * 32 + "\n")
+    key.chmod(0o600)
     shared, other = StateKeys.from_file(key), StateKeys((b"z" * 32,))
     a, b, c = (ThreadedServer(models_dir, security=Security(state_keys=k)) for k in (shared, shared, other))
     try:
@@ -258,6 +261,7 @@ def test_cli_refuses_a_short_state_key(tmp_path):
 
     key = tmp_path / "state.key"
     key.write_text("short\n")
+    key.chmod(0o600)
     r = subprocess.run([*EDDY, "serve", "--port", "0", "--state-key", str(key)], capture_output=True, text=True,
                        cwd=ROOT, timeout=60)
     assert r.returncode == 2 and "--state-key" in r.stderr and "shorter than 32" in r.stderr
@@ -404,3 +408,106 @@ def test_sighup_ends_the_open_streams_of_a_removed_token(models_dir, tmp_path, s
         with Client(address, token=fresh, timeout=30) as c, c.stream(MODEL, session_id="acme-1", resume=True) as rs:
             assert rs.position == 2  # the tenant's session, released at once and resumable with its new token
             assert np.array_equal(rs.push(series[2:3]), reference(model, [series[:2], series[2:3]])[1])
+
+
+def _eddy_serve(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*EDDY, "serve", "--port", "0", *args], capture_output=True, text=True, cwd=ROOT, timeout=60)
+
+
+def test_a_tokens_file_others_may_write_is_refused_as_sshd_does(tmp_path, caplog):
+    path, token = tmp_path / "tokens", new_token()
+    path.write_text(f"acme {token_digest(token)}\n")
+    for mode in (0o666, 0o664, 0o646):
+        path.chmod(mode)
+        with pytest.raises(ValueError, match=f"writable by other users \\(mode 0{mode:o}\\).*chmod 600"):
+            TokenTable(path)
+    r = _eddy_serve("--auth-tokens", str(path))
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--auth-tokens:" in r.stderr and "0646" in r.stderr
+    path.chmod(0o600)
+    with caplog.at_level("WARNING", "eddy.security"):
+        table = TokenTable(path)
+    assert table.tenant(token) == "acme" and not caplog.records  # the owner's alone: silent
+    path.chmod(0o666)
+    assert not table.reload() and table.tenant(token) == "acme"  # on SIGHUP: refused, the previous table stays
+    path.chmod(0o644)
+    with caplog.at_level("WARNING", "eddy.security"):
+        assert table.reload()
+    assert "readable by other users (mode 0644)" in caplog.text  # read by others: accepted, and said
+
+
+def test_one_digest_under_two_tenants_is_refused(tmp_path):
+    path, digest = tmp_path / "tokens", token_digest(new_token())
+    path.write_text(f"acme {digest}\n# again\nacme {digest}\n")
+    assert len(TokenTable(path)) == 1  # the same line twice: harmless
+    path.write_text(f"acme {digest}\n\numbrella {digest.upper()}\n")
+    with pytest.raises(ValueError, match="line 3: this digest is tenant acme's already \\(line 1\\)"):
+        TokenTable(path)
+
+
+def test_an_empty_tokens_file_says_that_every_call_will_be_refused(tmp_path, caplog):
+    path = tmp_path / "tokens"
+    path.write_text("# nobody yet\n")
+    with caplog.at_level("WARNING", "eddy.security"):
+        assert len(TokenTable(path)) == 0
+    assert "lists no token: every call but health checks will be refused" in caplog.text
+
+
+def test_a_state_key_others_may_read_is_refused_as_ssh_does(tmp_path, caplog):
+    from eddy.runtime.core.statecodec import StateKeys
+
+    key = tmp_path / "state.key"
+    key.write_text("ab" * 32 + "\n")
+    key.chmod(0o644)
+    r = _eddy_serve("--state-key", str(key))
+    assert r.returncode == 2 and "--state-key:" in r.stderr and "open to other users (mode 0644)" in r.stderr
+    for mode in (0o604, 0o602):
+        key.chmod(mode)
+        with pytest.raises(ValueError, match="open to other users"):
+            StateKeys.from_file(key)
+    key.chmod(0o640)
+    with caplog.at_level("WARNING", "eddy.security"):
+        StateKeys.from_file(key)  # a group may share it: accepted, and said
+    assert "open to its group (mode 0640)" in caplog.text
+    key.chmod(0o400)
+    assert StateKeys.from_file(key).keys == (b"ab" * 32,)
+
+
+def test_a_public_metrics_bind_is_held_to_the_host_rule(models_dir, tokens):
+    from eddy.runtime.serving.config import ServeConfig
+
+    with pytest.raises(InsecureBind, match="metrics on non-loopback address 0.0.0.0: /metrics has no TLS or tokens"):
+        ThreadedServer(models_dir, ServeConfig(metrics_port=0, metrics_host="0.0.0.0"), Security(tokens=tokens[1]))
+    r = _eddy_serve("--metrics-port", "0", "--metrics-host", "0.0.0.0")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--insecure to expose it" in r.stderr
+    Security(insecure=True).check_bind("127.0.0.1", "0.0.0.0")  # the explicit opt-in
+    Security().check_bind("127.0.0.1", "::1")
+
+
+def test_one_tenant_cannot_take_every_stream_by_default(models_dir, tokens, series):
+    from eddy.runtime.serving.config import ServeConfig
+
+    config = ServeConfig(max_streams=8)  # no --max-streams-per-tenant: a token's tenant gets 8 // 4 = 2
+    s = ThreadedServer(models_dir, config, Security(tokens=tokens[1]))
+    try:
+        with Client(s.address, token=tokens[0]["alpha"]) as a, Client(s.address, token=tokens[0]["beta"]) as b:
+            mine = [a.stream(MODEL) for _ in range(2)]
+            with pytest.raises(EddyError) as e:
+                a.stream(MODEL)
+            assert e.value.code == "RESOURCE_EXHAUSTED" and e.value.message.endswith(
+                "(--max-streams-per-tenant 2, by default 1/4 of --max-streams); close one first")
+            theirs = [b.stream(MODEL) for _ in range(2)]  # the others keep their share
+            for rs in (*mine, *theirs):
+                rs.push(series[:1])
+                rs.close()
+    finally:
+        s.stop()
+    open_server = ThreadedServer(models_dir, config)  # no tokens: every caller is one tenant, held to --max-streams
+    try:
+        with Client(open_server.address) as c:
+            streams = [c.stream(MODEL) for _ in range(8)]
+            with pytest.raises(EddyError, match="--max-streams 8"):
+                c.stream(MODEL)
+            for rs in streams:
+                rs.close()
+    finally:
+        open_server.stop()

@@ -46,8 +46,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import math
+import os
 import secrets
+import stat
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -59,6 +62,8 @@ from .errors import FailedPrecondition, InvalidInput, PermissionDenied, Unauthen
 from .model import Model
 from .monitor import MONITOR
 from .samples import FLOAT32_LE, FLOAT64_LE
+
+log = logging.getLogger("eddy.security")
 
 __all__ = ["FORMAT_VERSION", "MAGIC", "MAX_POSITION", "READ_FORMATS", "ExportedState", "StateKeys", "decode_state",
            "encode_state", "reseal"]
@@ -95,7 +100,19 @@ class StateKeys:
 
         Each line is the key itself, at least 32 characters (e.g. ``openssl
         rand -hex 32``). Raises ``ValueError``/``OSError`` naming the problem.
+
+        The key is a secret, so its file is held to ssh's rule for private
+        keys: refused if other users may read or write it (any of the mode's
+        "other" bits); a group that may read it is allowed, with a warning
+        (e.g. a Kubernetes secret shared through ``fsGroup``).
         """
+        mode = os.stat(path).st_mode
+        if os.name == "posix" and mode & stat.S_IRWXO:
+            raise ValueError(f"{path} is open to other users (mode {stat.S_IMODE(mode):04o}): it holds the key that "
+                             f"signs every session's state; `chmod 600 {path}`")
+        if os.name == "posix" and mode & stat.S_IRWXG:
+            log.warning("state key %s is open to its group (mode %04o): every member can sign state bytes",
+                        path, stat.S_IMODE(mode))
         lines = [ln.split("#", 1)[0].strip() for ln in Path(path).read_text(encoding="utf-8").splitlines()]
         keys = tuple(ln.encode() for ln in lines if ln)
         if not keys:

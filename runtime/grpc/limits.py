@@ -17,16 +17,22 @@ from collections import Counter
 from collections.abc import Callable
 
 from ..core.errors import ResourceExhausted
+from ..serving.config import TENANT_STREAM_SHARE
 
 __all__ = ["IdleWatch", "StreamLimits"]
 
 
 class StreamLimits:
-    """Open-stream counts with an overall and a per-tenant cap."""
+    """Open-stream counts with an overall and a per-tenant cap.
+
+    ``max_per_tenant`` None: each token's tenant may hold ``max_streams // TENANT_STREAM_SHARE`` (so no tenant takes
+    every slot); the unauthenticated tenant ``""`` (tokens off: every caller) only ``max_streams``.
+    """
 
     def __init__(self, max_streams: int, max_per_tenant: int | None = None) -> None:
         self.max_streams = max_streams
-        self.max_per_tenant = max_per_tenant  # None: only the overall cap
+        self.max_per_tenant = max_per_tenant
+        self._share = max(1, max_streams // TENANT_STREAM_SHARE)  # the default cap of a token's tenant
         self.open = 0
         self._by_tenant: Counter[str] = Counter()
 
@@ -35,9 +41,11 @@ class StreamLimits:
         if self.open >= self.max_streams:
             raise ResourceExhausted(f"stream limit reached: {self.open} open streams (--max-streams "
                                     f"{self.max_streams}); retry later")
-        if self.max_per_tenant is not None and self._by_tenant[tenant] >= self.max_per_tenant:
+        cap = self.max_per_tenant if self.max_per_tenant is not None else self._share if tenant else None
+        if cap is not None and self._by_tenant[tenant] >= cap:
+            why = "" if self.max_per_tenant is not None else f", by default 1/{TENANT_STREAM_SHARE} of --max-streams"
             raise ResourceExhausted(f"stream limit reached for this tenant: {self._by_tenant[tenant]} open "
-                                    f"(--max-streams-per-tenant {self.max_per_tenant}); close one first")
+                                    f"(--max-streams-per-tenant {cap}{why}); close one first")
         self.open += 1
         self._by_tenant[tenant] += 1
 

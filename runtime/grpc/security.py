@@ -9,6 +9,12 @@
   not let anyone call the server. ``eddy token TENANT`` prints a fresh token
   and the line to add. :meth:`TokenTable.reload` re-reads it (``eddy serve``
   does on SIGHUP); a file that no longer parses keeps the previous table.
+  Refused: a file that users other than its owner may write (whoever can
+  write it can give themselves a tenant: sshd's rule for
+  ``authorized_keys``), and a digest listed under two tenants. Said once: a
+  file others may read (the digest of a guessable hand-made token can be
+  guessed offline; ``eddy token``'s 256-bit tokens cannot), and a file
+  without any token (every call but health checks is UNAUTHENTICATED).
 - **Interceptor** (:class:`AuthInterceptor`): every RPC except
   ``grpc.health.v1.Health`` needs ``authorization: Bearer <token>`` metadata
   naming a listed token, else UNAUTHENTICATED. The caller's tenant is put in
@@ -21,8 +27,10 @@ from __future__ import annotations
 import contextvars
 import hashlib
 import logging
+import os
 import re
 import secrets
+import stat
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,7 +76,12 @@ class TokenTable:
         self._tenants: dict[str, str] = self._read()  # digest -> tenant; ValueError/OSError on a bad file
 
     def _read(self) -> dict[str, str]:
+        mode = os.stat(self.path).st_mode
+        if os.name == "posix" and mode & (stat.S_IWGRP | stat.S_IWOTH):
+            raise ValueError(f"{self.path} is writable by other users (mode {stat.S_IMODE(mode):04o}): whoever can "
+                             f"write it can add a token; `chmod 600 {self.path}` (or 644)")
         tenants: dict[str, str] = {}
+        lines: dict[str, int] = {}  # digest -> the line that listed it
         text = self.path.read_text(encoding="utf-8")
         for lineno, raw in enumerate(text.splitlines(), start=1):
             line = raw.split("#", 1)[0].strip()
@@ -78,7 +91,18 @@ class TokenTable:
             if len(parts) != 2 or not _TENANT_RE.fullmatch(parts[0]) or not _DIGEST_RE.fullmatch(parts[1].lower()):
                 raise ValueError(f"{self.path} line {lineno}: expected `TENANT SHA256-HEX` (tenant: letters, digits, "
                                  "._-, at most 64; digest: 64 hex digits), not a token")
-            tenants[parts[1].lower()] = parts[0]
+            tenant, digest = parts[0], parts[1].lower()
+            if tenants.get(digest, tenant) != tenant:
+                raise ValueError(f"{self.path} line {lineno}: this digest is tenant {tenants[digest]}'s already (line "
+                                 f"{lines[digest]}); a token belongs to one tenant: give {tenant} a token of its own")
+            tenants[digest], lines[digest] = tenant, lineno
+        if os.name == "posix" and mode & stat.S_IROTH:
+            log.warning("tokens file %s is readable by other users (mode %04o): the digest of a guessable token can "
+                        "be guessed offline (`eddy token` makes unguessable ones); `chmod 600 %s`", self.path,
+                        stat.S_IMODE(mode), self.path)
+        if not tenants:
+            log.warning("tokens file %s lists no token: every call but health checks will be refused "
+                        "(UNAUTHENTICATED); add one with `eddy token TENANT`", self.path)
         return tenants
 
     def reload(self) -> bool:
@@ -216,8 +240,17 @@ class Security:
     state_keys: StateKeys | None = None  # HMAC keys of state bytes (--state-key); None: a random per-process key
     insecure: bool = False  # allow a non-loopback bind without TLS and tokens
 
-    def check_bind(self, host: str) -> None:
-        """Raise :class:`InsecureBind` with a one-line reason if ``host`` may not be bound this way."""
+    def check_bind(self, host: str, metrics_host: str | None = None) -> None:
+        """Raise :class:`InsecureBind` with a one-line reason if ``host`` (gRPC) or ``metrics_host`` (the
+        Prometheus endpoint, if served) may not be bound this way.
+
+        One rule for both: a non-loopback address needs TLS and tokens, or the ``--insecure`` opt-in. The
+        metrics endpoint has neither, so only the opt-in opens it beyond loopback.
+        """
+        if metrics_host is not None and not (is_loopback(metrics_host) or self.insecure):
+            raise InsecureBind(f"refusing to serve metrics on non-loopback address {metrics_host}: /metrics has no "
+                               "TLS or tokens; keep it on loopback (scrape it through a sidecar or a tunnel), or pass "
+                               "--insecure to expose it")
         if is_loopback(host) or self.insecure or (self.tls is not None and self.tokens is not None):
             return
         missing = " and ".join(n for n, v in (("TLS (--tls-cert/--tls-key)", self.tls),

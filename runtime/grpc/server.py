@@ -81,7 +81,7 @@ class Server:
         self.repository = repository
         self.config = config or ServeConfig()
         self.security = security or Security()
-        self.security.check_bind(host)  # InsecureBind (an OSError) before anything is started
+        self.security.check_bind(host, self.config.metrics_bind)  # InsecureBind (an OSError) before anything starts
         self.host = host
         self.requested_port = port
         self.port = 0  # the bound port, once started
@@ -250,7 +250,7 @@ def serve(models_dir: str | Path, host: str = DEFAULT_HOST, port: int = DEFAULT_
     """
     config = config or ServeConfig()
     security = security or Security()
-    security.check_bind(host)  # before loading models: the refusal is the first thing said
+    security.check_bind(host, config.metrics_bind)  # before loading models: the refusal is the first thing said
     repository = ModelRepository(models_dir, precision=config.precision)
     return asyncio.run(_serve(repository, host, port, config, security))
 

@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 
 from ..core.layout import PRECISIONS
 
-__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "ServeConfig"]
+__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "TENANT_STREAM_SHARE", "ServeConfig"]
 
 DEFAULT_HOST = "127.0.0.1"  # address eddy serve binds unless told otherwise: loopback only
 DEFAULT_PORT = 50051  # eddy serve's gRPC port unless told otherwise
+TENANT_STREAM_SHARE = 4  # without max_streams_per_tenant, one tenant (token) may hold 1/4 of max_streams
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class ServeConfig:
     max_streams: int = 10_000  # open streams (eddy.v1 Stream + OIP ModelStreamInfer); more are RESOURCE_EXHAUSTED at once
     keepalive_time: float = 10.0  # seconds between HTTP/2 pings on a connection with open streams
     keepalive_timeout: float = 5.0  # seconds without a ping ack before the peer counts as gone (streams end)
-    max_streams_per_tenant: int | None = None  # open streams per tenant; None: only max_streams
+    max_streams_per_tenant: int | None = None  # streams per tenant (token); None: max_streams // 4 (tokens off: max_streams)
     metrics_port: int | None = None  # Prometheus /metrics on this port (0: a free one); None: off
     clock: Callable[[], float] = field(default=time.monotonic, compare=False)  # seconds, for session TTLs
     session_store: str = ""  # "": this process's memory; redis://HOST:PORT/DB or unix:///PATH: a shared Redis/Valkey
@@ -47,6 +48,11 @@ class ServeConfig:
     precision: str = "float32"  # graphs served: float32, or each version's int8 twins (versions without are skipped)
     metrics_host: str = "127.0.0.1"  # address /metrics binds; loopback unless asked otherwise
     share_port: bool = False  # let other processes bind the same port (SO_REUSEPORT, what --workers uses); else in use: error
+
+    @property
+    def metrics_bind(self) -> str | None:
+        """The address /metrics binds, or None with metrics off (what the bind rule checks)."""
+        return None if self.metrics_port is None else self.metrics_host
 
     def __post_init__(self) -> None:
         problems = [
