@@ -20,10 +20,18 @@ No late writes: every write script carries a deadline in the store's clock,
 write this process answered UNAVAILABLE (no answer within ``timeout_s``)
 either ran in time or never will; a retry of the same samples then is
 stored once (a retry whose first attempt was stored is acknowledged without
-being applied again, see :mod:`.lua`). The store's clock is learnt from its
-``TIME`` against this process's monotonic clock (:meth:`RedisStore.sync_clock`,
-at :meth:`check` and every renewal sweep), and never read ahead of its true
-value, so a deadline is never later than the moment this process gives up.
+being applied again, see :mod:`.lua`). That needs the writer's view of the
+session as it was before the unanswered write: a stream that still holds
+the session has it; for a session let go meanwhile (an OIP sequence lets go
+after every request, a stream may end) this process remembers each write
+whose answer it never got, and a resume here that finds exactly that write
+stored resumes as before it, so the retried request is acknowledged (and any
+other one is refused naming the stored position).
+
+The store's clock is learnt from its ``TIME`` against this process's
+monotonic clock (:meth:`RedisStore.sync_clock`, at :meth:`check` and every
+renewal sweep), and never read ahead of its true value, so a deadline is
+never later than the moment this process gives up.
 
 In this process only held sessions live in memory (slab rows); an idle
 session is its record in the store, which expires after ``ttl_s`` (the TTL
@@ -46,6 +54,7 @@ import struct
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
@@ -65,6 +74,20 @@ log = logging.getLogger("eddy.store")
 T = TypeVar("T")
 KEY_PREFIX = "eddy:s"  # record keys: eddy:s:<len(tenant)>:<tenant>:<session id>; leases add ":lease"
 LIVE = "eddy:live"  # sorted set of every live session's record key; per tenant: eddy:live:<len(tenant)>:<tenant>
+
+
+@dataclass(frozen=True)
+class _Unanswered:
+    """A write whose answer never came (it may be stored): the session before and after it."""
+
+    seq: int  # the write count it was admitted at
+    before: tuple[int, bytes]  # position, state bytes
+    after: tuple[int, bytes]
+    at: float  # time.monotonic() when it was given up on
+
+
+class _Late(Unavailable):
+    """A write script ran after its deadline: nothing was written."""
 
 
 def key_of(tenant: str, session_id: str) -> str:
@@ -120,6 +143,7 @@ class RedisStore(SessionStore):
                          for name in ("OPEN", "COMMIT", "END", "DELETE", "INFO", "RENEW")}
         self._slabs: dict[Model, Slab] = {}  # held sessions' rows, per model version
         self._kept_until: dict[Model, float] = {}  # removed versions: monotonic time their idle sessions may expire by
+        self._unanswered: dict[tuple[str, str], _Unanswered] = {}  # (tenant, id) -> its last write, if unanswered
         self._held: dict[tuple[str, str], Session] = {}
         self._renewer: asyncio.Task[None] | None = None
 
@@ -228,6 +252,7 @@ class RedisStore(SessionStore):
             del self._held[(tenant, sid)]
             held.slab.free(held.row)
             held.owner = None
+        self._unanswered.pop((tenant, sid), None)
         if verdict == "NOTFOUND":
             raise NotFound(f"session {sid} does not exist (closed, expired or never opened)")
         self.stats.closed += 1
@@ -271,9 +296,16 @@ class RedisStore(SessionStore):
             key = key_of(s.tenant, s.id).encode()
             packed += (head.pack(len(key), s.token.encode(), s.seq, s.position + n), key, blob)
         args = [self.ttl_ms, self.lease_ms, len(sessions), len(blobs[0]), b"".join(packed)]
-        written = await self._write("COMMIT", [], args)  # one round trip for the batch
+        try:
+            written = await self._write("COMMIT", [], args)  # one round trip for the batch
+        except _Late:
+            raise  # it ran, too late to count: nothing was written
+        except Unavailable:  # it may have been written: remember how to tell a retry of it
+            self._remember(sessions, blobs, advance)
+            raise
         errors: list[EddyError | None] = []
         for s, verdict in zip(sessions, written):
+            self._unanswered.pop((s.tenant, s.id), None)  # settled, whatever the verdict
             if verdict == lua.WRITTEN:
                 s.seq += 1
                 errors.append(None)
@@ -342,7 +374,27 @@ class RedisStore(SessionStore):
             raise
         resumed = Session(sid, tenant, slab, row, session.owner)
         resumed.token, resumed.seq = token, int(seq)
+        last = self._unanswered.pop((tenant, sid), None)
+        if last is not None and (int(seq), position, state) == (last.seq + 1, *last.after):
+            # stored, never answered: resume as before it, so that its retry is acknowledged, not stored twice
+            slab.load_bytes(row, last.before[1])
+            resumed.position, resumed.seq = last.before[0], last.seq
+            log.info("session %s: its last write (to position %d) was stored but never answered; resumed before it",
+                     sid, position)
         return resumed
+
+    def _remember(self, sessions: Sequence[Session], blobs: list[bytes], advance: Sequence[int]) -> None:
+        """Note writes whose answer never came (kept for the TTL at most: the record expires by then)."""
+        now = time.monotonic()
+        while self._unanswered:
+            key, oldest = next(iter(self._unanswered.items()))
+            if now - oldest.at < self.ttl_s:
+                break
+            del self._unanswered[key]
+        for s, blob, n in zip(sessions, blobs, advance):
+            self._unanswered.pop((s.tenant, s.id), None)  # re-inserted last: the dict stays in time order
+            self._unanswered[(s.tenant, s.id)] = _Unanswered(
+                s.seq, (s.position, s.slab.row_to_bytes(s.row)), (s.position + n, blob), now)
 
     def _refusal(self, verdict: str, sid: str, model: Model, reply: list[bytes]) -> EddyError:
         if verdict == "BUSY":
@@ -370,8 +422,8 @@ class RedisStore(SessionStore):
         deadline = int(time.monotonic() * 1000) + (self._offset_ms or 0) + int(self.timeout_s * 1000)  # store ms
         reply = await self._call(self._scripts[script](keys=keys, args=[*args, deadline]))
         if reply == lua.LATE:
-            raise Unavailable(f"session store {self._where()} ran a write after this server's {self.timeout_s:g} s "
-                              "timeout; nothing was written: retry")
+            raise _Late(f"session store {self._where()} ran a write after this server's {self.timeout_s:g} s "
+                        "timeout; nothing was written: retry")
         return reply
 
     async def _call(self, call: Awaitable[T]) -> T:
