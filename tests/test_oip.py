@@ -332,6 +332,46 @@ def test_serialized_answers_equal_the_messages(model, request_id, n):
     assert wrapped == pb.ModelStreamInferResponse(infer_response=want)
 
 
+def _input_request(shape=(2, 1), raw=None, name="x", datatype="FP32", outputs=(), contents=None, raws=None):
+    r = pb.ModelInferRequest(model_name=MODEL, outputs=[pb.ModelInferRequest.InferRequestedOutputTensor(name=o)
+                                                        for o in outputs])
+    inp = r.inputs.add(name=name, datatype=datatype, shape=list(shape))
+    if contents is not None:
+        inp.contents.fp32_contents.extend(contents)
+    if raws is None:
+        raws = [np.arange(max(int(np.prod(shape)), 0), dtype="<f4").tobytes() if raw is None else raw]
+    r.raw_input_contents.extend(raws)
+    return pb.ModelInferRequest.FromString(r.SerializeToString())
+
+
+@pytest.mark.parametrize("request_", [
+    _input_request(), _input_request((1, 1)), _input_request((5, 1)), _input_request(outputs=["y"]),
+    _input_request(outputs=["z"]), _input_request(outputs=["y", "y"]), _input_request((0, 1)),
+    _input_request((-1, 1)), _input_request((2, 2)), _input_request((2,)), _input_request((2, 1, 1)),
+    _input_request(raw=b"\0" * 7), _input_request(raw=np.array([1, np.nan], "<f4").tobytes()),
+    _input_request(raw=np.array([-np.inf, 1], "<f4").tobytes()),
+    _input_request(raw=np.array([1, np.inf], "<f4").tobytes()), _input_request(name="z"),
+    _input_request(datatype="FP64"), _input_request(contents=[1.0, 2.0]),
+    _input_request(contents=[1.0, 2.0], raws=[]), _input_request(raws=[b"\0" * 8, b"\0" * 8]),
+], ids=lambda r: str(r).replace("\n", " ")[:60])
+def test_quick_input_path_takes_exactly_what_the_full_rules_take(model, request_):
+    """infer_input's quick path for the common request only accepts: every refusal is the full rules' own, and
+    what it accepts is bit-identical to what they return."""
+    from eddy.runtime.core.errors import EddyError
+    from eddy.runtime.grpc.oip_codec import _infer_input, infer_input
+
+    seen: list[int] = []
+    try:
+        want = _infer_input(request_, model, check=seen.append)
+    except EddyError as e:
+        with pytest.raises(type(e), match=re.escape(e.message)):
+            infer_input(request_, model, check=lambda n: None)
+        return
+    got = infer_input(request_, model, check=seen.append)
+    assert got.dtype == want.dtype == np.float32 and got.shape == want.shape and np.array_equal(got, want)
+    assert seen[0] == seen[-1] == len(want)  # the sample limit saw the same count
+
+
 def test_cancelled_stream_leaves_the_sequence_resumable(oip_server, model, series):
     want = steps(model, series[:2])
     start = {"sequence_id": pb.InferParameter(string_param="cx"), "sequence_start": pb.InferParameter(bool_param=True)}
