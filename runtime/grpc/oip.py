@@ -188,7 +188,7 @@ class OipServicer:
             step = sequence_step(request.parameters)  # InvalidInput for malformed sequence parameters
         model = self.plane.model(request.model_name, request.model_version)
         x = infer_input(request, model, check=self.plane.check_samples)  # [n, F], validated
-        ran, y = await self.sequences.infer(request.model_name, request.model_version, step, x, TENANT.get())
+        ran, y = await self.sequences.infer(model, request.model_version, step, x, TENANT.get())
         return infer_response_bytes(ran, request.id, y)
 
     async def _unary(self, method: str, context: Any, work: Callable[[], Awaitable[T]]) -> T:

@@ -156,11 +156,12 @@ class DataPlane:
         return freed
 
     # -- sessions -----------------------------------------------------------
-    async def open_session(self, model: str, version: str | int | None = None, session_id: str | None = None,
+    async def open_session(self, model: str | Model, version: str | int | None = None, session_id: str | None = None,
                            state: bytes | None = None, *, resume: bool = False, owner: object | None = None,
                            tenant: str = "") -> tuple[Session, bool]:
         """Create, import or resume a session; returns it (held by ``owner``) and whether it existed.
 
+        ``model``: the served name, or the :class:`Model` :meth:`model` resolved from it and ``version``.
         Version: a pinned one must match a resumed session's; unpinned, a
         resumed session keeps its own, imported bytes use theirs, a new
         session gets the latest. ``tenant`` namespaces session ids.
@@ -168,14 +169,15 @@ class DataPlane:
         sid, pinned = session_id or "", version not in (None, "")
         if resume and not sid:
             raise InvalidInput("`resume` needs a `session_id`")
+        name = model if isinstance(model, str) else model.name
         imported = self.decode_state(state, tenant) if state else None
         if imported is not None and not pinned:
-            latest = self.repository.get(model)
+            latest = self.repository.get(name)
             if imported.model != latest.name:
                 raise FailedPrecondition(f"state bytes are for model {imported.model}/{imported.version}, "
-                                         f"not {model}")
+                                         f"not {name}")
             version = imported.version
-        resolved = self.repository.get(model, version)
+        resolved = model if isinstance(model, Model) and imported is None else self.repository.get(name, version)
         return await self._sessions.open(resolved, sid or None, imported, tenant=tenant, pinned=pinned,
                                          resume=resume, owner=owner)
 

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -52,9 +52,8 @@ __all__ = ["ACTIVE_WINDOW_S", "SequenceStep", "Sequences"]
 ACTIVE_WINDOW_S = 0.005  # a sequence with a request in the last 5 ms counts as active (for batching)
 
 
-@dataclass(frozen=True)
-class SequenceStep:
-    """One request's place in a sequence."""
+class SequenceStep(NamedTuple):
+    """One request's place in a sequence (a named tuple: built per request, 2x cheaper than a frozen dataclass)."""
 
     sequence_id: str = ""  # "" : not in a sequence (stateless)
     start: bool = False  # first request: new (or restarted) session
@@ -80,10 +79,12 @@ class Sequences:
         self._current.add(key)
         return len(self._current | self._previous) if self._previous else len(self._current)
 
-    async def infer(self, model: str, version: str | int | None, step: SequenceStep,
+    async def infer(self, model: Model, version: str | int | None, step: SequenceStep,
                     x: np.ndarray, tenant: str = "") -> tuple[Model, np.ndarray]:
         """Run validated raw samples ``x[n, F]`` as ``step`` says; the model that ran them and raw ``y[n, O]``.
 
+        ``model``: what the request named, resolved (:meth:`DataPlane.model <eddy.runtime.serving.dataplane.DataPlane.model>`
+        of its name and ``version``); a continued sequence runs on its own version unless ``version`` pins one.
         Sequence ids live in ``tenant``'s namespace, like eddy.v1 session ids.
         """
         plane = self.plane
@@ -107,12 +108,13 @@ class Sequences:
             try:
                 session, _ = await plane.open_session(model, version, sid, resume=True, owner=owner, tenant=tenant)
             except NotFound:  # the model resolved (the caller validated x against it): the session is unknown
-                raise InvalidInput(f"inference request for sequence {sid} to model '{model}' must specify "
+                raise InvalidInput(f"inference request for sequence {sid} to model '{model.name}' must specify "
                                    "the START flag on the first request of the sequence") from None
+        ran = session.slab.model
         try:
-            if x.shape[1] != session.model.n_features:  # a resumed session may run another version
-                raise InvalidInput(f"sequence {sid} runs {session.model.name}/{session.model.version}, which takes "
-                                   f"{session.model.n_features} feature(s) per sample, got shape {list(x.shape)}")
+            if ran is not model and x.shape[1] != ran.n_features:  # a resumed session may run another version
+                raise InvalidInput(f"sequence {sid} runs {ran.name}/{ran.version}, which takes "
+                                   f"{ran.n_features} feature(s) per sample, got shape {list(x.shape)}")
             y = await plane.push(session, x, alone=alone)  # state advances only on success
         except BaseException:
             if step.start:
@@ -124,4 +126,4 @@ class Sequences:
             await plane.close_session(session)
         else:
             await plane.release(session)
-        return session.model, y
+        return ran, y

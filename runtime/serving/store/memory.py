@@ -112,11 +112,7 @@ class MemoryStore(SessionStore):
             else state_bytes
         ids = self._ids.setdefault(tenant, {})
         if session_id is not None and (handle := ids.get(session_id)) is not None:
-            slab, row = self._unpack(handle)
-            self._check_resume(handle, session_id, slab.model, model, pinned, imported)
-            s = self._hold(handle, session_id, tenant, owner)
-            self.stats.resumed += 1
-            return s
+            return self._resume(handle, session_id, tenant, model, pinned, imported, owner)
         state = None if imported is None else imported.for_model(model)  # name -> [1, *shape]
         self._check_room(tenant)
         while session_id is None or session_id in ids:
@@ -198,13 +194,16 @@ class MemoryStore(SessionStore):
                    tenant: str = "", pinned: bool = False, resume: bool = False,
                    owner: object | None = None) -> tuple[Session, bool]:
         sid = check_id(session_id)
-        existed = sid is not None and sid in self._ids.get(tenant, {})
-        if resume and not existed:
+        ids = self._ids.get(tenant)
+        handle = ids.get(sid) if ids is not None and sid is not None else None
+        if resume and handle is None:
             raise NotFound(f"session {sid} does not exist (closed, expired or never opened)")
-        if existed and not resume:  # never a silent attach to a session someone else may be using
+        if handle is not None and not resume:  # never a silent attach to a session someone else may be using
             raise AlreadyExists(f"session {sid} already exists: open it with `resume` to continue it, or pick "
                                 "another id")
-        return self.acquire(model, sid, imported, pinned=pinned, owner=owner, tenant=tenant), existed
+        if handle is not None:  # what acquire() does with a known id, without looking it up again
+            return self._resume(handle, sid, tenant, model, pinned, imported, owner), True  # type: ignore[arg-type]
+        return self.acquire(model, sid, imported, pinned=pinned, owner=owner, tenant=tenant), False
 
     async def end(self, session: Session) -> None:
         self.release(session)
@@ -277,6 +276,13 @@ class MemoryStore(SessionStore):
         if error is not None:
             self.stats.rejected_full += 1
             raise error
+
+    def _resume(self, handle: int, sid: str, tenant: str, model: Model, pinned: bool,
+                imported: ExportedState | None, owner: object | None) -> Session:
+        """Hold the existing session ``handle`` for ``owner``, if it may be resumed this way."""
+        self._check_resume(handle, sid, self._unpack(handle)[0].model, model, pinned, imported)
+        self.stats.resumed += 1
+        return self._hold(handle, sid, tenant, owner)
 
     def _hold(self, handle: int, sid: str, tenant: str, owner: object | None) -> Session:
         slab, row = self._unpack(handle)
