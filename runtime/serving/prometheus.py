@@ -62,6 +62,8 @@ class PrometheusMetrics(Metrics):
         self._batch_size = Histogram("eddy_batch_size", "Sessions per onnxruntime call of the batcher.",
                                      buckets=_BATCH_BUCKETS, registry=r)
         self._evictions = Counter("eddy_session_evictions", "Idle sessions evicted after the TTL.", registry=r)
+        self._observe: dict[str, Callable[[float], None]] = {}  # method -> its latency child's observe
+        self._count: dict[tuple[str, str], Callable[[], None]] = {}  # (method, code) -> its RPC counter's inc
         self._http: WSGIServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -79,13 +81,19 @@ class PrometheusMetrics(Metrics):
         return self._samples.labels(model).inc
 
     def latency(self, method: str) -> Callable[[float], None]:
-        return self._latency.labels(method).observe
+        observe = self._observe.get(method)  # labels() takes a lock and builds a key: once per method, not per RPC
+        if observe is None:
+            observe = self._observe[method] = self._latency.labels(method).observe
+        return observe
 
     def stream_messages(self, model: str, code: str) -> Callable[[], None]:
         return self._stream_messages.labels(model, code).inc
 
     def rpc(self, method: str, code: str) -> None:
-        self._rpcs.labels(method, code).inc()
+        inc = self._count.get((method, code))
+        if inc is None:
+            inc = self._count[method, code] = self._rpcs.labels(method, code).inc
+        inc()
 
     def stream_opened(self) -> None:
         self._open_streams.inc()
