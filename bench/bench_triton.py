@@ -260,11 +260,13 @@ def _machine_busy() -> float:
     return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
-def _eddy(work: Path, models: Path, python: Path, extra: list[str]) -> _Server:
+def _eddy(work: Path, models: Path, python: Path, extra: list[str], *, name: str = "eddy",
+          interpreter: str = sys.executable) -> _Server:
+    """``eddy serve`` run by ``interpreter`` (another one: e.g. a venv whose ``eddy`` is an older checkout)."""
     port, metrics = _free_port(), _free_port()
-    argv = [sys.executable, "-m", "eddy.cli", "serve", "--models", str(models), "--port", str(port),
+    argv = [interpreter, "-m", "eddy.cli", "serve", "--models", str(models), "--port", str(port),
             "--metrics-port", str(metrics), *extra]
-    return _Server("eddy", argv, f"127.0.0.1:{port}", work / "eddy.log", cwd=ROOT, python=python,
+    return _Server(name, argv, f"127.0.0.1:{port}", work / f"{name}.log", cwd=ROOT, python=python,
                    metrics_url=f"http://127.0.0.1:{metrics}/metrics",
                    counters=("eddy_batch_size_sum", "eddy_batch_size_count"))
 
@@ -585,11 +587,15 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--duration", type=float, default=8.0, help="tritonclient: measured seconds per row (default 8)")
     p.add_argument("--client-procs", type=int, default=2, help="tritonclient: load-generator processes (default 2)")
     p.add_argument("--servers", default="eddy,ceiling,triton",
-                   help="which servers to measure, in order: eddy, ceiling (bench/oip_ceiling.py: grpc.aio answering "
-                        "constants, the bound for a Python grpc.aio server here), triton (one per --triton-delay-us) "
+                   help="which servers to measure, in order: eddy, base (see --base-python), ceiling "
+                        "(bench/oip_ceiling.py: grpc.aio answering constants, the bound for a Python grpc.aio server "
+                        "here), triton (one per --triton-delay-us) "
                         "(default eddy,ceiling,triton)")
     p.add_argument("--triton-delay-us", default="0,200", help="Triton oldest-strategy max_queue_delay_microseconds, "
                    "one server per value (default 0,200: no wait, and the anchor's 200 us)")
+    p.add_argument("--base-python", type=Path, default=None,
+                   help="server `base`: eddy served by this Python instead (e.g. a venv whose eddy is another "
+                        "checkout), measured side by side with eddy; add it to --servers (default none)")
     p.add_argument("--eddy-args", default="", help="extra `eddy serve` flags, e.g. '--max-delay-us 0' (default none)")
     p.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "eddy-bench-triton",
                    help="cache for the model, Triton and its venv (default $TMPDIR/eddy-bench-triton)")
@@ -599,6 +605,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="smoke run: 1 round, 1 s windows (tritonclient: 1 s warm-up, "
                    "3 s per row)")
     args = p.parse_args(argv)
+    if "base" in args.servers.split(",") and args.base_python is None:
+        p.error("server `base` needs --base-python")
     if args.quick:
         args.rounds, args.window_ms, args.warmup, args.duration = 1, 1000, 1.0, 3.0
     if args.modes is None:
@@ -612,6 +620,8 @@ def _start(kind: str, delay: int, work: Path, models: Path, python: Path, server
            args: argparse.Namespace) -> _Server:
     if kind == "eddy":
         return _eddy(work, models, python, args.eddy_args.split())
+    if kind == "base":
+        return _eddy(work, models, python, args.eddy_args.split(), name="base", interpreter=str(args.base_python))
     if kind == "ceiling":
         return _ceiling(work, python)
     return _tritonserver(work, server_dir, _triton_repo(work, models, delay), python, delay)
