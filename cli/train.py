@@ -94,8 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"units per recurrent layer (default: {d.units})")
     model.add_argument("--preset", choices=list(PRESETS), default=d.preset,
                        help="the recipe the other flags' defaults come from (flags given win): default = "
-                            f"{d.members} networks averaged (--members); seed = the seed article's network as it was, "
-                            "SimpleRNN(50), window 10, Dense(1), MSE, Adam, 10 epochs, batch 32, one network "
+                            f"{d.members} networks averaged (--members), up to {d.epochs} epochs; seed = the seed article's "
+                            "network as it was, "
+                            "SimpleRNN(50), window 10, Dense(1), MSE, Adam, 10 epochs (--patience 5), batch 32, one network "
                             f"(default: {d.preset})")
     model.add_argument("--members", type=c.at_least(1), default=None, metavar="N",
                        help="train N networks from seeds S, S+1, ... (the target transform chosen on the first) and "
@@ -110,8 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"L2 weight penalty on every kernel, input, recurrent and Dense (default: {d.l2:g}, off)")
 
     fit = p.add_argument_group("training")
-    fit.add_argument("--epochs", type=c.at_least(1), default=d.epochs, metavar="N",
-                     help=f"maximum epochs (default: {d.epochs})")
+    fit.add_argument("--epochs", type=c.at_least(1), default=None, metavar="N",
+                     help=f"maximum epochs; early stopping (--patience) keeps the best validation epoch "
+                          f"(default: {d.epochs}; --preset seed: {_SEED.epochs})")
     fit.add_argument("--training", choices=TRAININGS, default=d.training,
                      help="windows = the seed's many-to-one training on shuffled windows, each from zero state; "
                           "tbptt = truncated backpropagation through time: the training rows cut into parallel "
@@ -129,9 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
                           f"(default: {d.clipnorm}, or off with --clipvalue)")
     fit.add_argument("--clipvalue", type=c.non_negative_float, default=None, metavar="V",
                      help="clip every gradient element to [-V, V] instead of clipping the norm (default: off)")
-    fit.add_argument("--patience", type=c.at_least(0), default=d.patience, metavar="N",
+    fit.add_argument("--patience", type=c.at_least(0), default=None, metavar="N",
                      help=f"stop after N epochs without validation-loss improvement; the best epoch's weights "
-                          f"are kept (default: {d.patience})")
+                          f"are kept (default: {d.patience}; --preset seed: {_SEED.patience})")
     fit.add_argument("--reduce-lr-patience", type=c.at_least(0), default=d.reduce_lr_patience, metavar="N",
                      help=f"halve the learning rate after N epochs without validation-loss improvement "
                           f"(default: {d.reduce_lr_patience}, off)")
@@ -186,13 +188,13 @@ def main(argv: list[str] | None = None) -> int:
         dropout=args.dropout,
         recurrent_dropout=args.recurrent_dropout,
         l2=args.l2,
-        epochs=args.epochs,
+        epochs=preset.epochs if args.epochs is None else args.epochs,
         training=args.training,
         batch_size=args.batch_size,
         lr=args.lr,
         clipnorm=clipnorm or None,
         clipvalue=args.clipvalue or None,
-        patience=args.patience,
+        patience=preset.patience if args.patience is None else args.patience,
         reduce_lr_patience=args.reduce_lr_patience,
         seed=args.seed,
         out=args.out,

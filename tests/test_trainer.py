@@ -288,6 +288,20 @@ def test_clipvalue_turns_off_the_default_clipnorm(monkeypatch: pytest.MonkeyPatc
     assert seen == [(None, 0.5), (1.0, None), (None, None)]
 
 
+def test_the_preset_sets_members_epochs_and_patience_unless_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[tuple[int, int, int]] = []
+
+    def fake_train(config: object, log: object = None) -> None:
+        seen.append((config.members, config.epochs, config.patience))  # type: ignore[attr-defined]
+        raise KeyboardInterrupt  # stop before any work
+
+    monkeypatch.setattr(eddy.trainer.train, "train", fake_train)
+    assert main(["--quiet"]) == 130
+    assert main(["--preset", "seed", "--quiet"]) == 130
+    assert main(["--preset", "seed", "--epochs", "30", "--patience", "0", "--members", "2", "--quiet"]) == 130
+    assert seen == [(5, 50, 10), (1, 10, 5), (2, 30, 0)]
+
+
 # --- without the training extra -----------------------------------------------------------------
 
 
