@@ -26,7 +26,8 @@ from filelock import FileLock
 __all__ = ["DELTA_FLAGS", "SEASON", "fitted", "seasonal_csv", "seasonal_flags", "shared_dir", "trend_csv"]
 
 SEASON = 12  # the seasonal series' period
-TINY = ["--units", "3", "--members", "1", "--epochs", "1", "--seed", "0", "--quiet"]  # the mechanics, not accuracy
+TINY = ["--units", "3", "--members", "1", "--epochs", "1", "--seed", "0", "--quiet", "--baselines", "naive"]  # the mechanics
+# (--baselines naive: the statsforecast fits are tested in test_classical.py and test_trainer.py)
 # A delta model (state h0, x_last, x_seen) with int8 twins and .ort graphs of every graph, on trend_csv().
 DELTA_FLAGS = [*TINY, "--window", "5", "--target-transform", "delta", "--quantize", "int8", "--format", "onnx", "ort"]
 

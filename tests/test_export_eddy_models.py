@@ -33,7 +33,8 @@ from eddy.trainer.self_contained import RTOL  # noqa: E402
 SEASON = 12
 ROWS = 144
 KINDS = ("level", "delta", "log_delta", "seasonal_delta")
-TINY = ["--units", "3", "--members", "1", "--epochs", "1", "--window", "6", "--seed", "0", "--quiet"]
+TINY = ["--units", "3", "--members", "1", "--epochs", "1", "--window", "6", "--seed", "0", "--quiet", "--baselines",
+        "naive"]
 
 
 @pytest.fixture(scope="module")

@@ -120,8 +120,8 @@ def test_long_weekly_series_with_gaps_exports(tmp_path: Path, capsys: pytest.Cap
     csv_path = BUNDLED_CSV.parent / "co2_weekly.csv"
     out = tmp_path / "weekly"
     flags = ["--data", str(csv_path), "--fill", "interpolate", "--members", "1", "--epochs", "1", "--window", "10",
-             "--units", "8",
-             "--target-transform", "level", "--seed", "1", "--quiet", "--out", str(out)]  # a model a fixed tolerance refused
+             "--units", "8", "--target-transform", "level", "--seed", "1", "--quiet", "--baselines", "naive",
+             "--out", str(out)]  # a model a fixed tolerance refused
     assert train_main(flags) == 0, capsys.readouterr().err
     checks = read_manifest(out / "1").parity["checks"]
     assert checks["chunked_sequence"]["steps"] == checks["chained_step"]["steps"] == 2284  # the whole series

@@ -19,7 +19,8 @@ from eddy.cli.train import main as train_main  # noqa: E402
 from eddy.runtime.core.manifest import read_manifest  # noqa: E402
 
 ROWS = 144
-TINY = ["--units", "3", "--members", "1", "--epochs", "1", "--window", "6", "--seed", "0", "--quiet"]
+TINY = ["--units", "3", "--members", "1", "--epochs", "1", "--window", "6", "--seed", "0", "--quiet", "--baselines",
+        "naive"]
 
 
 @pytest.fixture(scope="module")

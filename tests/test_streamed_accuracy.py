@@ -45,7 +45,8 @@ def test_train_prints_what_stream_delivers(trending: Path, tmp_path: Path, capsy
     out_dir = tmp_path / "m"
     code = train_main(["--data", str(trending), "--features", "a", "b", "--target", "b", "--horizon", str(horizon),
                        "--target-transform", "delta", "--units", "6", "--epochs", "2", "--window", "6",
-                       "--training", training, "--seed", "0", "--out", str(out_dir)])
+                       "--training", training, "--seed", "0", "--baselines", "naive", "--members", "1",
+                       "--out", str(out_dir)])
     printed = capsys.readouterr().out
     assert code == 0
     line = next(ln for ln in printed.splitlines() if ln.startswith("test RMSE streamed "))

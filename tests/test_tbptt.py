@@ -127,7 +127,8 @@ def test_tbptt_runs_export_and_record_the_layout(tmp_path: Path, flags: list[str
     csv.write_text("a,b\n" + "".join(f"{a:.5f},{b:.5f}\n" for a, b in s.inputs))
     out = tmp_path / "m"
     assert main(["--data", str(csv), "--features", "a", "b", "--target", "a", "--units", "4", "--epochs", "2",
-                 "--window", "6", "--seed", "0", "--training", "tbptt", "--quiet", "--out", str(out), *flags]) == 0
+                 "--window", "6", "--seed", "0", "--training", "tbptt", "--quiet", "--baselines", "naive", "--members", "1",
+                 "--out", str(out), *flags]) == 0
     m = read_manifest(out / "1")  # the export passed every parity check (it raises otherwise)
     t = m.training
     assert t["training"] == "tbptt"

@@ -382,7 +382,7 @@ def two_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pytest.importorskip("tf2onnx")
     out_dir = tmp_path_factory.mktemp("train") / "models" / "sunspots"
     flags = ["--units", "8", "--members", "1", "--epochs", "2", "--seed", "3", "--target-transform", "level", "--quiet",
-             "--out", str(out_dir)]
+             "--baselines", "naive", "--out", str(out_dir)]
     for _ in range(2):
         assert main(flags) == 0
     return out_dir
