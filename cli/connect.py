@@ -12,18 +12,22 @@ library raises gRPC's status as it is.
 
 from __future__ import annotations
 
+import argparse
 import errno
 import socket
 import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from eddy.runtime.core.errors import EddyError, Unavailable
 from eddy.runtime.serving.config import DEFAULT_PORT
 
 from .errors import UsageError
 
-__all__ = ["check_client_tls", "check_server_tls", "explain_bind_failure", "explain_connect_failure",
-           "server_address"]
+__all__ = ["add_client_flags", "check_client_tls", "check_server_tls", "connected", "explain_bind_failure",
+           "explain_connect_failure", "server_address"]
 
 _PROBE_TIMEOUT = 3.0  # seconds for the probe's connect, handshake and first read
 _CONNECT_FAILURE = ("failed to connect to all addresses", "socket closed", "handshake")  # in gRPC's details
@@ -62,6 +66,39 @@ def check_server_tls(cert: Path, key: Path, client_ca: Path | None) -> None:
     """Refuse server TLS files before binding (gRPC says only "Failed to bind"), in words (:class:`UsageError`)."""
     _check_pair(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER), client_ca, cert, key,
                 ("--tls-client-ca", "--tls-cert", "--tls-key"))
+
+
+def add_client_flags(parser: argparse.ArgumentParser | Any) -> None:
+    """``--tls``, ``--tls-ca``, ``--tls-cert``, ``--tls-key`` and ``--token``: how a command reaches a server (one help
+    text for every command that does)."""
+    parser.add_argument("--tls", action="store_true",
+                        help="connect with TLS, trusting the system's CAs (implied by --tls-ca/--tls-cert) "
+                             "(default: off)")
+    parser.add_argument("--tls-ca", type=Path, metavar="PEM",
+                        help="CA that signed the server's certificate (default: none)")
+    parser.add_argument("--tls-cert", type=Path, metavar="PEM",
+                        help="client certificate, for servers that require one (mTLS) (default: none)")
+    parser.add_argument("--tls-key", type=Path, metavar="PEM", help="private key of --tls-cert (default: none)")
+    parser.add_argument("--token", default=None,
+                        help="bearer token for the server (default: $EDDY_TOKEN; none if unset)")
+
+
+@contextmanager
+def connected(args: argparse.Namespace) -> Iterator[Any]:
+    """A :class:`~eddy.runtime.client.Client` to ``args.server`` with the flags of :func:`add_client_flags`, the
+    address and TLS files checked first and a failed connection explained (:func:`explain_connect_failure`)."""
+    from eddy.runtime.client import Client
+
+    server_address(args.server)  # a missing port would dial 443
+    check_client_tls(args.tls_ca, args.tls_cert, args.tls_key)
+    tls = args.tls or any(f is not None for f in (args.tls_ca, args.tls_cert, args.tls_key))
+    try:
+        with Client(args.server, tls=args.tls, tls_ca=args.tls_ca, tls_cert=args.tls_cert, tls_key=args.tls_key,
+                    token=args.token) as client:
+            yield client
+    except EddyError as e:
+        raise explain_connect_failure(e, args.server, tls=tls, ca=args.tls_ca, cert=args.tls_cert,
+                                      key=args.tls_key) from None
 
 
 def explain_connect_failure(error: EddyError, target: str, *, tls: bool, ca: Path | None = None,

@@ -25,9 +25,11 @@ from typing import Any
 from eddy.runtime.core.errors import EddyError, NotFound
 from eddy.runtime.core.layout import REPORT_FILE, resolve_version_dir
 from eddy.runtime.core.manifest import Manifest, read_manifest
+from eddy.runtime.core.monitor import CUSUM_LIMIT
 from eddy.trainer.classical import LABELS as CLASSICAL_LABELS  # numpy only (no statsforecast)
 from eddy.trainer.evaluate import baseline_warnings  # numpy only (no tensorflow)
 
+from . import connect
 from .errors import UsageError, report
 
 __all__ = ["build_parser", "collect", "format_table", "main"]
@@ -152,14 +154,27 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="eddy info", description="Show a model version's manifest and report figures.",
                                 epilog="exit status: 0 ok; 2 the directory is missing, holds no version, or its "
                                        "manifest is broken or does not match its files.")
-    p.add_argument("path", type=Path, help="models/NAME (highest version) or models/NAME/VERSION")
+    p.add_argument("path", type=Path, help="models/NAME (highest version) or models/NAME/VERSION; with --live, the "
+                                           "model's name on the server")
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object (default: a table)")
+    live = p.add_argument_group("live accuracy, from a running server")
+    live.add_argument("--live", action="store_true",
+                      help="show the model's live accuracy on --server instead: RMSE and MAE of the model and of the "
+                           "naive baselines on the actuals its streams delivered, interval coverage and the drift "
+                           "alarm, next to the test part's figures (default: off)")
+    live.add_argument("--server", metavar="HOST:PORT", help="the eddy server, with --live (default: none)")
+    live.add_argument("--version", default=None, help="with --live: the model version (default: the latest)")
+    live.add_argument("--session", default="", metavar="ID",
+                      help="with --live: one session's figures instead of the model's pooled ones (default: none)")
+    connect.add_client_flags(live)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``eddy info PATH [--json]``; returns the exit status (2 for a missing or broken model, as everywhere)."""
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    if args.live or args.server:
+        return _live(args)
     try:
         info = collect(args.path)
     except NotFound as e:  # the directory the user named
@@ -168,6 +183,59 @@ def main(argv: Sequence[str] | None = None) -> int:
         return report("info", e)
     print(json.dumps(info, indent=2, allow_nan=False, default=str) if args.json else format_table(info))
     return 0
+
+
+def _live(args: argparse.Namespace) -> int:
+    """``eddy info --live --server HOST:PORT MODEL``: the server's live accuracy of MODEL (or of one session)."""
+    if not (args.live and args.server):
+        return report("info", UsageError("--live and --server go together: eddy info --live --server HOST:PORT MODEL"))
+    try:
+        with connect.connected(args) as client:
+            live = client.live_accuracy(str(args.path), args.version, args.session)
+    except (EddyError, OSError, KeyboardInterrupt) as e:
+        return report("info", e)
+    figures = live_figures(live)
+    print(json.dumps(figures, indent=2, allow_nan=False) if args.json else format_live(figures, args.server))
+    return 0
+
+
+def live_figures(live: Any) -> dict[str, Any]:
+    """A ``LiveAccuracy`` message as plain figures (what ``--json`` prints)."""
+    return {"model": live.model, "version": live.version, "session": live.session_id, "actuals": live.actuals,
+            "window": live.window, "rmse": dict(live.rmse), "mae": dict(live.mae),
+            "error_ratio": live.error_ratio or None, "coverage": dict(live.coverage), "drift": live.drift,
+            "cusum": list(live.cusum), "test_rmse": dict(live.test_rmse), "test_coverage": dict(live.test_coverage)}
+
+
+def format_live(f: dict[str, Any], server: str) -> str:
+    """The live figures as an aligned table, next to the test part's."""
+    rows: list[tuple[str, str]] = []
+    who = f"session {f['session']}" if f["session"] else "pooled over its sessions on this server"
+    rows.append(("model", f"{f['model']} v{f['version']} on {server} ({who})"))
+    rows.append(("actuals", f"{f['actuals']} scored, exponentially weighted over the last {f['window']}"))
+    if not f["actuals"]:
+        rows.append(("", "nothing scored yet: live figures come from the actuals streams send (the targets among "
+                         "their features), one horizon after each forecast"))
+    rows.append(("", f"{'live RMSE':>10}  {'live MAE':>10}  {'test RMSE':>10}"))
+    for predictor in ("model", "persistence", "seasonal_naive"):
+        if predictor in f["rmse"] or predictor in f["test_rmse"]:
+            rows.append((predictor.replace("_", " "), f"{_num(f['rmse'].get(predictor)):>10}  "
+                                                      f"{_num(f['mae'].get(predictor)):>10}  "
+                                                      f"{_num(f['test_rmse'].get(predictor)):>10}"))
+    test_ratio = None
+    base = [v for k, v in f["test_rmse"].items() if k != "model"]
+    if base and _finite(f["test_rmse"].get("model")):
+        test_ratio = f["test_rmse"]["model"] / min(base)
+    rows.append(("error ratio", f"{_num(f['error_ratio'], '.3g')} (model / best baseline; test part "
+                                f"{_num(test_ratio, '.3g')})"))
+    for level in sorted(set(f["coverage"]) | set(f["test_coverage"]), key=float):
+        rows.append((f"coverage {float(level):.0%}", f"{_pct(f['coverage'].get(level))} of the actuals inside their "
+                                                     f"interval (test part, as served: "
+                                                     f"{_pct(f['test_coverage'].get(level))})"))
+    cusum = ", ".join(_num(v, ".1f") for v in f["cusum"])
+    rows.append(("drift", f"{'RAISED' if f['drift'] else 'no'} (CUSUM statistics {cusum}; the alarm rises above "
+                          f"{CUSUM_LIMIT:g})"))
+    return "\n".join(_render(rows))
 
 
 # -- collecting ------------------------------------------------------------------------------

@@ -8,13 +8,14 @@ import math
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from eddy.runtime.core.errors import EddyError
 
 from . import wide
+from .connect import add_client_flags
 from .errors import UsageError
 
 __all__ = ["add_parser", "run"]
@@ -24,7 +25,10 @@ output: CSV on stdout, one row per input row, written as soon as it is
 predicted: the input row's columns unchanged, then one column pred_<target>
 per model target. pred_<target> on row i is the model's prediction after
 seeing rows 0..i for the target at row i + horizon (the model's horizon,
-shown by `eddy info`; 1 for the default model: the next value).
+shown by `eddy info`; 1 for the default model: the next value). With
+--interval LEVEL, lower_<target> and upper_<target> follow each
+pred_<target>: the LEVEL prediction interval, recalibrated online as the
+stream's actuals arrive (bit for bit the same with --server and --local).
 
 bad rows: a non-numeric or non-finite cell, or a missing one without
 --fill, stops the stream (--on-bad stop) or, with --on-bad skip, is reported
@@ -47,7 +51,7 @@ listens at --server; 130 interrupted. Errors: one line on stderr.
 
 
 class _Pushable(Protocol):
-    def push(self, samples: np.ndarray) -> np.ndarray: ...
+    def push(self, samples: np.ndarray) -> Any: ...
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -76,6 +80,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     t.add_argument("--fill", choices=("ffill",), default=None,
                    help="missing cells: ffill = the column's last value, as in eddy train (default: a missing "
                         "cell is a bad row)")
+    t.add_argument("--interval", type=_level, default=None, metavar="LEVEL",
+                   help="also print the model's LEVEL prediction interval (e.g. 0.8, one of its calibrated levels, "
+                        "see eddy info): columns lower_<target> and upper_<target> after each pred_<target> "
+                        "(default: none)")
     t.add_argument("--fleet", action="store_true",
                    help="a wide CSV, one column per sensor: each column is one session of a one-feature model and "
                         "each row one message carrying all of them (see below) (default: off)")
@@ -86,14 +94,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true",
                    help="with --fleet --server: continue the sessions of an earlier replay (they must exist) "
                         "instead of creating them (default: off)")
-    t.add_argument("--tls", action="store_true",
-                   help="connect with TLS, trusting the system's CAs (implied by --tls-ca/--tls-cert) (default: off)")
-    t.add_argument("--tls-ca", type=Path, metavar="PEM", help="CA that signed the server's certificate (default: none)")
-    t.add_argument("--tls-cert", type=Path, metavar="PEM",
-                   help="client certificate, for servers that require one (mTLS) (default: none)")
-    t.add_argument("--tls-key", type=Path, metavar="PEM", help="private key of --tls-cert (default: none)")
-    t.add_argument("--token", default=None,
-                   help="bearer token for the server (default: $EDDY_TOKEN; none if unset)")
+    add_client_flags(t)
     return t
 
 
@@ -103,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--model is required with --server")
     if not args.fleet and (args.columns or args.session_prefix or args.resume):
         raise UsageError("--columns, --session-prefix and --resume go with --fleet")
+    if args.fleet and args.interval is not None:
+        raise UsageError("--interval goes with a stream of rows, not with --fleet")
     if str(args.csv) == "-":
         f = open(sys.stdin.fileno(), newline="", encoding="utf-8", closefd=False)  # rows as they arrive
     else:
@@ -122,7 +125,11 @@ def run(args: argparse.Namespace) -> int:
             if args.fleet:
                 return wide.run_fleet(args, header, reader, wide.LocalFleet(model), model.features, model.targets,
                                       model.name, _number)
-            return _run(args, header, reader, model.stream(), model.features, model.targets)
+            stream: _Pushable = model.stream()
+            if args.interval is not None:
+                model._interval_index(args.interval)  # a model without that level: refused before any row is read
+                stream = _WithInterval(model.stream(), args.interval)
+            return _run(args, header, reader, stream, model.features, model.targets)
         from eddy.runtime.client import Client
 
         from .connect import check_client_tls, explain_connect_failure, server_address
@@ -136,7 +143,8 @@ def run(args: argparse.Namespace) -> int:
             if args.fleet:
                 with client, client.fleet(args.model, args.version, encoding=args.encoding) as rf:
                     return wide.run_fleet(args, header, reader, rf, rf.features, rf.targets, args.model, _number)
-            with client, client.stream(args.model, args.version, encoding=args.encoding) as rs:
+            levels = () if args.interval is None else (args.interval,)
+            with client, client.stream(args.model, args.version, encoding=args.encoding, intervals=levels) as rs:
                 return _run(args, header, reader, rs, rs.features, rs.targets)
         except EddyError as e:
             raise explain_connect_failure(e, args.server, tls=tls, ca=args.tls_ca, cert=args.tls_cert,
@@ -155,7 +163,10 @@ def _run(args: argparse.Namespace, header: list[str], rows: Iterator[list[str]],
                           f"--features names {len(features)}")
     index = [header.index(c) for c in features]
     out = csv.writer(sys.stdout, lineterminator="\n")
-    out.writerow([*header, *(f"pred_{t}" for t in targets)])
+    bounds = args.interval is not None
+    names = [[f"pred_{t}", f"lower_{t}", f"upper_{t}"] if bounds else [f"pred_{t}"] for t in targets]
+    width = sum(len(n) for n in names)
+    out.writerow([*header, *(n for group in names for n in group)])
     last: list[float | None] = [None] * len(index)  # --fill ffill: each column's last value
     for line, row in enumerate(rows, start=2):
         if not row:
@@ -167,14 +178,40 @@ def _run(args: argparse.Namespace, header: list[str], rows: Iterator[list[str]],
             if args.on_bad == "stop":
                 raise
             print(f"eddy stream: {e}; skipped", file=sys.stderr)
-            out.writerow([*row, *([""] * len(targets))])
+            out.writerow([*row, *([""] * width)])
             sys.stdout.flush()
             continue
         last = list(values)
-        y = stream.push(np.array([values], np.float32))  # [1, O]
-        out.writerow([*row, *(f"{v:.9g}" for v in y[0])])
+        answer = stream.push(np.array([values], np.float32))  # [1, O], or a Forecast with --interval
+        if bounds:
+            level = next(iter(answer.lower))
+            cells = [f"{v:.9g}" for j in range(len(targets))
+                     for v in (answer.y[0, j], answer.lower[level][0, j], answer.upper[level][0, j])]
+        else:
+            cells = [f"{v:.9g}" for v in answer[0]]
+        out.writerow([*row, *cells])
         sys.stdout.flush()  # one prediction per row, as it comes
     return 0
+
+
+class _WithInterval:
+    """A local stream answering every push with one interval level (what --interval asks of a server)."""
+
+    def __init__(self, stream: Any, level: float) -> None:
+        self._stream, self._level = stream, level
+
+    def push(self, samples: np.ndarray) -> Any:
+        return self._stream.push(samples, intervals=self._level)
+
+
+def _level(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a level such as 0.8, got {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"an interval level is a coverage in (0, 1), e.g. 0.8, got {text}")
+    return value
 
 
 def _number(row: list[str], i: int, header: list[str], line: int, path: Path, fill: float | None = None) -> float:

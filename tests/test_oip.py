@@ -72,7 +72,9 @@ def test_server_and_model_metadata(triton, model):
     meta = triton.call("get_model_metadata", MODEL, as_json=True)
     assert meta["name"] == MODEL and meta["versions"] == ["1"]
     assert meta["inputs"] == [{"name": "x", "datatype": "FP32", "shape": ["-1", str(model.n_features)]}]
-    assert meta["outputs"] == [{"name": "y", "datatype": "FP32", "shape": ["-1", str(len(model.targets))]}]
+    shape = ["-1", str(len(model.targets))]
+    assert meta["outputs"] == [{"name": name, "datatype": "FP32", "shape": shape}  # y, then each level's bounds
+                               for name in ("y", "y_lower_80", "y_upper_80", "y_lower_95", "y_upper_95")]
 
 
 def test_model_config_and_repository_index(triton, model):
@@ -121,7 +123,8 @@ def test_stream_200_samples_one_by_one_bit_for_bit(triton, model, series, local)
     (np.array([[np.inf]], np.float32), {}, "INVALID_ARGUMENT", "sample 0, feature 0 is inf: values must be finite"),
     (np.array([1.0], np.float32), {}, "INVALID_ARGUMENT", "samples must have shape [n, 1], got shape [1]"),
     (np.array([[1.0]], np.float32), {"input_name": "input"}, "INVALID_ARGUMENT", "takes one input `x`"),
-    (np.array([[1.0]], np.float32), {"outputs": ["z"]}, "INVALID_ARGUMENT", "one output `y`, not `z`"),
+    (np.array([[1.0]], np.float32), {"outputs": ["z"]}, "INVALID_ARGUMENT",
+     "has outputs `y`, `y_lower_80`, `y_upper_80`, `y_lower_95`, `y_upper_95`, not `z`"),
     (np.array([[1.0]], np.float32), {"model": "no-such-model"}, "NOT_FOUND", "no-such-model"),
 ])
 def test_rejections_carry_their_code_and_leave_the_sequence_unchanged(triton, model, series, x, params, status,

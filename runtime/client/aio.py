@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -29,10 +29,11 @@ from eddy.v1 import inference_pb2 as pb
 from eddy.v1 import inference_pb2_grpc as pb_grpc
 
 from ..core.errors import EddyError, FailedPrecondition, InvalidInput
+from ..core.monitor import Forecast
 from ..core.samples import as_samples
 from ..grpc.headers import RESPONSE_LIMIT_HEADER, SESSION_HEADER
 from ..grpc.status import error_from_status
-from ..grpc.tensors import Encoding, array_to_tensor, tensor_to_samples, tensor_to_sequences
+from ..grpc.tensors import Encoding, array_to_tensor, tensor_to_bounds, tensor_to_samples, tensor_to_sequences
 from ..serving.config import ServeConfig
 from ._wire import ResumeRetry, channel_setup, rpc_error, status_error, version_field
 from .fleet import AsyncRemoteFleet
@@ -69,28 +70,28 @@ class AsyncClient:
 
     def stream(self, name: str, version: str | int | None = None, *, encoding: Encoding = "raw",
                timeout: float | None = None, session_id: str | None = None, state: bytes | None = None,
-               resume: bool = False) -> _Opening:
+               resume: bool = False, intervals: Sequence[float] = ()) -> _Opening:
         """Open a stream on ``name``: ``async with client.stream(...) as s`` or ``s = await client.stream(...)``.
 
         Arguments, and the retries of a refused resume, as :meth:`Client.stream
         <eddy.runtime.client.Client.stream>`.
         """
         open_ = pb.OpenStream(model=name, version=version_field(version), session_id=session_id or uuid.uuid4().hex,
-                              state=state or b"", resume=resume)
+                              state=state or b"", resume=resume, intervals=list(intervals))
         metadata = (*self._metadata, (SESSION_HEADER, open_.session_id),
                     (RESPONSE_LIMIT_HEADER, str(self.max_message_bytes)))
         return _Opening(lambda: AsyncRemoteStream(self._stub.Stream(timeout=timeout, metadata=metadata), encoding),
                         open_)
 
     def fleet(self, name: str, version: str | int | None = None, *, encoding: Encoding = "raw",
-              timeout: float | None = None) -> _Opening:
+              timeout: float | None = None, intervals: Sequence[float] = ()) -> _Opening:
         """Open a fleet on ``name``: ``async with client.fleet(...) as f`` or ``f = await client.fleet(...)``.
 
         Arguments as :meth:`Client.fleet <eddy.runtime.client.Client.fleet>`; ``await f.push(ids, x)``.
         """
         metadata = (*self._metadata, (RESPONSE_LIMIT_HEADER, str(self.max_message_bytes)))
         return _Opening(lambda: AsyncRemoteFleet(self._stub.Fleet(timeout=timeout, metadata=metadata), encoding),
-                        pb.FleetOpen(model=name, version=version_field(version)))
+                        pb.FleetOpen(model=name, version=version_field(version), intervals=list(intervals)))
 
     async def predict(self, name: str, x: Any, version: str | int | None = None, *,
                       states: list[bytes] | None = None, encoding: Encoding = "raw") -> tuple[np.ndarray, list[bytes]]:
@@ -163,6 +164,8 @@ class AsyncRemoteStream:
         self.features: list[str] = []
         self.targets: list[str] = []
         self.resumed, self.position = False, 0
+        self.intervals: tuple[float, ...] = ()  # levels every push is answered with
+        self.interval_levels: tuple[float, ...] = ()  # the model's calibrated levels
 
     @property
     def n_features(self) -> int:
@@ -173,8 +176,9 @@ class AsyncRemoteStream:
         """True once the RPC is over (closed, cancelled, or ended by the server)."""
         return self._closed
 
-    async def push(self, samples: Any) -> np.ndarray:
-        """Send raw samples (`[n, F]`, `[F]`, or a number when F = 1); returns raw `float32 [n, O]`.
+    async def push(self, samples: Any) -> Any:
+        """Send raw samples (`[n, F]`, `[F]`, or a number when F = 1); returns raw `float32 [n, O]`, or a
+        `Forecast` for a stream opened with `intervals`.
 
         Same checks, answers and errors as `RemoteStream.push`.
         """
@@ -190,8 +194,17 @@ class AsyncRemoteStream:
             await self._fail(f"protocol error: malformed predictions from the server: {e.message}")
         if len(y) != len(x):
             await self._fail(f"protocol error: {len(x)} sample(s) sent, {len(y)} prediction(s) received")
+        forecast = None
+        if self.intervals:
+            try:
+                lower, upper = tensor_to_bounds(out.intervals, y.shape)
+            except InvalidInput as e:
+                await self._fail(f"protocol error: malformed intervals from the server: {e.message}")
+            if len(lower) != len(self.intervals):
+                await self._fail(f"protocol error: {len(self.intervals)} interval level(s) asked, {len(lower)} received")
+            forecast = Forecast(y, lower, upper)
         self.position += len(x)
-        return y
+        return forecast if forecast is not None else y
 
     async def reset(self) -> None:
         """Back to zero state and position 0 on the server (same session id)."""
@@ -231,6 +244,7 @@ class AsyncRemoteStream:
         self.model, self.version, self.session_id = o.model, o.version, o.session_id
         self.features, self.targets = list(o.features), list(o.targets)
         self.resumed, self.position = o.resumed, o.position
+        self.intervals, self.interval_levels = tuple(request.intervals), tuple(o.interval_levels)
         return self
 
     async def _control(self, action: int) -> pb.ControlDone:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +81,7 @@ class Client:
 
     def stream(self, name: str, version: str | int | None = None, *, encoding: Encoding = "raw",
                timeout: float | None = None, session_id: str | None = None, state: bytes | None = None,
-               resume: bool = False) -> RemoteStream:
+               resume: bool = False, intervals: Sequence[float] = ()) -> RemoteStream:
         """Open a `Stream` RPC driving one session of model `name`; returns a `RemoteStream` once it is open.
 
         Args:
@@ -95,12 +96,15 @@ class Client:
                 because another replica's lease still holds the session (its replica may have died) or because no
                 server answers (UNAVAILABLE) is tried again, for as long as the lease the server names at most
                 (`ResumeRetry`).
+            intervals: calibrated levels (e.g. `[0.8]`) every push is answered with: `push` then returns a
+                `Forecast` (`.y`, `.lower[0.8]`, `.upper[0.8]`).
 
         Raises:
             NotFound: unknown model or version, or `resume` of a session that does not exist.
+            InvalidInput: an interval level the model has not calibrated.
             AlreadyExists: `session_id` exists and `resume` is false.
             FailedPrecondition: the session is driven by another stream (after waiting out its lease), or is on
-                another model or version.
+                another model or version; or intervals asked of a model without a calibration.
             ResourceExhausted: a session or stream limit of the server was reached.
             Unauthenticated: a missing or unknown token, or state bytes whose signature does not verify.
             PermissionDenied: state bytes exported by another tenant.
@@ -111,7 +115,8 @@ class Client:
             try:
                 return RemoteStream(self._stub, name, version, encoding=encoding, timeout=timeout,
                                     session_id=session_id, state=state, resume=resume,
-                                    max_response_bytes=self.max_message_bytes, metadata=self._metadata)
+                                    max_response_bytes=self.max_message_bytes, metadata=self._metadata,
+                                    intervals=intervals)
             except EddyError as e:
                 pause = retry.pause(e) if resume else None
                 if pause is None:
@@ -119,14 +124,14 @@ class Client:
                 time.sleep(pause)
 
     def fleet(self, name: str, version: str | int | None = None, *, encoding: Encoding = "raw",
-              timeout: float | None = None) -> RemoteFleet:
+              timeout: float | None = None, intervals: Sequence[float] = ()) -> RemoteFleet:
         """Open a fleet on ``name`` (latest version unless given): many sessions per message.
 
         ``fleet.push(ids, x)`` steps the sessions ``ids`` by ``x[N, k, F]``
-        in one message (see :mod:`eddy.runtime.client.fleet`). ``encoding``
-        and ``timeout`` as for :meth:`stream`.
+        in one message (see :mod:`eddy.runtime.client.fleet`). ``encoding``,
+        ``timeout`` and ``intervals`` (the results' ``lower``/``upper``) as for :meth:`stream`.
         """
-        request = pb.FleetOpen(model=name, version=version_field(version))
+        request = pb.FleetOpen(model=name, version=version_field(version), intervals=list(intervals))
         metadata = [*self._metadata, (RESPONSE_LIMIT_HEADER, str(self.max_message_bytes))]
         return RemoteFleet(lambda requests: self._stub.Fleet(requests, timeout=timeout, metadata=metadata), request,
                            encoding=encoding)
@@ -174,6 +179,15 @@ class Client:
         try:
             return self._stub.GetSessionState(pb.SessionRequest(session_id=session_id), timeout=self.timeout,
                                               metadata=(*self._metadata, (SESSION_HEADER, session_id)))
+        except grpc.RpcError as e:
+            raise rpc_error(e) from None
+
+    def live_accuracy(self, name: str, version: str | int | None = None, session_id: str = "") -> pb.LiveAccuracy:
+        """Live accuracy of model ``name`` (latest version unless given), pooled over its sessions on the server,
+        or of one session (``session_id``)."""
+        request = pb.LiveAccuracyRequest(model=name, version=version_field(version), session_id=session_id)
+        try:
+            return self._stub.GetLiveAccuracy(request, timeout=self.timeout, metadata=self._metadata)
         except grpc.RpcError as e:
             raise rpc_error(e) from None
 

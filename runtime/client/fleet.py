@@ -26,7 +26,7 @@ import queue
 import threading
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NoReturn, TypeVar
 
 import grpc
@@ -38,7 +38,7 @@ from eddy.v1 import inference_pb2 as pb
 from ..core.errors import EddyError, FailedPrecondition, InvalidInput
 from ..core.samples import as_fleet_samples
 from ..grpc.status import error_from_status
-from ..grpc.tensors import Encoding, array_to_tensor, decode_float32
+from ..grpc.tensors import Encoding, array_to_tensor, decode_float32, tensor_to_bounds
 from ._wire import rpc_error
 
 __all__ = ["AsyncRemoteFleet", "FleetResult", "RemoteFleet"]
@@ -54,6 +54,8 @@ class FleetResult:
     y: np.ndarray  # [N, k, O] float32 raw-unit predictions; NaN rows for failed entries
     offsets: np.ndarray  # [N] int64: each session's position before this push
     errors: dict[int, EddyError]  # row -> why that session failed (its state unchanged), ascending rows
+    lower: dict[float, np.ndarray] = field(default_factory=dict)  # level -> [N, k, O] (fleets opened with intervals)
+    upper: dict[float, np.ndarray] = field(default_factory=dict)  # level -> [N, k, O]
 
     @property
     def ok(self) -> np.ndarray:
@@ -71,6 +73,7 @@ class _FleetCodec:
         self.model, self.version = "", 0
         self.features: list[str] = []
         self.targets: list[str] = []
+        self.interval_levels: tuple[float, ...] = ()  # the model's calibrated levels
         self._ids: list[str] | None = None  # the server's roster after the messages sent so far (None: send ids)
 
     @property
@@ -81,6 +84,7 @@ class _FleetCodec:
         o = response.opened
         self.model, self.version = o.model, o.version
         self.features, self.targets = list(o.features), list(o.targets)
+        self.interval_levels = tuple(o.interval_levels)
 
     def _request(self, session_ids: Sequence[str], samples: Any,
                  resume: bool) -> tuple[pb.FleetRequest, list[str], int]:
@@ -113,7 +117,11 @@ class _FleetCodec:
             raise _ProtocolError(f"protocol error: {n} session(s) x {k} sample(s) sent, predictions shaped "
                                  f"{list(y.shape)} with {len(p.offsets) // 8} offset(s) received")
         errors = {e.index: error_from_status(e.code, e.message) for e in p.errors}
-        return FleetResult(y, np.frombuffer(p.offsets, "<u8").astype(np.int64), errors)
+        try:
+            lower, upper = tensor_to_bounds(p.intervals, y.shape)
+        except InvalidInput as e:
+            raise _ProtocolError(f"protocol error: malformed intervals from the server: {e.message}") from None
+        return FleetResult(y, np.frombuffer(p.offsets, "<u8").astype(np.int64), errors, lower, upper)
 
 
 class _ProtocolError(EddyError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, NoReturn
 
 import grpc
@@ -14,10 +14,11 @@ from eddy.v1 import inference_pb2 as pb
 from eddy.v1 import inference_pb2_grpc as pb_grpc
 
 from ..core.errors import EddyError, FailedPrecondition, InvalidInput
+from ..core.monitor import Forecast
 from ..core.samples import as_samples
 from ..grpc.headers import RESPONSE_LIMIT_HEADER, SESSION_HEADER
 from ..grpc.status import error_from_status
-from ..grpc.tensors import Encoding, array_to_tensor, tensor_to_samples
+from ..grpc.tensors import Encoding, array_to_tensor, tensor_to_bounds, tensor_to_samples
 from ._wire import rpc_error, version_field
 
 __all__ = ["RemoteStream"]
@@ -45,13 +46,15 @@ class RemoteStream:
     def __init__(self, stub: pb_grpc.InferenceStub, model: str, version: str | int | None = None,
                  *, encoding: Encoding = "raw", timeout: float | None = None, session_id: str | None = None,
                  state: bytes | None = None, resume: bool = False, max_response_bytes: int | None = None,
+                 intervals: Sequence[float] = (),
                  metadata: tuple[tuple[str, str], ...] = ()) -> None:
         self.encoding: Encoding = encoding
         self._requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._closed = False
         open_ = pb.OpenStream(model=model, version=version_field(version), session_id=session_id or "",
-                              state=state or b"", resume=resume)
+                              state=state or b"", resume=resume, intervals=list(intervals))
+        self.intervals: tuple[float, ...] = tuple(intervals)  # levels every push is answered with
         self._requests.put(pb.StreamRequest(open=open_))
         extra = [(SESSION_HEADER, session_id)] if session_id else []
         if max_response_bytes:  # the server refuses, session unchanged, an answer we could not receive
@@ -66,6 +69,7 @@ class RemoteStream:
         self.session_id: str = opened.opened.session_id
         self.resumed: bool = opened.opened.resumed
         self.position: int = opened.opened.position  # the session's position (samples consumed)
+        self.interval_levels: tuple[float, ...] = tuple(opened.opened.interval_levels)  # the model's calibrated ones
 
     def _request_iter(self) -> Iterator[pb.StreamRequest]:
         while (item := self._requests.get()) is not _END:
@@ -107,8 +111,9 @@ class RemoteStream:
         """True once the RPC is over (closed, cancelled, or ended by the server)."""
         return self._closed
 
-    def push(self, samples: Any) -> np.ndarray:
-        """Send raw samples as one message; returns one raw prediction per sample.
+    def push(self, samples: Any) -> Any:
+        """Send raw samples as one message; returns one raw prediction per sample (with their intervals for a
+        stream opened with ``intervals``).
 
         A rejected message leaves the session exactly as it was and the stream open.
 
@@ -117,7 +122,8 @@ class RemoteStream:
 
         Returns:
             `float32 [n, O]`: row i predicts the targets `horizon` samples after sample i; bit for bit what a
-            local `Stream` fed the same messages returns.
+            local `Stream` fed the same messages returns. For a stream opened with `intervals`, a
+            `Forecast` instead: the predictions (`.y`) and each level's bounds (`.lower[0.8]`, `.upper[0.8]`).
 
         Raises:
             InvalidInput: checked here first with a local stream's rules (not numbers, wrong feature count, no
@@ -141,8 +147,18 @@ class RemoteStream:
                 self._fail(f"protocol error: malformed predictions from the server: {e.message}")
             if len(y) != len(x):
                 self._fail(f"protocol error: {len(x)} sample(s) sent, {len(y)} prediction(s) received")
+            forecast = self._forecast(out, y) if self.intervals else None
             self.position += len(x)
-            return y
+            return forecast if forecast is not None else y
+
+    def _forecast(self, out: pb.Predictions, y: np.ndarray) -> Forecast:
+        try:
+            lower, upper = tensor_to_bounds(out.intervals, y.shape)
+        except InvalidInput as e:
+            self._fail(f"protocol error: malformed intervals from the server: {e.message}")
+        if len(lower) != len(self.intervals):
+            self._fail(f"protocol error: {len(self.intervals)} interval level(s) asked, {len(lower)} received")
+        return Forecast(y, lower, upper)
 
     def reset(self) -> None:
         """Back to zero state and position 0 on the server (same session id)."""

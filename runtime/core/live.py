@@ -78,9 +78,11 @@ def reference_figures(metrics: dict[str, Any]) -> dict[str, Any]:
         for k, b in (metrics.get("baselines") or {}).items():
             if isinstance(b, dict) and isinstance(b.get("rmse"), (int, float)):
                 ref["rmse"][k] = float(b["rmse"])
-    cov = ((streamed.get("intervals") or {}).get("coverage") or {})
+    levels = (metrics.get("intervals") or {}).get("levels") or {}
+    cov = {float(f["level"]): float(f["served_coverage"]) for f in levels.values()
+           if isinstance(f, dict) and isinstance(f.get("served_coverage"), (int, float)) and "level" in f}
     if cov:
-        ref["coverage"] = cov
+        ref["coverage"] = cov  # level -> the test part's coverage as served (online recalibration on)
     return ref
 
 

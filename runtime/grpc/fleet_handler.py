@@ -94,11 +94,11 @@ class FleetHandler:
             raise FailedPrecondition(f"the first message of a fleet must be `open`, got {got}")
         o = request.open
         self.fleet = fleet = self._plane.open_fleet(o.model, o.version, tenant=self.tenant,
-                                                    client_limit=self.client_limit)
+                                                    client_limit=self.client_limit, intervals=tuple(o.intervals))
         m = fleet.model
         self.model_name, self.model_version = o.model, m.version
         return pb.FleetResponse(opened=pb.FleetOpened(model=o.model, version=m.version, features=m.features,
-                                                      targets=m.targets))
+                                                      targets=m.targets, interval_levels=m.interval_levels))
 
     async def _next(self, request: pb.FleetRequest, fleet: Fleet) -> pb.FleetResponse:
         kind = request.WhichOneof("kind")
@@ -117,6 +117,12 @@ class FleetHandler:
             p.outputs.raw = answer.y.tobytes()
         else:
             p.outputs.CopyFrom(array_to_tensor(answer.y, encoding))
+        if fleet.intervals and answer.bounds is not None:  # [N, k, 2L * O]: per level, lower then upper
+            o, levels = fleet.model.n_targets, fleet.model.interval_levels
+            for i in fleet.intervals:
+                p.intervals.add(level=levels[i], lower=array_to_tensor(answer.bounds[..., 2 * i * o:(2 * i + 1) * o],
+                                                                       encoding),
+                                upper=array_to_tensor(answer.bounds[..., (2 * i + 1) * o:(2 * i + 2) * o], encoding))
         if answer.errors:
             self.failed += len(answer.errors)
             p.errors.extend(pb.FleetError(index=i, code=status_code(e).value[0], message=e.message)

@@ -47,12 +47,15 @@ from eddy.v1 import oip_pb2 as pb
 
 from .. import __version__
 from ..core.errors import EddyError, InvalidInput, NotFound
+from ..core.layout import OUTPUT
 from ..serving.dataplane import DataPlane
 from ..serving.sequences import Sequences, SequenceStep
 from .lifecycle import StreamCall, StreamGate
 from .oip_codec import (
+    forecast_response_bytes,
     infer_input,
     infer_response_bytes,
+    interval_request,
     model_config,
     model_metadata,
     model_statistics,
@@ -188,8 +191,12 @@ class OipServicer:
             step = sequence_step(request.parameters)  # InvalidInput for malformed sequence parameters
         model = self.plane.model(request.model_name, request.model_version)
         x = infer_input(request, model, check=self.plane.check_samples)  # [n, F], validated
-        ran, y = await self.sequences.infer(model, request.model_version, step, x, TENANT.get())
-        return infer_response_bytes(ran, request.id, y)
+        levels, names = interval_request(request, model) if request.outputs or request.parameters else ((), [])
+        ran, y = await self.sequences.infer(model, request.model_version, step, x, TENANT.get(),
+                                            levels)
+        if not levels and names in ([], [OUTPUT]):
+            return infer_response_bytes(ran, request.id, y)
+        return forecast_response_bytes(ran, request.id, y, names)
 
     async def _unary(self, method: str, context: Any, work: Callable[[], Awaitable[T]]) -> T:
         return await run_unary(method, context, work, self.metrics)

@@ -16,6 +16,7 @@ eddy.v1's (:func:`~eddy.runtime.grpc.tensors.decode_float32`).
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Sequence
 from functools import lru_cache
@@ -24,20 +25,24 @@ import numpy as np
 
 from eddy.v1 import oip_pb2 as pb
 
+from ..core.calibration import level_name
 from ..core.errors import InvalidInput
 from ..core.layout import INPUT, OUTPUT  # the step graph's own names, served as they are
 from ..core.model import Model
+from ..core.monitor import Forecast
 from ..core.samples import FLOAT32_LE
 from ..serving.config import ServeConfig
 from ..serving.sequences import SequenceStep
 from ..serving.stats import ModelStats
 from .tensors import SampleCheck, decode_float32
 
-__all__ = ["INPUT", "OUTPUT", "PLATFORM", "infer_input", "infer_response", "infer_response_bytes", "model_config",
-           "model_metadata", "model_statistics", "repository_index", "sequence_step",
-           "stream_response_bytes"]
+__all__ = ["INPUT", "INTERVAL", "OUTPUT", "PLATFORM", "forecast_response_bytes", "infer_input", "infer_response",
+           "infer_response_bytes", "interval_request", "model_config", "model_metadata", "model_statistics",
+           "repository_index", "sequence_step", "stream_response_bytes"]
 
 PLATFORM = "eddy"  # ONNX step graph run by onnxruntime, state kept by eddy's sessions
+INTERVAL = "interval"  # request parameter: the interval levels to answer with ("0.8", "0.8,0.95", 0.8 or true)
+_BOUND = re.compile(rf"{OUTPUT}_(lower|upper)_(\d+(?:\.\d+)?)")  # y_lower_80, y_upper_97.5: interval outputs
 _FP32 = "FP32"
 _NATIVE_LE = sys.byteorder == "little"  # raw bytes are then float32 as they are
 
@@ -117,9 +122,6 @@ def _infer_input(request: pb.ModelInferRequest, model: Model, *, check: SampleCh
     inp = inputs[0]
     if inp.datatype != _FP32:
         raise InvalidInput(f"input `{INPUT}` must have datatype {_FP32}, got {inp.datatype or 'none'}")
-    for out in request.outputs:
-        if out.name != OUTPUT:
-            raise InvalidInput(f"model {model.name} has one output `{OUTPUT}`, not `{out.name}`")
     raws = request.raw_input_contents
     if len(raws) > 1:
         raise InvalidInput(f"raw_input_contents holds {len(raws)} entries for 1 input")
@@ -132,6 +134,63 @@ def _infer_input(request: pb.ModelInferRequest, model: Model, *, check: SampleCh
     x, _ = decode_float32(list(inp.shape), values, raw, model.n_features,
                           fields=("`contents.fp32_contents`", "`raw_input_contents`"), check=check)
     return x  # [n, F]
+
+
+def interval_request(request: pb.ModelInferRequest, model: Model) -> tuple[tuple[float, ...], list[str]]:
+    """The interval levels a request asks for and the outputs to answer, checked before anything runs.
+
+    Levels come from the ``interval`` parameter (a string ``"0.8"`` or ``"0.8,0.95"``, a double, or ``true`` for
+    every calibrated level) and from requested outputs named like ``y_lower_80``. Outputs: those the request
+    names, else ``y`` and each level's ``y_lower_<pct>``, ``y_upper_<pct>``. Raises InvalidInput for an unknown
+    output or a level the model does not hold, FailedPrecondition when it has no calibration.
+    """
+    levels: list[float] = []
+    if INTERVAL in request.parameters:
+        levels += _levels(request.parameters[INTERVAL], model)
+    names = [o.name for o in request.outputs]
+    for name in names:
+        if name == OUTPUT:
+            continue
+        match = _BOUND.fullmatch(name)
+        if match is None:
+            known = [OUTPUT, *model._output_names(tuple(range(len(model.interval_levels))))]
+            raise InvalidInput(f"model {model.name} has outputs {', '.join(f'`{n}`' for n in known)}, not `{name}`")
+        levels.append(float(match.group(2)) / 100)
+    if not levels:
+        return (), names
+    index = model._interval_index(levels)  # FailedPrecondition without a calibration, InvalidInput for a level
+    held = tuple(model.interval_levels[i] for i in index)
+    return held, names or [OUTPUT, *model._output_names(index)]
+
+
+def _levels(p: pb.InferParameter, model: Model) -> list[float]:
+    kind = p.WhichOneof("parameter_choice")
+    if kind == "bool_param" and p.bool_param:
+        if not model.interval_levels:
+            model._interval_index(True)  # FailedPrecondition naming how to add a calibration
+        return list(model.interval_levels)
+    if kind == "double_param":
+        return [p.double_param]
+    if kind == "string_param":
+        try:
+            return [float(v) for v in p.string_param.split(",")]
+        except ValueError:
+            pass
+    raise InvalidInput(f"{INTERVAL} must be a string of levels (\"0.8\" or \"0.8,0.95\"), a double or true, "
+                       f"got {kind or 'no value'}")
+
+
+def forecast_response_bytes(model: Model, request_id: str, forecast: Forecast | np.ndarray, names: list[str]) -> bytes:
+    """A serialized ``ModelInferResponse`` with the outputs ``names`` (``y``, ``y_lower_80``, ...), in that order."""
+    arrays = {OUTPUT: forecast} if isinstance(forecast, np.ndarray) else {
+        OUTPUT: forecast.y,
+        **{f"{OUTPUT}_lower_{level_name(lv)}": a for lv, a in forecast.lower.items()},
+        **{f"{OUTPUT}_upper_{level_name(lv)}": a for lv, a in forecast.upper.items()}}
+    chosen = [(n, arrays[n]) for n in names]
+    return pb.ModelInferResponse(
+        model_name=model.name, model_version=str(model.version), id=request_id,
+        outputs=[pb.ModelInferResponse.InferOutputTensor(name=n, datatype=_FP32, shape=a.shape) for n, a in chosen],
+        raw_output_contents=[a.astype(FLOAT32_LE).tobytes() for _, a in chosen]).SerializeToString()
 
 
 def infer_response(model: Model, request_id: str, y: np.ndarray) -> pb.ModelInferResponse:
@@ -190,10 +249,13 @@ def _tensor(name: str, width: int) -> pb.ModelMetadataResponse.TensorMetadata:
 
 
 def model_metadata(model: Model, versions: list[int]) -> pb.ModelMetadataResponse:
-    """``x FP32 [-1, F]`` in, ``y FP32 [-1, O]`` out; ``versions``: every version served under the name."""
+    """``x FP32 [-1, F]`` in, ``y FP32 [-1, O]`` out, and for a calibrated model each level's ``y_lower_80``,
+    ``y_upper_80`` (answered when a request asks: the ``interval`` parameter or those names among its outputs);
+    ``versions``: every version served under the name."""
+    bounds = model._output_names(tuple(range(len(model.interval_levels))))
     return pb.ModelMetadataResponse(name=model.name, versions=[str(v) for v in sorted(versions)], platform=PLATFORM,
                                     inputs=[_tensor(INPUT, model.n_features)],
-                                    outputs=[_tensor(OUTPUT, len(model.targets))])
+                                    outputs=[_tensor(name, len(model.targets)) for name in (OUTPUT, *bounds)])
 
 
 def model_config(model: Model, config: ServeConfig) -> pb.ModelConfigResponse:

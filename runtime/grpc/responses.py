@@ -7,11 +7,12 @@ from typing import Any
 
 from eddy.v1 import inference_pb2 as pb
 
+from ..core.live import LiveFigures
 from ..core.model import Model
 from ..serving.dataplane import Prediction, SessionState
 from .tensors import Encoding, array_to_tensor
 
-__all__ = ["list_models_response", "model_metadata", "predict_response", "session_state"]
+__all__ = ["live_accuracy", "list_models_response", "model_metadata", "predict_response", "session_state"]
 
 
 def list_models_response(versions: dict[str, list[int]]) -> pb.ListModelsResponse:
@@ -25,7 +26,18 @@ def list_models_response(versions: dict[str, list[int]]) -> pb.ListModelsRespons
 def session_state(s: SessionState) -> pb.SessionState:
     """``SessionState`` for ``GetSessionState`` / ``DeleteSession``."""
     return pb.SessionState(session_id=s.session_id, model=s.model, version=s.version, position=s.position,
-                           state=s.state)
+                           state=s.state,
+                           live=live_accuracy(s.live, s.model, s.version, s.session_id) if s.live else None)
+
+
+def live_accuracy(f: LiveFigures, model: str, version: int, session_id: str = "") -> pb.LiveAccuracy:
+    """``LiveAccuracy`` for ``GetLiveAccuracy`` and ``SessionState.live``."""
+    ref = f.reference
+    return pb.LiveAccuracy(model=model, version=version, session_id=session_id, actuals=f.actuals, window=f.window,
+                           rmse=f.rmse, mae=f.mae, error_ratio=f.error_ratio or 0.0,
+                           coverage={f"{k:g}": v for k, v in f.coverage.items()}, drift=f.drift, cusum=list(f.cusum),
+                           test_rmse=ref.get("rmse") or {},
+                           test_coverage={f"{k:g}": v for k, v in (ref.get("coverage") or {}).items()})
 
 
 def predict_response(p: Prediction, encoding: Encoding) -> pb.PredictResponse:

@@ -34,7 +34,7 @@ from ..serving.dataplane import DataPlane
 from .fleet_handler import FleetHandler
 from .headers import client_limit
 from .lifecycle import StreamCall, StreamGate
-from .responses import list_models_response, model_metadata, predict_response, session_state
+from .responses import list_models_response, live_accuracy, model_metadata, predict_response, session_state
 from .security import TENANT
 from .status import code_name
 from .stream_handler import StreamHandler
@@ -145,6 +145,14 @@ class InferenceServicer(pb_grpc.InferenceServicer):
             return session_state(await self.plane.session_state(request.session_id, TENANT.get()))
 
         return await self._unary("GetSessionState", context, work, request)
+
+    async def GetLiveAccuracy(self, request: pb.LiveAccuracyRequest,
+                              context: grpc.aio.ServicerContext) -> pb.LiveAccuracy:
+        async def work() -> pb.LiveAccuracy:
+            model, figures = await self.plane.live(request.model, request.version, request.session_id, TENANT.get())
+            return live_accuracy(figures, model.name, model.version, request.session_id)
+
+        return await self._unary("GetLiveAccuracy", context, work, request)
 
     async def DeleteSession(self, request: pb.SessionRequest,
                             context: grpc.aio.ServicerContext) -> pb.SessionState:

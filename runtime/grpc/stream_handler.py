@@ -61,6 +61,7 @@ class StreamHandler:
         self.session_id = "-"
         self._started = time.monotonic()
         self._features = 0  # the open session's feature count
+        self._index: tuple[int, ...] = ()  # the calibrated levels (positions) asked for at open
 
     @property
     def opened(self) -> bool:
@@ -106,8 +107,17 @@ class StreamHandler:
             got = f"`{kind}`" if kind else "an empty request"
             raise FailedPrecondition(f"the first message of a stream must be `open`, got {got}")
         o = request.open
+        levels = tuple(o.intervals)
+        if levels:  # refused before a session is opened or resumed: a refusal changes nothing
+            self._plane.model(o.model, o.version)._interval_index(levels)
         session, existed = await self._plane.open_session(o.model, o.version, o.session_id, o.state,
                                                           resume=o.resume, owner=self, tenant=self.tenant)
+        if levels:
+            try:
+                self._index = session.model._interval_index(levels)  # a resumed session may run another version
+            except EddyError:
+                await (self._plane.release(session) if existed else self._plane.close_session(session))
+                raise
         self.session, self.resumed = session, existed
         self._features = session.model.n_features
         self.session_id, self.started_at = session.id, session.position
@@ -115,7 +125,7 @@ class StreamHandler:
         m = session.model
         return pb.StreamResponse(opened=pb.StreamOpened(
             model=request.open.model, version=m.version, features=m.features, targets=m.targets,
-            session_id=session.id, position=session.position, resumed=existed))
+            session_id=session.id, position=session.position, resumed=existed, interval_levels=m.interval_levels))
 
     async def _next(self, request: pb.StreamRequest) -> pb.StreamResponse:
         kind = request.WhichOneof("kind")
@@ -133,6 +143,13 @@ class StreamHandler:
             else:
                 encoding = "raw"
             offset = session.position
+            if self._index:
+                f = await self._plane.forecast(session, x, self._index, client_limit=self.client_limit)
+                self.samples += len(x)
+                return pb.StreamResponse(predictions=pb.Predictions(
+                    offset=offset, outputs=array_to_tensor(f.y, encoding),
+                    intervals=[pb.Interval(level=level, lower=array_to_tensor(f.lower[level], encoding),
+                                           upper=array_to_tensor(f.upper[level], encoding)) for level in f.lower]))
             y = await self._plane.push(session, x, client_limit=self.client_limit)  # [n, O]; advances on success
             self.samples += len(x)
             return pb.StreamResponse(predictions=pb.Predictions(offset=offset, outputs=array_to_tensor(y, encoding)))

@@ -24,7 +24,7 @@ from ..core.errors import InvalidInput
 from ..core.samples import FLOAT32_LE, not_finite
 
 __all__ = ["ENCODINGS", "Encoding", "SampleCheck", "array_to_tensor", "decode_float32", "one_raw_sample",
-           "tensor_to_fleet", "tensor_to_samples", "tensor_to_sequences"]
+           "tensor_to_bounds", "tensor_to_fleet", "tensor_to_samples", "tensor_to_sequences"]
 
 Encoding = Literal["raw", "values"]
 ENCODINGS: tuple[Encoding, ...] = ("raw", "values")
@@ -63,6 +63,24 @@ def one_raw_sample(tensor: pb.Tensor, n_features: int) -> np.ndarray | None:
         if not math.isfinite(v):
             return None  # the full decoder names the sample and feature
     return x
+
+
+def tensor_to_bounds(intervals: Sequence[pb.Interval],
+                     shape: tuple[int, ...]) -> tuple[dict[float, np.ndarray], dict[float, np.ndarray]]:
+    """An answer's ``Interval`` messages as ``level -> lower`` and ``level -> upper`` float32 arrays, each
+    shaped like the predictions they go with (``shape``: ``[n, O]``, or a fleet's ``[N, k, O]``, whose failed rows
+    are NaN). Raises :class:`InvalidInput` for a malformed tensor or another shape."""
+    lower: dict[float, np.ndarray] = {}
+    upper: dict[float, np.ndarray] = {}
+    lead = ("n",) if len(shape) == 2 else ("N", "k")
+    for interval in intervals:
+        for side, tensor, out in (("lower", interval.lower, lower), ("upper", interval.upper, upper)):
+            a, _ = decode_float32(list(tensor.shape), tensor.values, tensor.raw, shape[-1], lead=lead,
+                                  what=f"{side} bounds", finite=False)
+            if a.shape != tuple(shape):
+                raise InvalidInput(f"{side} bounds shaped {list(a.shape)} for predictions shaped {list(shape)}")
+            out[interval.level] = a
+    return lower, upper
 
 
 def tensor_to_sequences(tensor: pb.Tensor, n_features: int, *,

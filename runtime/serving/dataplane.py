@@ -25,8 +25,10 @@ from time import perf_counter_ns
 
 import numpy as np
 
-from ..core.errors import FailedPrecondition, InvalidInput, ResourceExhausted
+from ..core.errors import FailedPrecondition, InvalidInput, NotFound, ResourceExhausted
+from ..core.live import LiveFigures, session_figures
 from ..core.model import Forecast, Model
+from ..core.monitor import MONITOR
 from ..core.statecodec import MAX_POSITION, ExportedState, StateKeys, decode_state, encode_state, reseal
 from .batcher import OFFLOAD_VALUES, Batcher
 from .config import ServeConfig
@@ -50,13 +52,14 @@ _INLINE_STATES = 64  # a Predict returning more state blobs than this encodes th
 
 @dataclass(frozen=True)
 class SessionState:
-    """An idle session's identity, position and exported state bytes."""
+    """An idle session's identity, position, exported state bytes and live accuracy."""
 
     session_id: str
     model: str
     version: int
     position: int
     state: bytes
+    live: LiveFigures | None = None  # from its monitor row
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,7 @@ class DataPlane:
                                commit=self._sessions.commit if self._sessions.durable else None, stats=self.stats)
         self.lane = Lane()  # large messages and Predicts: their own thread, never in the batcher's way
         self.metrics.track_sessions(lambda: len(self._sessions))
+        self.metrics.track_live(self._live_figures)
         self._samples: dict[str, Callable[[int], None]] = {}  # model name -> samples counter
         self._blob_sizes: weakref.WeakKeyDictionary[Model, int] = weakref.WeakKeyDictionary()  # state blob bound
 
@@ -208,7 +212,35 @@ class DataPlane:
         if not session_id:
             raise InvalidInput("no session_id given")
         r = await self._sessions.info(session_id, tenant)  # another tenant's id is simply not there
-        return SessionState(r.id, r.model, r.version, r.position, reseal(r.state, keys=self.state_keys, tenant=tenant))
+        model = self.repository.session_model(r.model, r.version)
+        monitor = decode_state(r.state).for_model(model).get(MONITOR)  # the store's own bytes (this process's key)
+        live = session_figures(model.monitor, monitor[0], model.live.reference) if monitor is not None else None
+        return SessionState(r.id, r.model, r.version, r.position, reseal(r.state, keys=self.state_keys, tenant=tenant),
+                            live)
+
+    async def live(self, model: str, version: str | int | None = None, session_id: str = "",
+                   tenant: str = "") -> tuple[Model, LiveFigures]:
+        """Live accuracy: ``model``'s (at ``version``, latest if empty) pooled over its sessions in this process,
+        or session ``session_id``'s (idle, or held by a stream here); with the model version it is of.
+
+        NOT_FOUND for an unknown model, version or session (or one of another model); FAILED_PRECONDITION for a
+        session a stream on another replica holds.
+        """
+        if not session_id:
+            served = self.repository.get(model, version)
+            return served, served.live.figures()
+        held = self._sessions.get(session_id, tenant)
+        if held is not None and held.busy:  # a stream here drives it: its row, read as it stands
+            served = held.model
+            row = held.slab.state[MONITOR][held.row] if MONITOR in held.slab.state else served.monitor.fresh(1)[0]
+            figures = session_figures(served.monitor, row, served.live.reference)
+        else:  # idle: from the store (NOT_FOUND, or FAILED_PRECONDITION while another replica holds it)
+            state = await self.session_state(session_id, tenant)
+            served = self.repository.session_model(state.model, state.version)
+            figures = state.live or session_figures(served.monitor, served.monitor.fresh(1)[0], served.live.reference)
+        if served.name != model:
+            raise NotFound(f"session {session_id} does not exist for model {model} (it runs {served.name})")
+        return served, figures
 
     async def delete_session(self, session_id: str, tenant: str = "") -> SessionState:
         """Delete an idle session; returns its final state."""
@@ -301,10 +333,14 @@ class DataPlane:
         return y
 
     def open_fleet(self, model: str, version: str | int | None = None, *, tenant: str = "",
-                   client_limit: int | None = None) -> Fleet:
+                   client_limit: int | None = None, intervals: tuple[float, ...] = ()) -> Fleet:
         """A :class:`~eddy.runtime.serving.fleet.Fleet` on ``model`` at ``version`` (latest if omitted or empty):
-        many sessions per message; ``await fleet.release()`` when its stream ends."""
-        return Fleet(self, self.repository.get(model, version), name=model, tenant=tenant, client_limit=client_limit)
+        many sessions per message; ``await fleet.release()`` when its stream ends. ``intervals``: the calibrated
+        levels its answers carry (checked here: FAILED_PRECONDITION without a calibration, INVALID_ARGUMENT for
+        another level)."""
+        served = self.repository.get(model, version)
+        index = served._interval_index(intervals) if intervals else ()
+        return Fleet(self, served, name=model, tenant=tenant, client_limit=client_limit, intervals=index)
 
     def record_samples(self, model: str, n: int) -> None:
         """Count ``n`` samples predicted by ``model`` (the samples metric)."""
@@ -360,6 +396,11 @@ class DataPlane:
         return Prediction(model.name, model.version, y, blobs)
 
     # -- internals ----------------------------------------------------------
+    def _live_figures(self) -> list[tuple[str, int, LiveFigures]]:
+        """Every served model version's pooled live accuracy (what the metrics layer exports)."""
+        return [(name, v, self.repository.get(name, v).live.figures()) for name, vs in self.repository.index().items()
+                for v in vs]
+
     def _blob_size(self, model: Model) -> int:
         """Upper bound of one exported-state blob of ``model`` (largest position written)."""
         size = self._blob_sizes.get(model)

@@ -83,9 +83,10 @@ class Fleet:
     """The sessions one fleet stream drives on ``model`` (one version), held until :meth:`release`."""
 
     def __init__(self, plane: DataPlane, model: Model, *, name: str = "", tenant: str = "",
-                 client_limit: int | None = None) -> None:
+                 client_limit: int | None = None, intervals: tuple[int, ...] = ()) -> None:
         self.plane = plane
         self.model = model
+        self.intervals = intervals  # calibrated levels (positions, Model.interval_index) the answers carry
         self.name = name or model.name  # as requested (repository key)
         self.tenant = tenant  # sessions live in this tenant's namespace
         self.client_limit = client_limit  # bytes the client receives at most (None: the server's limit)
@@ -147,7 +148,8 @@ class Fleet:
                 raise InvalidInput(f"samples must be shaped [N={n}, k >= 1, {model.n_features}] for the {n} "
                                    f"session(s) of this message, got {list(x.shape)}")
             plane.check_samples(x.shape[1], per_session=True)
-            plane.check_answer(model, n * x.shape[1], self.client_limit, extra=n * _OFFSET_BYTES)
+            plane.check_answer(model, n * x.shape[1], self.client_limit, extra=n * _OFFSET_BYTES,
+                               levels=len(self.intervals))
             self._checked = x.shape
         if ids is not self._ids:  # a new roster: map it onto the held sessions
             self._ids, self._sessions, self._groups = list(ids), [self._held.get(sid) for sid in ids], None

@@ -13,6 +13,10 @@ server time when done per message.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..core.live import LiveFigures
 
 __all__ = ["Metrics"]
 
@@ -32,6 +36,10 @@ class Metrics:
 
     def track_sessions(self, count: Callable[[], int]) -> None:
         """Read the live-session count from ``count()`` whenever the figures are read."""
+
+    def track_live(self, figures: Callable[[], list[tuple[str, int, LiveFigures]]]) -> None:
+        """Read every model version's pooled live accuracy, ``(name, version, figures)``, whenever the figures
+        are read."""
 
     def batch(self, size: int) -> None:
         """One onnxruntime call of the batcher ran ``size`` sessions."""

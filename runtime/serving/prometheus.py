@@ -21,17 +21,31 @@ name                                type       labels / meaning
 ``live_sessions``                   gauge      sessions held in memory (busy or idle)
 ``batch_size``                      histogram  sessions per onnxruntime call of the batcher
 ``session_evictions_total``         counter    idle sessions dropped after the TTL
+``live_rmse``                       gauge      ``model``, ``version``, ``predictor`` (model, persistence,
+                                               seasonal_naive): live RMSE over the version's sessions
+                                               here, exponentially weighted over the last 1,000 actuals
+``live_error_ratio``                gauge      ``model``, ``version``: the model's live RMSE over the
+                                               best baseline's (below 1: the model wins)
+``interval_coverage``               gauge      ``model``, ``version``, ``level``: fraction of actuals
+                                               inside the interval issued for them
+``drift``                           gauge      ``model``, ``version``: 1 while the drift alarm is raised
 ==================================  =========  ==================================================
+
+The live series are per model version, never per session (bounded
+cardinality); a version appears once one of its actuals has been scored.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
+from ..core.live import LiveFigures
 from .metrics import Metrics
 
 __all__ = ["PrometheusMetrics"]
@@ -70,6 +84,10 @@ class PrometheusMetrics(Metrics):
     def track_sessions(self, count: Callable[[], int]) -> None:
         """Read the live-session gauge from ``count()`` at every scrape."""
         self._live_sessions.set_function(lambda: float(count()))
+
+    def track_live(self, figures: Callable[[], list[tuple[str, int, LiveFigures]]]) -> None:
+        """Export every model version's pooled live accuracy at each scrape."""
+        self.registry.register(_LiveCollector(figures))
 
     def batch(self, size: int) -> None:
         self._batch_size.observe(size)
@@ -120,3 +138,32 @@ class PrometheusMetrics(Metrics):
             if self._thread is not None:
                 self._thread.join(timeout=5)
             self._http = self._thread = None
+
+
+class _LiveCollector(Collector):
+    """The live-accuracy gauges, read from the data plane at each scrape."""
+
+    def __init__(self, figures: Callable[[], list[tuple[str, int, LiveFigures]]]) -> None:
+        self._figures = figures
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        rmse = GaugeMetricFamily("eddy_live_rmse", "Live RMSE over a model version's sessions (exponentially weighted "
+                                 "over its last 1000 actuals), by predictor.", labels=["model", "version", "predictor"])
+        ratio = GaugeMetricFamily("eddy_live_error_ratio", "The model's live RMSE over the best naive baseline's "
+                                  "(below 1: the model wins).", labels=["model", "version"])
+        coverage = GaugeMetricFamily("eddy_interval_coverage", "Fraction of actuals inside the prediction interval "
+                                     "issued for them, by level.", labels=["model", "version", "level"])
+        drift = GaugeMetricFamily("eddy_drift", "1 while the drift alarm of a model version is raised.",
+                                  labels=["model", "version"])
+        for name, version, f in self._figures():
+            if not f.actuals:
+                continue
+            v = str(version)
+            for predictor, value in f.rmse.items():
+                rmse.add_metric([name, v, predictor], value)
+            if f.error_ratio is not None:
+                ratio.add_metric([name, v], f.error_ratio)
+            for level, value in f.coverage.items():
+                coverage.add_metric([name, v, f"{level:g}"], value)
+            drift.add_metric([name, v], float(f.drift))
+        yield from (rmse, ratio, coverage, drift)

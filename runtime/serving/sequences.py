@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -80,8 +80,9 @@ class Sequences:
         return len(self._current | self._previous) if self._previous else len(self._current)
 
     async def infer(self, model: Model, version: str | int | None, step: SequenceStep,
-                    x: np.ndarray, tenant: str = "") -> tuple[Model, np.ndarray]:
-        """Run validated raw samples ``x[n, F]`` as ``step`` says; the model that ran them and raw ``y[n, O]``.
+                    x: np.ndarray, tenant: str = "", levels: tuple[float, ...] = ()) -> tuple[Model, Any]:
+        """Run validated raw samples ``x[n, F]`` as ``step`` says; the model that ran them and raw ``y[n, O]``,
+        or with ``levels`` a :class:`~eddy.runtime.core.monitor.Forecast` holding those levels' intervals.
 
         ``model``: what the request named, resolved (:meth:`DataPlane.model <eddy.runtime.serving.dataplane.DataPlane.model>`
         of its name and ``version``); a continued sequence runs on its own version unless ``version`` pins one.
@@ -115,7 +116,10 @@ class Sequences:
             if ran is not model and x.shape[1] != ran.n_features:  # a resumed session may run another version
                 raise InvalidInput(f"sequence {sid} runs {ran.name}/{ran.version}, which takes "
                                    f"{ran.n_features} feature(s) per sample, got shape {list(x.shape)}")
-            y = await plane.push(session, x, alone=alone)  # state advances only on success
+            if levels:  # checked against the session's own version (a resumed one may run another)
+                y: Any = await plane.forecast(session, x, ran._interval_index(levels), alone=alone)
+            else:
+                y = await plane.push(session, x, alone=alone)  # state advances only on success
         except BaseException:
             if step.start:
                 await plane.close_session(session)  # the sequence did not start

@@ -223,6 +223,10 @@ class SessionStore(abc.ABC):
         """Stop background work and let go of connections and leases."""
         return None
 
+    def get(self, session_id: str, tenant: str = "") -> Session | None:
+        """The session if this process has it in memory (held by a stream here, or, for the memory store, idle)."""
+        return None
+
     @abc.abstractmethod
     def snapshot(self, session_id: str, tenant: str = "") -> SessionInfo | None:
         """A snapshot of a session this process knows (all, for the memory store; held ones otherwise)."""

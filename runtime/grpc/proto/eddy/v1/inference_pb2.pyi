@@ -44,18 +44,20 @@ class Control(_message.Message):
     def __init__(self, action: _Optional[_Union[Control.Action, str]] = ...) -> None: ...
 
 class OpenStream(_message.Message):
-    __slots__ = ("model", "version", "session_id", "state", "resume")
+    __slots__ = ("model", "version", "session_id", "state", "resume", "intervals")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     RESUME_FIELD_NUMBER: _ClassVar[int]
+    INTERVALS_FIELD_NUMBER: _ClassVar[int]
     model: str
     version: str
     session_id: str
     state: bytes
     resume: bool
-    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., session_id: _Optional[str] = ..., state: _Optional[bytes] = ..., resume: bool = ...) -> None: ...
+    intervals: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., session_id: _Optional[str] = ..., state: _Optional[bytes] = ..., resume: bool = ..., intervals: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class StreamResponse(_message.Message):
     __slots__ = ("opened", "predictions", "error", "control_done")
@@ -70,7 +72,7 @@ class StreamResponse(_message.Message):
     def __init__(self, opened: _Optional[_Union[StreamOpened, _Mapping]] = ..., predictions: _Optional[_Union[Predictions, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., control_done: _Optional[_Union[ControlDone, _Mapping]] = ...) -> None: ...
 
 class StreamOpened(_message.Message):
-    __slots__ = ("model", "version", "features", "targets", "session_id", "position", "resumed")
+    __slots__ = ("model", "version", "features", "targets", "session_id", "position", "resumed", "interval_levels")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     FEATURES_FIELD_NUMBER: _ClassVar[int]
@@ -78,6 +80,7 @@ class StreamOpened(_message.Message):
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     POSITION_FIELD_NUMBER: _ClassVar[int]
     RESUMED_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_LEVELS_FIELD_NUMBER: _ClassVar[int]
     model: str
     version: int
     features: _containers.RepeatedScalarFieldContainer[str]
@@ -85,7 +88,8 @@ class StreamOpened(_message.Message):
     session_id: str
     position: int
     resumed: bool
-    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., features: _Optional[_Iterable[str]] = ..., targets: _Optional[_Iterable[str]] = ..., session_id: _Optional[str] = ..., position: _Optional[int] = ..., resumed: bool = ...) -> None: ...
+    interval_levels: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., features: _Optional[_Iterable[str]] = ..., targets: _Optional[_Iterable[str]] = ..., session_id: _Optional[str] = ..., position: _Optional[int] = ..., resumed: bool = ..., interval_levels: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class ControlDone(_message.Message):
     __slots__ = ("action", "position", "state")
@@ -98,12 +102,24 @@ class ControlDone(_message.Message):
     def __init__(self, action: _Optional[_Union[Control.Action, str]] = ..., position: _Optional[int] = ..., state: _Optional[bytes] = ...) -> None: ...
 
 class Predictions(_message.Message):
-    __slots__ = ("offset", "outputs")
+    __slots__ = ("offset", "outputs", "intervals")
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    INTERVALS_FIELD_NUMBER: _ClassVar[int]
     offset: int
     outputs: Tensor
-    def __init__(self, offset: _Optional[int] = ..., outputs: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
+    intervals: _containers.RepeatedCompositeFieldContainer[Interval]
+    def __init__(self, offset: _Optional[int] = ..., outputs: _Optional[_Union[Tensor, _Mapping]] = ..., intervals: _Optional[_Iterable[_Union[Interval, _Mapping]]] = ...) -> None: ...
+
+class Interval(_message.Message):
+    __slots__ = ("level", "lower", "upper")
+    LEVEL_FIELD_NUMBER: _ClassVar[int]
+    LOWER_FIELD_NUMBER: _ClassVar[int]
+    UPPER_FIELD_NUMBER: _ClassVar[int]
+    level: float
+    lower: Tensor
+    upper: Tensor
+    def __init__(self, level: _Optional[float] = ..., lower: _Optional[_Union[Tensor, _Mapping]] = ..., upper: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
 
 class Error(_message.Message):
     __slots__ = ("code", "message")
@@ -122,12 +138,14 @@ class FleetRequest(_message.Message):
     def __init__(self, open: _Optional[_Union[FleetOpen, _Mapping]] = ..., samples: _Optional[_Union[FleetSamples, _Mapping]] = ...) -> None: ...
 
 class FleetOpen(_message.Message):
-    __slots__ = ("model", "version")
+    __slots__ = ("model", "version", "intervals")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    INTERVALS_FIELD_NUMBER: _ClassVar[int]
     model: str
     version: str
-    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
+    intervals: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., intervals: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class FleetSamples(_message.Message):
     __slots__ = ("session_ids", "samples", "resume")
@@ -150,26 +168,30 @@ class FleetResponse(_message.Message):
     def __init__(self, opened: _Optional[_Union[FleetOpened, _Mapping]] = ..., predictions: _Optional[_Union[FleetPredictions, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ...) -> None: ...
 
 class FleetOpened(_message.Message):
-    __slots__ = ("model", "version", "features", "targets")
+    __slots__ = ("model", "version", "features", "targets", "interval_levels")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     FEATURES_FIELD_NUMBER: _ClassVar[int]
     TARGETS_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_LEVELS_FIELD_NUMBER: _ClassVar[int]
     model: str
     version: int
     features: _containers.RepeatedScalarFieldContainer[str]
     targets: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., features: _Optional[_Iterable[str]] = ..., targets: _Optional[_Iterable[str]] = ...) -> None: ...
+    interval_levels: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., features: _Optional[_Iterable[str]] = ..., targets: _Optional[_Iterable[str]] = ..., interval_levels: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class FleetPredictions(_message.Message):
-    __slots__ = ("offsets", "outputs", "errors")
+    __slots__ = ("offsets", "outputs", "errors", "intervals")
     OFFSETS_FIELD_NUMBER: _ClassVar[int]
     OUTPUTS_FIELD_NUMBER: _ClassVar[int]
     ERRORS_FIELD_NUMBER: _ClassVar[int]
+    INTERVALS_FIELD_NUMBER: _ClassVar[int]
     offsets: bytes
     outputs: Tensor
     errors: _containers.RepeatedCompositeFieldContainer[FleetError]
-    def __init__(self, offsets: _Optional[bytes] = ..., outputs: _Optional[_Union[Tensor, _Mapping]] = ..., errors: _Optional[_Iterable[_Union[FleetError, _Mapping]]] = ...) -> None: ...
+    intervals: _containers.RepeatedCompositeFieldContainer[Interval]
+    def __init__(self, offsets: _Optional[bytes] = ..., outputs: _Optional[_Union[Tensor, _Mapping]] = ..., errors: _Optional[_Iterable[_Union[FleetError, _Mapping]]] = ..., intervals: _Optional[_Iterable[_Union[Interval, _Mapping]]] = ...) -> None: ...
 
 class FleetError(_message.Message):
     __slots__ = ("index", "code", "message")
@@ -294,15 +316,92 @@ class SessionRequest(_message.Message):
     def __init__(self, session_id: _Optional[str] = ...) -> None: ...
 
 class SessionState(_message.Message):
-    __slots__ = ("session_id", "model", "version", "position", "state")
+    __slots__ = ("session_id", "model", "version", "position", "state", "live")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     POSITION_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
+    LIVE_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     model: str
     version: int
     position: int
     state: bytes
-    def __init__(self, session_id: _Optional[str] = ..., model: _Optional[str] = ..., version: _Optional[int] = ..., position: _Optional[int] = ..., state: _Optional[bytes] = ...) -> None: ...
+    live: LiveAccuracy
+    def __init__(self, session_id: _Optional[str] = ..., model: _Optional[str] = ..., version: _Optional[int] = ..., position: _Optional[int] = ..., state: _Optional[bytes] = ..., live: _Optional[_Union[LiveAccuracy, _Mapping]] = ...) -> None: ...
+
+class LiveAccuracyRequest(_message.Message):
+    __slots__ = ("model", "version", "session_id")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    version: str
+    session_id: str
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., session_id: _Optional[str] = ...) -> None: ...
+
+class LiveAccuracy(_message.Message):
+    __slots__ = ("model", "version", "session_id", "actuals", "window", "rmse", "mae", "error_ratio", "coverage", "drift", "cusum", "test_rmse", "test_coverage")
+    class RmseEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class MaeEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class CoverageEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class TestRmseEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class TestCoverageEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTUALS_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    RMSE_FIELD_NUMBER: _ClassVar[int]
+    MAE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_RATIO_FIELD_NUMBER: _ClassVar[int]
+    COVERAGE_FIELD_NUMBER: _ClassVar[int]
+    DRIFT_FIELD_NUMBER: _ClassVar[int]
+    CUSUM_FIELD_NUMBER: _ClassVar[int]
+    TEST_RMSE_FIELD_NUMBER: _ClassVar[int]
+    TEST_COVERAGE_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    version: int
+    session_id: str
+    actuals: int
+    window: int
+    rmse: _containers.ScalarMap[str, float]
+    mae: _containers.ScalarMap[str, float]
+    error_ratio: float
+    coverage: _containers.ScalarMap[str, float]
+    drift: bool
+    cusum: _containers.RepeatedScalarFieldContainer[float]
+    test_rmse: _containers.ScalarMap[str, float]
+    test_coverage: _containers.ScalarMap[str, float]
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., session_id: _Optional[str] = ..., actuals: _Optional[int] = ..., window: _Optional[int] = ..., rmse: _Optional[_Mapping[str, float]] = ..., mae: _Optional[_Mapping[str, float]] = ..., error_ratio: _Optional[float] = ..., coverage: _Optional[_Mapping[str, float]] = ..., drift: bool = ..., cusum: _Optional[_Iterable[float]] = ..., test_rmse: _Optional[_Mapping[str, float]] = ..., test_coverage: _Optional[_Mapping[str, float]] = ...) -> None: ...

@@ -70,6 +70,11 @@ class InferenceStub(object):
                 request_serializer=eddy_dot_v1_dot_inference__pb2.SessionRequest.SerializeToString,
                 response_deserializer=eddy_dot_v1_dot_inference__pb2.SessionState.FromString,
                 _registered_method=True)
+        self.GetLiveAccuracy = channel.unary_unary(
+                '/eddy.v1.Inference/GetLiveAccuracy',
+                request_serializer=eddy_dot_v1_dot_inference__pb2.LiveAccuracyRequest.SerializeToString,
+                response_deserializer=eddy_dot_v1_dot_inference__pb2.LiveAccuracy.FromString,
+                _registered_method=True)
 
 
 class InferenceServicer(object):
@@ -127,6 +132,15 @@ class InferenceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetLiveAccuracy(self, request, context):
+        """Live accuracy: a model version's, pooled over its sessions on this
+        server, or one session's (`session_id`: idle, or held by a stream on this
+        server). NOT_FOUND for an unknown model, version or session.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InferenceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -164,6 +178,11 @@ def add_InferenceServicer_to_server(servicer, server):
                     servicer.DeleteSession,
                     request_deserializer=eddy_dot_v1_dot_inference__pb2.SessionRequest.FromString,
                     response_serializer=eddy_dot_v1_dot_inference__pb2.SessionState.SerializeToString,
+            ),
+            'GetLiveAccuracy': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLiveAccuracy,
+                    request_deserializer=eddy_dot_v1_dot_inference__pb2.LiveAccuracyRequest.FromString,
+                    response_serializer=eddy_dot_v1_dot_inference__pb2.LiveAccuracy.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -356,6 +375,33 @@ class Inference(object):
             '/eddy.v1.Inference/DeleteSession',
             eddy_dot_v1_dot_inference__pb2.SessionRequest.SerializeToString,
             eddy_dot_v1_dot_inference__pb2.SessionState.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLiveAccuracy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/eddy.v1.Inference/GetLiveAccuracy',
+            eddy_dot_v1_dot_inference__pb2.LiveAccuracyRequest.SerializeToString,
+            eddy_dot_v1_dot_inference__pb2.LiveAccuracy.FromString,
             options,
             channel_credentials,
             insecure,
