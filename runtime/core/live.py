@@ -70,13 +70,13 @@ class LiveFigures:
 
 def reference_figures(metrics: dict[str, Any]) -> dict[str, Any]:
     """The test part's figures to show next to live ones: RMSE of the model (streamed when recorded) and of the
-    baselines, and the intervals' test coverage."""
+    naive baselines live figures score (persistence, seasonal naive), and the intervals' test coverage."""
     streamed = metrics.get("streamed") or {}
     ref: dict[str, Any] = {}
     if isinstance(streamed.get("rmse", metrics.get("rmse")), (int, float)):
         ref["rmse"] = {"model": float(streamed.get("rmse", metrics.get("rmse")))}
-        for k, b in (metrics.get("baselines") or {}).items():
-            if isinstance(b, dict) and isinstance(b.get("rmse"), (int, float)):
+        for k, b in (metrics.get("baselines") or {}).items():  # the baselines a stream is scored against
+            if k in PREDICTORS and isinstance(b, dict) and isinstance(b.get("rmse"), (int, float)):
                 ref["rmse"][k] = float(b["rmse"])
     levels = (metrics.get("intervals") or {}).get("levels") or {}
     cov = {float(f["level"]): float(f["served_coverage"]) for f in levels.values()
