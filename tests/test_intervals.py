@@ -267,6 +267,35 @@ def test_drift_alarm_on_a_frozen_sensor_one_log_line(model: runtime.Model, serie
     assert session_figures(fresh.monitor, s._monitor_state).drift
 
 
+@pytest.mark.parametrize("change", ["none", "noise"])
+def test_drift_alarm_on_the_test_part(series: np.ndarray, change: str, caplog: pytest.LogCaptureFixture) -> None:
+    """The committed model streamed over its series: the unmodified test part raises nothing; Gaussian noise of twice
+    the test RMSE added from the test part's first row on raises the alarm within 40 samples, with one log line
+    naming the model, its version and the figures (bench/bench_intervals.py measures the delays on every series)."""
+    fresh = runtime.load(COMMITTED)  # its own pool
+    t0 = fresh.manifest.training["split_rows"]["test"][0]
+    x = series.copy()
+    if change == "noise":
+        rmse = fresh.manifest.metrics["streamed"]["rmse"]
+        x[t0:] += np.random.default_rng(0).normal(0.0, 2.0 * rmse, x[t0:].shape).astype(np.float32)
+    caplog.set_level(logging.WARNING, logger="eddy.drift")
+    s = fresh.stream()
+    s.push(x[:t0])
+    assert not s.live.drift
+    raised = [t - t0 for t in range(t0, len(x)) if (s.push(x[t:t + 1]), s.live.drift)[1]]
+    pooled = fresh.live.figures()  # the model's pool (what eddy_drift shows) folds its queue in and logs
+    assert pooled.drift == bool(raised)
+    lines = [r.getMessage() for r in caplog.records if r.name == "eddy.drift"]
+    if change == "none":
+        assert not raised and not lines
+        return
+    assert raised and raised[0] < 40, raised[:1]
+    assert len(lines) == 1 and lines[0].startswith("drift model=sunspots/1 statistic='error above its test level' ")
+    for figure in ("live_rmse=", f"test_rmse={fresh.manifest.metrics['streamed']['rmse']:.4g} ", "error_ratio=",
+                   "actuals=", "cusum=", f"limit={CUSUM_LIMIT:g}"):
+        assert figure in lines[0], (figure, lines[0])
+
+
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: "-".join(map(str, c)))
 def test_a_chunk_issues_the_intervals_of_its_samples_one_by_one(config: tuple) -> None:
     """A chunk moves the widths sample by sample with the same operations (same bits for the same predictions) and
