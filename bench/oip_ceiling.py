@@ -12,7 +12,12 @@ perf_analyzer drive it; it keeps no statistics (and does not list them). Driven 
 generator as eddy and Triton, its steps/s bound what any Python grpc.aio
 server can answer here; eddy's fraction of it is its overhead.
 
-    python bench/oip_ceiling.py --port 8001
+``--batched``: each unary request waits for its answer from one task that answers every request pending after
+one event-loop turn, as a server that batches steps of different requests must (the handler suspends and is
+resumed); still nothing is computed. Its cost over the plain ceiling is what batching unary calls costs in
+grpc.aio itself.
+
+    python bench/oip_ceiling.py --port 8001 [--batched]
 """
 
 from __future__ import annotations
@@ -46,8 +51,9 @@ def _varint(n: int) -> bytes:
     return bytes(out)
 
 
-def handlers(model: str, features: int = 64) -> grpc.GenericRpcHandler:
+def handlers(model: str, features: int = 64, batched: bool = False) -> grpc.GenericRpcHandler:
     template = _template(model)
+    pending: list[tuple[asyncio.Future[bytes], pb.ModelInferRequest]] = []
 
     def answer(request: pb.ModelInferRequest) -> bytes:
         if not request.id:
@@ -59,7 +65,21 @@ def handlers(model: str, features: int = 64) -> grpc.GenericRpcHandler:
         return pb.ServerReadyResponse(ready=True)
 
     async def infer(request: pb.ModelInferRequest, context: object) -> bytes:
-        return answer(request)
+        if not batched:
+            return answer(request)
+        future = asyncio.get_running_loop().create_future()
+        pending.append((future, request))
+        if len(pending) == 1:
+            asyncio.get_running_loop().create_task(answer_pending())
+        return await future
+
+    async def answer_pending() -> None:
+        await asyncio.sleep(0)  # one loop turn: the requests grpc hands over meanwhile join
+        batch = pending[:]
+        pending.clear()
+        for future, request in batch:
+            if not future.done():
+                future.set_result(answer(request))
 
     async def stream(requests: AsyncIterator[pb.ModelInferRequest], context: object) -> AsyncIterator[bytes]:
         async for request in requests:
@@ -104,9 +124,9 @@ class _PassThrough(grpc.aio.ServerInterceptor):
         return await continuation(details)
 
 
-async def main(port: int, model: str, features: int, interceptor: bool = False) -> None:
+async def main(port: int, model: str, features: int, interceptor: bool = False, batched: bool = False) -> None:
     server = grpc.aio.server(interceptors=[_PassThrough()] if interceptor else None)
-    server.add_generic_rpc_handlers((handlers(model, features),))
+    server.add_generic_rpc_handlers((handlers(model, features, batched),))
     server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
     await server.wait_for_termination()
@@ -118,5 +138,7 @@ if __name__ == "__main__":
     p.add_argument("--model", default="lstm")
     p.add_argument("--features", type=int, default=64, help="input width its ModelConfig reports (default 64)")
     p.add_argument("--interceptor", action="store_true", help="with a pass-through server interceptor (what one costs)")
+    p.add_argument("--batched", action="store_true", help="unary answers from one task per loop turn (what batching "
+                   "requests costs)")
     a = p.parse_args()
-    asyncio.run(main(a.port, a.model, a.features, a.interceptor))
+    asyncio.run(main(a.port, a.model, a.features, a.interceptor, a.batched))
