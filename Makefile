@@ -9,10 +9,14 @@ STAMP  := $(VENV)/.eddy-installed
 
 .PHONY: demo test docs proto bench bench-core bench-triton bench-forecast cluster clean
 
+# setuptools prints an "Editable installation" notice box on every editable install of packages mapped from other
+# folders (eddy.runtime <- runtime/, ...): it warns of a folder named like the package, which this repository has not.
+EDITABLE := PYTHONWARNINGS="ignore:Editable installation"
+
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[train,dev]'
+	$(EDITABLE) $(PY) -m pip install --quiet -e '.[train,dev]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -40,7 +44,7 @@ proto: $(STAMP)
 BENCH_STAMP := $(VENV)/.eddy-bench-installed
 
 $(BENCH_STAMP): $(STAMP)
-	$(PY) -m pip install --quiet -e '.[train,dev,bench]'
+	$(EDITABLE) $(PY) -m pip install --quiet -e '.[train,dev,bench]'
 	touch $(BENCH_STAMP)
 
 bench: bench-core
