@@ -7,7 +7,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.eddy-installed
 
-.PHONY: demo test docs proto bench bench-core bench-triton bench-forecast cluster clean
+.PHONY: demo test docs proto bench bench-core bench-triton bench-forecast bench-intervals cluster clean
 
 # setuptools prints an "Editable installation" notice box on every editable install of packages mapped from other
 # folders (eddy.runtime <- runtime/, ...): it warns of a folder named like the package, which this repository has not.
@@ -65,6 +65,12 @@ bench-core: $(BENCH_STAMP)
 # forecasting table (tens of minutes on 2 cores; not part of `make test`).
 bench-forecast: $(BENCH_STAMP)
 	$(PY) bench/forecast_table.py $(BENCH_ARGS)
+
+# Prediction intervals on the bundled series (default flags): test coverage and width against persistence's,
+# coverage after injected changes (split conformal, online recalibration, ACI), the drift alarm's delays and false
+# alarms, the monitor's cost per step (~15 min on 2 cores: trains the four series; not part of `make test`).
+bench-intervals: $(STAMP)
+	$(PY) bench/bench_intervals.py $(BENCH_ARGS)
 
 # eddy against a real Triton 2.51 (python backend) on the same LSTM step graph and a minimal grpc.aio server
 # answering constants (the ceiling), all driven by perf_analyzer (~15 min: 3 interleaved rounds; first run downloads

@@ -1,0 +1,303 @@
+"""Prediction intervals, online recalibration and the drift alarm on the bundled series; the monitor's cost per step.
+
+Not a test (pytest does not collect it). Run from the repository root::
+
+    .venv/bin/python bench/bench_intervals.py                      # ~15 min: trains the four series, then measures
+    .venv/bin/python bench/bench_intervals.py --workdir /tmp/iv    # keep (and reuse) the trained models there
+    .venv/bin/python bench/bench_intervals.py --series sunspots --parts coverage changes
+
+Parts (``--parts``):
+
+- ``coverage``: every bundled series trained with ``eddy train --seed S`` and the data flags of
+  ``bench/train_table.py`` (other flags at their defaults); the manifest's test figures: coverage of the
+  split-conformal intervals (calibrated widths), coverage as served (online recalibration from the series' first
+  row), mean width, and the width of persistence-residual intervals of the same coverage.
+- ``changes``: each model streamed (a local ``Stream``: the code the server runs) over its series with a change
+  injected on the target's column from the first validation row on: a level shift (+2 standard deviations of the
+  training part), a variance jump (Gaussian noise of 2 x the test RMSE added) and a frozen sensor (the last
+  value repeated). Reported over the forecasts issued after the change: coverage of the calibrated
+  (split-conformal) intervals around the same predictions, of the served ones, and of adaptive conformal
+  inference (Gibbs and Candès 2021, step 0.005, on the same calibration scores; its infinite intervals counted);
+  and the drift alarm's delay (samples from the change to the session's alarm; "up before the change" when the
+  session's alarm was already raised by the unchanged rows), also with the same change injected from the test
+  part's first row on instead.
+- ``alarms``: false alarms of the drift test: alarms raised while streaming each unchanged series, and the
+  in-control rate from a circular block bootstrap (blocks of 20) of the test part's standardised errors: 200 runs of
+  10,000 actuals each.
+- ``cost``: the monitor's time per step next to the step graph's (``Model._run_step``) at batch 1, 32 and 256, and
+  per sample of a 4,096-sample chunk next to the sequence graph; medians of interleaved repeats, this process.
+
+The machine's load (``os.getloadavg``) is printed before and after each part.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train_table import SERIES  # noqa: E402  the data flags of each bundled series
+
+import eddy.runtime as runtime  # noqa: E402
+from eddy.cli.train import main as train_main  # noqa: E402
+from eddy.runtime.core.calibration import level_name, scores  # noqa: E402
+from eddy.runtime.core.monitor import CUSUM_CAP, CUSUM_K, CUSUM_LIMIT  # noqa: E402
+from eddy.trainer.series import load_csv  # noqa: E402
+
+PARTS = ("coverage", "changes", "alarms", "cost")
+CHANGES = ("level shift", "variance jump", "frozen sensor")
+ACI_GAMMA = 0.005  # Gibbs and Candès' step for adaptive conformal inference
+
+
+def load() -> str:
+    return "load average " + ", ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+def trained(name: str, workdir: Path, seed: int) -> runtime.Model:
+    out = workdir / name
+    if not (out / "1" / "manifest.json").is_file():
+        flags = [*SERIES[name], "--seed", str(seed), "--quiet", "--out", str(out)]
+        started = time.perf_counter()
+        if train_main(flags) != 0:
+            raise SystemExit(f"eddy train {' '.join(flags)} failed")
+        print(f"  trained {name} in {time.perf_counter() - started:.0f} s", flush=True)
+    return runtime.load(out / "1")
+
+
+def raw_series(model: runtime.Model, name: str) -> np.ndarray:
+    """The series' raw inputs ``[N, F]`` (float32), read as eddy train read them."""
+    flags = SERIES[name]
+    path = Path(flags[flags.index("--data") + 1]) if "--data" in flags else Path("trainer/data/sunspots.csv")
+    fill = flags[flags.index("--fill") + 1] if "--fill" in flags else None
+    s = load_csv(path, model.features, model.targets, fill=fill)
+    return s.inputs.astype(np.float32)
+
+
+def part_coverage(models: dict[str, runtime.Model]) -> None:
+    print("\n| series | transform | test rows | level | coverage, split conformal | served (online) | mean width | "
+          "served width | persistence width, same coverage | width / persistence |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for name, m in models.items():
+        iv = m.manifest.metrics.get("intervals") or {}
+        for key, f in (iv.get("levels") or {}).items():
+            print(f"| {name} | {m.manifest.target_transform} | {iv['rows']} | {key} % | {f['coverage']:.1%} | "
+                  f"{f['served_coverage']:.1%} | {f['width']:.4g} | {f['served_width']:.4g} | {f['persistence_width']:.4g} | "
+                  f"{f['width'] / f['persistence_width']:.2f} |")
+        for note in iv.get("notes") or []:
+            print(f"| {name} | | | note: {note} | | | | | | |")
+
+
+def changed(x: np.ndarray, model: runtime.Model, t0: int, kind: str, seed: int) -> np.ndarray:
+    """``x`` with ``kind`` injected on the target columns from row ``t0`` on."""
+    x = x.copy()
+    cols = [model.features.index(t) for t in model.targets if t in model.features]
+    train_end = model.manifest.training["split_rows"]["train"][1]
+    if kind == "level shift":
+        x[t0:, cols] += 2.0 * x[:train_end, cols].std(axis=0)
+    elif kind == "variance jump":
+        rmse = float((model.manifest.metrics.get("streamed") or model.manifest.metrics)["rmse"])
+        x[t0:, cols] += np.random.default_rng(seed).normal(0.0, 2.0 * rmse, (len(x) - t0, len(cols)))
+        if model.manifest.target_transform == "log_delta":
+            x[t0:, cols] = np.maximum(x[t0:, cols], x[:train_end, cols].min(axis=0) * 0.5)
+    else:
+        x[t0:, cols] = x[t0 - 1, cols]
+    return x.astype(np.float32)
+
+
+def stream(model: runtime.Model, x: np.ndarray) -> tuple[np.ndarray, dict[float, np.ndarray], dict[float, np.ndarray],
+                                                       list[bool]]:
+    """One sample per push (as a served stream of single samples): predictions, bounds, drift flag after each."""
+    s = model.stream()
+    ys, lo, hi, drift = [], {lv: [] for lv in model.interval_levels}, {lv: [] for lv in model.interval_levels}, []
+    for t in range(len(x)):
+        f = s.push(x[t:t + 1], intervals=True)
+        ys.append(f.y[0])
+        for lv in model.interval_levels:
+            lo[lv].append(f.lower[lv][0])
+            hi[lv].append(f.upper[lv][0])
+        drift.append(s.live.drift)
+    return (np.array(ys), {k: np.array(v) for k, v in lo.items()}, {k: np.array(v) for k, v in hi.items()}, drift)
+
+
+def aci(cal_scores: np.ndarray, test_scores: np.ndarray, level: float) -> tuple[float, float]:
+    """Adaptive conformal inference over ``test_scores`` (in order): coverage and the fraction of infinite intervals."""
+    alpha, target = 1.0 - level, 1.0 - level
+    s = np.sort(cal_scores)
+    n = len(s)
+    hits, infinite = [], 0
+    for score in test_scores:
+        k = math.ceil((n + 1) * (1.0 - alpha))
+        q = math.inf if alpha <= 0 or k > n else (s[max(k, 1) - 1] if alpha < 1 else -math.inf)
+        infinite += q == math.inf
+        covered = score <= q
+        hits.append(covered)
+        alpha += ACI_GAMMA * (target - (0.0 if covered else 1.0))
+    return float(np.mean(hits)), infinite / max(len(test_scores), 1)
+
+
+def part_changes(models: dict[str, runtime.Model], seed: int) -> None:
+    print("\n| series | change at | change | post-change forecasts | level | split conformal | served (online) | "
+          "ACI (infinite) | alarm delay | alarm delay, change at the test part |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for name, m in models.items():
+        x = raw_series(m, name)
+        h = m.manifest.horizon
+        t0 = m.manifest.training["split_rows"]["val"][0]
+        cal = m.manifest.intervals
+        cols = [m.features.index(t) for t in m.targets]
+        y_clean = m.stream().push(x)  # the calibration scores: the validation part of the unchanged stream
+        v0, v1 = m.manifest.training["split_rows"]["val"]
+        cal_scores = scores(cal.space, x[v0:v1, cols].astype(np.float64), y_clean[v0 - h:v1 - h])
+        for kind in CHANGES:
+            xc = changed(x, m, t0, kind, seed)
+            y, lo, hi, drift = stream(m, xc)
+            rows = np.arange(t0, len(xc) - h)  # forecasts issued after the change, scored h rows later
+            actual = xc[rows + h][:, cols].astype(np.float64)
+            delay = _delay(drift, t0)
+            t1 = m.manifest.training["split_rows"]["test"][0]  # the same change where no alarm is up (the test part)
+            late = _delay(stream(m, changed(x, m, t1, kind, seed))[3], t1)
+            for i, lv in enumerate(cal.levels):
+                q = cal.quantile_matrix(m.targets)[i]
+                static = scores(cal.space, actual, y[rows]) <= q
+                served = (lo[lv][rows] <= actual) & (actual <= hi[lv][rows])
+                a_cov, a_inf = aci(cal_scores[:, 0], scores(cal.space, actual[:, 0], y[rows, 0]), lv)
+                print(f"| {name} | row {t0} | {kind} | {len(rows)} | {level_name(lv)} % | {static.mean():.1%} | "
+                      f"{served.mean():.1%} | {a_cov:.1%} ({a_inf:.0%}) | "
+                      f"{delay} | {late} |", flush=True)
+
+
+def _delay(drift: list[bool], t0: int) -> str:
+    """Samples from the change at ``t0`` to the alarm's first rise after it (an alarm already up says so)."""
+    if t0 and drift[t0 - 1]:
+        since = next(t for t in range(t0 - 1, -1, -1) if t == 0 or not drift[t - 1])
+        return f"up before the change (since row {since})"
+    return next((f"{t - t0} samples" for t in range(t0, len(drift)) if drift[t]), "none")
+
+
+def part_alarms(models: dict[str, runtime.Model], seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    print("\n| series | alarms streaming the unchanged series (whole / test part) | in-control alarms per 10,000 actuals "
+          "(bootstrap) | runs with an alarm |")
+    print("| --- | --- | --- | --- |")
+    for name, m in models.items():
+        x = raw_series(m, name)
+        s = m.stream()
+        t0 = m.manifest.training["split_rows"]["test"][0]
+        raised, raised_test, before, scored = 0, 0, False, []
+        for t in range(len(x)):
+            s.push(x[t:t + 1])
+            d = s.live.drift
+            if d and not before:
+                raised += 1
+                raised_test += t >= t0
+            before = d
+        observed = _observed(m, x)  # [N, E]: the standardised errors of every actual
+        test_rows = observed[t0:]
+        scored = test_rows[~np.isnan(test_rows[:, -2])][:, -2:]  # [n, 2]
+        alarms, runs = 0, 200
+        for _ in range(runs):
+            sample = _block_bootstrap(scored, 10_000, 20, rng)
+            fired = _alarms(sample[:, 0]) + _alarms(sample[:, 1][~np.isnan(sample[:, 1])])
+            alarms += fired
+        print(f"| {name} | {raised} / {raised_test} | {alarms / runs:.2f} | {alarms > 0} |", flush=True)
+
+
+def _observed(model: runtime.Model, x: np.ndarray) -> np.ndarray:
+    adv = model.monitor.advance(model.monitor.fresh(1), 0, x[None], model.stream().push(x)[None])
+    return adv.observed[0]
+
+
+def _block_bootstrap(rows: np.ndarray, n: int, block: int, rng: np.random.Generator) -> np.ndarray:
+    starts = rng.integers(0, len(rows), n // block + 1)
+    index = (starts[:, None] + np.arange(block)[None, :]).ravel()[:n] % len(rows)
+    return rows[index]
+
+
+def _alarms(x: np.ndarray) -> int:
+    """Times the CUSUM (the monitor's constants) raises its alarm over ``x``, clearing when back at 0."""
+    s, raised, count = 0.0, False, 0
+    for v in np.clip(x, -CUSUM_CAP, CUSUM_CAP) - CUSUM_K:
+        s = max(0.0, s + v)
+        if not raised and s > CUSUM_LIMIT:
+            raised, count = True, count + 1
+        elif raised and s <= 0.0:
+            raised = False
+    return count
+
+
+def part_cost(model: runtime.Model, repeats: int) -> None:
+    mon = model.monitor
+    rng = np.random.default_rng(0)
+    rows = []
+    for b in (1, 32, 256):
+        x = rng.uniform(0, 200, (b, 1, model.n_features)).astype(np.float32)
+        state = model.zero_state(b)
+        y, _ = model._advance(x, state)
+        block, pos = mon.fresh(b), np.arange(b) + 5
+        t_graph, t_mon = [], []
+        for _ in range(repeats):
+            t_graph.append(_time(lambda x=x, state=state: model._run_step(x[:, 0], state), 200))
+            t_mon.append(_time(lambda block=block, pos=pos, x=x, y=y: mon.advance(block, pos, x, y), 200))
+        rows.append((f"one step, batch {b}", statistics.median(t_graph), statistics.median(t_mon), b))
+    n = 4096
+    x = rng.uniform(0, 200, (1, n, model.n_features)).astype(np.float32)
+    state = model.zero_state(1)
+    y, _ = model._run_sequence(x, state)
+    t_graph, t_mon = [], []
+    for _ in range(repeats):
+        t_graph.append(_time(lambda: model._run_sequence(x, state), 3))
+        t_mon.append(_time(lambda: mon.advance(mon.fresh(1), 0, x, y), 3))
+    rows.append((f"a chunk of {n}, batch 1", statistics.median(t_graph), statistics.median(t_mon), n))
+    print(f"\nmonitor of {model.name}/{model.version} ({mon.width} float64 values per session), medians of {repeats} "
+          "interleaved repeats")
+    print("\n| call | graph, us | monitor, us | monitor / graph | monitor per session-sample, us |")
+    print("| --- | --- | --- | --- | --- |")
+    for label, g, mo, per in rows:
+        print(f"| {label} | {g * 1e6:.1f} | {mo * 1e6:.1f} | {mo / g:.2f} | {mo * 1e6 / per:.2f} |")
+
+
+def _time(fn: Any, n: int) -> float:
+    t = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return (time.perf_counter() - t) / n
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--series", nargs="+", choices=list(SERIES), default=list(SERIES))
+    p.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
+    p.add_argument("--workdir", type=Path, default=None, help="where the trained models go (default: a temporary "
+                                                                 "directory)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--repeats", type=int, default=7)
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = args.workdir or Path(tmp)
+        print(f"{load()}; training into {workdir}", flush=True)
+        models = {name: trained(name, workdir, args.seed) for name in args.series} \
+            if set(args.parts) - {"cost"} else {}
+        for part in args.parts:
+            print(f"\n## {part} ({load()})", flush=True)
+            if part == "coverage":
+                part_coverage(models)
+            elif part == "changes":
+                part_changes(models, args.seed)
+            elif part == "alarms":
+                part_alarms(models, args.seed)
+            else:
+                part_cost(runtime.load("models/sunspots"), args.repeats)
+        print(f"\n{load()}")
+
+
+if __name__ == "__main__":
+    main()
