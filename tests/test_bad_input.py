@@ -78,10 +78,26 @@ def _in_band(request: pb.StreamRequest) -> Case:
 
 
 def _raw_rpc(requests: list[pb.StreamRequest]) -> Case:
+    return _raw_rpc_with(requests, None)
+
+
+def _raw_rpc_with(requests: list[pb.StreamRequest], metadata: list[tuple[str, str]] | None) -> Case:
     def case(c, rs, sid, blobs):
         with grpc.insecure_channel(c.target) as channel:
-            list(pb_grpc.InferenceStub(channel).Stream(iter(requests), timeout=10))
+            list(pb_grpc.InferenceStub(channel).Stream(iter(requests), timeout=10, metadata=metadata))
     return case
+
+
+def _raw_unary(method: str, request: object, metadata: list[tuple[str, str]] | None = None) -> Case:
+    def case(c, rs, sid, blobs):
+        with grpc.insecure_channel(c.target) as channel:
+            getattr(pb_grpc.InferenceStub(channel), method)(request, timeout=10, metadata=metadata)
+    return case
+
+
+LONG_NUMBER = "1" + "0" * 5000  # past Python's 4,300-digit limit for int()
+LONG_NAME = "m" * 8000  # (this server takes 8 KiB messages; tests/test_client_text.py sends 100 kB names)
+RESPONSE_LIMIT = "x-eddy-max-response-bytes"
 
 
 def _corrupt(blob: bytes) -> bytes:
@@ -112,6 +128,25 @@ CASES: dict[str, tuple[Case, str, str]] = {  # name -> (what the client does, st
                                         "does not exist"),
     "malformed session id": (lambda c, rs, sid, b: c.stream(MODEL, session_id="x" * 200), "INVALID_ARGUMENT",
                              "session id"),
+    "malformed session id (GetSessionState)": (lambda c, rs, sid, b: c.session_state("x" * 200),
+                                               "INVALID_ARGUMENT", "session id"),
+    "malformed session id (DeleteSession)": (_raw_unary("DeleteSession", pb.SessionRequest(session_id="a\nb")),
+                                             "INVALID_ARGUMENT", "session id"),
+    "version of 5,000 digits": (_raw_rpc([pb.StreamRequest(open=pb.OpenStream(model=MODEL, version=LONG_NUMBER))]),
+                                "INVALID_ARGUMENT", "at most 18 digits"),
+    "version of 5,000 digits (Predict)": (_raw_unary("Predict", pb.PredictRequest(
+        model=MODEL, version=LONG_NUMBER, inputs=array_to_tensor(np.ones((1, 3, 1))))), "INVALID_ARGUMENT",
+        "at most 18 digits"),
+    "version of 5,000 digits (GetModelMetadata)": (_raw_unary("GetModelMetadata", pb.ModelMetadataRequest(
+        model=MODEL, version=LONG_NUMBER)), "INVALID_ARGUMENT", "at most 18 digits"),
+    "x-eddy-max-response-bytes of 5,000 digits": (_raw_rpc_with([pb.StreamRequest(open=pb.OpenStream(model=MODEL))],
+                                                                [(RESPONSE_LIMIT, LONG_NUMBER)]),
+                                                  "INVALID_ARGUMENT", "at most 18 digits"),
+    "x-eddy-max-response-bytes of 5,000 digits (Predict)": (_raw_unary("Predict", pb.PredictRequest(
+        model=MODEL, inputs=array_to_tensor(np.ones((1, 3, 1)))), [(RESPONSE_LIMIT, LONG_NUMBER)]),
+        "INVALID_ARGUMENT", "at most 18 digits"),
+    "model name of 8,000 characters": (lambda c, rs, sid, b: c.stream(LONG_NAME), "NOT_FOUND",
+                                       "(8000 characters) not found"),
     "wrong feature count": (_in_band(_samples(shape=[1, 2], values=[1.0, 2.0])), "INVALID_ARGUMENT", "feature"),
     "NaN": (_in_band(_samples(shape=[1, 1], values=[float("nan")])), "INVALID_ARGUMENT", "finite"),
     "infinity": (_in_band(_samples(shape=[2, 1], values=[1.0, float("inf")])), "INVALID_ARGUMENT", "finite"),
@@ -194,6 +229,7 @@ def test_rejected_and_nothing_lost(live, model, series, blobs, name):
         got_code = e.value.code().name if isinstance(e.value, grpc.RpcError) else e.value.code
         got_message = e.value.details() if isinstance(e.value, grpc.RpcError) else e.value.message
         assert (got_code, words in got_message) == (code, True), got_message
+        assert len(got_message) <= 300, got_message  # whatever the client sent, the message stays short
         if rs.closed:  # the rejection ended the RPC: resume the session on a new stream
             live.until_idle(sid)
             rs = c.stream(MODEL, session_id=sid, resume=True)

@@ -157,8 +157,8 @@ def test_one_log_line_per_stream_open_and_close(live_logs, repo, series):
                 rs.push(np.zeros((1, 1), np.float32) * np.nan)
         live.until_idle("logged")
     lines = [r.getMessage() for r in live_logs.records if r.name == "eddy.streams"]
-    assert lines[0] == f"event=stream_open session=logged model={MODEL} version=2 resumed=False position=0"
-    assert lines[1].startswith(f"event=stream_close session=logged model={MODEL} version=2 resumed=False start=0 "
+    assert lines[0] == f"event=stream_open tenant=- session=logged model={MODEL} version=2 resumed=False position=0"
+    assert lines[1].startswith(f"event=stream_close tenant=- session=logged model={MODEL} version=2 resumed=False start=0 "
                                "samples=5 messages=2 rejected=0 duration_s=")
     assert lines[1].endswith(" status=OK") and len(lines) == 2
 

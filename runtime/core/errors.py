@@ -3,6 +3,9 @@
 The code is kept as the status *name* (``"INVALID_ARGUMENT"``) so the
 in-process runtime never needs grpc to raise or inspect an error; the server
 turns it into ``grpc.StatusCode[name]``.
+
+A message that repeats what the caller sent (a model name, a version, a
+header) goes through :func:`shown`, so it stays short whatever was sent.
 """
 
 from __future__ import annotations
@@ -23,7 +26,11 @@ __all__ = [
     "PermissionDenied",
     "busy_lease",
     "session_busy",
+    "MAX_SHOWN",
+    "shown",
 ]
+
+MAX_SHOWN = 64  # characters of caller-sent text an error message repeats; the rest is cut (its length said)
 
 
 class EddyError(Exception):
@@ -133,3 +140,12 @@ def busy_lease(message: str) -> float | None:
         return float(m[1]) if m[1] else 0.0
     except ValueError:
         return None
+
+
+def shown(text: object, limit: int = MAX_SHOWN, *, quote: bool = True) -> str:
+    """``repr(text)`` (``quote=False``: the text itself) for an error message, cut to its first ``limit``
+    characters if longer, with its length said."""
+    value = text if isinstance(text, str) else str(text)
+    if len(value) <= limit:
+        return repr(value) if quote else value
+    return f"{value[:limit]!r}... ({len(value)} characters)" if quote else f"{value[:limit]}... ({len(value)} characters)"

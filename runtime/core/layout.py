@@ -15,9 +15,10 @@ as in the manifest (``h<layer>``, and ``c<layer>`` for LSTM layers) and one
 output per state tensor named ``<state>_out``.
 
 THE version rule, used by loading, the repository, request parsing and
-``eddy info`` alike: a version is a positive integer written in ASCII digits
-without leading zeros (``1``, ``12``; not ``07``, ``0``, ``v1``, ``٣``,
-``𝟏``, ``²``). Any other directory name is not a version directory.
+``eddy info`` alike: a version is a positive integer written in at most
+:data:`MAX_VERSION_DIGITS` ASCII digits without leading zeros (``1``, ``12``;
+not ``07``, ``0``, ``v1``, ``٣``, ``𝟏``, ``²``, nor a 19-digit number). Any
+other directory name is not a version directory.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .errors import InvalidInput, NotFound
+from .errors import InvalidInput, NotFound, shown
 
 __all__ = [
     "CELLS",
@@ -34,6 +35,7 @@ __all__ = [
     "INPUT",
     "KERAS_FILE",
     "MANIFEST_FILE",
+    "MAX_VERSION_DIGITS",
     "OUTPUT",
     "PRECISIONS",
     "QUANTIZED_PRECISIONS",
@@ -65,7 +67,8 @@ INPUT = "x"  # graph input: samples (also the name the Open Inference Protocol s
 OUTPUT = "y"  # graph output: predictions (likewise)
 STATE_OUT_SUFFIX = "_out"  # state output name = state input name + this
 
-_VERSION = re.compile(r"[1-9][0-9]*")  # re.ASCII is implied: [0-9] is a character range
+MAX_VERSION_DIGITS = 18  # every such version fits an int64 (Triton's) and parses fast (Python refuses > 4,300 digits)
+_VERSION = re.compile(rf"[1-9][0-9]{{0,{MAX_VERSION_DIGITS - 1}}}")  # re.ASCII is implied: [0-9] is a character range
 
 
 def graph_key(kind: str, precision: str = "float32", graph_format: str = "onnx") -> str:
@@ -90,19 +93,19 @@ def state_output(name: str) -> str:
 
 
 def is_version_name(name: str) -> bool:
-    """True when ``name`` is a version: ASCII digits, no leading zeros, at least 1."""
+    """True when ``name`` is a version: at most 18 ASCII digits, no leading zeros, at least 1."""
     return _VERSION.fullmatch(name) is not None
 
 
 def parse_version(version: str | int) -> int:
     """A requested version as an integer (:class:`InvalidInput` unless it follows the version rule)."""
     if isinstance(version, int) and not isinstance(version, bool):
-        if version >= 1:
+        if 1 <= version < 10 ** MAX_VERSION_DIGITS:
             return version
     elif isinstance(version, str) and is_version_name(version):
         return int(version)
-    raise InvalidInput(f"version must be a positive integer without leading zeros (1, 2, ...) or empty for the "
-                       f"latest, got {version!r}")
+    raise InvalidInput(f"version must be a positive integer without leading zeros (1, 2, ...; at most "
+                       f"{MAX_VERSION_DIGITS} digits) or empty for the latest, got {shown(version)}")
 
 
 def version_dirs(model_dir: str | Path) -> dict[int, Path]:

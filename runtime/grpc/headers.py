@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from ..core.errors import InvalidInput
+from ..core.errors import InvalidInput, shown
 
 __all__ = ["RESPONSE_LIMIT_HEADER", "SESSION_HEADER", "client_limit"]
 
@@ -27,7 +27,8 @@ def client_limit(metadata: Iterable[tuple[str, str | bytes]] | None) -> int | No
     for key, value in metadata or ():
         if key == RESPONSE_LIMIT_HEADER:
             text = value.decode() if isinstance(value, bytes) else value
-            if not (text.isascii() and text.isdigit() and int(text) > 0):
-                raise InvalidInput(f"metadata {RESPONSE_LIMIT_HEADER} must be a positive integer, got {text!r}")
+            if not (text.isascii() and text.isdigit() and len(text) <= 18 and int(text) > 0):
+                raise InvalidInput(f"metadata {RESPONSE_LIMIT_HEADER} must be a positive integer of at most 18 "
+                                   f"digits, got {shown(text)}")
             return int(text)
     return None

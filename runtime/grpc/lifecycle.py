@@ -44,8 +44,9 @@ The call owns, once for every protocol:
   whatever happened (release the session, cancel running requests);
 - **log lines**: ``event=stream_open`` (when the protocol calls
   :meth:`StreamCall.opened`) and ``event=stream_close`` on the
-  ``eddy.streams`` logger, ``key=value`` pairs, the close line carrying the
-  protocol's ``fields()`` and ``status=`` (the true end, as counted).
+  ``eddy.streams`` logger, ``key=value`` pairs, both naming the ``tenant=``
+  (``-`` without tokens), the close line carrying the protocol's
+  ``fields()`` and ``status=`` (the true end, as counted).
 """
 
 from __future__ import annotations
@@ -211,8 +212,8 @@ class StreamCall:
         self._closing.append(callback)
 
     def opened(self, **fields: object) -> None:
-        """Log the ``event=stream_open`` line with ``fields``."""
-        stream_log.info("%s", kv("stream_open", **fields))
+        """Log the ``event=stream_open`` line: the tenant, then ``fields``."""
+        stream_log.info("%s", kv("stream_open", tenant=self.tenant or "-", **fields))
 
     def stop(self, code: grpc.StatusCode, message: str) -> None:
         """End the call from outside its task with ``code`` and ``message`` (no-op once it is ending)."""
@@ -279,7 +280,8 @@ class StreamCall:
                     await result
         finally:
             self.gate._leave(self)
-            stream_log.info("%s", kv("stream_close", **self._fields(), status=self.code.name))
+            stream_log.info("%s", kv("stream_close", tenant=self.tenant or "-", **self._fields(),
+                                     status=self.code.name))
 
 
 async def _abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str) -> None:

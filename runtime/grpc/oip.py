@@ -46,7 +46,7 @@ import grpc
 from eddy.v1 import oip_pb2 as pb
 
 from .. import __version__
-from ..core.errors import EddyError, InvalidInput, NotFound
+from ..core.errors import EddyError, InvalidInput, NotFound, shown
 from ..core.layout import OUTPUT
 from ..serving.dataplane import DataPlane
 from ..serving.sequences import Sequences, SequenceStep
@@ -99,11 +99,14 @@ class OipServicer:
         return pb.ServerReadyResponse(ready=self.ready())
 
     async def ModelReady(self, request: pb.ModelReadyRequest, context: Any) -> pb.ModelReadyResponse:
-        try:
-            self.plane.model(request.name, request.version)
-        except EddyError:  # unknown model or version, malformed version: not ready (Triton answers the same)
-            return pb.ModelReadyResponse(ready=False)
-        return pb.ModelReadyResponse(ready=self.ready())
+        async def work() -> pb.ModelReadyResponse:
+            try:
+                self.plane.model(request.name, request.version)
+            except EddyError:  # unknown model or version, malformed version: not ready (Triton answers the same)
+                return pb.ModelReadyResponse(ready=False)
+            return pb.ModelReadyResponse(ready=self.ready())
+
+        return await self._unary("ModelReady", context, work)
 
     async def ServerMetadata(self, request: pb.ServerMetadataRequest, context: Any) -> pb.ServerMetadataResponse:
         return pb.ServerMetadataResponse(name="eddy", version=self._version, extensions=EXTENSIONS)
@@ -139,7 +142,7 @@ class OipServicer:
     async def RepositoryIndex(self, request: pb.RepositoryIndexRequest, context: Any) -> pb.RepositoryIndexResponse:
         async def work() -> pb.RepositoryIndexResponse:
             if request.repository_name:
-                raise NotFound(f"unknown repository {request.repository_name!r}; eddy serves one (use \"\")")
+                raise NotFound(f"unknown repository {shown(request.repository_name)}; eddy serves one (use \"\")")
             return repository_index(self.plane.models())
 
         return await self._unary("RepositoryIndex", context, work)

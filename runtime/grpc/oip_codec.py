@@ -26,7 +26,7 @@ import numpy as np
 from eddy.v1 import oip_pb2 as pb
 
 from ..core.calibration import level_name
-from ..core.errors import InvalidInput
+from ..core.errors import InvalidInput, shown
 from ..core.layout import INPUT, OUTPUT  # the step graph's own names, served as they are
 from ..core.model import Model
 from ..core.monitor import Forecast
@@ -118,10 +118,12 @@ def _infer_input(request: pb.ModelInferRequest, model: Model, *, check: SampleCh
     inputs = request.inputs
     if len(inputs) != 1 or inputs[0].name != INPUT:
         got = [i.name for i in inputs]
-        raise InvalidInput(f"model {model.name} takes one input `{INPUT}`, got {got or 'none'}")
+        names = ", ".join(f"`{shown(n, quote=False)}`" for n in got[:4]) + (f" and {len(got) - 4} more" if len(got) > 4
+                                                                              else "")
+        raise InvalidInput(f"model {model.name} takes one input `{INPUT}`, got {names or 'none'}")
     inp = inputs[0]
     if inp.datatype != _FP32:
-        raise InvalidInput(f"input `{INPUT}` must have datatype {_FP32}, got {inp.datatype or 'none'}")
+        raise InvalidInput(f"input `{INPUT}` must have datatype {_FP32}, got {shown(inp.datatype, quote=False) or 'none'}")
     raws = request.raw_input_contents
     if len(raws) > 1:
         raise InvalidInput(f"raw_input_contents holds {len(raws)} entries for 1 input")
@@ -154,7 +156,8 @@ def interval_request(request: pb.ModelInferRequest, model: Model) -> tuple[tuple
         match = _BOUND.fullmatch(name)
         if match is None:
             known = [OUTPUT, *model._output_names(tuple(range(len(model.interval_levels))))]
-            raise InvalidInput(f"model {model.name} has outputs {', '.join(f'`{n}`' for n in known)}, not `{name}`")
+            raise InvalidInput(f"model {model.name} has outputs {', '.join(f'`{n}`' for n in known)}, "
+                               f"not `{shown(name, quote=False)}`")
         levels.append(float(match.group(2)) / 100)
     if not levels:
         return (), names

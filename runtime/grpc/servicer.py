@@ -13,8 +13,8 @@ traceback in the log (never a library's raw message).
 
 Log lines are ``key=value`` pairs on the ``eddy.streams`` logger, e.g.::
 
-    event=stream_open session=4f0c... model=sunspots version=1 resumed=False position=0
-    event=stream_close session=4f0c... model=sunspots version=1 resumed=False start=0 samples=309 ...
+    event=stream_open tenant=acme session=4f0c... model=sunspots version=1 resumed=False position=0
+    event=stream_close tenant=acme session=4f0c... model=sunspots version=1 resumed=False start=0 samples=309 ...
 """
 
 from __future__ import annotations

@@ -93,6 +93,14 @@ class RateLimitedLog:
 
     def warning(self, key: str, msg: str, *args: object) -> None:
         """Log ``msg % args`` at WARNING unless ``key`` already used its burst in this window."""
+        self.log(logging.WARNING, key, msg, *args)
+
+    def error(self, key: str, msg: str, *args: object, exc_info: BaseException | None = None) -> None:
+        """Log ``msg % args`` (and ``exc_info``'s traceback) at ERROR unless ``key`` used its burst."""
+        self.log(logging.ERROR, key, msg, *args, exc_info=exc_info)
+
+    def log(self, level: int, key: str, msg: str, *args: object, exc_info: BaseException | None = None) -> None:
+        """Log ``msg % args`` at ``level`` unless ``key`` already used its burst in this window."""
         now = self.clock()
         start, n = self._windows.get(key, (now, 0))
         if now - start >= self.window:
@@ -103,7 +111,7 @@ class RateLimitedLog:
         n += 1
         self._windows[key] = (start, n)
         if n <= self.burst:
-            self.logger.warning(msg, *args)
+            self.logger.log(level, msg, *args, exc_info=exc_info)
         if len(self._windows) > 1024:  # keys are few (method names, codes); never let them grow unbounded
             self._windows.clear()
 

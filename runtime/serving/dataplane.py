@@ -36,7 +36,7 @@ from .fleet import Fleet
 from .lane import Lane
 from .metrics import Metrics
 from .repository import ModelRepository
-from .sessions import Session, SessionStore, SessionsView
+from .sessions import Session, SessionStore, SessionsView, check_id
 from .stats import Statistics
 from .store.memory import MemoryStore
 
@@ -211,6 +211,7 @@ class DataPlane:
         """An idle session's position and exported state (signed for ``tenant``)."""
         if not session_id:
             raise InvalidInput("no session_id given")
+        check_id(session_id)  # a malformed id is INVALID_ARGUMENT here too, not an unknown (NOT_FOUND) one
         r = await self._sessions.info(session_id, tenant)  # another tenant's id is simply not there
         model = self.repository.session_model(r.model, r.version)
         monitor = decode_state(r.state).for_model(model).get(MONITOR)  # the store's own bytes (this process's key)

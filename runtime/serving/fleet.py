@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..core.errors import EddyError, FailedPrecondition, InvalidInput
+from ..core.errors import EddyError, FailedPrecondition, InvalidInput, shown
 from ..core.model import Model
 from ..core.samples import not_finite
 from ..core.statecodec import MAX_POSITION
@@ -223,7 +223,7 @@ class Fleet:
             first: dict[str, int] = {}
             for i, sid in enumerate(ids):
                 if sid in first:
-                    raise InvalidInput(f"session {sid!r} is named twice in one message (rows {first[sid]} and "
+                    raise InvalidInput(f"session {shown(sid)} is named twice in one message (rows {first[sid]} and "
                                        f"{i}); a session takes one row per message")
                 first[sid] = i
         return ids
@@ -238,7 +238,8 @@ class Fleet:
         plane, ids, sessions = self.plane, self._ids or [], self._sessions
         for i, sid in enumerate(ids):
             if finite is not None and not finite[i]:
-                errors[i] = InvalidInput(f"session {sid}: {not_finite(x[i]).message}")  # not opened, not changed
+                # not opened, not changed
+                errors[i] = InvalidInput(f"session {shown(sid, quote=False)}: {not_finite(x[i]).message}")
             elif sessions[i] is None:
                 if not sid:
                     errors[i] = InvalidInput(f"row {i}: a session id must be 1-128 printable characters, got ''")

@@ -17,7 +17,7 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from ..core.errors import EddyError, InvalidInput, NotFound
+from ..core.errors import EddyError, InvalidInput, NotFound, shown
 from ..core.layout import MANIFEST_FILE, is_version_name, parse_version
 from ..core.model import Model, load
 
@@ -115,7 +115,7 @@ class ModelRepository:
         model = self._models.get(name, {}).get(version) or next(
             (m for m in reversed(self._retired) if (m.name, m.version) == (name, version)), None)
         if model is None:
-            raise NotFound(f"model {name!r} version {version} is no longer served; the session cannot continue")
+            raise NotFound(f"model {shown(name)} version {version} is no longer served; the session cannot continue")
         return model
 
     def retired(self) -> list[Model]:
@@ -156,12 +156,13 @@ class ModelRepository:
         versions = self._models.get(name)
         if versions is None:
             known = ", ".join(self._models) or "none"
-            raise NotFound(f"model {name!r} not found (served models: {known})")
+            raise NotFound(f"model {shown(name)} not found (served models: {known})")
         if version is None or version == "":
             return max(versions)
         version = parse_version(version)  # InvalidInput unless it follows the version rule
         if version not in versions:
-            raise NotFound(f"model {name!r} has no version {version} (versions: {', '.join(map(str, sorted(versions)))})")
+            raise NotFound(f"model {shown(name)} has no version {version} (versions: "
+                           f"{', '.join(map(str, sorted(versions)))})")
         return version
 
     def get(self, name: str, version: str | int | None = None) -> Model:
