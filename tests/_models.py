@@ -61,11 +61,13 @@ def make_tiny(out: str | Path, units: int = 8, features: int = 1, name: str = "t
     return out
 
 
-def make_onnx_rnn(out: str | Path, features: int = 3, units: int = 4, name: str = "wide", version: int = 1) -> Path:
+def make_onnx_rnn(out: str | Path, features: int = 3, units: int = 4, name: str = "wide", version: int = 1,
+                  normalization: Normalization | None = None) -> Path:
     """A seeded Elman RNN over ``features`` inputs written with onnx.helper (no tensorflow, well under a second).
 
     Step graph ``h' = tanh(x W + h U + b)``, ``y = h' V + c``; the sequence graph runs the same step in a
-    ``Scan`` over the time axis. Raw units in and out (``io: raw``); state ``h0 [units]``.
+    ``Scan`` over the time axis. Raw units in and out (``io: raw``) unless a ``normalization`` is given (then
+    ``io: normalised``: the runtime applies it around the graphs); state ``h0 [units]``.
     """
     import numpy as np
     import onnx
@@ -103,10 +105,10 @@ def make_onnx_rnn(out: str | Path, features: int = 3, units: int = 4, name: str 
     write_manifest(out, Manifest(
         name=name, version=version, cell="simple_rnn", layers=1, units=units, features=cols, targets=["v0"],
         window=10, horizon=1, state=[StateSpec("h0", [units])],
-        normalization=Normalization([0.0] * features, [1.0] * features, [0.0], [1.0]),
+        normalization=normalization or Normalization([0.0] * features, [1.0] * features, [0.0], [1.0]),
         graphs={k: GraphSpec(f"{k}.onnx", sha256_file(out / f"{k}.onnx")) for k in ("step", "sequence")},
         opset=17, parity={}, metrics={}, created=datetime.datetime.now(datetime.timezone.utc).isoformat(),
-        versions={}, io="raw"))
+        versions={}, io="raw" if normalization is None else "normalised"))
     return out
 
 

@@ -29,6 +29,7 @@ import numpy as np
 import onnxruntime as ort
 
 from .layout import INPUT, OUTPUT, state_output
+from .samples import unanswerable
 
 __all__ = ["SCALAR_TYPES", "StepBinding"]
 
@@ -105,6 +106,8 @@ class StepBinding:
         Returns None, touching nothing, when the number is not a finite
         float32 (or not exactly representable on the fast path): the caller
         then takes the validating path, which raises the proper error.
+        Raises :class:`~eddy.runtime.core.errors.InvalidInput`, touching
+        nothing, when the answer or the new state is not finite.
         """
         if not self._scalar or (type(value) is int and not -_EXACT_INT <= value <= _EXACT_INT):
             return None
@@ -119,7 +122,6 @@ class StepBinding:
         f[0] = x - self._m_in
         self._xv[0] = f[0] / self._s_in  # [1, 1] normalised input
         self._run(self._bindings[self._cur], None)
-        self._cur ^= 1
         yv = self._yv  # raw = y * std + mean, float32 after each operation
         if self._one_target:
             m, s = self._out[0]
@@ -129,11 +131,20 @@ class StepBinding:
             for i, (m, s) in enumerate(self._out):
                 yv[i] = yv[i] * s
                 yv[i] = yv[i] + m
+        self._keep_if_finite(self._y)
         return self._y.copy()  # [1, O]
 
     def push_row(self, x: np.ndarray) -> np.ndarray:
         """One validated raw sample ``x[1, F]`` (float32): raw ``y[1, O]``."""
         np.divide(x - self._in_mean, self._in_std, out=self._x)  # [1, F]
         self._run(self._bindings[self._cur], None)
+        y = (self._y * self._out_std + self._out_mean).astype(np.float32, copy=False)  # [1, O]
+        self._keep_if_finite(y)
+        return y
+
+    def _keep_if_finite(self, y: np.ndarray) -> None:
+        """Make the state the step wrote current, unless it or the answer ``y`` is not finite (InvalidInput)."""
+        written = self._sets[1 - self._cur]
+        if not np.isfinite(y).all() or not all(np.isfinite(a).all() for a in written):
+            raise unanswerable(y)  # the current state stays: the step never happened
         self._cur ^= 1
-        return (self._y * self._out_std + self._out_mean).astype(np.float32, copy=False)  # [1, O]

@@ -34,7 +34,7 @@ from .layout import GRAPH_FORMATS, INPUT, OUTPUT, PRECISIONS, graph_key, resolve
 from .live import LiveFigures, LivePool, reference_figures, session_figures
 from .manifest import Manifest, StateSpec, read_manifest
 from .monitor import MONITOR, Forecast, Monitor
-from .samples import as_samples
+from .samples import as_samples, nonfinite_rows, unanswerable
 
 __all__ = ["Forecast", "Model", "Stream", "load", "session_options"]
 
@@ -241,8 +241,9 @@ class Model:
             or `(y, final_state)` with `return_state`.
 
         Raises:
-            InvalidInput: `x` is not `[B, T, F]` numbers, holds NaN or infinity, or `state` does not match
-                `state_spec`.
+            InvalidInput: `x` is not `[B, T, F]` numbers, holds NaN or infinity, `state` does not match
+                `state_spec`, or a sequence's answer or final state would not be finite (samples the model cannot
+                compute in float32, e.g. not positive for a log-scale model).
         """
         arr = np.asarray(x)
         if arr.ndim != 3:
@@ -251,6 +252,8 @@ class Model:
         flat = as_samples(arr.reshape(b * t, f) if b * t else arr.reshape(0, f), self.n_features)
         st = self.zero_state(b) if state is None else self._check_state(state, batch=b)
         y, new = self._run_sequence(flat.reshape(b, t, f), st)
+        if (bad := nonfinite_rows(y, new)) is not None:
+            raise InvalidInput(f"sequence {int(bad[0])}: {unanswerable(y[bad[0]]).message}")
         return (y, new) if return_state else y
 
     # -- batched primitives (raw units in and out; used by the server) ----
@@ -488,8 +491,10 @@ class Stream:
             `intervals`, a `Forecast` (`y [n, O]`, `lower[level]` and `upper[level]`, each `[n, O]`).
 
         Raises:
-            InvalidInput: (a `ValueError`) not numbers, a wrong feature count, no samples, NaN or infinity, or a
-                level the model's calibration does not hold. The stream is left exactly as it was.
+            InvalidInput: (a `ValueError`) not numbers, a wrong feature count, no samples, NaN or infinity,
+                samples whose answer or state would not be finite (the model cannot compute them in float32,
+                e.g. not positive for a log-scale model), or a level the model's calibration does not hold. The
+                stream is left exactly as it was.
             FailedPrecondition: `intervals` asked of a model without a calibration.
         """
         index = self.model._interval_index(intervals) if intervals is not None and intervals is not False else ()
@@ -506,6 +511,8 @@ class Stream:
             else:
                 bound = self._bound
                 y3, new = self.model._run_sequence(x[None], dict(zip(bound.names, bound.state())))  # [1, n, O]
+                if nonfinite_rows(y3, new) is not None:
+                    raise unanswerable(y3[0])
                 bound.set_state(new)  # only after the run succeeded
                 y = y3[0]
         assert x is not None

@@ -1,19 +1,32 @@
-"""Validate raw samples: numpy only, so the client checks input exactly as a local stream does.
+"""Validate raw samples, and refuse answers that are not finite: numpy only.
 
-No onnxruntime here: :mod:`eddy.runtime.client` imports this module and must
-load without onnxruntime.
+The client checks input exactly as a local stream does (no onnxruntime here:
+:mod:`eddy.runtime.client` imports this module and must load without it).
+
+A finite input can still be beyond what a model computes in float32: a
+log-scale model fed 0 or a negative value takes its logarithm, a change
+between two values near ±3.4e38 overflows, and an infinite or NaN value
+inside the graph then reaches the answer or, worse, the state, where it
+would spoil every later answer. Every path that advances a stream (the
+local :class:`~eddy.runtime.core.model.Stream`, the server's batcher, lane,
+fleet and ``Predict``) checks each sequence's answer and new state with
+:func:`nonfinite_rows` before anything is kept, and refuses that sequence's
+samples with :func:`unanswerable` (INVALID_ARGUMENT): the state stays as it
+was and a non-finite answer is never sent.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from .errors import InvalidInput
 
-__all__ = ["FLOAT32_LE", "FLOAT64_LE", "as_fleet_samples", "as_samples", "not_finite"]
+__all__ = ["FLOAT32_LE", "FLOAT64_LE", "as_fleet_samples", "as_samples", "nonfinite_rows", "not_finite",
+           "unanswerable"]
 
 FLOAT32_LE = np.dtype("<f4")  # float32, little-endian: every byte encoding of floats (wire tensors, state bytes)
 FLOAT64_LE = np.dtype("<f8")  # float64, little-endian: a session's monitor row in state bytes and store records
@@ -88,3 +101,32 @@ def not_finite(x: np.ndarray) -> InvalidInput:
     """The error naming the first non-finite value of float samples ``x[n, F]`` (which must hold one)."""
     row, col = (int(i) for i in np.argwhere(~np.isfinite(x))[0])
     return InvalidInput(f"sample {row}, feature {col} is {float(x[row, col])}: values must be finite")
+
+
+def nonfinite_rows(y: np.ndarray, state: Mapping[str, np.ndarray]) -> np.ndarray | None:
+    """The rows (axis 0: sequences) whose predictions ``y[B, ...]`` or new graph ``state`` (``[B, ...]`` each)
+    hold a non-finite value; None when every value is finite (the usual case, checked first).
+
+    Keys starting with ``#`` are not graph state (the monitor's rows, whose interval bounds may be infinite by
+    design: :data:`~eddy.runtime.core.monitor.MONITOR`) and are not checked.
+    """
+    graph = [v for k, v in state.items() if not k.startswith("#")]
+    if np.isfinite(y).all() and all(np.isfinite(v).all() for v in graph):
+        return None
+    ok = np.isfinite(y).reshape(len(y), -1).all(axis=1)
+    for v in graph:
+        ok &= np.isfinite(v).reshape(len(v), -1).all(axis=1)
+    return np.flatnonzero(~ok)
+
+
+def unanswerable(y: np.ndarray) -> InvalidInput:
+    """The refusal of one sequence's samples whose answer ``y[n, O]`` (or the state after them) is not finite."""
+    y2 = np.asarray(y).reshape(-1, np.shape(y)[-1])  # [n, O]
+    bad = np.argwhere(~np.isfinite(y2))
+    if len(bad):
+        row, col = (int(i) for i in bad[0])
+        what = f"the answer to sample {row} would be {float(y2[row, col])}"
+    else:
+        what = "the state after them would not be finite"
+    return InvalidInput(f"the model cannot answer these samples in float32: {what} (values too large for it, "
+                        "or outside its domain, e.g. not positive for a log-scale model); nothing changed")

@@ -74,6 +74,7 @@ import numpy as np
 
 from ..core.errors import EddyError, InvalidInput
 from ..core.model import Model
+from ..core.samples import nonfinite_rows, unanswerable
 from .config import ServeConfig
 from .sessions import Session
 from .slab import Slab
@@ -221,16 +222,28 @@ class Batcher:
             y, new = await asyncio.get_running_loop().run_in_executor(self._executor, _fleet_step, slab, x, state,
                                                                       self.row_batch)
         phases = (t1 - t0, perf_counter_ns() - t1)
+        refused: dict[int, EddyError] = {}
+        kept = np.arange(len(sessions))  # message index of each entry that goes on
+        o = slab.model.n_targets  # the predictions; bounds after them
+        if (bad := nonfinite_rows(y[..., :o], new)) is not None:  # those entries are refused; the others go on
+            refused = {int(i): unanswerable(y[i, :, :o]) for i in bad}
+            kept = np.setdiff1d(kept, bad)
+            index = np.arange(rows.start, rows.stop) if isinstance(rows, slice) else rows
+            sessions, rows, new = [sessions[i] for i in kept], index[kept], {n: v[kept] for n, v in new.items()}
+            if not sessions:
+                return y, refused
+        shape = (len(sessions), *x.shape[1:])
         if self.commit is None:
             t2 = perf_counter_ns()
             slab.scatter(rows, new, x.shape[1])
-            self._count_rows(sessions[0], x.shape, *phases, perf_counter_ns() - t2)
+            self._count_rows(sessions[0], shape, *phases, perf_counter_ns() - t2)
             self.requests += len(sessions)
-            return y, {}
-        write = asyncio.ensure_future(self._write_rows(sessions, rows, new, x.shape, phases))
+            return y, refused
+        write = asyncio.ensure_future(self._write_rows(sessions, rows, new, shape, phases))
         self._writes.add(write)
         write.add_done_callback(self._writes.discard)
-        return y, await asyncio.shield(write)
+        failed = await asyncio.shield(write)
+        return y, {**refused, **{int(kept[i]): e for i, e in failed.items()}}
 
     async def settled(self) -> None:
         """Wait until the durable writes :meth:`run_rows` started are applied (their callers may have left)."""
@@ -248,6 +261,8 @@ class Batcher:
         t0 = perf_counter_ns()
         y, new, t1 = _run(session.slab, [session.row], [x])
         t2 = perf_counter_ns()
+        if nonfinite_rows(y[..., :session.model.n_targets], new) is not None:
+            raise unanswerable(y[0, :, :session.model.n_targets])
         session.slab.scatter([session.row], new, len(x))  # only after the run succeeded
         self._count(session, 1, len(x), t1 - t0, t2 - t1, perf_counter_ns() - t2)
         self.requests += 1
@@ -373,6 +388,10 @@ class Batcher:
                     await self._execute([r])
             return
         t2 = perf_counter_ns()
+        o = batch[0].session.model.n_targets  # the predictions; bounds after them
+        if (bad := nonfinite_rows(y[..., :o], new)) is not None:  # refused: kept out below, like a caller that left
+            for i in bad:
+                _fail(batch[i], unanswerable(y[i, :, :o]))
         call = (batch[0].session, len(batch), len(batch) * len(batch[0].x), t1 - t0, t2 - t1)
         queue_ns, store_ns = sum(t0 - r.queued_ns for r in batch), 0  # store_ns: a durable write, not output work
         try:
@@ -419,6 +438,8 @@ class Batcher:
         t0 = perf_counter_ns()
         y, new, t1 = _run(session.slab, [session.row], [x])
         t2 = perf_counter_ns()
+        if nonfinite_rows(y[..., :session.model.n_targets], new) is not None:
+            raise unanswerable(y[0, :, :session.model.n_targets])
         output_ns = 0
         try:
             errors = await self.commit([session], new, [len(x)])

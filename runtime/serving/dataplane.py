@@ -29,6 +29,7 @@ from ..core.errors import FailedPrecondition, InvalidInput, NotFound, ResourceEx
 from ..core.live import LiveFigures, session_figures
 from ..core.model import Forecast, Model
 from ..core.monitor import MONITOR
+from ..core.samples import nonfinite_rows, unanswerable
 from ..core.statecodec import MAX_POSITION, ExportedState, StateKeys, decode_state, encode_state, reseal
 from .batcher import OFFLOAD_VALUES, Batcher
 from .config import ServeConfig
@@ -377,6 +378,8 @@ class DataPlane:
                 answer, final, observed = model._run_sessions(x, state, positions, sequence=True,
                                                              run_options=options)  # [B, T, W]
                 y = answer[:, :, :model.n_targets]  # [B, T, O]
+                if (bad := nonfinite_rows(y, final)) is not None:
+                    raise InvalidInput(f"sequence {int(bad[0])}: {unanswerable(y[bad[0]]).message}")
                 model.live.add(observed)
                 c1 = perf_counter_ns()
                 blobs = [encode_state(model, positions[i] + t, {k: v[i] for k, v in final.items()}, keys=keys,

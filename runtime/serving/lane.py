@@ -27,6 +27,7 @@ from typing import TypeVar
 import numpy as np
 import onnxruntime as ort
 
+from ..core.samples import nonfinite_rows, unanswerable
 from .batcher import Commit
 from .sessions import Session
 from .stats import ModelStats
@@ -72,6 +73,9 @@ class Lane:
         t1 = perf_counter_ns()
         y, new = await self.call(lambda options: slab.advance(x[None], state, options))
         t2 = perf_counter_ns()
+        o = slab.model.n_targets  # the predictions; bounds after them
+        if nonfinite_rows(y[..., :o], new) is not None:
+            raise unanswerable(y[0, :, :o])
         output_ns = 0
         try:
             if commit is not None:
