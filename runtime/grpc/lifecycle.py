@@ -161,7 +161,7 @@ class StreamCall:
             # interrupted would send them again, which gRPC refuses (TOO_MANY_OPERATIONS) and the status is lost.
             await self.context.send_initial_metadata(())
         except BaseException:
-            self.code = ended_early(self.context) or grpc.StatusCode.CANCELLED
+            self.code = ended_early(self.context, cancelled=True) or grpc.StatusCode.CANCELLED
             self.gate._leave(self)
             raise
         self._task = asyncio.current_task()
@@ -245,9 +245,9 @@ class StreamCall:
                 if self._stop is not None:  # ended from outside (idle timeout, revoked token), not by the peer
                     await self._send_final(*self._stop)
                 else:
-                    self.code = ended_early(self.context) or grpc.StatusCode.CANCELLED
+                    self.code = ended_early(self.context, cancelled=True) or grpc.StatusCode.CANCELLED
             elif isinstance(exc, grpc.aio.BaseError):  # e.g. a write failed: the client cancelled while it waited
-                self.code, gone = ended_early(self.context) or grpc.StatusCode.CANCELLED, True
+                self.code, gone = ended_early(self.context, cancelled=True) or grpc.StatusCode.CANCELLED, True
             elif isinstance(exc, Exception):  # an EddyError that ends the RPC, or a bug (INTERNAL)
                 await self.fail(*to_status(exc, self.method))
         finally:

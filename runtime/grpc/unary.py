@@ -20,7 +20,9 @@ from ..core.errors import InvalidInput
 from .status import to_status
 from .wire import RateLimitedLog, is_malformed
 
-__all__ = ["ended_early", "run_unary"]
+__all__ = ["DEADLINE_SLACK_S", "ended_early", "run_unary"]
+
+DEADLINE_SLACK_S = 0.05  # a cancel this close to the caller's deadline is the deadline's (see ended_early)
 
 T = TypeVar("T")
 
@@ -41,7 +43,7 @@ async def run_unary(method: str, context: grpc.aio.ServicerContext, work: Callab
             raise InvalidInput(message)
         result = await work()
     except asyncio.CancelledError:
-        metrics.rpc(method, (ended_early(context) or grpc.StatusCode.CANCELLED).name)
+        metrics.rpc(method, (ended_early(context, cancelled=True) or grpc.StatusCode.CANCELLED).name)
         raise
     except Exception as e:
         code, message = to_status(e, method)
@@ -53,10 +55,18 @@ async def run_unary(method: str, context: grpc.aio.ServicerContext, work: Callab
     return result
 
 
-def ended_early(context: grpc.aio.ServicerContext) -> grpc.StatusCode | None:
-    """DEADLINE_EXCEEDED if the caller's deadline passed, CANCELLED if the call was cancelled, else None."""
+def ended_early(context: grpc.aio.ServicerContext, cancelled: bool = False) -> grpc.StatusCode | None:
+    """DEADLINE_EXCEEDED if the caller's deadline passed, CANCELLED if the call was cancelled, else None.
+
+    ``cancelled``: the caller knows the call was cancelled (its task was). A
+    client whose deadline passes cancels the call itself, and that cancel
+    can reach the server a little before the server's copy of the deadline
+    (taken when the call arrived) passes: a cancel within
+    :data:`DEADLINE_SLACK_S` of the deadline counts as DEADLINE_EXCEEDED.
+    """
     remaining = context.time_remaining()
-    if remaining is not None and remaining <= 0:
+    cancelled = cancelled or context.cancelled()
+    if remaining is not None and (remaining <= 0 or (cancelled and remaining <= DEADLINE_SLACK_S)):
         return grpc.StatusCode.DEADLINE_EXCEEDED
-    return grpc.StatusCode.CANCELLED if context.cancelled() else None
+    return grpc.StatusCode.CANCELLED if cancelled else None
 
