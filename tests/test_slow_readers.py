@@ -34,6 +34,9 @@ from eddy.v1 import oip_pb2 as oip
 
 CHUNK = 4096  # samples per request: a 16 KiB answer
 SMALL_WINDOW = [("grpc.http2.bdp_probe", 0)]  # the client's receive window stays 64 KiB
+# Bound on a wait for the idle timeout: an OIP stream is idle only once every request it read is computed
+# (tens of 4096-sample requests: seconds on a loaded machine); well inside the clients' 60 s deadline.
+IDLE_WAIT_S = 40.0
 
 
 class Unread:
@@ -104,7 +107,8 @@ def test_idle_timeout_while_blocked_writing_gives_the_client_its_final_status(mo
     x = np.full((CHUNK, 1), 50.0, np.float32)
     with served(models_dir, stream_idle_timeout=0.5, metrics_port=0) as s:
         unread = Unread(s.address, protocol, "unread", x, n=40)  # 640 KiB of answers: far past the 64 KiB window
-        s.until(lambda: _metric(s.server.metrics.render().decode(), _method(protocol), "DEADLINE_EXCEEDED") == 1)
+        s.until(lambda: _metric(s.server.metrics.render().decode(), _method(protocol), "DEADLINE_EXCEEDED") == 1,
+                timeout=IDLE_WAIT_S)
         s.until_idle("unread")  # released at once, not when the client reads
         answered, e = unread.read_all()  # the answers written before the timeout, then the final status
         assert e.code() == grpc.StatusCode.DEADLINE_EXCEEDED and "--stream-idle-timeout" in e.details(), e
@@ -158,7 +162,8 @@ def test_an_oip_client_that_never_reads_holds_a_bounded_amount_and_is_pushed_bac
         assert unread.sent < n / 2, unread.sent  # flow control held the client back
         refused = Unread(s.address, "OIP", "second", x, n=1)  # --max-streams still counts it
         assert refused.read_all()[1].code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-        s.until(lambda: _metric(s.server.metrics.render().decode(), "ModelStreamInfer", "DEADLINE_EXCEEDED") == 1)
+        s.until(lambda: _metric(s.server.metrics.render().decode(), "ModelStreamInfer", "DEADLINE_EXCEEDED") == 1,
+                timeout=IDLE_WAIT_S)
         assert not s.server.gate.calls  # --stream-idle-timeout ended it: nothing held any more
         answered, e = unread.read_all()
         assert e.code() == grpc.StatusCode.DEADLINE_EXCEEDED and answered < 40
