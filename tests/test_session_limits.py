@@ -117,6 +117,19 @@ def test_per_tenant_and_overall_limits(serve, tokens, series):
             client.close()
 
 
+def _await_gone(client: Client, session_id: str, deadline: float) -> None:
+    """Return once ``session_id`` does not exist (polled until ``deadline``, monotonic; held still counts)."""
+    while True:
+        try:
+            client.session_state(session_id)
+        except EddyError as e:
+            if e.code == "NOT_FOUND":
+                return
+            assert e.code == "FAILED_PRECONDITION", e  # its stream's end has not reached the server yet
+        assert time.monotonic() < deadline, f"session {session_id} still exists"
+        time.sleep(0.05)
+
+
 def test_expired_sessions_leave_room(serve, tokens):
     ttl = 2.0  # long enough for the refusals below to happen before anything expires on a loaded machine
     s = serve(max_sessions=3, max_sessions_per_tenant=2, session_ttl=ttl)
@@ -128,8 +141,8 @@ def test_expired_sessions_leave_room(serve, tokens):
         c["beta"].stream(MODEL, session_id="b").close()
         assert _code(lambda: c["gamma"].stream(MODEL, session_id="g"))[0] == "RESOURCE_EXHAUSTED"
         deadline = time.monotonic() + ttl + 20
-        # alpha has room again once one of its idle sessions expired, gamma once both did (then at most "b" and
-        # "new" are live); under load old-2 may expire well after old-1, so each waits for its own room
+        # alpha has room again once one of its idle sessions expired, gamma once one of the three others did;
+        # under load old-2 may expire well after old-1, so each waits for its own room
         for tenant, sid in (("alpha", "new"), ("gamma", "g")):
             opened = None
             while opened is None:
@@ -139,7 +152,10 @@ def test_expired_sessions_leave_room(serve, tokens):
                     assert e.code == "RESOURCE_EXHAUSTED" and time.monotonic() < deadline, e
                     time.sleep(0.05)
             opened.close()
+        # a room says how many sessions are live, not which expired: each old session is awaited until it is gone,
+        # read without touching it (GetSessionState; a resume would restart its TTL); gone, it cannot be resumed
         for sid in ("old-1", "old-2"):
+            _await_gone(c["alpha"], sid, deadline)
             assert _code(lambda sid=sid: c["alpha"].stream(MODEL, session_id=sid, resume=True))[0] == "NOT_FOUND"
     finally:
         for client in c.values():
