@@ -34,9 +34,9 @@ from eddy.v1 import oip_pb2 as oip
 
 CHUNK = 4096  # samples per request: a 16 KiB answer
 SMALL_WINDOW = [("grpc.http2.bdp_probe", 0)]  # the client's receive window stays 64 KiB
-# Bound on a wait for the idle timeout: an OIP stream is idle only once every request it read is computed
-# (tens of 4096-sample requests: seconds on a loaded machine); well inside the clients' 60 s deadline.
-IDLE_WAIT_S = 40.0
+# Bound on a wait that needs tens of 4096-sample requests computed (an OIP stream reads on while they run, and is
+# idle only once every one it read is answered): seconds on a loaded machine; well inside the clients' 60 s deadline.
+WAIT_S = 40.0
 
 
 class Unread:
@@ -108,7 +108,7 @@ def test_idle_timeout_while_blocked_writing_gives_the_client_its_final_status(mo
     with served(models_dir, stream_idle_timeout=0.5, metrics_port=0) as s:
         unread = Unread(s.address, protocol, "unread", x, n=40)  # 640 KiB of answers: far past the 64 KiB window
         s.until(lambda: _metric(s.server.metrics.render().decode(), _method(protocol), "DEADLINE_EXCEEDED") == 1,
-                timeout=IDLE_WAIT_S)
+                timeout=WAIT_S)
         s.until_idle("unread")  # released at once, not when the client reads
         answered, e = unread.read_all()  # the answers written before the timeout, then the final status
         assert e.code() == grpc.StatusCode.DEADLINE_EXCEEDED and "--stream-idle-timeout" in e.details(), e
@@ -157,13 +157,13 @@ def test_an_oip_client_that_never_reads_holds_a_bounded_amount_and_is_pushed_bac
             held = calls[0].held() if calls else None
             return held is not None and held.full
 
-        s.until(full)  # it stopped reading: the bound, not the client, decides
+        s.until(full, timeout=WAIT_S)  # it stopped reading: the bound, not the client, decides
         assert 0 < held.bytes <= 2 * limit and held.peak_bytes <= 2 * limit and held.messages < 40, held
         assert unread.sent < n / 2, unread.sent  # flow control held the client back
         refused = Unread(s.address, "OIP", "second", x, n=1)  # --max-streams still counts it
         assert refused.read_all()[1].code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         s.until(lambda: _metric(s.server.metrics.render().decode(), "ModelStreamInfer", "DEADLINE_EXCEEDED") == 1,
-                timeout=IDLE_WAIT_S)
+                timeout=WAIT_S)
         assert not s.server.gate.calls  # --stream-idle-timeout ended it: nothing held any more
         answered, e = unread.read_all()
         assert e.code() == grpc.StatusCode.DEADLINE_EXCEEDED and answered < 40
