@@ -16,6 +16,8 @@ from conftest import MODEL
 from eddy.runtime.client import Client
 from eddy.runtime.core.layout import resolve_version_dir
 
+TTL_S = 6.0  # --session-ttl with the Valkey store
+
 
 @pytest.mark.parametrize("store", ["memory", "valkey"])
 def test_a_removed_version_is_freed_once_its_sessions_end(tmp_path, models_dir, series, store):
@@ -26,7 +28,8 @@ def test_a_removed_version_is_freed_once_its_sessions_end(tmp_path, models_dir, 
     with contextlib.ExitStack() as stack:
         if store == "valkey":  # idle sessions live in the store: a removed version is kept for their TTL
             (tmp_path / "valkey").mkdir()
-            config.update(session_store=stack.enter_context(valkey(tmp_path / "valkey")).url, session_ttl=3.0)
+            # the held session's record lives on renewals every second: 6 s leave room for a loaded machine's stalls
+            config.update(session_store=stack.enter_context(valkey(tmp_path / "valkey")).url, session_ttl=TTL_S)
         live = stack.enter_context(served(repo, **config))
         client = stack.enter_context(Client(live.address))
         old = live.call(lambda: weakref.ref(live.server.repository.get(MODEL, 1)))
@@ -45,6 +48,6 @@ def test_a_removed_version_is_freed_once_its_sessions_end(tmp_path, models_dir, 
         gc.collect()
         assert old() is not None  # still in use
         rs.close_session()
-        live.until(lambda: gc.collect() >= 0 and old() is None)  # freed once its last session ended
+        live.until(lambda: gc.collect() >= 0 and old() is None, timeout=TTL_S + 20)  # freed once its last session ended
         with client.stream(MODEL) as again:  # the served version untouched
             assert again.version == 2 and again.push(series[:2]).shape == (2, 1)
