@@ -8,12 +8,14 @@
   echoed all of it and the caller got RESOURCE_EXHAUSTED, the status being
   larger than gRPC's metadata limit).
 - A malformed session or sequence id is INVALID_ARGUMENT on every path
-  (before: NOT_FOUND on GetSessionState/DeleteSession and OIP START).
+  (before: NOT_FOUND on GetSessionState/DeleteSession and OIP START); eddy's
+  clients refuse one before sending it, and send an id in any script.
 - Stream log lines name the tenant.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import grpc
@@ -22,7 +24,9 @@ import pytest
 from _serving import reference, served
 from conftest import MODEL, ThreadedServer
 
-from eddy.runtime.client import Client
+from eddy.runtime.client import AsyncClient, Client
+from eddy.runtime.core.errors import EddyError
+from eddy.runtime.grpc.headers import SESSION_HEADER, session_header
 from eddy.runtime.grpc.oip import OIP_SERVICE
 from eddy.runtime.grpc.security import Security, TokenTable, new_token, token_digest
 from eddy.runtime.grpc.status import to_status
@@ -188,3 +192,34 @@ def test_stream_log_lines_name_the_tenant(models_dir, tmp_path, series, caplog):
         s.stop()
     lines = [r.getMessage() for r in caplog.records if r.name == "eddy.streams"]
     assert len(lines) == 4 and all(line.split()[1] == "tenant=acme" for line in lines), lines
+
+
+def test_eddy_clients_send_any_valid_session_id_and_refuse_a_malformed_one_before_sending(models_dir, model,
+                                                                                          series):
+    """gRPC metadata is printable ASCII, and eddy's clients send the id as the ``x-eddy-session`` header too: an id
+    in another script is sent percent-encoded there (before: the client failed with INTERNAL "Invalid metadata" and
+    gRPC's own log lines), a malformed one is refused before anything is sent, with the server's status."""
+    sid = "capteur-é-温度"
+    assert session_header(sid) == (SESSION_HEADER, "capteur-%C3%A9-%E6%B8%A9%E5%BA%A6")
+    assert session_header("plain-ascii 1") == (SESSION_HEADER, "plain-ascii 1")
+    want = reference(model, [series[:3], series[3:5]])
+    with served(models_dir) as s, Client(s.address) as c:
+        with c.stream(MODEL, session_id=sid) as rs:
+            rs.push(series[:3])
+        assert c.session_state(sid).position == 3
+        with c.stream(MODEL, session_id=sid, resume=True) as rs:
+            assert np.array_equal(rs.push(series[3:5]), want[1])
+
+        async def opened(session_id: str, resume: bool = False) -> int:
+            async with AsyncClient(s.address) as ac, ac.stream(MODEL, session_id=session_id, resume=resume) as ars:
+                return ars.position
+
+        assert asyncio.run(opened(sid, resume=True)) == 5
+        for bad in ("x\x00y", "tab\there", "a" * 129, " padded"):
+            for call in (lambda bad=bad: c.session_state(bad), lambda bad=bad: c.delete_session(bad),
+                         lambda bad=bad: c.stream(MODEL, session_id=bad), lambda bad=bad: asyncio.run(opened(bad))):
+                with pytest.raises(EddyError) as e:
+                    call()
+                assert e.value.code == "INVALID_ARGUMENT" and "session id must be 1-128 printable" in e.value.message, \
+                    (bad, e.value)
+        assert c.delete_session(sid).position == 5

@@ -31,7 +31,7 @@ from eddy.v1 import inference_pb2_grpc as pb_grpc
 from ..core.errors import EddyError, FailedPrecondition, InvalidInput
 from ..core.monitor import Forecast
 from ..core.samples import as_samples
-from ..grpc.headers import RESPONSE_LIMIT_HEADER, SESSION_HEADER
+from ..grpc.headers import RESPONSE_LIMIT_HEADER, session_header
 from ..grpc.status import error_from_status
 from ..grpc.tensors import Encoding, array_to_tensor, tensor_to_bounds, tensor_to_samples, tensor_to_sequences
 from ..serving.config import ServeConfig
@@ -78,7 +78,7 @@ class AsyncClient:
         """
         open_ = pb.OpenStream(model=name, version=version_field(version), session_id=session_id or uuid.uuid4().hex,
                               state=state or b"", resume=resume, intervals=list(intervals))
-        metadata = (*self._metadata, (SESSION_HEADER, open_.session_id),
+        metadata = (*self._metadata, session_header(open_.session_id),
                     (RESPONSE_LIMIT_HEADER, str(self.max_message_bytes)))
         return _Opening(lambda: AsyncRemoteStream(self._stub.Stream(timeout=timeout, metadata=metadata), encoding),
                         open_)

@@ -15,7 +15,7 @@ from eddy.v1 import inference_pb2 as pb
 from eddy.v1 import inference_pb2_grpc as pb_grpc
 
 from ..core.errors import EddyError, InvalidInput
-from ..grpc.headers import RESPONSE_LIMIT_HEADER, SESSION_HEADER
+from ..grpc.headers import RESPONSE_LIMIT_HEADER, session_header
 from ..grpc.tensors import Encoding, array_to_tensor, tensor_to_sequences
 from ..serving.config import ServeConfig
 from ._wire import ResumeRetry, channel_setup, rpc_error, version_field
@@ -108,6 +108,8 @@ class Client:
             ResourceExhausted: a session or stream limit of the server was reached.
             Unauthenticated: a missing or unknown token, or state bytes whose signature does not verify.
             PermissionDenied: state bytes exported by another tenant.
+            InvalidInput: a malformed `session_id`, refused before anything is sent (an id in any script is
+                fine: the header carries it percent-encoded).
         """
         session_id = session_id or uuid.uuid4().hex
         retry = ResumeRetry()
@@ -175,10 +177,12 @@ class Client:
         Raises:
             NotFound: no such session (in this tenant).
             FailedPrecondition: a stream is driving the session.
+            InvalidInput: a malformed id (1-128 printable characters, no leading/trailing spaces), refused before
+                anything is sent.
         """
         try:
             return self._stub.GetSessionState(pb.SessionRequest(session_id=session_id), timeout=self.timeout,
-                                              metadata=(*self._metadata, (SESSION_HEADER, session_id)))
+                                              metadata=(*self._metadata, session_header(session_id)))
         except grpc.RpcError as e:
             raise rpc_error(e) from None
 
@@ -195,7 +199,7 @@ class Client:
         """Delete an idle session; returns its final `eddy.v1.SessionState`. Raises as `session_state`."""
         try:
             return self._stub.DeleteSession(pb.SessionRequest(session_id=session_id), timeout=self.timeout,
-                                            metadata=(*self._metadata, (SESSION_HEADER, session_id)))
+                                            metadata=(*self._metadata, session_header(session_id)))
         except grpc.RpcError as e:
             raise rpc_error(e) from None
 

@@ -16,7 +16,7 @@ from eddy.v1 import inference_pb2_grpc as pb_grpc
 from ..core.errors import EddyError, FailedPrecondition, InvalidInput
 from ..core.monitor import Forecast
 from ..core.samples import as_samples
-from ..grpc.headers import RESPONSE_LIMIT_HEADER, SESSION_HEADER
+from ..grpc.headers import RESPONSE_LIMIT_HEADER, session_header
 from ..grpc.status import error_from_status
 from ..grpc.tensors import Encoding, array_to_tensor, tensor_to_bounds, tensor_to_samples
 from ._wire import rpc_error, version_field
@@ -56,7 +56,7 @@ class RemoteStream:
                               state=state or b"", resume=resume, intervals=list(intervals))
         self.intervals: tuple[float, ...] = tuple(intervals)  # levels every push is answered with
         self._requests.put(pb.StreamRequest(open=open_))
-        extra = [(SESSION_HEADER, session_id)] if session_id else []
+        extra = [session_header(session_id)] if session_id else []
         if max_response_bytes:  # the server refuses, session unchanged, an answer we could not receive
             extra.append((RESPONSE_LIMIT_HEADER, str(max_response_bytes)))
         self._call = stub.Stream(self._request_iter(), timeout=timeout, metadata=[*metadata, *extra])

@@ -37,7 +37,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..core.errors import EddyError, InvalidInput, ResourceExhausted
+from ..core.errors import EddyError, ResourceExhausted
+from ..core.ids import MAX_SESSION_ID, check_id
 from ..core.model import Model
 from ..core.monitor import MONITOR
 from ..core.statecodec import ExportedState, encode_state
@@ -48,8 +49,6 @@ if TYPE_CHECKING:
 
 __all__ = ["MAX_SESSION_ID", "Session", "SessionInfo", "SessionRecord", "SessionStats", "SessionStore", "SessionsView",
            "check_id", "limit_reached"]
-
-MAX_SESSION_ID = 128  # characters; ids come from clients, so they are bounded
 
 
 class Session:
@@ -275,15 +274,3 @@ def limit_reached(live: int, limit: int, *, tenant: bool) -> ResourceExhausted:
                                  "--max-sessions-per-tenant); close finished ones first")
     return ResourceExhausted(f"session limit reached: {live} live sessions (max {limit}, --max-sessions); "
                              "close finished sessions or retry after idle ones expire")
-
-
-def check_id(session_id: str | None) -> str | None:
-    """A client-given session id, checked (None for "make one up")."""
-    if session_id is None or session_id == "":
-        return None
-    if not isinstance(session_id, str):
-        raise InvalidInput(f"session id must be a string, got {type(session_id).__name__}")
-    if len(session_id) > MAX_SESSION_ID or not session_id.isprintable() or session_id.strip() != session_id:
-        raise InvalidInput(f"session id must be 1-{MAX_SESSION_ID} printable characters without "
-                           "leading/trailing spaces")
-    return session_id
