@@ -147,17 +147,21 @@ def test_an_oip_client_that_never_reads_holds_a_bounded_amount_and_is_pushed_bac
     x = np.full((CHUNK, 1), 50.0, np.float32)
     limit = 256 * 1024  # --max-message-bytes: a stream holds at most twice that
     n = 4000  # 64 MiB of requests: more than every HTTP/2 window between the client and eddy
-    with served(models_dir, max_message_bytes=limit, stream_idle_timeout=1.0, max_streams=1, metrics_port=0) as s:
+    # the idle timeout must not end the stream before it fills up: a loaded machine can stall this process (the
+    # client's sending thread with it) for a second, after which the server finds it idle at once
+    with served(models_dir, max_message_bytes=limit, stream_idle_timeout=3.0, max_streams=1, metrics_port=0) as s:
         unread = Unread(s.address, "OIP", "hoard", x, n=n)
-        held = None
+        held, ended = None, False
 
         def full() -> bool:
-            nonlocal held
+            nonlocal held, ended
             calls = s.server.gate.calls
-            held = calls[0].held() if calls else None
-            return held is not None and held.full
+            ended = held is not None and not calls  # it was open, and is gone
+            held = calls[0].held() if calls else held
+            return ended or (held is not None and held.full)
 
         s.until(full, timeout=WAIT_S)  # it stopped reading: the bound, not the client, decides
+        assert not ended, f"the stream ended before it stopped reading; it held {held}"
         assert 0 < held.bytes <= 2 * limit and held.peak_bytes <= 2 * limit and held.messages < 40, held
         assert unread.sent < n / 2, unread.sent  # flow control held the client back
         refused = Unread(s.address, "OIP", "second", x, n=1)  # --max-streams still counts it
