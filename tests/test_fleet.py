@@ -511,7 +511,7 @@ def test_a_fleet_whose_client_does_not_read_ends_at_the_idle_timeout(models_dir,
             return any(line.startswith("eddy_rpcs_total{") and 'method="Fleet"' in line and
                        'code="DEADLINE_EXCEEDED"' in line and line.endswith(" 1.0") for line in text.splitlines())
 
-        s.until(ended)
+        s.until(ended, timeout=40)  # 2048 sessions stepped per message until the writer blocks: seconds under load
         s.until(lambda: s.server.plane.sessions.busy_count == 0)  # released at once, not when the client reads
         answered = 0
         with pytest.raises(grpc.RpcError) as e:
