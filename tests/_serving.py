@@ -17,7 +17,7 @@ from eddy.runtime.core.layout import resolve_version_dir
 from eddy.runtime.serving.config import ServeConfig
 from eddy.v1 import inference_pb2 as pb
 
-__all__ = ["EDDY", "OTHER", "eddy_process", "make_repo", "reference", "samples_request", "served"]
+__all__ = ["EDDY", "OTHER", "chunked", "eddy_process", "make_repo", "reference", "samples_request", "served"]
 
 EDDY = [sys.executable, "-m", "eddy.cli"]  # the `eddy` command, run from the repository root
 OTHER = "other"  # a second model name in the repository made by make_repo
@@ -67,3 +67,12 @@ def eddy_process(*args: str, **popen: object) -> Iterator[subprocess.Popen[str]]
 def samples_request(**tensor: object) -> pb.StreamRequest:
     """A ``samples`` message with a hand-built (possibly malformed) ``Tensor``."""
     return pb.StreamRequest(samples=pb.Tensor(**tensor))  # type: ignore[arg-type]
+
+
+def chunked(series: np.ndarray, sizes: list[int], start: int = 0) -> list[np.ndarray]:
+    """``series`` from row ``start`` cut into consecutive chunks of ``sizes`` rows (a stream's messages)."""
+    out, i = [], start
+    for n in sizes:
+        out.append(series[i:i + n])
+        i += n
+    return out

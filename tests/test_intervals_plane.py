@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
+from _serving import chunked
 from _store import Valkey, valkey
 from conftest import MODEL
 
@@ -44,19 +45,11 @@ def _config(kind: str, store: Valkey, **extra: object) -> ServeConfig:
     return ServeConfig(**extra)  # type: ignore[arg-type]
 
 
-def _pieces(series: np.ndarray, sizes: list[int], start: int = 0) -> list[np.ndarray]:
-    out, i = [], start
-    for n in sizes:
-        out.append(series[i:i + n])
-        i += n
-    return out
-
-
 @pytest.mark.parametrize("kind", ["memory", "valkey"])
 def test_served_intervals_equal_local_across_chunking_resume_and_replicas(models_dir, model, series, store, kind):
     """One session pushed in CHUNKS, released and resumed midway, then exported and imported on a second plane (and,
     with Valkey, resumed by id on that plane): every answer bit-identical to one local stream fed the same chunks."""
-    pieces = _pieces(series, CHUNKS + CHUNKS)
+    pieces = chunked(series, CHUNKS + CHUNKS)
     local = model.stream()
     want = [local.push(p, intervals=True) for p in pieces]
     index = model._interval_index(True)

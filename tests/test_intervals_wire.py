@@ -17,7 +17,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-from _serving import EDDY, served
+from _serving import EDDY, chunked, served
 from _store import Valkey, valkey
 from conftest import LEGACY, MODEL, ROOT, SERIES_CSV
 
@@ -51,14 +51,6 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Valkey]:
         yield v
 
 
-def _pieces(series: np.ndarray, sizes: list[int], start: int = 0) -> list[np.ndarray]:
-    out, i = [], start
-    for n in sizes:
-        out.append(series[i:i + n])
-        i += n
-    return out
-
-
 def _same(a: Forecast, b: Forecast) -> bool:
     return (np.array_equal(a.y, b.y) and list(a.lower) == list(b.lower)
             and all(np.array_equal(a.lower[k], b.lower[k]) and np.array_equal(a.upper[k], b.upper[k]) for k in a.lower))
@@ -66,7 +58,7 @@ def _same(a: Forecast, b: Forecast) -> bool:
 
 @pytest.mark.parametrize("encoding", ["raw", "values"])
 def test_stream_intervals_equal_local_across_chunking_and_resume(server, model, series, encoding):
-    pieces = _pieces(series, CHUNKS * 3)
+    pieces = chunked(series, CHUNKS * 3)
     local = model.stream()
     want = [local.push(p, intervals=[0.95, 0.8]) for p in pieces]
     sid = f"iv-{encoding}"
@@ -88,7 +80,7 @@ def test_intervals_move_with_the_session_to_another_replica(repo, model, series,
     """Two servers sharing Valkey: a session driven on one, resumed by id on the other, and moved by its exported
     bytes to a third session: each answer as one local stream's."""
     store.client().flushdb()
-    pieces = _pieces(series, CHUNKS * 3)
+    pieces = chunked(series, CHUNKS * 3)
     local = model.stream()
     want = [local.push(p, intervals=True) for p in pieces]
     got = []
@@ -146,7 +138,7 @@ async def _async_stream(address: str, pieces: list[np.ndarray]) -> list[Forecast
 def test_the_asyncio_client_gets_the_same_intervals(server, model, series):
     import asyncio
 
-    pieces = _pieces(series, CHUNKS)
+    pieces = chunked(series, CHUNKS)
     local = model.stream()
     assert all(_same(g, local.push(p, intervals=0.8)) for g, p in zip(asyncio.run(_async_stream(server.address,
                                                                                                   pieces)), pieces))
@@ -179,7 +171,7 @@ def test_oip_intervals_on_request(server, model, series):
     assert names == ["y", "y_lower_80", "y_upper_80", "y_lower_95", "y_upper_95"]
     local = model.stream()
     sizes = [1, 3, 1, 1, 5]
-    for i, x in enumerate(_pieces(series, sizes)):
+    for i, x in enumerate(chunked(series, sizes)):
         seq = {"sequence_id": oip.InferParameter(string_param="oip-iv"),
                "sequence_start": oip.InferParameter(bool_param=i == 0)}
         if i % 2:  # the parameter, or the outputs by name
@@ -227,7 +219,7 @@ def test_live_accuracy_per_session_and_per_model_version(server, model, series):
     local = model.stream()
     with Client(server.address) as client:
         with client.stream(MODEL, session_id="live-1") as s:
-            for p in _pieces(series, [1] * 40 + [20, 60]):
+            for p in chunked(series, [1] * 40 + [20, 60]):
                 s.push(p)
                 local.push(p)
         mine = client.live_accuracy(MODEL, session_id="live-1")
