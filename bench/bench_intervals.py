@@ -50,7 +50,7 @@ from train_table import SERIES  # noqa: E402  the data flags of each bundled ser
 import eddy.runtime as runtime  # noqa: E402
 from eddy.cli.train import main as train_main  # noqa: E402
 from eddy.runtime.core.calibration import level_name, scores  # noqa: E402
-from eddy.runtime.core.monitor import CUSUM_CAP, CUSUM_K, CUSUM_LIMIT  # noqa: E402
+from eddy.runtime.core.monitor import CUSUM_LIMIT, SHEWHART, cusum_path  # noqa: E402
 from eddy.trainer.series import load_csv  # noqa: E402
 
 PARTS = ("coverage", "changes", "alarms", "cost")
@@ -148,6 +148,7 @@ def part_changes(models: dict[str, runtime.Model], seed: int) -> None:
     print("\n| series | change at | change | post-change forecasts | level | split conformal | served (online) | "
           "ACI (infinite) | alarm delay | alarm delay, change at the test part |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    notes: list[str] = []
     for name, m in models.items():
         x = raw_series(m, name)
         h = m.manifest.horizon
@@ -165,6 +166,12 @@ def part_changes(models: dict[str, runtime.Model], seed: int) -> None:
             delay = _delay(drift, t0)
             t1 = m.manifest.training["split_rows"]["test"][0]  # the same change where no alarm is up (the test part)
             late = _delay(stream(m, changed(x, m, t1, kind, seed))[3], t1)
+            if kind == "level shift":  # what the Shewhart part sees: the error at the shift, in reference MAEs
+                unit = m.monitor.reference.level if m.monitor.reference is not None else np.full(len(cols), np.nan)
+                jump = np.abs(xc[t0, cols].astype(np.float64) - y[t0 - h]) / unit  # the forecast made before it
+                notes.append(f"{name}: the level shift's first error is {float(jump.mean()):.1f} reference MAEs "
+                             f"(the Shewhart limit: {SHEWHART:g}); the largest before the test part "
+                             f"{_largest(m, x, t1):.1f}")
             for i, lv in enumerate(cal.levels):
                 q = cal.quantile_matrix(m.targets)[i]
                 static = scores(cal.space, actual, y[rows]) <= q
@@ -173,6 +180,13 @@ def part_changes(models: dict[str, runtime.Model], seed: int) -> None:
                 print(f"| {name} | row {t0} | {kind} | {len(rows)} | {level_name(lv)} % | {static.mean():.1%} | "
                       f"{served.mean():.1%} | {a_cov:.1%} ({a_inf:.0%}) | "
                       f"{delay} | {late} |", flush=True)
+    print("\n" + "\n".join(notes))
+
+
+def _largest(model: runtime.Model, x: np.ndarray, end: int) -> float:
+    """The largest error of the unchanged stream before row ``end``, in reference MAEs (mean over targets)."""
+    observed = _observed(model, x)[:end, -2]  # the first drift statistic: |error| / MAE - 1
+    return float(np.nanmax(observed)) + 1.0
 
 
 def _delay(drift: list[bool], t0: int) -> str:
@@ -185,9 +199,9 @@ def _delay(drift: list[bool], t0: int) -> str:
 
 def part_alarms(models: dict[str, runtime.Model], seed: int) -> None:
     rng = np.random.default_rng(seed)
-    print("\n| series | alarms streaming the unchanged series (whole / test part) | in-control alarms per 10,000 actuals "
-          "(bootstrap) | runs with an alarm |")
-    print("| --- | --- | --- | --- |")
+    print("\n| series | error level's unit (MAE, part) | alarms streaming the unchanged series (whole / test part) | "
+          "in-control alarms per 10,000 actuals (bootstrap) | runs with an alarm |")
+    print("| --- | --- | --- | --- | --- |")
     for name, m in models.items():
         x = raw_series(m, name)
         s = m.stream()
@@ -206,9 +220,12 @@ def part_alarms(models: dict[str, runtime.Model], seed: int) -> None:
         alarms, runs = 0, 200
         for _ in range(runs):
             sample = _block_bootstrap(scored, 10_000, 20, rng)
-            fired = _alarms(sample[:, 0]) + _alarms(sample[:, 1][~np.isnan(sample[:, 1])])
+            fired = _alarms(sample[:, 0], shewhart=True) + _alarms(sample[:, 1][~np.isnan(sample[:, 1])])
             alarms += fired
-        print(f"| {name} | {raised} / {raised_test} | {alarms / runs:.2f} | {alarms > 0} |", flush=True)
+        ref = m.monitor.reference
+        unit = ", ".join(f"{v:.4g}" for v in ref.level)
+        print(f"| {name} | {unit} ({ref.part}) | {raised} / {raised_test} | {alarms / runs:.2f} | {alarms > 0} |",
+              flush=True)
 
 
 def _observed(model: runtime.Model, x: np.ndarray) -> np.ndarray:
@@ -222,11 +239,10 @@ def _block_bootstrap(rows: np.ndarray, n: int, block: int, rng: np.random.Genera
     return rows[index]
 
 
-def _alarms(x: np.ndarray) -> int:
-    """Times the CUSUM (the monitor's constants) raises its alarm over ``x``, clearing when back at 0."""
-    s, raised, count = 0.0, False, 0
-    for v in np.clip(x, -CUSUM_CAP, CUSUM_CAP) - CUSUM_K:
-        s = max(0.0, s + v)
+def _alarms(x: np.ndarray, shewhart: bool = False) -> int:
+    """Times the drift statistic (the monitor's own) raises its alarm over ``x``, clearing when back at 0."""
+    raised, count = False, 0
+    for s in cusum_path(0.0, x, shewhart):
         if not raised and s > CUSUM_LIMIT:
             raised, count = True, count + 1
         elif raised and s <= 0.0:

@@ -290,10 +290,40 @@ def test_drift_alarm_on_the_test_part(series: np.ndarray, change: str, caplog: p
         assert not raised and not lines
         return
     assert raised and raised[0] < 40, raised[:1]
-    assert len(lines) == 1 and lines[0].startswith("drift model=sunspots/1 statistic='error above its test level' ")
+    assert len(lines) == 1 and lines[0].startswith("drift model=sunspots/1 statistic='error above its reference level' ")
     for figure in ("live_rmse=", f"test_rmse={fresh.manifest.metrics['streamed']['rmse']:.4g} ", "error_ratio=",
                    "actuals=", "cusum=", f"limit={CUSUM_LIMIT:g}"):
         assert figure in lines[0], (figure, lines[0])
+
+
+LEVEL_SHIFT = 300.0  # sunspots, raw units: 22 validation MAEs (a +2 sd shift, 68, is one of 4 MAEs: see the guide)
+
+
+@pytest.mark.parametrize("chunk", [1, 5])
+def test_drift_alarm_on_a_level_shift(series: np.ndarray, chunk: int, caplog: pytest.LogCaptureFixture) -> None:
+    """A level shift a differencing model follows after one sample: one very large error, then ordinary ones. The
+    Shewhart part raises the alarm at the shift's own sample (one sample at a time or inside a chunk), the pool logs
+    it once, and the session's statistic falls below the limit once the errors have been back in control."""
+    fresh = runtime.load(COMMITTED)  # its own pool
+    ref = fresh.monitor.reference
+    assert ref is not None and ref.part == "validation"  # the error level's unit: the validation part's MAE
+    assert ref.level[0] == pytest.approx(fresh.manifest.intervals.mae["sunspots"])
+    t0 = fresh.manifest.training["split_rows"]["test"][0]
+    x = series.copy()
+    x[t0:] += np.float32(LEVEL_SHIFT)
+    caplog.set_level(logging.WARNING, logger="eddy.drift")
+    s = fresh.stream()
+    s.push(x[:t0])
+    assert not s.live.drift
+    states = []
+    for start in range(t0, len(x), chunk):
+        s.push(x[start:start + chunk])
+        states.append(s.live)
+    assert states[0].drift and states[0].cusum[0] >= CUSUM_LIMIT  # raised by the shift's own sample
+    assert not states[-1].drift  # below the limit again: the model follows the new level
+    assert fresh.live.figures().cusum == pytest.approx(s.live.cusum)  # the pool (one session) runs the same test
+    lines = [r.getMessage() for r in caplog.records if r.name == "eddy.drift"]
+    assert len(lines) == 1 and "statistic='error above its reference level'" in lines[0], lines
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: "-".join(map(str, c)))

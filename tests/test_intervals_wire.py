@@ -96,6 +96,39 @@ def test_intervals_move_with_the_session_to_another_replica(repo, model, series,
     assert all(_same(g, w) for g, w in zip(got, want))
 
 
+def test_a_level_shift_raises_the_drift_alarm_served_as_locally(repo, model, series, store):
+    """A level shift served through two replicas sharing Valkey: the session's drift statistics are carried in its
+    record (written on one server, resumed on the other, through a chunk holding the shift) and equal a local
+    stream's fed the same chunks, bit for bit; the alarm rises at the shift."""
+    store.client().flushdb()
+    t0 = model.manifest.training["split_rows"]["test"][0]
+    x = series.copy()
+    x[t0:] += np.float32(300.0)  # 22 validation MAEs (see test_intervals.py)
+    first, rest = chunked(x, [100, 100, t0 - 200]), chunked(x, [1, 6, 1, 1], start=t0 - 1)
+    local = model.stream()
+    for p in first:
+        local.push(p)
+    before = local.live
+    for p in rest:
+        local.push(p)
+    after = local.live
+    with served(repo, session_store=store.url) as a, served(repo, session_store=store.url) as b:
+        with Client(a.address) as ca, Client(b.address) as cb:
+            with ca.stream(MODEL, session_id="shifted", intervals=[0.8]) as s:
+                for p in first:
+                    s.push(p)
+            on_a = ca.live_accuracy(MODEL, session_id="shifted")
+            with cb.stream(MODEL, session_id="shifted", resume=True) as s:
+                for p in rest:
+                    s.push(p)
+            on_b = cb.live_accuracy(MODEL, session_id="shifted")
+            resumed = ca.live_accuracy(MODEL, session_id="shifted")  # a reads the record b wrote
+    assert not before.drift and after.drift and after.cusum[0] > before.cusum[0] + 20
+    assert (list(on_a.cusum), on_a.drift) == (list(before.cusum), False)
+    for got in (on_b, resumed):
+        assert (list(got.cusum), got.drift, got.actuals) == (list(after.cusum), True, after.actuals)
+
+
 def test_refused_interval_requests_change_nothing(server, model, series):
     with Client(server.address) as client:
         with client.stream(MODEL, session_id="plain") as s:

@@ -88,7 +88,9 @@ def calibrate(dataset: Dataset, y_stream: np.ndarray, levels: tuple[float, ...],
     extra = {"method": "split conformal", "residuals": "the validation part, streamed from the series' first row "
              "(the exported step graph, state carried)",
              "score": "|y - yhat|" if space == "absolute" else "max(y / yhat, yhat / y) - 1"}
+    mae = np.abs(actual[val] - pred[val - h]).mean(axis=0)  # [O] the drift test's unit for the error level
     cal = Calibration(tuple(levels), quantiles, space, len(val), season=season if season and season >= h else None,
+                      mae={t: float(mae[j]) for j, t in enumerate(targets) if math.isfinite(mae[j]) and mae[j] > 0},
                       extra=extra)
 
     monitor = Monitor.of(name, targets, features, h, cal, metrics)  # the runtime's own code, as served

@@ -95,6 +95,8 @@ class Calibration:
     window: int = WINDOW  # live-accuracy window of a session, samples
     floor: float = FLOOR  # narrowest online width, as a fraction of the calibrated one
     season: int | None = None  # seasonal-naive baseline's season for live accuracy (None: no season)
+    mae: dict[str, float] = field(default_factory=dict)  # target -> the validation part's streamed MAE (raw units):
+    # the drift test's unit for the model's error level (empty in calibrations made before it was recorded)
     extra: dict[str, Any] = field(default_factory=dict)  # descriptive keys kept as written (method, residuals, ...)
 
     def quantile_matrix(self, targets: Sequence[str]) -> np.ndarray:
@@ -105,7 +107,7 @@ class Calibration:
         return {**self.extra, "levels": list(self.levels), "space": self.space, "rows": self.rows,
                 "quantiles": {t: list(q) for t, q in self.quantiles.items()},
                 "online": {"gamma": self.gamma, "window": self.window, "floor": self.floor},
-                "season": self.season}
+                "season": self.season, **({"mae": dict(self.mae)} if self.mae else {})}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], targets: Sequence[str]) -> Calibration:
@@ -138,5 +140,12 @@ class Calibration:
         if season is not None and (type(season) is not int or season < 1):
             raise ValueError(f"calibration.season must be a positive integer or null, got {season!r}")
         rows = int(d["rows"])
-        extra = {k: v for k, v in d.items() if k not in ("levels", "space", "rows", "quantiles", "online", "season")}
-        return cls(levels, quantiles, space, rows, gamma, window, floor, season, extra)
+        raw_mae = d.get("mae") or {}
+        if not isinstance(raw_mae, Mapping) or not set(raw_mae) <= set(targets):
+            raise ValueError("calibration.mae must map targets to their validation MAE")
+        mae = {str(t): float(v) for t, v in raw_mae.items()}
+        if not all(math.isfinite(v) and v > 0 for v in mae.values()):
+            raise ValueError("calibration.mae needs finite values > 0")
+        extra = {k: v for k, v in d.items()
+                 if k not in ("levels", "space", "rows", "quantiles", "online", "season", "mae")}
+        return cls(levels, quantiles, space, rows, gamma, window, floor, season, mae=mae, extra=extra)

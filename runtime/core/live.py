@@ -8,8 +8,8 @@ earlier (:mod:`eddy.runtime.core.monitor`). Two views of those scores:
   a plain mean before that many), read by :func:`session_figures`;
 - **per model version**: :class:`LivePool` pools the scores of every session
   of the version in this process, exponentially weighted over the last
-  :data:`POOL_WINDOW` actuals, and runs the drift test on them (one-sided
-  CUSUM, see :data:`~eddy.runtime.core.monitor.CUSUM_K`): when it raises the
+  :data:`POOL_WINDOW` actuals, and runs the drift test on them (combined
+  Shewhart-CUSUM, see :data:`~eddy.runtime.core.monitor.CUSUM_K`): when it raises the
   alarm, one warning line on the ``eddy.drift`` logger names the model, the
   version and the figures.
 
@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from .monitor import CUSUM_CAP, CUSUM_K, CUSUM_LIMIT, PREDICTORS, Monitor
+from .monitor import CUSUM_LIMIT, PREDICTORS, Monitor, cusum_path
 
 __all__ = ["POOL_WINDOW", "LiveFigures", "LivePool", "reference_figures", "session_figures"]
 
@@ -177,22 +177,22 @@ class LivePool:
         self._test(obs[:, -2:])
 
     def _test(self, x: np.ndarray) -> None:
-        """The pooled CUSUM over this step's standardised errors, in order (Lindley's recursion, vectorised)."""
+        """The pooled drift test over this step's standardised errors, in order (the sessions' recursion, vectorised:
+        :func:`~eddy.runtime.core.monitor.cusum_path`)."""
         peak = [0.0, 0.0]
         for i in range(2):
             v = x[:, i][~np.isnan(x[:, i])]
             if not len(v):
                 peak[i] = self._cusum[i]
                 continue
-            c = self._cusum[i] + np.cumsum(np.clip(v, -CUSUM_CAP, CUSUM_CAP) - CUSUM_K)  # [N]
-            s = c - np.minimum(np.minimum.accumulate(c), 0.0)  # S_t = C_t - min(0, min_{s<=t} C_s)
+            s = cusum_path(float(self._cusum[i]), v, shewhart=i == 0)  # [N]
             peak[i] = float(s.max())
             self._cusum[i] = float(s[-1])
         if not self.drift and max(peak) > CUSUM_LIMIT:
             self.drift = True
             self.alarms += 1
             f = self._figures()
-            which = "error above its test level" if peak[0] > CUSUM_LIMIT else "losing to its naive baseline"
+            which = "error above its reference level" if peak[0] > CUSUM_LIMIT else "losing to its naive baseline"
             ref = (self.reference.get("rmse") or {}).get("model")
             log.warning("drift model=%s statistic=%r live_rmse=%.4g test_rmse=%s error_ratio=%s actuals=%d "
                         "cusum=%.1f,%.1f limit=%g", self.monitor.model, which, f.rmse.get("model", math.nan),

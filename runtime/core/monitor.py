@@ -50,34 +50,45 @@ import numpy as np
 from .calibration import FLOOR, GAMMA, WINDOW, Calibration, bounds
 from .manifest import Manifest
 
-__all__ = ["CUSUM_CAP", "CUSUM_K", "CUSUM_LIMIT", "LAYOUT", "MONITOR", "PREDICTORS", "Monitor", "Advanced",
-           "Reference"]
+__all__ = ["CUSUM_CAP", "CUSUM_K", "CUSUM_LIMIT", "LAYOUT", "MONITOR", "PREDICTORS", "SHEWHART", "Monitor", "Advanced",
+           "Reference", "cusum_path"]
 
 MONITOR = "#monitor"  # a session's monitor row in a state mapping ('#' is never in a graph input's name)
 LAYOUT = "eddy.monitor/1"  # the row's layout; state bytes carry it, another layout starts a fresh row
 PREDICTORS = ("model", "persistence", "seasonal_naive")  # whose live errors are kept (seasonal naive with a season)
 
-# The drift test: one-sided CUSUM (Page 1954) on two standardised error streams of known in-control mean (the
-# test part's): the model's absolute error over its test MAE, and the model's absolute error minus the best
-# baseline's, over the same MAE (see Reference). Each observation adds clip(x - mean, -CAP, CAP) - K; an alarm
-# when the sum passes LIMIT (it drains back to 0 at K per observation once errors are back in control).
-CUSUM_K = 0.5  # allowance per observation, in units of the test MAE: a doubling of the error is detected
-CUSUM_CAP = 4.0  # one observation moves the sum by at most this (one outlier alone never raises the alarm)
-CUSUM_LIMIT = 20.0  # alarm threshold, in units of the test MAE
+# The drift test: a combined Shewhart-CUSUM scheme (Lucas 1982) on two standardised error streams. The CUSUM part is
+# Page's (1954) one-sided CUSUM on each: the model's absolute error over its reference MAE (the validation part's when
+# the calibration records it, else the test part's), minus 1; and the model's absolute error minus the best naive
+# baseline's, over the test MAE, minus the test part's gap between them (see Reference). Each observation adds
+# clip(x - mean, -CAP, CAP) - K; an alarm when a sum passes LIMIT (it drains back to 0 at K per observation once
+# errors are back in control). The Shewhart part: one error beyond SHEWHART reference MAEs (mean over the observed
+# targets) lifts the first sum to at least LIMIT + CAP at once, the alarm rises with it and clears like the CUSUM's.
+# It catches what a differencing model follows after one sample (a level shift: one very large error, then none).
+CUSUM_K = 0.5  # allowance per observation, in units of the reference MAE: a doubling of the error is detected
+CUSUM_CAP = 4.0  # one observation moves a CUSUM sum by at most this (one outlier alone never raises it)
+CUSUM_LIMIT = 20.0  # alarm threshold, in units of the reference MAE
+SHEWHART = 12.0  # one error beyond this many reference MAEs raises the alarm: e^-12 (1 in 160,000) for Laplace errors
+_SHEWHART_X = SHEWHART - 1.0  # the same, on the first statistic (|error| / MAE - 1)
+_LIFT = CUSUM_LIMIT + CUSUM_CAP  # where a Shewhart signal lifts the first sum: above the limit, drained in 48 actuals
 
 
 @dataclass(frozen=True)
 class Reference:
-    """The test part's figures the drift test compares live errors with (from the manifest's metrics)."""
+    """The figures the drift test compares live errors with (the manifest's calibration and test metrics)."""
 
-    mae: np.ndarray  # [O'] the model's test MAE per observed target (the standardising unit)
+    mae: np.ndarray  # [O'] the model's test MAE per observed target (the unit of the baseline statistic)
     baseline: str  # the naive baseline with the lowest test MAE: persistence or seasonal_naive
     gap: float  # mean over targets of (model MAE - that baseline's MAE) / model MAE: negative when the model wins
+    level: np.ndarray  # [O'] the error level's unit: the validation part's streamed MAE (the test part's for
+    # calibrations that do not record it)
+    part: str = "test"  # where ``level`` comes from: "validation" or "test"
 
     @classmethod
     def from_metrics(cls, metrics: Mapping[str, Any], targets: list[str], observed: list[int],
-                     seasonal: bool) -> Reference | None:
-        """From ``metrics`` (streamed figures when present, else the window ones); None when they are missing."""
+                     seasonal: bool, validation: Mapping[str, float] | None = None) -> Reference | None:
+        """From ``metrics`` (streamed figures when present, else the window ones) and the calibration's validation
+        MAE per target (``validation``, when recorded); None when the test figures are missing."""
         streamed = metrics.get("streamed") or {}
         per = streamed.get("per_target") or metrics.get("per_target") or {}
         baselines = metrics.get("baselines") or {}
@@ -95,7 +106,11 @@ class Reference:
         if not len(mae) or not (np.isfinite(mae).all() and (mae > 0).all()):
             return None
         best = min(naive, key=lambda k: float(naive[k].mean()))
-        return cls(mae, best, float(np.mean((mae - naive[best]) / mae)))
+        gap = float(np.mean((mae - naive[best]) / mae))
+        val = [validation.get(targets[j]) for j in observed] if validation else []
+        if val and all(isinstance(v, float) and math.isfinite(v) and v > 0 for v in val):
+            return cls(mae, best, gap, np.array(val, np.float64), "validation")
+        return cls(mae, best, gap, mae)
 
 
 @dataclass(frozen=True)
@@ -176,7 +191,8 @@ class Monitor:
         season = cal.season if cal else ((metrics.get("baselines") or {}).get("seasonal_naive") or {}).get("season")
         self.season: int | None = season if isinstance(season, int) and season >= h else None
         self.window = cal.window if cal else WINDOW
-        self.reference = Reference.from_metrics(metrics, self.targets, self.observed, self.season is not None)
+        self.reference = Reference.from_metrics(metrics, self.targets, self.observed, self.season is not None,
+                                                cal.mae if cal else None)
         o, lv, ob = len(self.targets), len(self.levels), len(self.observed)
         self._o, self._l, self._ob = o, lv, ob
         self._r = max(h, self.season or 0)  # actuals remembered: for persistence (h back) and seasonal naive
@@ -209,6 +225,7 @@ class Monitor:
         self._down = [math.exp(-gamma * (1.0 - lvl)) for lvl in self.levels]  # a hit narrows
         ref = self.reference
         self._mae = [float(v) for v in ref.mae] if ref is not None else None
+        self._level = [float(v) for v in ref.level] if ref is not None else None
         self._base = PREDICTORS.index(ref.baseline) if ref is not None else 1
         self._gap = ref.gap if ref is not None else 0.0
         self.layout = f"{LAYOUT};O={o};L={lv};obs={ob};h={h};season={self.season or 0}"
@@ -334,16 +351,18 @@ class Monitor:
                 base_ok = valid & ok[base]
                 x1 = x2 = 0.0
                 for jo in range(ob):
+                    v = abs(errors[0][jo]) / self._level[jo]
+                    x1 = v if jo == 0 else x1 + v
                     u = abs(errors[0][jo]) / self._mae[jo]
-                    x1 = u if jo == 0 else x1 + u
                     d = u - abs(errors[base][jo]) / self._mae[jo]
                     x2 = d if jo == 0 else x2 + d
                 x1 = x1 / ob - 1.0
                 x2 = x2 / ob - self._gap
                 cu = at["cusum"]
                 c = s[cu]
-                s[cu] = where(valid, ops.maximum(c + (ops.minimum(ops.maximum(x1, -CUSUM_CAP), CUSUM_CAP) - CUSUM_K),
-                                                 0.0), c)
+                lifted = ops.maximum(ops.maximum(c + (ops.minimum(ops.maximum(x1, -CUSUM_CAP), CUSUM_CAP) - CUSUM_K),
+                                                 0.0), where(x1 > _SHEWHART_X, _LIFT, 0.0))
+                s[cu] = where(valid, lifted, c)
                 c = s[cu + 1]
                 s[cu + 1] = where(base_ok, ops.maximum(
                     c + (ops.minimum(ops.maximum(x2, -CUSUM_CAP), CUSUM_CAP) - CUSUM_K), 0.0), c)
@@ -439,20 +458,22 @@ class Monitor:
             if self._mae is not None:
                 base_ok = valid and ok[self._base]
                 if valid:
-                    mae, bi = self._mae, self._base
+                    mae, level, bi = self._mae, self._level, self._base
                     x1 = x2 = 0.0
                     for jo in range(ob):
+                        v = abs(errors[0][jo]) / level[jo]
                         u = abs(errors[0][jo]) / mae[jo]
                         d = u - abs(errors[bi][jo]) / mae[jo]
                         if jo == 0:
-                            x1, x2 = u, d
+                            x1, x2 = v, d
                         else:
-                            x1, x2 = x1 + u, x2 + d
+                            x1, x2 = x1 + v, x2 + d
                     x1 = x1 / ob - 1.0
                     x2 = x2 / ob - self._gap
                     cu = self._cusum_at
                     c = s[cu] + (min(max(x1, -CUSUM_CAP), CUSUM_CAP) - CUSUM_K)
-                    s[cu] = c if c > 0.0 else 0.0
+                    c = c if c > 0.0 else 0.0
+                    s[cu] = _LIFT if x1 > _SHEWHART_X and c < _LIFT else c
                     out[self.n_observed - 2] = x1
                     if base_ok:
                         c = s[cu + 1] + (min(max(x2, -CUSUM_CAP), CUSUM_CAP) - CUSUM_K)
@@ -581,12 +602,12 @@ class Monitor:
         if self._mae is not None:
             mae = np.asarray(self._mae)
             u = np.abs(errors[0]) / mae
-            x1 = u.mean(axis=1) - 1.0
+            x1 = (np.abs(errors[0]) / np.asarray(self._level)).mean(axis=1) - 1.0
             x2 = (u - np.abs(errors[self._base]) / mae).mean(axis=1) - self._gap
             base_ok = valid & ok[self._base]
             cu = self._cusum_at
-            s[cu] = _cusum(s[cu], x1[valid])
-            s[cu + 1] = _cusum(s[cu + 1], x2[base_ok])
+            s[cu] = float(cusum_path(s[cu], x1[valid], shewhart=True)[-1]) if valid.any() else s[cu]
+            s[cu + 1] = float(cusum_path(s[cu + 1], x2[base_ok])[-1]) if base_ok.any() else s[cu + 1]
             out[:, -2] = np.where(valid, x1, np.nan)
             out[:, -1] = np.where(base_ok, x2, np.nan)
         # the memory: forecasts and intervals awaiting their actual, the last actuals, the widths
@@ -625,9 +646,11 @@ def _weighted(m0: np.ndarray, n0: float, v: np.ndarray, window: int) -> np.ndarr
     return m0 * tail[0] + (rate * after) @ v
 
 
-def _cusum(s0: float, x: np.ndarray) -> float:
-    """The one-sided CUSUM ``s <- max(0, s + clip(x) - K)`` after the values ``x``, vectorised (Lindley)."""
-    if not len(x):
-        return s0
-    c = s0 + np.cumsum(np.clip(x, -CUSUM_CAP, CUSUM_CAP) - CUSUM_K)
-    return float(c[-1] - min(0.0, float(c.min())))
+def cusum_path(s0: float, x: np.ndarray, shewhart: bool = False) -> np.ndarray:
+    """The drift test's statistic after each of the values ``x [N]`` from ``s0``, vectorised: the one-sided CUSUM
+    ``s <- max(0, s + clip(x) - K)``, and with ``shewhart`` (the first statistic) ``s <- max(s, LIFT)`` where
+    ``x > SHEWHART - 1``. Unrolled: ``s_t = C_t + max(s0, max_{k <= t} (f_k - C_k))`` with ``C`` the cumulative
+    increments and ``f_k`` the floor at ``k`` (0, or LIFT on a Shewhart signal)."""
+    c = np.cumsum(np.clip(x, -CUSUM_CAP, CUSUM_CAP) - CUSUM_K)
+    floor = np.where(x > _SHEWHART_X, _LIFT, 0.0) if shewhart else np.zeros(len(x))
+    return c + np.maximum(s0, np.maximum.accumulate(floor - c))
