@@ -178,6 +178,7 @@ def test_the_kernels_agree_bit_for_bit_at_any_batch_size(config: tuple, monkeypa
         x = rng.uniform(0.5, 3.0, (b, n, f)).astype(np.float32)
         y = (x[:, :, :1].repeat(o, axis=2) + rng.normal(0, 0.6, (b, n, o))).astype(np.float32)
         y[rng.integers(0, b), 0, 0] = np.nan if rng.random() < 0.3 else y[0, 0, 0]
+        y[rng.integers(0, b), -1, 0] = 1e4 if rng.random() < 0.3 else y[0, -1, 0]  # an error that raises the alarm
         monkeypatch.setattr(monitor_module, "_SMALL_BATCH", 10**9)
         floats = mon.advance(block, pos, x, y)  # one by one on floats (a chunk: the chunk path)
         monkeypatch.setattr(monitor_module, "_SMALL_BATCH", 0)
@@ -193,6 +194,26 @@ def test_the_kernels_agree_bit_for_bit_at_any_batch_size(config: tuple, monkeypa
             assert same(alone.block[0], lanes.block[i])
             assert np.array_equal(alone.answer[0], lanes.answer[i], equal_nan=True)
         block, pos = lanes.block, pos + n
+
+
+@pytest.mark.parametrize("space", ["absolute", "relative"])
+def test_bounds_beyond_float32_are_its_largest_value(space: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A forecast near float32's largest value: its interval ends there instead of at infinity, on every path
+    (floats, lanes, a chunk), and a finite float32 actual still lies within."""
+    mon = Monitor(_manifest(1, (True,), 0, 2, 1, None, space))
+    big = np.finfo(np.float32).max
+    if space == "absolute":
+        big = -big  # yhat - w overflows downwards
+    x = np.full((2, 3, 1), 5.0, np.float32)
+    y = np.full((2, 3, 1), big, np.float32)
+    answers = []
+    for small in (10**9, 0):
+        monkeypatch.setattr(monitor_module, "_SMALL_BATCH", small)
+        answers.append(mon.advance(mon.fresh(2), np.zeros(2, np.int64), x[:, :1], y[:, :1]).answer)
+    answers.append(mon.advance(mon.fresh(1), 0, x[:1], y[:1]).answer[:, :1])  # a chunk
+    for a in answers:
+        assert np.isfinite(a).all() and np.array_equal(a, answers[0][:len(a)])
+        assert (a[..., 1:] == np.finfo(np.float32).max).any() or (a[..., 1:] == -np.finfo(np.float32).max).any()
 
 
 def _equal(a: np.ndarray, b: np.ndarray) -> bool:

@@ -160,6 +160,7 @@ class _ArrayOps:
     minimum = staticmethod(np.minimum)
 
 
+_F32_MAX = float(np.finfo(np.float32).max)  # bounds are clipped to float32's range (never infinite)
 _SMALL_BATCH = 16  # up to this many sessions run one by one on Python floats (cheaper than numpy's per-call cost)
 
 
@@ -384,8 +385,10 @@ class Monitor:
                     else:
                         grow = 1.0 + w
                         lo, hi = yj / grow, yj * grow
-                    answer[o + 2 * li * o + j] = lo  # the answer is float32: rounded there, as numpy casts
-                    answer[o + (2 * li + 1) * o + j] = hi
+                    # the answer is float32: rounded there, as numpy casts; a bound beyond float32's range is its
+                    # largest value (every finite float32 actual lies within)
+                    answer[o + 2 * li * o + j] = ops.minimum(ops.maximum(lo, -_F32_MAX), _F32_MAX)
+                    answer[o + (2 * li + 1) * o + j] = ops.minimum(ops.maximum(hi, -_F32_MAX), _F32_MAX)
                     jo = self.observed.index(j) if j in self.observed else -1
                     if jo >= 0:
                         s[at["lo"] + (slot * lv + li) * ob + jo] = lo
@@ -494,8 +497,8 @@ class Monitor:
                         lo, hi = yj / grow, yj * grow
                     else:
                         lo, hi = yj - w, yj + w
-                    answer[o + 2 * li * o + j] = lo
-                    answer[o + (2 * li + 1) * o + j] = hi
+                    answer[o + 2 * li * o + j] = min(max(lo, -_F32_MAX), _F32_MAX)
+                    answer[o + (2 * li + 1) * o + j] = min(max(hi, -_F32_MAX), _F32_MAX)
                     jo = self._slot_of.get(j, -1)
                     if jo >= 0:
                         at = (slot * lv + li) * ob + jo
@@ -631,7 +634,7 @@ class Monitor:
         lo, hi = bounds(self.space, yall[:, None, :], w_used)  # [n, L, O]
         answer = np.empty((n, o * (1 + 2 * lv)), np.float32)
         answer[:, :o] = y
-        answer[:, o:] = np.stack([lo, hi], axis=2).reshape(n, 2 * lv * o)
+        answer[:, o:] = np.clip(np.stack([lo, hi], axis=2).reshape(n, 2 * lv * o), -_F32_MAX, _F32_MAX)
         return answer
 
 
