@@ -68,7 +68,7 @@ bench-forecast: $(BENCH_STAMP)
 
 # Prediction intervals on the bundled series (default flags): test coverage and width against persistence's,
 # coverage after injected changes (split conformal, online recalibration, ACI), the drift alarm's delays and false
-# alarms, the monitor's cost per step (~15 min on 2 cores: trains the four series; not part of `make test`).
+# alarms, the monitor's cost per step (4-15 min on 2 cores with the load: trains the four series; not part of `make test`).
 bench-intervals: $(STAMP)
 	$(PY) bench/bench_intervals.py $(BENCH_ARGS)
 
