@@ -344,7 +344,7 @@ def test_drift_alarm_on_a_level_shift(series: np.ndarray, chunk: int, caplog: py
     assert not states[-1].drift  # below the limit again: the model follows the new level
     assert fresh.live.figures().cusum == pytest.approx(s.live.cusum)  # the pool (one session) runs the same test
     lines = [r.getMessage() for r in caplog.records if r.name == "eddy.drift"]
-    assert len(lines) == 1 and "statistic='error above its reference level'" in lines[0], lines
+    assert len(lines) == 1 and "statistic='one error beyond 12 reference MAEs'" in lines[0], lines
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: "-".join(map(str, c)))

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from .monitor import CUSUM_LIMIT, PREDICTORS, Monitor, cusum_path
+from .monitor import CUSUM_LIMIT, PREDICTORS, SHEWHART, Monitor, cusum_path
 
 __all__ = ["POOL_WINDOW", "LiveFigures", "LivePool", "reference_figures", "session_figures"]
 
@@ -179,20 +179,22 @@ class LivePool:
     def _test(self, x: np.ndarray) -> None:
         """The pooled drift test over this step's standardised errors, in order (the sessions' recursion, vectorised:
         :func:`~eddy.runtime.core.monitor.cusum_path`)."""
-        peak = [0.0, 0.0]
+        peak, jump = [0.0, 0.0], False
         for i in range(2):
             v = x[:, i][~np.isnan(x[:, i])]
             if not len(v):
                 peak[i] = self._cusum[i]
                 continue
             s = cusum_path(float(self._cusum[i]), v, shewhart=i == 0)  # [N]
+            jump = jump or (i == 0 and bool((v > SHEWHART - 1.0).any()))
             peak[i] = float(s.max())
             self._cusum[i] = float(s[-1])
         if not self.drift and max(peak) > CUSUM_LIMIT:
             self.drift = True
             self.alarms += 1
             f = self._figures()
-            which = "error above its reference level" if peak[0] > CUSUM_LIMIT else "losing to its naive baseline"
+            which = (f"one error beyond {SHEWHART:g} reference MAEs" if jump else "error above its reference level") \
+                if peak[0] > CUSUM_LIMIT else "losing to its naive baseline"
             ref = (self.reference.get("rmse") or {}).get("model")
             log.warning("drift model=%s statistic=%r live_rmse=%.4g test_rmse=%s error_ratio=%s actuals=%d "
                         "cusum=%.1f,%.1f limit=%g", self.monitor.model, which, f.rmse.get("model", math.nan),
