@@ -21,6 +21,11 @@ Parts (``--parts``):
   and the drift alarm's delay (samples from the change to the session's alarm; "up before the change" when the
   session's alarm was already raised by the unchanged rows), also with the same change injected from the test
   part's first row on instead.
+- ``steps``: the online recalibration's step (``gamma``) and an aggregation of steps, compared: on synthetic
+  Gaussian errors whose standard deviation grows sqrt(5)-fold (coverage over the 80 forecasts after the jump, and
+  the in-control width over the oracle's), and on each bundled series (coverage and mean width, as a multiple of
+  the calibrated one, on the unchanged test part and after the injected changes). The same quantile tracking as
+  the monitor's, on the conformity scores of the model's streamed forecasts (horizon 1).
 - ``alarms``: false alarms of the drift test: alarms raised while streaming each unchanged series, and the
   in-control rate from a circular block bootstrap (blocks of 20) of the test part's standardised errors: 200 runs of
   10,000 actuals each.
@@ -53,7 +58,7 @@ from eddy.runtime.core.calibration import level_name, scores  # noqa: E402
 from eddy.runtime.core.monitor import CUSUM_LIMIT, SHEWHART, cusum_path  # noqa: E402
 from eddy.trainer.series import load_csv  # noqa: E402
 
-PARTS = ("coverage", "changes", "alarms", "cost")
+PARTS = ("coverage", "changes", "steps", "alarms", "cost")
 CHANGES = ("level shift", "variance jump", "frozen sensor")
 ACI_GAMMA = 0.005  # Gibbs and Candès' step for adaptive conformal inference
 
@@ -189,6 +194,89 @@ def _largest(model: runtime.Model, x: np.ndarray, end: int) -> float:
     return float(np.nanmax(observed)) + 1.0
 
 
+STEPS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0)  # online recalibration steps compared on synthetic errors
+AGGREGATED = (0.05, 0.1, 0.2, 0.4, 0.8)  # the steps an aggregation weighs by their recent pinball loss
+
+
+def _track(s: np.ndarray, q0: float, level: float, gamma: float) -> np.ndarray:
+    """The monitor's quantile tracking (log width, floor 1 %) over scores ``s`` (NaN: nothing scored): the width
+    issued before each score."""
+    up, down = math.exp(gamma * level), math.exp(-gamma * (1.0 - level))
+    w, out = q0, np.empty(len(s))
+    for t, v in enumerate(s):
+        out[t] = w
+        if not np.isnan(v):
+            w = max(w * (down if v <= w else up), 0.01 * q0)
+    return out
+
+
+def _aggregated(s: np.ndarray, q0: float, level: float, eta: float = 1.0, forget: float = 0.97) -> np.ndarray:
+    """Trackers of every step in AGGREGATED, mixed by exponential weights on their discounted pinball losses (in the
+    spirit of aggregated adaptive conformal inference, Zaffran et al. 2022)."""
+    g = np.array(AGGREGATED)
+    up, down = np.exp(g * level), np.exp(-g * (1.0 - level))
+    w, loss, out = np.full(len(g), q0), np.zeros(len(g)), np.empty(len(s))
+    for t, v in enumerate(s):
+        p = np.exp(-eta * (loss - loss.min()))
+        out[t] = float(p @ w / p.sum())
+        if not np.isnan(v):
+            loss = forget * loss + np.where(v > w, level * (v - w), (1.0 - level) * (w - v)) / q0
+            w = np.maximum(w * np.where(v <= w, down, up), 0.01 * q0)
+    return out
+
+
+def part_steps(models: dict[str, runtime.Model], seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    runs, before, after = 4000, 300, 80
+    print(f"\nsynthetic: Gaussian errors, standard deviation x sqrt(5) after {before} in control; {runs} runs")
+    print("\n| step | level | in-control coverage | in-control width / oracle | coverage of the 80 after the jump |")
+    print("| --- | --- | --- | --- | --- |")
+    from statistics import NormalDist
+    for level in (0.8, 0.95):
+        q0 = NormalDist().inv_cdf(0.5 + level / 2)
+        for gamma in STEPS:
+            up, down = math.exp(gamma * level), math.exp(-gamma * (1.0 - level))
+            e = np.abs(rng.standard_normal((runs, before + after)))
+            e[:, before:] *= math.sqrt(5.0)
+            w, hits, widths = np.full(runs, q0), np.empty(e.shape), np.empty(e.shape)
+            for t in range(before + after):
+                hit = e[:, t] <= w
+                hits[:, t], widths[:, t] = hit, w
+                w = np.maximum(w * np.where(hit, down, up), 0.01 * q0)
+            print(f"| {gamma:g} | {level_name(level)} % | {hits[:, 100:before].mean():.1%} | "
+                  f"{widths[:, 100:before].mean() / q0:.3f} | {hits[:, before:].mean():.1%} |", flush=True)
+    methods = {f"step {g:g}": (lambda s, q, lv, g=g: _track(s, q, lv, g)) for g in (0.1, 0.3)}
+    methods["aggregated"] = _aggregated
+    print("\nbundled series: coverage / mean width over the calibrated width, per level (80 %, 95 %)\n")
+    cases = (("none", "test"), ("variance jump", "val"), ("level shift", "val"), ("variance jump", "test"))
+    print("| series | method | " + " | ".join("unchanged test part" if k == "none" else f"{k} at the {a} part"
+                                          for k, a in cases) + " |")
+    print("| --- | --- |" + " --- |" * len(cases))
+    for name, m in models.items():
+        x = raw_series(m, name)
+        sp, cal, h = m.manifest.training["split_rows"], m.manifest.intervals, m.manifest.horizon
+        if h != 1 or len(m.targets) != 1:
+            continue
+        c = m.features.index(m.targets[0])
+        cells: dict[str, list[str]] = {k: [] for k in methods}
+        for kind, at in cases:
+            t0 = sp["test" if at == "test" else "val"][0]
+            xc = x if kind == "none" else changed(x, m, t0, kind, seed)
+            y = m.stream().push(xc)[:, 0].astype(np.float64)
+            s = np.full(len(xc), np.nan)
+            s[1:] = scores(cal.space, xc[1:, c].astype(np.float64), y[:-1])  # the score of each row's actual
+            rows = np.arange(t0 + (kind != "none"), len(xc))
+            for k, f in methods.items():
+                parts = []
+                for i, level in enumerate(cal.levels):
+                    q0 = cal.quantiles[m.targets[0]][i]
+                    w = f(s, q0, level)
+                    parts.append(f"{(s[rows] <= w[rows]).mean():.0%} / {w[rows].mean() / q0:.2f}")
+                cells[k].append(", ".join(parts))
+        for k in methods:
+            print(f"| {name} | {k} | " + " | ".join(cells[k]) + " |", flush=True)
+
+
 def _delay(drift: list[bool], t0: int) -> str:
     """Samples from the change at ``t0`` to the alarm's first rise after it (an alarm already up says so)."""
     if t0 and drift[t0 - 1]:
@@ -308,6 +396,8 @@ def main() -> None:
                 part_coverage(models)
             elif part == "changes":
                 part_changes(models, args.seed)
+            elif part == "steps":
+                part_steps(models, args.seed)
             elif part == "alarms":
                 part_alarms(models, args.seed)
             else:
