@@ -2,7 +2,7 @@
 
 Not a test (pytest does not collect it). Run from the repository root::
 
-    .venv/bin/python bench/bench_intervals.py                      # ~15 min: trains the four series, then measures
+    .venv/bin/python bench/bench_intervals.py                      # 4-15 min: trains the four series, then measures
     .venv/bin/python bench/bench_intervals.py --workdir /tmp/iv    # keep (and reuse) the trained models there
     .venv/bin/python bench/bench_intervals.py --series sunspots --parts coverage changes
 
