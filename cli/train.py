@@ -75,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
                            "value (inputs become changes too), for trending series; log_delta = the same on a log "
                            "scale (positive data); seasonal_delta (with --season N) = the change from the value one "
                            "season before the predicted one (inputs become changes over a season), for seasonal series; "
+                           "double_delta (with --season N) = both differences of the airline model: the change from "
+                           "the last value plus last season's change over the same steps (never tried by auto); "
                            "auto = train each that applies (seasonal_delta when --season is given) and keep the best "
                            "validation RMSE. "
                            "The transform is inside the exported graphs, which take and return raw units "

@@ -32,7 +32,7 @@ from eddy.trainer.self_contained import RTOL  # noqa: E402
 
 SEASON = 12
 ROWS = 144
-KINDS = ("level", "delta", "log_delta", "seasonal_delta")
+KINDS = ("level", "delta", "log_delta", "seasonal_delta", "double_delta")
 TINY = ["--units", "3", "--members", "1", "--epochs", "1", "--window", "6", "--seed", "0", "--quiet", "--baselines",
         "naive"]
 
@@ -53,7 +53,7 @@ def trained(csv: tuple[Path, np.ndarray], tmp_path_factory: pytest.TempPathFacto
     root = tmp_path_factory.mktemp("trained")
     out = {}
     for kind in KINDS:
-        season = ["--season", str(SEASON)] if kind == "seasonal_delta" else []
+        season = ["--season", str(SEASON)] if kind in ("seasonal_delta", "double_delta") else []
         assert train_main(["--data", str(csv[0]), "--target-transform", kind, *season, *TINY,
                            "--out", str(root / kind)]) == 0
         out[kind] = root / kind / "1"

@@ -17,7 +17,7 @@ import pytest
 
 from eddy.runtime.core.manifest import Normalization, StateSpec, read_manifest
 from eddy.trainer.graph_io import metadata, set_metadata, wrap_raw
-from eddy.trainer.transform import KINDS, Transform, applicable_kinds
+from eddy.trainer.transform import KINDS, SEASONAL_KINDS, Transform, applicable_kinds
 
 NORM = Normalization([40.0], [30.0], [0.5], [7.0])  # arbitrary, not the model's own: any affine must round-trip
 CHUNKS = [1, 1, 7, 1, 30, 2, 100, 1, 167]  # sums to 309, the series length
@@ -40,8 +40,8 @@ def _reference(core_dir: Path, t: Transform, x: np.ndarray) -> np.ndarray:
     return t.predictions(x, z * np.asarray(NORM.target_std) + NORM.target_mean, rows=np.arange(len(x)))
 
 
-@pytest.mark.parametrize(("kind", "season", "horizon"), [(k, None, 1) for k in KINDS if k != "seasonal_delta"]
-                         + [("seasonal_delta", 11, 1), ("seasonal_delta", 11, 3), ("seasonal_delta", 2, 2)])
+@pytest.mark.parametrize(("kind", "season", "horizon"), [(k, None, 1) for k in KINDS if k not in SEASONAL_KINDS]
+                         + [(k, s, h) for k in SEASONAL_KINDS for s, h in ((11, 1), (11, 3), (2, 2))])
 def test_wrapped_graphs_stream_the_float64_transform_in_any_chunking(core_dir: Path, series: np.ndarray, kind: str,
                                                                      season: int | None, horizon: int) -> None:
     t = Transform.for_columns(kind, ["sunspots"], ["sunspots"], season=season, horizon=horizon)
@@ -66,8 +66,8 @@ def test_wrapped_graphs_stream_the_float64_transform_in_any_chunking(core_dir: P
     want = _reference(core_dir, t, x)
     scale = np.maximum(np.abs(want), 1.0)
     assert float(np.max(np.abs(got - want) / scale)) < 1e-5
-    if t.is_seasonal:  # the shift buffer holds the last `season` raw samples
-        assert np.array_equal(state["x_season"][0], x[-season:].astype(np.float32)) and state["x_seen"][0, 0] == 1.0
+    if t.is_seasonal:  # the shift buffer holds the last `season` raw samples (double_delta: one more)
+        assert np.array_equal(state["x_season"][0], x[-t.buffer_rows:].astype(np.float32)) and state["x_seen"][0, 0] == 1
     elif t.is_delta:
         assert state["x_last"][0, 0] == np.float32(x[-1, 0]) and state["x_seen"][0, 0] == 1.0
 
@@ -126,3 +126,18 @@ def test_seasonal_delta_is_seasonal_naive_plus_the_predicted_change() -> None:
         Transform.for_columns("seasonal_delta", ["a"], ["a"])
     assert applicable_kinds(["a"], ["a"], x, season=2) == ["level", "delta", "log_delta", "seasonal_delta"]
     assert applicable_kinds(["a"], ["b"], x, season=2) == ["level"]  # the base is the target's own past
+
+
+def test_double_delta_is_the_airline_models_differencing() -> None:
+    trend, pattern = np.arange(9.0), np.tile([0.0, 10.0, 4.0], 3)
+    x = (trend * 2 + pattern)[:, None]  # [T, 1]: a trend plus a season of 3
+    t = Transform.for_columns("double_delta", ["a"], ["a"], season=3, horizon=1)
+    assert t.extra_state() == [StateSpec("x_season", [4, 1]), StateSpec("x_seen", [1])]
+    u = t.inputs(x)[:, 0]  # (x[t] - x[t-1]) - (x[t-3] - x[t-4]); rows before 0 stand for row 0
+    assert u[:4].tolist() == [0.0, 12.0, -4.0, -2.0] and np.all(u[4:] == 0.0)  # a trend plus a season: no change
+    assert np.all(t.labels(x, x, 1)[3:] == 0.0)  # once a season is seen, a zero change predicts every row exactly
+    zero = t.predictions(x, np.zeros((8, 1)), rows=np.arange(8))[:, 0]  # x[t] + x[t+1-3] - x[t-3]
+    assert zero[3:].tolist() == x[4:, 0].tolist() and zero[0] == x[0, 0] and zero[1] == x[1, 0] + x[0, 0] - x[0, 0]
+    assert np.allclose(t.inputs(t.series_from_inputs(u))[4:], u[4:, None])  # the inverse, from row S + 1 on
+    with pytest.raises(ValueError, match="'double_delta' needs --season at least the horizon \\(1\\), got none"):
+        Transform.for_columns("double_delta", ["a"], ["a"])

@@ -22,7 +22,8 @@ __all__ = ["BASELINES", "CELLS", "FILLS", "GRAPH_FORMATS", "PRECISIONS", "PRESET
            "TrainConfig"]
 
 FILLS = ("ffill", "interpolate", "drop")  # ways to handle missing values in the used CSV columns
-TARGET_TRANSFORMS = ("auto", "level", "delta", "log_delta", "seasonal_delta")  # --target-transform (trainer/transform.py)
+TARGET_TRANSFORMS = ("auto", "level", "delta", "log_delta", "seasonal_delta", "double_delta")  # --target-transform
+# (trainer/transform.py; the last two need --season)
 TRAININGS = ("windows", "tbptt")  # --training: the seed's windows, or long streams with the state carried
 # --preset NAME -> the fields it sets (flags given explicitly win). default: the dataclass defaults below;
 # seed: the seed article's network as it was, SimpleRNN(50), window 10, Dense(1), MSE, Adam, 10 epochs (patience 5),
@@ -54,7 +55,7 @@ class TrainConfig:
     split: tuple[float, float, float] = (0.7, 0.15, 0.15)  # train/val/test fractions, time-ordered
     fill: str | None = None  # missing values: None = error, "ffill", "interpolate" or "drop" the row
     season: int | None = None  # seasonal-naive baseline period in samples; None = no seasonal baseline
-    target_transform: str = "auto"  # level, delta, log_delta, seasonal_delta (needs season); auto: best validation RMSE
+    target_transform: str = "auto"  # level, delta, log_delta, seasonal_delta/double_delta (need season); auto: best val RMSE
     baselines: str = "classical"  # naive: persistence (+ seasonal naive); classical: also AutoETS, AutoARIMA, AutoTheta
     # model
     cell: str = "simple_rnn"  # recurrent cell (seed: SimpleRNN)
@@ -117,8 +118,10 @@ class TrainConfig:
             raise ValueError(f"training must be one of {', '.join(TRAININGS)}, got {self.training!r}")
         if self.season is not None and self.season < 1:
             raise ValueError(f"season must be at least 1, got {self.season}")
-        if self.target_transform == "seasonal_delta" and (self.season is None or self.season < self.horizon):
-            raise ValueError(f"target_transform seasonal_delta needs --season N of at least the horizon ({self.horizon})")
+        if self.target_transform in ("seasonal_delta", "double_delta") and (self.season is None
+                                                                              or self.season < self.horizon):
+            raise ValueError(f"target_transform {self.target_transform} needs --season N of at least the horizon "
+                             f"({self.horizon})")
         if self.quantize is not None and self.quantize not in PRECISIONS:
             raise ValueError(f"quantize must be one of {', '.join(PRECISIONS)}, got {self.quantize!r}")
         if "onnx" not in self.formats or any(f not in GRAPH_FORMATS for f in self.formats):

@@ -170,7 +170,7 @@ def _tbptt_first(training: str | None, advice: str) -> str:
 
 
 def _persistence_advice(kind: str | None) -> str:
-    if kind in ("delta", "log_delta", "seasonal_delta"):
+    if kind in ("delta", "log_delta", "seasonal_delta", "double_delta"):
         return "try more --epochs, another --window or --units, or more data"
     return "try --target-transform delta (or log_delta) for a trending series, more --epochs, another --window, or more data"
 

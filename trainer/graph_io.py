@@ -11,8 +11,9 @@ transformed inputs ``x`` and outputs ``y``, plus the recurrent states).
 ``x_last`` (the previous raw sample, ``[B, F]``) and ``x_seen`` (``[B, 1]``,
 0 before the first sample) are extra explicit state tensors of the delta
 kinds, so a zero initial state is still the start of a stream and chunked
-streaming stays exact. ``seasonal_delta`` carries ``x_season`` (the last
-``season`` raw samples, ``[B, S, F]``, a shift buffer) instead of ``x_last``. Identity statistics (mean 0, std 1) add no node.
+streaming stays exact. ``seasonal_delta`` and ``double_delta`` carry ``x_season`` (the last
+``season`` raw samples, ``[B, S, F]``, ``S + 1`` for double_delta: a shift buffer) instead of ``x_last``.
+Identity statistics (mean 0, std 1) add no node.
 
 :func:`set_metadata` writes the essentials into the file's
 ``metadata_props`` so any onnxruntime binding can use the graph with nothing
@@ -71,7 +72,7 @@ def wrap_raw(core: onnx.ModelProto, kind: str, transform: Transform, norm: Norma
     # -- pre: raw -> model space ----------------------------------------------------------
     xs = b.op("Log", ["x"]) if transform.is_log else "x"  # [B, (T,) F]
     u = xs
-    base_rows = ""  # seasonal_delta: the raw rows one season before each predicted one, [B, (T,) F]
+    base_rows = ""  # seasonal kinds: what a zero change predicts, [B, (T,) F]
     if transform.is_seasonal:
         u, base_rows = _season_buffer(b, transform, time_axis)
     elif transform.is_delta:
@@ -126,24 +127,37 @@ def wrap_raw(core: onnx.ModelProto, kind: str, transform: Transform, norm: Norma
 
 
 def _season_buffer(b: _Builder, transform: Transform, time_axis: bool) -> tuple[str, str]:
-    """seasonal_delta's pre-processing: ``(change over one season [B, (T,) F], base rows [B, (T,) F])``; writes the
-    shifted buffer to ``x_season_out``. A stream's first sample fills the buffer (row 0 stands in for rows < 0)."""
-    season, h, end = transform.season, transform.horizon, np.iinfo(np.int64).max
+    """The seasonal kinds' pre-processing: ``(model-space input [B, (T,) F], base rows [B, (T,) F])``; writes the
+    shifted buffer to ``x_season_out``. A stream's first sample fills the buffer (row 0 stands in for rows < 0).
+
+    seasonal_delta: ``x[t] - x[t-S]`` and base ``x[t+h-S]``; double_delta: ``(x[t] - x[t-1]) - (x[t-S] - x[t-S-1])``
+    and base ``x[t] + (x[t+h-S] - x[t-S])``."""
+    season, h, rows, end = transform.season, transform.horizon, transform.buffer_rows, np.iinfo(np.int64).max
     x3 = "x" if time_axis else b.op("Unsqueeze", ["x", b.const("sd_ax1", [1])])  # [B, T, F] (T = 1 for a step)
     seen = b.op("Unsqueeze", [b.op("Greater", [SEEN_STATE, b.const("zero", np.float32(0))]),
                               b.const("sd_ax2", [2])])  # [B, 1, 1] bool
     first = b.op("Slice", [x3, b.const("sd_f0", [0]), b.const("sd_f1", [1]), b.const("sd_axf", [1])])  # [B, 1, F]
-    fill = b.op("Expand", [first, b.const("sd_shape", [1, season, 1])])  # [B, S, F]
-    buf = b.op("Where", [seen, SEASON_STATE, fill])  # [B, S, F]: rows t-S .. t-1 before the chunk's first row t
-    cat = b.op("Concat", [buf, x3], axis=1)  # [B, S+T, F]: the chunk's row i at S+i
-    prev = b.op("Slice", [cat, b.const("sd_p0", [0]), b.const("sd_p1", [-season]), b.const("sd_axp", [1])])  # x[t-S]
-    base = b.op("Slice", [cat, b.const("sd_b0", [h]), b.const("sd_b1", [h - season if h < season else end]),
-                          b.const("sd_axb", [1])])  # [B, T, F]: x[t+h-S]
-    b.op("Slice", [cat, b.const("sd_n0", [-season]), b.const("sd_n1", [end]), b.const("sd_axn", [1])],
-         out=SEASON_STATE + STATE_OUT_SUFFIX)  # the last S rows
+    fill = b.op("Expand", [first, b.const("sd_shape", [1, rows, 1])])  # [B, L, F]
+    buf = b.op("Where", [seen, SEASON_STATE, fill])  # [B, L, F]: rows t-L .. t-1 before the chunk's first row t
+    cat = b.op("Concat", [buf, x3], axis=1)  # [B, L+T, F]: the chunk's row i at L+i
+
+    def back(lag: int, tag: str) -> str:
+        """``x[t - lag]`` for every row t of the chunk, ``[B, T, F]`` (``0 <= lag <= L``): ``cat[L-lag : L+T-lag]``."""
+        return b.op("Slice", [cat, b.const(f"sd_{tag}0", [rows - lag]), b.const(f"sd_{tag}1", [-lag if lag else end]),
+                              b.const(f"sd_{tag}ax", [1])])
+
+    b.op("Slice", [cat, b.const("sd_n0", [-rows]), b.const("sd_n1", [end]), b.const("sd_axn", [1])],
+         out=SEASON_STATE + STATE_OUT_SUFFIX)  # the last L rows
+    ahead = back(season - h, "b")  # x[t+h-S]
+    year_ago = back(season, "p")  # x[t-S]
+    if transform.is_double:
+        u = b.op("Sub", [b.op("Sub", [x3, back(1, "q")]), b.op("Sub", [year_ago, back(season + 1, "r")])])
+        base = b.op("Add", [x3, b.op("Sub", [ahead, year_ago])])
+    else:
+        u, base = b.op("Sub", [x3, year_ago]), ahead
     if not time_axis:
-        prev, base = (b.op("Squeeze", [v, b.const(f"sd_sq{i}", [1])]) for i, v in enumerate((prev, base)))
-    return b.op("Sub", ["x", prev]), base
+        u, base = (b.op("Squeeze", [v, b.const(f"sd_sq{i}", [1])]) for i, v in enumerate((u, base)))
+    return u, base
 
 
 def metadata(

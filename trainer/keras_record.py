@@ -30,7 +30,7 @@ from eddy.runtime.core.manifest import Manifest, Normalization, read_manifest, s
 
 from .errors import DataError, UnsupportedModelError
 from .graph_io import WINDOW_STATE
-from .transform import KINDS, SEASON_STATE
+from .transform import KINDS, SEASON_STATE, SEASONAL_KINDS
 
 __all__ = ["EDDY_MODEL_PREFIX", "FORMAT", "MEMBER", "Record", "embed_record", "read_record", "record_of",
            "require_record"]
@@ -45,8 +45,8 @@ _SEMANTICS = ("stream", "window")
 class Record:
     """What the served graphs put around the network, as the manifest says it."""
 
-    target_transform: str  # level, delta, log_delta, seasonal_delta
-    season: int | None  # seasonal_delta's season; else the --season the model was scored with (or None)
+    target_transform: str  # level, delta, log_delta, seasonal_delta, double_delta
+    season: int | None  # the seasonal kinds' season; else the --season the model was scored with (or None)
     normalization: Normalization  # model-space statistics, inside the graphs
     window: int
     horizon: int
@@ -64,7 +64,9 @@ class Record:
 def record_of(manifest: Manifest) -> Record:
     """The record of a version from its manifest."""
     state = {s.name: s.shape for s in manifest.state}
-    season = state[SEASON_STATE][0] if manifest.target_transform == "seasonal_delta" else manifest.training.get("season")
+    season = manifest.training.get("season")
+    if manifest.target_transform in SEASONAL_KINDS:  # the buffer holds S rows, S + 1 for double_delta
+        season = state[SEASON_STATE][0] - (manifest.target_transform == "double_delta")
     split = manifest.training.get("split")
     return Record(
         target_transform=manifest.target_transform,

@@ -25,6 +25,12 @@ Kinds (``--target-transform``):
   a shift buffer: ``concat(buf[1:], x[t])``) next to :data:`SEEN_STATE`; a
   stream's first sample fills the buffer, so before a whole season has been
   seen ``x[t-S]`` stands for ``x[0]`` (row 0's change is 0, as for ``delta``).
+- ``double_delta`` (with a season ``S >= horizon``): both differences of the airline model (seasonal ARIMA's
+  ``d = D = 1``). The network reads each feature's change since the previous sample minus that change one season
+  before, ``(x[t] - x[t-1]) - (x[t-S] - x[t-S-1])``, and predicts the target's change from
+  ``x[t, target] + x[t+h-S, target] - x[t-S, target]``: the last value plus last season's change over the same
+  steps (a zero change is that forecast, which follows both a trend and a seasonal pattern). The shift buffer
+  :data:`SEASON_STATE` holds the last ``S + 1`` raw samples; rows before a stream's first stand for row 0.
 
 The delta kinds need every target among the features (its observed value is
 the base of the prediction).
@@ -39,13 +45,15 @@ import numpy as np
 
 from eddy.runtime.core.manifest import StateSpec
 
-__all__ = ["AUTO", "KINDS", "LAST_STATE", "SEASON_STATE", "SEEN_STATE", "Transform", "applicable_kinds"]
+__all__ = ["AUTO", "KINDS", "LAST_STATE", "SEASONAL_KINDS", "SEASON_STATE", "SEEN_STATE", "Transform", "applicable_kinds"]
 
-KINDS = ("level", "delta", "log_delta", "seasonal_delta")
+KINDS = ("level", "delta", "log_delta", "seasonal_delta", "double_delta")
+SEASONAL_KINDS = ("seasonal_delta", "double_delta")  # the kinds that need a season S >= horizon
 AUTO = "auto"  # --target-transform auto: the kind with the lowest validation loss among the applicable ones
 LAST_STATE = "x_last"  # extra state of the delta kinds: the previous raw sample, [F]
 SEEN_STATE = "x_seen"  # extra state of the delta kinds: 0 before the first sample, 1 after, [1]
-SEASON_STATE = "x_season"  # extra state of seasonal_delta: the last `season` raw samples, oldest first, [S, F]
+SEASON_STATE = "x_season"  # extra state of the seasonal kinds: the last S (double_delta: S + 1) raw samples, oldest
+# first, [S, F] / [S + 1, F]
 
 
 @dataclass(frozen=True)
@@ -55,8 +63,8 @@ class Transform:
     kind: str  # one of KINDS
     n_features: int  # F
     target_index: tuple[int, ...] = ()  # feature column of each target (delta kinds), O of them
-    season: int = 0  # seasonal_delta: the season S in samples (0 for the other kinds)
-    horizon: int = 1  # seasonal_delta: steps ahead the model predicts (the base row is t + horizon - season)
+    season: int = 0  # seasonal kinds: the season S in samples (0 for the other kinds)
+    horizon: int = 1  # seasonal kinds: steps ahead the model predicts (the base rows include t + horizon - season)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -64,20 +72,20 @@ class Transform:
         if self.kind != "level" and not self.target_index:
             raise ValueError(f"target transform {self.kind!r} needs every target among the features")
         if self.is_seasonal and not 1 <= self.horizon <= self.season:
-            raise ValueError(f"target transform 'seasonal_delta' needs --season at least the horizon ({self.horizon}), "
+            raise ValueError(f"target transform {self.kind!r} needs --season at least the horizon ({self.horizon}), "
                              f"got {self.season or 'none'}")
 
     @classmethod
     def for_columns(cls, kind: str, features: Sequence[str], targets: Sequence[str], *, season: int | None = None,
                     horizon: int = 1) -> Transform:
-        """``kind`` for these columns (``season``/``horizon`` for seasonal_delta); ``ValueError`` if a delta kind's
-        target is not a feature or seasonal_delta has no season of at least ``horizon``."""
+        """``kind`` for these columns (``season``/``horizon`` for the seasonal kinds); ``ValueError`` if a delta kind's
+        target is not a feature or a seasonal kind has no season of at least ``horizon``."""
         if kind != "level":
             missing = [t for t in targets if t not in features]
             if missing:
                 raise ValueError(f"target transform {kind!r} needs every target among the features; "
                                  f"{', '.join(missing)} is not (add it to --features or use level)")
-            seasonal = {"season": season or 0, "horizon": horizon} if kind == "seasonal_delta" else {}
+            seasonal = {"season": season or 0, "horizon": horizon} if kind in SEASONAL_KINDS else {}
             return cls(kind, len(features), tuple(list(features).index(t) for t in targets), **seasonal)
         return cls(kind, len(features))
 
@@ -91,12 +99,21 @@ class Transform:
 
     @property
     def is_seasonal(self) -> bool:
-        return self.kind == "seasonal_delta"
+        return self.kind in SEASONAL_KINDS
+
+    @property
+    def is_double(self) -> bool:
+        return self.kind == "double_delta"
+
+    @property
+    def buffer_rows(self) -> int:
+        """Rows of the seasonal kinds' shift buffer :data:`SEASON_STATE`: S, or S + 1 for double_delta."""
+        return self.season + 1 if self.is_double else self.season
 
     def extra_state(self) -> list[StateSpec]:
         """The state tensors the transform adds after the recurrent ones (none for ``level``)."""
         if self.is_seasonal:
-            return [StateSpec(SEASON_STATE, [self.season, self.n_features]), StateSpec(SEEN_STATE, [1])]
+            return [StateSpec(SEASON_STATE, [self.buffer_rows, self.n_features]), StateSpec(SEEN_STATE, [1])]
         if not self.is_delta:
             return []
         return [StateSpec(LAST_STATE, [self.n_features]), StateSpec(SEEN_STATE, [1])]
@@ -116,18 +133,25 @@ class Transform:
         x = np.asarray(x, np.float64)  # [T, F]
         if not self.is_delta:
             return x.copy()
+        rows = np.arange(len(x))
+        if self.is_double:  # the change since the previous sample, minus that change one season before
+            back = self._back
+            return (x - x[back(rows, 1)]) - (x[back(rows, self.season)] - x[back(rows, self.season + 1)])
         if self.is_seasonal:
-            return x - x[self._back(np.arange(len(x)), self.season)]  # change over one season
+            return x - x[self._back(rows, self.season)]  # change over one season
         s = self._scale(x)
         return np.concatenate([np.zeros_like(s[:1]), np.diff(s, axis=0)], axis=0)
 
     def series_from_inputs(self, u: np.ndarray) -> np.ndarray:
         """A raw series ``[T, F]`` whose model-space inputs (:meth:`inputs`) are ``u`` ``[T, F]`` from row 1 on
-        (from row ``season`` on for seasonal_delta): the inverse of :meth:`inputs`, e.g. to draw valid raw
-        inputs for checks (positive for log_delta)."""
+        (from row ``season`` on for seasonal_delta, ``season + 1`` for double_delta): the inverse of :meth:`inputs`,
+        e.g. to draw valid raw inputs for checks (positive for log_delta)."""
         u = np.asarray(u, np.float64)  # [T, F]
         if not self.is_delta:
             return u.copy()
+        if self.is_double:  # the seasonal changes are a running sum of u; undo those as seasonal_delta does
+            seasonal = Transform("seasonal_delta", self.n_features, self.target_index, self.season, self.horizon)
+            return seasonal.series_from_inputs(np.cumsum(u, axis=0))
         if self.is_seasonal:
             x = np.empty_like(u)
             for r in range(min(self.season, len(u))):  # each residue mod S is a running sum of its changes
@@ -147,9 +171,8 @@ class Transform:
             return future.copy()
         if self.is_seasonal:
             if horizon != self.horizon:
-                raise ValueError(f"this seasonal_delta transform predicts {self.horizon} step(s) ahead, not {horizon}")
-            rows = self._back(np.arange(len(future)) + horizon, self.season)  # one season before each target row
-            return future - x[rows][:, list(self.target_index)]
+                raise ValueError(f"this {self.kind} transform predicts {self.horizon} step(s) ahead, not {horizon}")
+            return future - self._seasonal_base(x, np.arange(len(future)))
         base = x[: len(x) - horizon][:, list(self.target_index)]  # [T-h, O]
         return self._scale(future) - self._scale(base)
 
@@ -165,12 +188,21 @@ class Transform:
         x = np.asarray(x, np.float64)
         if self.is_seasonal:
             if rows is None:
-                raise ValueError("seasonal_delta predictions need the whole series and the input rows")
-            return x[self._back(np.asarray(rows) + self.horizon, self.season)][:, list(self.target_index)] + z
+                raise ValueError(f"{self.kind} predictions need the whole series and the input rows")
+            return self._seasonal_base(x, np.asarray(rows)) + z
         if rows is not None:
             x = x[np.asarray(rows)]  # [n, F]
         base = x[..., list(self.target_index)]  # [..., O]
         return base * np.exp(z) if self.is_log else base + z
+
+    def _seasonal_base(self, x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """What a zero change predicts from input ``rows`` ``[n]`` of raw ``x`` ``[T, F]``, ``[n, O]``: seasonal_delta
+        ``x[t+h-S]``; double_delta ``x[t] + x[t+h-S] - x[t-S]``."""
+        cols = list(self.target_index)
+        ahead = x[self._back(rows + self.horizon, self.season)][:, cols]  # one season before each target row
+        if not self.is_double:
+            return ahead
+        return x[rows][:, cols] + (ahead - x[self._back(rows, self.season)][:, cols])
 
     def check(self, x: np.ndarray, where: str) -> str | None:
         """Why the kind cannot be used on raw ``x`` ``[T, F]`` (``None`` if it can)."""
@@ -181,8 +213,9 @@ class Transform:
 
 def applicable_kinds(features: Sequence[str], targets: Sequence[str], x: np.ndarray,
                      season: int | None = None) -> list[str]:
-    """The kinds ``auto`` may choose from for these columns and raw inputs ``x`` ``[T, F]``; seasonal_delta
-    when a ``season`` is given (one at least the horizon)."""
+    """The kinds ``auto`` may choose from for these columns and raw inputs ``x`` ``[T, F]``; seasonal_delta when a
+    ``season`` is given (one at least the horizon). Not double_delta, which is there to ask for: on short series its
+    validation score misleads (docs/guides/training.md, "Target transform and the streamed score")."""
     kinds = ["level"]
     if all(t in features for t in targets):
         kinds.append("delta")

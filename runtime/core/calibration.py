@@ -12,7 +12,7 @@ for a given row, see the README).
 The score lives in the space where residuals are comparable from row to row
 for the model's target transform (:func:`space_for`):
 
-- ``absolute`` (level, delta, seasonal_delta): ``|y - yhat|``; the interval is
+- ``absolute`` (level, delta, seasonal_delta, double_delta): ``|y - yhat|``; the interval is
   ``yhat -/+ w``;
 - ``relative`` (log_delta, a model of relative changes): ``max(y/yhat, yhat/y) - 1``
   (a monotone function of ``|log(y/yhat)|``, with no logarithm to take); the

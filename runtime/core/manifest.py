@@ -96,7 +96,7 @@ class Manifest:
     files: dict[str, str] = field(default_factory=dict)  # other files -> sha256
     layer_units: list[int] = field(default_factory=list)  # units of each recurrent layer; empty = all `units`
     io: str = "normalised"  # "raw": graphs take/return raw units (normalisation inside); see the module docstring
-    target_transform: str = "level"  # what the network predicts: level, delta, log_delta, seasonal_delta (in the graphs)
+    target_transform: str = "level"  # what the network predicts: level, delta, log_delta, seasonal_delta, double_delta
     calibration: dict[str, Any] = field(default_factory=dict)  # prediction intervals (core/calibration.py); {}: none
     format: str = FORMAT  # "eddy.model/1"
 
