@@ -105,7 +105,10 @@ def stream_logs(caplog):
 def test_idle_timeout_while_blocked_writing_gives_the_client_its_final_status(models_dir, model, protocol,
                                                                               stream_logs):
     x = np.full((CHUNK, 1), 50.0, np.float32)
-    with served(models_dir, stream_idle_timeout=0.5, metrics_port=0) as s:
+    # 2 s: the idle clock starts with the stream, and a loaded machine can stall this process (the client's sending
+    # thread with it) for most of a second between the open message and the first samples; the stream then ends idle
+    # before it is ever blocked writing, which is not what this test is about
+    with served(models_dir, stream_idle_timeout=2.0, metrics_port=0) as s:
         unread = Unread(s.address, protocol, "unread", x, n=40)  # 640 KiB of answers: far past the 64 KiB window
         s.until(lambda: _metric(s.server.metrics.render().decode(), _method(protocol), "DEADLINE_EXCEEDED") == 1,
                 timeout=WAIT_S)
