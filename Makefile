@@ -23,10 +23,11 @@ demo: $(STAMP)
 	$(PY) -m eddy.cli.demo
 
 # The test modules run in parallel, one worker per core (pytest-xdist; a module's tests stay on one worker, so
-# its module-scoped fixtures are built once). `$(PY) -m pytest tests/test_x.py -q` runs one module serially.
+# its module-scoped fixtures are built once), the slowest of the last run first (tests/_schedule.py), so the workers
+# finish together. `$(PY) -m pytest tests/test_x.py -q` runs one module serially.
 test: $(STAMP)
 	$(PY) -m ruff check .
-	$(PY) -m pytest -q -n auto --dist loadfile
+	$(PY) -m pytest -q -n auto --dist loadfile --no-loadscope-reorder
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet
 
 # The site from docs/ (MkDocs, Material theme, mkdocstrings), rebuilt as you edit; `mkdocs build` writes build/site.
