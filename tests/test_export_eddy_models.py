@@ -21,6 +21,7 @@ import pytest
 pytest.importorskip("tensorflow")
 pytest.importorskip("tf2onnx")
 
+from _fitted import SEASON, fitted, seasonal_csv, seasonal_flags  # noqa: E402
 from conftest import LEGACY, MODEL, MODELS, SERIES_CSV  # noqa: E402
 
 import eddy.runtime as runtime  # noqa: E402
@@ -30,8 +31,6 @@ from eddy.runtime.core.manifest import read_manifest, sha256_file, write_manifes
 from eddy.trainer.keras_record import MEMBER  # noqa: E402
 from eddy.trainer.self_contained import RTOL  # noqa: E402
 
-SEASON = 12
-ROWS = 144
 KINDS = ("level", "delta", "log_delta", "seasonal_delta", "double_delta")
 TINY = ["--units", "3", "--members", "1", "--epochs", "1", "--window", "6", "--seed", "0", "--quiet", "--baselines",
         "naive"]
@@ -40,20 +39,19 @@ TINY = ["--units", "3", "--members", "1", "--epochs", "1", "--window", "6", "--s
 @pytest.fixture(scope="module")
 def csv(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]:
     """A positive trend + season series (log_delta needs positive values), as written: ``[T, 1]``."""
-    t = np.arange(ROWS)
-    v = 50 + 0.2 * t + 10 * np.sin(2 * np.pi * t / SEASON) + np.random.default_rng(0).normal(0, 0.3, ROWS)  # [T]
     path = tmp_path_factory.mktemp("eddy-models") / "s.csv"
-    path.write_text("v\n" + "".join(f"{x:.4f}\n" for x in v))
+    path.write_text(seasonal_csv())
     return path, np.loadtxt(path, skiprows=1, dtype=np.float32)[:, None]
 
 
 @pytest.fixture(scope="module")
 def trained(csv: tuple[Path, np.ndarray], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """One tiny eddy train version per target transform: kind -> version directory."""
+    """One tiny eddy train version per target transform: kind -> version directory (the seasonal_delta one is
+    the run's shared model, trained once for this module, eddy info's and the seasonal tests; it has .ort twins too)."""
     root = tmp_path_factory.mktemp("trained")
-    out = {}
-    for kind in KINDS:
-        season = ["--season", str(SEASON)] if kind in ("seasonal_delta", "double_delta") else []
+    out = {"seasonal_delta": fitted(tmp_path_factory, seasonal_csv(), seasonal_flags(1))[0]}
+    for kind in (k for k in KINDS if k != "seasonal_delta"):
+        season = ["--season", str(SEASON)] if kind == "double_delta" else []
         assert train_main(["--data", str(csv[0]), "--target-transform", kind, *season, *TINY,
                            "--out", str(root / kind)]) == 0
         out[kind] = root / kind / "1"
