@@ -8,13 +8,18 @@ import time
 from pathlib import Path
 
 import grpc
+import numpy as np
 
-from ..core.errors import EddyError, Unavailable, busy_lease
+from eddy.v1 import inference_pb2 as pb
+
+from ..core.errors import EddyError, InvalidInput, Unavailable, busy_lease
 from ..core.layout import parse_version
+from ..core.monitor import Forecast
 from ..grpc.status import error_from_status
+from ..grpc.tensors import tensor_to_bounds
 from ..serving.config import ServeConfig
 
-__all__ = ["ResumeRetry", "channel_setup", "rpc_error", "status_error", "version_field"]
+__all__ = ["ResumeRetry", "channel_setup", "forecast_of", "rpc_error", "status_error", "version_field"]
 
 # INTERNAL statuses no server sent: an HTTP/2 reset without a gRPC status, and grpc.aio's verdict on a message
 # sent into a call the transport had already ended (the call's real status is lost then)
@@ -24,6 +29,18 @@ _CUT = ("RST_STREAM", "Internal error from Core")
 def version_field(version: str | int | None) -> str:
     """The wire form of a requested version: "" for the latest, else checked by the one version rule."""
     return "" if version is None or version == "" else str(parse_version(version))
+
+
+def forecast_of(predictions: pb.Predictions, y: np.ndarray, asked: tuple[float, ...]) -> Forecast:
+    """A stream answer's predictions ``y[n, O]`` with the intervals of the ``asked`` levels; InvalidInput naming
+    what is wrong when the server's answer does not hold them (the caller ends the stream: a protocol error)."""
+    try:
+        lower, upper = tensor_to_bounds(predictions.intervals, y.shape)
+    except InvalidInput as e:
+        raise InvalidInput(f"protocol error: malformed intervals from the server: {e.message}") from None
+    if len(lower) != len(asked):
+        raise InvalidInput(f"protocol error: {len(asked)} interval level(s) asked, {len(lower)} received")
+    return Forecast(y, lower, upper)
 
 
 def channel_setup(max_message_bytes: int, tls: bool, tls_ca: str | Path | None, tls_cert: str | Path | None,

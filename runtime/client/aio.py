@@ -29,13 +29,12 @@ from eddy.v1 import inference_pb2 as pb
 from eddy.v1 import inference_pb2_grpc as pb_grpc
 
 from ..core.errors import EddyError, FailedPrecondition, InvalidInput
-from ..core.monitor import Forecast
 from ..core.samples import as_samples
 from ..grpc.headers import RESPONSE_LIMIT_HEADER, session_header
 from ..grpc.status import error_from_status
-from ..grpc.tensors import Encoding, array_to_tensor, tensor_to_bounds, tensor_to_samples, tensor_to_sequences
+from ..grpc.tensors import Encoding, array_to_tensor, tensor_to_samples, tensor_to_sequences
 from ..serving.config import ServeConfig
-from ._wire import ResumeRetry, channel_setup, rpc_error, status_error, version_field
+from ._wire import ResumeRetry, channel_setup, forecast_of, rpc_error, status_error, version_field
 from .fleet import AsyncRemoteFleet
 
 __all__ = ["AsyncClient", "AsyncRemoteStream"]
@@ -197,12 +196,9 @@ class AsyncRemoteStream:
         forecast = None
         if self.intervals:
             try:
-                lower, upper = tensor_to_bounds(out.intervals, y.shape)
+                forecast = forecast_of(out, y, self.intervals)
             except InvalidInput as e:
-                await self._fail(f"protocol error: malformed intervals from the server: {e.message}")
-            if len(lower) != len(self.intervals):
-                await self._fail(f"protocol error: {len(self.intervals)} interval level(s) asked, {len(lower)} received")
-            forecast = Forecast(y, lower, upper)
+                await self._fail(e.message)
         self.position += len(x)
         return forecast if forecast is not None else y
 

@@ -8,18 +8,16 @@ from collections.abc import Iterator, Sequence
 from typing import Any, NoReturn
 
 import grpc
-import numpy as np
 
 from eddy.v1 import inference_pb2 as pb
 from eddy.v1 import inference_pb2_grpc as pb_grpc
 
 from ..core.errors import EddyError, FailedPrecondition, InvalidInput
-from ..core.monitor import Forecast
 from ..core.samples import as_samples
 from ..grpc.headers import RESPONSE_LIMIT_HEADER, session_header
 from ..grpc.status import error_from_status
-from ..grpc.tensors import Encoding, array_to_tensor, tensor_to_bounds, tensor_to_samples
-from ._wire import rpc_error, version_field
+from ..grpc.tensors import Encoding, array_to_tensor, tensor_to_samples
+from ._wire import forecast_of, rpc_error, version_field
 
 __all__ = ["RemoteStream"]
 
@@ -147,18 +145,14 @@ class RemoteStream:
                 self._fail(f"protocol error: malformed predictions from the server: {e.message}")
             if len(y) != len(x):
                 self._fail(f"protocol error: {len(x)} sample(s) sent, {len(y)} prediction(s) received")
-            forecast = self._forecast(out, y) if self.intervals else None
+            forecast = None
+            if self.intervals:
+                try:
+                    forecast = forecast_of(out, y, self.intervals)
+                except InvalidInput as e:
+                    self._fail(e.message)
             self.position += len(x)
             return forecast if forecast is not None else y
-
-    def _forecast(self, out: pb.Predictions, y: np.ndarray) -> Forecast:
-        try:
-            lower, upper = tensor_to_bounds(out.intervals, y.shape)
-        except InvalidInput as e:
-            self._fail(f"protocol error: malformed intervals from the server: {e.message}")
-        if len(lower) != len(self.intervals):
-            self._fail(f"protocol error: {len(self.intervals)} interval level(s) asked, {len(lower)} received")
-        return Forecast(y, lower, upper)
 
     def reset(self) -> None:
         """Back to zero state and position 0 on the server (same session id)."""

@@ -28,7 +28,6 @@ import numpy as np
 import onnxruntime as ort
 
 from .binding import SCALAR_TYPES, StepBinding
-from .calibration import level_name
 from .errors import FailedPrecondition, InvalidInput, ModelLoadError
 from .layout import GRAPH_FORMATS, INPUT, OUTPUT, PRECISIONS, graph_key, resolve_version_dir, state_output
 from .live import LiveFigures, LivePool, reference_figures, session_figures
@@ -217,11 +216,6 @@ class Model:
         lower = {levels[i]: answer[:, o * (1 + 2 * i): o * (2 + 2 * i)] for i in index}
         upper = {levels[i]: answer[:, o * (2 + 2 * i): o * (3 + 2 * i)] for i in index}
         return Forecast(answer[:, :o], lower, upper)
-
-    def _output_names(self, index: tuple[int, ...]) -> list[str]:
-        """``y_lower_80``, ``y_upper_80``, ... for the levels at ``index`` (OIP output names)."""
-        levels = self.monitor.levels
-        return [f"{OUTPUT}_{side}_{level_name(levels[i])}" for i in index for side in ("lower", "upper")]
 
     def zero_state(self, batch: int = 1) -> State:
         """Zero state for `batch` streams: `{name: float32 [batch, *shape]}` (what a new stream starts from)."""

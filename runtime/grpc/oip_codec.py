@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
 
 import numpy as np
@@ -155,7 +155,7 @@ def interval_request(request: pb.ModelInferRequest, model: Model) -> tuple[tuple
             continue
         match = _BOUND.fullmatch(name)
         if match is None:
-            known = [OUTPUT, *model._output_names(tuple(range(len(model.interval_levels))))]
+            known = [OUTPUT, *_bound_names(model, range(len(model.interval_levels)))]
             raise InvalidInput(f"model {model.name} has outputs {', '.join(f'`{n}`' for n in known)}, "
                                f"not `{shown(name, quote=False)}`")
         levels.append(float(match.group(2)) / 100)
@@ -163,7 +163,19 @@ def interval_request(request: pb.ModelInferRequest, model: Model) -> tuple[tuple
         return (), names
     index = model._interval_index(levels)  # FailedPrecondition without a calibration, InvalidInput for a level
     held = tuple(model.interval_levels[i] for i in index)
-    return held, names or [OUTPUT, *model._output_names(index)]
+    return held, names or [OUTPUT, *_bound_names(model, index)]
+
+
+def _bound_name(side: str, level: float) -> str:
+    """The OIP output holding one side (``lower``, ``upper``) of a level's interval: ``y_lower_80``, ``y_upper_97.5``
+    (what :data:`_BOUND` reads back)."""
+    return f"{OUTPUT}_{side}_{level_name(level)}"
+
+
+def _bound_names(model: Model, index: Iterable[int]) -> list[str]:
+    """``y_lower_80``, ``y_upper_80``, ... for the model's calibrated levels at positions ``index``."""
+    levels = model.interval_levels
+    return [_bound_name(side, levels[i]) for i in index for side in ("lower", "upper")]
 
 
 def _levels(p: pb.InferParameter, model: Model) -> list[float]:
@@ -187,8 +199,8 @@ def forecast_response_bytes(model: Model, request_id: str, forecast: Forecast | 
     """A serialized ``ModelInferResponse`` with the outputs ``names`` (``y``, ``y_lower_80``, ...), in that order."""
     arrays = {OUTPUT: forecast} if isinstance(forecast, np.ndarray) else {
         OUTPUT: forecast.y,
-        **{f"{OUTPUT}_lower_{level_name(lv)}": a for lv, a in forecast.lower.items()},
-        **{f"{OUTPUT}_upper_{level_name(lv)}": a for lv, a in forecast.upper.items()}}
+        **{_bound_name("lower", lv): a for lv, a in forecast.lower.items()},
+        **{_bound_name("upper", lv): a for lv, a in forecast.upper.items()}}
     chosen = [(n, arrays[n]) for n in names]
     return pb.ModelInferResponse(
         model_name=model.name, model_version=str(model.version), id=request_id,
@@ -255,7 +267,7 @@ def model_metadata(model: Model, versions: list[int]) -> pb.ModelMetadataRespons
     """``x FP32 [-1, F]`` in, ``y FP32 [-1, O]`` out, and for a calibrated model each level's ``y_lower_80``,
     ``y_upper_80`` (answered when a request asks: the ``interval`` parameter or those names among its outputs);
     ``versions``: every version served under the name."""
-    bounds = model._output_names(tuple(range(len(model.interval_levels))))
+    bounds = _bound_names(model, range(len(model.interval_levels)))
     return pb.ModelMetadataResponse(name=model.name, versions=[str(v) for v in sorted(versions)], platform=PLATFORM,
                                     inputs=[_tensor(INPUT, model.n_features)],
                                     outputs=[_tensor(name, len(model.targets)) for name in (OUTPUT, *bounds)])
