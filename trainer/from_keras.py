@@ -47,7 +47,7 @@ from . import publish
 from .calibrate import calibrate
 from .config import TrainConfig
 from .errors import DataError, UnsupportedModelError
-from .evaluate import add_streamed, evaluate
+from .evaluate import add_streamed, evaluate, forward
 from .parity import PARITY_STEPS
 from .series import load_csv
 from .transform import Transform
@@ -207,7 +207,7 @@ def export_keras_file(
         if semantics == "window":
             def reference(raw_windows: np.ndarray) -> np.ndarray:  # Keras on each window, back to raw units
                 z = (raw_windows - np.asarray(normalization.input_mean)) / np.asarray(normalization.input_std)
-                y = (predictor or model).predict(z.astype(np.float32), verbose=0)
+                y = forward(predictor or model, z.astype(np.float32))
                 return np.asarray(y, np.float64) * normalization.target_std + normalization.target_mean
 
             contained = make_window_semantics(staging.path, contained, raw, reference, features=features,
@@ -264,7 +264,7 @@ class _ScaledInputs:
 
     def predict(self, x: np.ndarray, verbose: int = 0) -> np.ndarray:
         raw = np.asarray(x, np.float64) * self._norm.input_std + self._norm.input_mean
-        return self._model.predict(raw.astype(np.float32), verbose=verbose)
+        return forward(self._model, raw.astype(np.float32))
 
 
 def _normalization(n_features: int, n_targets: int, input_mean: list[float] | None, input_std: list[float] | None,

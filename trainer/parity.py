@@ -22,7 +22,8 @@ Keras-float32's error, the limit, the sequence length and the rule that
 passed it):
 
 - ``window_vs_predict``: the sequence graph over whole windows ``[N, W, F]``
-  from zero state, last output; Keras float32 here is ``model.predict``;
+  from zero state, last output; Keras float32 here is what ``model.predict``
+  answers (:func:`eddy.trainer.evaluate.forward`);
 - ``chunked_sequence``: a series ``[T, F]`` and its reverse (a batch of two)
   cut into random chunks of 1..2W samples, chained sequence-graph calls,
   every output and the final state; up to :data:`PARITY_STEPS` steps, so a
@@ -40,6 +41,7 @@ import numpy as np
 
 from . import _onnx
 from .errors import ParityError
+from .evaluate import forward
 
 if TYPE_CHECKING:  # importing keras_stack imports tensorflow; this module stays cheap
     import keras
@@ -113,13 +115,13 @@ def check_parity(
     seq = _onnx.session(out_dir / SEQUENCE_FILE)
     checks: dict[str, Any] = {}
 
-    # (a) whole windows: the sequence graph's last output vs model.predict, both vs float64.
+    # (a) whole windows: the sequence graph's last output vs Keras' answer (model.predict's), both vs float64.
     windows = np.asarray(windows, np.float32)  # [N, W, F]
     width = windows.shape[1]
     y_seq = seq.run(["y"], {"x": windows, **stack.zero_state(len(windows))})[0]  # [N, W, O]
     truth = run_stack(stack, windows, "float64")[0][:, -1]  # [N, O]
     checks["window_vs_predict"] = judge(
-        "window_vs_predict", [y_seq[:, -1]], [np.asarray(model.predict(windows, verbose=0))], [truth], width)
+        "window_vs_predict", [y_seq[:, -1]], [forward(model, windows)], [truth], width)
 
     # The whole series and its reverse, from zero state: Keras float32 and the float64 truth.
     series = np.asarray(series, np.float32)  # [T, F]
