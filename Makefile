@@ -68,8 +68,9 @@ bench-forecast: $(BENCH_STAMP)
 	$(PY) bench/forecast_table.py $(BENCH_ARGS)
 
 # Prediction intervals on the bundled series (default flags): test coverage and width against persistence's,
-# coverage after injected changes (split conformal, online recalibration, ACI), the drift alarm's delays and false
-# alarms, the monitor's cost per step (4-15 min on 2 cores with the load: trains the four series; not part of `make test`).
+# coverage after injected changes (30 draws each: split conformal, online recalibration, other online methods), the
+# drift alarm's detection rate, delays and false alarms, the monitor's cost per step (2-5 min on 2 cores with the
+# load, two thirds of it training the four series; not part of `make test`).
 bench-intervals: $(STAMP)
 	$(PY) bench/bench_intervals.py $(BENCH_ARGS)
 

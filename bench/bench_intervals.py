@@ -2,7 +2,7 @@
 
 Not a test (pytest does not collect it). Run from the repository root::
 
-    .venv/bin/python bench/bench_intervals.py                      # 4-15 min: trains the four series, then measures
+    .venv/bin/python bench/bench_intervals.py                      # 2-5 min: trains the four series, then measures
     .venv/bin/python bench/bench_intervals.py --workdir /tmp/iv    # keep (and reuse) the trained models there
     .venv/bin/python bench/bench_intervals.py --series sunspots --parts coverage changes
 
@@ -11,21 +11,26 @@ Parts (``--parts``):
 - ``coverage``: every bundled series trained with ``eddy train --seed S`` and the data flags of
   ``bench/train_table.py`` (other flags at their defaults); the manifest's test figures: coverage of the
   split-conformal intervals (calibrated widths), coverage as served (online recalibration from the series' first
-  row), mean width, and the width of persistence-residual intervals of the same coverage.
-- ``changes``: each model streamed (a local ``Stream``: the code the server runs) over its series with a change
-  injected on the target's column from the first validation row on: a level shift (+2 standard deviations of the
-  training part), a variance jump (Gaussian noise of 2 x the test RMSE added) and a frozen sensor (the last
-  value repeated). Reported over the forecasts issued after the change: coverage of the calibrated
-  (split-conformal) intervals around the same predictions, of the served ones, and of adaptive conformal
-  inference (Gibbs and Candès 2021, step 0.005, on the same calibration scores; its infinite intervals counted);
-  and the drift alarm's delay (samples from the change to the session's alarm; "up before the change" when the
-  session's alarm was already raised by the unchanged rows), also with the same change injected from the test
-  part's first row on instead.
-- ``steps``: the online recalibration's step (``gamma``) and an aggregation of steps, compared: on synthetic
-  Gaussian errors whose standard deviation grows sqrt(5)-fold (coverage over the 80 forecasts after the jump, and
-  the in-control width over the oracle's), and on each bundled series (coverage and mean width, as a multiple of
-  the calibrated one, on the unchanged test part and after the injected changes). The same quantile tracking as
-  the monitor's, on the conformity scores of the model's streamed forecasts (horizon 1).
+  row), mean width, and the width of persistence-residual intervals of the same coverage; next to them the
+  binomial standard error of a coverage at the nominal level over that many test rows.
+- ``changes``: each model streamed (a fresh ``Stream``, the series as one chunk: the code the server runs, whose
+  intervals are bit for bit those of one-sample pushes) over its series with a change injected on the target's
+  column, ``--draws`` times each (default 30): a variance jump (Gaussian noise of 2 x the test RMSE added from the
+  first validation row on, a new noise seed per draw), a level shift (+2 standard deviations of the training part)
+  and a frozen sensor (the last value repeated), both at ``--draws`` rows spread evenly over the validation and
+  test parts (the calibration, made at training, is untouched). Reported per series and change, over the
+  forecasts issued after the change (to the end for the variance jump; as many as the test part has for the
+  others): the mean over draws, with its standard error, of the coverage of the calibrated (split-conformal)
+  intervals around the same predictions and of the served ones (online recalibration); the drift alarm's
+  detection rate within those forecasts and its delay (samples from the change's first sample to the session's
+  alarm: median and 90th percentile over the draws that detect it). Then the level shift's effect on the model's
+  errors (MAE over the forecasts after it over the same forecasts' MAE on the unchanged series; the shift's own
+  error in reference MAEs), the detection rate of level shifts of 0.5-8 standard deviations, and online
+  recalibration methods compared on the same draws (quantile tracking with steps 0.1, the monitor's, 0.2 and
+  0.3, and an aggregation of steps; horizon-1 single-target series): coverage after the change, and in control
+  (the unchanged validation and test parts) the coverage, mean width and mean interval score.
+- ``steps``: the online recalibration's step (``gamma``) on synthetic Gaussian errors whose standard deviation
+  grows sqrt(5)-fold: coverage over the 80 forecasts after the jump, and the in-control width over the oracle's.
 - ``alarms``: false alarms of the drift test: alarms raised while streaming each unchanged series, and the
   in-control rate from a circular block bootstrap (blocks of 20) of the test part's standardised errors: 200 runs of
   10,000 actuals each.
@@ -38,6 +43,7 @@ The machine's load (``os.getloadavg``) is printed before and after each part.
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import os
 import statistics
@@ -55,12 +61,11 @@ from train_table import SERIES  # noqa: E402  the data flags of each bundled ser
 import eddy.runtime as runtime  # noqa: E402
 from eddy.cli.train import main as train_main  # noqa: E402
 from eddy.runtime.core.calibration import level_name, scores  # noqa: E402
-from eddy.runtime.core.monitor import CUSUM_LIMIT, SHEWHART, cusum_path  # noqa: E402
+from eddy.runtime.core.monitor import CUSUM_LIMIT, cusum_path  # noqa: E402
 from eddy.trainer.series import load_csv  # noqa: E402
 
 PARTS = ("coverage", "changes", "steps", "alarms", "cost")
 CHANGES = ("level shift", "variance jump", "frozen sensor")
-ACI_GAMMA = 0.005  # Gibbs and Candès' step for adaptive conformal inference
 
 
 def load() -> str:
@@ -88,26 +93,33 @@ def raw_series(model: runtime.Model, name: str) -> np.ndarray:
 
 
 def part_coverage(models: dict[str, runtime.Model]) -> None:
-    print("\n| series | transform | test rows | level | coverage, split conformal | served (online) | mean width | "
-          "served width | persistence width, same coverage | width / persistence |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("\n| series | transform | test rows | level | binomial s.e. of a nominal coverage | coverage, split conformal | "
+          "served (online) | mean width | served width | persistence width, same coverage | width / persistence |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for name, m in models.items():
         iv = m.manifest.metrics.get("intervals") or {}
         for key, f in (iv.get("levels") or {}).items():
-            print(f"| {name} | {m.manifest.target_transform} | {iv['rows']} | {key} % | {f['coverage']:.1%} | "
+            se = math.sqrt(float(key) / 100 * (1 - float(key) / 100) / iv["rows"])
+            print(f"| {name} | {m.manifest.target_transform} | {iv['rows']} | {key} % | {se:.1%} | {f['coverage']:.1%} | "
                   f"{f['served_coverage']:.1%} | {f['width']:.4g} | {f['served_width']:.4g} | {f['persistence_width']:.4g} | "
                   f"{f['width'] / f['persistence_width']:.2f} |")
         for note in iv.get("notes") or []:
-            print(f"| {name} | | | note: {note} | | | | | | |")
+            print(f"| {name} | | | note: {note} | | | | | | | |")
 
 
-def changed(x: np.ndarray, model: runtime.Model, t0: int, kind: str, seed: int) -> np.ndarray:
-    """``x`` with ``kind`` injected on the target columns from row ``t0`` on."""
+DRAWS = 30  # independent draws of each injected change (--draws)
+SHIFTS = (0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0)  # level shifts swept, in standard deviations of the training part
+
+
+def changed(x: np.ndarray, model: runtime.Model, t0: int, kind: str, seed: int, size: float = 2.0) -> np.ndarray:
+    """``x`` with ``kind`` injected on the target columns from row ``t0`` on (a level shift of ``size`` standard
+    deviations of the training part; Gaussian noise of 2 x the test RMSE drawn with ``seed``; the last value
+    repeated)."""
     x = x.copy()
     cols = [model.features.index(t) for t in model.targets if t in model.features]
     train_end = model.manifest.training["split_rows"]["train"][1]
     if kind == "level shift":
-        x[t0:, cols] += 2.0 * x[:train_end, cols].std(axis=0)
+        x[t0:, cols] += size * x[:train_end, cols].std(axis=0)
     elif kind == "variance jump":
         rmse = float((model.manifest.metrics.get("streamed") or model.manifest.metrics)["rmse"])
         x[t0:, cols] += np.random.default_rng(seed).normal(0.0, 2.0 * rmse, (len(x) - t0, len(cols)))
@@ -118,74 +130,191 @@ def changed(x: np.ndarray, model: runtime.Model, t0: int, kind: str, seed: int) 
     return x.astype(np.float32)
 
 
-def stream(model: runtime.Model, x: np.ndarray) -> tuple[np.ndarray, dict[float, np.ndarray], dict[float, np.ndarray],
-                                                       list[bool]]:
-    """One sample per push (as a served stream of single samples): predictions, bounds, drift flag after each."""
-    s = model.stream()
-    ys, lo, hi, drift = [], {lv: [] for lv in model.interval_levels}, {lv: [] for lv in model.interval_levels}, []
-    for t in range(len(x)):
-        f = s.push(x[t:t + 1], intervals=True)
-        ys.append(f.y[0])
-        for lv in model.interval_levels:
-            lo[lv].append(f.lower[lv][0])
-            hi[lv].append(f.upper[lv][0])
-        drift.append(s.live.drift)
-    return (np.array(ys), {k: np.array(v) for k, v in lo.items()}, {k: np.array(v) for k, v in hi.items()}, drift)
+def streamed(model: runtime.Model, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The series as one chunk through a fresh stream and its monitor (a chunk's intervals are bit for bit those of
+    the same samples pushed one by one): predictions ``[N, O]``, the answer with every level's bounds and the
+    scored errors ``[N, E]``."""
+    y = model.stream().push(x)
+    adv = model.monitor.advance(model.monitor.fresh(1), 0, x[None], y[None])
+    return y, adv.answer[0], adv.observed[0]
 
 
-def aci(cal_scores: np.ndarray, test_scores: np.ndarray, level: float) -> tuple[float, float]:
-    """Adaptive conformal inference over ``test_scores`` (in order): coverage and the fraction of infinite intervals."""
-    alpha, target = 1.0 - level, 1.0 - level
-    s = np.sort(cal_scores)
-    n = len(s)
-    hits, infinite = [], 0
-    for score in test_scores:
-        k = math.ceil((n + 1) * (1.0 - alpha))
-        q = math.inf if alpha <= 0 or k > n else (s[max(k, 1) - 1] if alpha < 1 else -math.inf)
-        infinite += q == math.inf
-        covered = score <= q
-        hits.append(covered)
-        alpha += ACI_GAMMA * (target - (0.0 if covered else 1.0))
-    return float(np.mean(hits)), infinite / max(len(test_scores), 1)
+def drift_rows(observed: np.ndarray) -> np.ndarray:
+    """``[N]`` bool: the session's alarm after each row (either statistic above the limit), from its scored errors
+    (the monitor's own recursion, ``cusum_path``)."""
+    sums = []
+    for col, shewhart in ((-2, True), (-1, False)):
+        v = observed[:, col]
+        ok = ~np.isnan(v)
+        c = np.zeros(len(v))
+        if ok.any():
+            c[ok] = cusum_path(0.0, v[ok], shewhart)
+        last = np.maximum.accumulate(np.where(ok, np.arange(len(v)), -1))  # rows without a score keep the sum
+        sums.append(np.where(last >= 0, c[np.maximum(last, 0)], 0.0))
+    return np.maximum(sums[0], sums[1]) > CUSUM_LIMIT
 
 
-def part_changes(models: dict[str, runtime.Model], seed: int) -> None:
-    print("\n| series | change at | change | post-change forecasts | level | split conformal | served (online) | "
-          "ACI (infinite) | alarm delay | alarm delay, change at the test part |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    notes: list[str] = []
+def _points(lo: int, hi: int, draws: int) -> list[int]:
+    """``draws`` injection rows spread evenly over ``[lo, hi]``."""
+    return [int(round(v)) for v in np.linspace(lo, max(hi, lo), draws)]
+
+
+def _mean_se(values: list[float]) -> str:
+    v = np.asarray(values, np.float64)
+    se = float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else math.nan
+    return f"{v.mean():.1%} ± {se:.1%}"
+
+
+def _delays(found: list[int | None]) -> str:
+    got = [d for d in found if d is not None]
+    if not got:
+        return "none"
+    return f"{statistics.median(got):g} / {float(np.percentile(got, 90)):.0f}"
+
+
+def part_changes(models: dict[str, runtime.Model], seed: int, draws: int) -> None:
+    """Each change injected ``draws`` times: coverage after it (mean over draws ± its standard error), the alarm's
+    detection rate and delay; online recalibration methods compared on the same draws; the level shift's effect on
+    the model's errors and the smallest shift the alarm catches."""
+    logging.getLogger("eddy.drift").setLevel(logging.ERROR)  # the pooled alarm of thousands of draws: not measured here
+    rows: dict[str, list[str]] = {k: [] for k in ("coverage", "alarm", "method", "shift", "sweep")}
     for name, m in models.items():
-        x = raw_series(m, name)
-        h = m.manifest.horizon
-        t0 = m.manifest.training["split_rows"]["val"][0]
-        cal = m.manifest.intervals
-        cols = [m.features.index(t) for t in m.targets]
-        y_clean = m.stream().push(x)  # the calibration scores: the validation part of the unchanged stream
-        v0, v1 = m.manifest.training["split_rows"]["val"]
-        cal_scores = scores(cal.space, x[v0:v1, cols].astype(np.float64), y_clean[v0 - h:v1 - h])
-        for kind in CHANGES:
-            xc = changed(x, m, t0, kind, seed)
-            y, lo, hi, drift = stream(m, xc)
-            rows = np.arange(t0, len(xc) - h)  # forecasts issued after the change, scored h rows later
-            actual = xc[rows + h][:, cols].astype(np.float64)
-            delay = _delay(drift, t0)
-            t1 = m.manifest.training["split_rows"]["test"][0]  # the same change where no alarm is up (the test part)
-            late = _delay(stream(m, changed(x, m, t1, kind, seed))[3], t1)
-            if kind == "level shift":  # what the Shewhart part sees: the error at the shift, in reference MAEs
-                unit = m.monitor.reference.level if m.monitor.reference is not None else np.full(len(cols), np.nan)
-                jump = np.abs(xc[t0, cols].astype(np.float64) - y[t0 - h]) / unit  # the forecast made before it
-                notes.append(f"{name}: the level shift's first error is {float(jump.mean()):.1f} reference MAEs "
-                             f"(the Shewhart limit: {SHEWHART:g}); the largest before the test part "
-                             f"{_largest(m, x, t1):.1f}")
+        _series_changes(name, m, seed, draws, rows)
+        print(f"  {name} measured ({load()})", flush=True)
+    cov_rows, alarm_rows, method_rows, shift_rows, sweep_rows = (rows[k] for k in ("coverage", "alarm", "method",
+                                                                                    "shift", "sweep"))
+    print(f"\n### Coverage after each change ({draws} draws; mean over draws ± its standard error)\n")
+    print("| series | change | injected at | forecasts after it | level | split conformal | online (served) |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("\n".join(cov_rows))
+    print(f"\n### The drift alarm ({draws} draws; delay in samples from the change's first sample, over the draws "
+          "that detect it)\n")
+    print("| series | change | injected at | detected within the forecasts after it | delay: median / 90th percentile |")
+    print("| --- | --- | --- | --- | --- |")
+    print("\n".join(alarm_rows))
+    print("\n### The level shift (+2 sd) and the model's errors\n")
+    print("| series | transform | MAE after the shift / unchanged, same forecasts: mean (range) | the shift's own "
+          "error, reference MAEs (median) | largest error before the test part, reference MAEs |")
+    print("| --- | --- | --- | --- | --- |")
+    print("\n".join(shift_rows))
+    print(f"\n### Level shifts of every size ({draws} injection points each)\n")
+    print("| series | shift | detected | delay: median / 90th percentile |")
+    print("| --- | --- | --- | --- |")
+    print("\n".join(sweep_rows))
+    print("\n### Online recalibration methods on the same draws\n\nHorizon-1 single-target series; after the change: "
+          "mean coverage ± s.e.; in control, over the unchanged validation + test parts: coverage, mean width and mean "
+          "interval score (Gneiting and Raftery 2007: width + 2 / (1 - level) x the miss's distance; lower is better), "
+          "both over the calibrated width.\n")
+    print("| series | change | method | " + " | ".join(f"{level_name(lv)} % after | {level_name(lv)} % in control"
+                                                   for lv in (0.8, 0.95)) + " |")
+    print("| --- | --- | --- |" + " --- | --- |" * 2)
+    print("\n".join(method_rows))
+
+
+def _series_changes(name: str, m: runtime.Model, seed: int, draws: int, out: dict[str, list[str]]) -> None:
+    """One series' rows of :func:`part_changes`' tables, appended to ``out``."""
+    methods = {f"step {g:g}": (lambda s, q, lv, g=g: _track(s, q, lv, g)) for g in STEPS_DRAWN}
+    methods["aggregated"] = _aggregated
+    cov_rows, alarm_rows, method_rows, shift_rows, sweep_rows = (out[k] for k in ("coverage", "alarm", "method",
+                                                                                   "shift", "sweep"))
+    x = raw_series(m, name)
+    sp, cal, h = m.manifest.training["split_rows"], m.manifest.intervals, m.manifest.horizon
+    cols = [m.features.index(t) for t in m.targets]
+    v0, t1, end = sp["val"][0], sp["test"][0], len(x) - h  # forecasts issued at rows < end are scored
+    span = end - t1  # forecasts after a spread change: as many as the test part has
+    q = cal.quantile_matrix(m.targets)  # [L, O]
+    o = len(m.targets)
+    y_clean, _, obs_clean = streamed(m, x)
+    up_before = bool(drift_rows(obs_clean)[:end].any())
+    single = h == 1 and len(m.targets) == 1 and m.targets[0] in m.features
+    c = m.features.index(m.targets[0])
+
+    def score_row(xc: np.ndarray, y: np.ndarray) -> np.ndarray:  # the score of each row's actual (h = 1)
+        s = np.full(len(xc), np.nan)
+        s[1:] = scores(cal.space, xc[1:, c].astype(np.float64), y[:-1, 0].astype(np.float64))
+        return s
+
+    def coverage(xc: np.ndarray, y: np.ndarray, answer: np.ndarray, rows: np.ndarray) -> tuple[list, list]:
+        actual = xc[rows + h][:, cols].astype(np.float64)
+        static, online = [], []
+        for i in range(len(cal.levels)):
+            static.append(float((scores(cal.space, actual, y[rows].astype(np.float64)) <= q[i]).mean()))
+            lo, hi = answer[rows, o + 2 * i * o:o + (2 * i + 1) * o], answer[rows, o + (2 * i + 1) * o:o + (2 * i + 2) * o]
+            online.append(float(((lo <= actual) & (actual <= hi)).mean()))
+        return static, online
+
+    in_control = {}  # method -> per level (coverage, mean width / calibrated) on the unchanged val+test parts
+    if single:
+        s = score_row(x, y_clean)
+        for k, f in methods.items():
+            in_control[k] = []
             for i, lv in enumerate(cal.levels):
-                q = cal.quantile_matrix(m.targets)[i]
-                static = scores(cal.space, actual, y[rows]) <= q
-                served = (lo[lv][rows] <= actual) & (actual <= hi[lv][rows])
-                a_cov, a_inf = aci(cal_scores[:, 0], scores(cal.space, actual[:, 0], y[rows, 0]), lv)
-                print(f"| {name} | row {t0} | {kind} | {len(rows)} | {level_name(lv)} % | {static.mean():.1%} | "
-                      f"{served.mean():.1%} | {a_cov:.1%} ({a_inf:.0%}) | "
-                      f"{delay} | {late} |", flush=True)
-    print("\n" + "\n".join(notes))
+                w = f(s, q[i, 0], lv)
+                r = np.arange(v0 + 1, end + 1)
+                score = 2.0 * w[r] + 2.0 / (1.0 - lv) * np.maximum(s[r] - w[r], 0.0)  # the interval score
+                in_control[k].append(((s[r] <= w[r]).mean(), w[r].mean() / q[i, 0], score.mean() / q[i, 0]))
+    for kind in CHANGES:
+        at = [v0] * draws if kind == "variance jump" else _points(v0, end - span, draws)
+        results = {"static": [], "online": [], "found": [], "mae": [], "methods": {k: [] for k in methods}}
+        for r, t0 in enumerate(at):
+            xc = changed(x, m, t0, kind, seed + r)
+            y, answer, observed = streamed(m, xc)
+            stop = end if kind == "variance jump" else t0 + span
+            rows = np.arange(t0, stop)
+            st, on = coverage(xc, y, answer, rows)
+            results["static"].append(st)
+            results["online"].append(on)
+            drift = drift_rows(observed)
+            hit = np.flatnonzero(drift[t0:stop + h])
+            results["found"].append(int(hit[0]) if len(hit) else None)
+            err = np.abs(xc[rows + h][:, cols] - y[rows]).mean()
+            base = np.abs(x[rows + h][:, cols] - y_clean[rows]).mean()
+            first = float(np.abs(xc[t0, cols].astype(np.float64) - y[t0 - h]).mean())
+            results["mae"].append((err / base, first))
+            if single:
+                s = score_row(xc, y)
+                for k, f in methods.items():
+                    hits = []
+                    for i, lv in enumerate(cal.levels):
+                        w = f(s, q[i, 0], lv)
+                        hits.append(float((s[rows + 1] <= w[rows + 1]).mean()))
+                    results["methods"][k].append(hits)
+        where = "validation part's first row" if kind == "variance jump" else \
+            f"rows {at[0]}-{at[-1]}, the next {span} forecasts"
+        n_post = end - v0 if kind == "variance jump" else span
+        if kind != "frozen sensor":
+            for i, lv in enumerate(cal.levels):
+                cov_rows.append(f"| {name} | {kind} | {where} | {n_post} | {level_name(lv)} % | "
+                                f"{_mean_se([d[i] for d in results['static']])} | "
+                                f"{_mean_se([d[i] for d in results['online']])} |")
+        found = results["found"]
+        alarm_rows.append(f"| {name} | {kind} | {where} | {sum(d is not None for d in found)}/{draws} | "
+                          f"{_delays(found)} |")
+        if kind == "level shift":
+            ratio = [a for a, _ in results["mae"]]
+            unit = float(np.mean(m.monitor.reference.level)) if m.monitor.reference is not None else math.nan
+            shift_rows.append(f"| {name} | {m.manifest.target_transform} | {np.mean(ratio):.3f} "
+                              f"({min(ratio):.3f}-{max(ratio):.3f}) | "
+                              f"{np.median([b for _, b in results['mae']]) / unit:.1f} | "
+                              f"{_largest(m, x, t1):.1f} |")
+        if single and kind != "frozen sensor":
+            for k in methods:
+                cells = []
+                for i in range(len(cal.levels)):
+                    cov, width, score = in_control[k][i]
+                    cells.append(f"{_mean_se([d[i] for d in results['methods'][k]])} | {cov:.1%}, {width:.2f}, "
+                                 f"{score:.2f}")
+                method_rows.append(f"| {name} | {kind} | {k} | " + " | ".join(cells) + " |")
+    for size in SHIFTS:  # the smallest level shift the alarm catches
+        found = []
+        for t0 in _points(v0, end - span, draws):
+            drift = drift_rows(streamed(m, changed(x, m, t0, "level shift", seed, size))[2])
+            hit = np.flatnonzero(drift[t0:t0 + span + h])
+            found.append(int(hit[0]) if len(hit) else None)
+        sweep_rows.append(f"| {name} | {size:g} sd | {sum(d is not None for d in found)}/{draws} | "
+                          f"{_delays(found)} |")
+    if up_before:
+        alarm_rows.append(f"| {name} | (none) | the unchanged series raised an alarm: delays above are unreliable | | |")
 
 
 def _largest(model: runtime.Model, x: np.ndarray, end: int) -> float:
@@ -196,6 +325,7 @@ def _largest(model: runtime.Model, x: np.ndarray, end: int) -> float:
 
 STEPS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0)  # online recalibration steps compared on synthetic errors
 AGGREGATED = (0.05, 0.1, 0.2, 0.4, 0.8)  # the steps an aggregation weighs by their recent pinball loss
+STEPS_DRAWN = (0.1, 0.2, 0.3)  # steps compared on the injected changes' draws (0.1: the monitor's)
 
 
 def _track(s: np.ndarray, q0: float, level: float, gamma: float) -> np.ndarray:
@@ -225,7 +355,8 @@ def _aggregated(s: np.ndarray, q0: float, level: float, eta: float = 1.0, forget
     return out
 
 
-def part_steps(models: dict[str, runtime.Model], seed: int) -> None:
+def part_steps(seed: int) -> None:
+    """The online recalibration's step on synthetic errors (the bundled series: ``part_changes``' last table)."""
     rng = np.random.default_rng(seed)
     runs, before, after = 4000, 300, 80
     print(f"\nsynthetic: Gaussian errors, standard deviation x sqrt(5) after {before} in control; {runs} runs")
@@ -245,44 +376,6 @@ def part_steps(models: dict[str, runtime.Model], seed: int) -> None:
                 w = np.maximum(w * np.where(hit, down, up), 0.01 * q0)
             print(f"| {gamma:g} | {level_name(level)} % | {hits[:, 100:before].mean():.1%} | "
                   f"{widths[:, 100:before].mean() / q0:.3f} | {hits[:, before:].mean():.1%} |", flush=True)
-    methods = {f"step {g:g}": (lambda s, q, lv, g=g: _track(s, q, lv, g)) for g in (0.1, 0.3)}
-    methods["aggregated"] = _aggregated
-    print("\nbundled series: coverage / mean width over the calibrated width, per level (80 %, 95 %)\n")
-    cases = (("none", "test"), ("variance jump", "val"), ("level shift", "val"), ("variance jump", "test"))
-    print("| series | method | " + " | ".join("unchanged test part" if k == "none" else f"{k} at the {a} part"
-                                          for k, a in cases) + " |")
-    print("| --- | --- |" + " --- |" * len(cases))
-    for name, m in models.items():
-        x = raw_series(m, name)
-        sp, cal, h = m.manifest.training["split_rows"], m.manifest.intervals, m.manifest.horizon
-        if h != 1 or len(m.targets) != 1:
-            continue
-        c = m.features.index(m.targets[0])
-        cells: dict[str, list[str]] = {k: [] for k in methods}
-        for kind, at in cases:
-            t0 = sp["test" if at == "test" else "val"][0]
-            xc = x if kind == "none" else changed(x, m, t0, kind, seed)
-            y = m.stream().push(xc)[:, 0].astype(np.float64)
-            s = np.full(len(xc), np.nan)
-            s[1:] = scores(cal.space, xc[1:, c].astype(np.float64), y[:-1])  # the score of each row's actual
-            rows = np.arange(t0 + (kind != "none"), len(xc))
-            for k, f in methods.items():
-                parts = []
-                for i, level in enumerate(cal.levels):
-                    q0 = cal.quantiles[m.targets[0]][i]
-                    w = f(s, q0, level)
-                    parts.append(f"{(s[rows] <= w[rows]).mean():.0%} / {w[rows].mean() / q0:.2f}")
-                cells[k].append(", ".join(parts))
-        for k in methods:
-            print(f"| {name} | {k} | " + " | ".join(cells[k]) + " |", flush=True)
-
-
-def _delay(drift: list[bool], t0: int) -> str:
-    """Samples from the change at ``t0`` to the alarm's first rise after it (an alarm already up says so)."""
-    if t0 and drift[t0 - 1]:
-        since = next(t for t in range(t0 - 1, -1, -1) if t == 0 or not drift[t - 1])
-        return f"up before the change (since row {since})"
-    return next((f"{t - t0} samples" for t in range(t0, len(drift)) if drift[t]), "none")
 
 
 def part_alarms(models: dict[str, runtime.Model], seed: int) -> None:
@@ -384,6 +477,7 @@ def main() -> None:
                                                                  "directory)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--draws", type=int, default=DRAWS, help="independent draws of each injected change")
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         workdir = args.workdir or Path(tmp)
@@ -395,9 +489,9 @@ def main() -> None:
             if part == "coverage":
                 part_coverage(models)
             elif part == "changes":
-                part_changes(models, args.seed)
+                part_changes(models, args.seed, args.draws)
             elif part == "steps":
-                part_steps(models, args.seed)
+                part_steps(args.seed)
             elif part == "alarms":
                 part_alarms(models, args.seed)
             else:
