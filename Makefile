@@ -69,8 +69,8 @@ bench-forecast: $(BENCH_STAMP)
 
 # Prediction intervals on the bundled series (default flags): test coverage and width against persistence's,
 # coverage after injected changes (30 draws each: split conformal, online recalibration, other online methods), the
-# drift alarm's detection rate, delays and false alarms, the monitor's cost per step (2-5 min on 2 cores with the
-# load, two thirds of it training the four series; not part of `make test`).
+# drift alarm's detection rate, delays and false alarms, the monitor's cost per step (2.5-5 min on 2 cores with the
+# load, three quarters of it training the four series; not part of `make test`).
 bench-intervals: $(STAMP)
 	$(PY) bench/bench_intervals.py $(BENCH_ARGS)
 

@@ -27,8 +27,12 @@ Parts (``--parts``):
   errors (MAE over the forecasts after it over the same forecasts' MAE on the unchanged series; the shift's own
   error in reference MAEs), the detection rate of level shifts of 0.5-8 standard deviations, and online
   recalibration methods compared on the same draws (quantile tracking with steps 0.1, the monitor's, 0.2 and
-  0.3, and an aggregation of steps; horizon-1 single-target series): coverage after the change, and in control
-  (the unchanged validation and test parts) the coverage, mean width and mean interval score.
+  0.3; with a scale-relative additive step, conformal PID control's; and an aggregation of steps; horizon-1
+  single-target series): coverage after the change, and in control
+  (the unchanged validation and test parts) the coverage, mean width and mean interval score. Last, why the online
+  coverage misses after a variance jump: the monitor's log-width tracking makes the miss rate over the T forecasts
+  after the change exceed its nominal by exactly log(w_end / w_start) / (gamma T); the width growth r the change
+  demanded, that deficit next to the measured one, and the step that would keep r within 5 points.
 - ``steps``: the online recalibration's step (``gamma``) on synthetic Gaussian errors whose standard deviation
   grows sqrt(5)-fold: coverage over the 80 forecasts after the jump, and the in-control width over the oracle's.
 - ``alarms``: false alarms of the drift test: alarms raised while streaming each unchanged series, and the
@@ -177,7 +181,7 @@ def part_changes(models: dict[str, runtime.Model], seed: int, draws: int) -> Non
     detection rate and delay; online recalibration methods compared on the same draws; the level shift's effect on
     the model's errors and the smallest shift the alarm catches."""
     logging.getLogger("eddy.drift").setLevel(logging.ERROR)  # the pooled alarm of thousands of draws: not measured here
-    rows: dict[str, list[str]] = {k: [] for k in ("coverage", "alarm", "method", "shift", "sweep")}
+    rows: dict[str, list[str]] = {k: [] for k in ("coverage", "alarm", "method", "shift", "sweep", "budget")}
     for name, m in models.items():
         _series_changes(name, m, seed, draws, rows)
         print(f"  {name} measured ({load()})", flush=True)
@@ -209,11 +213,21 @@ def part_changes(models: dict[str, runtime.Model], seed: int, draws: int) -> Non
                                                    for lv in (0.8, 0.95)) + " |")
     print("| --- | --- | --- |" + " --- | --- |" * 2)
     print("\n".join(method_rows))
+    print(f"\n### Why the online coverage misses after a variance jump ({draws} draws)\n\nThe monitor's tracking moves "
+          "the log width by gamma x (miss - (1 - level)) per scored forecast, so over the T forecasts after the change "
+          "the miss rate exceeds its nominal by exactly log(w_end / w_start) / (gamma T) while the width stays above "
+          "its floor: a change that needs the width r times wider costs log(r) / (gamma T) of coverage, and keeping "
+          "that within 5 points takes gamma >= log(r) / (0.05 T).\n")
+    print("| series | level | forecasts after it (T) | width growth w_end / w_start (median) | coverage deficit: "
+          "log(r) / (gamma T) / measured (means) | gamma that would keep r within 5 points |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    print("\n".join(rows["budget"]))
 
 
 def _series_changes(name: str, m: runtime.Model, seed: int, draws: int, out: dict[str, list[str]]) -> None:
     """One series' rows of :func:`part_changes`' tables, appended to ``out``."""
     methods = {f"step {g:g}": (lambda s, q, lv, g=g: _track(s, q, lv, g)) for g in STEPS_DRAWN}
+    methods |= {f"scale-relative {lr:g}": (lambda s, q, lv, lr=lr: _scaled(s, q, lv, lr)) for lr in SCALED}
     methods["aggregated"] = _aggregated
     cov_rows, alarm_rows, method_rows, shift_rows, sweep_rows = (out[k] for k in ("coverage", "alarm", "method",
                                                                                    "shift", "sweep"))
@@ -279,6 +293,12 @@ def _series_changes(name: str, m: runtime.Model, seed: int, draws: int, out: dic
                         w = f(s, q[i, 0], lv)
                         hits.append(float((s[rows + 1] <= w[rows + 1]).mean()))
                     results["methods"][k].append(hits)
+                if kind == "variance jump":  # the tracking identity over the scores after the change
+                    ids = rows[:-1] + 1  # T - 1 scores, each followed by an update whose result is issued next
+                    for i, lv in enumerate(cal.levels):
+                        w = _track(s, q[i, 0], lv, cal.gamma)
+                        results.setdefault("budget", []).append(
+                            (i, w[ids[-1] + 1] / w[ids[0]], float((s[ids] > w[ids]).mean()) - (1.0 - lv), len(ids)))
         where = "validation part's first row" if kind == "variance jump" else \
             f"rows {at[0]}-{at[-1]}, the next {span} forecasts"
         n_post = end - v0 if kind == "variance jump" else span
@@ -305,6 +325,14 @@ def _series_changes(name: str, m: runtime.Model, seed: int, draws: int, out: dic
                     cells.append(f"{_mean_se([d[i] for d in results['methods'][k]])} | {cov:.1%}, {width:.2f}, "
                                  f"{score:.2f}")
                 method_rows.append(f"| {name} | {kind} | {k} | " + " | ".join(cells) + " |")
+        if single and kind == "variance jump":
+            for i, lv in enumerate(cal.levels):
+                got = [(r, d, n) for j, r, d, n in results["budget"] if j == i]
+                n = got[0][2]
+                implied = np.mean([math.log(r) / (cal.gamma * n) for r, _, _ in got])
+                need = float(np.median([r for r, _, _ in got]))
+                out["budget"].append(f"| {name} | {level_name(lv)} % | {n} | {need:.2f} | {implied:.1%} / "
+                                     f"{np.mean([d for _, d, _ in got]):.1%} | {math.log(need) / (0.05 * n):.2f} |")
     for size in SHIFTS:  # the smallest level shift the alarm catches
         found = []
         for t0 in _points(v0, end - span, draws):
@@ -326,6 +354,8 @@ def _largest(model: runtime.Model, x: np.ndarray, end: int) -> float:
 STEPS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0)  # online recalibration steps compared on synthetic errors
 AGGREGATED = (0.05, 0.1, 0.2, 0.4, 0.8)  # the steps an aggregation weighs by their recent pinball loss
 STEPS_DRAWN = (0.1, 0.2, 0.3)  # steps compared on the injected changes' draws (0.1: the monitor's)
+SCALED = (0.05, 0.1)  # scale-relative steps (conformal PID control's quantile tracking) compared on the same draws
+SCALE_WINDOW = 50  # scores whose largest scales that step
 
 
 def _track(s: np.ndarray, q0: float, level: float, gamma: float) -> np.ndarray:
@@ -337,6 +367,19 @@ def _track(s: np.ndarray, q0: float, level: float, gamma: float) -> np.ndarray:
         out[t] = w
         if not np.isnan(v):
             w = max(w * (down if v <= w else up), 0.01 * q0)
+    return out
+
+
+def _scaled(s: np.ndarray, q0: float, level: float, lr: float, window: int = SCALE_WINDOW) -> np.ndarray:
+    """Quantile tracking with a scale-relative step, the P part of conformal PID control (Angelopoulos, Candès and
+    Tibshirani 2023): the width moves by ``lr * B * (miss - (1 - level))``, additively, with ``B`` the largest of the
+    last ``window`` scores (floor 1 % of ``q0``): the width issued before each score."""
+    w, out, recent = q0, np.empty(len(s)), []
+    for t, v in enumerate(s):
+        out[t] = w
+        if not np.isnan(v):
+            recent = [*recent[1 - window:], float(v)]
+            w = max(w + lr * max(recent) * ((1.0 if v > w else 0.0) - (1.0 - level)), 0.01 * q0)
     return out
 
 
