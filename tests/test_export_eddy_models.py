@@ -29,8 +29,8 @@ from eddy.cli.export import main as export_main  # noqa: E402
 from eddy.runtime.core.manifest import read_manifest, sha256_file, write_manifest  # noqa: E402
 from eddy.trainer.keras_record import MEMBER  # noqa: E402
 from eddy.trainer.self_contained import RTOL  # noqa: E402
+from eddy.trainer.transform import KINDS  # noqa: E402
 
-KINDS = ("level", "delta", "log_delta", "seasonal_delta", "double_delta")
 TINY = ["--units", "3", "--members", "1", "--epochs", "1", "--window", "6", "--seed", "0", "--quiet", "--baselines",
         "naive"]
 

@@ -18,12 +18,13 @@ from eddy.runtime.core.layout import (
 )
 from eddy.runtime.core.layout import QUANTIZED_PRECISIONS as PRECISIONS  # extra graph precisions --quantize adds
 
+from .transform import AUTO, KINDS, SEASONAL_KINDS
+
 __all__ = ["BASELINES", "CELLS", "FILLS", "GRAPH_FORMATS", "PRECISIONS", "PRESETS", "TARGET_TRANSFORMS", "TRAININGS",
            "TrainConfig"]
 
 FILLS = ("ffill", "interpolate", "drop")  # ways to handle missing values in the used CSV columns
-TARGET_TRANSFORMS = ("auto", "level", "delta", "log_delta", "seasonal_delta", "double_delta")  # --target-transform
-# (trainer/transform.py; the last two need --season)
+TARGET_TRANSFORMS = (AUTO, *KINDS)  # --target-transform (trainer/transform.py; SEASONAL_KINDS need --season)
 TRAININGS = ("windows", "tbptt")  # --training: the seed's windows, or long streams with the state carried
 # --preset NAME -> the fields it sets (flags given explicitly win). default: the dataclass defaults below;
 # seed: the seed article's network as it was, SimpleRNN(50), window 10, Dense(1), MSE, Adam, 10 epochs (patience 5),
@@ -118,8 +119,7 @@ class TrainConfig:
             raise ValueError(f"training must be one of {', '.join(TRAININGS)}, got {self.training!r}")
         if self.season is not None and self.season < 1:
             raise ValueError(f"season must be at least 1, got {self.season}")
-        if self.target_transform in ("seasonal_delta", "double_delta") and (self.season is None
-                                                                              or self.season < self.horizon):
+        if self.target_transform in SEASONAL_KINDS and (self.season is None or self.season < self.horizon):
             raise ValueError(f"target_transform {self.target_transform} needs --season N of at least the horizon "
                              f"({self.horizon})")
         if self.quantize is not None and self.quantize not in PRECISIONS:

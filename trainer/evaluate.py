@@ -21,6 +21,7 @@ import numpy as np
 
 from .classical import LABELS as CLASSICAL_LABELS
 from .classical import score_classical
+from .transform import DELTA_KINDS
 from .windows import Dataset
 
 __all__ = ["CLASSICAL_MARGIN", "RANDOM_WALK_MARGIN", "Predictor", "add_streamed", "baseline_warnings", "best_classical",
@@ -189,7 +190,7 @@ def _tbptt_first(training: str | None, advice: str) -> str:
 
 
 def _persistence_advice(kind: str | None) -> str:
-    if kind in ("delta", "log_delta", "seasonal_delta", "double_delta"):
+    if kind in DELTA_KINDS:
         return "try more --epochs, another --window or --units, or more data"
     return "try --target-transform delta (or log_delta) for a trending series, more --epochs, another --window, or more data"
 

@@ -45,9 +45,11 @@ import numpy as np
 
 from eddy.runtime.core.manifest import StateSpec
 
-__all__ = ["AUTO", "KINDS", "LAST_STATE", "SEASONAL_KINDS", "SEASON_STATE", "SEEN_STATE", "Transform", "applicable_kinds"]
+__all__ = ["AUTO", "DELTA_KINDS", "KINDS", "LAST_STATE", "SEASONAL_KINDS", "SEASON_STATE", "SEEN_STATE", "Transform",
+           "applicable_kinds"]
 
 KINDS = ("level", "delta", "log_delta", "seasonal_delta", "double_delta")
+DELTA_KINDS = KINDS[1:]  # the kinds that predict a change from an observed value (every target must be a feature)
 SEASONAL_KINDS = ("seasonal_delta", "double_delta")  # the kinds that need a season S >= horizon
 AUTO = "auto"  # --target-transform auto: the kind with the lowest validation loss among the applicable ones
 LAST_STATE = "x_last"  # extra state of the delta kinds: the previous raw sample, [F]
@@ -91,7 +93,7 @@ class Transform:
 
     @property
     def is_delta(self) -> bool:
-        return self.kind != "level"
+        return self.kind in DELTA_KINDS
 
     @property
     def is_log(self) -> bool:

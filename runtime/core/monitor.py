@@ -107,8 +107,8 @@ class Reference:
             return None
         best = min(naive, key=lambda k: float(naive[k].mean()))
         gap = float(np.mean((mae - naive[best]) / mae))
-        val = [validation.get(targets[j]) for j in observed] if validation else []
-        if val and all(isinstance(v, float) and math.isfinite(v) and v > 0 for v in val):
+        val = [validation.get(targets[j]) for j in observed] if validation else []  # checked by Calibration
+        if val and None not in val:
             return cls(mae, best, gap, np.array(val, np.float64), "validation")
         return cls(mae, best, gap, mae)
 
