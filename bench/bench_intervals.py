@@ -26,11 +26,13 @@ Parts (``--parts``):
   alarm: median and 90th percentile over the draws that detect it). Then the level shift's effect on the model's
   errors (MAE over the forecasts after it over the same forecasts' MAE on the unchanged series; the shift's own
   error in reference MAEs), the detection rate of level shifts of 0.5-8 standard deviations, and online
-  recalibration methods compared on the same draws (quantile tracking with steps 0.1, the monitor's, 0.2 and
-  0.3; with a scale-relative additive step, conformal PID control's; and an aggregation of steps; horizon-1
-  single-target series): coverage after the change, and in control
+  recalibration methods compared on the same draws (quantile tracking on normalised scores, the monitor's; on the
+  half-width itself with steps 0.1, the monitor's for calibrations without normalised scores, 0.2 and 0.3; with a
+  scale-relative additive step, conformal PID control's; and an aggregation of steps; horizon-1 single-target
+  series): coverage after the change, and in control
   (the unchanged validation and test parts) the coverage, mean width and mean interval score. Last, why the online
-  coverage misses after a variance jump: the monitor's log-width tracking makes the miss rate over the T forecasts
+  coverage misses after a variance jump when the half-width itself is tracked (log width, step 0.1: the monitor's
+  before normalised scores, and still for calibrations without them): the miss rate over the T forecasts
   after the change exceed its nominal by exactly log(w_end / w_start) / (gamma T); the width growth r the change
   demanded, that deficit next to the measured one, and the step that would keep r within 5 points.
 - ``steps``: the online recalibration's step (``gamma``) on synthetic Gaussian errors whose standard deviation
@@ -64,7 +66,7 @@ from train_table import SERIES  # noqa: E402  the data flags of each bundled ser
 
 import eddy.runtime as runtime  # noqa: E402
 from eddy.cli.train import main as train_main  # noqa: E402
-from eddy.runtime.core.calibration import level_name, scores  # noqa: E402
+from eddy.runtime.core.calibration import level_name, scale_path, scores  # noqa: E402
 from eddy.runtime.core.monitor import CUSUM_LIMIT, cusum_path  # noqa: E402
 from eddy.trainer.series import load_csv  # noqa: E402
 
@@ -213,8 +215,9 @@ def part_changes(models: dict[str, runtime.Model], seed: int, draws: int) -> Non
                                                    for lv in (0.8, 0.95)) + " |")
     print("| --- | --- | --- |" + " --- | --- |" * 2)
     print("\n".join(method_rows))
-    print(f"\n### Why the online coverage misses after a variance jump ({draws} draws)\n\nThe monitor's tracking moves "
-          "the log width by gamma x (miss - (1 - level)) per scored forecast, so over the T forecasts after the change "
+    print(f"\n### Why tracking the half-width itself misses after a variance jump ({draws} draws)\n\nThe monitor "
+          "before normalised scores (and still for calibrations without them) moves the log width "
+          "by gamma x (miss - (1 - level)) per scored forecast, so over the T forecasts after the change "
           "the miss rate exceeds its nominal by exactly log(w_end / w_start) / (gamma T) while the width stays above "
           "its floor: a change that needs the width r times wider costs log(r) / (gamma T) of coverage, and keeping "
           "that within 5 points takes gamma >= log(r) / (0.05 T).\n")
@@ -229,6 +232,11 @@ def _series_changes(name: str, m: runtime.Model, seed: int, draws: int, out: dic
     methods = {f"step {g:g}": (lambda s, q, lv, g=g: _track(s, q, lv, g)) for g in STEPS_DRAWN}
     methods |= {f"scale-relative {lr:g}": (lambda s, q, lv, lr=lr: _scaled(s, q, lv, lr)) for lr in SCALED}
     methods["aggregated"] = _aggregated
+    norm = m.manifest.intervals.normalised
+    if norm is not None:  # the monitor's: quantile tracking on normalised scores, from the manifest's calibration
+        t0_ = m.targets[0]
+        methods["normalised scores (the monitor's)"] = lambda s, q, lv: _normalised(
+            s, norm.quantiles[t0_][cal.levels.index(lv)], norm.scale[t0_], lv, cal.gamma, norm.rate, norm.clip)
     cov_rows, alarm_rows, method_rows, shift_rows, sweep_rows = (out[k] for k in ("coverage", "alarm", "method",
                                                                                    "shift", "sweep"))
     x = raw_series(m, name)
@@ -367,6 +375,21 @@ def _track(s: np.ndarray, q0: float, level: float, gamma: float) -> np.ndarray:
         out[t] = w
         if not np.isnan(v):
             w = max(w * (down if v <= w else up), 0.01 * q0)
+    return out
+
+
+def _normalised(s: np.ndarray, q0: float, s0: float, level: float, gamma: float, rate: float,
+                clip: float) -> np.ndarray:
+    """The monitor's quantile tracking on normalised scores (floor 1 %): the half-width ``q x scale`` issued before
+    each score, ``q`` tracked on its logarithm from ``q0``, the scale an exponentially weighted mean of the scores
+    from ``s0`` (``scale_path``)."""
+    up, down = math.exp(gamma * level), math.exp(-gamma * (1.0 - level))
+    scale = np.concatenate([[s0], scale_path(s, s0, rate, clip)[:-1]])  # the scale before each score
+    q, out = q0, np.empty(len(s))
+    for t, v in enumerate(s):
+        out[t] = q * scale[t]
+        if not np.isnan(v):
+            q = max(q * (down if v <= out[t] else up), 0.01 * q0)
     return out
 
 

@@ -400,8 +400,9 @@ def _interval_rows(row: Any, intervals: dict[str, Any], targets: list[str]) -> N
                        for t, qs in (cal.get("quantiles") or {}).items())
     online = cal.get("online") or {}
     row("intervals", f"split conformal on {cal.get('rows')} streamed validation residuals, {cal.get('space')} space: "
-                     f"{widths}; recalibrated online per session (gamma {online.get('gamma')}, live window "
-                     f"{online.get('window')} samples)")
+                     f"{widths}; recalibrated online per session (gamma {online.get('gamma')}, "
+                     + ("on normalised scores" if cal.get("normalised") else "on the half-width itself: calibrated "
+                        "before normalised scores") + f", live window {online.get('window')} samples)")
     test = intervals.get("test") or {}
     for name, f in (test.get("levels") or {}).items():
         row("", f"{name}%: covers {_pct(f.get('coverage'))} of the {test.get('rows')} test rows (served, recalibrated "

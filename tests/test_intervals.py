@@ -21,7 +21,7 @@ from conftest import ROOT
 
 import eddy.runtime as runtime
 import eddy.runtime.core.monitor as monitor_module
-from eddy.runtime.core.calibration import Calibration, bounds, conformal_quantile, scores
+from eddy.runtime.core.calibration import Calibration, bounds, conformal_quantile, scale_path, scores
 from eddy.runtime.core.errors import FailedPrecondition, InvalidInput, ModelLoadError
 from eddy.runtime.core.live import session_figures
 from eddy.runtime.core.manifest import Manifest, read_manifest
@@ -139,7 +139,7 @@ def test_reset_starts_the_monitor_afresh(model: runtime.Model, series: np.ndarra
 # -- the monitor on manifests built in memory --------------------------------------------------------------------
 
 def _manifest(targets: int, observed: tuple[bool, ...], extra_features: int, levels: int, horizon: int,
-              season: int | None, space: str, seed: int = 0) -> Manifest:
+              season: int | None, space: str, normalised: bool = True, seed: int = 0) -> Manifest:
     rng = np.random.default_rng(seed)
     m = read_manifest(COMMITTED)
     names = [f"t{j}" for j in range(targets)]
@@ -147,6 +147,9 @@ def _manifest(targets: int, observed: tuple[bool, ...], extra_features: int, lev
     level_values = [0.5, 0.8, 0.95][:levels]
     cal = {"levels": level_values, "space": space, "rows": 40, "season": season,
            "quantiles": {t: sorted(rng.uniform(0.1, 3.0, levels).tolist()) for t in names}} if levels else {}
+    if levels and normalised:
+        cal["normalised"] = {"rate": 0.1, "clip": 4.0, "scale": {t: float(rng.uniform(0.2, 1.0)) for t in names},
+                             "quantiles": {t: sorted(rng.uniform(0.5, 3.0, levels).tolist()) for t in names}}
     metrics = {"mae": 1.0, "persistence_mae": 1.5,
                "streamed": {"mae": 1.3, "per_target": {t: {"mae": 1.0 + j} for j, t in enumerate(names)}},
                "baselines": {"persistence": {"mae": 1.5},
@@ -157,9 +160,10 @@ def _manifest(targets: int, observed: tuple[bool, ...], extra_features: int, lev
                                calibration=cal, metrics=metrics)
 
 
-CONFIGS = [(o, obs, extra, lv, h, season, space)
+CONFIGS = [(o, obs, extra, lv, h, season, space, norm)
            for o, lv, h, season, space in itertools.product((1, 2), (0, 2), (1, 3), (None, 4), ("absolute", "relative"))
            for obs, extra in ((tuple([True] * o), 0), ((True,) + (False,) * (o - 1), 1), ((False,) * o, 1))
+           for norm in ((True, False) if lv else (False,))  # normalised scores, or a calibration made before them
            if lv or any(obs)]
 
 
@@ -167,8 +171,8 @@ CONFIGS = [(o, obs, extra, lv, h, season, space)
 def test_the_kernels_agree_bit_for_bit_at_any_batch_size(config: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
     """Python floats (a few sessions) and numpy lanes (many) give the same bits, and a session's bits never
     depend on the others in its batch: non-finite predictions, chunks, horizons, seasons, unobserved targets."""
-    o, observed, extra, levels, h, season, space = config
-    mon = Monitor(_manifest(o, observed, extra, levels, h, season, space))
+    o, observed, extra, levels, h, season, space, norm = config
+    mon = Monitor(_manifest(o, observed, extra, levels, h, season, space, norm))
     rng = np.random.default_rng(1)
     f = len(observed) - observed.count(False) + extra
     b = 24
@@ -246,24 +250,90 @@ def test_session_live_accuracy_is_the_plain_mean_before_its_window(model: runtim
     assert live.error_ratio == pytest.approx(live.rmse["model"] / live.rmse["persistence"])
 
 
-def test_online_recalibration_holds_coverage_through_a_variance_jump() -> None:
-    """Errors three times larger from row 500 on: the calibrated width covers ~30 % at 80 %, the online one ~80 %."""
-    rng = np.random.default_rng(3)
-    n = 3000
-    noise = rng.normal(0, 1, n) * np.where(np.arange(n) < 500, 1.0, 3.0)
+def _jump_stream(normalised: bool, n: int = 1000, jump: int = 500,
+                 seed: int = 3) -> tuple[Monitor, np.ndarray, np.ndarray, np.ndarray]:
+    """Errors three times larger from row ``jump`` on, through a monitor calibrated on the errors before it (levels
+    0.5 and 0.8; normalised scores or the half-width tracked itself): (monitor, truth, forecasts, answer)."""
+    rng = np.random.default_rng(seed)
+    noise = rng.normal(0, 1, n) * np.where(np.arange(n) < jump, 1.0, 3.0)
     truth = 100 + np.cumsum(rng.normal(0, 0.1, n))
     x = truth[:, None].astype(np.float32)[None]  # [1, N, 1]
     y = np.roll(truth - noise, -1)[:, None].astype(np.float32)[None]  # row t forecasts row t + 1, error noise[t + 1]
-    cal = Calibration.from_dict({"levels": [0.5, 0.8], "space": "absolute", "rows": 100,
-                                 "quantiles": {"t0": [0.674, 1.2816]}}, ["t0"])
+    cal = {"levels": [0.5, 0.8], "space": "absolute", "rows": 100, "quantiles": {"t0": [0.674, 1.2816]}}
+    if normalised:  # |N(0, 1)| has mean 0.798: the quantiles of |e| / scale are about 0.85 and 1.6
+        cal["normalised"] = {"scale": {"t0": 0.798}, "quantiles": {"t0": [0.85, 1.65]}}
     mon = Monitor(dataclasses.replace(_manifest(1, (True,), 0, 2, 1, None, "absolute"), targets=["t0"], features=["t0"],
-                                      calibration=cal.to_dict()))
-    answer = mon.advance(mon.fresh(1), 0, x, y).answer[0]  # [N, 5]
-    after = np.arange(700, n - 1)
-    hit = (answer[after, 3] <= truth[after + 1]) & (truth[after + 1] <= answer[after, 4])
-    assert abs(hit.mean() - 0.8) < 0.03
-    fixed = np.abs(truth[after + 1] - y[0, after, 0]) <= 1.2816
-    assert fixed.mean() < 0.5
+                                      calibration=Calibration.from_dict(cal, ["t0"]).to_dict()))
+    return mon, truth, y[0, :, 0], mon.advance(mon.fresh(1), 0, x, y).answer[0]  # answer [N, 5]
+
+
+def test_online_recalibration_holds_coverage_through_a_variance_jump() -> None:
+    """Errors three times larger from row 500 on: the calibrated width covers ~30 % at 80 %. Normalised scores cover
+    80 % within 5 points over the 80 forecasts right after the jump; tracking the half-width itself (calibrations
+    made before normalised scores) gets there only later (the bench measures both on the bundled series)."""
+    for normalised in (True, False):
+        mon, truth, y, answer = _jump_stream(normalised)
+        assert mon.normalised == normalised
+        hit = (answer[:-1, 3] <= truth[1:]) & (truth[1:] <= answer[:-1, 4])  # [N - 1]: row t's interval for t + 1
+        soon, later = hit[499:579].mean(), hit[700:].mean()
+        assert abs(later - 0.8) < 0.05, (normalised, later)
+        if normalised:
+            assert abs(soon - 0.8) < 0.05, soon
+        else:
+            assert soon < 0.72, soon
+        fixed = np.abs(truth[701:] - y[700:-1]) <= 1.2816
+        assert fixed.mean() < 0.5
+
+
+def test_a_session_issues_q_times_its_scale() -> None:
+    """A new session issues the normalised quantile times the calibration's scale; then the scale follows
+    calibration.scale_path over the session's scores, bit for bit, and every interval is q x scale around the
+    forecast (at one sample at a time and in a chunk)."""
+    mon, truth, y, answer = _jump_stream(True, n=300, jump=150)
+    q0 = mon.fresh(1)[0, mon._w_at:mon._w_at + 2]  # [L]
+    assert q0.tolist() == [0.85, 1.65] and mon.fresh(1)[0, mon._scale_at] == 0.798
+    y64 = y.astype(np.float64)
+    assert answer[0, 1] == np.float32(y64[0] - 0.85 * 0.798) and answer[0, 4] == np.float32(y64[0] + 1.65 * 0.798)
+    x = truth[:, None].astype(np.float32)[None]
+    block, rows = mon.fresh(1), []
+    for t in range(len(truth)):
+        block = mon.advance(block, t, x[:, t:t + 1], y[None, t:t + 1, None]).block
+        rows.append(block[0].copy())
+    rows = np.array(rows)
+    s = np.full(len(truth), np.nan)
+    s[1:] = np.abs(x[0, 1:, 0].astype(np.float64) - y64[:-1])
+    assert np.array_equal(rows[:, mon._scale_at], scale_path(s, 0.798))
+    issued = rows[:, mon._w_at:mon._w_at + 2] * rows[:, [mon._scale_at]]  # [N, L]: q x scale after each row
+    assert np.array_equal(answer[1:, 2], (y64[1:] + issued[1:, 0]).astype(np.float32))
+    assert np.array_equal(answer[1:, 4], (y64[1:] + issued[1:, 1]).astype(np.float32))
+    figures = session_figures(mon, rows[-1])
+    assert figures.width[0.8] == [issued[-1, 1]]  # the live figures show the half-width issued now
+
+
+def test_a_calibration_without_normalised_scores_tracks_the_half_width() -> None:
+    """Calibrations made before normalised scores still serve: the session tracks the half-width itself (scale 1),
+    a miss multiplying it by exp(gamma level), a hit by exp(-gamma (1 - level)), as before; the section round-trips
+    and a broken one is refused naming it."""
+    mon, truth, y, answer = _jump_stream(False, n=60, jump=30)
+    w, gamma, widths = 1.2816, 0.1, []
+    for t in range(len(truth)):
+        if t:
+            covered = answer[t - 1, 3] <= truth[t] <= answer[t - 1, 4]
+            w = max(w * math.exp(-gamma * 0.2 if covered else gamma * 0.8), 0.012816)
+        widths.append(w)
+    np.testing.assert_allclose(answer[:, 4].astype(np.float64) - y.astype(np.float64), widths, rtol=1e-5)
+    assert mon.fresh(1)[0, mon._scale_at] == 1.0
+    base = {"levels": [0.8], "space": "absolute", "rows": 9, "quantiles": {"t": [1.0]}}
+    good = {"rate": 0.2, "clip": 3.0, "scale": {"t": 0.5}, "quantiles": {"t": [2.0]}}
+    cal = Calibration.from_dict({**base, "normalised": good}, ["t"])
+    assert cal.to_dict()["normalised"] == {**good, "quantiles": {"t": [2.0]}}
+    assert Calibration.from_dict(cal.to_dict(), ["t"]) == cal
+    assert Calibration.from_dict(base, ["t"]).normalised is None and "normalised" not in \
+        Calibration.from_dict(base, ["t"]).to_dict()
+    for bad in ({**good, "rate": 0.0}, {**good, "clip": 0.5}, {**good, "scale": {"t": 0.0}},
+                {**good, "scale": {"u": 1.0}}, {**good, "quantiles": {"t": [1.0, 2.0]}}, [1]):
+        with pytest.raises(ValueError, match="calibration.normalised"):
+            Calibration.from_dict({**base, "normalised": bad}, ["t"])
 
 
 def test_drift_alarm_on_a_frozen_sensor_one_log_line(model: runtime.Model, series: np.ndarray,
@@ -351,8 +421,8 @@ def test_drift_alarm_on_a_level_shift(series: np.ndarray, chunk: int, caplog: py
 def test_a_chunk_issues_the_intervals_of_its_samples_one_by_one(config: tuple) -> None:
     """A chunk moves the widths sample by sample with the same operations (same bits for the same predictions) and
     computes the live figures over the chunk at once (the same up to summation order)."""
-    o, observed, extra, levels, h, season, space = config
-    mon = Monitor(_manifest(o, observed, extra, levels, h, season, space))
+    o, observed, extra, levels, h, season, space, norm = config
+    mon = Monitor(_manifest(o, observed, extra, levels, h, season, space, norm))
     rng = np.random.default_rng(2)
     f = len(observed) - observed.count(False) + extra
     n = 40

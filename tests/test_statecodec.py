@@ -143,7 +143,7 @@ def test_the_monitor_row_travels_and_format_2_still_reads(model, series):
     assert old.monitor is None and old.position == 50
     assert np.array_equal(old.for_model(model)[MONITOR][0], model.monitor.fresh(1)[0])
     assert np.array_equal(old.for_model(model)["h0"], state["h0"])
-    other = {**v2, "monitor": {"layout": "eddy.monitor/0", "values": 2}}
+    other = {**v2, "monitor": {"layout": "eddy.monitor/1", "values": 2}}  # the layout before normalised scores
     moved = decode_state(signed(other, graph + np.zeros(2, "<f8").tobytes()), keys=KEYS)
     assert np.array_equal(moved.for_model(model)[MONITOR][0], model.monitor.fresh(1)[0])
     with pytest.raises(InvalidInput, match="format 1; this server reads formats 2, 3"):

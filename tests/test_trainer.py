@@ -20,6 +20,7 @@ from _png import colour_fraction, png_size
 import eddy.runtime as runtime
 import eddy.trainer.train
 from eddy.cli.train import TRAIN_EXTRA_MESSAGE, main
+from eddy.runtime.core.calibration import scale_path
 from eddy.runtime.core.manifest import read_manifest
 from eddy.trainer import publish
 from eddy.trainer.errors import DataError
@@ -431,6 +432,10 @@ def test_manifest_contents(two_runs: Path) -> None:
     y = runtime.load(out_dir / "1").stream().push(spots[:, None].astype(np.float32))[:, 0]  # row t predicts t + 1
     residuals = np.abs(spots[216:262] - y[215:261].astype(np.float64))
     assert cal.quantiles["sunspots"] == pytest.approx([np.sort(residuals)[37], np.sort(residuals)[44]], rel=1e-6)
+    scored = np.concatenate([[np.nan], np.abs(spots[1:] - y[:-1].astype(np.float64))])  # row t: |actual - forecast|
+    ratio = residuals / scale_path(scored, residuals.mean())[215:261]  # over the scale when each was forecast
+    assert cal.normalised.scale["sunspots"] == pytest.approx(residuals.mean(), rel=1e-6)
+    assert cal.normalised.quantiles["sunspots"] == pytest.approx([np.sort(ratio)[37], np.sort(ratio)[44]], rel=1e-4)
     lo, hi = y[261:308] - np.float32(cal.quantiles["sunspots"][0]), y[261:308] + np.float32(cal.quantiles["sunspots"][0])
     assert m.metrics["intervals"]["levels"]["80"]["coverage"] == pytest.approx(
         np.mean((lo <= spots[262:]) & (spots[262:] <= hi)), abs=1 / 47 + 1e-9)

@@ -5,7 +5,12 @@ part: the exported step graph run over the series from its first row with
 the state carried (``y_stream``, what a served stream returns), scored on the
 validation rows in the score space of the model's target transform
 (:func:`eddy.runtime.core.calibration.space_for`), one quantile per target
-and level (:func:`~eddy.runtime.core.calibration.conformal_quantile`).
+and level (:func:`~eddy.runtime.core.calibration.conformal_quantile`). The
+same for *normalised* scores, what a session's online recalibration tracks:
+each validation score over the scale a session streaming the series from its
+first row held when the forecast was issued
+(:func:`~eddy.runtime.core.calibration.scale_path`, started at the validation
+part's mean score).
 
 The test part then says what the intervals deliver, next to the RMSE:
 
@@ -29,7 +34,16 @@ from typing import Any
 
 import numpy as np
 
-from eddy.runtime.core.calibration import Calibration, bounds, conformal_quantile, level_name, scores, space_for
+from eddy.runtime.core.calibration import (
+    Calibration,
+    Normalised,
+    bounds,
+    conformal_quantile,
+    level_name,
+    scale_path,
+    scores,
+    space_for,
+)
 from eddy.runtime.core.monitor import Monitor
 
 from .windows import Dataset
@@ -91,7 +105,7 @@ def calibrate(dataset: Dataset, y_stream: np.ndarray, levels: tuple[float, ...],
     mae = np.abs(actual[val] - pred[val - h]).mean(axis=0)  # [O] the drift test's unit for the error level
     cal = Calibration(tuple(levels), quantiles, space, len(val), season=season if season and season >= h else None,
                       mae={t: float(mae[j]) for j, t in enumerate(targets) if math.isfinite(mae[j]) and mae[j] > 0},
-                      extra=extra)
+                      normalised=_normalised(space, actual, pred, h, val, targets, levels), extra=extra)
 
     monitor = Monitor.of(name, targets, features, h, cal, metrics)  # the runtime's own code, as served
     x = np.asarray(series.inputs, np.float32)[None]  # [1, N, F]
@@ -128,3 +142,28 @@ def calibrate(dataset: Dataset, y_stream: np.ndarray, levels: tuple[float, ...],
                            "recalibration on); persistence_width: intervals around persistence's forecast sized on its "
                            "own test residuals to cover as many test actuals as the model's"}
     return cal, test_figures, {"lower": served_lo, "upper": served_hi}
+
+
+def _normalised(space: str, actual: np.ndarray, pred: np.ndarray, h: int, val: np.ndarray, targets: list[str],
+                levels: tuple[float, ...]) -> Normalised | None:
+    """Normalised scores' calibration: per target, the scale a new session starts from (the validation part's mean
+    score) and per level the split conformal quantile of the validation scores over the scale their forecast was
+    issued with, the session's scale after the actual of that row (:func:`scale_path` over every scored row from
+    the series' first, as a stream from there holds it). None when some target's validation scores give no positive
+    finite scale or quantile (the session then tracks the half-width itself)."""
+    n = len(actual)
+    s = np.full((n, len(targets)), np.nan)  # [N, O]: row p scores the forecast made at p - h (NaN: none made)
+    made = pred[:n - h]
+    with np.errstate(invalid="ignore"):
+        s[h:] = np.where(np.isfinite(made), scores(space, actual[h:], made), np.nan)
+    scale, quantiles = {}, {}
+    for j, target in enumerate(targets):
+        start = float(np.mean(s[val, j]))
+        if not (math.isfinite(start) and start > 0):
+            return None
+        path = scale_path(s[:, j], start)  # [N]: the scale after each row
+        q = tuple(conformal_quantile(s[val, j] / path[val - h], level) for level in levels)
+        if not all(math.isfinite(v) for v in q):
+            return None
+        scale[target], quantiles[target] = start, q
+    return Normalised(scale, quantiles)

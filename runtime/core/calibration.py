@@ -20,7 +20,16 @@ for the model's target transform (:func:`space_for`):
 
 ``w`` is the half-width in score space: the calibration's quantile at first,
 then what the session's online recalibration (:mod:`eddy.runtime.core.monitor`)
-makes of it. Numpy only; the trainer uses the same functions for its test
+makes of it.
+
+**Normalised scores.** Calibrations record, besides those quantiles, the
+quantiles of *normalised* validation scores (:class:`Normalised`): each score
+over the session's *scale* when its forecast was issued, the exponentially
+weighted mean of the scores before it (:func:`scale_path`, weight
+:data:`SCALE_RATE` on the newest, each score capped at :data:`SCALE_CLIP`
+scales). A session then issues ``w = q x scale``: when the errors' scale
+jumps, the scale follows within a few samples and the tracked ``q`` barely
+has to move (the monitor's docstring has the measured effect). Numpy only; the trainer uses the same functions for its test
 figures so that training and serving agree on every definition.
 """
 
@@ -33,8 +42,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["GAMMA", "LEVELS", "SPACES", "WINDOW", "Calibration", "bounds", "conformal_quantile", "level_name",
-           "scores", "space_for"]
+__all__ = ["GAMMA", "LEVELS", "SCALE_CLIP", "SCALE_RATE", "SPACES", "WINDOW", "Calibration", "Normalised", "bounds",
+           "conformal_quantile", "level_name", "scale_path", "scores", "space_for"]
 
 SPACES = ("absolute", "relative")  # score spaces (see the module docstring)
 LEVELS = (0.8, 0.95)  # levels calibrated unless told otherwise (eddy train --intervals)
@@ -42,6 +51,8 @@ GAMMA = 0.1  # online recalibration step: each miss widens by exp(GAMMA * level)
 WINDOW = 100  # samples: a session's live accuracy is their exponentially weighted mean (plain mean before WINDOW)
 FLOOR = 0.01  # online recalibration never narrows an interval below this fraction of its calibrated width
 MAX_LEVELS = 8  # levels one calibration may hold (each is state in every session)
+SCALE_RATE = 0.1  # normalised scores: the scale is the exponentially weighted mean of scores, this weight on the newest
+SCALE_CLIP = 4.0  # a score enters the scale at most this many scales large (one outlier moves it by at most 30 %)
 
 
 def space_for(transform: str) -> str:
@@ -83,6 +94,59 @@ def conformal_quantile(s: np.ndarray, level: float) -> float:
     return float(s[k - 1]) if k <= len(s) else math.inf
 
 
+def scale_path(s: np.ndarray, start: float, rate: float = SCALE_RATE, clip: float = SCALE_CLIP,
+               floor: float = FLOOR) -> np.ndarray:
+    """The session's scale after each of the scores ``s [N]`` (NaN: nothing scored there, the scale stays), from
+    ``start``: ``c <- max(c + (min(v, clip c) - c) rate, floor start)``, an infinite or NaN score counting as
+    ``clip c``. The recursion the monitor runs, in the same operations."""
+    c, low, out = float(start), float(start) * floor, np.empty(len(s))
+    for t, v in enumerate(np.asarray(s, np.float64).tolist()):
+        if not math.isnan(v):
+            cap = c * clip
+            v = v if v < cap else cap
+            c = c + (v - c) * rate
+            c = c if c > low else low
+        out[t] = c
+    return out
+
+
+@dataclass(frozen=True)
+class Normalised:
+    """The calibration's ``normalised`` section: what a session needs to issue ``q x scale`` (see the module
+    docstring)."""
+
+    scale: dict[str, float]  # target -> a new session's scale: the validation part's mean score
+    quantiles: dict[str, tuple[float, ...]]  # target -> per level, the split conformal quantile of the validation
+    # part's scores over the scale their forecast was issued with
+    rate: float = SCALE_RATE  # the scale's weight on the newest score
+    clip: float = SCALE_CLIP  # a score enters the scale at most this many scales large
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rate": self.rate, "clip": self.clip, "scale": dict(self.scale),
+                "quantiles": {t: list(q) for t, q in self.quantiles.items()}}
+
+    @classmethod
+    def from_dict(cls, d: Any, targets: Sequence[str], levels: int) -> Normalised:
+        if not isinstance(d, Mapping):
+            raise ValueError("calibration.normalised must be an object")
+        rate, clip = float(d.get("rate", SCALE_RATE)), float(d.get("clip", SCALE_CLIP))
+        if not (0.0 < rate <= 1.0 and 1.0 <= clip < math.inf):
+            raise ValueError("calibration.normalised needs rate in (0, 1] and clip >= 1")
+        raw_s, raw_q = d.get("scale"), d.get("quantiles")
+        if not isinstance(raw_s, Mapping) or set(raw_s) != set(targets) or not isinstance(raw_q, Mapping) \
+                or set(raw_q) != set(targets):
+            raise ValueError(f"calibration.normalised needs a scale and quantiles per target ({', '.join(targets)})")
+        scale = {str(t): float(v) for t, v in raw_s.items()}
+        quantiles = {str(t): tuple(float(v) for v in q) for t, q in raw_q.items()}
+        if not all(math.isfinite(v) and v > 0 for v in scale.values()):
+            raise ValueError("calibration.normalised.scale needs finite values > 0")
+        for t, q in quantiles.items():
+            if len(q) != levels or not all(math.isfinite(v) and v >= 0 for v in q) or list(q) != sorted(q):
+                raise ValueError(f"calibration.normalised.quantiles.{t} needs {levels} finite values >= 0, one per "
+                                 "level, not shrinking as the level grows")
+        return cls(scale, quantiles, rate, clip)
+
+
 @dataclass(frozen=True)
 class Calibration:
     """The manifest's ``calibration`` section (schema: :meth:`to_dict`)."""
@@ -97,6 +161,8 @@ class Calibration:
     season: int | None = None  # seasonal-naive baseline's season for live accuracy (None: no season)
     mae: dict[str, float] = field(default_factory=dict)  # target -> the validation part's streamed MAE (raw units):
     # the drift test's unit for the model's error level (empty in calibrations made before it was recorded)
+    normalised: Normalised | None = None  # normalised scores (None in calibrations made before them: a session then
+    # tracks the half-width itself, scale 1)
     extra: dict[str, Any] = field(default_factory=dict)  # descriptive keys kept as written (method, residuals, ...)
 
     def quantile_matrix(self, targets: Sequence[str]) -> np.ndarray:
@@ -107,7 +173,8 @@ class Calibration:
         return {**self.extra, "levels": list(self.levels), "space": self.space, "rows": self.rows,
                 "quantiles": {t: list(q) for t, q in self.quantiles.items()},
                 "online": {"gamma": self.gamma, "window": self.window, "floor": self.floor},
-                "season": self.season, **({"mae": dict(self.mae)} if self.mae else {})}
+                "season": self.season, **({"mae": dict(self.mae)} if self.mae else {}),
+                **({"normalised": self.normalised.to_dict()} if self.normalised else {})}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], targets: Sequence[str]) -> Calibration:
@@ -146,6 +213,8 @@ class Calibration:
         mae = {str(t): float(v) for t, v in raw_mae.items()}
         if not all(math.isfinite(v) and v > 0 for v in mae.values()):
             raise ValueError("calibration.mae needs finite values > 0")
+        normalised = Normalised.from_dict(d["normalised"], targets, len(levels)) if d.get("normalised") else None
         extra = {k: v for k, v in d.items()
-                 if k not in ("levels", "space", "rows", "quantiles", "online", "season", "mae")}
-        return cls(levels, quantiles, space, rows, gamma, window, floor, season, mae=mae, extra=extra)
+                 if k not in ("levels", "space", "rows", "quantiles", "online", "season", "mae", "normalised")}
+        return cls(levels, quantiles, space, rows, gamma, window, floor, season, mae=mae, normalised=normalised,
+                   extra=extra)

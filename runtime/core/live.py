@@ -90,7 +90,8 @@ def session_figures(monitor: Monitor, row: np.ndarray, reference: dict[str, Any]
     """A session's live accuracy from its monitor row ``[K]``."""
     ob, lv, p = monitor._ob, monitor._l, monitor._p
     o = monitor._o
-    w = row[monitor._w_at: monitor._w_at + lv * o].reshape(lv, o) if lv else np.zeros((0, o))
+    w = row[monitor._w_at: monitor._w_at + lv * o].reshape(lv, o) * row[monitor._scale_at: monitor._scale_at + o] \
+        if lv else np.zeros((0, o))  # the half-widths issued now: q x scale
     width = {lvl: w[i].tolist() for i, lvl in enumerate(monitor.levels)}
     if not ob:
         return LiveFigures(monitor.model, 0, monitor.window, {}, {}, {}, False, (0.0, 0.0), reference or {}, width)
