@@ -310,6 +310,21 @@ def test_a_session_issues_q_times_its_scale() -> None:
     assert figures.width[0.8] == [issued[-1, 1]]  # the live figures show the half-width issued now
 
 
+def test_a_target_without_actuals_keeps_its_calibrated_width() -> None:
+    """Normalised scores need the target's actual: a target that is not a feature starts (and stays) at its split
+    conformal half-width, scale 1; an observed one at the normalised quantile times its starting scale."""
+    m = _manifest(2, (True, False), 1, 2, 1, None, "absolute")
+    mon, cal = Monitor(m), Calibration.from_dict(m.calibration, m.targets)
+    row = mon.fresh(1)[0]
+    q, scale = row[mon._w_at:mon._w_at + 4].reshape(2, 2), row[mon._scale_at:mon._scale_at + 2]
+    assert q[:, 0].tolist() == list(cal.normalised.quantiles["t0"]) and scale[0] == cal.normalised.scale["t0"]
+    assert q[:, 1].tolist() == list(cal.quantiles["t1"]) and scale[1] == 1.0
+    x = np.ones((1, 5, 2), np.float32)
+    y = np.full((1, 5, 2), 3.0, np.float32)
+    answer = mon.advance(mon.fresh(1), 0, x, y).answer[0]  # [5, 2 + 2 * 2 * 2]: misses on t0, nothing on t1
+    assert (answer[:, 2 + 1] == np.float32(3.0 - cal.quantiles["t1"][0])).all()
+
+
 def test_a_calibration_without_normalised_scores_tracks_the_half_width() -> None:
     """Calibrations made before normalised scores still serve: the session tracks the half-width itself (scale 1),
     a miss multiplying it by exp(gamma level), a hit by exp(-gamma (1 - level)), as before; the section round-trips

@@ -230,9 +230,10 @@ class Monitor:
         self.normalised = norm is not None  # False: the half-width itself is tracked (scale 1, never moved)
         q = cal.quantile_matrix(self.targets) if cal else np.zeros((0, o))  # [L, O]
         start = np.ones(o)
-        if norm is not None:
-            q = np.array([[norm.quantiles[t][i] for t in self.targets] for i in range(lv)], np.float64)
-            start = np.array([norm.scale[t] for t in self.targets], np.float64)
+        if norm is not None:  # targets that never see their actual keep the calibrated width (scale 1)
+            for j in self.observed:
+                q[:, j] = norm.quantiles[self.targets[j]]
+                start[j] = norm.scale[self.targets[j]]
         self._rate = norm.rate if norm else SCALE_RATE
         self._clip = norm.clip if norm else SCALE_CLIP
         self._scale_floor = [float(start[j]) * floor for j in self.observed]  # [O']
