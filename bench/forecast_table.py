@@ -15,7 +15,8 @@ austres (89) and woolyrnq (119), yearly lynx (114), half-hourly taylor (4,032, e
 2,000 daily closes of msft (a stock price, a random walk). Not part of ``make test`` (tens of minutes on 2
 cores). Run: ``.venv/bin/python bench/forecast_table.py [--series NAME ...] [--json FILE]`` after
 ``pip install -e '.[train,bench]'``; ``--tables A.json B.json`` prints one table from runs split over
-processes.
+processes. To measure a candidate default without changing it: ``--default-flags "--epochs 100"`` adds flags to
+the default's runs only, and ``--skip-seed`` leaves out the seed preset's runs (its column shows –).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import datetime
 import json
 import math
 import os
+import shlex
 import sys
 import tempfile
 import time
@@ -91,15 +93,16 @@ def run(flags: list[str], out: Path) -> tuple[dict[str, Any], float]:
     return read_manifest(out / "1").metrics, time.perf_counter() - started
 
 
-def measure(name: str, tmp: Path) -> dict[str, Any]:
+def measure(name: str, tmp: Path, default_flags: list[str], skip_seed: bool) -> dict[str, Any]:
     freq, season, source = SERIES[name]
     flags = source(tmp / f"{name}.csv") if callable(source) else list(source)
     flags += ["--season", str(season)] if season else []
-    default, t_default = run(flags, tmp / f"{name}-default")
-    seed, t_seed = run([*flags, "--preset", "seed", "--baselines", "naive"], tmp / f"{name}-seed")
+    default, t_default = run([*flags, *default_flags], tmp / f"{name}-default")
+    seed, t_seed = (None, None) if skip_seed else run([*flags, "--preset", "seed", "--baselines", "naive"],
+                                                      tmp / f"{name}-seed")
     base = default["baselines"]
     row = {"series": name, "freq": freq, "season": season, "test_rows": default["windows"],
-           "eddy": default["streamed"]["rmse"], "eddy_seed": seed["streamed"]["rmse"],
+           "eddy": default["streamed"]["rmse"], "eddy_seed": seed["streamed"]["rmse"] if seed else None,
            "persistence": base["persistence"]["rmse"], "seasonal_naive": (base.get("seasonal_naive") or {}).get("rmse"),
            **{k: base[k].get("rmse") for k in CLASSICAL}, "models": {k: base[k].get("model") for k in CLASSICAL},
            "transform": default["target_transform"]["kind"], "seconds": {"default": t_default, "seed": t_seed},
@@ -108,7 +111,7 @@ def measure(name: str, tmp: Path) -> dict[str, Any]:
     row["best_classical"] = best
     row["ratio_best"] = row["eddy"] / row[best]
     row["ratio_ets"] = row["eddy"] / row["auto_ets"]
-    row["ratio_seed_best"] = row["eddy_seed"] / row[best]
+    row["ratio_seed_best"] = row["eddy_seed"] / row[best] if seed else None
     return row
 
 
@@ -130,8 +133,9 @@ def table(rows: list[dict[str, Any]], header: str) -> None:
         print(f"| {r['series']} ({r['freq']}) | {r['season'] or '–'} | " + " | ".join(cells)
               + f" | {r['ratio_best']:.3f} | {r['ratio_ets']:.3f} |")
     g_best, g_ets = geomean([r["ratio_best"] for r in rows]), geomean([r["ratio_ets"] for r in rows])
-    g_seed = geomean([r["ratio_seed_best"] for r in rows])
-    print(f"\ngeometric mean over {len(rows)} series: eddy / best classical {g_best:.3f} (seed preset {g_seed:.3f}), "
+    seeds = [r["ratio_seed_best"] for r in rows if r["ratio_seed_best"] is not None]
+    g_seed = f"{geomean(seeds):.3f}" + ("" if len(seeds) == len(rows) else f" over {len(seeds)}") if seeds else "–"
+    print(f"\ngeometric mean over {len(rows)} series: eddy / best classical {g_best:.3f} (seed preset {g_seed}), "
           f"eddy / AutoETS {g_ets:.3f}; worst eddy / AutoETS {max(r['ratio_ets'] for r in rows):.3f} "
           f"({max(rows, key=lambda r: r['ratio_ets'])['series']}); eddy wins on "
           f"{sum(r['ratio_best'] < 1 for r in rows)} of {len(rows)}")
@@ -143,6 +147,9 @@ def main() -> None:
     p.add_argument("--json", type=Path, help="also write every figure to this JSON file")
     p.add_argument("--tables", type=Path, nargs="+", metavar="JSON",
                    help="print one table from earlier --json outputs (runs split over processes) and train nothing")
+    p.add_argument("--default-flags", default="", metavar="FLAGS",
+                   help='more eddy train flags for the default\'s runs only, one string: --default-flags="--epochs 100"')
+    p.add_argument("--skip-seed", action="store_true", help="train only the default (the seed preset's column shows –)")
     args = p.parse_args()
     if args.tables:
         runs = [json.loads(f.read_text()) for f in args.tables]
@@ -156,13 +163,14 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.series:
-            r = measure(name, Path(tmp))
+            r = measure(name, Path(tmp), shlex.split(args.default_flags), args.skip_seed)
             rows.append(r)
-            print(f"{name:13} eddy {r['eddy']:.4g} (seed preset {r['eddy_seed']:.4g}, {r['transform']}) | persistence "
+            seed = "–" if r["eddy_seed"] is None else f"{r['eddy_seed']:.4g}"
+            print(f"{name:13} eddy {r['eddy']:.4g} (seed preset {seed}, {r['transform']}) | persistence "
                   f"{r['persistence']:.4g} seasonal naive {r['seasonal_naive'] or float('nan'):.4g} AutoETS "
                   f"{r['auto_ets']:.4g} AutoARIMA {r['auto_arima']:.4g} AutoTheta {r['auto_theta']:.4g} | "
                   f"eddy/best {r['ratio_best']:.3f} eddy/ETS {r['ratio_ets']:.3f} | train {r['seconds']['default']:.0f} s, "
-                  f"seed preset {r['seconds']['seed']:.0f} s", flush=True)
+                  f"seed preset {r['seconds']['seed'] or 0:.0f} s", flush=True)
     command = " ".join(["bench/forecast_table.py", *sys.argv[1:]])
     end = os.getloadavg()[0]
     table(rows, f"`{command}`, {started:%Y-%m-%d %H:%M} UTC, load average {load:.1f} at the start, {end:.1f} at the "
