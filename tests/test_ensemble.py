@@ -65,7 +65,7 @@ def test_the_seed_preset_is_one_network_and_flags_given_win() -> None:
     from eddy.trainer.config import TrainConfig
 
     default, seed = TrainConfig(), TrainConfig.for_preset("seed")
-    assert (default.members, default.epochs, default.patience, default.preset) == (5, 50, 10, "default")
+    assert (default.members, default.epochs, default.patience, default.preset) == (5, 100, 15, "default")
     assert (seed.members, seed.units, seed.window, seed.epochs, seed.patience, seed.batch_size, seed.cell, seed.layers,
             seed.preset) == (1, 50, 10, 10, 5, 32, "simple_rnn", 1, "seed")
     assert TrainConfig.for_preset("seed", members=3).members == 3

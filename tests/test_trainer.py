@@ -300,7 +300,7 @@ def test_the_preset_sets_members_epochs_and_patience_unless_given(monkeypatch: p
     assert main(["--quiet"]) == 130
     assert main(["--preset", "seed", "--quiet"]) == 130
     assert main(["--preset", "seed", "--epochs", "30", "--patience", "0", "--members", "2", "--quiet"]) == 130
-    assert seen == [(5, 50, 10), (1, 10, 5), (2, 30, 0)]
+    assert seen == [(5, 100, 15), (1, 10, 5), (2, 30, 0)]
 
 
 # --- without the training extra -----------------------------------------------------------------

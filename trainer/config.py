@@ -37,8 +37,8 @@ BASELINES = ("naive", "classical")  # --baselines: persistence/seasonal naive on
 class TrainConfig:
     """Everything a training run depends on. Defaults are the seed model's architecture (SimpleRNN(50), Dense(1),
     MSE, Adam, batch 32, window 10), trained with the state carried between batches (``training="tbptt"``, so
-    that the served stream is what was trained) for up to 50 epochs with early stopping on the validation part
-    (patience 10), five of them from consecutive seeds averaged inside one graph (``members``);
+    that the served stream is what was trained) for up to 100 epochs with early stopping on the validation part
+    (patience 15), five of them from consecutive seeds averaged inside one graph (``members``);
     :meth:`for_preset` ``("seed")`` is one network trained for the seed's 10 epochs (patience 5), and with
     ``training="windows"`` the seed's recipe exactly.
 
@@ -68,12 +68,12 @@ class TrainConfig:
     l2: float = 0.0  # L2 penalty on every kernel (input, recurrent, Dense); 0 = off
     # optimisation
     training: str = "tbptt"  # tbptt: parallel streams, state carried between chunks; windows: the seed's many-to-one
-    epochs: int = 50  # maximum training epochs; early stopping keeps the best validation epoch (seed: 10)
+    epochs: int = 100  # maximum training epochs; early stopping keeps the best validation epoch (seed: 10)
     batch_size: int = 32  # windows per gradient step (seed: 32)
     lr: float = 1e-3  # Adam learning rate (Keras default, as in the seed)
     clipnorm: float | None = 1.0  # clip each gradient's norm to this (exploding-gradient guard); None = off
     clipvalue: float | None = None  # clip each gradient element to [-v, v] instead; excludes clipnorm
-    patience: int = 10  # early stopping: epochs without val-loss improvement before stopping (seed: 5)
+    patience: int = 15  # early stopping: epochs without val-loss improvement before stopping (seed: 5)
     reduce_lr_patience: int = 0  # halve the lr after this many epochs without val-loss improvement; 0 = off
     seed: int | None = None  # random seed; None = draw one (it is recorded, so any run can be repeated)
     preset: str = "default"  # the recipe the fields above came from (PRESETS), recorded in the manifest
