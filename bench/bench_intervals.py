@@ -41,7 +41,9 @@ Parts (``--parts``):
   in-control rate from a circular block bootstrap (blocks of 20) of the test part's standardised errors: 200 runs of
   10,000 actuals each.
 - ``cost``: the monitor's time per step next to the step graph's (``Model._run_step``) at batch 1, 32 and 256, and
-  per sample of a 4,096-sample chunk next to the sequence graph; medians of interleaved repeats, this process.
+  per sample of a 4,096-sample chunk next to the sequence graph; medians of interleaved repeats, this process; of
+  the committed model (calibrated before normalised scores) or ``--cost-model DIR``; wall time, or with ``--clock
+  cpu`` this process's CPU time.
 
 The machine's load (``os.getloadavg``) is printed before and after each part.
 """
@@ -497,7 +499,7 @@ def _alarms(x: np.ndarray, shewhart: bool = False) -> int:
     return count
 
 
-def part_cost(model: runtime.Model, repeats: int) -> None:
+def part_cost(model: runtime.Model, repeats: int, clock: str = "wall") -> None:
     mon = model.monitor
     rng = np.random.default_rng(0)
     rows = []
@@ -508,8 +510,9 @@ def part_cost(model: runtime.Model, repeats: int) -> None:
         block, pos = mon.fresh(b), np.arange(b) + 5
         t_graph, t_mon = [], []
         for _ in range(repeats):
-            t_graph.append(_time(lambda x=x, state=state: model._run_step(x[:, 0], state), 200))
-            t_mon.append(_time(lambda block=block, pos=pos, x=x, y=y: mon.advance(block, pos, x, y), 200))
+            t_graph.append(_time(lambda x=x, state=state: model._run_step(x[:, 0], state), 200, CLOCK[clock]))
+            t_mon.append(_time(lambda block=block, pos=pos, x=x, y=y: mon.advance(block, pos, x, y), 200,
+                               CLOCK[clock]))
         rows.append((f"one step, batch {b}", statistics.median(t_graph), statistics.median(t_mon), b))
     n = 4096
     x = rng.uniform(0, 200, (1, n, model.n_features)).astype(np.float32)
@@ -517,22 +520,27 @@ def part_cost(model: runtime.Model, repeats: int) -> None:
     y, _ = model._run_sequence(x, state)
     t_graph, t_mon = [], []
     for _ in range(repeats):
-        t_graph.append(_time(lambda: model._run_sequence(x, state), 3))
-        t_mon.append(_time(lambda: mon.advance(mon.fresh(1), 0, x, y), 3))
+        t_graph.append(_time(lambda: model._run_sequence(x, state), 3, CLOCK[clock]))
+        t_mon.append(_time(lambda: mon.advance(mon.fresh(1), 0, x, y), 3, CLOCK[clock]))
     rows.append((f"a chunk of {n}, batch 1", statistics.median(t_graph), statistics.median(t_mon), n))
-    print(f"\nmonitor of {model.name}/{model.version} ({mon.width} float64 values per session), medians of {repeats} "
-          "interleaved repeats")
+    method = "normalised scores" if mon.normalised else "the half-width tracked itself"
+    print(f"\nmonitor of {model.name}/{model.version} ({mon.width} float64 values per session; {method}), medians of "
+          f"{repeats} interleaved repeats, {clock} clock")
     print("\n| call | graph, us | monitor, us | monitor / graph | monitor per session-sample, us |")
     print("| --- | --- | --- | --- | --- |")
     for label, g, mo, per in rows:
         print(f"| {label} | {g * 1e6:.1f} | {mo * 1e6:.1f} | {mo / g:.2f} | {mo * 1e6 / per:.2f} |")
 
 
-def _time(fn: Any, n: int) -> float:
-    t = time.perf_counter()
+CLOCK = {"wall": time.perf_counter, "cpu": time.process_time}  # --clock: cpu = this process's CPU time (steadier on
+# a loaded machine; onnxruntime's own threads count too)
+
+
+def _time(fn: Any, n: int, clock: Any = time.perf_counter) -> float:
+    t = clock()
     for _ in range(n):
         fn()
-    return (time.perf_counter() - t) / n
+    return (clock() - t) / n
 
 
 def main() -> None:
@@ -544,6 +552,10 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--draws", type=int, default=DRAWS, help="independent draws of each injected change")
+    p.add_argument("--cost-model", type=Path, default=Path("models/sunspots"),
+                   help="the model whose monitor --parts cost times (default: the committed one)")
+    p.add_argument("--clock", choices=list(CLOCK), default="wall", help="--parts cost: wall time, or this process's "
+                                                                        "CPU time (steadier on a loaded machine)")
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         workdir = args.workdir or Path(tmp)
@@ -561,7 +573,7 @@ def main() -> None:
             elif part == "alarms":
                 part_alarms(models, args.seed)
             else:
-                part_cost(runtime.load("models/sunspots"), args.repeats)
+                part_cost(runtime.load(args.cost_model), args.repeats, args.clock)
         print(f"\n{load()}")
 
 

@@ -164,6 +164,7 @@ class _ArrayOps:
     """The kernel's operations on ``[B]`` arrays (one lane = B sessions)."""
 
     where = staticmethod(np.where)
+    fmin = staticmethod(np.fmin)  # the smaller, and the other where one is NaN: ``v if v < cap else cap``
     isfinite = staticmethod(np.isfinite)
     maximum = staticmethod(np.maximum)
     minimum = staticmethod(np.minimum)
@@ -237,6 +238,7 @@ class Monitor:
         self._rate = norm.rate if norm else SCALE_RATE
         self._clip = norm.clip if norm else SCALE_CLIP
         self._scale_floor = [float(start[j]) * floor for j in self.observed]  # [O']
+        self._scale_slots = [(jo, j, self._scale_floor[jo]) for jo, j in enumerate(self.observed)]
         self._fresh = np.zeros(self.width, np.float64)
         if lv:
             self._fresh[self._at["w"]:self._at["w"] + lv * o] = q.ravel()
@@ -378,10 +380,8 @@ class Monitor:
                             a1, m1 = where(pos, a, 1.0), where(pos, m, 1.0)
                             v = where(pos, ops.maximum(a1 / m1, m1 / a1) - 1.0, math.inf)
                         c = s[sc_at + j]
-                        cap = c * clip
-                        v = where(v < cap, v, cap)
-                        v = c + (v - c) * srate
-                        s[sc_at + j] = where(valid, where(v > self._scale_floor[jo], v, self._scale_floor[jo]), c)
+                        v = ops.fmin(v, c * clip)  # an infinite or NaN score counts as the cap
+                        s[sc_at + j] = where(valid, ops.maximum(c + (v - c) * srate, self._scale_floor[jo]), c)
             if self._mae is not None:  # the drift test: two standardised errors and the session's own CUSUM
                 base = self._base
                 base_ok = valid & ok[base]
@@ -411,10 +411,14 @@ class Monitor:
             for j in range(o):
                 answer[j] = yk[j]
         if lv:
-            w_at, sc_at = at["w"], self._scale_at
+            w_at = at["w"]
+            # q x scale (without normalised scores the scale is 1: skipped, the same bits)
+            scales = [s[self._scale_at + j] for j in range(o)] if self.normalised else None
             for li in range(lv):
                 for j in range(o):
-                    w, yj = s[w_at + li * o + j] * s[sc_at + j], yk[j]
+                    w, yj = s[w_at + li * o + j], yk[j]
+                    if scales is not None:
+                        w = w * scales[j]
                     if self.space == "absolute":
                         lo, hi = yj - w, yj + w
                     else:
@@ -494,7 +498,7 @@ class Monitor:
                         s[ci] = c + (hit - c) * rate
                         out[base + li * ob + jo] = hit
                 if self.normalised:
-                    self._scale_floats(s, actual, made)
+                    self._scale_floats(s, self._scale_at, actual, made)
             if self._mae is not None:
                 base_ok = valid and ok[self._base]
                 if valid:
@@ -526,10 +530,12 @@ class Monitor:
         answer[:o] = yk
         if lv:
             w_at, lo_at, hi_at, relative = self._w_at, self._lo_at, self._hi_at, self.space != "absolute"
-            sc_at = self._scale_at
+            sc_at, normalised = self._scale_at, self.normalised
             for li in range(lv):
                 for j in range(o):
-                    w, yj = s[w_at + li * o + j] * s[sc_at + j], yk[j]
+                    w, yj = s[w_at + li * o + j], yk[j]
+                    if normalised:
+                        w = w * s[sc_at + j]
                     if relative:
                         grow = 1.0 + w
                         lo, hi = yj / grow, yj * grow
@@ -547,11 +553,11 @@ class Monitor:
             for jo, j in enumerate(self.observed):
                 s[pred + jo] = yk[j]
 
-    def _scale_floats(self, s: list[float], actual: list[float], made: list[float]) -> None:
+    def _scale_floats(self, s: list[float], sc_at: int, actual: list[float], made: list[float]) -> None:
         """The scale of normalised scores after one scored sample, on Python floats (the operations of the lanes
-        kernel and of :func:`~eddy.runtime.core.calibration.scale_path`); ``s``: the session's row."""
-        sc_at, rate, clip, absolute = self._scale_at, self._rate, self._clip, self.space == "absolute"
-        for jo, j in enumerate(self.observed):
+        kernel and of :func:`~eddy.runtime.core.calibration.scale_path`): target j's at ``s[sc_at + j]``."""
+        rate, clip, absolute = self._rate, self._clip, self.space == "absolute"
+        for jo, j, low in self._scale_slots:
             a, m = actual[jo], made[jo]
             if absolute:
                 v = abs(a - m)
@@ -564,7 +570,6 @@ class Monitor:
             cap = c * clip
             v = v if v < cap else cap
             v = c + (v - c) * rate
-            low = self._scale_floor[jo]
             s[sc_at + j] = v if v > low else low
 
     def _chunk(self, row: np.ndarray, p0: int, x: np.ndarray,
@@ -608,8 +613,8 @@ class Monitor:
         lo_ring = s[self._lo_at:self._lo_at + h * lv * ob].reshape(h, lv, ob).tolist()
         hi_ring = s[self._hi_at:self._hi_at + h * lv * ob].reshape(h, lv, ob).tolist()
         relative = self.space != "absolute"
-        scale = s.tolist()  # the scale moves in here (_scale_floats), at self._scale_at
         sc_at, normalised = self._scale_at, self.normalised and lv
+        sc = s[sc_at:sc_at + o].tolist() if normalised else None  # the scale, moved here (_scale_floats)
         made_list = made.tolist()
         valid_list, actual_list, yo_list = valid.tolist(), actual.tolist(), yo.tolist()
         nan, observed_ = math.nan, list(enumerate(self.observed))
@@ -628,15 +633,14 @@ class Monitor:
                         v = wl[j] * (down if covered else up)
                         wl[j] = v if v > floor[jo] else floor[jo]
                 if normalised:
-                    self._scale_floats(scale, a_t, made_list[t])
+                    self._scale_floats(sc, 0, a_t, made_list[t])
             elif lv:
                 hit_list.extend([nan] * (lv * ob))
             if lv:
                 y_t, lo_s, hi_s = yo_list[t], lo_ring[slot], hi_ring[slot]
-                sc = scale[sc_at:sc_at + o]
                 for li in range(lv):
                     wl, lo_l, hi_l = w[li], lo_s[li], hi_s[li]
-                    issued = [wl[j] * sc[j] for j in range(o)]
+                    issued = [a * b for a, b in zip(wl, sc)] if sc else wl
                     w_list.extend(issued)
                     for jo, j in observed_:
                         wj, yj = issued[j], y_t[jo]
@@ -690,7 +694,8 @@ class Monitor:
             s[self._lo_at:self._lo_at + h * lv * ob] = np.ravel(lo_ring)
             s[self._hi_at:self._hi_at + h * lv * ob] = np.ravel(hi_ring)
             s[self._w_at:self._w_at + lv * o] = np.ravel(w)
-            s[sc_at:sc_at + o] = scale[sc_at:sc_at + o]
+            if normalised:
+                s[sc_at:sc_at + o] = sc
         return s, self._answer(y, yall, w_used), out
 
     def _answer(self, y: np.ndarray, yall: np.ndarray, w_used: np.ndarray) -> np.ndarray:
