@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _fitted import fit
 
 from eddy.trainer.evaluate import baseline_warnings
 
@@ -69,18 +70,25 @@ def seasonal(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     import keras
 
     from eddy.cli.export import main as export_main
-    from eddy.cli.train import main as train_main
 
     root = tmp_path_factory.mktemp("seasonal")
-    t = np.arange(ROWS)
-    v = 50 + 10 * np.sin(2 * np.pi * t / SEASON) + np.random.default_rng(0).normal(0, 0.3, ROWS)  # [T]
-    (root / "s.csv").write_text("v\n" + "".join(f"{x:.4f}\n" for x in v))
+    (root / "s.csv").write_text(_csv_text())
     keras.utils.set_random_seed(0)
     inp = keras.Input((6, 1))
     keras.Model(inp, keras.layers.Dense(1, bias_initializer=keras.initializers.Constant(50.0))(
         keras.layers.SimpleRNN(3)(inp))).save(root / "raw.keras")
-    return {"root": root, "csv": root / "s.csv", "keras": root / "raw.keras", "train": train_main,
-            "export": export_main}  # type: ignore[dict-item]
+    return {"root": root, "csv": root / "s.csv", "keras": root / "raw.keras", "export": export_main}  # type: ignore[dict-item]
+
+
+def _csv_text() -> str:
+    t = np.arange(ROWS)
+    v = 50 + 10 * np.sin(2 * np.pi * t / SEASON) + np.random.default_rng(0).normal(0, 0.3, ROWS)  # [T]
+    return "v\n" + "".join(f"{x:.4f}\n" for x in v)
+
+
+# A 1-epoch model of the seasonal series (a kept run: tests/_fitted.py; what is tested is what it wrote and printed).
+TRAIN = ["--season", str(SEASON), "--units", "3", "--members", "1", "--epochs", "1", "--window", "6",
+         "--target-transform", "level", "--seed", "0"]
 
 
 def _expected(version_dir: Path) -> tuple[str, dict]:
@@ -93,16 +101,14 @@ def _expected(version_dir: Path) -> tuple[str, dict]:
             f"part: streamed RMSE {streamed:.4g} vs {naive:.4g} ({streamed / naive:.2f}x)"), m
 
 
-def test_train_export_and_info_warn_when_seasonal_naive_wins(seasonal: dict, capsys: pytest.CaptureFixture[str]) -> None:
+def test_train_export_and_info_warn_when_seasonal_naive_wins(seasonal: dict, tmp_path_factory: pytest.TempPathFactory,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
     from eddy.cli.info import main as info_main
 
     root = seasonal["root"]
-    assert seasonal["train"](["--data", str(seasonal["csv"]), "--season", str(SEASON), "--units", "3", "--members", "1",
-                              "--epochs", "1",
-                              "--window", "6", "--target-transform", "level", "--seed", "0",
-                              "--out", str(root / "trained")]) == 0
-    printed = capsys.readouterr().out
-    want, trained = _expected(root / "trained" / "1")
+    run = fit(tmp_path_factory, _csv_text(), TRAIN)  # the classical baselines too (the default)
+    printed = run.out
+    want, trained = _expected(run.version_dir)
     (line,) = [ln for ln in printed.splitlines() if ln.startswith("warning: the model loses to seasonal naive")]
     assert line.startswith(want + "; try --target-transform seasonal_delta --season 12"), line
     # The classical baselines (the default --baselines classical) sit next to the naive ones, season length 12.
@@ -112,7 +118,7 @@ def test_train_export_and_info_warn_when_seasonal_naive_wins(seasonal: dict, cap
     label = {"auto_ets": "AutoETS", "auto_arima": "AutoARIMA", "auto_theta": "AutoTheta"}[best]
     (line,) = [ln for ln in printed.splitlines() if ln.startswith(f"warning: the model loses to {label} (")]
     assert "the best classical baseline, by more than 5% on the test part" in line, line
-    report = json.loads((root / "trained" / "1" / "report.json").read_text())
+    report = json.loads((run.version_dir / "report.json").read_text())
     assert set(report["test_predictions"]["classical"]) == set(classical)
 
     assert seasonal["export"]([str(seasonal["keras"]), "--out", str(root / "exported"), "--data", str(seasonal["csv"]),
@@ -125,24 +131,21 @@ def test_train_export_and_info_warn_when_seasonal_naive_wins(seasonal: dict, cap
     assert "warning: the model loses to persistence (repeating the last value)" in printed  # an untrained model
 
     for name, expected in (("trained", want), ("exported", want_export)):
-        assert info_main([str(root / name)]) == 0
+        model_dir = run.version_dir.parent if name == "trained" else root / name
+        assert info_main([str(model_dir)]) == 0
         table = capsys.readouterr().out
         assert expected in " ".join(table.split()), table  # wrapped in the table
         assert ("AutoETS" in table) == (name == "trained"), table  # eddy export scores no classical baselines
-        assert info_main([str(root / name), "--json"]) == 0
+        assert info_main([str(model_dir), "--json"]) == 0
         warnings = json.loads(capsys.readouterr().out)["warnings"]
         assert any(w.startswith(expected) for w in warnings), warnings
 
 
-def test_train_quiet_warns_on_stderr(seasonal: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert seasonal["train"](["--data", str(seasonal["csv"]), "--season", str(SEASON), "--units", "3", "--members", "1",
-                              "--epochs", "1",
-                              "--window", "6", "--target-transform", "level", "--seed", "0", "--quiet",
-                              "--baselines", "naive", "--out", str(tmp_path / "q")]) == 0  # the classical ones: above
-    out, err = capsys.readouterr()
-    want, _ = _expected(tmp_path / "q" / "1")
-    assert out.strip() == str(tmp_path / "q" / "1")
-    assert f"eddy train: {want}" in err
+def test_train_quiet_warns_on_stderr(tmp_path_factory: pytest.TempPathFactory) -> None:
+    run = fit(tmp_path_factory, _csv_text(), [*TRAIN, "--quiet", "--baselines", "naive"])  # the classical ones: above
+    want, _ = _expected(run.version_dir)
+    assert run.out.strip() == str(run.version_dir)
+    assert f"eddy train: {want}" in run.err
 
 
 def test_export_season_needs_data(seasonal: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -11,14 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _fitted import SEASON, TINY, fitted, seasonal_csv
+from _fitted import AUTO_SEASONAL_FLAGS, SEASON, TINY, fit, fitted, seasonal_csv
 from _serving import chunked, served
 
 pytest.importorskip("tensorflow")
 pytest.importorskip("tf2onnx")
 
 import eddy.runtime as runtime  # noqa: E402
-from eddy.cli.train import main as train_main  # noqa: E402
 from eddy.runtime.client import Client  # noqa: E402
 from eddy.runtime.core.manifest import read_manifest  # noqa: E402
 from eddy.trainer.self_contained import RTOL  # noqa: E402
@@ -76,12 +75,10 @@ def test_served_double_delta_is_the_local_stream_and_resumes_from_its_state(
     assert all(np.array_equal(g, w) for g, w in zip(got, want, strict=True))
 
 
-def test_auto_chooses_on_the_validation_part_and_tries_double_delta_only_when_asked(tmp_path: Path) -> None:
-    path = tmp_path / "s.csv"
-    path.write_text(seasonal_csv())
-    assert train_main(["--data", str(path), "--season", str(SEASON), *TINY, "--window", "6",
-                       "--out", str(tmp_path / "a")]) == 0
-    chosen = read_manifest(tmp_path / "a" / "1").metrics["target_transform"]
+def test_auto_chooses_on_the_validation_part_and_tries_double_delta_only_when_asked(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    run = fit(tmp_path_factory, seasonal_csv(), AUTO_SEASONAL_FLAGS)  # a kept run: what it wrote (shared)
+    chosen = read_manifest(run.version_dir).metrics["target_transform"]
     tried = chosen["validation_rmse"]
     assert list(tried) == ["level", "delta", "log_delta", "seasonal_delta"]
     assert chosen["kind"] == min(tried, key=tried.get)  # the validation part's choice, never the test part's

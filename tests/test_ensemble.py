@@ -4,10 +4,10 @@ with block-diagonal weights whose head averages the members; its graphs stream e
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 import pytest
+from _fitted import fit
 
 pytest.importorskip("tensorflow")
 pytest.importorskip("tf2onnx")
@@ -18,6 +18,7 @@ def test_the_merged_network_outputs_the_members_average(cell: str) -> None:
     from eddy.trainer import model as model_mod
     from eddy.trainer.config import TrainConfig
     from eddy.trainer.ensemble import merge_weights
+    from eddy.trainer.evaluate import forward
 
     config = TrainConfig(cell=cell, layers=2, units=4, window=6)
     members = []
@@ -27,23 +28,21 @@ def test_the_merged_network_outputs_the_members_average(cell: str) -> None:
     merged = model_mod.build_model(dataclasses.replace(config, units=12), 2, 3)
     merged.set_weights(merge_weights([m.get_weights() for m in members], config.layers))
     x = np.random.default_rng(0).normal(size=(5, 6, 2)).astype(np.float32)  # [B, W, F]
-    want = np.mean([m.predict(x, verbose=0) for m in members], axis=0)  # [B, O]
-    np.testing.assert_allclose(merged.predict(x, verbose=0), want, rtol=0, atol=1e-6)
+    want = np.mean([forward(m, x) for m in members], axis=0)  # [B, O]
+    np.testing.assert_allclose(forward(merged, x), want, rtol=0, atol=1e-6)
 
 
-def test_trained_members_export_as_one_streaming_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_trained_members_export_as_one_streaming_model(tmp_path_factory: pytest.TempPathFactory) -> None:
     import eddy.runtime as runtime
-    from eddy.cli.train import main as train_main
 
     t = np.arange(120)
     v = 20 + 5 * np.sin(2 * np.pi * t / 12) + np.random.default_rng(1).normal(0, 0.5, 120)
-    (tmp_path / "s.csv").write_text("v\n" + "".join(f"{x:.4f}\n" for x in v))
-    assert train_main(["--data", str(tmp_path / "s.csv"), "--members", "2", "--units", "3", "--epochs", "1",
-                       "--window", "6", "--target-transform", "delta", "--baselines", "naive", "--seed", "7",
-                       "--out", str(tmp_path / "m")]) == 0
-    out = capsys.readouterr().out
+    run = fit(tmp_path_factory, "v\n" + "".join(f"{x:.4f}\n" for x in v),  # a kept run: what it printed and wrote
+              ["--members", "2", "--units", "3", "--epochs", "1", "--window", "6", "--target-transform", "delta",
+               "--baselines", "naive", "--seed", "7"])
+    out = run.out
     assert "member 2 of 2 (seed 8, target transform delta):" in out and "average of 2 members: validation RMSE" in out
-    model = runtime.load(tmp_path / "m")
+    model = runtime.load(run.version_dir.parent)
     m = model.manifest
     assert (m.units, m.layer_units) == (6, [6])
     assert [(s.name, s.shape) for s in m.state] == [("h0", [6]), ("x_last", [1]), ("x_seen", [1])]

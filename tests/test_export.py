@@ -24,6 +24,7 @@ import tensorflow as tf  # noqa: E402
 from eddy.runtime.core.manifest import sha256_file  # noqa: E402
 from eddy.trainer.config import TrainConfig  # noqa: E402
 from eddy.trainer.errors import ExportError, ParityError  # noqa: E402
+from eddy.trainer.evaluate import forward  # noqa: E402
 from eddy.trainer.keras_stack import inspect_model  # noqa: E402
 from eddy.trainer.model import build_model, set_seed  # noqa: E402
 from eddy.trainer.onnx_export import export_model  # noqa: E402
@@ -99,9 +100,10 @@ def test_export_parity(
     def zero(batch: int) -> dict[str, np.ndarray]:
         return {n: np.zeros((batch, 8), np.float32) for n in state_names}
 
-    # (a) held-back windows: last sequence output from zero state == model.predict.
+    # (a) held-back windows: last sequence output from zero state == model.predict (forward answers what predict
+    # answers, bit for bit: test_forward.py; without tracing a predict graph per model).
     y_seq = seq.run(["y"], {"x": ds.x_test, **zero(len(ds.x_test))})[0]  # [n, W, O]
-    np.testing.assert_allclose(y_seq[:, -1], model.predict(ds.x_test, verbose=0), rtol=0, atol=ATOL)
+    np.testing.assert_allclose(y_seq[:, -1], forward(model, ds.x_test), rtol=0, atol=ATOL)
 
     # (b) chained sequence chunks of fixed uneven sizes, and (c) chained steps.
     state, chunks, t = zero(1), [], 0
@@ -198,7 +200,7 @@ def test_eddy_export_of_a_saved_keras_model(tmp_path: Path, capsys: pytest.Captu
     x = np.random.default_rng(1).normal(size=(WINDOW, 2)).astype(np.float32)  # [W, F], raw = normalised
     stream = loaded.stream()
     got = np.concatenate([stream.push(x[:2]), stream.push(x[2:])])  # [W, 1]
-    np.testing.assert_allclose(got[-1], model.predict(x[None], verbose=0)[0], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(got[-1], forward(model, x[None])[0], rtol=0, atol=1e-5)
 
 
 def _bidirectional(inp: keras.KerasTensor) -> keras.KerasTensor:
@@ -316,7 +318,7 @@ def test_export_serves_what_keras_predicts_on_raw_values(tmp_path: Path, capsys:
             [list(g.node) + list(g.initializer) + list(g.input) + list(g.output) for g in (b, a)]
     assert {"rmse", "how"} <= set(with_data.manifest.metrics["streamed"])
     window = temp[-WINDOW:].astype(np.float32)[:, None]  # [W, 1] raw
-    want = model.predict(window[None], verbose=0)[0]  # [1]
+    want = forward(model, window[None])[0]  # [1]
     got = with_data.stream().push(window)[-1]
     np.testing.assert_allclose(got, want, rtol=1e-5)
 
@@ -349,7 +351,7 @@ def test_export_puts_the_given_scaling_inside_the_graphs(tmp_path: Path) -> None
     assert export_main([str(tmp_path / "scaled.keras"), "--out", str(tmp_path / "m"), "--input-mean", "15",
                         "--input-std", "4", "--target-mean", "10", "--target-std", "2", "--format", "onnx", "ort"]) == 0
     raw = (15 + 4 * np.random.default_rng(0).standard_normal((WINDOW, 1))).astype(np.float32)  # [W, 1]
-    want = model.predict(((raw - 15) / 4)[None], verbose=0)[0] * 2 + 10  # the model on its own scale, back to raw
+    want = forward(model, ((raw - 15) / 4)[None])[0] * 2 + 10  # the model on its own scale, back to raw
     for fmt in ("onnx", "ort"):
         loaded = runtime.load(tmp_path / "m", graph_format=fmt)
         assert loaded.manifest.io == "raw"
@@ -393,7 +395,7 @@ def test_common_keras_models_export_and_serve_kerass_numbers(tmp_path: Path, bui
     assert [(s.name, s.shape) for s in loaded.manifest.state] == states
     assert loaded.manifest.layer_units == [s[1][0] for s in states if s[0].startswith("h")]
     raw = (20 + 5 * np.random.default_rng(2).standard_normal((WINDOW, 1))).astype(np.float32)  # [W, 1] raw
-    np.testing.assert_allclose(loaded.stream().push(raw)[-1], model.predict(raw[None], verbose=0)[0], rtol=1e-5,
+    np.testing.assert_allclose(loaded.stream().push(raw)[-1], forward(model, raw[None])[0], rtol=1e-5,
                                atol=1e-5)
     keras.saving.load_model(loaded.path / "model.keras")  # a real .keras file, also from .h5
 
@@ -447,5 +449,5 @@ def test_window_semantics_serve_predict_on_the_last_window(tmp_path: Path) -> No
     raw = (20 + 5 * np.random.default_rng(4).standard_normal((40, 1))).astype(np.float32)  # [T, 1]
     stream = loaded.stream()
     got = np.concatenate([stream.push(raw[:1]), stream.push(raw[1:9]), stream.push(raw[9:10]), stream.push(raw[10:])])
-    want = model.predict(np.stack([raw[i - WINDOW + 1 : i + 1] for i in range(WINDOW - 1, 40)]), verbose=0)
+    want = forward(model, np.stack([raw[i - WINDOW + 1 : i + 1] for i in range(WINDOW - 1, 40)]))
     np.testing.assert_allclose(got[WINDOW - 1 :], want, rtol=1e-5)

@@ -21,7 +21,7 @@ import pytest
 pytest.importorskip("tensorflow")
 pytest.importorskip("tf2onnx")
 
-from _fitted import SEASON, fitted, seasonal_csv, seasonal_flags  # noqa: E402
+from _fitted import SEASON, contents, fitted, kept, seasonal_csv, seasonal_flags  # noqa: E402
 from conftest import LEGACY, MODEL, MODELS, SERIES_CSV  # noqa: E402
 
 import eddy.runtime as runtime  # noqa: E402
@@ -37,9 +37,9 @@ TINY = ["--units", "3", "--members", "1", "--epochs", "1", "--window", "6", "--s
 
 @pytest.fixture(scope="module")
 def csv(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]:
-    """A positive trend + season series (log_delta needs positive values), as written: ``[T, 1]``."""
-    path = tmp_path_factory.mktemp("eddy-models") / "s.csv"
-    path.write_text(seasonal_csv())
+    """A positive trend + season series (log_delta needs positive values), as written: ``[T, 1]``. The file is the
+    one the seasonal_delta model trained on (the same text as every model here): a path that stays put across runs."""
+    path = fitted(tmp_path_factory, seasonal_csv(), seasonal_flags(1))[1]
     return path, np.loadtxt(path, skiprows=1, dtype=np.float32)[:, None]
 
 
@@ -75,24 +75,33 @@ def _same_served_model(a: Path, b: Path, x: np.ndarray) -> None:
         assert np.array_equal(got, want)  # bit for bit: the same ONNX computation
 
 
+def _exported(factory: pytest.TempPathFactory, src: Path, data: Path) -> Path:
+    """``eddy export`` of version ``src``'s model.keras, with ``--data`` (``in_place``) and as a copy elsewhere without
+    it (``copied``): kept across runs (tests/_fitted.py) under a key of the code and both inputs' bytes."""
+    def export(root: Path) -> None:
+        assert export_main([str(src / "model.keras"), "--out", str(root / "in_place"), "--data", str(data)]) == 0
+        alone = root / "elsewhere" / "copy.keras"  # the record travels with the file; no --data: random inputs
+        alone.parent.mkdir()
+        shutil.copyfile(src / "model.keras", alone)
+        assert export_main([str(alone), "--out", str(root / "copied")]) == 0
+
+    return kept(factory, "\0".join([str(src), contents(src), str(data), contents(data)]), export)
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_export_of_an_eddy_model_serves_the_same_numbers(kind: str, trained: dict[str, Path],
-                                                         csv: tuple[Path, np.ndarray], tmp_path: Path) -> None:
+                                                         csv: tuple[Path, np.ndarray],
+                                                         tmp_path_factory: pytest.TempPathFactory) -> None:
     src = trained[kind]
     with zipfile.ZipFile(src / "model.keras") as z:
         assert json.loads(z.read(MEMBER))["target_transform"] == kind  # the file carries its record
     data, x = csv
-    assert export_main([str(src / "model.keras"), "--out", str(tmp_path / "in_place"), "--data", str(data)]) == 0
-    _same_served_model(src, tmp_path / "in_place" / "1", x)
-    got, want = read_manifest(tmp_path / "in_place" / "1").metrics, read_manifest(src).metrics
+    out = _exported(tmp_path_factory, src, data)
+    _same_served_model(src, out / "in_place" / "1", x)
+    got, want = read_manifest(out / "in_place" / "1").metrics, read_manifest(src).metrics
     assert got["streamed"]["rmse"] == want["streamed"]["rmse"]  # the served score, as eddy train reported it
     assert got["rmse"] == pytest.approx(want["rmse"], rel=1e-6)
-
-    alone = tmp_path / "elsewhere" / "copy.keras"  # the record travels with the file; no --data: random inputs
-    alone.parent.mkdir()
-    shutil.copyfile(src / "model.keras", alone)
-    assert export_main([str(alone), "--out", str(tmp_path / "copied")]) == 0
-    _same_served_model(src, tmp_path / "copied" / "1", x)
+    _same_served_model(src, out / "copied" / "1", x)
 
 
 def _strip_record(keras_file: Path) -> None:

@@ -1,6 +1,7 @@
 """`eddy info` works on every model directory eddy can write, `eddy export --data`'s included.
 
-Tiny untrained or 1-epoch models: what matters is the directory layout each command writes.
+Tiny untrained or 1-epoch models: what matters is the directory layout each command writes. The exports and the
+trained models are kept across runs (tests/_fitted.py): what they wrote is what is read.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _fitted import DELTA_FLAGS, SEASON, fitted, seasonal_csv, seasonal_flags, trend_csv
+from _fitted import DELTA_FLAGS, SEASON, fitted, kept, seasonal_csv, seasonal_flags, trend_csv
 from _models import raw_copy
 from conftest import MODEL
 
@@ -22,25 +23,31 @@ pytest.importorskip("tf2onnx")
 WINDOW = 5
 
 
-@pytest.fixture(scope="module")
-def model_dirs(models_dir: Path, legacy_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def _exports(root: Path) -> None:
+    """A seeded untrained Keras file and three eddy exports of it: without data, with --data and .ort graphs, scaled."""
     import keras
 
     from eddy.cli.export import main as export_main
 
-    root = tmp_path_factory.mktemp("dirs")
     t = np.arange(90)
     rows = (f"2020-01-01T{i // 60:02d}:{i % 60:02d},{20 + 0.1 * i + np.sin(i / 3):.4f}\n" for i in t)
     (root / "s.csv").write_text("date,v\n" + "".join(rows))
     keras.utils.set_random_seed(0)
     inp = keras.Input((WINDOW, 1))
     keras.Model(inp, keras.layers.Dense(1)(keras.layers.SimpleRNN(3)(inp))).save(root / "m.keras")
-    dirs = {"committed": resolve_version_dir(models_dir / MODEL), "legacy": legacy_dir,
-            "raw_copy": raw_copy(legacy_dir, root / "raw" / "1")}
     for name, flags in (("export", []), ("export_data_ort", ["--data", str(root / "s.csv"), "--format", "onnx", "ort"]),
                         ("export_scaled", ["--input-mean", "20", "--input-std", "3", "--target-mean", "20"])):
         assert export_main([str(root / "m.keras"), "--out", str(root / name), *flags]) == 0
-        dirs[name] = root / name / "1"
+
+
+@pytest.fixture(scope="module")
+def model_dirs(models_dir: Path, legacy_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("dirs")
+    dirs = {"committed": resolve_version_dir(models_dir / MODEL), "legacy": legacy_dir,
+            "raw_copy": raw_copy(legacy_dir, root / "raw" / "1")}
+    exported = kept(tmp_path_factory, f"WINDOW={WINDOW}", _exports)  # kept across runs like the trained ones
+    for name in ("export", "export_data_ort", "export_scaled"):
+        dirs[name] = exported / name / "1"
     dirs["train_delta_int8"], _ = fitted(tmp_path_factory, trend_csv(), DELTA_FLAGS)  # shared with other modules
     dirs["train_seasonal_ort"], _ = fitted(tmp_path_factory, seasonal_csv(), seasonal_flags(1))
     return dirs

@@ -6,10 +6,9 @@ Tiny models (4-8 units, 2-3 epochs); the accuracy figures are measured by bench/
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
+from _fitted import fit
 
 from eddy.trainer.series import Series, synthetic_series
 from eddy.trainer.streams import MIN_STREAM_CHUNKS, make_streams, stream_count, streamed_rows
@@ -118,18 +117,14 @@ def test_chunks_with_the_state_carried_equal_one_pass(cell: str, units: tuple[in
     pytest.param(["--cell", "gru", "--clipvalue", "0.5", "--l2", "1e-4", "--horizon", "2", "--target-transform", "level"],
                  id="gru-clipvalue-l2-h2"),
 ])
-def test_tbptt_runs_export_and_record_the_layout(tmp_path: Path, flags: list[str]) -> None:
-    from eddy.cli.train import main
+def test_tbptt_runs_export_and_record_the_layout(tmp_path_factory: pytest.TempPathFactory, flags: list[str]) -> None:
     from eddy.runtime.core.manifest import read_manifest
 
-    csv = tmp_path / "two.csv"
     s = _series(240)
-    csv.write_text("a,b\n" + "".join(f"{a:.5f},{b:.5f}\n" for a, b in s.inputs))
-    out = tmp_path / "m"
-    assert main(["--data", str(csv), "--features", "a", "b", "--target", "a", "--units", "4", "--epochs", "2",
-                 "--window", "6", "--seed", "0", "--training", "tbptt", "--quiet", "--baselines", "naive", "--members", "1",
-                 "--out", str(out), *flags]) == 0
-    m = read_manifest(out / "1")  # the export passed every parity check (it raises otherwise)
+    run = fit(tmp_path_factory, "a,b\n" + "".join(f"{a:.5f},{b:.5f}\n" for a, b in s.inputs),  # a kept run: what it
+              ["--features", "a", "b", "--target", "a", "--units", "4", "--epochs", "2", "--window", "6", "--seed",
+               "0", "--training", "tbptt", "--quiet", "--baselines", "naive", "--members", "1", *flags])  # wrote
+    m = read_manifest(run.version_dir)  # the export passed every parity check (it raises otherwise)
     t = m.training
     assert t["training"] == "tbptt"
     assert t["streams"] == {"streams": 2, "stream_rows": 84, "chunk": 6, "chunks_per_epoch": 14,

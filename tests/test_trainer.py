@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _fitted import fit
 from _png import colour_fraction, png_size
 
 import eddy.runtime as runtime
@@ -24,6 +25,7 @@ from eddy.runtime.core.calibration import scale_path
 from eddy.runtime.core.manifest import read_manifest
 from eddy.trainer import publish
 from eddy.trainer.errors import DataError
+from eddy.trainer.evaluate import forward
 from eddy.trainer.parity import RULE
 from eddy.trainer.series import bundled_series, load_csv, synthetic_series
 from eddy.trainer.transform import Transform
@@ -32,7 +34,8 @@ from eddy.trainer.windows import make_dataset
 ROOT = Path(__file__).resolve().parent.parent
 BLOCK_TF = Path(__file__).resolve().parent / "block_tensorflow"
 TINY = ["--units", "8", "--members", "1", "--epochs", "2", "--window", "5", "--quiet",  # fast flags for end-to-end runs
-        "--target-transform", "level"]  # one candidate (auto trains one per applicable transform)
+        "--target-transform", "level",  # one candidate (auto trains one per applicable transform)
+        "--baselines", "naive"]  # the classical fits are tested below (the summary, the horizon run) and in test_classical
 
 
 def _write_csv(path: Path, n: int = 160) -> Path:
@@ -533,20 +536,18 @@ def test_saved_keras_model_matches_the_graphs_and_the_stream(two_runs: Path) -> 
     raw = (x * norm.input_std + norm.input_mean).astype(np.float32)  # the graphs take raw units
     seq = ort.InferenceSession(str(out_dir / "1" / "sequence.onnx"), providers=["CPUExecutionProvider"])
     y = seq.run(["y"], {"x": raw, "h0": np.zeros((4, 8), np.float32)})[0]  # [B, W, O] raw
-    want = model.predict(x, verbose=0) * norm.target_std + norm.target_mean
+    want = forward(model, x) * norm.target_std + norm.target_mean
     np.testing.assert_allclose(y[:, -1], want, rtol=1e-5, atol=1e-4)
 
     raw = bundled_series().inputs.astype(np.float32)[-10:]  # [W, F]
     n = read_manifest(out_dir / "1").normalization
     z = ((raw - n.input_mean) / n.input_std).astype(np.float32)[None]  # [1, W, F]
-    want = model.predict(z, verbose=0)[0] * n.target_std + n.target_mean
+    want = forward(model, z)[0] * n.target_std + n.target_mean
     got = runtime.load(out_dir / "1").stream().push(raw)[-1]
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * n.target_std[0])
 
 
-def test_horizon_multi_feature_lstm_streams_through_the_runtime(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_horizon_multi_feature_lstm_streams_through_the_runtime(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Two features -> one target 3 steps ahead, LSTM x2 with dropout and L2; the runtime's stream
     gives, for a window pushed into a fresh stream, what the saved Keras model predicts."""
     pytest.importorskip("tensorflow")
@@ -556,17 +557,14 @@ def test_horizon_multi_feature_lstm_streams_through_the_runtime(
     n = 200
     t = np.arange(n)
     a, b = np.sin(t / 5.0) * 3 + 10, np.cos(t / 9.0) + 0.05 * t
-    path = tmp_path / "two.csv"
-    path.write_text("timestamp,a,b\n" + "".join(f"{1700000000 + 60 * i},{x:.5f},{y:.5f}\n"
-                                                for i, x, y in zip(t, a, b)))
-    out_dir = tmp_path / "m"
-    flags = ["--data", str(path), "--features", "a", "b", "--target", "b", "--horizon", "3", "--season", "12",
+    text = "timestamp,a,b\n" + "".join(f"{1700000000 + 60 * i},{x:.5f},{y:.5f}\n" for i, x, y in zip(t, a, b))
+    flags = ["--features", "a", "b", "--target", "b", "--horizon", "3", "--season", "12",
              "--cell", "lstm", "--layers", "2", "--units", "6", "--members", "1", "--epochs", "2", "--window", "8",
              "--dropout", "0.2", "--l2", "1e-4", "--reduce-lr-patience", "1", "--target-transform", "level",
-             "--seed", "1", "--out", str(out_dir)]
-    code, out, err = _run(flags, capsys)
-    assert code == 0, err
-    assert "seasonal naive" in out and "3 steps ahead" in out
+             "--seed", "1"]
+    run = fit(tmp_path_factory, text, flags)  # a kept run (tests/_fitted.py): what it printed and wrote is tested
+    out_dir = run.version_dir.parent
+    assert "seasonal naive" in run.out and "3 steps ahead" in run.out
 
     model = runtime.load(out_dir)
     m = model.manifest
@@ -580,7 +578,7 @@ def test_horizon_multi_feature_lstm_streams_through_the_runtime(
     keras_model = keras.saving.load_model(out_dir / "1" / "model.keras")
     norm = m.normalization
     x = ((raw[150:158] - norm.input_mean) / norm.input_std).astype(np.float32)[None]  # [1, W, F]
-    want = keras_model.predict(x, verbose=0)[0] * norm.target_std + norm.target_mean  # raw b at row 157 + 3
+    want = forward(keras_model, x)[0] * norm.target_std + norm.target_mean  # raw b at row 157 + 3
     stream = model.stream()
     got = np.concatenate([stream.push(raw[150:153]), stream.push(raw[153:158])])  # [W, 1], any chunking
     np.testing.assert_allclose(got[-1], want, rtol=1e-5, atol=1e-5)
