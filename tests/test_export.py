@@ -291,24 +291,41 @@ def _raw_scale_model(path: Path) -> keras.Model:
     return model
 
 
-def test_export_serves_what_keras_predicts_on_raw_values(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.fixture(scope="module")
+def raw_with_data(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The raw-scale model exported with ``--data`` (a temperature series near 20) and nothing else: the export two
+    tests read (what it serves, the scaling hint it prints), made once."""
+    import contextlib
+    import io
+
+    from eddy.cli.export import main as export_main
+
+    root = tmp_path_factory.mktemp("raw")
+    model = _raw_scale_model(root / "raw.keras")
+    temp = 20 + 5 * np.sin(2 * np.pi * np.arange(120) / 25)
+    (root / "temp.csv").write_text("temp\n" + "".join(f"{v:.5f}\n" for v in temp))
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert export_main([str(root / "raw.keras"), "--out", str(root / "with_data"), "--data", str(root / "temp.csv")]) == 0
+    return {"model": model, "keras": root / "raw.keras", "temp": temp, "dir": root / "with_data",
+            "printed": printed.getvalue()}
+
+
+def test_export_serves_what_keras_predicts_on_raw_values(raw_with_data: dict, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
     """The issue-11 silent wrong answer: --data must score the model, never wrap a normalisation around it."""
     import eddy.runtime as runtime
     from eddy.cli.export import main as export_main
 
-    model = _raw_scale_model(tmp_path / "raw.keras")
-    t = np.arange(120)
-    temp = 20 + 5 * np.sin(2 * np.pi * t / 25)
-    (tmp_path / "temp.csv").write_text("temp\n" + "".join(f"{v:.5f}\n" for v in temp))
+    model, temp = raw_with_data["model"], raw_with_data["temp"]
     names = ["--features", "temp", "--target", "temp"]
-    for out, extra in (("with_data", ["--data", str(tmp_path / "temp.csv")]), ("without", names)):
-        assert export_main([str(tmp_path / "raw.keras"), "--out", str(tmp_path / out), *extra]) == 0
-    printed = capsys.readouterr().out
+    assert export_main([str(raw_with_data["keras"]), "--out", str(tmp_path / "without"), *names]) == 0
+    printed = raw_with_data["printed"] + capsys.readouterr().out
     assert "test RMSE streamed " in printed and " window " in printed and " vs persistence " in printed
     # 120 rows: 18 validation rows calibrate 80 % intervals (16 needed) but not 95 % (19): that level is left out
     assert "intervals (split conformal, 18 validation residuals, absolute) on the 18 test rows: 80% covers" in printed
     assert "warning: no 95% interval: it needs at least 19 validation rows, the validation part has 18" in printed
-    with_data, without = runtime.load(tmp_path / "with_data"), runtime.load(tmp_path / "without")
+    with_data, without = runtime.load(raw_with_data["dir"]), runtime.load(tmp_path / "without")
     assert with_data.interval_levels == (0.8,) and without.manifest.calibration == {}
     with pytest.raises(runtime.FailedPrecondition, match="--data FILE.csv"):
         without.stream().push(20.0, intervals=True)  # an export without data has nothing to calibrate on
@@ -329,16 +346,18 @@ def test_export_serves_what_keras_predicts_on_raw_values(tmp_path: Path, capsys:
     (["--input-mean", "20", "--input-std", "5", "--target-mean", "20", "--target-std", "5"],
      "its scaling is inside the graphs as given: check that it is the scaling the model was trained with"),
 ], ids=["none", "inputs", "all-four"])
-def test_the_scaling_hint_names_only_the_flags_not_given(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                         flags: list[str], hint: str) -> None:
+def test_the_scaling_hint_names_only_the_flags_not_given(raw_with_data: dict, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str], flags: list[str],
+                                                         hint: str) -> None:
     from eddy.cli.export import main as export_main
 
-    _raw_scale_model(tmp_path / "raw.keras")
-    t = np.arange(120)
-    (tmp_path / "t.csv").write_text("temp\n" + "".join(f"{v:.5f}\n" for v in 20 + 5 * np.sin(2 * np.pi * t / 25)))
-    assert export_main([str(tmp_path / "raw.keras"), "--out", str(tmp_path / "m"), "--data", str(tmp_path / "t.csv"),
-                        *flags]) == 0
-    warning = next(line for line in capsys.readouterr().out.splitlines() if "loses to persistence" in line)
+    printed = raw_with_data["printed"]  # no flags: the export the test above serves from
+    if flags:
+        root = raw_with_data["keras"].parent
+        assert export_main([str(root / "raw.keras"), "--out", str(tmp_path / "m"), "--data", str(root / "temp.csv"),
+                            *flags]) == 0
+        printed = capsys.readouterr().out
+    warning = next(line for line in printed.splitlines() if "loses to persistence" in line)
     assert hint in warning, warning
     assert all(flag not in warning.split("; ", 1)[1] for flag in flags if flag.startswith("--")), warning
 
