@@ -67,9 +67,7 @@ def _same_served_model(a: Path, b: Path, x: np.ndarray) -> None:
     assert (mb.target_transform, mb.window, mb.horizon, mb.features, mb.targets, mb.io) == (
         ma.target_transform, ma.window, ma.horizon, ma.features, ma.targets, ma.io)
     assert mb.normalization == ma.normalization
-    older = ma.calibration and "normalised" not in ma.calibration  # calibrated before normalised scores
-    got = {k: v for k, v in mb.calibration.items() if k != "normalised"} if older else mb.calibration
-    assert got == ma.calibration  # the same intervals: carried, or calibrated on the same data
+    assert mb.calibration == ma.calibration  # the same intervals: carried, or calibrated on the same data
     assert [(s.name, s.shape) for s in mb.state] == [(s.name, s.shape) for s in ma.state]
     for got, want in zip(_served(b, x), _served(a, x), strict=True):
         assert np.array_equal(got, want)  # bit for bit: the same ONNX computation
@@ -175,8 +173,7 @@ def test_the_committed_model_exports_as_it_is_served(tmp_path: Path, series: np.
     src = resolve_version_dir(MODELS / MODEL)
     assert export_main([str(src / "model.keras"), "--out", str(tmp_path / "x"), "--data", str(SERIES_CSV)]) == 0
     _same_served_model(src, tmp_path / "x" / "1", series)
-    assert "normalised" not in read_manifest(src).calibration  # calibrated before normalised scores: the export adds them
-    assert runtime.load(tmp_path / "x" / "1").monitor.normalised
+    assert runtime.load(tmp_path / "x" / "1").monitor.normalised  # its calibration on normalised scores, as committed
     m = read_manifest(tmp_path / "x" / "1").metrics
     assert m["streamed"]["rmse"] == read_manifest(src).metrics["streamed"]["rmse"] < m["persistence_rmse"]
 

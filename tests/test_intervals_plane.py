@@ -4,8 +4,8 @@ A session's intervals depend on its monitor row (online recalibration), which li
 state bytes and in the Redis/Valkey record; every path that advances a session (the batcher, the lane, a fleet)
 runs the same monitor. Here a real :class:`DataPlane` (real onnxruntime; the memory store and a real Valkey) is
 compared with ``Model.stream()`` across chunkings, batching, resume, export/import and a hand-off between two
-planes sharing one store. Every test runs twice: on the committed default model (calibrated before normalised
-scores: its sessions track the half-width itself) and on a copy whose calibration has normalised scores.
+planes sharing one store. Every test runs twice: on the committed default model (its calibration on normalised
+scores) and on a copy whose calibration was made before them (its sessions track the half-width itself).
 """
 
 from __future__ import annotations
@@ -33,20 +33,17 @@ from eddy.runtime.serving.slab import Slab
 CHUNKS = [1, 1, 3, 1, 20, 1, 7, 1, 1, 40, 1, 2, 1]  # 79 samples: steps, small chunks and chunks through the lane
 
 
-@pytest.fixture(scope="module", params=["half-width", "normalised"])
+@pytest.fixture(scope="module", params=["normalised", "half-width"])
 def models_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The committed models, or a copy of the default one whose calibration has normalised scores (a scale per
-    target and quantiles of the scores over it, as a calibration at training records them; here its validation MAE
-    and the half-widths over it)."""
-    if request.param == "half-width":
+    """The committed models, or a copy of the default one whose calibration has no normalised scores (as a model
+    calibrated with an older eddy has)."""
+    if request.param == "normalised":
         return MODELS
-    out = tmp_path_factory.mktemp("normalised")
+    out = tmp_path_factory.mktemp("half-width")
     shutil.copytree(MODELS / MODEL, out / MODEL)
     path = resolve_version_dir(out / MODEL) / "manifest.json"
     manifest = json.loads(path.read_text())
-    cal = manifest["calibration"]
-    cal["normalised"] = {"scale": cal["mae"], "quantiles": {t: [v / cal["mae"][t] for v in q]
-                                                            for t, q in cal["quantiles"].items()}}
+    del manifest["calibration"]["normalised"]
     path.write_text(json.dumps(manifest))
     return out
 
@@ -54,7 +51,7 @@ def models_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
 @pytest.fixture(scope="module")
 def model(models_dir: Path) -> runtime.Model:
     m = runtime.load(models_dir / MODEL)
-    assert m.monitor.normalised == (models_dir != MODELS)
+    assert m.monitor.normalised == (models_dir == MODELS)
     return m
 
 
