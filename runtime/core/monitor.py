@@ -412,13 +412,10 @@ class Monitor:
                 answer[j] = yk[j]
         if lv:
             w_at = at["w"]
-            # q x scale (without normalised scores the scale is 1: skipped, the same bits)
-            scales = [s[self._scale_at + j] for j in range(o)] if self.normalised else None
+            scales = [s[self._scale_at + j] for j in range(o)]  # q x scale (the scale stays 1 without normalised scores)
             for li in range(lv):
                 for j in range(o):
-                    w, yj = s[w_at + li * o + j], yk[j]
-                    if scales is not None:
-                        w = w * scales[j]
+                    w, yj = s[w_at + li * o + j] * scales[j], yk[j]
                     if self.space == "absolute":
                         lo, hi = yj - w, yj + w
                     else:
@@ -530,12 +527,10 @@ class Monitor:
         answer[:o] = yk
         if lv:
             w_at, lo_at, hi_at, relative = self._w_at, self._lo_at, self._hi_at, self.space != "absolute"
-            sc_at, normalised = self._scale_at, self.normalised
+            sc_at = self._scale_at
             for li in range(lv):
                 for j in range(o):
-                    w, yj = s[w_at + li * o + j], yk[j]
-                    if normalised:
-                        w = w * s[sc_at + j]
+                    w, yj = s[w_at + li * o + j] * s[sc_at + j], yk[j]
                     if relative:
                         grow = 1.0 + w
                         lo, hi = yj / grow, yj * grow
@@ -614,7 +609,7 @@ class Monitor:
         hi_ring = s[self._hi_at:self._hi_at + h * lv * ob].reshape(h, lv, ob).tolist()
         relative = self.space != "absolute"
         sc_at, normalised = self._scale_at, self.normalised and lv
-        sc = s[sc_at:sc_at + o].tolist() if normalised else None  # the scale, moved here (_scale_floats)
+        sc = s[sc_at:sc_at + o].tolist()  # the scale, moved here with normalised scores (_scale_floats), else 1
         made_list = made.tolist()
         valid_list, actual_list, yo_list = valid.tolist(), actual.tolist(), yo.tolist()
         nan, observed_ = math.nan, list(enumerate(self.observed))
@@ -640,7 +635,7 @@ class Monitor:
                 y_t, lo_s, hi_s = yo_list[t], lo_ring[slot], hi_ring[slot]
                 for li in range(lv):
                     wl, lo_l, hi_l = w[li], lo_s[li], hi_s[li]
-                    issued = [a * b for a, b in zip(wl, sc)] if sc else wl
+                    issued = [a * b for a, b in zip(wl, sc)]
                     w_list.extend(issued)
                     for jo, j in observed_:
                         wj, yj = issued[j], y_t[jo]
@@ -694,8 +689,7 @@ class Monitor:
             s[self._lo_at:self._lo_at + h * lv * ob] = np.ravel(lo_ring)
             s[self._hi_at:self._hi_at + h * lv * ob] = np.ravel(hi_ring)
             s[self._w_at:self._w_at + lv * o] = np.ravel(w)
-            if normalised:
-                s[sc_at:sc_at + o] = sc
+            s[sc_at:sc_at + o] = sc
         return s, self._answer(y, yall, w_used), out
 
     def _answer(self, y: np.ndarray, yall: np.ndarray, w_used: np.ndarray) -> np.ndarray:
