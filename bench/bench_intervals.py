@@ -42,8 +42,8 @@ Parts (``--parts``):
   10,000 actuals each.
 - ``cost``: the monitor's time per step next to the step graph's (``Model._run_step``) at batch 1, 32 and 256, and
   per sample of a 4,096-sample chunk next to the sequence graph; medians of interleaved repeats, this process; of
-  the committed model (calibrated before normalised scores) or ``--cost-model DIR``; wall time, or with ``--clock
-  cpu`` this process's CPU time.
+  the committed model or ``--cost-model DIR`` (e.g. one calibrated without normalised scores); wall time, or with
+  ``--clock cpu`` this process's CPU time.
 
 The machine's load (``os.getloadavg``) is printed before and after each part.
 """
