@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _fitted import fit
+from _fitted import fit, kept
 from _png import colour_fraction, png_size
 
 import eddy.runtime as runtime
@@ -616,24 +616,37 @@ def test_non_finite_loss_stops_with_a_clear_message(
     assert [p.name for p in out_dir.iterdir()] == ["1"]  # nothing new
 
 
-def test_summary_names_version_rmse_and_parity(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_summary_names_version_rmse_and_parity(tmp_path_factory: pytest.TempPathFactory) -> None:
     pytest.importorskip("tensorflow")
-    flags = ["--synthetic", "--units", "8", "--members", "1", "--epochs", "1", "--seed", "0", "--out", str(tmp_path / "sine")]
-    code, out, err = _run(flags, capsys)
-    assert code == 0, err
-    lines = out.splitlines()
+
+    def make(root: Path) -> None:
+        """``eddy train --synthetic`` with every default but the size (the classical baselines, auto's transforms),
+        and what it printed."""
+        import contextlib
+        import io
+
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(["--synthetic", "--units", "8", "--members", "1", "--epochs", "1", "--seed", "0", "--out",
+                         str(root / "sine")])
+        (root / "printed.json").write_text(json.dumps({"code": code, "out": out.getvalue(), "err": err.getvalue()}))
+
+    root = kept(tmp_path_factory, "", make)  # a kept run (tests/_fitted.py): what it printed at its end is tested
+    printed = json.loads((root / "printed.json").read_text())
+    assert printed["code"] == 0, printed["err"]
+    lines = printed["out"].splitlines()
     assert lines[0] == "fitting the classical baselines (AutoETS, AutoARIMA, AutoTheta) on the rows before the test part"
     assert [ln.split(":")[0] for ln in lines[1:4]] == ["baseline AutoETS", "baseline AutoARIMA", "baseline AutoTheta"]
     lines = lines[4:]
     assert lines[:2] == ["target transform level:", lines[1]]  # auto: one fit per applicable transform
     assert lines[1].startswith("epoch 1/1  loss ") and " val_loss " in lines[1] and " grad_norm " in lines[1]
     assert lines[2] == "target transform delta:" and lines[4].startswith("target transform auto: validation RMSE level ")
-    assert lines[5].startswith(f"wrote {tmp_path / 'sine' / '1'}  (sine v1: simple_rnn 1x8")
+    assert lines[5].startswith(f"wrote {root / 'sine' / '1'}  (sine v1: simple_rnn 1x8")
     assert lines[6].startswith("test RMSE streamed ") and " window " in lines[6] and " vs persistence " in lines[6]
     assert lines[7].startswith("intervals (split conformal, 150 validation residuals, absolute) on the 150 test rows: "
                                "80% covers ") and " vs persistence's " in lines[7] and "; 95% covers " in lines[7]
     assert lines[8].startswith(f"parity vs Keras float64, max abs error (Keras float32's own), passed {RULE}: ")
-    m = read_manifest(tmp_path / "sine" / "1")
+    m = read_manifest(root / "sine" / "1")
     assert all(f"{k} {c['error']:.2g} ({c['keras_float32_error']:.2g})" in lines[8] for k, c in m.parity["checks"].items())
     assert lines[9].startswith("gradients healthy: finite norms")
     assert m.training["data"]["source"] == "synthetic" and m.name == "sine"
