@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import os
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +17,11 @@ from _schedule import pytest_collection_modifyitems, pytest_runtest_logreport, p
 
 if TYPE_CHECKING:
     import eddy.runtime as runtime
+
+# The suite keeps the bytecode it compiles (__pycache__, ignored by git) even where PYTHONDONTWRITEBYTECODE is set, as
+# in many container images: pytest's assertion rewriting of ~80 test modules and eddy's own modules then compile once
+# instead of in every worker (~2.5 s of CPU each) and every `eddy` subprocess of every run.
+sys.dont_write_bytecode = False
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = Path(os.environ.get("EDDY_TEST_MODELS", ROOT / "models"))  # repository the server tests use
 MODEL = "sunspots"  # the committed default model
