@@ -77,8 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
                            "season before the predicted one (inputs become changes over a season), for seasonal series; "
                            "double_delta (with --season N) = both differences of the airline model: the change from "
                            "the last value plus last season's change over the same steps (never tried by auto); "
-                           "auto = train each that applies (seasonal_delta when --season is given) and keep the best "
-                           "validation RMSE. "
+                           "auto = train one network of --auto-units units for each that applies (seasonal_delta "
+                           "when --season is given) and keep the best validation RMSE. "
                            "The transform is inside the exported graphs, which take and return raw units "
                            f"(default: {d.target_transform})")
     data.add_argument("--baselines", choices=BASELINES, default=d.baselines,
@@ -92,16 +92,22 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--cell", choices=CELLS, default=d.cell, help=f"recurrent cell (default: {d.cell})")
     model.add_argument("--layers", type=c.at_least(1), default=d.layers, metavar="N",
                        help=f"stacked recurrent layers (default: {d.layers})")
-    model.add_argument("--units", type=c.at_least(1), default=d.units, metavar="N",
-                       help=f"units per recurrent layer (default: {d.units})")
+    model.add_argument("--units", type=c.at_least(1), default=None, metavar="N",
+                       help=f"units per recurrent layer of each network (default: {d.units}; --preset seed: "
+                            f"{_SEED.units})")
+    model.add_argument("--auto-units", type=c.at_least(1), default=d.auto_units, metavar="N",
+                       help="units of the one network per candidate that --target-transform auto compares (capped "
+                            "at --units; when equal, the winner is the first network kept, else the networks are "
+                            f"trained after the choice) (default: {d.auto_units})")
     model.add_argument("--preset", choices=list(PRESETS), default=d.preset,
                        help="the recipe the other flags' defaults come from (flags given win): default = "
-                            f"{d.members} networks averaged (--members), up to {d.epochs} epochs; seed = the seed article's "
-                            "network as it was, "
-                            "SimpleRNN(50), window 10, Dense(1), MSE, Adam, 10 epochs (--patience 5), batch 32, one network "
+                            f"{d.members} networks of {d.units} units averaged (--members), up to {d.epochs} epochs; "
+                            "seed = the seed article's "
+                            f"network as it was, SimpleRNN({_SEED.units}), window 10, Dense(1), MSE, Adam, 10 epochs "
+                            "(--patience 5), batch 32, one network "
                             f"(default: {d.preset})")
     model.add_argument("--members", type=c.at_least(1), default=None, metavar="N",
-                       help="train N networks from seeds S, S+1, ... (the target transform chosen on the first) and "
+                       help="train N networks from seeds S, S+1, ... (with the target transform chosen before them) and "
                             "average them inside one exported graph: one recurrent stack of N x --units units with "
                             "block-diagonal weights, state the members' states side by side "
                             f"(default: {d.members}; --preset seed: {_SEED.members})")
@@ -185,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
         baselines=args.baselines,
         cell=args.cell,
         layers=args.layers,
-        units=args.units,
+        units=preset.units if args.units is None else args.units,
+        auto_units=args.auto_units,
         members=preset.members if args.members is None else args.members,
         dropout=args.dropout,
         recurrent_dropout=args.recurrent_dropout,

@@ -182,7 +182,7 @@ CASES: dict[str, tuple[Case, str, str]] = {  # name -> (what the client does, st
     "state bytes Infinity (signed)": (lambda c, rs, sid, b: c.stream(MODEL, state=_resigned(
         b["v2"], raw=b'{"model":"sunspots","version":2,"position":Infinity}')), "INVALID_ARGUMENT", "header"),
     "state bytes deep nesting (signed)": (lambda c, rs, sid, b: c.stream(MODEL, state=_resigned(
-        b["v2"], raw=b"[" * 3000 + b"]" * 3000)), "INVALID_ARGUMENT", "header"),
+        b["v2"], raw=b"[" * 1500 + b"]" * 1500)), "INVALID_ARGUMENT", "header"),
     "a session at the position bound (signed bytes)": (
         lambda c, rs, sid, b: c.stream(MODEL, state=_resigned(b["v2"], position=2**53)).push(np.ones((1, 1))),
         "FAILED_PRECONDITION", "would pass position"),

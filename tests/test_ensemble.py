@@ -64,9 +64,31 @@ def test_the_seed_preset_is_one_network_and_flags_given_win() -> None:
     from eddy.trainer.config import TrainConfig
 
     default, seed = TrainConfig(), TrainConfig.for_preset("seed")
-    assert (default.members, default.epochs, default.patience, default.preset) == (5, 100, 15, "default")
+    assert (default.members, default.units, default.auto_units, default.epochs, default.patience, default.preset) \
+        == (5, 100, 50, 100, 15, "default")
     assert (seed.members, seed.units, seed.window, seed.epochs, seed.patience, seed.batch_size, seed.cell, seed.layers,
             seed.preset) == (1, 50, 10, 10, 5, 32, "simple_rnn", 1, "seed")
     assert TrainConfig.for_preset("seed", members=3).members == 3
     with pytest.raises(ValueError, match="preset must be one of default, seed"):
         TrainConfig.for_preset("fast")
+
+
+def test_auto_chooses_the_transform_with_networks_of_auto_units_then_trains_the_members(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    import eddy.runtime as runtime
+
+    t = np.arange(120)
+    v = 20 + 5 * np.sin(2 * np.pi * t / 12) + np.random.default_rng(1).normal(0, 0.5, 120)
+    run = fit(tmp_path_factory, "v\n" + "".join(f"{x:.4f}\n" for x in v),
+              ["--members", "2", "--units", "4", "--auto-units", "3", "--epochs", "1", "--window", "6", "--season", "12",
+               "--baselines", "naive", "--seed", "7"])
+    m = runtime.load(run.version_dir.parent).manifest
+    choice = m.metrics["target_transform"]
+    kinds = ["level", "delta", "log_delta", "seasonal_delta"]
+    assert (list(choice["validation_rmse"]), choice["units"]) == (kinds, 3)
+    assert choice["kind"] == min(kinds, key=choice["validation_rmse"].get)
+    for kind in kinds:
+        assert f"target transform {kind} (one network of 3 units):" in run.out
+    assert f"member 1 of 2 (seed 7, 4 units, target transform {choice['kind']}):" in run.out
+    assert f"member 2 of 2 (seed 8, target transform {choice['kind']}):" in run.out
+    assert (m.units, m.metrics["ensemble"]["member_units"]) == (8, 4)

@@ -10,7 +10,7 @@ pytest.importorskip("tensorflow")
 
 
 @pytest.mark.parametrize("cell, layers, units", [("simple_rnn", 1, 50), ("lstm", 2, 8), ("gru", 2, 8),
-                                                 ("simple_rnn", 1, 250)])  # 250: the default's five merged networks
+                                                 ("simple_rnn", 1, 500)])  # 500: the default's five merged networks
 def test_forward_is_predict_bit_for_bit(cell: str, layers: int, units: int) -> None:
     from eddy.trainer import model as model_mod
     from eddy.trainer.config import TrainConfig

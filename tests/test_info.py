@@ -24,7 +24,7 @@ def test_table_shows_the_key_figures(models_dir: Path, capsys: pytest.CaptureFix
     manifest = json.loads((resolve_version_dir(models_dir / "sunspots") / "manifest.json").read_text())
     ops = {op for g in manifest["graphs"].values() for op in g["ops"]}  # whatever the exporter used, not a pinned list
     state = [f"{s['name']} [B, {', '.join(map(str, s['shape']))}]" for s in manifest["state"]]  # e.g. h0 [B, 50]
-    for needle in ("sunspots v", "simple_rnn x1 (250 units) -> Dense(1): the average of 5 networks of 50 units",
+    for needle in ("sunspots v", "simple_rnn x1 (500 units) -> Dense(1): the average of 5 networks of 100 units",
                    "sunspots -> sunspots", ", ".join(state), "AutoARIMA", "AutoETS", "AutoTheta",
                    "step.onnx", "sequence.onnx", "(ok: error <=", "persistence", "streamed RMSE", "window RMSE",
                    "RMSE", "MAE", "epochs run", "tensorflow", "tf2onnx", "eddy", *ops,

@@ -267,7 +267,8 @@ def test_help_states_every_default(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = _run(["--help"], capsys)
     assert code == 0
     flags = ["--data", "--synthetic", "--features", "--target", "--window", "--horizon", "--split", "--fill", "--season",
-             "--cell", "--layers", "--units", "--dropout", "--recurrent-dropout", "--l2", "--epochs", "--training",
+             "--cell", "--layers", "--units", "--auto-units", "--preset", "--members", "--dropout", "--recurrent-dropout",
+             "--l2", "--epochs", "--training",
              "--batch-size", "--lr", "--clipnorm", "--clipvalue", "--patience", "--reduce-lr-patience", "--seed", "--out",
              "--name", "--quantize", "--intervals", "--quiet"]
     text = " ".join(out.split())
@@ -292,18 +293,20 @@ def test_clipvalue_turns_off_the_default_clipnorm(monkeypatch: pytest.MonkeyPatc
     assert seen == [(None, 0.5), (1.0, None), (None, None)]
 
 
-def test_the_preset_sets_members_epochs_and_patience_unless_given(monkeypatch: pytest.MonkeyPatch) -> None:
-    seen: list[tuple[int, int, int]] = []
+def test_the_preset_sets_units_members_epochs_and_patience_unless_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[tuple[int, int, int, int, int]] = []
 
     def fake_train(config: object, log: object = None) -> None:
-        seen.append((config.members, config.epochs, config.patience))  # type: ignore[attr-defined]
+        seen.append((config.units, config.auto_units, config.members, config.epochs,  # type: ignore[attr-defined]
+                     config.patience))  # type: ignore[attr-defined]
         raise KeyboardInterrupt  # stop before any work
 
     monkeypatch.setattr(eddy.trainer.train, "train", fake_train)
     assert main(["--quiet"]) == 130
     assert main(["--preset", "seed", "--quiet"]) == 130
-    assert main(["--preset", "seed", "--epochs", "30", "--patience", "0", "--members", "2", "--quiet"]) == 130
-    assert seen == [(5, 100, 15), (1, 10, 5), (2, 30, 0)]
+    assert main(["--preset", "seed", "--units", "20", "--epochs", "30", "--patience", "0", "--members", "2",
+                 "--auto-units", "8", "--quiet"]) == 130
+    assert seen == [(100, 50, 5, 100, 15), (50, 50, 1, 10, 5), (20, 8, 2, 30, 0)]
 
 
 # --- without the training extra -----------------------------------------------------------------

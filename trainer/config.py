@@ -29,17 +29,18 @@ TRAININGS = ("windows", "tbptt")  # --training: the seed's windows, or long stre
 # --preset NAME -> the fields it sets (flags given explicitly win). default: the dataclass defaults below;
 # seed: the seed article's network as it was, SimpleRNN(50), window 10, Dense(1), MSE, Adam, 10 epochs (patience 5),
 # batch 32, one network (trained with the state carried, tbptt, and the target transform auto chooses, like the default)
-PRESETS: dict[str, dict[str, Any]] = {"default": {}, "seed": {"members": 1, "epochs": 10, "patience": 5}}
+PRESETS: dict[str, dict[str, Any]] = {"default": {}, "seed": {"units": 50, "members": 1, "epochs": 10, "patience": 5}}
 BASELINES = ("naive", "classical")  # --baselines: persistence/seasonal naive only, or also AutoETS/AutoARIMA/AutoTheta
 
 
 @dataclass
 class TrainConfig:
-    """Everything a training run depends on. Defaults are the seed model's architecture (SimpleRNN(50), Dense(1),
-    MSE, Adam, batch 32, window 10), trained with the state carried between batches (``training="tbptt"``, so
-    that the served stream is what was trained) for up to 100 epochs with early stopping on the validation part
-    (patience 15), five of them from consecutive seeds averaged inside one graph (``members``);
-    :meth:`for_preset` ``("seed")`` is one network trained for the seed's 10 epochs (patience 5), and with
+    """Everything a training run depends on. Defaults are the seed model's architecture (SimpleRNN, Dense(1),
+    MSE, Adam, batch 32, window 10) with 100 units instead of 50, trained with the state carried between batches
+    (``training="tbptt"``, so that the served stream is what was trained) for up to 100 epochs with early stopping
+    on the validation part (patience 15), five of them from consecutive seeds averaged inside one graph
+    (``members``), the target transform chosen by one network of ``auto_units`` (50) per candidate;
+    :meth:`for_preset` ``("seed")`` is one SimpleRNN(50) trained for the seed's 10 epochs (patience 5), and with
     ``training="windows"`` the seed's recipe exactly.
 
     :meth:`validate` raises ``ValueError`` naming the bad field; the CLI turns
@@ -61,7 +62,8 @@ class TrainConfig:
     # model
     cell: str = "simple_rnn"  # recurrent cell (seed: SimpleRNN)
     layers: int = 1  # stacked recurrent layers (seed: 1)
-    units: int = 50  # units per recurrent layer (seed: 50)
+    units: int = 100  # units per recurrent layer of each member (seed: 50)
+    auto_units: int = 50  # units of the one network per candidate that --target-transform auto compares (at most units)
     members: int = 5  # networks from seeds seed, seed+1, ... averaged inside one exported graph (seed: 1)
     dropout: float = 0.0  # dropout on each recurrent layer's inputs, training only
     recurrent_dropout: float = 0.0  # dropout on each recurrent layer's state, training only
@@ -95,7 +97,7 @@ class TrainConfig:
         """Raise ``ValueError`` naming the first invalid field."""
         if self.data is not None and self.synthetic:
             raise ValueError("give either a CSV file or synthetic data, not both")
-        for name in ("window", "horizon", "layers", "units", "members", "epochs", "batch_size"):
+        for name in ("window", "horizon", "layers", "units", "auto_units", "members", "epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         for name in ("patience", "reduce_lr_patience"):

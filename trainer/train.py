@@ -133,23 +133,29 @@ def train(config: TrainConfig, log: Callable[[str], None] | None = print) -> Tra
 
     started = time.perf_counter()
 
-    def fit_one(dataset: Dataset, member_seed: int, gradients: bool = True) -> tuple[Any, dict[str, Any], float]:
-        """One network from ``member_seed`` on ``dataset``: (model, history, validation RMSE in raw units);
-        ``gradients=False``: tbptt skips measuring the gradient norms (only the first member's are reported)."""
+    def fit_one(dataset: Dataset, member_seed: int, gradients: bool = True,
+                units: int = config.units) -> tuple[Any, dict[str, Any], float]:
+        """One network of ``units`` from ``member_seed`` on ``dataset``: (model, history, validation RMSE in raw
+        units); ``gradients=False``: tbptt skips measuring the gradient norms (only the first member's are reported)."""
         model_mod.set_seed(member_seed)
-        m = model_mod.build_model(config, len(series.features), len(series.targets))
+        m = model_mod.build_model(dataclasses.replace(config, units=units), len(series.features), len(series.targets))
         if config.training == "tbptt":
             h = fit_streams(m, dataset, config, log, gradients=gradients)
             return m, h, streamed_val_rmse(m, dataset)  # what a stream delivers on the validation rows
         h = model_mod.fit(m, dataset, config, log)
         return m, h, val_rmse(m, dataset)
 
+    # auto compares one network of auto_units per candidate (every one from the same weights); when that is the
+    # members' size, the winner is member 1, else member 1 is trained afterwards at --units
+    chooser_units = min(config.auto_units, config.units) if len(candidates) > 1 else config.units
     chosen: dict[str, float] = {}  # kind -> validation RMSE (raw units)
     best: tuple[Any, Dataset, dict[str, Any]] | None = None
-    for kind, candidate in candidates.items():  # every candidate starts from the same weights
+    for kind, candidate in candidates.items():
         if log is not None and len(candidates) > 1:
-            log(f"target transform {kind}" + (f" (member 1 of {config.members})" if config.members > 1 else "") + ":")
-        m_k, h_k, chosen[kind] = fit_one(candidate, seed)
+            log(f"target transform {kind}" + (f" (member 1 of {config.members})" if config.members > 1
+                                              and chooser_units == config.units else "")
+                + (f" (one network of {chooser_units} units)" if chooser_units != config.units else "") + ":")
+        m_k, h_k, chosen[kind] = fit_one(candidate, seed, units=chooser_units)
         if best is None or chosen[kind] < chosen[best[1].kind]:
             best = (m_k, candidate, h_k)
     assert best is not None
@@ -157,11 +163,16 @@ def train(config: TrainConfig, log: Callable[[str], None] | None = print) -> Tra
     if log is not None and len(candidates) > 1:
         log("target transform auto: validation RMSE " + ", ".join(f"{k} {v:.4g}" for k, v in chosen.items())
             + f" -> {dataset.kind}")
+    first_val = chosen[dataset.kind]
+    if chooser_units != config.units:
+        if log is not None:
+            log(f"member 1 of {config.members} (seed {seed}, {config.units} units, target transform {dataset.kind}):")
+        model, history, first_val = fit_one(dataset, seed)
     ensemble: dict[str, Any] | None = None
     if config.members > 1:
         from .ensemble import describe, merge_weights
 
-        models, member_val = [model], [chosen[dataset.kind]]
+        models, member_val = [model], [first_val]
         for i in range(1, config.members):
             member_seed = (seed + i) % 2**32
             if log is not None:
@@ -192,7 +203,7 @@ def train(config: TrainConfig, log: Callable[[str], None] | None = print) -> Tra
                                         window=config.window, seed=seed)
         exported = contained.exported
         add_streamed(metrics, dataset, contained.y_stream)
-        metrics["target_transform"] = {"kind": dataset.kind, "validation_rmse": chosen}
+        metrics["target_transform"] = {"kind": dataset.kind, "validation_rmse": chosen, "units": chooser_units}
         if ensemble is not None:
             metrics["ensemble"] = ensemble
         calibration, metrics["intervals"], bands = calibrate(
