@@ -10,9 +10,13 @@ transform eddy trains; a network without either is refused. Tiny 1-epoch models:
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import io
 import json
 import shutil
 import zipfile
+from collections.abc import Callable
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +90,32 @@ def _exported(factory: pytest.TempPathFactory, src: Path, data: Path) -> Path:
     return kept(factory, "\0".join([str(src), contents(src), str(data), contents(data)]), export)
 
 
+def _printed(argv: list[str]) -> dict:
+    """``eddy export ARGV``: its exit status and what it printed."""
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = export_main(argv)
+    return {"code": code, "out": out.getvalue(), "err": err.getvalue()}
+
+
+def _kept_exports(factory: pytest.TempPathFactory, inputs: str, make: Callable[[Path], list[str]]) -> Path:
+    """The directory ``make`` fills and the ``eddy export`` runs (argument lists) it returns, with what each printed
+    (``printed.json``), made once and kept across runs (tests/_fitted.py) under a key of the code, this file and
+    ``inputs``."""
+    def run(root: Path) -> None:
+        (root / "printed.json").write_text(json.dumps([_printed(argv) for argv in make(root)]))
+
+    root = kept(factory, f"{Path(__file__).read_text()}\0{inputs}\0{inspect.getsource(make)}", run)
+    for done in json.loads((root / "printed.json").read_text()):
+        assert done["code"] == 0, done["err"]
+    return root
+
+
+def _out(root: Path) -> str:
+    """What the first export of a :func:`_kept_exports` directory printed on standard output."""
+    return json.loads((root / "printed.json").read_text())[0]["out"]
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_export_of_an_eddy_model_serves_the_same_numbers(kind: str, trained: dict[str, Path],
                                                          csv: tuple[Path, np.ndarray],
@@ -122,12 +152,16 @@ def _without_record(src: Path, dst: Path) -> Path:
 
 
 def test_a_file_without_record_is_rebuilt_from_the_manifest_next_to_it(
-        trained: dict[str, Path], csv: tuple[Path, np.ndarray], tmp_path: Path,
-        capsys: pytest.CaptureFixture[str]) -> None:
-    older = _without_record(trained["seasonal_delta"], tmp_path / "older" / "1")
-    assert export_main([str(older / "model.keras"), "--out", str(tmp_path / "x")]) == 0
-    assert "rebuilt from the manifest.json next to it" in capsys.readouterr().out
-    _same_served_model(trained["seasonal_delta"], tmp_path / "x" / "1", csv[1])
+        trained: dict[str, Path], csv: tuple[Path, np.ndarray], tmp_path_factory: pytest.TempPathFactory) -> None:
+    src = trained["seasonal_delta"]
+
+    def make(root: Path) -> list[str]:
+        older = _without_record(src, root / "older" / "1")
+        return [[str(older / "model.keras"), "--out", str(root / "x")]]
+
+    root = _kept_exports(tmp_path_factory, f"{src}\0{contents(src)}", make)
+    assert "rebuilt from the manifest.json next to it" in _out(root)
+    _same_served_model(src, root / "x" / "1", csv[1])
 
 
 def test_an_eddy_network_without_its_record_is_refused(trained: dict[str, Path], tmp_path: Path,
@@ -166,40 +200,53 @@ def test_flags_that_would_change_the_served_model_are_refused(
     assert message in err and err.count("\n") == 1 and not (tmp_path / "x").exists()
 
 
-def test_the_committed_model_exports_as_it_is_served(tmp_path: Path, series: np.ndarray) -> None:
+def test_the_committed_model_exports_as_it_is_served(tmp_path_factory: pytest.TempPathFactory,
+                                                     series: np.ndarray) -> None:
     """The report's case: the committed default model's model.keras with the bundled data."""
     from eddy.runtime.core.layout import resolve_version_dir
 
     src = resolve_version_dir(MODELS / MODEL)
-    assert export_main([str(src / "model.keras"), "--out", str(tmp_path / "x"), "--data", str(SERIES_CSV)]) == 0
-    _same_served_model(src, tmp_path / "x" / "1", series)
-    assert runtime.load(tmp_path / "x" / "1").monitor.normalised  # its calibration on normalised scores, as committed
-    m = read_manifest(tmp_path / "x" / "1").metrics
+
+    def make(root: Path) -> list[str]:
+        return [[str(src / "model.keras"), "--out", str(root / "x"), "--data", str(SERIES_CSV)]]
+
+    root = _kept_exports(tmp_path_factory, f"{src}\0{contents(src)}\0{contents(SERIES_CSV)}", make)
+    _same_served_model(src, root / "x" / "1", series)
+    assert runtime.load(root / "x" / "1").monitor.normalised  # its calibration on normalised scores, as committed
+    m = read_manifest(root / "x" / "1").metrics
     assert m["streamed"]["rmse"] == read_manifest(src).metrics["streamed"]["rmse"] < m["persistence_rmse"]
 
 
-def test_a_version_with_normalised_graphs_exports_within_the_parity_rule(tmp_path: Path, series: np.ndarray) -> None:
+def test_a_version_with_normalised_graphs_exports_within_the_parity_rule(tmp_path_factory: pytest.TempPathFactory,
+                                                                         series: np.ndarray) -> None:
     """A version whose graphs took normalised values (io normalised) comes back with the normalisation inside the
     graphs: not the same computation, so equal within the parity rule (RTOL relative to the outputs' size)."""
-    assert export_main([str(LEGACY / "model.keras"), "--out", str(tmp_path / "x")]) == 0
-    m = read_manifest(tmp_path / "x" / "1")
+    def make(root: Path) -> list[str]:
+        return [[str(LEGACY / "model.keras"), "--out", str(root / "x")]]
+
+    x = _kept_exports(tmp_path_factory, f"{LEGACY}\0{contents(LEGACY)}", make) / "x" / "1"
+    m = read_manifest(x)
     assert m.io == "raw" and m.normalization == read_manifest(LEGACY).normalization
-    got, want = _served(tmp_path / "x" / "1", series)[1], _served(LEGACY, series)[1]
+    got, want = _served(x, series)[1], _served(LEGACY, series)[1]
     limit = RTOL * max(float(np.max(np.abs(want))), m.normalization.target_std[0])
     assert float(np.max(np.abs(got.astype(np.float64) - want))) <= limit
 
 
-def test_a_model_keras_written_by_eddy_export_carries_its_scaling_and_semantics(tmp_path: Path) -> None:
+def test_a_model_keras_written_by_eddy_export_carries_its_scaling_and_semantics(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
     """eddy export's own model.keras (here from a legacy .h5 with given scaling and window semantics) exports again
     as the same served model: no flags needed, the same numbers bit for bit."""
-    import keras
+    def make(root: Path) -> list[str]:
+        import keras
 
-    keras.utils.set_random_seed(0)
-    inp = keras.Input((6, 1))
-    keras.Model(inp, keras.layers.Dense(1)(keras.layers.SimpleRNN(4)(inp))).save(tmp_path / "user.h5")
-    assert export_main([str(tmp_path / "user.h5"), "--out", str(tmp_path / "a"), "--semantics", "window",
-                        "--input-mean", "3", "--input-std", "2", "--target-mean", "1", "--target-std", "4"]) == 0
-    assert export_main([str(tmp_path / "a" / "1" / "model.keras"), "--out", str(tmp_path / "b")]) == 0
+        keras.utils.set_random_seed(0)
+        inp = keras.Input((6, 1))
+        keras.Model(inp, keras.layers.Dense(1)(keras.layers.SimpleRNN(4)(inp))).save(root / "user.h5")
+        return [[str(root / "user.h5"), "--out", str(root / "a"), "--semantics", "window", "--input-mean", "3",
+                 "--input-std", "2", "--target-mean", "1", "--target-std", "4"],
+                [str(root / "a" / "1" / "model.keras"), "--out", str(root / "b")]]
+
+    root = _kept_exports(tmp_path_factory, "", make)
     x = np.random.default_rng(0).normal(3, 2, size=(50, 1)).astype(np.float32)  # [T, F] raw
-    _same_served_model(tmp_path / "a" / "1", tmp_path / "b" / "1", x)
-    assert [s.name for s in read_manifest(tmp_path / "b" / "1").state] == ["window"]
+    _same_served_model(root / "a" / "1", root / "b" / "1", x)
+    assert [s.name for s in read_manifest(root / "b" / "1").state] == ["window"]
