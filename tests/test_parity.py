@@ -20,7 +20,7 @@ pytest.importorskip("tf2onnx")
 
 import _broken  # noqa: E402
 import keras  # noqa: E402
-from _fitted import fit  # noqa: E402
+from _fitted import fit, kept  # noqa: E402
 
 from eddy.cli.info import collect, format_table  # noqa: E402
 from eddy.runtime.core.manifest import read_manifest  # noqa: E402
@@ -40,16 +40,22 @@ def sunspots() -> Dataset:
     return make_dataset(bundled_series(), window=10)
 
 
+def _untrained(cell: str) -> keras.Model:
+    """An untrained model of ``cell`` (8 units, as eddy train builds them), seeded: the same weights every time."""
+    set_seed(0)
+    return build_model(TrainConfig(cell=cell, units=8), 1, 1)
+
+
 @pytest.fixture(scope="module")
 def exported(sunspots: Dataset, tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[keras.Model, Path]]:
-    """Untrained simple_rnn and lstm models (8 units, as eddy train builds them), exported once each."""
+    """Untrained simple_rnn and lstm models and their exports, made once and kept across runs (tests/_fitted.py
+    kept(): the tests below copy them before breaking them, and check them against the model built again)."""
     out = {}
     for cell in ("simple_rnn", "lstm"):
-        set_seed(0)
-        model = build_model(TrainConfig(cell=cell, units=8), 1, 1)
-        path = tmp_path_factory.mktemp(cell)
-        export_model(model, path, sunspots.x_test, sunspots.normalised_inputs(), seed=0)
-        out[cell] = model, path
+        def make(root: Path, cell: str = cell) -> None:
+            export_model(_untrained(cell), root, sunspots.x_test, sunspots.normalised_inputs(), seed=0)
+
+        out[cell] = _untrained(cell), kept(tmp_path_factory, f"{Path(__file__).read_text()}\0{cell}", make)
     return out
 
 
