@@ -17,6 +17,7 @@ pytest.importorskip("tensorflow")
 pytest.importorskip("tf2onnx")
 
 import keras  # noqa: E402
+from _fitted import kept  # noqa: E402
 
 import eddy.runtime as runtime  # noqa: E402
 from eddy.cli.info import collect, format_table  # noqa: E402
@@ -38,22 +39,27 @@ def _series(n: int = 160) -> np.ndarray:
 
 @pytest.fixture(scope="module", params=sorted(CELLS))
 def quantized(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    """A version directory with float and int8 graphs, and the quantisation figures."""
+    """A version directory with float and int8 graphs, and the quantisation figures: made once and kept across runs
+    (tests/_fitted.py kept(), keyed by the code, this file and the library versions)."""
     cell = request.param
-    out = tmp_path_factory.mktemp(cell) / "1"
-    out.mkdir()
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((WINDOW, 1)), CELLS[cell](UNITS), keras.layers.Dense(1)])
-    x = _series()
-    windows = np.stack([x[i : i + WINDOW] for i in range(0, 40, 4)])  # [10, W, 1]
-    exported = export_model(model, out, windows, x)
-    int8_graphs, figures = quantize_graphs(out, exported.graphs, x, exported.state, latency_calls=200)
-    write_manifest(out, Manifest(
-        name=f"tiny_{cell}", version=1, cell=cell, layers=1, units=UNITS, features=["v"], targets=["v"],
-        window=WINDOW, horizon=1, state=exported.state, normalization=Normalization([MEAN], [STD], [MEAN], [STD]),
-        graphs={**exported.graphs, **int8_graphs}, opset=17, parity=exported.parity, metrics={"int8": figures},
-        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), versions={}))
-    return out, figures
+
+    def make(root: Path) -> None:
+        out = root / "1"
+        out.mkdir()
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((WINDOW, 1)), CELLS[cell](UNITS), keras.layers.Dense(1)])
+        x = _series()
+        windows = np.stack([x[i : i + WINDOW] for i in range(0, 40, 4)])  # [10, W, 1]
+        exported = export_model(model, out, windows, x)
+        int8_graphs, figures = quantize_graphs(out, exported.graphs, x, exported.state, latency_calls=200)
+        write_manifest(out, Manifest(
+            name=f"tiny_{cell}", version=1, cell=cell, layers=1, units=UNITS, features=["v"], targets=["v"],
+            window=WINDOW, horizon=1, state=exported.state, normalization=Normalization([MEAN], [STD], [MEAN], [STD]),
+            graphs={**exported.graphs, **int8_graphs}, opset=17, parity=exported.parity, metrics={"int8": figures},
+            created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), versions={}))
+
+    out = kept(tmp_path_factory, f"{Path(__file__).read_text()}\0{cell}", make) / "1"
+    return out, read_manifest(out).metrics["int8"]
 
 
 def test_int8_files_and_graph_specs(quantized: tuple[Path, dict]) -> None:
