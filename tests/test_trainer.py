@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -384,14 +385,20 @@ def test_publish_never_replaces_a_version_claimed_meanwhile(tmp_path: Path) -> N
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The default recipe on the bundled sunspots (window 10, split 0.7/0.15/0.15), smaller and shorter
-    (8 units, 2 epochs, one target transform), run twice with the same seed into one model directory."""
+    (8 units, 2 epochs, one target transform), run twice with the same seed into one model directory: the first
+    run is kept across runs (tests/_fitted.py kept()) and copied in as version 1, the second trains every time, in
+    another process than the first, and writes version 2 next to it."""
     pytest.importorskip("tensorflow")
     pytest.importorskip("tf2onnx")
-    out_dir = tmp_path_factory.mktemp("train") / "models" / "sunspots"
     flags = ["--units", "8", "--members", "1", "--epochs", "2", "--seed", "3", "--target-transform", "level", "--quiet",
-             "--baselines", "naive", "--out", str(out_dir)]
-    for _ in range(2):
-        assert main(flags) == 0
+             "--baselines", "naive"]
+
+    def make(root: Path) -> None:
+        assert main([*flags, "--out", str(root / "sunspots")]) == 0
+
+    out_dir = tmp_path_factory.mktemp("train") / "models" / "sunspots"
+    shutil.copytree(kept(tmp_path_factory, "\0".join(flags), make) / "sunspots" / "1", out_dir / "1")
+    assert main([*flags, "--out", str(out_dir)]) == 0
     return out_dir
 
 
