@@ -12,8 +12,11 @@ eddy / AutoETS.
 Series: the four bundled ones, and public series the ``pmdarima`` wheel ships (the ``bench`` extra, read at
 bench time; nothing is bundled or downloaded): monthly AirPassengers (144 rows) and wineind (176), quarterly
 austres (89) and woolyrnq (119), yearly lynx (114), half-hourly taylor (4,032, electricity demand) and the last
-2,000 daily closes of msft (a stock price, a random walk). Not part of ``make test`` (tens of minutes on 2
-cores). Run: ``.venv/bin/python bench/forecast_table.py [--series NAME ...] [--json FILE]`` after
+2,000 daily closes of msft (a stock price, a random walk). Held out (run only when named with ``--series``, to
+check a choice made on the table above against series it was not made on): pmdarima's heartrate (150 rows, a
+heart rate every half second) and statsmodels' monthly El Nino sea surface temperatures (732 rows) and yearly
+Nile flow (100 rows). Not part of ``make test`` (tens of minutes on 2 cores). Run:
+``.venv/bin/python bench/forecast_table.py [--series NAME ...] [--json FILE]`` after
 ``pip install -e '.[train,bench]'``; ``--tables A.json B.json`` prints one table from runs split over
 processes. To measure a candidate default without changing it: ``--default-flags "--epochs 100"`` adds flags to
 the default's runs only, and ``--skip-seed`` leaves out the seed preset's runs (its column shows –).
@@ -67,6 +70,21 @@ def _pmdarima(name: str, last: int | None = None) -> Callable[[Path], list[str]]
     return write
 
 
+def _statsmodels(name: str) -> Callable[[Path], list[str]]:
+    """A loader writing a statsmodels dataset (its own wheel's data) as ``value`` CSV: elnino's monthly sea surface
+    temperatures (one row per year, a column per month) in time order; nile's yearly flow volume."""
+
+    def write(path: Path) -> list[str]:
+        from statsmodels import datasets  # a dependency of the bench extra's statsforecast and pmdarima
+
+        frame = getattr(datasets, name).load_pandas().data
+        values = (frame.drop(columns="YEAR") if name == "elnino" else frame["volume"]).to_numpy(float).ravel()
+        path.write_text("index,value\n" + "".join(f"{i},{float(v)!r}\n" for i, v in enumerate(values)))
+        return ["--data", str(path), "--features", "value"]
+
+    return write
+
+
 # name -> (how often, season or None, flags or a loader that writes the CSV and returns its flags)
 SERIES: dict[str, tuple[str, int | None, list[str] | Callable[[Path], list[str]]]] = {
     "sunspots": ("yearly", 11, []),
@@ -81,7 +99,11 @@ SERIES: dict[str, tuple[str, int | None, list[str] | Callable[[Path], list[str]]
     "lynx": ("yearly", None, _pmdarima("lynx")),
     "taylor": ("half-hourly", 48, _pmdarima("taylor")),
     "msft": ("daily", None, _pmdarima("msft", last=2000)),
+    "heartrate": ("half-secondly", None, _pmdarima("heartrate")),
+    "elnino": ("monthly", 12, _statsmodels("elnino")),
+    "nile": ("yearly", None, _statsmodels("nile")),
 }
+HELD_OUT = ("heartrate", "elnino", "nile")  # not in the default --series: checks of choices made on the others
 
 
 def run(flags: list[str], out: Path) -> tuple[dict[str, Any], float]:
@@ -143,7 +165,8 @@ def table(rows: list[dict[str, Any]], header: str) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--series", nargs="+", choices=list(SERIES), default=list(SERIES))
+    p.add_argument("--series", nargs="+", choices=list(SERIES), default=[s for s in SERIES if s not in HELD_OUT],
+                   help=f"series to run (default: all but the held-out {', '.join(HELD_OUT)})")
     p.add_argument("--json", type=Path, help="also write every figure to this JSON file")
     p.add_argument("--tables", type=Path, nargs="+", metavar="JSON",
                    help="print one table from earlier --json outputs (runs split over processes) and train nothing")
