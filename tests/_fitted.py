@@ -128,6 +128,12 @@ def _code_digest() -> str:
     return h.hexdigest()
 
 
+@cache
+def _source(path: str) -> str:
+    """The text of a module that defines a :func:`kept` directory's ``make``."""
+    return Path(path).read_text()
+
+
 def _digests(root: Path) -> dict[str, str]:
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in _files(root)}
 
@@ -175,12 +181,13 @@ def fit(factory: pytest.TempPathFactory, csv_text: str, flags: list[str]) -> Fit
 
 def kept(factory: pytest.TempPathFactory, inputs: str, make: Callable[[Path], None]) -> Path:
     """The directory ``make(root)`` writes into the empty directory ``root``, made once and kept (see the module
-    docstring) under a key of the code, ``inputs`` and ``make``'s own source text.
+    docstring) under a key of the code, ``inputs`` and the whole text of the module that defines ``make`` (so an
+    edit of ``make``, or of a helper or constant of its module, makes the directory again).
 
-    ``make`` must read nothing but ``inputs``, the code and the libraries (what the key holds); it writes in place,
-    so the paths it records stay true. The caller must not write into the returned directory.
+    ``make`` must read nothing but ``inputs``, the code, the libraries and its module (what the key holds); it writes
+    in place, so the paths it records stay true. The caller must not write into the returned directory.
     """
-    inputs = f"{inspect.getsource(make)}\0{inputs}"
+    inputs = f"{_source(inspect.getsourcefile(make))}\0{inputs}"
     if _cached():
         key = hashlib.sha256(f"{_code_digest()}\0{inputs}".encode()).hexdigest()[:24]
         CACHE.mkdir(parents=True, exist_ok=True)

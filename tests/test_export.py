@@ -45,14 +45,6 @@ pytestmark = pytest.mark.skipif(not all(importlib.util.find_spec(m) for m in ("t
 
 WINDOW = 6  # short windows keep the tiny models fast
 ATOL = 1e-5  # this file's own checks against Keras float32: tiny untrained models over 240 steps round to ~1e-7
-SOURCE = Path(__file__).read_text()  # every kept export's key holds this file: an edit of a model or check remakes it
-
-
-def _kept(factory: pytest.TempPathFactory, case: str, make: Callable[[Path], None]) -> Path:
-    """The directory ``make`` writes for ``case``, made once and kept across runs (see the module docstring)."""
-    return kept(factory, f"{SOURCE}\0{case}", make)
-
-
 def _export(argv: list[str]) -> dict:
     """``eddy export ARGV``: its exit status and what it printed."""
     from eddy.cli.export import main as export_main
@@ -134,7 +126,7 @@ def test_export_parity(tmp_path_factory: pytest.TempPathFactory, cell: str, laye
         np.savez(root / "keras.npz", window=forward(model, ds.x_test),  # [n, O]
                  prefix=np.stack([np.asarray(prefix(x_all[None, :n]))[0] for n in PREFIXES]))  # [len(PREFIXES), O]
 
-    root = _kept(tmp_path_factory, f"parity {cell} {layers} {knobs}", make)
+    root = kept(tmp_path_factory, f"parity {cell} {layers} {knobs}", make)
     ds = _dataset(series)
     x_all = ds.normalised_inputs()  # [N, F]
     result, want = _read(root, "result"), np.load(root / "keras.npz")
@@ -210,7 +202,7 @@ def test_parity_failure_names_the_check(tmp_path_factory: pytest.TempPathFactory
             raised = {"message": str(e), "check": e.check, "error": e.error, "limit": e.limit}
         _record(root, "raised", raised)
 
-    raised = _read(_kept(tmp_path_factory, "parity failure", make), "raised")
+    raised = _read(kept(tmp_path_factory, "parity failure", make), "raised")
     assert raised is not None, "verify_parity passed a model that drifted from its graphs"
     assert raised["check"] == "window_vs_predict" and raised["error"] > 1000 * raised["limit"]
     assert re.search(r"'window_vs_predict' failed: max abs error .* against Keras in float64 exceeds the limit .* "
@@ -267,7 +259,7 @@ def test_eddy_export_of_a_saved_keras_model(tmp_path_factory: pytest.TempPathFac
                                          "--norm-identity", "--features", "p", "q", "--target", "r"]))
         np.save(root / "keras.npy", forward(model, x[None])[0])  # [1]
 
-    root = _kept(tmp_path_factory, "saved gru", make)
+    root = kept(tmp_path_factory, "saved gru", make)
     out_dir, done = root / "models" / "mine", _read(root, "export")
     assert done["code"] == 0, done["err"]
     assert done["out"].startswith(f"wrote {out_dir / '1'}  (mine v1: gru 2x5, 2 feature(s) -> 1 target(s), window "
@@ -341,7 +333,7 @@ def _saved(factory: pytest.TempPathFactory, build: Callable[[keras.KerasTensor],
         inp = keras.Input(batch_shape=(batch, *shape))
         keras.Model(inp, build(inp)).save(root / "m.keras")
 
-    return _kept(factory, f"saved {build.__name__} {shape} {batch}", make) / "m.keras"
+    return kept(factory, f"saved {build.__name__} {shape} {batch}", make) / "m.keras"
 
 
 REFUSED = [
@@ -425,7 +417,7 @@ def raw_with_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                          str(root / "temp.csv"), *flags]))
         np.save(root / "keras.npy", forward(model, TEMP[-WINDOW:].astype(np.float32)[None, :, None])[0])  # [1]
 
-    return _kept(tmp_path_factory, "raw with data", make)
+    return kept(tmp_path_factory, "raw with data", make)
 
 
 def test_export_serves_what_keras_predicts_on_raw_values(raw_with_data: Path) -> None:
@@ -479,7 +471,7 @@ def test_export_puts_the_given_scaling_inside_the_graphs(tmp_path_factory: pytes
                                          "--format", "onnx", "ort"]))
         np.save(root / "keras.npy", forward(model, ((raw - 15) / 4)[None])[0])  # the model on its own scale, [1]
 
-    root = _kept(tmp_path_factory, "scaled", make)
+    root = kept(tmp_path_factory, "scaled", make)
     assert _read(root, "export")["code"] == 0, _read(root, "export")["err"]
     want = np.load(root / "keras.npy") * 2 + 10  # back to raw
     for fmt in ("onnx", "ort"):
@@ -535,7 +527,7 @@ def test_common_keras_models_export_and_serve_kerass_numbers(
         np.save(root / "keras.npy", forward(model, raw[None])[0])  # [1]
         keras.saving.load_model(root / "out" / "1" / "model.keras")  # a real .keras file
 
-    root = _kept(tmp_path_factory, f"common {build.__name__} {suffix}", make)
+    root = kept(tmp_path_factory, f"common {build.__name__} {suffix}", make)
     assert _read(root, "export")["code"] == 0, _read(root, "export")["err"]
     loaded = runtime.load(root / "out")
     assert [(s.name, s.shape) for s in loaded.manifest.state] == states
@@ -576,7 +568,7 @@ def test_a_raw_scale_model_passes_parity_relative_to_its_outputs(tmp_path_factor
         result = export_model(model, root, np.stack([x[i : i + WINDOW] for i in range(0, 200, 10)]), x)
         _record(root, "parity", result.parity)
 
-    checks = _read(_kept(tmp_path_factory, "raw scale parity", make), "parity")["checks"]
+    checks = _read(kept(tmp_path_factory, "raw scale parity", make), "parity")["checks"]
     assert all(c["error"] <= c["limit"] for c in checks.values())
     assert all(c["limit"] > 15 * FLOOR for c in checks.values())  # the floor scales with |y| ~ 20
 
@@ -592,7 +584,7 @@ def test_window_semantics_serve_predict_on_the_last_window(tmp_path_factory: pyt
         _record(root, "export", _export([str(root / "w.keras"), "--out", str(root / "m"), "--semantics", "window"]))
         np.save(root / "keras.npy", forward(model, np.stack([raw[i - WINDOW + 1 : i + 1] for i in range(WINDOW - 1, 40)])))
 
-    root = _kept(tmp_path_factory, "window semantics", make)
+    root = kept(tmp_path_factory, "window semantics", make)
     assert _read(root, "export")["code"] == 0, _read(root, "export")["err"]
     loaded = runtime.load(root / "m")
     assert [(s.name, s.shape) for s in loaded.manifest.state] == [("window", [WINDOW, 1])]

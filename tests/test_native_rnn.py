@@ -25,7 +25,6 @@ from _fitted import kept
 pytestmark = pytest.mark.skipif(not all(importlib.util.find_spec(m) for m in ("tensorflow", "tf2onnx")),
                                 reason="the training extra (tensorflow, tf2onnx) is not installed")
 
-SOURCE = Path(__file__).read_text()  # every kept export's key holds this file
 # A variant's recurrent layers and head from keras.layers (L): built only when it is exported.
 VARIANTS = [
     pytest.param(lambda L: ([L.GRU(6, reset_after=False)], L.Dense(1)), "GRU", id="gru-reset-before"),
@@ -58,7 +57,7 @@ def test_variants_export_with_parity(request: pytest.FixtureRequest, tmp_path_fa
         result = export_model(model, root, windows, series)  # raises ParityError past a check's limit
         (root / "result.json").write_text(json.dumps({"ops": result.graphs["sequence"].ops, "parity": result.parity}))
 
-    root = kept(tmp_path_factory, f"{SOURCE}\0{request.node.callspec.id}", make)
+    root = kept(tmp_path_factory, request.node.callspec.id, make)
     result = json.loads((root / "result.json").read_text())
     ops = sorted({node.op_type for node in onnx.load(str(root / "sequence.onnx")).graph.node})
     assert set(result["ops"]) >= set(ops) and op in ops  # the ops the export recorded hold the graph's own

@@ -55,7 +55,7 @@ def exported(sunspots: Dataset, tmp_path_factory: pytest.TempPathFactory) -> dic
         def make(root: Path, cell: str = cell) -> None:
             export_model(_untrained(cell), root, sunspots.x_test, sunspots.normalised_inputs(), seed=0)
 
-        out[cell] = _untrained(cell), kept(tmp_path_factory, f"{Path(__file__).read_text()}\0{cell}", make)
+        out[cell] = _untrained(cell), kept(tmp_path_factory, cell, make)
     return out
 
 
