@@ -19,7 +19,9 @@ Nile flow (100 rows). Not part of ``make test`` (tens of minutes on 2 cores). Ru
 ``.venv/bin/python bench/forecast_table.py [--series NAME ...] [--json FILE]`` after
 ``pip install -e '.[train,bench]'``; ``--tables A.json B.json`` prints one table from runs split over
 processes. To measure a candidate default without changing it: ``--default-flags "--epochs 100"`` adds flags to
-the default's runs only, and ``--skip-seed`` leaves out the seed preset's runs (its column shows –).
+the default's runs only, and ``--skip-seed`` leaves out the seed preset's runs (its column shows –); ``--keep DIR``
+keeps each run's model directory (``DIR/NAME-default``, ``DIR/NAME-seed``) and the series' CSV instead of deleting
+them, to stream or commit later.
 """
 
 from __future__ import annotations
@@ -173,6 +175,8 @@ def main() -> None:
     p.add_argument("--default-flags", default="", metavar="FLAGS",
                    help='more eddy train flags for the default\'s runs only, one string: --default-flags="--epochs 100"')
     p.add_argument("--skip-seed", action="store_true", help="train only the default (the seed preset's column shows –)")
+    p.add_argument("--keep", type=Path, metavar="DIR",
+                   help="keep each run's model directory (DIR/NAME-default, DIR/NAME-seed) and the series' CSV here")
     args = p.parse_args()
     if args.tables:
         runs = [json.loads(f.read_text()) for f in args.tables]
@@ -185,8 +189,12 @@ def main() -> None:
     load = os.getloadavg()[0]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp) if args.keep is None else args.keep
+        work.mkdir(parents=True, exist_ok=True)
+        if taken := [n for n in args.series if (work / f"{n}-default").exists() or (work / f"{n}-seed").exists()]:
+            raise SystemExit(f"--keep {work}: already holds the models of {', '.join(taken)}")
         for name in args.series:
-            r = measure(name, Path(tmp), shlex.split(args.default_flags), args.skip_seed)
+            r = measure(name, work, shlex.split(args.default_flags), args.skip_seed)
             rows.append(r)
             seed = "–" if r["eddy_seed"] is None else f"{r['eddy_seed']:.4g}"
             print(f"{name:13} eddy {r['eddy']:.4g} (seed preset {seed}, {r['transform']}) | persistence "
