@@ -27,7 +27,7 @@ from eddy.runtime.core.layout import REPORT_FILE, resolve_version_dir
 from eddy.runtime.core.manifest import Manifest, read_manifest
 from eddy.runtime.core.monitor import CUSUM_LIMIT
 from eddy.trainer.classical import LABELS as CLASSICAL_LABELS  # numpy only (no statsforecast)
-from eddy.trainer.evaluate import baseline_warnings  # numpy only (no tensorflow)
+from eddy.trainer.evaluate import baseline_warnings, blend_summary  # numpy only (no tensorflow)
 
 from . import connect
 from .errors import UsageError, report
@@ -76,6 +76,7 @@ def collect(path: str | Path) -> dict[str, Any]:
         "io": m.io,
         "target_transform": m.target_transform,
         "ensemble": m.metrics.get("ensemble"),  # --members N > 1: the averaged networks
+        "blend": m.metrics.get("blend"),  # --blend arima: the ARIMA in the graph and its weight
         "parity": m.parity,
         "test": test,
         "intervals": {"calibration": m.calibration or None, "test": m.metrics.get("intervals")},
@@ -130,6 +131,8 @@ def format_table(info: dict[str, Any]) -> str:
         row("", "; ".join(f"out {c}: mean {v['mean']:.4g}, std {v['std']:.4g}" for c, v in norm["targets"].items()))
     row("parity", _parity(info["parity"]))
     _test_rows(row, info["test"])
+    if (blend := blend_summary({"blend": info.get("blend")})) is not None:
+        row("blend", blend)
     _interval_rows(row, info.get("intervals") or {}, info["targets"])
     for warning in info.get("warnings") or []:
         row("", warning)
@@ -331,6 +334,11 @@ def _parity(parity: dict[str, Any]) -> str:
         suffix = (f"; raw-unit graphs vs float64 transform, error/allowance: chained step "
                   f"{_num(raw.get('chained_step'), '.2g')}, chunked sequence {_num(raw.get('chunked_sequence'), '.2g')}"
                   f" ({raw.get('rule', '')})")
+    blend = parity.get("blend")
+    if isinstance(blend, dict):
+        suffix += (f"; blended graphs vs float64 blend, error/allowance: chained step "
+                   f"{_num(blend.get('chained_step'), '.2g')}, chunked sequence "
+                   f"{_num(blend.get('chunked_sequence'), '.2g')}")
     return _core_parity(parity) + suffix
 
 

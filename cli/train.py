@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from eddy.runtime.core.errors import EddyError
-from eddy.trainer.config import BASELINES, CELLS, FILLS, PRECISIONS, PRESETS, TARGET_TRANSFORMS, TRAININGS, TrainConfig
+from eddy.trainer.config import BASELINES, BLENDS, CELLS, FILLS, PRECISIONS, PRESETS, TARGET_TRANSFORMS, TRAININGS, TrainConfig
 from eddy.trainer.evaluate import baseline_warnings
 
 from . import trainer_common as c
@@ -87,6 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
                            "length --season), each fitted once on the rows before the test part and run over each "
                            "test row's past with fixed parameters, like the streamed score; AutoARIMA takes seconds "
                            f"to minutes on long seasonal series (default: {d.baselines})")
+    data.add_argument("--blend", choices=BLENDS, default=d.blend,
+                      help="arima = with one target that is also a feature and --horizon 1, fit statsforecast's "
+                           "AutoARIMA (season --season) on the training rows, weight it against the networks by "
+                           "their errors on the validation rows (w = MSE_networks / (MSE_networks + MSE_ARIMA)), refit "
+                           "its orders on the training and validation rows and serve (1 - w) x networks + w x ARIMA, "
+                           "the ARIMA's one-step recursion running inside the exported graphs as state; "
+                           f"none = the networks alone (default: {d.blend})")
 
     model = p.add_argument_group("model")
     model.add_argument("--cell", choices=CELLS, default=d.cell, help=f"recurrent cell (default: {d.cell})")
@@ -189,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         season=args.season,
         target_transform=args.target_transform,
         baselines=args.baselines,
+        blend=args.blend,
         cell=args.cell,
         layers=args.layers,
         units=preset.units if args.units is None else args.units,

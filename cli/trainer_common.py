@@ -12,6 +12,7 @@ from typing import Any
 
 from eddy.runtime.core.layout import GRAPH_FORMATS
 from eddy.trainer.classical import LABELS as CLASSICAL_LABELS  # numpy only (statsforecast is imported when fitting)
+from eddy.trainer.evaluate import blend_summary  # numpy only
 
 from .errors import report
 
@@ -41,6 +42,7 @@ def score_line(metrics: dict[str, Any], horizon: int, transform: str | None = No
         + (", " + ", ".join(classical) if classical else "")
         + f" ({metrics['windows']} test rows, raw units, {horizon} step{'s' if horizon != 1 else ''} ahead"
         + (f", target transform {transform}" if transform else "") + ")"
+        + (f"\nblend: {blend}" if (blend := blend_summary(metrics)) else "")
     )
 
 
@@ -95,6 +97,10 @@ def parity_line(parity: dict[str, Any]) -> str:
     if isinstance(raw, dict):
         line += (f"; raw-unit graphs vs float64 transform, error/allowance: chained step {raw['chained_step']:.2g}, "
                  f"chunked sequence {raw['chunked_sequence']:.2g}")
+    blend = parity.get("blend")
+    if isinstance(blend, dict):
+        line += (f"; blended graphs vs float64 blend, error/allowance: chained step {blend['chained_step']:.2g}, "
+                 f"chunked sequence {blend['chunked_sequence']:.2g}")
     return line
 
 

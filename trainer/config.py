@@ -20,7 +20,7 @@ from eddy.runtime.core.layout import QUANTIZED_PRECISIONS as PRECISIONS  # extra
 
 from .transform import AUTO, KINDS, SEASONAL_KINDS
 
-__all__ = ["BASELINES", "CELLS", "FILLS", "GRAPH_FORMATS", "PRECISIONS", "PRESETS", "TARGET_TRANSFORMS", "TRAININGS",
+__all__ = ["BASELINES", "BLENDS", "CELLS", "FILLS", "GRAPH_FORMATS", "PRECISIONS", "PRESETS", "TARGET_TRANSFORMS", "TRAININGS",
            "TrainConfig"]
 
 FILLS = ("ffill", "interpolate", "drop")  # ways to handle missing values in the used CSV columns
@@ -30,6 +30,7 @@ TRAININGS = ("windows", "tbptt")  # --training: the seed's windows, or long stre
 # seed: the seed article's network as it was, SimpleRNN(50), window 10, Dense(1), MSE, Adam, 10 epochs (patience 5),
 # batch 32, one network (trained with the state carried, tbptt, and the target transform auto chooses, like the default)
 PRESETS: dict[str, dict[str, Any]] = {"default": {}, "seed": {"units": 50, "members": 1, "epochs": 10, "patience": 5}}
+BLENDS = ("arima", "none")  # --blend: an ARIMA filter in the graph, weighted on the validation rows (trainer/blend.py)
 BASELINES = ("naive", "classical")  # --baselines: persistence/seasonal naive only, or also AutoETS/AutoARIMA/AutoTheta
 
 
@@ -59,6 +60,7 @@ class TrainConfig:
     season: int | None = None  # seasonal-naive baseline period in samples; None = no seasonal baseline
     target_transform: str = "auto"  # level, delta, log_delta, seasonal_delta/double_delta (need season); auto: best val RMSE
     baselines: str = "classical"  # naive: persistence (+ seasonal naive); classical: also AutoETS, AutoARIMA, AutoTheta
+    blend: str = "none"  # none: the networks alone; arima: blended with an in-graph ARIMA, weighted on the validation rows
     # model
     cell: str = "simple_rnn"  # recurrent cell (seed: SimpleRNN)
     layers: int = 1  # stacked recurrent layers (seed: 1)
@@ -117,6 +119,8 @@ class TrainConfig:
             raise ValueError(f"preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")
         if self.baselines not in BASELINES:
             raise ValueError(f"baselines must be one of {', '.join(BASELINES)}, got {self.baselines!r}")
+        if self.blend not in BLENDS:
+            raise ValueError(f"blend must be one of {', '.join(BLENDS)}, got {self.blend!r}")
         if self.training not in TRAININGS:
             raise ValueError(f"training must be one of {', '.join(TRAININGS)}, got {self.training!r}")
         if self.season is not None and self.season < 1:

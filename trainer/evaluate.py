@@ -25,6 +25,7 @@ from .transform import DELTA_KINDS
 from .windows import Dataset
 
 __all__ = ["CLASSICAL_MARGIN", "RANDOM_WALK_MARGIN", "Predictor", "add_streamed", "baseline_warnings", "best_classical",
+           "blend_summary",
            "evaluate", "forward", "regression_metrics", "score_test_set", "val_rmse"]
 
 FORWARD_ROWS = 1024  # windows per call of a Keras model in forward() (bounds the memory of one call)
@@ -151,6 +152,27 @@ def baseline_warnings(metrics: dict[str, Any], *, window: int | None = None, adv
                                 score, rmse, advice or _tbptt_first(training, _classical_advice(
                                     key, season, averaged="ensemble" in metrics))))
     return lines
+
+
+def blend_summary(metrics: dict[str, Any]) -> str | None:
+    """One line on ``metrics["blend"]`` (``eddy train --blend``, :mod:`eddy.trainer.blend`), or None without one:
+    the ARIMA and its weight, the validation figures that chose it, and the networks' own streamed test score."""
+    b = metrics.get("blend")
+    if not isinstance(b, dict):
+        return None
+    if b.get("kind") != "arima":
+        return f"no blend: {b.get('why', 'off')}"
+    arima, val = b.get("arima") or {}, b.get("validation_rmse") or {}
+    own = (b.get("network_streamed") or {}).get("rmse")
+    return (f"(1 - {b['weight']:.3f}) x networks + {b['weight']:.3f} x {arima.get('model', 'ARIMA')} (its one-step "
+            f"recursion in the graph, fitted on the {b.get('fitted_on', '?')}); weight from the validation RMSE of the "
+            f"networks {_fmt(val.get('networks'))} and of {b.get('chosen_with', 'the ARIMA')} fitted on the training "
+            f"rows {_fmt(val.get('arima'))} (blend {_fmt(val.get('blend'))}); networks alone: streamed test RMSE "
+            f"{_fmt(own)}")
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if _is_number(value) else "?"
 
 
 def best_classical(metrics: dict[str, Any]) -> tuple[str, float] | None:

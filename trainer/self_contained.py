@@ -31,7 +31,7 @@ from .transform import Transform
 if TYPE_CHECKING:
     from .onnx_export import ExportResult
 
-__all__ = ["RTOL", "SelfContained", "make_self_contained", "make_window_semantics", "stream_raw"]
+__all__ = ["RTOL", "SelfContained", "check", "make_self_contained", "make_window_semantics", "stream_raw"]
 
 RTOL = 1e-5  # wrapped graph vs the float64 transform: max error allowed per unit of output magnitude
 # (the larger of max |output| and the targets' model-space std, which is the floor: raw units)
@@ -86,7 +86,7 @@ def make_self_contained(
                                        "target_std), raw units; figures are error / limit",
                                "limit": limit, "steps": int(len(x))}
     y_stream = stream_raw(directory / graphs["step"].file, state, x)  # [T, O]
-    figures["chained_step"] = _check("chained_step", y_stream, want, limit)
+    figures["chained_step"] = check("chained_step", y_stream, want, limit)
     rng = np.random.default_rng(seed)
 
     def lengths() -> Iterator[int]:
@@ -95,7 +95,7 @@ def make_self_contained(
 
     seq = _onnx.session(directory / graphs["sequence"].file)
     y_chunks, _ = _onnx.run_chunks(seq, state, x[None].astype(np.float32), lengths())  # [1, T, O]
-    figures["chunked_sequence"] = _check("chunked_sequence", y_chunks[0], want, limit)
+    figures["chunked_sequence"] = check("chunked_sequence", y_chunks[0], want, limit)
     parity = {**exported.parity, "self_contained": figures}
     return SelfContained(dataclasses.replace(exported, graphs=graphs, state=state, parity=parity), y_stream)
 
@@ -106,7 +106,7 @@ def stream_raw(step_file: Path, state: Sequence[StateSpec], x: np.ndarray) -> np
     return y[0]
 
 
-def _check(name: str, got: np.ndarray, want: np.ndarray, limit: float) -> float:
+def check(name: str, got: np.ndarray, want: np.ndarray, limit: float) -> float:
     """The max error as a fraction of ``limit`` (<= 1 passes); raises :class:`ParityError` above it."""
     err = float(np.max(np.abs(np.asarray(got, np.float64) - want), initial=0.0))
     if not err <= limit:  # also catches NaN
@@ -151,6 +151,6 @@ def make_window_semantics(
     limit = RTOL * max(float(np.max(np.abs(want), initial=0.0)), 1.0)
     figures = {"rule": f"|step graph - predict on each full window| <= {RTOL:g} * max(1, max |y|), raw units; "
                        "figure is error / limit", "limit": limit, "windows": int(len(full)),
-               "step_vs_predict": _check("window semantics", y_stream[window - 1 :], want, limit)}
+               "step_vs_predict": check("window semantics", y_stream[window - 1 :], want, limit)}
     parity = {**exported.parity, "window_semantics": figures}
     return SelfContained(dataclasses.replace(exported, graphs=graphs, state=state, parity=parity), y_stream)

@@ -95,6 +95,23 @@ def _classical(config: TrainConfig, dataset: Dataset, log: Callable[[str], None]
                                config.season, log)
 
 
+def _blend(config: TrainConfig, directory: Path, contained: Any, dataset: Dataset, kind: str, seed: int,
+           log: Callable[[str], None] | None) -> tuple[Any, dict[str, Any]] | None:
+    """``--blend arima`` (:mod:`eddy.trainer.blend`): the (possibly) blended export and ``metrics.blend``; None with
+    ``--blend none``. A model the blend does not apply to, or whose ARIMA cannot be fitted, keeps the networks alone
+    and says why in ``metrics.blend``."""
+    if config.blend == "none":
+        return None
+    from .blend import applies, make_blended
+
+    series = dataset.series
+    why = applies(series.features, series.targets, config.horizon)
+    if why is not None:
+        return contained, {"kind": "none", "why": why}
+    return make_blended(directory, contained, dataset, config.season, window=config.window, transform=kind, seed=seed,
+                        log=log)
+
+
 def resolve_output(config: TrainConfig, series: Series) -> tuple[str, Path]:
     """Model name and model directory: ``--name``/``--out`` if given, else from each other or the data set."""
     if config.out is not None:
@@ -201,8 +218,15 @@ def train(config: TrainConfig, log: Callable[[str], None] | None = print) -> Tra
         contained = make_self_contained(staging.path, core, transform, dataset.normalization, series.inputs,
                                         features=series.features, targets=series.targets, horizon=config.horizon,
                                         window=config.window, seed=seed)
+        network_stream = contained.y_stream  # [N, O] the networks alone
+        blended = _blend(config, staging.path, contained, dataset, transform.kind, seed, log)
+        if blended is not None:
+            contained, metrics["blend"] = blended
         exported = contained.exported
         add_streamed(metrics, dataset, contained.y_stream)
+        if "blend" in metrics:
+            metrics["blend"]["network_streamed"] = add_streamed({"rmse": 0, "mae": 0, "mse": 0}, dataset,
+                                                                network_stream)["streamed"]
         metrics["target_transform"] = {"kind": dataset.kind, "validation_rmse": chosen, "units": chooser_units}
         if ensemble is not None:
             metrics["ensemble"] = ensemble
