@@ -7,6 +7,7 @@ state bytes and refuses a bad row without moving. Tiny 1-epoch networks: the mec
 
 from __future__ import annotations
 
+import json
 import shutil
 import warnings
 from pathlib import Path
@@ -119,6 +120,7 @@ def test_the_graphs_are_the_networks_blended_with_the_reference(trained: tuple[P
     assert rmse == pytest.approx(m.metrics["streamed"]["rmse"], rel=1e-5)
     assert entry["network_streamed"]["rmse"] == pytest.approx(alone.metrics["streamed"]["rmse"], rel=1e-6)
     assert "blend" not in alone.metrics
+    assert json.loads((blended / "report.json").read_text())["test"]["blend"] == json.loads(json.dumps(entry))
     table = " ".join(format_table(collect(blended)).split())  # eddy info: the blend, its weight, the networks' score
     assert f"{entry['weight']:.3f} x {arima.model}" in table and "networks alone: streamed test RMSE" in table
 

@@ -191,6 +191,11 @@ def _prediction_panel(ax: Any, report: dict[str, Any], j: int, target: str, n_pa
         s_rmse = (((report.get("test") or {}).get("streamed") or {}).get("per_target") or {}).get(target, {}).get("rmse")
         ax.plot(xs[: len(streamed)], streamed, color="tab:blue", linewidth=1.2, linestyle=":",
                 label=f"streamed (served): RMSE {_num(s_rmse)}")
+        mix = (report.get("test") or {}).get("blend") or {}
+        if mix.get("kind") == "arima":  # the served line is the blend: name it, with the networks' own score
+            own = (mix.get("network_streamed") or {}).get("rmse")
+            ax.plot([], [], " ", label=f"  = {1 - mix['weight']:.2f} x networks (alone: RMSE {_num(own)}) + "
+                                       f"{mix['weight']:.2f} x {(mix.get('arima') or {}).get('model', 'ARIMA')}")
     band, band_values = _band(report), []
     if band is not None:  # the interval a served stream returned for the same rows
         name, bounds, figures = band

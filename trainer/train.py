@@ -327,6 +327,7 @@ def build_report(
         "gradient_health": health.to_dict(),
         "test": {**{k: m[k] for k in ("windows", "rmse", "mae", "per_target")},
                  **({"streamed": m["streamed"]} if "streamed" in m else {}),
+                 **({"blend": m["blend"]} if "blend" in m else {}),  # --blend: the ARIMA, its weight, the networks' score
                  **({"intervals": m["intervals"]} if "intervals" in m else {})},
         "baselines": m["baselines"],
         "test_predictions": {
