@@ -25,8 +25,7 @@ from .transform import DELTA_KINDS
 from .windows import Dataset
 
 __all__ = ["CLASSICAL_MARGIN", "RANDOM_WALK_MARGIN", "Predictor", "add_streamed", "baseline_warnings", "best_classical",
-           "blend_summary",
-           "evaluate", "forward", "regression_metrics", "score_test_set", "val_rmse"]
+           "blend_summary", "evaluate", "forward", "regression_metrics", "score_test_set", "streamed_score", "val_rmse"]
 
 FORWARD_ROWS = 1024  # windows per call of a Keras model in forward() (bounds the memory of one call)
 CLASSICAL_MARGIN = 0.05  # warn when the model's test RMSE is more than 5 % above the best classical baseline's
@@ -77,19 +76,22 @@ def val_rmse(model: Predictor, dataset: Dataset) -> float:
     return regression_metrics(dataset.series.outputs[dataset.val_rows], y_pred)["rmse"]
 
 
-def add_streamed(metrics: dict[str, Any], dataset: Dataset, y_stream: np.ndarray) -> dict[str, Any]:
-    """Add the streamed score to ``metrics`` (in place, also returned).
-
-    ``y_stream`` ``[N, O]`` raw is the served output for every row of the
-    series from its first row: row t predicts the target at ``t + horizon``.
-    The test rows are the window score's (``dataset.test_rows``).
-    """
+def streamed_score(dataset: Dataset, y_stream: np.ndarray) -> dict[str, Any]:
+    """The streamed test score: RMSE, MAE and MSE, overall and per target, of ``y_stream`` ``[N, O]`` raw, the
+    served output for every row of the series from its first row (row t predicts the target at ``t + horizon``),
+    on the window score's test rows (``dataset.test_rows``)."""
     y, rows = dataset.y_test_raw, dataset.test_rows  # [n_test, O], [n_test]
     pred = np.asarray(y_stream, np.float64)[rows - dataset.horizon]  # [n_test, O]
     per = {col: regression_metrics(y[:, j], pred[:, j]) for j, col in enumerate(dataset.series.targets)}
-    metrics["streamed"] = {**regression_metrics(y, pred), "per_target": per, "rows": int(len(rows)),
-                           "how": "the exported step graph, one sample per call from the series' first row, "
-                                  "state carried (what a served stream returns)"}
+    return {**regression_metrics(y, pred), "per_target": per, "rows": int(len(rows)),
+            "how": "the exported step graph, one sample per call from the series' first row, state carried (what "
+                   "a served stream returns)"}
+
+
+def add_streamed(metrics: dict[str, Any], dataset: Dataset, y_stream: np.ndarray) -> dict[str, Any]:
+    """Add the streamed score (:func:`streamed_score`) to ``metrics`` next to the window score (in place, also
+    returned)."""
+    metrics["streamed"] = streamed_score(dataset, y_stream)
     metrics["window"] = {"rmse": metrics["rmse"], "mae": metrics["mae"], "mse": metrics["mse"],
                          "how": f"each test window of {dataset.window} samples from zero state (Keras predict)"}
     return metrics

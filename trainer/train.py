@@ -143,7 +143,7 @@ def train(config: TrainConfig, log: Callable[[str], None] | None = print) -> Tra
     classical = _classical(config, dataset, log)
 
     from . import model as model_mod  # tensorflow from here on
-    from .evaluate import add_streamed, evaluate, val_rmse
+    from .evaluate import add_streamed, evaluate, streamed_score, val_rmse
     from .onnx_export import export_model
     from .self_contained import make_self_contained
     from .tbptt import fit_streams, streamed_val_rmse
@@ -225,8 +225,7 @@ def train(config: TrainConfig, log: Callable[[str], None] | None = print) -> Tra
         exported = contained.exported
         add_streamed(metrics, dataset, contained.y_stream)
         if "blend" in metrics:
-            metrics["blend"]["network_streamed"] = add_streamed({"rmse": 0, "mae": 0, "mse": 0}, dataset,
-                                                                network_stream)["streamed"]
+            metrics["blend"]["network_streamed"] = streamed_score(dataset, network_stream)
         metrics["target_transform"] = {"kind": dataset.kind, "validation_rmse": chosen, "units": chooser_units}
         if ensemble is not None:
             metrics["ensemble"] = ensemble
