@@ -2,10 +2,10 @@
 
 For every series: ``eddy train`` with the default flags (plus the series' ``--season`` and columns) and with
 ``--preset seed`` (the seed architecture as it was: SimpleRNN(50), window 10, Dense(1), MSE, Adam, 10 epochs,
-batch 32), both ``--seed 0``; the streamed test RMSE of each (what a served stream returns) next to the five
-baselines the default run scored on the same test rows with the same protocol (persistence, seasonal naive,
-and statsforecast's AutoETS, AutoARIMA and AutoTheta, each fitted once on the rows before the test part and
-run over each test row's past with fixed parameters; see trainer/classical.py). Then, per series and as
+batch 32), both ``--seed 0`` (``--seed N`` for another); the streamed test RMSE of each (what a served stream
+returns) next to the five baselines the default run scored on the same test rows with the same protocol
+(persistence, seasonal naive, and statsforecast's AutoETS, AutoARIMA and AutoTheta, each fitted once on the rows
+before the test part and run over each test row's past with fixed parameters; see trainer/classical.py). Then, per series and as
 geometric means over the series: eddy / the best of AutoETS, AutoARIMA and AutoTheta for that series, and
 eddy / AutoETS.
 
@@ -108,22 +108,22 @@ SERIES: dict[str, tuple[str, int | None, list[str] | Callable[[Path], list[str]]
 HELD_OUT = ("heartrate", "elnino", "nile")  # not in the default --series: checks of choices made on the others
 
 
-def run(flags: list[str], out: Path) -> tuple[dict[str, Any], float]:
+def run(flags: list[str], out: Path, seed: int) -> tuple[dict[str, Any], float]:
     """One ``eddy train`` through the CLI (so the flags mean what they mean there): (manifest metrics, seconds)."""
     started = time.perf_counter()
-    code = train_main([*flags, "--seed", "0", "--quiet", "--out", str(out)])
+    code = train_main([*flags, "--seed", str(seed), "--quiet", "--out", str(out)])
     if code != 0:
         raise SystemExit(f"eddy train {' '.join(flags)}: exit status {code}")
     return read_manifest(out / "1").metrics, time.perf_counter() - started
 
 
-def measure(name: str, tmp: Path, default_flags: list[str], skip_seed: bool) -> dict[str, Any]:
+def measure(name: str, tmp: Path, default_flags: list[str], skip_seed: bool, random_seed: int = 0) -> dict[str, Any]:
     freq, season, source = SERIES[name]
     flags = source(tmp / f"{name}.csv") if callable(source) else list(source)
     flags += ["--season", str(season)] if season else []
-    default, t_default = run([*flags, *default_flags], tmp / f"{name}-default")
+    default, t_default = run([*flags, *default_flags], tmp / f"{name}-default", random_seed)
     seed, t_seed = (None, None) if skip_seed else run([*flags, "--preset", "seed", "--baselines", "naive"],
-                                                      tmp / f"{name}-seed")
+                                                      tmp / f"{name}-seed", random_seed)
     base = default["baselines"]
     row = {"series": name, "freq": freq, "season": season, "test_rows": default["windows"],
            "eddy": default["streamed"]["rmse"], "eddy_seed": seed["streamed"]["rmse"] if seed else None,
@@ -131,6 +131,9 @@ def measure(name: str, tmp: Path, default_flags: list[str], skip_seed: bool) -> 
            **{k: base[k].get("rmse") for k in CLASSICAL}, "models": {k: base[k].get("model") for k in CLASSICAL},
            "transform": default["target_transform"]["kind"], "seconds": {"default": t_default, "seed": t_seed},
            "classical_seconds": {k: base[k].get("seconds") for k in CLASSICAL}}
+    if (default.get("blend") or {}).get("kind") == "arima":  # --blend arima: the networks' own score beside it
+        row["eddy_networks"] = default["blend"]["network_streamed"]["rmse"]
+        row["blend_weight"] = default["blend"]["weight"]
     best = min(CLASSICAL, key=lambda k: row[k] if row[k] is not None else math.inf)
     row["best_classical"] = best
     row["ratio_best"] = row["eddy"] / row[best]
@@ -175,6 +178,7 @@ def main() -> None:
     p.add_argument("--default-flags", default="", metavar="FLAGS",
                    help='more eddy train flags for the default\'s runs only, one string: --default-flags="--epochs 100"')
     p.add_argument("--skip-seed", action="store_true", help="train only the default (the seed preset's column shows –)")
+    p.add_argument("--seed", type=int, default=0, help="eddy train's --seed for every run (default: 0)")
     p.add_argument("--keep", type=Path, metavar="DIR",
                    help="keep each run's model directory (DIR/NAME-default, DIR/NAME-seed) and the series' CSV here")
     args = p.parse_args()
@@ -183,7 +187,7 @@ def main() -> None:
         rows = [r for run in runs for r in run["rows"]]
         table(rows, "from " + "; ".join(f"{run['command']} ({run['started'][:16]} UTC, load average "
                                         f"{run['load'][0]:.1f} -> {run['load'][1]:.1f})" for run in runs)
-              + ": test RMSE in raw units, one step ahead, seed 0:")
+              + f": test RMSE in raw units, one step ahead, seed {runs[0].get('seed', 0)}:")
         return
     started = datetime.datetime.now(datetime.timezone.utc)
     load = os.getloadavg()[0]
@@ -194,7 +198,7 @@ def main() -> None:
         if taken := [n for n in args.series if (work / f"{n}-default").exists() or (work / f"{n}-seed").exists()]:
             raise SystemExit(f"--keep {work}: already holds the models of {', '.join(taken)}")
         for name in args.series:
-            r = measure(name, work, shlex.split(args.default_flags), args.skip_seed)
+            r = measure(name, work, shlex.split(args.default_flags), args.skip_seed, args.seed)
             rows.append(r)
             seed = "–" if r["eddy_seed"] is None else f"{r['eddy_seed']:.4g}"
             print(f"{name:13} eddy {r['eddy']:.4g} (seed preset {seed}, {r['transform']}) | persistence "
@@ -205,10 +209,10 @@ def main() -> None:
     command = " ".join(["bench/forecast_table.py", *sys.argv[1:]])
     end = os.getloadavg()[0]
     table(rows, f"`{command}`, {started:%Y-%m-%d %H:%M} UTC, load average {load:.1f} at the start, {end:.1f} at the "
-                "end: test RMSE in raw units, one step ahead, seed 0:")
+                f"end: test RMSE in raw units, one step ahead, seed {args.seed}:")
     if args.json:
         args.json.write_text(json.dumps({"command": command, "started": started.isoformat(), "load": [load, end],
-                                         "rows": rows}, indent=1))
+                                         "seed": args.seed, "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":
