@@ -12,7 +12,7 @@ from pathlib import Path
 
 from eddy.runtime.core.errors import EddyError
 from eddy.trainer.config import FILLS, TrainConfig
-from eddy.trainer.evaluate import baseline_warnings
+from eddy.trainer.evaluate import baseline_warnings, blend_summary
 
 from . import trainer_common as c
 
@@ -118,8 +118,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {result.version_dir}  ({m.name} v{m.version}: {m.cell} {m.layers}x{m.units}, "
           f"{len(m.features)} feature(s) -> {len(m.targets)} target(s), window {m.window}; "
           f"{m.training.get('normalization')})")
-    if m.metrics:
+    if "baselines" in m.metrics:  # scored on --data
         print(c.score_line(m.metrics, m.horizon))
+    elif blend := blend_summary(m.metrics):  # not scored, but the record's blend is served
+        print(f"blend: {blend}")
     for line in c.interval_lines(m.metrics, m.calibration):
         print(line)
     print(c.parity_line(m.parity))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -22,12 +23,14 @@ pytest.importorskip("tf2onnx")
 statsforecast_models = pytest.importorskip("statsforecast.models")
 
 import eddy.runtime as runtime  # noqa: E402
+from eddy.cli.export import main as export_main  # noqa: E402
 from eddy.cli.info import collect, format_table  # noqa: E402
 from eddy.runtime.client import Client  # noqa: E402
 from eddy.runtime.core.errors import EddyError, InvalidInput  # noqa: E402
 from eddy.runtime.core.manifest import read_manifest  # noqa: E402
 from eddy.trainer import blend  # noqa: E402
 from eddy.trainer.config import TrainConfig  # noqa: E402
+from eddy.trainer.keras_record import MEMBER  # noqa: E402
 from eddy.trainer.self_contained import RTOL  # noqa: E402
 
 NETWORKS = [*TINY, "--window", "6", "--season", str(SEASON), "--target-transform", "delta", "--blend", "none"]
@@ -147,3 +150,35 @@ def test_served_blend_is_the_local_stream_resumes_and_refuses_a_bad_row_without_
         with client.stream("mix", state=blob) as s:  # a new session from the exported bytes
             got += [s.push(p) for p in pieces[4:]]
     assert all(np.array_equal(g, w) for g, w in zip(got, want, strict=True))
+
+
+def test_export_of_a_blended_model_keras_serves_the_same_blend(trained: tuple[Path, Path, np.ndarray], tmp_path: Path,
+                                                                tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The record inside model.keras carries the ARIMA and its weight: `eddy export` of the file, with the training
+    data or copied elsewhere without it, serves what the version served, bit for bit."""
+    blended, _, x = trained
+    m = read_manifest(blended)
+    assert json.loads(zipfile.ZipFile(blended / "model.keras").read(MEMBER))["blend"] == {
+        "arima": json.loads(json.dumps(m.metrics["blend"]["arima"])), "weight": m.metrics["blend"]["weight"]}
+    alone = tmp_path / "elsewhere" / "copy.keras"
+    alone.parent.mkdir()
+    shutil.copyfile(blended / "model.keras", alone)
+    data = fitted(tmp_path_factory, _csv(), BLENDED)[1]  # the CSV the version trained on
+    runs = {"in_place": [str(blended / "model.keras"), "--out", str(tmp_path / "in_place"), "--data", str(data)],
+            "copied": [str(alone), "--out", str(tmp_path / "copied")]}  # no --data: seeded inputs, the record alone
+    want_whole, s = runtime.load(blended).stream().push(x), runtime.load(blended).stream()
+    want_steps = np.concatenate([s.push(row) for row in x])
+    for name, argv in runs.items():
+        assert export_main(argv) == 0, name
+        out = read_manifest(tmp_path / name / "1")
+        assert [(st.name, st.shape) for st in out.state] == [(st.name, st.shape) for st in m.state]
+        assert out.metrics["blend"]["weight"] == m.metrics["blend"]["weight"] and 0 <= out.parity["blend"]["chained_step"] <= 1
+        got = runtime.load(tmp_path / name / "1")
+        s = got.stream()
+        assert np.array_equal(got.stream().push(x), want_whole)  # bit for bit: the same ONNX computation
+        assert np.array_equal(np.concatenate([s.push(row) for row in x]), want_steps)
+        table = " ".join(format_table(collect(tmp_path / name / "1")).split())  # eddy info names the blend
+        assert f"{m.metrics['blend']['weight']:.3f} x {m.metrics['blend']['arima']['model']}" in table
+    exported = read_manifest(tmp_path / "in_place" / "1").metrics
+    assert exported["streamed"]["rmse"] == m.metrics["streamed"]["rmse"]  # the served score, as eddy train reported it
+    assert exported["blend"]["network_streamed"]["rmse"] == m.metrics["blend"]["network_streamed"]["rmse"]

@@ -43,7 +43,7 @@ from .graph_io import metadata, set_metadata
 from .self_contained import RTOL, SelfContained, check, stream_raw
 from .windows import Dataset
 
-__all__ = ["Arima", "add_stage", "applies", "blend", "choose_weight", "fit_arima", "make_blended", "reference",
+__all__ = ["Arima", "add_stage", "applies", "apply", "blend", "choose_weight", "fit_arima", "make_blended", "reference",
            "state"]
 
 Y_STATE = "arima_y"  # the last len(a) samples of the target, newest first, [A]
@@ -332,6 +332,32 @@ def make_blended(directory: Path, contained: SelfContained, dataset: Dataset, se
     if arima.ma_root > MAX_MA_ROOT:  # the refit lost invertibility: serve the one the weight was chosen with
         arima, refit = chooser, (f"training rows (the refit on the training and validation rows has an MA root of "
                                  f"modulus {arima.ma_root:.4f})")
+    blended = apply(directory, contained, arima, w, series.inputs, features=series.features, targets=series.targets,
+                    horizon=dataset.horizon, window=window, transform=transform,
+                    floor=float(np.std(y[: dataset.rows["train"][1]])), seed=seed)
+    entry.update({"arima": arima.to_dict(), "fitted_on": refit,
+                  "seconds": round(time.perf_counter() - started, 3),
+                  "how": "(1 - weight) x networks + weight x the ARIMA's conditional one-step recursion in the "
+                         "graph; weight = MSE_networks / (MSE_networks + MSE_ARIMA) on the validation rows, the "
+                         "networks streamed, the ARIMA fitted on the training rows"})
+    return blended, entry
+
+
+def apply(directory: Path, contained: SelfContained, arima: Arima, w: float, raw_inputs: np.ndarray, *,
+          features: Sequence[str], targets: Sequence[str], horizon: int, window: int, transform: str, floor: float,
+          floor_is: str = "the training rows' std", seed: int = 0) -> SelfContained:
+    """Add the stage of ``arima`` with weight ``w`` to the self-contained graphs in ``directory`` and check both
+    against :func:`reference` over ``raw_inputs`` ``[N, F]`` (the series, or the inputs an export checks with):
+    one step-graph call per sample and random chunks through the sequence graph, within
+    :data:`eddy.trainer.self_contained.RTOL` of the larger of max |y| and ``floor`` (raw units; ``floor_is`` says what
+    it is in the rule recorded as
+    ``parity.blend``). Returns the blended export with its streamed predictions over ``raw_inputs``; raises
+    :class:`~eddy.trainer.errors.ParityError` if a graph strays beyond the limit. ``eddy train --blend arima``
+    and ``eddy export`` of a blended model's ``model.keras`` (its record carries ``arima`` and ``w``) both call it."""
+    target_feature = list(features).index(targets[0])
+    x = np.asarray(raw_inputs, np.float64)  # [N, F]
+    samples = x[:, target_feature].astype(np.float32).astype(np.float64)  # [N] what the graph reads
+    network = np.asarray(contained.y_stream[:, 0], np.float64)  # [N]
     exported = contained.exported
     state_specs = list(exported.state) + state(arima)
     graphs: dict[str, GraphSpec] = dict(exported.graphs)
@@ -339,16 +365,15 @@ def make_blended(directory: Path, contained: SelfContained, dataset: Dataset, se
         path = directory / graphs[kind].file
         proto = add_stage(onnx.load(path), kind, arima, w, target_feature)
         set_metadata(proto, {**{p.key: p.value for p in proto.metadata_props},
-                             **metadata(features=series.features, targets=series.targets, horizon=dataset.horizon,
-                                        window=window, state=state_specs, transform=transform, graph=kind, fmt=FORMAT),
+                             **metadata(features=features, targets=targets, horizon=horizon, window=window,
+                                        state=state_specs, transform=transform, graph=kind, fmt=FORMAT),
                              "eddy.blend": json.dumps({"kind": "arima", "weight": w, "model": arima.model})})
         onnx.save(proto, path)
         graphs[kind] = GraphSpec(file=path.name, sha256=sha256_file(path), ops=sorted(_onnx.count_ops(proto.graph).total))
-    x = np.asarray(series.inputs, np.float64)  # [N, F]
     want = blend(network, reference(arima, samples), w)[:, None]  # [N, 1]: the float64 stage after the float32 networks
-    limit = RTOL * max(float(np.max(np.abs(want), initial=0.0)), float(np.std(y[: dataset.rows["train"][1]])))
+    limit = RTOL * max(float(np.max(np.abs(want), initial=0.0)), floor)
     figures: dict[str, Any] = {"rule": f"|graph - float64 blend of the network graph's output| <= {RTOL:g} * max(max "
-                                       "|y|, the training rows' std), raw units; figures are error / limit",
+                                       f"|y|, {floor_is}), raw units; figures are error / limit",
                                "limit": limit, "steps": int(len(x))}
     y_stream = stream_raw(directory / graphs["step"].file, state_specs, x)  # [N, 1]
     figures["chained_step"] = check("blend chained_step", y_stream, want, limit)
@@ -357,11 +382,5 @@ def make_blended(directory: Path, contained: SelfContained, dataset: Dataset, se
                                    x[None].astype(np.float32), iter(lambda: int(rng.integers(1, 2 * window + 1)), None))
     figures["chunked_sequence"] = check("blend chunked_sequence", y_chunks[0], want, limit)
     parity = {**exported.parity, "blend": figures}
-    entry.update({"arima": arima.to_dict(), "fitted_on": refit,
-                  "seconds": round(time.perf_counter() - started, 3),
-                  "how": "(1 - weight) x networks + weight x the ARIMA's conditional one-step recursion in the "
-                         "graph; weight = MSE_networks / (MSE_networks + MSE_ARIMA) on the validation rows, the "
-                         "networks streamed, the ARIMA fitted on the training rows"})
-    blended = dataclasses.replace(exported, graphs=graphs, state=state_specs, parity=parity)
-    return SelfContained(blended, y_stream), entry
+    return SelfContained(dataclasses.replace(exported, graphs=graphs, state=state_specs, parity=parity), y_stream)
 

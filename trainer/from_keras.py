@@ -47,7 +47,7 @@ from . import publish
 from .calibrate import calibrate
 from .config import TrainConfig
 from .errors import DataError, UnsupportedModelError
-from .evaluate import add_streamed, evaluate, forward
+from .evaluate import add_streamed, evaluate, forward, streamed_score
 from .parity import PARITY_STEPS
 from .series import load_csv
 from .transform import Transform
@@ -213,9 +213,20 @@ def export_keras_file(
             contained = make_window_semantics(staging.path, contained, raw, reference, features=features,
                                               targets=targets, horizon=horizon, window=window, transform=transform.kind)
             source["semantics"] = f"window: each answer depends only on the last {window} samples"
+        network_stream = contained.y_stream  # [T, O] the networks alone
+        if record is not None and record.blend:  # the version served a blend: the same ARIMA stage, the same weight
+            from .blend import Arima, apply
+
+            contained = apply(staging.path, contained, Arima.from_dict(record.blend["arima"]),
+                              float(record.blend["weight"]), raw, features=features, targets=targets, horizon=horizon,
+                              window=window, transform=transform.kind, floor=float(np.std(raw[:, list(features).index(
+                                  targets[0])])), floor_is="the std of the target in the inputs checked", seed=seed)
+            metrics["blend"] = {"kind": "arima", **record.blend, "fitted_on": f"as recorded in {rebuilt_from}"}
         calibration: dict[str, Any] = {}
         if dataset is not None:
             add_streamed(metrics, dataset, contained.y_stream)
+            if "blend" in metrics:
+                metrics["blend"]["network_streamed"] = streamed_score(dataset, network_stream)
             cal, metrics["intervals"], _ = calibrate(
                 dataset, contained.y_stream, intervals, name=name or out.resolve().name, features=list(features),
                 targets=list(targets), season=season, metrics=metrics)

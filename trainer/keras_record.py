@@ -11,7 +11,7 @@ file rebuilds the same graphs from it; for a file written before the record exis
 next to it (whose sha256 of the file must match) gives the same record. An eddy-written file with neither is
 refused (:func:`require_record`). Keras ignores zip members it does not know, so the file still loads anywhere.
 The record also carries the version's interval calibration, so an export without ``--data`` serves the same
-intervals.
+intervals, and the ARIMA stage of a ``--blend arima`` version with its weight, so the export serves the same blend.
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ class Record:
     split: list[float] | None  # the train/val/test fractions the model was trained and scored with
     io: str = "raw"  # the manifest's io: raw (normalisation in the graphs) or normalised (older versions)
     calibration: dict[str, Any] = field(default_factory=dict)  # the manifest's prediction intervals ({}: none)
+    blend: dict[str, Any] = field(default_factory=dict)  # --blend arima: the served "arima" and its "weight" ({}: none)
 
     def to_json(self) -> dict[str, Any]:
         return {"format": FORMAT, **asdict(self)}
@@ -80,7 +81,16 @@ def record_of(manifest: Manifest) -> Record:
         split=[float(f) for f in split] if isinstance(split, list | tuple) and len(split) == 3 else None,
         io=manifest.io,
         calibration=dict(manifest.calibration),
+        blend=_served_blend(manifest.metrics.get("blend")),
     )
+
+
+def _served_blend(entry: Any) -> dict[str, Any]:
+    """What rebuilds the ARIMA stage of a blended version (trainer/blend.py) from its ``metrics.blend``: the
+    served ``arima`` and its ``weight``, or {} when the version serves the networks alone."""
+    if not isinstance(entry, dict) or entry.get("kind") != "arima":
+        return {}
+    return {"arima": entry["arima"], "weight": entry["weight"]}
 
 
 def embed_record(path: Path, manifest: Manifest) -> None:
@@ -169,6 +179,7 @@ def _parse(path: Path, text: bytes) -> Record:
             split=[float(f) for f in d["split"]] if d.get("split") is not None else None,
             io=str(d.get("io", "raw")),
             calibration=dict(d.get("calibration") or {}),
+            blend=dict(d.get("blend") or {}),
         )
     except (KeyError, TypeError, ValueError) as e:
         raise damaged(f"{type(e).__name__}: {e}") from None
