@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{m.training.get('normalization')})")
     if "baselines" in m.metrics:  # scored on --data
         print(c.score_line(m.metrics, m.horizon))
-    elif blend := blend_summary(m.metrics):  # not scored, but the record's blend is served
+    elif blend := blend_summary(m.metrics.get("blend")):  # not scored, but the record's blend is served
         print(f"blend: {blend}")
     for line in c.interval_lines(m.metrics, m.calibration):
         print(line)

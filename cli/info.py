@@ -131,7 +131,7 @@ def format_table(info: dict[str, Any]) -> str:
         row("", "; ".join(f"out {c}: mean {v['mean']:.4g}, std {v['std']:.4g}" for c, v in norm["targets"].items()))
     row("parity", _parity(info["parity"]))
     _test_rows(row, info["test"])
-    if (blend := blend_summary({"blend": info.get("blend")})) is not None:
+    if (blend := blend_summary(info.get("blend"))) is not None:
         row("blend", blend)
     _interval_rows(row, info.get("intervals") or {}, info["targets"])
     for warning in info.get("warnings") or []:

@@ -42,7 +42,7 @@ def score_line(metrics: dict[str, Any], horizon: int, transform: str | None = No
         + (", " + ", ".join(classical) if classical else "")
         + f" ({metrics['windows']} test rows, raw units, {horizon} step{'s' if horizon != 1 else ''} ahead"
         + (f", target transform {transform}" if transform else "") + ")"
-        + (f"\nblend: {blend}" if (blend := blend_summary(metrics)) else "")
+        + (f"\nblend: {blend}" if (blend := blend_summary(metrics.get("blend"))) else "")
     )
 
 

@@ -207,7 +207,7 @@ def add_stage(model: onnx.ModelProto, kind: str, arima: Arima, w: float, target_
                          for n, v in (("target", [target_feature]), ("s0", [0]), ("s1", [-1]), ("ax", [1])))
     b = _Nodes()
     v = b.op("Gather", ["x", _P + "target"], axis=-1)  # [B, (T,) 1] float32
-    sizes = {Y_STATE: len(arima.a), E_STATE: len(arima.theta), N_STATE: 1}
+    sizes = {s.name: s.shape[0] for s in state(arima)}  # state name -> length
     if kind == "step":
         f = _update(b, v, Y_STATE, E_STATE, N_STATE)
     else:

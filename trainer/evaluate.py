@@ -156,10 +156,10 @@ def baseline_warnings(metrics: dict[str, Any], *, window: int | None = None, adv
     return lines
 
 
-def blend_summary(metrics: dict[str, Any]) -> str | None:
-    """One line on ``metrics["blend"]`` (``eddy train --blend``, :mod:`eddy.trainer.blend`), or None without one:
-    the ARIMA and its weight, the validation figures that chose it, and the networks' own streamed test score."""
-    b = metrics.get("blend")
+def blend_summary(b: Any) -> str | None:
+    """One line on a manifest's ``metrics.blend`` ``b`` (``eddy train --blend``, :mod:`eddy.trainer.blend`), or None
+    without one: the ARIMA and its weight, the validation figures that chose it, and the networks' own streamed test
+    score."""
     if not isinstance(b, dict):
         return None
     if b.get("kind") != "arima":
